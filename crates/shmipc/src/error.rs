@@ -1,0 +1,296 @@
+//! One error enum per operation. Each message says what happened to which object and
+//! what to do about it; the OS error, where there is one, is the [`source`].
+//!
+//! [`source`]: std::error::Error::source
+
+use std::io;
+
+use crate::name::NameError;
+
+/// Why [`Segment::create`](crate::Segment::create) (or `create_or_open`) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The name broke a naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A live segment with this name exists already.
+    #[error("segment `{name}` already exists: open it, remove it with `shmipc rm {name}`, or choose another name")]
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// The requested size is not usable.
+    #[error("segment `{name}`: size {size} is invalid: {reason}")]
+    InvalidSize {
+        /// The segment's name.
+        name: String,
+        /// The requested size.
+        size: u64,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The backing store cannot hold the requested size.
+    #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free memory there")]
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The requested size.
+        size: u64,
+        /// Bytes free in the backing store.
+        available: u64,
+        /// The backing store (e.g. `/dev/shm`).
+        store: String,
+    },
+    /// A segment with this name exists and is smaller than requested.
+    #[error("segment `{name}` exists with {existing} bytes, fewer than the {requested} requested: open it with its size or remove it first")]
+    TooSmall {
+        /// The segment's name.
+        name: String,
+        /// Its actual size.
+        existing: u64,
+        /// The size asked for.
+        requested: u64,
+    },
+    /// The OS refused access.
+    #[error("segment `{name}`: permission denied: check its owner and mode, or use another name")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The combination of options is not available on this OS.
+    #[error("segment `{name}`: {what} is not supported on this OS{hint}")]
+    Unsupported {
+        /// The segment's name.
+        name: String,
+        /// What is unsupported.
+        what: &'static str,
+        /// What to use instead (starts with `: ` or is empty).
+        hint: &'static str,
+    },
+    /// Any other OS failure.
+    #[error("segment `{name}`: {op} failed: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`Segment::open`](crate::Segment::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name broke a naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No live segment has this name.
+    #[error("segment `{name}` does not exist: create it first (`shmipc create {name} --size SIZE`) or check the name with `shmipc ls`")]
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The OS refused access.
+    #[error("segment `{name}`: permission denied: check its owner and mode (`shmipc info {name}`), or open it read-only")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The object exists but has no size yet (another program created it and has not sized it).
+    #[error("segment `{name}` has size 0: its creator has not sized it yet; try again")]
+    Empty {
+        /// The segment's name.
+        name: String,
+    },
+    /// The object is held exclusively by a process that does not let go.
+    #[error("segment `{name}` stayed locked by another process past the deadline: check `shmipc info {name}`, then retry")]
+    Busy {
+        /// The segment's name.
+        name: String,
+    },
+    /// The combination of options is not available on this OS.
+    #[error("segment `{name}`: {what} is not supported on this OS{hint}")]
+    Unsupported {
+        /// The segment's name.
+        name: String,
+        /// What is unsupported.
+        what: &'static str,
+        /// What to use instead (starts with `: ` or is empty).
+        hint: &'static str,
+    },
+    /// Any other OS failure.
+    #[error("segment `{name}`: {op} failed: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`Segment::map`](crate::Segment::map) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// `offset + len` is past the end of the segment.
+    #[error("segment `{name}`: range {offset}..{offset}+{len} is outside its {size} bytes: map a range inside the segment")]
+    OutOfRange {
+        /// The segment's name.
+        name: String,
+        /// Requested offset.
+        offset: u64,
+        /// Requested length (resolved when 0 was given).
+        len: u64,
+        /// Segment size.
+        size: u64,
+    },
+    /// `offset + len` overflows.
+    #[error("segment `{name}`: offset {offset} plus length {len} overflows: use a smaller offset or length")]
+    Overflow {
+        /// The segment's name.
+        name: String,
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: u64,
+    },
+    /// A write view was asked of a segment opened read-only.
+    #[error("segment `{name}` was opened read-only: open it with `Access::ReadWrite` to map it writable (or map it copy-on-write)")]
+    ReadOnly {
+        /// The segment's name.
+        name: String,
+    },
+    /// Any other OS failure.
+    #[error("segment `{name}`: {op} failed: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a read or write through a [`View`](crate::View) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The access reaches past the end of the view.
+    #[error("access at offset {offset} of {len} bytes is outside the view's {view_len} bytes")]
+    OutOfBounds {
+        /// Offset into the view.
+        offset: usize,
+        /// Length of the access.
+        len: usize,
+        /// Length of the view.
+        view_len: usize,
+    },
+    /// The view is read-only.
+    #[error("the view is read-only: map the segment with `Access::ReadWrite` or `Access::CopyOnWrite` to write")]
+    ReadOnly,
+    /// An atomic was asked for at an offset that is not aligned for it.
+    #[error("offset {offset} is not a multiple of {align}, as an atomic there needs")]
+    Misaligned {
+        /// Offset into the view.
+        offset: usize,
+        /// The required alignment.
+        align: usize,
+    },
+}
+
+/// Why [`Segment::remove`](crate::Segment::remove) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// The name broke a naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No segment has this name.
+    #[error("segment `{name}` does not exist: check the name with `shmipc ls --all`")]
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The OS refused.
+    #[error("segment `{name}`: permission denied: only its owner (or root) can remove it")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The OS cannot remove named segments (Windows: they go with their last handle).
+    #[error("segment `{name}`: {what} is not supported on this OS{hint}")]
+    Unsupported {
+        /// The segment's name.
+        name: String,
+        /// What is unsupported.
+        what: &'static str,
+        /// What to use instead (starts with `: ` or is empty).
+        hint: &'static str,
+    },
+    /// Any other OS failure.
+    #[error("segment `{name}`: {op} failed: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why listing segments (or collecting stale ones) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// This OS offers no way to enumerate named segments.
+    #[error("listing segments is not supported on this OS: {hint}")]
+    Unsupported {
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The OS failed.
+    #[error("listing {place} failed: {source}")]
+    Os {
+        /// What was being listed.
+        place: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`View::flush`](crate::View::flush) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The range is outside the view.
+    #[error(transparent)]
+    Range(#[from] AccessError),
+    /// The OS failed to write the pages back.
+    #[error("flushing the view failed: {source}")]
+    Os {
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,4 @@
+//! OS-specific extras, for programs that need to hand handles between processes.
+
+#[cfg(unix)]
+pub mod unix;

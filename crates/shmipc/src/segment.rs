@@ -1,0 +1,452 @@
+//! [`Segment`]: the named mapping object (Win32 `CreateFileMapping` /
+//! `OpenFileMapping`, POSIX `shm_open`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{CreateError, ListError, MapError, OpenError, RemoveError};
+use crate::name::Name;
+use crate::sys;
+use crate::view::{self, View};
+
+/// How a segment or a view may be accessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read only (`FILE_MAP_READ`, `PROT_READ`). Writing is an error, not a crash.
+    Read,
+    /// Read and write, shared with every other holder (`FILE_MAP_WRITE`).
+    ReadWrite,
+    /// Private copy-on-write (`FILE_MAP_COPY`, `MAP_PRIVATE`): writes stay in this
+    /// view and are never seen by others or written back.
+    CopyOnWrite,
+}
+
+/// How long a named segment lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Persistence {
+    /// Win32 semantics (the default): the segment lives while any process holds it
+    /// (a [`Segment`] or a [`View`]) and is gone when the last holder closes it or
+    /// dies, even by SIGKILL.
+    #[default]
+    UntilLastClose,
+    /// POSIX kernel persistence: the segment lives until [`Segment::remove`] (or
+    /// `shmipc rm`) or a reboot.
+    UntilRemoved,
+}
+
+/// What stores a segment's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backing {
+    /// System memory (POSIX shm, the Windows paging file).
+    Memory,
+    /// A file at this path: the data persists with the file.
+    File(PathBuf),
+    /// An unnamed segment (memfd / unnamed section), shared by handing on its handle.
+    Unnamed,
+}
+
+/// Who made a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// shmipc made it, and follows its lifetime rules.
+    Shmipc,
+    /// Another program made it (e.g. with `shm_open` or Python); shmipc never removes
+    /// it unless asked.
+    Foreign,
+}
+
+/// What the OS says about a named segment (for `shmipc ls` / `info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: String,
+    /// Its size in bytes (page-rounded where the OS cannot tell more).
+    pub size: u64,
+    /// What stores it.
+    pub backing: Backing,
+    /// Who made it.
+    pub origin: Origin,
+    /// How long it lives.
+    pub persistence: Persistence,
+    /// Unix permission bits, where the OS has them.
+    pub mode: Option<u32>,
+    /// Owner's user id, where the OS has one.
+    pub owner: Option<u32>,
+    /// Process ids of the live holders, where the OS can tell.
+    pub holders: Option<Vec<u32>>,
+    /// True when it should have died with its holders, who are all gone (removed
+    /// by the next `open`, `create` or `shmipc gc`).
+    pub stale: bool,
+}
+
+/// Whether [`Segment::create_or_open`] created the segment or opened an existing one
+/// (the seed's `GetLastError() == ERROR_ALREADY_EXISTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// This call created it.
+    Created,
+    /// It existed already and was opened.
+    Opened,
+}
+
+/// Parameters a backend needs to create a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct CreateParams<'a> {
+    pub(crate) size: u64,
+    pub(crate) mode: u32,
+    pub(crate) persistence: Persistence,
+    pub(crate) file: Option<&'a Path>,
+    pub(crate) reserve: bool,
+}
+
+/// The shared state of a segment: the OS handle, kept open while a [`Segment`] or
+/// any of its [`View`]s lives.
+pub(crate) struct Inner {
+    pub(crate) name: Option<Name>,
+    pub(crate) handle: sys::Handle,
+    pub(crate) access: Access,
+}
+
+impl Inner {
+    pub(crate) fn display_name(&self) -> String {
+        self.name.as_ref().map_or_else(|| "(unnamed)".to_owned(), Name::to_string)
+    }
+}
+
+/// A named (or unnamed) shared-memory segment: the mapping object itself.
+///
+/// Holding a `Segment` (or any [`View`] of it) keeps the segment alive; see
+/// [`Persistence`]. Map views of it with [`Segment::map`].
+///
+/// ```
+/// use shmipc::{Access, Segment};
+/// # let name = format!("doc-segment-{}", std::process::id());
+/// let seg = Segment::create(&name, 4096)?;               // CreateFileMapping
+/// seg.map_all()?.write_at(0, b"Hello from Process 1\0")?; // MapViewOfFile + write
+///
+/// let other = Segment::open(&name, Access::Read)?;       // OpenFileMapping
+/// let mut buf = [0u8; 20];
+/// other.map(0, 20)?.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"Hello from Process 1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Segment {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.inner.name)
+            .field("size", &self.size())
+            .field("access", &self.inner.access)
+            .field("backing", self.inner.handle.backing())
+            .field("persistence", &self.inner.handle.persistence())
+            .finish()
+    }
+}
+
+fn check_size(name: &str, size: u64) -> Result<(), CreateError> {
+    if size == 0 {
+        return Err(CreateError::InvalidSize { name: name.into(), size, reason: "a segment needs at least one byte" });
+    }
+    if size > i64::MAX as u64 {
+        return Err(CreateError::InvalidSize { name: name.into(), size, reason: "it is larger than any OS allows" });
+    }
+    Ok(())
+}
+
+impl Segment {
+    /// Creates a segment of `size` bytes in system memory, owner-only (0600), that
+    /// lives until its last holder closes it. Fails if the name exists.
+    ///
+    /// # Errors
+    /// [`CreateError::AlreadyExists`] if a live segment has the name; invalid names
+    /// and sizes, lack of space and OS failures as their variants.
+    #[doc(alias = "CreateFileMapping")]
+    #[doc(alias = "CreateFileMappingW")]
+    #[doc(alias = "shm_open")]
+    pub fn create(name: &str, size: u64) -> Result<Self, CreateError> {
+        Self::options().size(size).create(name)
+    }
+
+    /// Opens an existing segment with `access`; the size is the segment's own.
+    ///
+    /// [`Access::Read`] and [`Access::CopyOnWrite`] need only read permission.
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] if no live segment has the name.
+    #[doc(alias = "OpenFileMapping")]
+    #[doc(alias = "OpenFileMappingW")]
+    pub fn open(name: &str, access: Access) -> Result<Self, OpenError> {
+        Self::options().access(access).open(name)
+    }
+
+    /// Creates the segment, or opens it read-write if it exists, and says which
+    /// (Win32 `CreateFileMapping` + `ERROR_ALREADY_EXISTS`). Of many processes racing,
+    /// exactly one creates.
+    ///
+    /// # Errors
+    /// As [`Segment::create`]; [`CreateError::TooSmall`] if the existing segment is
+    /// smaller than `size`.
+    pub fn create_or_open(name: &str, size: u64) -> Result<(Self, Disposition), CreateError> {
+        Self::options().size(size).create_or_open(name)
+    }
+
+    /// A builder for the less common choices: file backing, mode, persistence,
+    /// access, unnamed segments.
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::default()
+    }
+
+    /// Removes the name. Processes that hold the segment keep their views; nobody can
+    /// open it by name any more. A file-backed segment's file stays.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if nothing has the name.
+    #[doc(alias = "shm_unlink")]
+    pub fn remove(name: &str) -> Result<(), RemoveError> {
+        let name = Name::new(name)?;
+        sys::remove(&name)
+    }
+
+    /// Every named segment on the machine, shmipc's and other programs' (see
+    /// [`SegmentInfo::origin`]), without stale ones.
+    ///
+    /// # Errors
+    /// [`ListError::Unsupported`] where the OS cannot enumerate named objects.
+    pub fn list() -> Result<Vec<SegmentInfo>, ListError> {
+        Ok(sys::list()?.into_iter().filter(|s| !s.stale).collect())
+    }
+
+    /// What the OS says about one named segment.
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] if nothing has the name or it is stale.
+    pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
+        let name = Name::new(name)?;
+        match sys::info(&name)? {
+            i if i.stale => Err(OpenError::NotFound { name: name.to_string() }),
+            i => Ok(i),
+        }
+    }
+
+    /// Removes shmipc segments whose holders have all died (with `dry_run`, only
+    /// finds them) and returns their names. Other programs' segments and persistent
+    /// ones are never touched.
+    ///
+    /// # Errors
+    /// As [`Segment::list`].
+    pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>, ListError> {
+        sys::gc(dry_run)
+    }
+
+    /// The name, or `None` for an unnamed segment.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_ref().map(Name::as_str)
+    }
+
+    /// The size in bytes, as created (an opener learns the creator's size).
+    pub fn size(&self) -> u64 {
+        self.inner.handle.size()
+    }
+
+    /// The access this handle was opened with.
+    pub fn access(&self) -> Access {
+        self.inner.access
+    }
+
+    /// What stores the bytes.
+    pub fn backing(&self) -> &Backing {
+        self.inner.handle.backing()
+    }
+
+    /// How long the segment lives.
+    pub fn persistence(&self) -> Persistence {
+        self.inner.handle.persistence()
+    }
+
+    /// Maps `len` bytes from `offset` (`len == 0`: to the end) with this handle's
+    /// access. Offsets need no alignment.
+    ///
+    /// # Errors
+    /// [`MapError::OutOfRange`] / [`MapError::Overflow`] for a bad range.
+    #[doc(alias = "MapViewOfFile")]
+    #[doc(alias = "mmap")]
+    pub fn map(&self, offset: u64, len: usize) -> Result<View, MapError> {
+        self.map_with(offset, len, self.inner.access)
+    }
+
+    /// Maps the whole segment with this handle's access.
+    ///
+    /// # Errors
+    /// As [`Segment::map`].
+    pub fn map_all(&self) -> Result<View, MapError> {
+        self.map(0, 0)
+    }
+
+    /// Maps a range with another access: [`Access::Read`] or
+    /// [`Access::CopyOnWrite`] work on any handle; [`Access::ReadWrite`] needs a
+    /// read-write handle.
+    ///
+    /// # Errors
+    /// [`MapError::ReadOnly`] for a write view of a read-only handle; as
+    /// [`Segment::map`] otherwise.
+    pub fn map_with(&self, offset: u64, len: usize, access: Access) -> Result<View, MapError> {
+        view::map(&self.inner, offset, len, access)
+    }
+}
+
+/// Choices for creating or opening a segment; start with [`Segment::options`].
+///
+/// ```
+/// use shmipc::{Persistence, Segment};
+/// # let name = format!("doc-options-{}", std::process::id());
+/// let seg = Segment::options()
+///     .size(1 << 20)
+///     .mode(0o600)
+///     .persistence(Persistence::UntilRemoved)
+///     .create(&name)?;
+/// assert_eq!(seg.size(), 1 << 20);
+/// Segment::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    size: u64,
+    mode: u32,
+    persistence: Persistence,
+    file: Option<PathBuf>,
+    access: Access,
+    reserve: bool,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self { size: 0, mode: 0o600, persistence: Persistence::UntilLastClose, file: None, access: Access::ReadWrite, reserve: false }
+    }
+}
+
+impl SegmentOptions {
+    /// Size in bytes for creating. For a file-backed segment, 0 means "the file's
+    /// current size" and a larger size extends the file.
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Unix permission bits for creating (read/write bits only; default `0o600`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long a created segment lives (default [`Persistence::UntilLastClose`]).
+    pub fn persistence(mut self, persistence: Persistence) -> Self {
+        self.persistence = persistence;
+        self
+    }
+
+    /// Back the segment by this file (the seed's `hFile` case) instead of system
+    /// memory. The data persists with the file; the name lasts until removed.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Access for `open` (default [`Access::ReadWrite`]).
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Commit the memory at creation (like Win32 `SEC_COMMIT`), so that a full
+    /// `/dev/shm` is an error now rather than a `SIGBUS` at the first write later.
+    /// Costs the time to allocate every page.
+    pub fn reserve(mut self, reserve: bool) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    fn params(&self) -> CreateParams<'_> {
+        CreateParams { size: self.size, mode: self.mode, persistence: self.persistence, file: self.file.as_deref(), reserve: self.reserve }
+    }
+
+    /// Creates the named segment; fails if the name exists.
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn create(&self, name: &str) -> Result<Segment, CreateError> {
+        let name = Name::new(name)?;
+        if self.file.is_none() {
+            check_size(name.as_str(), self.size)?;
+        } else if self.size > i64::MAX as u64 {
+            check_size(name.as_str(), self.size)?;
+        }
+        let handle = sys::create(&name, &self.params())?;
+        Ok(Segment { inner: Arc::new(Inner { name: Some(name), handle, access: Access::ReadWrite }) })
+    }
+
+    /// Opens the named segment with the configured access.
+    ///
+    /// # Errors
+    /// See [`OpenError`].
+    pub fn open(&self, name: &str) -> Result<Segment, OpenError> {
+        let name = Name::new(name)?;
+        let handle = sys::open(&name, self.access)?;
+        Ok(Segment { inner: Arc::new(Inner { name: Some(name), handle, access: self.access }) })
+    }
+
+    /// Creates the named segment, or opens it if it exists, and says which.
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn create_or_open(&self, name: &str) -> Result<(Segment, Disposition), CreateError> {
+        // A segment can vanish between a failed create and the open (its last holder
+        // closed it): then create again. Bounded, so hostile churn cannot spin forever.
+        for _ in 0..100 {
+            match self.create(name) {
+                Ok(seg) => return Ok((seg, Disposition::Created)),
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.clone().access(Access::ReadWrite).open(name) {
+                Ok(seg) if seg.size() < self.size => {
+                    return Err(CreateError::TooSmall { name: name.into(), existing: seg.size(), requested: self.size });
+                }
+                Ok(seg) => return Ok((seg, Disposition::Opened)),
+                Err(OpenError::NotFound { .. }) => continue,
+                Err(e) => return Err(open_to_create(e)),
+            }
+        }
+        Err(CreateError::AlreadyExists { name: name.into() })
+    }
+
+    /// Creates an unnamed segment (Linux: a memfd sealed against resizing), shared
+    /// by handing its handle to another process (see [`crate::os`]).
+    ///
+    /// # Errors
+    /// See [`CreateError`].
+    pub fn create_unnamed(&self) -> Result<Segment, CreateError> {
+        check_size("(unnamed)", self.size)?;
+        let handle = sys::create_unnamed(self.size, self.reserve)?;
+        Ok(Segment { inner: Arc::new(Inner { name: None, handle, access: Access::ReadWrite }) })
+    }
+}
+
+fn open_to_create(e: OpenError) -> CreateError {
+    match e {
+        OpenError::InvalidName(n) => CreateError::InvalidName(n),
+        OpenError::PermissionDenied { name, source } => CreateError::PermissionDenied { name, source },
+        OpenError::Unsupported { name, what, hint } => CreateError::Unsupported { name, what, hint },
+        OpenError::Os { name, op, source } => CreateError::Os { name, op, source },
+        other => {
+            let msg = other.to_string();
+            CreateError::Os { name: String::new(), op: "opening the existing segment", source: std::io::Error::other(msg) }
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! Linux backend: POSIX shared memory under `/dev/shm`, memfd, `mmap`, and the
+//! lifetime protocol built on `flock`.
+//!
+//! # Lifetime protocol (Win32 semantics on POSIX shm)
+//!
+//! * Every holder keeps a **shared** `flock` on its own descriptor of the object.
+//!   The kernel drops it when the descriptor closes, whether the process exits,
+//!   crashes or is killed with SIGKILL.
+//! * A closing holder tries to take the lock **exclusively** without blocking. Only
+//!   the last holder can; it unlinks the name (if the name still names its object).
+//!   A failed non-blocking upgrade drops the shared lock in the same kernel step, so
+//!   of two holders closing at once, the second always succeeds.
+//! * An opener first tries the exclusive lock: if it gets it, nobody holds the
+//!   object. If shmipc created it to die with its last holder, it is stale (its
+//!   holders were killed): the opener unlinks it and reports "not found". Otherwise
+//!   the opener takes the shared lock and then checks (`st_nlink`) that the object
+//!   is still linked, so it never joins an object a closing holder just unlinked.
+//! * Creation builds the object unnamed (`O_TMPFILE` in `/dev/shm`), sizes it, marks
+//!   it, locks it, and only then links it under its name with `linkat`, which fails
+//!   rather than replace: nobody ever sees it half made. Where `O_TMPFILE` or
+//!   `/proc` is missing, a temporary name plus `link(2)` does the same.
+//!
+//! # Markers
+//!
+//! shmipc marks the objects it creates in their mode bits, so the mark is set
+//! atomically with creation and costs no extra call to read: the sticky bit
+//! (`S_ISVTX`, meaningless on a regular file) says "made by shmipc", and the owner
+//! execute bit, meaningless for shared memory, added to it says "dies with its last
+//! holder". Objects without the sticky bit were made by other programs and are never
+//! removed unless asked. A file-backed named segment is a symbolic link
+//! `/dev/shm/NAME -> /path/of/file`, which `shm_open` itself refuses to follow.
+//!
+//! # Safety
+//!
+//! This module holds the `unsafe` calls of the Linux backend (`mmap`, `munmap`,
+//! `msync`); each says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mm::{self, MapFlags, MsyncFlags, ProtFlags};
+
+use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use crate::name::{Name, RESERVED_PREFIX};
+use crate::segment::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+
+/// Longest name: a file name in `/dev/shm` (`NAME_MAX`).
+pub(crate) const MAX_NAME_LEN: usize = 255;
+
+/// Where glibc's `shm_open` keeps its objects.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Mode bit: made by shmipc.
+const MARK_SHMIPC: u32 = 0o1000;
+/// Mode bit (with [`MARK_SHMIPC`]): dies with its last holder.
+const MARK_TRANSIENT: u32 = 0o100;
+/// The permission bits a user may choose.
+pub(crate) const PERMISSION_BITS: u32 = 0o666;
+
+/// How long an opener waits for a closing holder that has the object locked
+/// exclusively (it holds it for two system calls) before calling it busy.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The alignment a mapping's file offset needs.
+pub(crate) fn granularity() -> usize {
+    rustix::param::page_size()
+}
+
+fn path_of(name: &Name) -> PathBuf {
+    Path::new(SHM_DIR).join(name.as_str())
+}
+
+fn io_err(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// An open segment: a descriptor with a shared `flock` on it, and what to do when
+/// it closes.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    fd: OwnedFd,
+    size: u64,
+    backing: Backing,
+    persistence: Persistence,
+    /// For a named memory segment that dies with its last holder: its path.
+    transient_path: Option<PathBuf>,
+}
+
+impl Handle {
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+    pub(crate) fn backing(&self) -> &Backing {
+        &self.backing
+    }
+    pub(crate) fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Wraps a descriptor received from elsewhere (e.g. inherited from a parent).
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        let st = rfs::fstat(&fd).map_err(io_err)?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        Ok(Self {
+            fd,
+            size,
+            backing: Backing::Unnamed,
+            persistence: Persistence::UntilLastClose,
+            transient_path: None,
+        })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let Some(path) = &self.transient_path else { return };
+        // The last holder is the one that can take the lock exclusively.
+        if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            unlink_if_same(path, &self.fd);
+        }
+        // Closing the descriptor releases whatever lock is left.
+    }
+}
+
+/// Unlinks `path` if it still names the object open as `fd`.
+fn unlink_if_same(path: &Path, fd: &OwnedFd) {
+    let (Ok(ours), Ok(named)) = (rfs::fstat(fd), rfs::lstat(path)) else { return };
+    if ours.st_nlink > 0 && ours.st_ino == named.st_ino && ours.st_dev == named.st_dev {
+        let _ = rfs::unlink(path);
+    }
+}
+
+/// Takes the shared lock, waiting at most [`LOCK_PATIENCE`] for an exclusive holder.
+fn lock_shared(fd: &OwnedFd) -> Result<(), Option<Errno>> {
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    let mut spins = 0u32;
+    loop {
+        match rfs::flock(fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return Ok(()),
+            Err(Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                // A closer holds it for two system calls; yield, then back off.
+                spins += 1;
+                if spins < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Err(Errno::WOULDBLOCK) => return Err(None),
+            Err(e) => return Err(Some(e)),
+        }
+    }
+}
+
+fn is_transient(mode: u32) -> bool {
+    mode & (MARK_SHMIPC | MARK_TRANSIENT) == MARK_SHMIPC | MARK_TRANSIENT
+}
+
+fn marks(persistence: Persistence) -> u32 {
+    match persistence {
+        Persistence::UntilLastClose => MARK_SHMIPC | MARK_TRANSIENT,
+        Persistence::UntilRemoved => MARK_SHMIPC,
+    }
+}
+
+/// Free bytes in `/dev/shm`.
+fn shm_available(dir: &Path) -> io::Result<u64> {
+    let st = rfs::statvfs(dir).map_err(io_err)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+// ---------------------------------------------------------------------------------
+// create
+
+pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
+    let n = || name.to_string();
+    let os = |op: &'static str| move |e: Errno| CreateError::Os { name: n(), op, source: io_err(e) };
+    if let Some(file) = p.file {
+        return create_file_backed(name, file, p);
+    }
+    let avail = shm_available(Path::new(SHM_DIR))
+        .map_err(|source| CreateError::Os { name: n(), op: "statvfs(/dev/shm)", source })?;
+    if p.size > avail {
+        return Err(CreateError::NoSpace { name: n(), size: p.size, available: avail, store: SHM_DIR.into() });
+    }
+    let mode = (p.mode & PERMISSION_BITS) | marks(p.persistence);
+    let target = path_of(name);
+
+    // Build it unnamed, or under a temporary name where O_TMPFILE is missing.
+    let unnamed = if proc_fd_available() {
+        rfs::open(SHM_DIR, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+    } else {
+        Err(Errno::NOENT)
+    };
+    let (fd, temp) = match unnamed {
+        Ok(fd) => (fd, None),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
+            let temp = temp_path();
+            let fd = rfs::open(&temp, OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(0o600))
+                .map_err(os("creating a temporary object in /dev/shm"))?;
+            (fd, Some(temp))
+        }
+        Err(Errno::ACCESS | Errno::PERM) => return Err(CreateError::PermissionDenied { name: n(), source: io::Error::from(io::ErrorKind::PermissionDenied) }),
+        Err(e) => return Err(os("open(/dev/shm, O_TMPFILE)")(e)),
+    };
+    // Whatever fails below, the temporary name must not stay behind.
+    let cleanup = |e: CreateError| {
+        if let Some(t) = &temp {
+            let _ = rfs::unlink(t);
+        }
+        e
+    };
+    prepare(&fd, p.size, mode, p.reserve).map_err(|(op, e)| match e {
+        Errno::NOSPC | Errno::FBIG => CreateError::NoSpace { name: n(), size: p.size, available: avail, store: SHM_DIR.into() },
+        e => os(op)(e),
+    }).map_err(cleanup)?;
+
+    // Publish: link without replacing; a stale object under the name is cleared once.
+    let mut cleared_stale = false;
+    loop {
+        let linked = match &temp {
+            None => {
+                let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                rfs::linkat(rfs::CWD, proc_path.as_str(), rfs::CWD, &target, rfs::AtFlags::SYMLINK_FOLLOW)
+            }
+            Some(t) => rfs::link(t, &target),
+        };
+        match linked {
+            Ok(()) => break,
+            Err(Errno::EXIST) if !cleared_stale => {
+                cleared_stale = true;
+                if !clear_if_stale(&target) {
+                    return Err(cleanup(CreateError::AlreadyExists { name: n() }));
+                }
+            }
+            Err(Errno::EXIST) => return Err(cleanup(CreateError::AlreadyExists { name: n() })),
+            Err(e) => return Err(cleanup(os("link into /dev/shm")(e))),
+        }
+    }
+    if let Some(t) = &temp {
+        let _ = rfs::unlink(t);
+    }
+    Ok(Handle {
+        fd,
+        size: p.size,
+        backing: Backing::Memory,
+        persistence: p.persistence,
+        transient_path: (p.persistence == Persistence::UntilLastClose).then_some(target),
+    })
+}
+
+/// Size, mark and lock a fresh object.
+fn prepare(fd: &OwnedFd, size: u64, mode: u32, reserve: bool) -> Result<(), (&'static str, Errno)> {
+    rfs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| ("fchmod", e))?;
+    rfs::ftruncate(fd, size).map_err(|e| ("ftruncate", e))?;
+    if reserve {
+        rfs::fallocate(fd, rfs::FallocateFlags::empty(), 0, size).map_err(|e| ("fallocate", e))?;
+    }
+    rfs::flock(fd, FlockOperation::LockShared).map_err(|e| ("flock", e))
+}
+
+/// Whether `/proc/self/fd` exists, through which an `O_TMPFILE` object gets its name.
+fn proc_fd_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+fn temp_path() -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    Path::new(SHM_DIR).join(format!(
+        "{RESERVED_PREFIX}tmp-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// If `path` is a shmipc object that should have died with its holders and none is
+/// left, removes it and returns true.
+fn clear_if_stale(path: &Path) -> bool {
+    let Ok(fd) = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else {
+        // Gone already (or a symlink: a file-backed name, never stale).
+        return matches!(rfs::lstat(path), Err(Errno::NOENT));
+    };
+    let Ok(st) = rfs::fstat(&fd) else { return false };
+    if !is_transient(st.st_mode) {
+        return false;
+    }
+    if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+        unlink_if_same(path, &fd);
+        return true;
+    }
+    false
+}
+
+fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
+    let n = || name.to_string();
+    let abs = std::path::absolute(file).map_err(|source| CreateError::Os { name: n(), op: "resolving the file path", source })?;
+    let fd = rfs::open(&abs, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(p.mode & PERMISSION_BITS)).map_err(|e| match e {
+        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied { name: n(), source: io_err(e) },
+        e => CreateError::Os { name: n(), op: "opening the backing file", source: io_err(e) },
+    })?;
+    let current = rfs::fstat(&fd).map(|s| u64::try_from(s.st_size).unwrap_or(0)).map_err(|e| CreateError::Os { name: n(), op: "fstat", source: io_err(e) })?;
+    let size = if p.size == 0 { current } else { p.size };
+    if size == 0 {
+        return Err(CreateError::InvalidSize { name: n(), size: 0, reason: "the backing file is empty: give a size to extend it to" });
+    }
+    if size > current {
+        rfs::ftruncate(&fd, size).map_err(|e| match e {
+            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace { name: n(), size, available: current, store: abs.display().to_string() },
+            e => CreateError::Os { name: n(), op: "extending the backing file", source: io_err(e) },
+        })?;
+    }
+    rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| CreateError::Os { name: n(), op: "flock", source: io_err(e) })?;
+    let target = path_of(name);
+    match rfs::symlink(&abs, &target) {
+        Ok(()) => {}
+        Err(Errno::EXIST) => {
+            if clear_if_stale(&target) {
+                rfs::symlink(&abs, &target).map_err(|e| CreateError::Os { name: n(), op: "symlink into /dev/shm", source: io_err(e) })?;
+            } else {
+                return Err(CreateError::AlreadyExists { name: n() });
+            }
+        }
+        Err(e) => return Err(CreateError::Os { name: n(), op: "symlink into /dev/shm", source: io_err(e) }),
+    }
+    Ok(Handle { fd, size, backing: Backing::File(abs), persistence: Persistence::UntilRemoved, transient_path: None })
+}
+
+pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateError> {
+    let os = |op: &'static str| move |e: Errno| CreateError::Os { name: "(unnamed)".into(), op, source: io_err(e) };
+    let fd = rfs::memfd_create("shmipc", rfs::MemfdFlags::CLOEXEC | rfs::MemfdFlags::ALLOW_SEALING).map_err(os("memfd_create"))?;
+    rfs::ftruncate(&fd, size).map_err(|e| match e {
+        Errno::NOSPC | Errno::FBIG | Errno::INVAL => CreateError::InvalidSize { name: "(unnamed)".into(), size, reason: "the OS refused this size" },
+        e => os("ftruncate")(e),
+    })?;
+    if reserve {
+        rfs::fallocate(&fd, rfs::FallocateFlags::empty(), 0, size).map_err(os("fallocate"))?;
+    }
+    // Nobody holding it can shrink it under another holder's mappings (no SIGBUS).
+    rfs::fcntl_add_seals(&fd, rfs::SealFlags::SHRINK | rfs::SealFlags::GROW | rfs::SealFlags::SEAL).map_err(os("sealing the memfd"))?;
+    Ok(Handle { fd, size, backing: Backing::Unnamed, persistence: Persistence::UntilLastClose, transient_path: None })
+}
+
+// ---------------------------------------------------------------------------------
+// open
+
+pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
+    let n = || name.to_string();
+    let path = path_of(name);
+    let flags = match access {
+        Access::ReadWrite => OFlags::RDWR,
+        Access::Read | Access::CopyOnWrite => OFlags::RDONLY,
+    };
+    // A closing holder may unlink the object between our open and our lock; then
+    // the name may already name a new object: start again (bounded).
+    for _ in 0..64 {
+        let fd = match rfs::open(&path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+            Err(Errno::LOOP) => return open_file_backed(name, &path, flags),
+            Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(OpenError::PermissionDenied { name: n(), source: io_err(e) }),
+            Err(e) => return Err(OpenError::Os { name: n(), op: "shm_open", source: io_err(e) }),
+        };
+        let fstat = |fd: &OwnedFd| rfs::fstat(fd).map_err(|e| OpenError::Os { name: n(), op: "fstat", source: io_err(e) });
+        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                // Nobody holds it.
+                let st = fstat(&fd)?;
+                if is_transient(st.st_mode) {
+                    // Its holders died without cleaning up: stale.
+                    unlink_if_same(&path, &fd);
+                    return Err(OpenError::NotFound { name: n() });
+                }
+                // Persistent or made by another program: join as a holder.
+                rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| OpenError::Os { name: n(), op: "flock", source: io_err(e) })?;
+            }
+            Err(Errno::WOULDBLOCK) => match lock_shared(&fd) {
+                Ok(()) => {}
+                Err(None) => return Err(OpenError::Busy { name: n() }),
+                Err(Some(e)) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+            },
+            Err(e) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+        }
+        let st = fstat(&fd)?;
+        if st.st_nlink == 0 {
+            continue; // unlinked by the last holder while we waited: look again
+        }
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if size == 0 {
+            return Err(OpenError::Empty { name: n() });
+        }
+        let transient = is_transient(st.st_mode);
+        return Ok(Handle {
+            fd,
+            size,
+            backing: Backing::Memory,
+            persistence: if transient { Persistence::UntilLastClose } else { Persistence::UntilRemoved },
+            transient_path: transient.then_some(path),
+        });
+    }
+    Err(OpenError::Busy { name: n() })
+}
+
+fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, OpenError> {
+    let n = || name.to_string();
+    let target = fs::read_link(link).map_err(|source| OpenError::Os { name: n(), op: "readlink", source })?;
+    let fd = match rfs::open(&target, flags | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(OpenError::PermissionDenied { name: n(), source: io_err(e) }),
+        Err(e) => return Err(OpenError::Os { name: n(), op: "opening the backing file", source: io_err(e) }),
+    };
+    match lock_shared(&fd) {
+        Ok(()) => {}
+        Err(None) => return Err(OpenError::Busy { name: n() }),
+        Err(Some(e)) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+    }
+    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os { name: n(), op: "fstat", source: io_err(e) })?;
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size == 0 {
+        return Err(OpenError::Empty { name: n() });
+    }
+    Ok(Handle { fd, size, backing: Backing::File(target), persistence: Persistence::UntilRemoved, transient_path: None })
+}
+
+// ---------------------------------------------------------------------------------
+// remove, list, info, gc
+
+pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
+    let n = || name.to_string();
+    // The name only: a file-backed segment's file stays, as does the memory of
+    // processes that still map it (POSIX `shm_unlink` semantics).
+    match rfs::unlink(path_of(name)) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(RemoveError::NotFound { name: n() }),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(RemoveError::PermissionDenied { name: n(), source: io_err(e) }),
+        Err(e) => Err(RemoveError::Os { name: n(), op: "shm_unlink", source: io_err(e) }),
+    }
+}
+
+/// Which processes hold a lock on the inode (`dev`, `ino`), from `/proc/locks`.
+fn lock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
+    let (maj, min) = (rfs::major(dev), rfs::minor(dev));
+    let mut pids = Vec::new();
+    for line in locks.lines() {
+        // "1: FLOCK  ADVISORY  READ 1234 00:1a:5678 0 EOF"; blocked waiters have "->".
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(kind)) = (f.next(), f.next()) else { continue };
+        if kind == "->" || kind != "FLOCK" {
+            continue;
+        }
+        let (Some(_), Some(_), Some(pid), Some(id)) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        let mut parts = id.split(':');
+        let (Some(a), Some(b), Some(i)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let same = u32::from_str_radix(a, 16) == Ok(maj) && u32::from_str_radix(b, 16) == Ok(min) && i.parse::<u64>() == Ok(ino);
+        if let (true, Ok(pid)) = (same, pid.parse::<u32>()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn read_locks() -> Option<String> {
+    fs::read_to_string("/proc/locks").ok()
+}
+
+fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
+    let name = file_name.to_str()?;
+    Name::new(name).ok()?;
+    let path = Path::new(SHM_DIR).join(file_name);
+    let lst = rfs::lstat(&path).ok()?;
+    let ftype = rfs::FileType::from_raw_mode(lst.st_mode);
+    if ftype == rfs::FileType::Symlink {
+        let target = fs::read_link(&path).ok()?;
+        let st = rfs::stat(&target).ok();
+        return Some(SegmentInfo {
+            name: name.to_owned(),
+            size: st.as_ref().map(|s| u64::try_from(s.st_size).unwrap_or(0)).unwrap_or(0),
+            backing: Backing::File(target),
+            origin: Origin::Shmipc,
+            persistence: Persistence::UntilRemoved,
+            mode: st.as_ref().map(|s| s.st_mode & 0o7777),
+            owner: st.as_ref().map(|s| s.st_uid),
+            holders: match (&st, locks) {
+                (Some(s), Some(l)) => Some(lock_holders(l, s.st_dev, s.st_ino)),
+                _ => None,
+            },
+            stale: false,
+        });
+    }
+    if ftype != rfs::FileType::RegularFile {
+        return None;
+    }
+    let mode = lst.st_mode & 0o7777;
+    let shmipc = mode & MARK_SHMIPC != 0;
+    let transient = is_transient(mode);
+    let holders = locks.map(|l| lock_holders(l, lst.st_dev, lst.st_ino));
+    Some(SegmentInfo {
+        name: name.to_owned(),
+        size: u64::try_from(lst.st_size).unwrap_or(0),
+        backing: Backing::Memory,
+        origin: if shmipc { Origin::Shmipc } else { Origin::Foreign },
+        persistence: if transient { Persistence::UntilLastClose } else { Persistence::UntilRemoved },
+        mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
+        owner: Some(lst.st_uid),
+        stale: transient && holders.as_ref().is_some_and(Vec::is_empty),
+        holders,
+    })
+}
+
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os { place: SHM_DIR.into(), source })?;
+    let locks = read_locks();
+    let mut out: Vec<SegmentInfo> = dir.filter_map(Result::ok).filter_map(|e| info_of(&e.file_name(), locks.as_deref())).collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
+    info_of(OsStr::from_bytes(name.as_str().as_bytes()), read_locks().as_deref()).ok_or_else(|| OpenError::NotFound { name: name.to_string() })
+}
+
+/// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
+/// temporary objects left by a creator that died mid-way. Returns their names.
+pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os { place: SHM_DIR.into(), source })?;
+    let mut removed = Vec::new();
+    for entry in dir.filter_map(Result::ok) {
+        let file_name = entry.file_name();
+        let Some(s) = file_name.to_str() else { continue };
+        let path = entry.path();
+        let temp = s.starts_with(RESERVED_PREFIX);
+        if !temp && Name::new(s).is_err() {
+            continue;
+        }
+        let Ok(fd) = rfs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else { continue };
+        let Ok(st) = rfs::fstat(&fd) else { continue };
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || !(temp || is_transient(st.st_mode)) {
+            continue;
+        }
+        if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if !dry_run {
+                unlink_if_same(&path, &fd);
+            }
+            removed.push(s.to_owned());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+// ---------------------------------------------------------------------------------
+// mappings
+
+/// One `mmap`ed range; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+// SAFETY: a `Mapping` is an address range owned by this value; nothing about it is
+// tied to the thread that created it.
+unsafe impl Send for Mapping {}
+// SAFETY: `Mapping` has no interior state; shared access goes through raw pointers
+// whose users follow the rules of `View`.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr..ptr+len` is exactly the range `mmap` returned in `map`, and it
+        // is unmapped only here, once. `View` guarantees no reference into it outlives
+        // the `Mapping`.
+        let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Maps `len` bytes at `offset` (a multiple of [`granularity`]).
+pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Result<Mapping> {
+    let (prot, flags) = match access {
+        Access::Read => (ProtFlags::READ, MapFlags::SHARED),
+        Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
+        Access::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
+    };
+    // SAFETY: a null hint lets the kernel choose a fresh range, so no existing memory
+    // is replaced; `fd` is open and `offset` is page-aligned (checked by the caller).
+    let ptr = unsafe { mm::mmap(std::ptr::null_mut(), len, prot, flags, &h.fd, offset) }.map_err(io_err)?;
+    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+    Ok(Mapping { ptr, len })
+}
+
+/// Writes dirty pages of `ptr..ptr+len` (inside `m`) back to the backing store.
+pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let page = granularity();
+    let aligned = start - start % page;
+    // SAFETY: `aligned..start+len` lies inside `m`'s mapping (the caller checked
+    // `start + len <= m.len`), which stays mapped while `m` is borrowed.
+    unsafe { mm::msync(m.ptr.as_ptr().add(aligned).cast(), start + len - aligned, MsyncFlags::SYNC) }.map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_locks() {
+        let dev = rfs::makedev(0, 0x1a);
+        let text = "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 99 00:1a:5678 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ  42 00:1a:5678 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 7 00:1a:5678 0 EOF\n\
+                    4: FLOCK  ADVISORY  READ  8 00:1b:5678 0 EOF\n";
+        assert_eq!(lock_holders(text, dev, 5678), vec![1234, 42]);
+        assert!(lock_holders("garbage\n\n1:", dev, 5678).is_empty());
+    }
+}
