@@ -38,14 +38,21 @@
 #![warn(missing_docs)]
 
 mod error;
+mod layout;
 mod name;
 mod segment;
+mod sync;
 mod sys;
 mod view;
 
 pub mod os;
 
-pub use error::{AccessError, CreateError, FlushError, ListError, MapError, OpenError, RemoveError};
+pub use error::{
+    AccessError, CreateError, FlushError, ListError, MapError, OpenError, RemoveError,
+};
+pub use layout::{Kind, LayoutError};
 pub use name::{Name, NameError};
-pub use segment::{Access, Backing, Disposition, Origin, Persistence, Segment, SegmentInfo, SegmentOptions};
+pub use segment::{
+    Access, Backing, Disposition, Origin, Persistence, Segment, SegmentInfo, SegmentOptions,
+};
 pub use view::View;

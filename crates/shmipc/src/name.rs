@@ -39,7 +39,9 @@ pub enum NameError {
         what: &'static str,
     },
     /// The name is `.` or `..`.
-    #[error("the name `{name}` is a directory reference, not an object name: use a name such as `demo`")]
+    #[error(
+        "the name `{name}` is a directory reference, not an object name: use a name such as `demo`"
+    )]
     Dots {
         /// The refused name.
         name: String,
@@ -91,7 +93,11 @@ pub(crate) fn validate(bare: &str, max: usize) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if bare.len() > max {
-        return Err(NameError::TooLong { name: shown(), len: bare.len(), max });
+        return Err(NameError::TooLong {
+            name: shown(),
+            len: bare.len(),
+            max,
+        });
     }
     for c in bare.chars() {
         let what = match c {
@@ -101,13 +107,20 @@ pub(crate) fn validate(bare: &str, max: usize) -> Result<(), NameError> {
             c if c.is_control() => "a control character",
             _ => continue,
         };
-        return Err(NameError::BadChar { name: shown(), what });
+        return Err(NameError::BadChar {
+            name: shown(),
+            what,
+        });
     }
     if bare == "." || bare == ".." {
-        return Err(NameError::Dots { name: bare.to_owned() });
+        return Err(NameError::Dots {
+            name: bare.to_owned(),
+        });
     }
     if bare.starts_with(RESERVED_PREFIX) {
-        return Err(NameError::Reserved { name: bare.to_owned() });
+        return Err(NameError::Reserved {
+            name: bare.to_owned(),
+        });
     }
     Ok(())
 }
@@ -162,7 +175,10 @@ mod tests {
         assert!(matches!(Name::new("a\\b"), Err(NameError::BadChar { .. })));
         assert!(matches!(Name::new("a\0b"), Err(NameError::BadChar { .. })));
         assert!(matches!(Name::new("a\nb"), Err(NameError::BadChar { .. })));
-        assert!(matches!(Name::new(".shmipc-x"), Err(NameError::Reserved { .. })));
+        assert!(matches!(
+            Name::new(".shmipc-x"),
+            Err(NameError::Reserved { .. })
+        ));
         let long = "x".repeat(Name::MAX_LEN + 1);
         assert!(matches!(Name::new(&long), Err(NameError::TooLong { .. })));
         assert!(Name::new(&"x".repeat(Name::MAX_LEN)).is_ok());

@@ -112,7 +112,9 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn display_name(&self) -> String {
-        self.name.as_ref().map_or_else(|| "(unnamed)".to_owned(), Name::to_string)
+        self.name
+            .as_ref()
+            .map_or_else(|| "(unnamed)".to_owned(), Name::to_string)
     }
 }
 
@@ -152,10 +154,18 @@ impl fmt::Debug for Segment {
 
 fn check_size(name: &str, size: u64) -> Result<(), CreateError> {
     if size == 0 {
-        return Err(CreateError::InvalidSize { name: name.into(), size, reason: "a segment needs at least one byte" });
+        return Err(CreateError::InvalidSize {
+            name: name.into(),
+            size,
+            reason: "a segment needs at least one byte",
+        });
     }
     if size > i64::MAX as u64 {
-        return Err(CreateError::InvalidSize { name: name.into(), size, reason: "it is larger than any OS allows" });
+        return Err(CreateError::InvalidSize {
+            name: name.into(),
+            size,
+            reason: "it is larger than any OS allows",
+        });
     }
     Ok(())
 }
@@ -230,7 +240,9 @@ impl Segment {
     pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
         let name = Name::new(name)?;
         match sys::info(&name)? {
-            i if i.stale => Err(OpenError::NotFound { name: name.to_string() }),
+            i if i.stale => Err(OpenError::NotFound {
+                name: name.to_string(),
+            }),
             i => Ok(i),
         }
     }
@@ -327,7 +339,14 @@ pub struct SegmentOptions {
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        Self { size: 0, mode: 0o600, persistence: Persistence::UntilLastClose, file: None, access: Access::ReadWrite, reserve: false }
+        Self {
+            size: 0,
+            mode: 0o600,
+            persistence: Persistence::UntilLastClose,
+            file: None,
+            access: Access::ReadWrite,
+            reserve: false,
+        }
     }
 }
 
@@ -373,7 +392,13 @@ impl SegmentOptions {
     }
 
     fn params(&self) -> CreateParams<'_> {
-        CreateParams { size: self.size, mode: self.mode, persistence: self.persistence, file: self.file.as_deref(), reserve: self.reserve }
+        CreateParams {
+            size: self.size,
+            mode: self.mode,
+            persistence: self.persistence,
+            file: self.file.as_deref(),
+            reserve: self.reserve,
+        }
     }
 
     /// Creates the named segment; fails if the name exists.
@@ -388,7 +413,13 @@ impl SegmentOptions {
             check_size(name.as_str(), self.size)?;
         }
         let handle = sys::create(&name, &self.params())?;
-        Ok(Segment { inner: Arc::new(Inner { name: Some(name), handle, access: Access::ReadWrite }) })
+        Ok(Segment {
+            inner: Arc::new(Inner {
+                name: Some(name),
+                handle,
+                access: Access::ReadWrite,
+            }),
+        })
     }
 
     /// Opens the named segment with the configured access.
@@ -398,7 +429,13 @@ impl SegmentOptions {
     pub fn open(&self, name: &str) -> Result<Segment, OpenError> {
         let name = Name::new(name)?;
         let handle = sys::open(&name, self.access)?;
-        Ok(Segment { inner: Arc::new(Inner { name: Some(name), handle, access: self.access }) })
+        Ok(Segment {
+            inner: Arc::new(Inner {
+                name: Some(name),
+                handle,
+                access: self.access,
+            }),
+        })
     }
 
     /// Creates the named segment, or opens it if it exists, and says which.
@@ -416,7 +453,11 @@ impl SegmentOptions {
             }
             match self.clone().access(Access::ReadWrite).open(name) {
                 Ok(seg) if seg.size() < self.size => {
-                    return Err(CreateError::TooSmall { name: name.into(), existing: seg.size(), requested: self.size });
+                    return Err(CreateError::TooSmall {
+                        name: name.into(),
+                        existing: seg.size(),
+                        requested: self.size,
+                    });
                 }
                 Ok(seg) => return Ok((seg, Disposition::Opened)),
                 Err(OpenError::NotFound { .. }) => continue,
@@ -434,19 +475,33 @@ impl SegmentOptions {
     pub fn create_unnamed(&self) -> Result<Segment, CreateError> {
         check_size("(unnamed)", self.size)?;
         let handle = sys::create_unnamed(self.size, self.reserve)?;
-        Ok(Segment { inner: Arc::new(Inner { name: None, handle, access: Access::ReadWrite }) })
+        Ok(Segment {
+            inner: Arc::new(Inner {
+                name: None,
+                handle,
+                access: Access::ReadWrite,
+            }),
+        })
     }
 }
 
 fn open_to_create(e: OpenError) -> CreateError {
     match e {
         OpenError::InvalidName(n) => CreateError::InvalidName(n),
-        OpenError::PermissionDenied { name, source } => CreateError::PermissionDenied { name, source },
-        OpenError::Unsupported { name, what, hint } => CreateError::Unsupported { name, what, hint },
+        OpenError::PermissionDenied { name, source } => {
+            CreateError::PermissionDenied { name, source }
+        }
+        OpenError::Unsupported { name, what, hint } => {
+            CreateError::Unsupported { name, what, hint }
+        }
         OpenError::Os { name, op, source } => CreateError::Os { name, op, source },
         other => {
             let msg = other.to_string();
-            CreateError::Os { name: String::new(), op: "opening the existing segment", source: std::io::Error::other(msg) }
+            CreateError::Os {
+                name: String::new(),
+                op: "opening the existing segment",
+                source: std::io::Error::other(msg),
+            }
         }
     }
 }

@@ -48,7 +48,11 @@ pub(crate) enum SpanError {
 pub(crate) fn span(offset: u64, len: usize, size: u64, gran: usize) -> Result<Span, SpanError> {
     let gran = u64::try_from(gran.max(1)).unwrap_or(4096);
     let len64 = u64::try_from(len).map_err(|_| SpanError::Overflow)?;
-    let len64 = if len64 == 0 { size.saturating_sub(offset) } else { len64 };
+    let len64 = if len64 == 0 {
+        size.saturating_sub(offset)
+    } else {
+        len64
+    };
     let end = offset.checked_add(len64).ok_or(SpanError::Overflow)?;
     if len64 == 0 || end > size {
         return Err(SpanError::OutOfRange(len64));
@@ -64,18 +68,45 @@ pub(crate) fn span(offset: u64, len: usize, size: u64, gran: usize) -> Result<Sp
     })
 }
 
-pub(crate) fn map(inner: &Arc<Inner>, offset: u64, len: usize, access: Access) -> Result<View, MapError> {
+pub(crate) fn map(
+    inner: &Arc<Inner>,
+    offset: u64,
+    len: usize,
+    access: Access,
+) -> Result<View, MapError> {
     let name = || inner.display_name();
     if access == Access::ReadWrite && inner.access != Access::ReadWrite {
         return Err(MapError::ReadOnly { name: name() });
     }
     let size = inner.handle.size();
     let s = span(offset, len, size, sys::granularity()).map_err(|e| match e {
-        SpanError::Overflow => MapError::Overflow { name: name(), offset, len: len as u64 },
-        SpanError::OutOfRange(len) => MapError::OutOfRange { name: name(), offset, len, size },
+        SpanError::Overflow => MapError::Overflow {
+            name: name(),
+            offset,
+            len: len as u64,
+        },
+        SpanError::OutOfRange(len) => MapError::OutOfRange {
+            name: name(),
+            offset,
+            len,
+            size,
+        },
     })?;
-    let mapping = sys::map(&inner.handle, s.map_offset, s.map_len, access).map_err(|source| MapError::Os { name: name(), op: "mmap", source })?;
-    Ok(View { mapping, seg: Arc::clone(inner), lead: s.lead, len: s.len, offset, access })
+    let mapping = sys::map(&inner.handle, s.map_offset, s.map_len, access).map_err(|source| {
+        MapError::Os {
+            name: name(),
+            op: "mmap",
+            source,
+        }
+    })?;
+    Ok(View {
+        mapping,
+        seg: Arc::clone(inner),
+        lead: s.lead,
+        len: s.len,
+        offset,
+        access,
+    })
 }
 
 /// One mapped range of a [`Segment`](crate::Segment). Dropping it unmaps it
@@ -125,7 +156,11 @@ impl View {
     fn check(&self, offset: usize, len: usize) -> Result<(), AccessError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(AccessError::OutOfBounds { offset, len, view_len: self.len }),
+            _ => Err(AccessError::OutOfBounds {
+                offset,
+                len,
+                view_len: self.len,
+            }),
         }
     }
 
@@ -249,7 +284,8 @@ impl View {
     /// [`FlushError::Range`] if the range leaves the view; [`FlushError::Os`].
     pub fn flush_range(&self, offset: usize, len: usize) -> Result<(), FlushError> {
         self.check(offset, len)?;
-        sys::flush(&self.mapping, self.lead + offset, len).map_err(|source| FlushError::Os { source })
+        sys::flush(&self.mapping, self.lead + offset, len)
+            .map_err(|source| FlushError::Os { source })
     }
 
     /// A pointer to the view's first byte. Always valid for `len()` bytes while the
@@ -302,7 +338,15 @@ mod tests {
     #[test]
     fn span_aligns_inside() {
         let s = span(5000, 100, 10_000, 4096).unwrap();
-        assert_eq!(s, Span { map_offset: 4096, map_len: 1004, lead: 904, len: 100 });
+        assert_eq!(
+            s,
+            Span {
+                map_offset: 4096,
+                map_len: 1004,
+                lead: 904,
+                len: 100
+            }
+        );
         let s = span(0, 0, 10_000, 4096).unwrap();
         assert_eq!((s.map_offset, s.len), (0, 10_000));
         let s = span(70_000, 0, 140_000, 65_536).unwrap();
@@ -314,7 +358,10 @@ mod tests {
         assert_eq!(span(10_000, 0, 10_000, 4096), Err(SpanError::OutOfRange(0)));
         assert_eq!(span(9_999, 2, 10_000, 4096), Err(SpanError::OutOfRange(2)));
         assert_eq!(span(u64::MAX, 1, 10_000, 4096), Err(SpanError::Overflow));
-        assert_eq!(span(u64::MAX - 10, usize::MAX, u64::MAX, 4096), Err(SpanError::Overflow));
+        assert_eq!(
+            span(u64::MAX - 10, usize::MAX, u64::MAX, 4096),
+            Err(SpanError::Overflow)
+        );
     }
 
     proptest! {

@@ -61,5 +61,11 @@ pub fn from_fd(fd: OwnedFd, access: Access) -> io::Result<Segment> {
     // The descriptor must support fstat; anything mmap-able does.
     let _ = fd.as_fd();
     let handle = sys::Handle::from_fd(fd)?;
-    Ok(Segment { inner: Arc::new(Inner { name: None, handle, access }) })
+    Ok(Segment {
+        inner: Arc::new(Inner {
+            name: None,
+            handle,
+            access,
+        }),
+    })
 }

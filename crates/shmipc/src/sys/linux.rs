@@ -126,7 +126,9 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let Some(path) = &self.transient_path else { return };
+        let Some(path) = &self.transient_path else {
+            return;
+        };
         // The last holder is the one that can take the lock exclusively.
         if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             unlink_if_same(path, &self.fd);
@@ -137,7 +139,9 @@ impl Drop for Handle {
 
 /// Unlinks `path` if it still names the object open as `fd`.
 fn unlink_if_same(path: &Path, fd: &OwnedFd) {
-    let (Ok(ours), Ok(named)) = (rfs::fstat(fd), rfs::lstat(path)) else { return };
+    let (Ok(ours), Ok(named)) = (rfs::fstat(fd), rfs::lstat(path)) else {
+        return;
+    };
     if ours.st_nlink > 0 && ours.st_ino == named.st_ino && ours.st_dev == named.st_dev {
         let _ = rfs::unlink(path);
     }
@@ -187,21 +191,39 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 
 pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
     let n = || name.to_string();
-    let os = |op: &'static str| move |e: Errno| CreateError::Os { name: n(), op, source: io_err(e) };
+    let os = |op: &'static str| {
+        move |e: Errno| CreateError::Os {
+            name: n(),
+            op,
+            source: io_err(e),
+        }
+    };
     if let Some(file) = p.file {
         return create_file_backed(name, file, p);
     }
-    let avail = shm_available(Path::new(SHM_DIR))
-        .map_err(|source| CreateError::Os { name: n(), op: "statvfs(/dev/shm)", source })?;
+    let avail = shm_available(Path::new(SHM_DIR)).map_err(|source| CreateError::Os {
+        name: n(),
+        op: "statvfs(/dev/shm)",
+        source,
+    })?;
     if p.size > avail {
-        return Err(CreateError::NoSpace { name: n(), size: p.size, available: avail, store: SHM_DIR.into() });
+        return Err(CreateError::NoSpace {
+            name: n(),
+            size: p.size,
+            available: avail,
+            store: SHM_DIR.into(),
+        });
     }
     let mode = (p.mode & PERMISSION_BITS) | marks(p.persistence);
     let target = path_of(name);
 
     // Build it unnamed, or under a temporary name where O_TMPFILE is missing.
     let unnamed = if proc_fd_available() {
-        rfs::open(SHM_DIR, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+        rfs::open(
+            SHM_DIR,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
     } else {
         Err(Errno::NOENT)
     };
@@ -209,11 +231,20 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         Ok(fd) => (fd, None),
         Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
             let temp = temp_path();
-            let fd = rfs::open(&temp, OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(0o600))
-                .map_err(os("creating a temporary object in /dev/shm"))?;
+            let fd = rfs::open(
+                &temp,
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(os("creating a temporary object in /dev/shm"))?;
             (fd, Some(temp))
         }
-        Err(Errno::ACCESS | Errno::PERM) => return Err(CreateError::PermissionDenied { name: n(), source: io::Error::from(io::ErrorKind::PermissionDenied) }),
+        Err(Errno::ACCESS | Errno::PERM) => {
+            return Err(CreateError::PermissionDenied {
+                name: n(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            })
+        }
         Err(e) => return Err(os("open(/dev/shm, O_TMPFILE)")(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
@@ -223,10 +254,17 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         }
         e
     };
-    prepare(&fd, p.size, mode, p.reserve).map_err(|(op, e)| match e {
-        Errno::NOSPC | Errno::FBIG => CreateError::NoSpace { name: n(), size: p.size, available: avail, store: SHM_DIR.into() },
-        e => os(op)(e),
-    }).map_err(cleanup)?;
+    prepare(&fd, p.size, mode, p.reserve)
+        .map_err(|(op, e)| match e {
+            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
+                name: n(),
+                size: p.size,
+                available: avail,
+                store: SHM_DIR.into(),
+            },
+            e => os(op)(e),
+        })
+        .map_err(cleanup)?;
 
     // Publish: link without replacing; a stale object under the name is cleared once.
     let mut cleared_stale = false;
@@ -234,7 +272,13 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         let linked = match &temp {
             None => {
                 let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                rfs::linkat(rfs::CWD, proc_path.as_str(), rfs::CWD, &target, rfs::AtFlags::SYMLINK_FOLLOW)
+                rfs::linkat(
+                    rfs::CWD,
+                    proc_path.as_str(),
+                    rfs::CWD,
+                    &target,
+                    rfs::AtFlags::SYMLINK_FOLLOW,
+                )
             }
             Some(t) => rfs::link(t, &target),
         };
@@ -280,7 +324,10 @@ fn proc_fd_available() -> bool {
 
 fn temp_path() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     Path::new(SHM_DIR).join(format!(
         "{RESERVED_PREFIX}tmp-{}-{}-{nanos}",
         std::process::id(),
@@ -291,11 +338,17 @@ fn temp_path() -> PathBuf {
 /// If `path` is a shmipc object that should have died with its holders and none is
 /// left, removes it and returns true.
 fn clear_if_stale(path: &Path) -> bool {
-    let Ok(fd) = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else {
+    let Ok(fd) = rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    ) else {
         // Gone already (or a symlink: a file-backed name, never stale).
         return matches!(rfs::lstat(path), Err(Errno::NOENT));
     };
-    let Ok(st) = rfs::fstat(&fd) else { return false };
+    let Ok(st) = rfs::fstat(&fd) else {
+        return false;
+    };
     if !is_transient(st.st_mode) {
         return false;
     }
@@ -306,53 +359,136 @@ fn clear_if_stale(path: &Path) -> bool {
     false
 }
 
-fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
+fn create_file_backed(
+    name: &Name,
+    file: &Path,
+    p: &CreateParams<'_>,
+) -> Result<Handle, CreateError> {
     let n = || name.to_string();
-    let abs = std::path::absolute(file).map_err(|source| CreateError::Os { name: n(), op: "resolving the file path", source })?;
-    let fd = rfs::open(&abs, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(p.mode & PERMISSION_BITS)).map_err(|e| match e {
-        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied { name: n(), source: io_err(e) },
-        e => CreateError::Os { name: n(), op: "opening the backing file", source: io_err(e) },
+    let abs = std::path::absolute(file).map_err(|source| CreateError::Os {
+        name: n(),
+        op: "resolving the file path",
+        source,
     })?;
-    let current = rfs::fstat(&fd).map(|s| u64::try_from(s.st_size).unwrap_or(0)).map_err(|e| CreateError::Os { name: n(), op: "fstat", source: io_err(e) })?;
+    let fd = rfs::open(
+        &abs,
+        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(p.mode & PERMISSION_BITS),
+    )
+    .map_err(|e| match e {
+        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
+            name: n(),
+            source: io_err(e),
+        },
+        e => CreateError::Os {
+            name: n(),
+            op: "opening the backing file",
+            source: io_err(e),
+        },
+    })?;
+    let current = rfs::fstat(&fd)
+        .map(|s| u64::try_from(s.st_size).unwrap_or(0))
+        .map_err(|e| CreateError::Os {
+            name: n(),
+            op: "fstat",
+            source: io_err(e),
+        })?;
     let size = if p.size == 0 { current } else { p.size };
     if size == 0 {
-        return Err(CreateError::InvalidSize { name: n(), size: 0, reason: "the backing file is empty: give a size to extend it to" });
+        return Err(CreateError::InvalidSize {
+            name: n(),
+            size: 0,
+            reason: "the backing file is empty: give a size to extend it to",
+        });
     }
     if size > current {
         rfs::ftruncate(&fd, size).map_err(|e| match e {
-            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace { name: n(), size, available: current, store: abs.display().to_string() },
-            e => CreateError::Os { name: n(), op: "extending the backing file", source: io_err(e) },
+            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
+                name: n(),
+                size,
+                available: current,
+                store: abs.display().to_string(),
+            },
+            e => CreateError::Os {
+                name: n(),
+                op: "extending the backing file",
+                source: io_err(e),
+            },
         })?;
     }
-    rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| CreateError::Os { name: n(), op: "flock", source: io_err(e) })?;
+    rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| CreateError::Os {
+        name: n(),
+        op: "flock",
+        source: io_err(e),
+    })?;
     let target = path_of(name);
     match rfs::symlink(&abs, &target) {
         Ok(()) => {}
         Err(Errno::EXIST) => {
             if clear_if_stale(&target) {
-                rfs::symlink(&abs, &target).map_err(|e| CreateError::Os { name: n(), op: "symlink into /dev/shm", source: io_err(e) })?;
+                rfs::symlink(&abs, &target).map_err(|e| CreateError::Os {
+                    name: n(),
+                    op: "symlink into /dev/shm",
+                    source: io_err(e),
+                })?;
             } else {
                 return Err(CreateError::AlreadyExists { name: n() });
             }
         }
-        Err(e) => return Err(CreateError::Os { name: n(), op: "symlink into /dev/shm", source: io_err(e) }),
+        Err(e) => {
+            return Err(CreateError::Os {
+                name: n(),
+                op: "symlink into /dev/shm",
+                source: io_err(e),
+            })
+        }
     }
-    Ok(Handle { fd, size, backing: Backing::File(abs), persistence: Persistence::UntilRemoved, transient_path: None })
+    Ok(Handle {
+        fd,
+        size,
+        backing: Backing::File(abs),
+        persistence: Persistence::UntilRemoved,
+        transient_path: None,
+    })
 }
 
 pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateError> {
-    let os = |op: &'static str| move |e: Errno| CreateError::Os { name: "(unnamed)".into(), op, source: io_err(e) };
-    let fd = rfs::memfd_create("shmipc", rfs::MemfdFlags::CLOEXEC | rfs::MemfdFlags::ALLOW_SEALING).map_err(os("memfd_create"))?;
+    let os = |op: &'static str| {
+        move |e: Errno| CreateError::Os {
+            name: "(unnamed)".into(),
+            op,
+            source: io_err(e),
+        }
+    };
+    let fd = rfs::memfd_create(
+        "shmipc",
+        rfs::MemfdFlags::CLOEXEC | rfs::MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(os("memfd_create"))?;
     rfs::ftruncate(&fd, size).map_err(|e| match e {
-        Errno::NOSPC | Errno::FBIG | Errno::INVAL => CreateError::InvalidSize { name: "(unnamed)".into(), size, reason: "the OS refused this size" },
+        Errno::NOSPC | Errno::FBIG | Errno::INVAL => CreateError::InvalidSize {
+            name: "(unnamed)".into(),
+            size,
+            reason: "the OS refused this size",
+        },
         e => os("ftruncate")(e),
     })?;
     if reserve {
         rfs::fallocate(&fd, rfs::FallocateFlags::empty(), 0, size).map_err(os("fallocate"))?;
     }
     // Nobody holding it can shrink it under another holder's mappings (no SIGBUS).
-    rfs::fcntl_add_seals(&fd, rfs::SealFlags::SHRINK | rfs::SealFlags::GROW | rfs::SealFlags::SEAL).map_err(os("sealing the memfd"))?;
-    Ok(Handle { fd, size, backing: Backing::Unnamed, persistence: Persistence::UntilLastClose, transient_path: None })
+    rfs::fcntl_add_seals(
+        &fd,
+        rfs::SealFlags::SHRINK | rfs::SealFlags::GROW | rfs::SealFlags::SEAL,
+    )
+    .map_err(os("sealing the memfd"))?;
+    Ok(Handle {
+        fd,
+        size,
+        backing: Backing::Unnamed,
+        persistence: Persistence::UntilLastClose,
+        transient_path: None,
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -368,14 +504,35 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
     // A closing holder may unlink the object between our open and our lock; then
     // the name may already name a new object: start again (bounded).
     for _ in 0..64 {
-        let fd = match rfs::open(&path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+        let fd = match rfs::open(
+            &path,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
             Err(Errno::LOOP) => return open_file_backed(name, &path, flags),
-            Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(OpenError::PermissionDenied { name: n(), source: io_err(e) }),
-            Err(e) => return Err(OpenError::Os { name: n(), op: "shm_open", source: io_err(e) }),
+            Err(e @ (Errno::ACCESS | Errno::PERM)) => {
+                return Err(OpenError::PermissionDenied {
+                    name: n(),
+                    source: io_err(e),
+                })
+            }
+            Err(e) => {
+                return Err(OpenError::Os {
+                    name: n(),
+                    op: "shm_open",
+                    source: io_err(e),
+                })
+            }
         };
-        let fstat = |fd: &OwnedFd| rfs::fstat(fd).map_err(|e| OpenError::Os { name: n(), op: "fstat", source: io_err(e) });
+        let fstat = |fd: &OwnedFd| {
+            rfs::fstat(fd).map_err(|e| OpenError::Os {
+                name: n(),
+                op: "fstat",
+                source: io_err(e),
+            })
+        };
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Nobody holds it.
@@ -386,14 +543,30 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                     return Err(OpenError::NotFound { name: n() });
                 }
                 // Persistent or made by another program: join as a holder.
-                rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| OpenError::Os { name: n(), op: "flock", source: io_err(e) })?;
+                rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| OpenError::Os {
+                    name: n(),
+                    op: "flock",
+                    source: io_err(e),
+                })?;
             }
             Err(Errno::WOULDBLOCK) => match lock_shared(&fd) {
                 Ok(()) => {}
                 Err(None) => return Err(OpenError::Busy { name: n() }),
-                Err(Some(e)) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+                Err(Some(e)) => {
+                    return Err(OpenError::Os {
+                        name: n(),
+                        op: "flock",
+                        source: io_err(e),
+                    })
+                }
             },
-            Err(e) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+            Err(e) => {
+                return Err(OpenError::Os {
+                    name: n(),
+                    op: "flock",
+                    source: io_err(e),
+                })
+            }
         }
         let st = fstat(&fd)?;
         if st.st_nlink == 0 {
@@ -408,7 +581,11 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             fd,
             size,
             backing: Backing::Memory,
-            persistence: if transient { Persistence::UntilLastClose } else { Persistence::UntilRemoved },
+            persistence: if transient {
+                Persistence::UntilLastClose
+            } else {
+                Persistence::UntilRemoved
+            },
             transient_path: transient.then_some(path),
         });
     }
@@ -417,24 +594,55 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
 
 fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, OpenError> {
     let n = || name.to_string();
-    let target = fs::read_link(link).map_err(|source| OpenError::Os { name: n(), op: "readlink", source })?;
+    let target = fs::read_link(link).map_err(|source| OpenError::Os {
+        name: n(),
+        op: "readlink",
+        source,
+    })?;
     let fd = match rfs::open(&target, flags | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(OpenError::PermissionDenied { name: n(), source: io_err(e) }),
-        Err(e) => return Err(OpenError::Os { name: n(), op: "opening the backing file", source: io_err(e) }),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
+            return Err(OpenError::PermissionDenied {
+                name: n(),
+                source: io_err(e),
+            })
+        }
+        Err(e) => {
+            return Err(OpenError::Os {
+                name: n(),
+                op: "opening the backing file",
+                source: io_err(e),
+            })
+        }
     };
     match lock_shared(&fd) {
         Ok(()) => {}
         Err(None) => return Err(OpenError::Busy { name: n() }),
-        Err(Some(e)) => return Err(OpenError::Os { name: n(), op: "flock", source: io_err(e) }),
+        Err(Some(e)) => {
+            return Err(OpenError::Os {
+                name: n(),
+                op: "flock",
+                source: io_err(e),
+            })
+        }
     }
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os { name: n(), op: "fstat", source: io_err(e) })?;
+    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
+        name: n(),
+        op: "fstat",
+        source: io_err(e),
+    })?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
         return Err(OpenError::Empty { name: n() });
     }
-    Ok(Handle { fd, size, backing: Backing::File(target), persistence: Persistence::UntilRemoved, transient_path: None })
+    Ok(Handle {
+        fd,
+        size,
+        backing: Backing::File(target),
+        persistence: Persistence::UntilRemoved,
+        transient_path: None,
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -447,8 +655,15 @@ pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
     match rfs::unlink(path_of(name)) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(RemoveError::NotFound { name: n() }),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(RemoveError::PermissionDenied { name: n(), source: io_err(e) }),
-        Err(e) => Err(RemoveError::Os { name: n(), op: "shm_unlink", source: io_err(e) }),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(RemoveError::PermissionDenied {
+            name: n(),
+            source: io_err(e),
+        }),
+        Err(e) => Err(RemoveError::Os {
+            name: n(),
+            op: "shm_unlink",
+            source: io_err(e),
+        }),
     }
 }
 
@@ -459,14 +674,23 @@ fn lock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
     for line in locks.lines() {
         // "1: FLOCK  ADVISORY  READ 1234 00:1a:5678 0 EOF"; blocked waiters have "->".
         let mut f = line.split_whitespace();
-        let (Some(_), Some(kind)) = (f.next(), f.next()) else { continue };
+        let (Some(_), Some(kind)) = (f.next(), f.next()) else {
+            continue;
+        };
         if kind == "->" || kind != "FLOCK" {
             continue;
         }
-        let (Some(_), Some(_), Some(pid), Some(id)) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        let (Some(_), Some(_), Some(pid), Some(id)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
         let mut parts = id.split(':');
-        let (Some(a), Some(b), Some(i)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let same = u32::from_str_radix(a, 16) == Ok(maj) && u32::from_str_radix(b, 16) == Ok(min) && i.parse::<u64>() == Ok(ino);
+        let (Some(a), Some(b), Some(i)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let same = u32::from_str_radix(a, 16) == Ok(maj)
+            && u32::from_str_radix(b, 16) == Ok(min)
+            && i.parse::<u64>() == Ok(ino);
         if let (true, Ok(pid)) = (same, pid.parse::<u32>()) {
             pids.push(pid);
         }
@@ -489,7 +713,10 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         let st = rfs::stat(&target).ok();
         return Some(SegmentInfo {
             name: name.to_owned(),
-            size: st.as_ref().map(|s| u64::try_from(s.st_size).unwrap_or(0)).unwrap_or(0),
+            size: st
+                .as_ref()
+                .map(|s| u64::try_from(s.st_size).unwrap_or(0))
+                .unwrap_or(0),
             backing: Backing::File(target),
             origin: Origin::Shmipc,
             persistence: Persistence::UntilRemoved,
@@ -513,8 +740,16 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         name: name.to_owned(),
         size: u64::try_from(lst.st_size).unwrap_or(0),
         backing: Backing::Memory,
-        origin: if shmipc { Origin::Shmipc } else { Origin::Foreign },
-        persistence: if transient { Persistence::UntilLastClose } else { Persistence::UntilRemoved },
+        origin: if shmipc {
+            Origin::Shmipc
+        } else {
+            Origin::Foreign
+        },
+        persistence: if transient {
+            Persistence::UntilLastClose
+        } else {
+            Persistence::UntilRemoved
+        },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
         stale: transient && holders.as_ref().is_some_and(Vec::is_empty),
@@ -523,33 +758,58 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
 }
 
 pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
-    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os { place: SHM_DIR.into(), source })?;
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
+        place: SHM_DIR.into(),
+        source,
+    })?;
     let locks = read_locks();
-    let mut out: Vec<SegmentInfo> = dir.filter_map(Result::ok).filter_map(|e| info_of(&e.file_name(), locks.as_deref())).collect();
+    let mut out: Vec<SegmentInfo> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| info_of(&e.file_name(), locks.as_deref()))
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
 pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
-    info_of(OsStr::from_bytes(name.as_str().as_bytes()), read_locks().as_deref()).ok_or_else(|| OpenError::NotFound { name: name.to_string() })
+    info_of(
+        OsStr::from_bytes(name.as_str().as_bytes()),
+        read_locks().as_deref(),
+    )
+    .ok_or_else(|| OpenError::NotFound {
+        name: name.to_string(),
+    })
 }
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
 /// temporary objects left by a creator that died mid-way. Returns their names.
 pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
-    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os { place: SHM_DIR.into(), source })?;
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
+        place: SHM_DIR.into(),
+        source,
+    })?;
     let mut removed = Vec::new();
     for entry in dir.filter_map(Result::ok) {
         let file_name = entry.file_name();
-        let Some(s) = file_name.to_str() else { continue };
+        let Some(s) = file_name.to_str() else {
+            continue;
+        };
         let path = entry.path();
         let temp = s.starts_with(RESERVED_PREFIX);
         if !temp && Name::new(s).is_err() {
             continue;
         }
-        let Ok(fd) = rfs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else { continue };
+        let Ok(fd) = rfs::open(
+            &path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
         let Ok(st) = rfs::fstat(&fd) else { continue };
-        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || !(temp || is_transient(st.st_mode)) {
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
+            || !(temp || is_transient(st.st_mode))
+        {
             continue;
         }
         if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -604,8 +864,10 @@ pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Re
     };
     // SAFETY: a null hint lets the kernel choose a fresh range, so no existing memory
     // is replaced; `fd` is open and `offset` is page-aligned (checked by the caller).
-    let ptr = unsafe { mm::mmap(std::ptr::null_mut(), len, prot, flags, &h.fd, offset) }.map_err(io_err)?;
-    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+    let ptr = unsafe { mm::mmap(std::ptr::null_mut(), len, prot, flags, &h.fd, offset) }
+        .map_err(io_err)?;
+    let ptr =
+        NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
     Ok(Mapping { ptr, len })
 }
 
@@ -618,7 +880,14 @@ pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
     let aligned = start - start % page;
     // SAFETY: `aligned..start+len` lies inside `m`'s mapping (the caller checked
     // `start + len <= m.len`), which stays mapped while `m` is borrowed.
-    unsafe { mm::msync(m.ptr.as_ptr().add(aligned).cast(), start + len - aligned, MsyncFlags::SYNC) }.map_err(io_err)
+    unsafe {
+        mm::msync(
+            m.ptr.as_ptr().add(aligned).cast(),
+            start + len - aligned,
+            MsyncFlags::SYNC,
+        )
+    }
+    .map_err(io_err)
 }
 
 #[cfg(test)]
