@@ -184,10 +184,19 @@ fn round_trip_create_write_read_info_ls_rm() {
 fn create_with_mode_and_persist() {
     let name = unique("mode");
     let _cleanup = Cleanup(name.clone());
-    ok(&["create", &name, "-s", "1", "--mode", "0640", "--persist"]);
+    ok(&[
+        "create",
+        &name,
+        "-s",
+        "64K",
+        "--mode",
+        "0640",
+        "--persist",
+        "--reserve",
+    ]);
     let info = json(&ok(&["info", &name, "--json"]));
     assert_eq!(info["mode"], "0640");
-    assert_eq!(info["size"], 1);
+    assert_eq!(info["size"], 65536);
     ok(&["rm", &name]);
 }
 
@@ -280,6 +289,7 @@ fn len_zero_means_to_the_end() {
 // --hold and gc
 
 #[test]
+#[cfg(unix)] // sends SIGTERM / SIGINT
 fn hold_keeps_the_segment_until_sigterm() {
     let name = unique("hold");
     let _cleanup = Cleanup(name.clone());
@@ -312,6 +322,7 @@ fn hold_keeps_the_segment_until_sigterm() {
 }
 
 #[test]
+#[cfg(unix)] // sends SIGTERM / SIGINT
 fn hold_of_a_file_backed_segment_removes_the_name_and_keeps_the_file() {
     let name = unique("holdfile");
     let _cleanup = Cleanup(name.clone());
@@ -343,6 +354,7 @@ fn hold_of_a_file_backed_segment_removes_the_name_and_keeps_the_file() {
 static GC: Mutex<()> = Mutex::new(());
 
 #[test]
+#[cfg(target_os = "linux")] // looks for the stale object in /dev/shm
 fn gc_removes_a_segment_whose_holder_was_killed() {
     let _turn = GC.lock().unwrap_or_else(|e| e.into_inner());
     let name = unique("gc");
@@ -532,6 +544,13 @@ fn bad_ranges_on_an_existing_segment_fail_in_one_line() {
             "shmipc {args:?}: {line:?} does not say {says:?}"
         );
     }
+    // A taken name with --file: refused before the file is created.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("new");
+    let args = ["create", n, "--file", file.to_str().unwrap(), "-s", "4K"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("already exists"));
+    assert!(!file.exists(), "a failed create left its backing file");
+
     let too_big = run_with_stdin(&["write", n, "-", "--offset", "1023"], b"xy");
     assert!(assert_fails(&too_big, 1, &["write -"]).contains("does not fit"));
     // Nothing was written by the failures.

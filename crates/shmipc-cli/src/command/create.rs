@@ -2,7 +2,7 @@
 
 use std::sync::mpsc;
 
-use shmipc::{Backing, Persistence, Segment};
+use shmipc::{Backing, CreateError, Persistence, Segment};
 
 use crate::cli::CreateArgs;
 use crate::output::{self, Result};
@@ -24,6 +24,14 @@ pub fn run(args: &CreateArgs) -> Result {
         .persistence(persistence)
         .reserve(args.reserve);
     if let Some(file) = &args.file {
+        // The library opens (and may create and size) the file before it finds the
+        // name taken, and then leaves the file behind: check the name first.
+        if Segment::info(&args.name).is_ok() {
+            return Err(CreateError::AlreadyExists {
+                name: args.name.clone(),
+            }
+            .into());
+        }
         options = options.file(file);
     }
     let segment = options.create(&args.name)?;
