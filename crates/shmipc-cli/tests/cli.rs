@@ -92,6 +92,31 @@ fn demo_with_a_taken_name_fails_in_one_line_and_leaves_the_segment_alone() {
     assert!(ok(&["info", &name]).contains("64 bytes"));
 }
 
+/// Process 1 holds the segment exactly until its stdin closes, which also happens
+/// when the demo dies: it never outlives the demo, and never leaves a stale segment.
+#[test]
+fn demo_process1_lets_go_when_its_stdin_closes() {
+    let name = unique("p1");
+    let _cleanup = Cleanup(name.clone());
+    let mut child = shmipc()
+        .args(["demo-process1", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut child = Running(child);
+    let lines = lines_of(child.0.stdout.take().unwrap());
+    while next_line(&lines) != "shmipc-demo: ready" {}
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["holders"], serde_json::json!([child.0.id()]));
+    assert_eq!(ok(&["read", &name]), "Hello from Process 1\n");
+    drop(stdin);
+    assert!(wait_exit(&mut child.0).success());
+    assert!(!left_behind(&name));
+}
+
 // ---------------------------------------------------------------------------------
 // create / write / read / info / ls / rm
 

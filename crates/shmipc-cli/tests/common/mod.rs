@@ -144,7 +144,8 @@ pub fn spawn_lines(args: &[&str]) -> (Running, Receiver<String>) {
     (Running(child), lines_of(stdout))
 }
 
-fn lines_of(stdout: ChildStdout) -> Receiver<String> {
+/// A channel of the lines a child prints.
+pub fn lines_of(stdout: ChildStdout) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
