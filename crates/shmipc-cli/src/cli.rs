@@ -152,7 +152,7 @@ pub enum Command {
 /// `shmipc demo`
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Segment name [default: MyFileMapping-<pid>, so that demos running at once do
+    /// Segment name [default: MyFileMapping-PID, so that demos running at once do
     /// not collide]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
