@@ -200,6 +200,7 @@ pub struct CreateArgs {
 /// `shmipc write`
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["text", "from"])))]
+#[command(override_usage = "shmipc write [OPTIONS] <NAME> <TEXT | - | --from FILE>")]
 pub struct WriteArgs {
     /// Segment name
     pub name: String,
