@@ -1,0 +1,277 @@
+//! The command line as clap definitions: one `Args` struct per verb. What a verb
+//! does lives in `command/<verb>.rs`; a new verb is a variant here plus a file there.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::units::{parse_duration, parse_mode, parse_size};
+
+/// The JSON keys of `info --json` and `ls --json`, for their help.
+macro_rules! json_keys {
+    () => {
+        "\
+JSON keys (stable):
+  name         string
+  size         integer, bytes
+  backing      \"memory\" | \"file\" | \"unnamed\" | \"other\"
+  file         string (path of the backing file) or null
+  origin       \"shmipc\" | \"foreign\" (made by another program)
+  persistence  \"until-last-close\" | \"until-removed\"
+  mode         string, octal permission bits such as \"0600\", or null
+  owner        integer, user id, or null
+  holders      array of process ids holding it, or null where the OS cannot tell"
+    };
+}
+
+const LONG_DEMO: &str = "\
+Run the seed's example for real, as two separate OS processes (this program run
+twice). Process 1 creates a 1024-byte segment (CreateFileMapping), maps it
+(MapViewOfFile) and writes \"Hello from Process 1\"; it keeps holding the segment
+until Process 2 has read it, because the segment dies with its last holder. Process 2
+opens it read-only (OpenFileMapping with FILE_MAP_READ), maps it and prints
+\"Received message from Process 1: Hello from Process 1\". Then both close their
+views and handles, and nothing is left behind.";
+
+const LONG_CREATE: &str = "\
+Create a named segment, zero-filled. Fails if the name exists.
+
+A command-line process cannot hold a segment after it exits, so by default the
+segment persists (POSIX style) until `shmipc rm NAME` or a reboot; --persist says so
+explicitly. With --hold the command keeps holding it (Win32 style) until Ctrl-C or
+SIGTERM, and the segment goes when the last holder, this command or a program that
+opened it meanwhile, lets go.";
+
+const LONG_WRITE: &str = "\
+Write into an existing segment at an offset. TEXT (or stdin, with `-`) is written
+followed by a NUL byte, like the seed's strcpy_s, so that `shmipc read` shows exactly
+it; --no-nul leaves the NUL out. --from FILE copies the file's bytes exactly, with no
+NUL added. The data must fit between the offset and the end of the segment.";
+
+const LONG_READ: &str = "\
+Print a segment's contents from an offset. By default the bytes up to the first NUL
+are printed as text with a newline, like the seed's reader; text that is not UTF-8 is
+shown with U+FFFD replacement characters and a warning (use --hex or --raw). --hex
+prints a hex dump (offsets from the start of the segment; repeated lines shown as
+`*`), --raw writes the bytes exactly, NULs included, with nothing added.";
+
+const LONG_INFO: &str = concat!(
+    "\
+Show what the OS knows about a named segment, without opening it (so this does not
+count as a holder).
+
+",
+    json_keys!()
+);
+
+const LONG_LS: &str = concat!(
+    "\
+List named segments, sorted by name: by default those made by shmipc, with --all also
+those made by other programs (shm_open, Python's multiprocessing.shared_memory, …).
+Stale segments (whose holders all died) are not listed: see `shmipc gc`.
+
+--json prints an array of objects with these keys:
+",
+    json_keys!()
+);
+
+const LONG_RM: &str = "\
+Remove segments by name, including ones made by other programs (you asked). Processes
+that hold a segment keep their mappings; nobody can open it by name any more. For a
+file-backed segment the name goes and the file stays. All names are tried; if any
+fails, the exit status is 1 and one line says which.";
+
+const LONG_GC: &str = "\
+Remove stale segments: those shmipc made to die with their last holder, whose holders
+have all died without closing them (e.g. killed with SIGKILL), and temporary objects
+of an interrupted create. Live, persistent and other programs' segments are never
+touched.
+
+--json prints {\"dry_run\": bool, \"segments\": [names]}.";
+
+const AFTER_HELP: &str = "\
+Sizes and offsets: 4096, 64K, 1M, 1GiB, 1.5M, 0x1000. Suffixes are powers of 1024
+(K = KiB = 1024); KB/MB are refused as ambiguous.
+
+Lifetime: a segment made by a shmipc program lives while some process holds it and
+goes when the last holder closes it or dies (Win32 semantics). A command such as
+`shmipc create` ends at once and cannot hold anything, so its segments stay until
+`shmipc rm` (or a reboot), unless you ask it to --hold them while it runs.
+
+Exit status: 0 on success, 1 when the operation failed, 2 when the command line is
+wrong; a failure prints one line `shmipc: <what happened and what to do>` on stderr.";
+
+/// Named shared memory from the command line: create, inspect, read, write and clean
+/// up segments made by shmipc and by other programs.
+#[derive(Debug, Parser)]
+#[command(name = "shmipc", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the seed's example: Process 1 writes "Hello from Process 1" into a named
+    /// segment, Process 2 opens it read-only and prints it
+    #[command(long_about = LONG_DEMO)]
+    Demo(DemoArgs),
+    /// Create a named segment (kept until `shmipc rm`, or held while this runs with --hold)
+    #[command(long_about = LONG_CREATE)]
+    Create(CreateArgs),
+    /// Write text, a file or stdin into a segment
+    #[command(long_about = LONG_WRITE)]
+    Write(WriteArgs),
+    /// Print a segment's contents (text up to the first NUL, --hex, or --raw bytes)
+    #[command(long_about = LONG_READ)]
+    Read(ReadArgs),
+    /// Show what the OS knows about a segment: size, backing, lifetime, mode, owner, holders
+    #[command(long_about = LONG_INFO)]
+    Info(InfoArgs),
+    /// List segments (shmipc's; --all adds other programs')
+    #[command(long_about = LONG_LS)]
+    Ls(LsArgs),
+    /// Remove segments by name (processes holding them keep their memory)
+    #[command(long_about = LONG_RM)]
+    Rm(RmArgs),
+    /// Remove stale segments: shmipc segments whose holders have all died
+    #[command(long_about = LONG_GC)]
+    Gc(GcArgs),
+    /// Process 1 of `shmipc demo` (run by the demo, not by hand)
+    #[command(name = "demo-process1", hide = true)]
+    DemoProcess1(RoleArgs),
+    /// Process 2 of `shmipc demo` (run by the demo, not by hand)
+    #[command(name = "demo-process2", hide = true)]
+    DemoProcess2(RoleArgs),
+}
+
+/// `shmipc demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Segment name [default: MyFileMapping-PID, so that demos running at once do
+    /// not collide]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Give up (and stop both processes) if the demo takes longer than this
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Arguments of the demo's hidden roles.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Segment name
+    pub name: String,
+}
+
+/// `shmipc create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Segment name (the POSIX shm object /NAME)
+    pub name: String,
+    /// Size in bytes: 4096, 64K, 1M, 1GiB… (with --file: default the file's size, and
+    /// a larger size extends the file)
+    #[arg(long, short, value_name = "SIZE", value_parser = parse_size, required_unless_present = "file")]
+    pub size: Option<u64>,
+    /// Back the segment by this file instead of system memory (the seed's hFile):
+    /// the data stays in the file after the segment is removed
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Permission bits in octal (read/write bits only)
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Keep the segment until `shmipc rm` (the default for a command that exits)
+    #[arg(long, conflicts_with = "hold")]
+    pub persist: bool,
+    /// Hold the segment while this command runs; it goes away at Ctrl-C or SIGTERM
+    /// (for --file, its name goes and the file stays)
+    #[arg(long)]
+    pub hold: bool,
+    /// Allocate all memory now, so that a full /dev/shm fails here rather than with
+    /// SIGBUS at a later write
+    #[arg(long)]
+    pub reserve: bool,
+}
+
+/// `shmipc write`
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["text", "from"])))]
+#[command(override_usage = "shmipc write [OPTIONS] <NAME> <TEXT | - | --from FILE>")]
+pub struct WriteArgs {
+    /// Segment name
+    pub name: String,
+    /// Text to write, or `-` to read it from stdin
+    pub text: Option<OsString>,
+    /// Write the bytes of this file instead (exactly, no NUL added)
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    pub from: Option<PathBuf>,
+    /// Where to write, in bytes from the start of the segment
+    #[arg(long, short, value_name = "N", default_value = "0", value_parser = parse_size)]
+    pub offset: u64,
+    /// Do not add a NUL byte after TEXT or stdin
+    #[arg(long)]
+    pub no_nul: bool,
+}
+
+/// `shmipc read`
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Segment name
+    pub name: String,
+    /// Where to start, in bytes from the start of the segment
+    #[arg(long, short, value_name = "N", default_value = "0", value_parser = parse_size)]
+    pub offset: u64,
+    /// How many bytes to read at most [default: to the end; 0 also means to the end]
+    #[arg(long, short, value_name = "N", value_parser = parse_size)]
+    pub len: Option<u64>,
+    /// Print a hex dump
+    #[arg(long, short = 'x', conflicts_with = "raw")]
+    pub hex: bool,
+    /// Write the bytes exactly as they are
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `shmipc info`
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Segment name
+    pub name: String,
+    /// Print one JSON object (keys above)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmipc ls`
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print a JSON array (keys above)
+    #[arg(long)]
+    pub json: bool,
+    /// Include segments made by other programs
+    #[arg(long, short)]
+    pub all: bool,
+}
+
+/// `shmipc rm`
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Segment names
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+/// `shmipc gc`
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only list what would be removed
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,91 @@
+//! `shmipc create NAME --size SIZE [--file PATH] [--mode OCTAL] [--persist | --hold]`
+
+use std::sync::mpsc;
+
+use shmipc::{Backing, CreateError, Persistence, Segment};
+
+use crate::cli::CreateArgs;
+use crate::output::{self, Result};
+use crate::units;
+
+pub fn run(args: &CreateArgs) -> Result {
+    let persistence = if args.hold {
+        Persistence::UntilLastClose
+    } else {
+        Persistence::UntilRemoved
+    };
+    // Catch Ctrl-C / SIGTERM before the segment exists, so that no signal can end
+    // the command between creating and holding it without cleaning up.
+    let released = args.hold.then(release_signal).transpose()?;
+
+    let mut options = Segment::options()
+        .size(args.size.unwrap_or(0))
+        .mode(args.mode)
+        .persistence(persistence)
+        .reserve(args.reserve);
+    if let Some(file) = &args.file {
+        // The library opens (and may create and size) the file before it finds the
+        // name taken, and then leaves the file behind: check the name first.
+        if Segment::info(&args.name).is_ok() {
+            return Err(CreateError::AlreadyExists {
+                name: args.name.clone(),
+            }
+            .into());
+        }
+        options = options.file(file);
+    }
+    let segment = options.create(&args.name)?;
+    let name = &args.name;
+    let what = describe(&segment);
+
+    let Some(released) = released else {
+        let after = match segment.backing() {
+            Backing::File(_) => " (the file stays after that)",
+            _ => "",
+        };
+        return output::line(format!(
+            "created segment `{name}`: {what}; it stays until `shmipc rm {name}`{after}"
+        ));
+    };
+
+    output::line(format!(
+        "holding segment `{name}`: {what}; it goes away when this command ends: press Ctrl-C or run `kill {}`",
+        std::process::id()
+    ))?;
+    // Ctrl-C, SIGTERM or SIGHUP. The sender lives in the handler for the rest of the
+    // process, so `recv` only returns on a signal.
+    let _ = released.recv();
+    if matches!(segment.backing(), Backing::File(_)) {
+        // A file-backed name lasts until removed; --hold promised it goes with us.
+        let _ = Segment::remove(name);
+    }
+    drop(segment);
+    output::line(format!("released segment `{name}`"))
+}
+
+/// A channel that receives a message on Ctrl-C, SIGTERM or SIGHUP.
+fn release_signal() -> Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| format!("cannot catch Ctrl-C/SIGTERM to release the segment: {e}"))?;
+    Ok(rx)
+}
+
+/// `4096 bytes (4 KiB) of system memory, mode 0600`.
+fn describe(segment: &Segment) -> String {
+    let store = match segment.backing() {
+        Backing::File(path) => format!("in file {}", path.display()),
+        Backing::Memory => "of system memory".to_owned(),
+        _ => "unnamed".to_owned(),
+    };
+    // The mode as the OS has it: for an existing backing file, --mode did not apply.
+    let mode = segment
+        .name()
+        .and_then(|n| Segment::info(n).ok())
+        .and_then(|i| i.mode)
+        .map(|m| format!(", mode {m:04o}"))
+        .unwrap_or_default();
+    format!("{} {store}{mode}", units::bytes(segment.size()))
+}

@@ -1,0 +1,74 @@
+//! `shmipc info NAME [--json]`
+
+use shmipc::{Backing, Origin, Persistence, Segment, SegmentInfo};
+
+use crate::cli::InfoArgs;
+use crate::output::{self, Result};
+use crate::report::{self, SegmentJson};
+use crate::units;
+
+pub fn run(args: &InfoArgs) -> Result {
+    let info = Segment::info(&args.name)?;
+    if args.json {
+        return output::line(report::json(&SegmentJson::from(&info))?);
+    }
+    output::line(human(&info))
+}
+
+/// The `key  value` lines for people.
+fn human(i: &SegmentInfo) -> String {
+    let name = &i.name;
+    let backing = match &i.backing {
+        Backing::Memory => "system memory".to_owned(),
+        Backing::File(path) => format!("file {}", path.display()),
+        Backing::Unnamed => "unnamed".to_owned(),
+        _ => "other".to_owned(),
+    };
+    let persistence = match (i.persistence, &i.backing) {
+        (Persistence::UntilLastClose, _) => "until its last holder closes it or dies".to_owned(),
+        (Persistence::UntilRemoved, Backing::File(_)) => {
+            format!("until removed (`shmipc rm {name}`); the file stays after that")
+        }
+        (Persistence::UntilRemoved, _) => format!("until removed (`shmipc rm {name}`)"),
+    };
+    let origin = match i.origin {
+        Origin::Shmipc => "shmipc",
+        Origin::Foreign => "another program (shmipc removes it only when asked)",
+    };
+    let mode = i
+        .mode
+        .map_or_else(|| "unknown".to_owned(), |m| format!("{m:04o}"));
+    let owner = match i.owner {
+        Some(uid) => match report::user_name(uid) {
+            Some(user) => format!("{uid} ({user})"),
+            None => uid.to_string(),
+        },
+        None => "unknown".to_owned(),
+    };
+    let holders = match &i.holders {
+        None => "unknown on this OS".to_owned(),
+        Some(pids) if pids.is_empty() => "none".to_owned(),
+        Some(pids) => pids
+            .iter()
+            .map(|&pid| match report::process_name(pid) {
+                Some(comm) => format!("{pid} ({comm})"),
+                None => pid.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    [
+        ("name", name.clone()),
+        ("size", units::bytes(i.size)),
+        ("backing", backing),
+        ("persistence", persistence),
+        ("origin", origin.to_owned()),
+        ("mode", mode),
+        ("owner", owner),
+        ("holders", holders),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k:<12} {v}"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}

@@ -1,0 +1,104 @@
+//! `shmipc write NAME (TEXT | - | --from FILE) [--offset N] [--no-nul]`
+
+use std::ffi::OsStr;
+use std::io::Read;
+
+use shmipc::{Access, Backing, Segment};
+
+use crate::cli::WriteArgs;
+use crate::output::{self, Result};
+use crate::units;
+
+pub fn run(args: &WriteArgs) -> Result {
+    let name = &args.name;
+    let segment = Segment::open(name, Access::ReadWrite)?;
+    let size = segment.size();
+    let offset = args.offset;
+    let Some(room) = size.checked_sub(offset) else {
+        return Err(format!(
+            "offset {offset} is past the end of segment `{name}` ({size} bytes): write at an offset up to {size}"
+        )
+        .into());
+    };
+    let (data, what) = load(args, room)?;
+    let Some(len) = u64::try_from(data.len()).ok().filter(|&l| l <= room) else {
+        return Err(format!(
+            "{what} does not fit at offset {offset} of segment `{name}` ({size} bytes), which has {room} bytes from there: write less, or at a smaller offset"
+        )
+        .into());
+    };
+    if !data.is_empty() {
+        let view = segment.map(offset, data.len())?;
+        view.write_at(0, &data)?;
+        if matches!(segment.backing(), Backing::File(_)) {
+            view.flush()?;
+        }
+    }
+    output::line(format!(
+        "wrote {} to segment `{name}` at offset {offset}",
+        units::bytes(len)
+    ))
+}
+
+/// The bytes to write and what they are, for messages. Reads at most `room + 1`
+/// bytes from a file or stdin: enough to tell that the data does not fit without
+/// reading an endless stream.
+fn load(args: &WriteArgs, room: u64) -> Result<(Vec<u8>, String)> {
+    if let Some(path) = &args.from {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let (data, cut) = read_at_most(file, room)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let what = format!("the file `{}` ({})", path.display(), amount(&data, cut));
+        return Ok((data, what));
+    }
+    let text = args.text.as_deref().unwrap_or_default();
+    let (mut data, cut, what) = if text == "-" {
+        let (data, cut) = read_at_most(std::io::stdin().lock(), room)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        (data, cut, "the text from stdin")
+    } else {
+        (os_bytes(text)?, false, "the text")
+    };
+    let nul = if args.no_nul {
+        ""
+    } else {
+        data.push(0);
+        " plus its terminating NUL"
+    };
+    let what = format!("{what}{nul} ({})", amount(&data, cut));
+    Ok((data, what))
+}
+
+/// Reads up to `room + 1` bytes; true if there was more than `room`.
+fn read_at_most(source: impl Read, room: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut data = Vec::new();
+    source.take(room.saturating_add(1)).read_to_end(&mut data)?;
+    let cut = u64::try_from(data.len()).map_or(true, |l| l > room);
+    Ok((data, cut))
+}
+
+/// `N bytes`, or `more than N bytes` when reading stopped early.
+fn amount(data: &[u8], cut: bool) -> String {
+    if cut {
+        format!("more than {} bytes", data.len().saturating_sub(1))
+    } else {
+        format!("{} bytes", data.len())
+    }
+}
+
+/// The bytes of a command-line argument: exactly as given on Unix; Unicode elsewhere.
+fn os_bytes(text: &OsStr) -> Result<Vec<u8>> {
+    if let Some(s) = text.to_str() {
+        return Ok(s.as_bytes().to_vec());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(text.as_bytes().to_vec())
+    }
+    #[cfg(not(unix))]
+    {
+        Err("the text is not valid Unicode: write it to a file and use --from FILE".into())
+    }
+}

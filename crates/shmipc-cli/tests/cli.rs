@@ -1,0 +1,640 @@
+//! The `shmipc` command end to end: every test runs the real binary as separate
+//! processes and checks what it prints, its exit code and what it leaves in the OS.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use common::*;
+
+// ---------------------------------------------------------------------------------
+// demo
+
+#[test]
+fn demo_tells_the_seed_story_and_leaves_nothing() {
+    let name = unique("demo");
+    let _cleanup = Cleanup(name.clone());
+    let out = run(&["demo", "--name", &name]);
+    assert_success(&out, &["demo"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+    };
+    let created = at("Process 1: created segment");
+    let wrote = at("Process 1: wrote \"Hello from Process 1\"");
+    let opened = at("Process 2: opened segment");
+    let received = lines
+        .iter()
+        .position(|l| *l == "Received message from Process 1: Hello from Process 1")
+        .unwrap_or_else(|| panic!("no received line in:\n{text}"));
+    let p2_closed = at("Process 2: unmapped");
+    let p1_closed = at("Process 1: unmapped");
+    let gone = at("is gone");
+    assert!(
+        created < wrote
+            && wrote < opened
+            && opened < received
+            && received < p2_closed
+            && p2_closed < p1_closed
+            && p1_closed < gone,
+        "story out of order:\n{text}"
+    );
+    assert!(
+        !text.contains("shmipc-demo: ready"),
+        "protocol line leaked:\n{text}"
+    );
+    assert!(!left_behind(&name), "{name} left in /dev/shm");
+}
+
+#[test]
+fn demo_default_name_is_the_seed_name_made_unique() {
+    let mut child = shmipc()
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = format!("MyFileMapping-{}", child.id());
+    let _cleanup = Cleanup(name.clone());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "demo failed:\n{stdout}");
+    assert!(stdout.contains(&format!("`{name}`")), "{stdout}");
+    assert!(stdout.contains("Received message from Process 1: Hello from Process 1\n"));
+    assert!(!left_behind(&name));
+}
+
+#[test]
+fn demo_with_a_taken_name_fails_in_one_line_and_leaves_the_segment_alone() {
+    let name = unique("demo-taken");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "--size", "64"]);
+    let args = ["demo", "--name", name.as_str()];
+    let line = assert_fails(&run(&args), 1, &args);
+    assert!(
+        line.contains("Process 1 failed") && line.contains("already exists"),
+        "{line}"
+    );
+    // The existing segment is untouched.
+    assert!(ok(&["info", &name]).contains("64 bytes"));
+}
+
+/// Process 1 holds the segment exactly until its stdin closes, which also happens
+/// when the demo dies: it never outlives the demo, and never leaves a stale segment.
+#[test]
+fn demo_process1_lets_go_when_its_stdin_closes() {
+    let name = unique("p1");
+    let _cleanup = Cleanup(name.clone());
+    let mut child = shmipc()
+        .args(["demo-process1", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut child = Running(child);
+    let lines = lines_of(child.0.stdout.take().unwrap());
+    while next_line(&lines) != "shmipc-demo: ready" {}
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["holders"], serde_json::json!([child.0.id()]));
+    assert_eq!(ok(&["read", &name]), "Hello from Process 1\n");
+    drop(stdin);
+    assert!(wait_exit(&mut child.0).success());
+    assert!(!left_behind(&name));
+}
+
+// ---------------------------------------------------------------------------------
+// create / write / read / info / ls / rm
+
+#[test]
+fn round_trip_create_write_read_info_ls_rm() {
+    let name = unique("rt");
+    let _cleanup = Cleanup(name.clone());
+
+    let created = ok(&["create", &name, "--size", "4K"]);
+    assert!(
+        created.contains("4096 bytes") && created.contains(&format!("shmipc rm {name}")),
+        "{created}"
+    );
+
+    ok(&["write", &name, "Hello from Process 1"]);
+    assert_eq!(ok(&["read", &name]), "Hello from Process 1\n");
+    // The NUL written after TEXT ends the text, whatever was there before.
+    ok(&["write", &name, "Hi"]);
+    assert_eq!(ok(&["read", &name]), "Hi\n");
+    ok(&["write", &name, "abc", "--offset", "0x100"]);
+    assert_eq!(ok(&["read", &name, "--offset", "256"]), "abc\n");
+    assert_eq!(
+        ok(&["read", &name, "--offset", "256", "--len", "2"]),
+        "ab\n"
+    );
+    ok(&["write", &name, "tail", "--offset", "4091"]); // 4 bytes + NUL: exactly fits
+    assert_eq!(ok(&["read", &name, "--offset", "4091"]), "tail\n");
+
+    let hex = ok(&["read", &name, "--hex", "--len", "32"]);
+    let mut hex_lines = hex.lines();
+    assert_eq!(
+        hex_lines.next(),
+        Some("00000000  48 69 00 6c 6f 20 66 72  6f 6d 20 50 72 6f 63 65  |Hi.lo from Proce|")
+    );
+    assert_eq!(
+        hex_lines.next(),
+        Some("00000010  73 73 20 31 00 00 00 00  00 00 00 00 00 00 00 00  |ss 1............|")
+    );
+    assert_eq!(hex_lines.next(), Some("00000020"));
+    // Offsets count from the start of the segment; repeated lines collapse to `*`.
+    let hex = ok(&["read", &name, "-x", "--offset", "0x200", "--len", "64"]);
+    assert_eq!(
+        hex.lines().collect::<Vec<_>>(),
+        [
+            "00000200  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|",
+            "*",
+            "00000240",
+        ]
+    );
+
+    let raw = run(&["read", &name, "--raw", "--len", "5"]);
+    assert_success(&raw, &["read --raw"]);
+    assert_eq!(raw.stdout, b"Hi\0lo");
+
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["name"], name.as_str());
+    assert_eq!(info["size"], 4096);
+    assert_eq!(info["backing"], "memory");
+    assert_eq!(info["file"], serde_json::Value::Null);
+    assert_eq!(info["origin"], "shmipc");
+    assert_eq!(info["persistence"], "until-removed");
+    assert_eq!(info["mode"], "0600");
+    assert!(info["owner"].is_u64());
+    assert_eq!(info["holders"], serde_json::json!([]));
+    let human = ok(&["info", &name]);
+    assert!(
+        human.contains("4096 bytes (4 KiB)") && human.contains("0600"),
+        "{human}"
+    );
+
+    let list = json(&ok(&["ls", "--json"]));
+    let mine: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == name.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{list}");
+    assert_eq!(mine[0]["size"], 4096);
+    assert!(ok(&["ls"]).lines().any(|l| l.starts_with(&name)));
+    assert!(ok(&["ls", "--all"]).lines().any(|l| l.starts_with(&name)));
+
+    assert!(ok(&["rm", &name]).contains(&name));
+    let args = ["info", name.as_str()];
+    assert!(assert_fails(&run(&args), 1, &args).contains("does not exist"));
+    assert!(!left_behind(&name));
+}
+
+#[test]
+fn create_with_mode_and_persist() {
+    let name = unique("mode");
+    let _cleanup = Cleanup(name.clone());
+    ok(&[
+        "create",
+        &name,
+        "-s",
+        "64K",
+        "--mode",
+        "0640",
+        "--persist",
+        "--reserve",
+    ]);
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["mode"], "0640");
+    assert_eq!(info["size"], 65536);
+    ok(&["rm", &name]);
+}
+
+#[test]
+fn write_from_stdin_and_from_a_file() {
+    let name = unique("stdin");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "--size", "64"]);
+
+    let out = run_with_stdin(&["write", &name, "-"], b"from stdin");
+    assert_success(&out, &["write -"]);
+    assert_eq!(ok(&["read", &name]), "from stdin\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.bin");
+    let bytes: Vec<u8> = (0..=255u8).rev().take(40).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    ok(&[
+        "write",
+        &name,
+        "--from",
+        file.to_str().unwrap(),
+        "--offset",
+        "16",
+    ]);
+    let raw = run(&["read", &name, "--raw", "--offset", "16", "--len", "40"]);
+    assert_success(&raw, &["read --raw"]);
+    assert_eq!(raw.stdout, bytes);
+
+    // Too much on stdin: refused, nothing written, one line.
+    let args = ["write", name.as_str(), "-"];
+    let line = assert_fails(&run_with_stdin(&args, &[b'x'; 100_000]), 1, &args);
+    assert!(line.contains("does not fit"), "{line}");
+    assert_eq!(ok(&["read", &name]), "from stdin\n");
+}
+
+#[test]
+fn text_that_is_not_utf8_is_shown_lossily_with_a_hint() {
+    let name = unique("utf8");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "--size", "16"]);
+    let out = run_with_stdin(&["write", &name, "-"], b"a\xffb");
+    assert_success(&out, &["write -"]);
+    let out = run(&["read", &name]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "a\u{fffd}b\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--hex"), "{stderr}");
+}
+
+#[test]
+fn file_backed_segment_keeps_its_data_in_the_file() {
+    let name = unique("file");
+    let _cleanup = Cleanup(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backing");
+    let p = path.to_str().unwrap();
+    ok(&["create", &name, "--file", p, "--size", "8K"]);
+    ok(&["write", &name, "kept in the file"]);
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["backing"], "file");
+    assert_eq!(info["file"], p);
+    assert_eq!(info["size"], 8192);
+    ok(&["rm", &name]);
+    assert!(!left_behind(&name));
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(data.len(), 8192);
+    assert!(data.starts_with(b"kept in the file\0"));
+
+    // Without --size, a file-backed segment takes the file's size.
+    ok(&["create", &name, "--file", p]);
+    assert_eq!(json(&ok(&["info", &name, "--json"]))["size"], 8192);
+    assert_eq!(ok(&["read", &name]), "kept in the file\n");
+    ok(&["rm", &name]);
+}
+
+#[test]
+fn len_zero_means_to_the_end() {
+    let name = unique("len0");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "--size", "8"]);
+    ok(&["write", &name, "1234567"]);
+    let raw = run(&["read", &name, "--raw", "--len", "0", "--offset", "2"]);
+    assert_success(&raw, &["read"]);
+    assert_eq!(raw.stdout, b"34567\0");
+}
+
+// ---------------------------------------------------------------------------------
+// --hold and gc
+
+#[test]
+#[cfg(unix)] // sends SIGTERM / SIGINT
+fn hold_keeps_the_segment_until_sigterm() {
+    let name = unique("hold");
+    let _cleanup = Cleanup(name.clone());
+    let (mut held, lines) = spawn_lines(&["create", &name, "--size", "1M", "--hold"]);
+    let line = next_line(&lines);
+    assert!(
+        line.starts_with(&format!("holding segment `{name}`")),
+        "{line}"
+    );
+    assert!(line.contains("Ctrl-C"), "{line}");
+
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["persistence"], "until-last-close");
+    assert_eq!(info["holders"], serde_json::json!([held.0.id()]));
+    // Another process can use it meanwhile.
+    ok(&["write", &name, "while held"]);
+    assert_eq!(ok(&["read", &name]), "while held\n");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&held.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = wait_exit(&mut held.0);
+    assert!(status.success(), "{status:?}");
+    assert!(next_line(&lines).contains("released"));
+    let args = ["info", name.as_str()];
+    assert_fails(&run(&args), 1, &args);
+    assert!(!left_behind(&name), "{name} left in /dev/shm");
+}
+
+#[test]
+#[cfg(unix)] // sends SIGTERM / SIGINT
+fn hold_of_a_file_backed_segment_removes_the_name_and_keeps_the_file() {
+    let name = unique("holdfile");
+    let _cleanup = Cleanup(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let (mut held, lines) = spawn_lines(&[
+        "create",
+        &name,
+        "--file",
+        path.to_str().unwrap(),
+        "-s",
+        "4K",
+        "--hold",
+    ]);
+    assert!(next_line(&lines).starts_with("holding"));
+    ok(&["write", &name, "stays"]);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&held.0),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    assert!(wait_exit(&mut held.0).success());
+    assert!(!left_behind(&name));
+    assert!(std::fs::read(&path).unwrap().starts_with(b"stays\0"));
+}
+
+/// Tests that run `gc` for real take turns: one's `gc` would collect the stale
+/// segment that another has made on purpose.
+static GC: Mutex<()> = Mutex::new(());
+
+#[test]
+#[cfg(target_os = "linux")] // looks for the stale object in /dev/shm
+fn gc_removes_a_segment_whose_holder_was_killed() {
+    let _turn = GC.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique("gc");
+    let _cleanup = Cleanup(name.clone());
+    let (mut held, lines) = spawn_lines(&["create", &name, "--size", "4K", "--hold"]);
+    assert!(next_line(&lines).starts_with("holding"));
+    held.0.kill().unwrap(); // SIGKILL: no chance to clean up
+    wait_exit(&mut held.0);
+
+    // Stale: the object is still in /dev/shm, but nobody can open or list it.
+    assert!(left_behind(&name), "the stale segment vanished before gc");
+    let listed = json(&ok(&["ls", "--json"]));
+    assert!(
+        !listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == name.as_str()),
+        "stale segment listed: {listed}"
+    );
+
+    let dry = json(&ok(&["gc", "--dry-run", "--json"]));
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        dry["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == name.as_str()),
+        "{dry}"
+    );
+    assert!(left_behind(&name), "--dry-run removed it");
+
+    let human = ok(&["gc"]);
+    assert!(
+        human.contains(&format!("removed stale segment `{name}`")),
+        "{human}"
+    );
+    assert!(!left_behind(&name));
+}
+
+#[test]
+fn gc_never_touches_live_or_persistent_segments() {
+    let _turn = GC.lock().unwrap_or_else(|e| e.into_inner());
+    let live = unique("gc-live");
+    let kept = unique("gc-kept");
+    let _c1 = Cleanup(live.clone());
+    let _c2 = Cleanup(kept.clone());
+    let (_held, lines) = spawn_lines(&["create", &live, "--size", "4K", "--hold"]);
+    assert!(next_line(&lines).starts_with("holding"));
+    ok(&["create", &kept, "--size", "4K"]);
+    let gc = json(&ok(&["gc", "--json"]));
+    let names = gc["segments"].as_array().unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|s| s == live.as_str() || s == kept.as_str()),
+        "{gc}"
+    );
+    ok(&["info", &live]);
+    ok(&["info", &kept]);
+}
+
+// ---------------------------------------------------------------------------------
+// bad input
+
+/// Every kind of bad input: a non-zero exit code, one line on stderr, no panic, and
+/// nothing left under the name.
+#[test]
+fn bad_input_fails_in_one_line_and_leaks_nothing() {
+    let name = unique("bad");
+    let _cleanup = Cleanup(name.clone());
+    let n = name.as_str();
+    let long = "x".repeat(300);
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir_file = dir.path().join("no/such/dir/f");
+    let missing_dir_file = missing_dir_file.to_str().unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        // names
+        (&["create", "a/b", "-s", "1"], 1, "`/`"),
+        (&["create", "..", "-s", "1"], 1, "directory reference"),
+        (&["create", "", "-s", "1"], 1, "empty"),
+        (&["create", &long, "-s", "1"], 1, "at most"),
+        (&["create", ".shmipc-x", "-s", "1"], 1, "reserves"),
+        (&["read", "a/b"], 1, "`/`"),
+        // sizes
+        (&["create", n, "-s", "0"], 1, "at least one byte"),
+        (&["create", n, "-s", "1000T"], 1, "do not fit"),
+        (
+            &["create", n, "-s", "18446744073709551615"],
+            1,
+            "larger than any OS",
+        ),
+        (&["create", n, "-s", "99999999999999999999"], 2, "too large"),
+        (&["create", n, "-s", "16384P"], 2, "too large"),
+        (&["create", n, "-s", "12Q"], 2, "unknown unit"),
+        (&["create", n, "-s", "64KB"], 2, "ambiguous"),
+        (&["create", n, "-s", "1.3K"], 2, "whole number"),
+        (&["create", n, "--size=-1"], 2, "not a size"),
+        (&["create", n], 2, "--size"),
+        // modes and flags
+        (
+            &["create", n, "-s", "1", "--mode", "755"],
+            2,
+            "execute bits",
+        ),
+        (&["create", n, "-s", "1", "--mode", "9"], 2, "octal"),
+        (&["create", n, "-s", "1", "--mode", "17777"], 2, "beyond"),
+        (
+            &["create", n, "-s", "1", "--hold", "--persist"],
+            2,
+            "cannot be used",
+        ),
+        (
+            &["create", n, "--file", missing_dir_file],
+            1,
+            "backing file",
+        ),
+        // missing segments
+        (&["read", n], 1, "does not exist"),
+        (&["write", n, "x"], 1, "does not exist"),
+        (&["info", n], 1, "does not exist"),
+        (&["info", n, "--json"], 1, "does not exist"),
+        (&["rm", n], 1, "does not exist"),
+        (&["rm", n, n], 1, "2 of 2"),
+        // command line
+        (&["write", n], 2, "required"),
+        (&["write", n, "x", "--from", "f"], 2, "cannot be used"),
+        (&["read", n, "--hex", "--raw"], 2, "cannot be used"),
+        (&["rm"], 2, "required"),
+        (&["bogus"], 2, "unrecognized subcommand"),
+        (&["read", n, "--offset", "1e9"], 2, "unknown unit"),
+        (&["demo", "--timeout", "5"], 2, "no unit"),
+        (&["demo", "--name", "a/b"], 1, "`/`"),
+    ];
+    for (args, code, says) in cases {
+        let line = assert_fails(&run(args), *code, args);
+        assert!(
+            line.contains(says),
+            "shmipc {args:?}: {line:?} does not say {says:?}"
+        );
+        assert!(!left_behind(n), "shmipc {args:?} left {n} behind");
+    }
+}
+
+#[test]
+fn bad_ranges_on_an_existing_segment_fail_in_one_line() {
+    let name = unique("range");
+    let _cleanup = Cleanup(name.clone());
+    let n = name.as_str();
+    ok(&["create", n, "--size", "1K"]);
+    ok(&["write", n, "intact"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["create", n, "-s", "1"], "already exists"),
+        (
+            &["write", n, "too long for the end", "--offset", "1020"],
+            "does not fit",
+        ),
+        (&["write", n, "x", "--offset", "2K"], "past the end"),
+        (
+            &["write", n, "x", "--offset", "18446744073709551615"],
+            "past the end",
+        ),
+        (&["read", n, "--offset", "1024"], "past the end"),
+        (
+            &["read", n, "--offset", "18446744073709551615"],
+            "past the end",
+        ),
+        (&["read", n, "--len", "1025"], "past the end"),
+        (&["read", n, "--len", "1T"], "past the end"),
+        (
+            &[
+                "read",
+                n,
+                "--offset",
+                "1000",
+                "--len",
+                "18446744073709551615",
+            ],
+            "past the end",
+        ),
+    ];
+    for (args, says) in cases {
+        let line = assert_fails(&run(args), 1, args);
+        assert!(
+            line.contains(says),
+            "shmipc {args:?}: {line:?} does not say {says:?}"
+        );
+    }
+    // A taken name with --file: refused before the file is created.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("new");
+    let args = ["create", n, "--file", file.to_str().unwrap(), "-s", "4K"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("already exists"));
+    assert!(!file.exists(), "a failed create left its backing file");
+
+    let too_big = run_with_stdin(&["write", n, "-", "--offset", "1023"], b"xy");
+    assert!(assert_fails(&too_big, 1, &["write -"]).contains("does not fit"));
+    // Nothing was written by the failures.
+    assert_eq!(ok(&["read", n]), "intact\n");
+    assert_eq!(json(&ok(&["info", n, "--json"]))["size"], 1024);
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let name = unique("pipe");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "--size", "4M"]);
+    let mut child = shmipc()
+        .args(["read", &name, "--raw"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `shmipc read … | head -0`
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn help_documents_lifetime_and_json_keys() {
+    let create = ok(&["create", "--help"]);
+    assert!(
+        create.contains("shmipc rm NAME") && create.contains("--hold"),
+        "{create}"
+    );
+    let info = ok(&["info", "--help"]);
+    for key in [
+        "name",
+        "size",
+        "backing",
+        "file",
+        "origin",
+        "persistence",
+        "mode",
+        "owner",
+        "holders",
+    ] {
+        assert!(
+            info.contains(&format!("  {key} ")),
+            "info --help lacks {key}"
+        );
+    }
+    let top = ok(&["--help"]);
+    for verb in ["demo", "create", "write", "read", "info", "ls", "rm", "gc"] {
+        assert!(top.contains(&format!("  {verb} ")), "--help lacks {verb}");
+    }
+    assert!(!top.contains("demo-process"), "hidden verbs shown");
+}
