@@ -370,12 +370,7 @@ fn create_file_backed(
         op: "resolving the file path",
         source,
     })?;
-    let fd = rfs::open(
-        &abs,
-        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(p.mode & PERMISSION_BITS),
-    )
-    .map_err(|e| match e {
+    let open_err = |e: Errno| match e {
         Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
             name: n(),
             source: io_err(e),
@@ -385,63 +380,90 @@ fn create_file_backed(
             op: "opening the backing file",
             source: io_err(e),
         },
-    })?;
-    let current = rfs::fstat(&fd)
-        .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-        .map_err(|e| CreateError::Os {
-            name: n(),
-            op: "fstat",
-            source: io_err(e),
-        })?;
+    };
+    let open_file = |extra: OFlags| {
+        rfs::open(
+            &abs,
+            extra | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(p.mode & PERMISSION_BITS),
+        )
+    };
+    // Remember whether the file is ours, so that a failed create leaves no file
+    // (and no extended file) behind.
+    let (fd, made_file) = match open_file(OFlags::CREATE | OFlags::EXCL) {
+        Ok(fd) => (fd, true),
+        Err(Errno::EXIST) => (open_file(OFlags::empty()).map_err(open_err)?, false),
+        Err(e) => return Err(open_err(e)),
+    };
+    let current = match rfs::fstat(&fd) {
+        Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
+        Err(e) => {
+            if made_file {
+                let _ = rfs::unlink(&abs);
+            }
+            return Err(CreateError::Os {
+                name: n(),
+                op: "fstat",
+                source: io_err(e),
+            });
+        }
+    };
     let size = if p.size == 0 { current } else { p.size };
+    let undo = |e: CreateError| {
+        if made_file {
+            let _ = rfs::unlink(&abs);
+        } else if size > current {
+            let _ = rfs::ftruncate(&fd, current);
+        }
+        e
+    };
     if size == 0 {
-        return Err(CreateError::InvalidSize {
+        return Err(undo(CreateError::InvalidSize {
             name: n(),
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
-        });
+        }));
     }
     if size > current {
-        rfs::ftruncate(&fd, size).map_err(|e| match e {
-            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
-                name: n(),
-                size,
-                available: current,
-                store: abs.display().to_string(),
-            },
-            e => CreateError::Os {
-                name: n(),
-                op: "extending the backing file",
-                source: io_err(e),
-            },
-        })?;
+        rfs::ftruncate(&fd, size)
+            .map_err(|e| match e {
+                Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
+                    name: n(),
+                    size,
+                    available: current,
+                    store: abs.display().to_string(),
+                },
+                e => CreateError::Os {
+                    name: n(),
+                    op: "extending the backing file",
+                    source: io_err(e),
+                },
+            })
+            .map_err(undo)?;
     }
-    rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| CreateError::Os {
-        name: n(),
-        op: "flock",
-        source: io_err(e),
-    })?;
+    rfs::flock(&fd, FlockOperation::LockShared)
+        .map_err(|e| CreateError::Os {
+            name: n(),
+            op: "flock",
+            source: io_err(e),
+        })
+        .map_err(undo)?;
     let target = path_of(name);
+    let symlink_err = |e: Errno| CreateError::Os {
+        name: n(),
+        op: "symlink into /dev/shm",
+        source: io_err(e),
+    };
     match rfs::symlink(&abs, &target) {
         Ok(()) => {}
         Err(Errno::EXIST) => {
             if clear_if_stale(&target) {
-                rfs::symlink(&abs, &target).map_err(|e| CreateError::Os {
-                    name: n(),
-                    op: "symlink into /dev/shm",
-                    source: io_err(e),
-                })?;
+                rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
             } else {
-                return Err(CreateError::AlreadyExists { name: n() });
+                return Err(undo(CreateError::AlreadyExists { name: n() }));
             }
         }
-        Err(e) => {
-            return Err(CreateError::Os {
-                name: n(),
-                op: "symlink into /dev/shm",
-                source: io_err(e),
-            })
-        }
+        Err(e) => return Err(undo(symlink_err(e))),
     }
     Ok(Handle {
         fd,
