@@ -395,6 +395,18 @@ fn create_file_backed(
         Err(Errno::EXIST) => (open_file(OFlags::empty()).map_err(open_err)?, false),
         Err(e) => return Err(open_err(e)),
     };
+    // A new file gets exactly the chosen mode, as a memory segment does (umask
+    // would otherwise turn e.g. 0o666 into 0o644).
+    if made_file {
+        if let Err(e) = rfs::fchmod(&fd, Mode::from_raw_mode(p.mode & PERMISSION_BITS)) {
+            let _ = rfs::unlink(&abs);
+            return Err(CreateError::Os {
+                name: n(),
+                op: "fchmod",
+                source: io_err(e),
+            });
+        }
+    }
     let current = match rfs::fstat(&fd) {
         Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
         Err(e) => {
