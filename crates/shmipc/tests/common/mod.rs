@@ -172,6 +172,7 @@ pub struct Peer {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -212,7 +213,7 @@ impl Peer {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = err.read(&mut buf) {
                 sink.lock()
@@ -226,6 +227,7 @@ impl Peer {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
             status: None,
         }
     }
@@ -310,6 +312,22 @@ impl Peer {
                 self.label
             );
         }
+    }
+
+    /// As [`Peer::finish`], then also waits until every process that shares the
+    /// child's stderr (e.g. helpers it started) has closed it, and returns what
+    /// was written there.
+    pub fn finish_with_stderr(mut self) -> String {
+        let status = self.wait();
+        let reader = self.stderr_reader.take().expect("stderr reader");
+        wait_until("the child's stderr to close", || reader.is_finished());
+        let err = self.stderr.lock().unwrap().clone();
+        assert!(
+            status.success(),
+            "child {} failed ({status})\n--- its stderr ---\n{err}--- end ---",
+            self.label
+        );
+        err
     }
 
     /// Kills the child (SIGKILL on Unix, `TerminateProcess` on Windows) and reaps it:
