@@ -353,3 +353,48 @@ fn collect_garbage_finds_and_removes_stale() {
     let again = Segment::collect_garbage(true).unwrap();
     assert!(!again.iter().any(|n| n == stale.name()));
 }
+
+/// A dry-run garbage collection running all the time must never let an opener join
+/// a segment whose holders died: open says not found every time. (A dry run that
+/// tested for holders by taking the exclusive lock made a waiting opener join the
+/// dead segment once the lock was released.)
+#[cfg(target_os = "linux")]
+#[test]
+fn dry_run_gc_never_revives_a_dead_segment() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    child_roles!();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinning = Arc::clone(&stop);
+    let gc = std::thread::spawn(move || {
+        let mut runs = 0u64;
+        while !spinning.load(Ordering::Relaxed) {
+            Segment::collect_garbage(true).unwrap();
+            runs += 1;
+        }
+        runs
+    });
+    let mut revived = 0;
+    for _ in 0..100 {
+        let guard = Cleanup::new("revive");
+        let mut c = Peer::role(
+            "dry_run_gc_never_revives_a_dead_segment",
+            "creator",
+            &[("NAME", guard.name())],
+        );
+        c.expect("holding");
+        c.kill();
+        for _ in 0..20 {
+            match Segment::open(guard.name(), Access::Read) {
+                Ok(_) => revived += 1,
+                Err(OpenError::NotFound { .. }) => break,
+                Err(e) => panic!("open: {e}"),
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let runs = gc.join().unwrap();
+    assert!(runs > 0);
+    assert_eq!(revived, 0, "opened a dead segment {revived} times");
+}

@@ -817,12 +817,18 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
 /// temporary objects left by a creator that died mid-way. Returns their names.
+///
+/// A dry run must not take the exclusive lock to test for holders: an opener that
+/// finds it taken waits for it and, since a dry run unlinks nothing, would then
+/// join the dead segment (see the module doc). It reads the holders from
+/// `/proc/locks` instead, after it has looked at the candidates, so that a segment
+/// created meanwhile (its creator locks it before naming it) is never reported.
 pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
     let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
         place: SHM_DIR.into(),
         source,
     })?;
-    let mut removed = Vec::new();
+    let mut candidates = Vec::new();
     for entry in dir.filter_map(Result::ok) {
         let file_name = entry.file_name();
         let Some(s) = file_name.to_str() else {
@@ -846,15 +852,32 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         {
             continue;
         }
-        if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if !dry_run {
-                unlink_if_same(&path, &fd);
-            }
-            removed.push(s.to_owned());
+        if dry_run {
+            candidates.push((s.to_owned(), st.st_dev, st.st_ino, fd));
+        } else if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            unlink_if_same(&path, &fd);
+            candidates.push((s.to_owned(), st.st_dev, st.st_ino, fd));
         }
     }
-    removed.sort();
-    Ok(removed)
+    let mut found: Vec<String> = if dry_run {
+        match read_locks() {
+            Some(locks) => candidates
+                .into_iter()
+                .filter(|(_, dev, ino, _)| lock_holders(&locks, *dev, *ino).is_empty())
+                .map(|(name, ..)| name)
+                .collect(),
+            // No /proc/locks: the lock test is the only way left.
+            None => candidates
+                .into_iter()
+                .filter(|(.., fd)| rfs::flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok())
+                .map(|(name, ..)| name)
+                .collect(),
+        }
+    } else {
+        candidates.into_iter().map(|(name, ..)| name).collect()
+    };
+    found.sort();
+    Ok(found)
 }
 
 // ---------------------------------------------------------------------------------
