@@ -317,3 +317,45 @@ fn from_fd_read_only() {
     view.read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"ro");
 }
+
+/// While other segments come and go (their holders' locks with them), `info` and
+/// `list` keep seeing a segment this process holds. (`/proc/locks` read in small
+/// pieces could miss our holder's line, and the segment looked stale.)
+#[test]
+fn info_and_list_never_hide_a_held_segment() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let guard = Cleanup::new("held");
+    let _seg = Segment::create(guard.name(), 4096).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = Cleanup::new("held-churn");
+                    let held: Vec<_> = (0..8)
+                        .map(|i| Segment::create(&format!("{}-{i}", g.name()), 4096).unwrap())
+                        .collect();
+                    drop(held);
+                }
+            })
+        })
+        .collect();
+    let mut misses = 0;
+    for i in 0..1000 {
+        match Segment::info(guard.name()) {
+            Ok(info) => assert_eq!(info.holders, Some(vec![std::process::id()])),
+            Err(_) => misses += 1,
+        }
+        if i % 8 == 0 && common::listed(guard.name()) != Some(true) {
+            misses += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        c.join().unwrap();
+    }
+    assert_eq!(misses, 0, "a held segment was hidden {misses} times");
+}

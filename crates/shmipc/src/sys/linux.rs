@@ -732,8 +732,38 @@ fn lock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
+/// Reads `/proc/locks` in as few `read` calls as it takes.
+///
+/// The kernel builds each call's output under its lock-table lock, so one call is
+/// a consistent snapshot (of up to a page). Between calls other processes' locks
+/// come and go and shift the position the kernel resumes from, so a line can be
+/// skipped: `fs::read_to_string`, which starts with 32-byte reads, lost a live
+/// holder's line often enough that `info` called a held segment stale.
 fn read_locks() -> Option<String> {
-    fs::read_to_string("/proc/locks").ok()
+    use std::io::Read;
+    let mut file = fs::File::open("/proc/locks").ok()?;
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
+/// Whether nobody holds the inode (`dev`, `ino`), by `/proc/locks` alone (taking
+/// the lock to find out would let a waiting opener join a dead segment). `first`
+/// is a snapshot already read; a "nobody" answer is confirmed with fresh reads,
+/// since a snapshot longer than a page can miss a line (see [`read_locks`]).
+fn nobody_holds(first: &str, dev: u64, ino: u64) -> bool {
+    if !lock_holders(first, dev, ino).is_empty() {
+        return false;
+    }
+    (0..2).all(|_| read_locks().is_some_and(|l| lock_holders(&l, dev, ino).is_empty()))
 }
 
 fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
@@ -786,7 +816,9 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
-        stale: transient && holders.as_ref().is_some_and(Vec::is_empty),
+        stale: transient
+            && holders.as_ref().is_some_and(Vec::is_empty)
+            && locks.is_some_and(|l| nobody_holds(l, lst.st_dev, lst.st_ino)),
         holders,
     })
 }
@@ -863,7 +895,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         match read_locks() {
             Some(locks) => candidates
                 .into_iter()
-                .filter(|(_, dev, ino, _)| lock_holders(&locks, *dev, *ino).is_empty())
+                .filter(|(_, dev, ino, _)| nobody_holds(&locks, *dev, *ino))
                 .map(|(name, ..)| name)
                 .collect(),
             // No /proc/locks: the lock test is the only way left.
