@@ -755,15 +755,23 @@ fn read_locks() -> Option<String> {
     String::from_utf8(text).ok()
 }
 
-/// Whether nobody holds the inode (`dev`, `ino`), by `/proc/locks` alone (taking
-/// the lock to find out would let a waiting opener join a dead segment). `first`
-/// is a snapshot already read; a "nobody" answer is confirmed with fresh reads,
-/// since a snapshot longer than a page can miss a line (see [`read_locks`]).
-fn nobody_holds(first: &str, dev: u64, ino: u64) -> bool {
-    if !lock_holders(first, dev, ino).is_empty() {
-        return false;
+/// The processes holding the inode (`dev`, `ino`), by `/proc/locks` alone (taking
+/// the lock to find out would let a waiting opener join a dead segment), sorted,
+/// each once. `first` is a snapshot already read; an empty answer is confirmed
+/// with fresh reads, since a snapshot longer than a page can miss a line (see
+/// [`read_locks`]).
+fn holders_of(first: &str, dev: u64, ino: u64) -> Vec<u32> {
+    let mut pids = lock_holders(first, dev, ino);
+    for _ in 0..2 {
+        if !pids.is_empty() {
+            break;
+        }
+        let Some(again) = read_locks() else { break };
+        pids = lock_holders(&again, dev, ino);
     }
-    (0..2).all(|_| read_locks().is_some_and(|l| lock_holders(&l, dev, ino).is_empty()))
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
@@ -787,7 +795,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
             mode: st.as_ref().map(|s| s.st_mode & 0o7777),
             owner: st.as_ref().map(|s| s.st_uid),
             holders: match (&st, locks) {
-                (Some(s), Some(l)) => Some(lock_holders(l, s.st_dev, s.st_ino)),
+                (Some(s), Some(l)) => Some(holders_of(l, s.st_dev, s.st_ino)),
                 _ => None,
             },
             stale: false,
@@ -799,7 +807,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
     let mode = lst.st_mode & 0o7777;
     let shmipc = mode & MARK_SHMIPC != 0;
     let transient = is_transient(mode);
-    let holders = locks.map(|l| lock_holders(l, lst.st_dev, lst.st_ino));
+    let holders = locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino));
     Some(SegmentInfo {
         name: name.to_owned(),
         size: u64::try_from(lst.st_size).unwrap_or(0),
@@ -816,9 +824,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
-        stale: transient
-            && holders.as_ref().is_some_and(Vec::is_empty)
-            && locks.is_some_and(|l| nobody_holds(l, lst.st_dev, lst.st_ino)),
+        stale: transient && holders.as_ref().is_some_and(Vec::is_empty),
         holders,
     })
 }
@@ -895,7 +901,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         match read_locks() {
             Some(locks) => candidates
                 .into_iter()
-                .filter(|(_, dev, ino, _)| nobody_holds(&locks, *dev, *ino))
+                .filter(|(_, dev, ino, _)| holders_of(&locks, *dev, *ino).is_empty())
                 .map(|(name, ..)| name)
                 .collect(),
             // No /proc/locks: the lock test is the only way left.
