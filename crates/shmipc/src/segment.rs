@@ -460,7 +460,7 @@ impl SegmentOptions {
                 }
                 Ok(seg) => return Ok((seg, Disposition::Opened)),
                 Err(OpenError::NotFound { .. }) => continue,
-                Err(e) => return Err(open_to_create(e)),
+                Err(e) => return Err(open_to_create(name, e)),
             }
         }
         Err(CreateError::AlreadyExists { name: name.into() })
@@ -484,7 +484,7 @@ impl SegmentOptions {
     }
 }
 
-fn open_to_create(e: OpenError) -> CreateError {
+fn open_to_create(name: &str, e: OpenError) -> CreateError {
     match e {
         OpenError::InvalidName(n) => CreateError::InvalidName(n),
         OpenError::PermissionDenied { name, source } => {
@@ -497,7 +497,7 @@ fn open_to_create(e: OpenError) -> CreateError {
         other => {
             let msg = other.to_string();
             CreateError::Os {
-                name: String::new(),
+                name: name.strip_prefix('/').unwrap_or(name).into(),
                 op: "opening the existing segment",
                 source: std::io::Error::other(msg),
             }

@@ -157,6 +157,11 @@ fn unsized_foreign_object_is_reported() {
         Segment::open(f.name(), Access::Read),
         Err(OpenError::Empty { .. })
     ));
+    // create_or_open finds it taken and cannot open it: the error names it.
+    match Segment::create_or_open(f.name(), 4096) {
+        Err(CreateError::Os { name, .. }) => assert_eq!(name, f.name()),
+        other => panic!("create_or_open of an unsized object = {other:?}"),
+    }
     assert!(f.exists());
 }
 
