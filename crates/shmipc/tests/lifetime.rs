@@ -19,7 +19,10 @@ fn assert_gone(name: &str, why: &str) {
         assert!(!l, "{why}: `{name}` is still listed");
     }
     assert!(
-        matches!(Segment::info(name), Err(OpenError::NotFound { .. })),
+        matches!(
+            Segment::info(name),
+            Err(OpenError::NotFound { .. } | OpenError::Unsupported { .. })
+        ),
         "{why}: info still finds `{name}`"
     );
 }

@@ -369,3 +369,57 @@ fn info_and_list_never_hide_a_held_segment() {
         "a held segment was misreported: {misses:?}"
     );
 }
+
+/// Something other than a shared-memory object under a name (a directory, a FIFO,
+/// put there by someone else) is refused with an error, promptly: opening a FIFO
+/// for reading must not wait for a writer. Nothing removes it.
+#[test]
+fn odd_objects_under_a_name_are_refused_without_hanging() {
+    struct Odd(PathBuf);
+    impl Drop for Odd {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let dir_name = common::unique_name("odd-dir");
+    let fifo_name = common::unique_name("odd-fifo");
+    let _dir = Odd(shm_path(&dir_name));
+    let _fifo = Odd(shm_path(&fifo_name));
+    std::fs::create_dir(shm_path(&dir_name)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        shm_path(&fifo_name),
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let names = [dir_name.clone(), fifo_name.clone()];
+    std::thread::spawn(move || {
+        for name in &names {
+            for access in [Access::Read, Access::ReadWrite, Access::CopyOnWrite] {
+                let r = Segment::open(name, access).map(|_| ());
+                tx.send(format!("open {access:?} {name}: {r:?}")).unwrap();
+            }
+            let r = Segment::create(name, 4096).map(|_| ());
+            tx.send(format!("create {name}: {r:?}")).unwrap();
+            let r = Segment::create_or_open(name, 4096).map(|_| ());
+            tx.send(format!("create_or_open {name}: {r:?}")).unwrap();
+        }
+    });
+    for _ in 0..10 {
+        let line = rx
+            .recv_timeout(common::PATIENCE)
+            .expect("an operation on a directory or FIFO hung");
+        assert!(line.contains(": Err("), "accepted: {line}");
+    }
+    for name in [&dir_name, &fifo_name] {
+        assert!(shm_path(name).exists(), "{name} was removed");
+        assert_eq!(common::listed(name), Some(false), "{name} is listed");
+    }
+    let gc = Segment::collect_garbage(false).unwrap();
+    assert!(!gc.contains(&dir_name) && !gc.contains(&fifo_name));
+}

@@ -169,6 +169,26 @@ fn lock_shared(fd: &OwnedFd) -> Result<(), Option<Errno>> {
     }
 }
 
+fn is_regular(st: &rfs::Stat) -> bool {
+    rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile
+}
+
+/// The error for a name that is something other than a shared-memory object (a
+/// directory, FIFO or device someone put in `/dev/shm`).
+fn not_a_segment(name: &Name, path: &Path) -> OpenError {
+    OpenError::Os {
+        name: name.to_string(),
+        op: "checking the object",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a shared-memory object (a directory, FIFO or device?): remove it or use another name",
+                path.display()
+            ),
+        ),
+    }
+}
+
 fn is_transient(mode: u32) -> bool {
     mode & (MARK_SHMIPC | MARK_TRANSIENT) == MARK_SHMIPC | MARK_TRANSIENT
 }
@@ -340,7 +360,7 @@ fn temp_path() -> PathBuf {
 fn clear_if_stale(path: &Path) -> bool {
     let Ok(fd) = rfs::open(
         path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
     ) else {
         // Gone already (or a symlink: a file-backed name, never stale).
@@ -349,7 +369,7 @@ fn clear_if_stale(path: &Path) -> bool {
     let Ok(st) = rfs::fstat(&fd) else {
         return false;
     };
-    if !is_transient(st.st_mode) {
+    if !is_regular(&st) || !is_transient(st.st_mode) {
         return false;
     }
     if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -538,14 +558,17 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
     // A closing holder may unlink the object between our open and our lock; then
     // the name may already name a new object: start again (bounded).
     for _ in 0..64 {
+        // O_NONBLOCK: a FIFO under the name must not block us (no effect on a
+        // regular file).
         let fd = match rfs::open(
             &path,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
             Err(Errno::LOOP) => return open_file_backed(name, &path, flags),
+            Err(Errno::ISDIR) => return Err(not_a_segment(name, &path)),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
                 return Err(OpenError::PermissionDenied {
                     name: n(),
@@ -567,6 +590,9 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                 source: io_err(e),
             })
         };
+        if !is_regular(&fstat(&fd)?) {
+            return Err(not_a_segment(name, &path));
+        }
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Nobody holds it.
@@ -633,9 +659,14 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
         op: "readlink",
         source,
     })?;
-    let fd = match rfs::open(&target, flags | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match rfs::open(
+        &target,
+        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+        Err(Errno::ISDIR) => return Err(not_a_segment(name, &target)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => {
             return Err(OpenError::PermissionDenied {
                 name: n(),
@@ -650,6 +681,14 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
             })
         }
     };
+    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
+        name: n(),
+        op: "fstat",
+        source: io_err(e),
+    })?;
+    if !is_regular(&st) {
+        return Err(not_a_segment(name, &target));
+    }
     match lock_shared(&fd) {
         Ok(()) => {}
         Err(None) => return Err(OpenError::Busy { name: n() }),
@@ -661,11 +700,6 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
             })
         }
     }
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
-        name: n(),
-        op: "fstat",
-        source: io_err(e),
-    })?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
         return Err(OpenError::Empty { name: n() });
