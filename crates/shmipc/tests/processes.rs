@@ -273,13 +273,22 @@ fn create_open_close_churn_keeps_name_and_memory_together() {
         assert_eq!(role, "churner");
         let name = common::arg("NAME");
         let slot: usize = common::arg("SLOT").parse().unwrap();
+        let with_gc = common::arg("GC") == "1";
         say("ready");
         hear_exactly("go");
         let mut counts = [0u32; 2];
         for round in 0..CHURN_ROUNDS {
+            if round == CHURN_ROUNDS / 3 {
+                say("progress");
+            }
             let (seg, disposition) = Segment::create_or_open(&name, 4096).unwrap();
             counts[usize::from(disposition == Disposition::Opened)] += 1;
             let view = seg.map_all().unwrap();
+            if disposition == Disposition::Created {
+                // Only this process writes its slot: a fresh segment has it zero.
+                let old: u64 = view.read_pod(8 * slot).unwrap();
+                assert_eq!(old, 0, "round {round}: created over old memory");
+            }
             let token = (u64::from(std::process::id()) << 32) | u64::from(round + 1);
             view.write_pod(8 * slot, &token).unwrap();
             let again = match Segment::open(&name, Access::Read) {
@@ -291,27 +300,65 @@ fn create_open_close_churn_keeps_name_and_memory_together() {
                 seen, token,
                 "round {round} ({disposition:?}): the name leads to other memory than ours"
             );
+            if with_gc && round % 25 == 0 {
+                // Collecting dead segments (or looking for them) and inspecting a
+                // live one never disturb a holder.
+                let _ = Segment::collect_garbage(round % 50 == 0);
+                match Segment::info(&name) {
+                    Ok(_) | Err(OpenError::Unsupported { .. }) => {}
+                    Err(e) => panic!("round {round}: info of a held segment: {e}"),
+                }
+            }
         }
         say(&format!("counts {} {}", counts[0], counts[1]));
         return;
     }
-    let guard = Cleanup::new("churn");
-    let mut peers: Vec<Peer> = (0..CHURNERS)
-        .map(|i| {
-            Peer::role(
-                "create_open_close_churn_keeps_name_and_memory_together",
-                "churner",
-                &[("NAME", guard.name()), ("SLOT", &i.to_string())],
-            )
-        })
-        .collect();
-    for p in &mut peers {
-        p.expect("ready");
+    churn_parent("create_open_close_churn_keeps_name_and_memory_together", 0);
+}
+
+/// As above, while the parent kills churners (SIGKILL / `TerminateProcess`) at
+/// arbitrary points of their loop and starts new ones, and the churners now and
+/// then collect garbage and inspect the segment: dead holders' segments must never
+/// trap or mislead the living, and collecting them must never touch a live one.
+#[test]
+fn churn_with_killed_processes() {
+    if common::role().is_some() {
+        create_open_close_churn_keeps_name_and_memory_together();
+        return;
     }
+    churn_parent("churn_with_killed_processes", 6);
+}
+
+fn churn_parent(test: &str, kills: usize) {
+    let guard = Cleanup::new("churn");
+    let start = |i: usize| {
+        let mut p = Peer::role(
+            test,
+            "churner",
+            &[
+                ("NAME", guard.name()),
+                ("SLOT", &i.to_string()),
+                ("GC", if kills > 0 { "1" } else { "0" }),
+            ],
+        );
+        p.expect("ready");
+        p
+    };
+    let mut peers: Vec<Peer> = (0..CHURNERS).map(start).collect();
     for p in &mut peers {
         p.send("go");
     }
+    for k in 0..kills {
+        // Kill one in the middle of its loop, and put a fresh one in its slot.
+        let slot = k % CHURNERS;
+        let fresh = start(slot);
+        peers[slot].expect("progress");
+        std::mem::replace(&mut peers[slot], fresh).kill();
+        // Only now: the slot is the new process's alone.
+        peers[slot].send("go");
+    }
     for mut p in peers {
+        p.expect("progress");
         let counts = p.expect("counts");
         let total: u32 = counts.split(' ').map(|c| c.parse::<u32>().unwrap()).sum();
         assert_eq!(total, CHURN_ROUNDS);
