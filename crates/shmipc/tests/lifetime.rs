@@ -228,11 +228,19 @@ fn a_second_holder_keeps_it_alive() {
     creator.expect("holding");
     let mut opener = Peer::role(test, "opener", &[("NAME", guard.name())]);
     assert_eq!(opener.expect("holding"), "alive");
+    let opener_pid = opener.id();
     creator.kill();
     // The opener still holds it: it is there, listed, with its data.
     if let Some(l) = listed(guard.name()) {
         assert!(l, "a held segment is not listed");
     }
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        Segment::info(guard.name()).unwrap().holders,
+        Some(vec![opener_pid]),
+        "the live holders are the opener alone"
+    );
+    let _ = opener_pid;
     let mut r = Peer::role(test, "reader", &[("NAME", guard.name())]);
     assert_eq!(r.expect("read"), "alive");
     r.finish();
@@ -309,7 +317,6 @@ fn remove_while_held_keeps_memory_of_holders() {
 #[test]
 fn collect_garbage_finds_and_removes_stale() {
     child_roles!();
-    let stale = Cleanup::new("gc-stale");
     let live = Cleanup::new("gc-live");
     let kept = Cleanup::new("gc-kept");
     let _live_seg = Segment::create(live.name(), SIZE).unwrap();
@@ -318,43 +325,46 @@ fn collect_garbage_finds_and_removes_stale() {
         .persistence(Persistence::UntilRemoved)
         .create(kept.name())
         .unwrap();
-    let mut c = Peer::role(
-        "collect_garbage_finds_and_removes_stale",
-        "creator",
-        &[("NAME", stale.name())],
-    );
-    c.expect("holding");
-    c.kill();
-    let path = std::path::Path::new("/dev/shm").join(stale.name());
-    assert!(
-        path.exists(),
-        "a killed holder's segment is still a name until collected"
-    );
-    assert_eq!(
-        listed(stale.name()),
-        Some(false),
-        "a stale segment is listed"
-    );
-
-    let found = Segment::collect_garbage(true).unwrap();
-    assert!(
-        found.iter().any(|n| n == stale.name()),
-        "dry run missed it: {found:?}"
-    );
-    assert!(!found.iter().any(|n| n == live.name() || n == kept.name()));
-    assert!(path.exists(), "a dry run removed something");
-
-    let removed = Segment::collect_garbage(false).unwrap();
-    assert!(
-        removed.iter().any(|n| n == stale.name()),
-        "gc missed it: {removed:?}"
-    );
-    assert!(!removed.iter().any(|n| n == live.name() || n == kept.name()));
-    assert!(!path.exists(), "gc did not remove it");
+    // Garbage collection is machine-wide: another program's `gc` may collect our
+    // stale segment first. That can only make it vanish early, which is noticed
+    // and the round repeated; a round undisturbed must show every step.
+    let mut clean_rounds = 0;
+    for _ in 0..5 {
+        let stale = Cleanup::new("gc-stale");
+        let path = std::path::Path::new("/dev/shm").join(stale.name());
+        let mut c = Peer::role(
+            "collect_garbage_finds_and_removes_stale",
+            "creator",
+            &[("NAME", stale.name())],
+        );
+        c.expect("holding");
+        c.kill();
+        assert_eq!(
+            listed(stale.name()),
+            Some(false),
+            "a stale segment is listed"
+        );
+        let found = Segment::collect_garbage(true).unwrap();
+        assert!(!found.iter().any(|n| n == live.name() || n == kept.name()));
+        if !found.iter().any(|n| n == stale.name()) {
+            assert!(!path.exists(), "dry run missed it: {found:?}");
+            eprintln!("note: someone else collected our stale segment; again");
+            continue;
+        }
+        let removed = Segment::collect_garbage(false).unwrap();
+        assert!(!removed.iter().any(|n| n == live.name() || n == kept.name()));
+        assert!(!path.exists(), "gc did not remove it");
+        if removed.iter().any(|n| n == stale.name()) {
+            let again = Segment::collect_garbage(true).unwrap();
+            assert!(!again.iter().any(|n| n == stale.name()), "found twice");
+            clean_rounds += 1;
+            break;
+        }
+        eprintln!("note: someone else collected our stale segment; again");
+    }
+    assert_eq!(clean_rounds, 1, "no undisturbed round in five");
     assert!(Segment::open(live.name(), Access::Read).is_ok());
     assert!(Segment::open(kept.name(), Access::Read).is_ok());
-    let again = Segment::collect_garbage(true).unwrap();
-    assert!(!again.iter().any(|n| n == stale.name()));
 }
 
 /// A dry-run garbage collection running all the time must never let an opener join
