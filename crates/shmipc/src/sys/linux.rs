@@ -791,12 +791,12 @@ fn read_locks() -> Option<String> {
 
 /// The processes holding the inode (`dev`, `ino`), by `/proc/locks` alone (taking
 /// the lock to find out would let a waiting opener join a dead segment), sorted,
-/// each once. `first` is a snapshot already read; an empty answer is confirmed
-/// with fresh reads, since a snapshot longer than a page can miss a line (see
-/// [`read_locks`]).
-fn holders_of(first: &str, dev: u64, ino: u64) -> Vec<u32> {
+/// each once. `first` is a snapshot already read; with `confirm` (where "nobody"
+/// means "stale"), an empty answer is confirmed with fresh reads, since a snapshot
+/// longer than a page can miss a line (see [`read_locks`]).
+fn holders_of(first: &str, dev: u64, ino: u64, confirm: bool) -> Vec<u32> {
     let mut pids = lock_holders(first, dev, ino);
-    for _ in 0..2 {
+    for _ in 0..if confirm { 2 } else { 0 } {
         if !pids.is_empty() {
             break;
         }
@@ -829,7 +829,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
             mode: st.as_ref().map(|s| s.st_mode & 0o7777),
             owner: st.as_ref().map(|s| s.st_uid),
             holders: match (&st, locks) {
-                (Some(s), Some(l)) => Some(holders_of(l, s.st_dev, s.st_ino)),
+                (Some(s), Some(l)) => Some(holders_of(l, s.st_dev, s.st_ino, false)),
                 _ => None,
             },
             stale: false,
@@ -841,7 +841,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
     let mode = lst.st_mode & 0o7777;
     let shmipc = mode & MARK_SHMIPC != 0;
     let transient = is_transient(mode);
-    let holders = locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino));
+    let holders = locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient));
     Some(SegmentInfo {
         name: name.to_owned(),
         size: u64::try_from(lst.st_size).unwrap_or(0),
@@ -935,7 +935,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         match read_locks() {
             Some(locks) => candidates
                 .into_iter()
-                .filter(|(_, dev, ino, _)| holders_of(&locks, *dev, *ino).is_empty())
+                .filter(|(_, dev, ino, _)| holders_of(&locks, *dev, *ino, true).is_empty())
                 .map(|(name, ..)| name)
                 .collect(),
             // No /proc/locks: the lock test is the only way left.
