@@ -7,6 +7,7 @@ mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::{say, Cleanup, Peer};
 use rustix::fs::Mode;
@@ -422,4 +423,43 @@ fn odd_objects_under_a_name_are_refused_without_hanging() {
     }
     let gc = Segment::collect_garbage(false).unwrap();
     assert!(!gc.contains(&dir_name) && !gc.contains(&fifo_name));
+}
+
+/// A forked child shares its parent's descriptors, locks included. When the child
+/// drops its copy of a segment (here: in `pre_exec`, between fork and exec), that
+/// must not act as the parent's last close: the parent still holds the segment
+/// and its name.
+#[test]
+fn a_forked_child_dropping_its_copy_leaves_the_parent_holding() {
+    use std::os::unix::process::CommandExt;
+
+    let guard = Cleanup::new("fork");
+    let seg = Segment::create(guard.name(), 4096).unwrap();
+    seg.map_all().unwrap().write_at(0, b"parent's").unwrap();
+    // The command owns the parent's only handle; the child drops its copy.
+    let mut copy = Some(seg);
+    let mut cmd = Command::new("true");
+    // SAFETY: the closure runs in the child between fork and exec. It only drops a
+    // Segment: a few system calls (flock, fstat, lstat, unlink) and frees, which
+    // glibc's fork handlers make safe in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            drop(copy.take());
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success());
+    // The parent still holds it (inside `cmd`): the name must still lead to it.
+    let again = Segment::open(guard.name(), Access::Read)
+        .expect("a forked child's drop removed the parent's segment");
+    let mut buf = [0u8; 8];
+    again.map_all().unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"parent's");
+    drop(again);
+    drop(cmd);
+    assert!(
+        !shm_path(guard.name()).exists(),
+        "the parent's last close left it"
+    );
 }

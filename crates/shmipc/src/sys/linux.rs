@@ -15,6 +15,11 @@
 //!   holders were killed): the opener unlinks it and reports "not found". Otherwise
 //!   the opener takes the shared lock and then checks (`st_nlink`) that the object
 //!   is still linked, so it never joins an object a closing holder just unlinked.
+//! * The lock belongs to the open file, which a forked child shares: only the
+//!   process that took it runs the close protocol; a forked child's close just
+//!   closes its descriptor. (A forked child that outlives its parent holds the
+//!   segment without a lock of its own: the parent's close may unlink the name,
+//!   and the child's memory stays valid.)
 //! * Creation builds the object unnamed (`O_TMPFILE` in `/dev/shm`), sizes it, marks
 //!   it, locks it, and only then links it under its name with `linkat`, which fails
 //!   rather than replace: nobody ever sees it half made. Where `O_TMPFILE` or
@@ -92,8 +97,30 @@ pub(crate) struct Handle {
     size: u64,
     backing: Backing,
     persistence: Persistence,
-    /// For a named memory segment that dies with its last holder: its path.
-    transient_path: Option<PathBuf>,
+    /// For a named memory segment that dies with its last holder: what the last
+    /// close needs.
+    transient: Option<Transient>,
+}
+
+/// What closing a segment that dies with its last holder needs to know.
+#[derive(Debug)]
+struct Transient {
+    /// The segment's path, to unlink.
+    path: PathBuf,
+    /// The process that took the lock. A child forked from it shares the
+    /// descriptor and the lock (they belong to the open file, not the process), so
+    /// its close must not take the lock exclusively: that would succeed, as the
+    /// lock is its own, and unlink the name while the parent still holds it.
+    pid: u32,
+}
+
+impl Transient {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            pid: std::process::id(),
+        }
+    }
 }
 
 impl Handle {
@@ -119,16 +146,20 @@ impl Handle {
             size,
             backing: Backing::Unnamed,
             persistence: Persistence::UntilLastClose,
-            transient_path: None,
+            transient: None,
         })
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let Some(path) = &self.transient_path else {
+        let Some(Transient { path, pid }) = &self.transient else {
             return;
         };
+        if *pid != std::process::id() {
+            // A forked child's copy: closing the descriptor leaves the parent's lock.
+            return;
+        }
         // The last holder is the one that can take the lock exclusively.
         if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             unlink_if_same(path, &self.fd);
@@ -322,7 +353,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         size: p.size,
         backing: Backing::Memory,
         persistence: p.persistence,
-        transient_path: (p.persistence == Persistence::UntilLastClose).then_some(target),
+        transient: (p.persistence == Persistence::UntilLastClose).then(|| Transient::new(target)),
     })
 }
 
@@ -502,7 +533,7 @@ fn create_file_backed(
         size,
         backing: Backing::File(abs),
         persistence: Persistence::UntilRemoved,
-        transient_path: None,
+        transient: None,
     })
 }
 
@@ -541,7 +572,7 @@ pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateE
         size,
         backing: Backing::Unnamed,
         persistence: Persistence::UntilLastClose,
-        transient_path: None,
+        transient: None,
     })
 }
 
@@ -646,7 +677,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             } else {
                 Persistence::UntilRemoved
             },
-            transient_path: transient.then_some(path),
+            transient: transient.then(|| Transient::new(path)),
         });
     }
     Err(OpenError::Busy { name: n() })
@@ -709,7 +740,7 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
         size,
         backing: Backing::File(target),
         persistence: Persistence::UntilRemoved,
-        transient_path: None,
+        transient: None,
     })
 }
 
