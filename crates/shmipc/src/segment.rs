@@ -407,7 +407,7 @@ impl SegmentOptions {
     /// See [`CreateError`].
     pub fn create(&self, name: &str) -> Result<Segment, CreateError> {
         let name = Name::new(name)?;
-        // A file-backed segment may take its size (0) from the file.
+        // A file-backed segment may take the file's size (0); any other needs one.
         if self.file.is_none() || self.size > i64::MAX as u64 {
             check_size(name.as_str(), self.size)?;
         }
@@ -460,7 +460,7 @@ impl SegmentOptions {
                 }
                 Ok(seg) => return Ok((seg, Disposition::Opened)),
                 Err(OpenError::NotFound { .. }) => continue,
-                Err(e) => return Err(open_to_create(e)),
+                Err(e) => return Err(open_to_create(name, e)),
             }
         }
         Err(CreateError::AlreadyExists { name: name.into() })
@@ -484,7 +484,7 @@ impl SegmentOptions {
     }
 }
 
-fn open_to_create(e: OpenError) -> CreateError {
+fn open_to_create(name: &str, e: OpenError) -> CreateError {
     match e {
         OpenError::InvalidName(n) => CreateError::InvalidName(n),
         OpenError::PermissionDenied { name, source } => {
@@ -497,7 +497,7 @@ fn open_to_create(e: OpenError) -> CreateError {
         other => {
             let msg = other.to_string();
             CreateError::Os {
-                name: String::new(),
+                name: name.strip_prefix('/').unwrap_or(name).into(),
                 op: "opening the existing segment",
                 source: std::io::Error::other(msg),
             }

@@ -15,6 +15,11 @@
 //!   holders were killed): the opener unlinks it and reports "not found". Otherwise
 //!   the opener takes the shared lock and then checks (`st_nlink`) that the object
 //!   is still linked, so it never joins an object a closing holder just unlinked.
+//! * The lock belongs to the open file, which a forked child shares: only the
+//!   process that took it runs the close protocol; a forked child's close just
+//!   closes its descriptor. (A forked child that outlives its parent holds the
+//!   segment without a lock of its own: the parent's close may unlink the name,
+//!   and the child's memory stays valid.)
 //! * Creation builds the object unnamed (`O_TMPFILE` in `/dev/shm`), sizes it, marks
 //!   it, locks it, and only then links it under its name with `linkat`, which fails
 //!   rather than replace: nobody ever sees it half made. Where `O_TMPFILE` or
@@ -92,8 +97,30 @@ pub(crate) struct Handle {
     size: u64,
     backing: Backing,
     persistence: Persistence,
-    /// For a named memory segment that dies with its last holder: its path.
-    transient_path: Option<PathBuf>,
+    /// For a named memory segment that dies with its last holder: what the last
+    /// close needs.
+    transient: Option<Transient>,
+}
+
+/// What closing a segment that dies with its last holder needs to know.
+#[derive(Debug)]
+struct Transient {
+    /// The segment's path, to unlink.
+    path: PathBuf,
+    /// The process that took the lock. A child forked from it shares the
+    /// descriptor and the lock (they belong to the open file, not the process), so
+    /// its close must not take the lock exclusively: that would succeed, as the
+    /// lock is its own, and unlink the name while the parent still holds it.
+    pid: u32,
+}
+
+impl Transient {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            pid: std::process::id(),
+        }
+    }
 }
 
 impl Handle {
@@ -119,16 +146,20 @@ impl Handle {
             size,
             backing: Backing::Unnamed,
             persistence: Persistence::UntilLastClose,
-            transient_path: None,
+            transient: None,
         })
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let Some(path) = &self.transient_path else {
+        let Some(Transient { path, pid }) = &self.transient else {
             return;
         };
+        if *pid != std::process::id() {
+            // A forked child's copy: closing the descriptor leaves the parent's lock.
+            return;
+        }
         // The last holder is the one that can take the lock exclusively.
         if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
             unlink_if_same(path, &self.fd);
@@ -166,6 +197,26 @@ fn lock_shared(fd: &OwnedFd) -> Result<(), Option<Errno>> {
             Err(Errno::WOULDBLOCK) => return Err(None),
             Err(e) => return Err(Some(e)),
         }
+    }
+}
+
+fn is_regular(st: &rfs::Stat) -> bool {
+    rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile
+}
+
+/// The error for a name that is something other than a shared-memory object (a
+/// directory, FIFO or device someone put in `/dev/shm`).
+fn not_a_segment(name: &Name, path: &Path) -> OpenError {
+    OpenError::Os {
+        name: name.to_string(),
+        op: "checking the object",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a shared-memory object (a directory, FIFO or device?): remove it or use another name",
+                path.display()
+            ),
+        ),
     }
 }
 
@@ -302,7 +353,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         size: p.size,
         backing: Backing::Memory,
         persistence: p.persistence,
-        transient_path: (p.persistence == Persistence::UntilLastClose).then_some(target),
+        transient: (p.persistence == Persistence::UntilLastClose).then(|| Transient::new(target)),
     })
 }
 
@@ -340,7 +391,7 @@ fn temp_path() -> PathBuf {
 fn clear_if_stale(path: &Path) -> bool {
     let Ok(fd) = rfs::open(
         path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
     ) else {
         // Gone already (or a symlink: a file-backed name, never stale).
@@ -349,7 +400,7 @@ fn clear_if_stale(path: &Path) -> bool {
     let Ok(st) = rfs::fstat(&fd) else {
         return false;
     };
-    if !is_transient(st.st_mode) {
+    if !is_regular(&st) || !is_transient(st.st_mode) {
         return false;
     }
     if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -370,12 +421,7 @@ fn create_file_backed(
         op: "resolving the file path",
         source,
     })?;
-    let fd = rfs::open(
-        &abs,
-        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(p.mode & PERMISSION_BITS),
-    )
-    .map_err(|e| match e {
+    let open_err = |e: Errno| match e {
         Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
             name: n(),
             source: io_err(e),
@@ -385,70 +431,109 @@ fn create_file_backed(
             op: "opening the backing file",
             source: io_err(e),
         },
-    })?;
-    let current = rfs::fstat(&fd)
-        .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-        .map_err(|e| CreateError::Os {
-            name: n(),
-            op: "fstat",
-            source: io_err(e),
-        })?;
+    };
+    let open_file = |extra: OFlags| {
+        rfs::open(
+            &abs,
+            extra | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(p.mode & PERMISSION_BITS),
+        )
+    };
+    // Remember whether the file is ours, so that a failed create leaves no file
+    // (and no extended file) behind.
+    let (fd, made_file) = match open_file(OFlags::CREATE | OFlags::EXCL) {
+        Ok(fd) => (fd, true),
+        Err(Errno::EXIST) => (open_file(OFlags::empty()).map_err(open_err)?, false),
+        Err(e) => return Err(open_err(e)),
+    };
+    // A new file gets exactly the chosen mode, as a memory segment does (umask
+    // would otherwise turn e.g. 0o666 into 0o644).
+    if made_file {
+        if let Err(e) = rfs::fchmod(&fd, Mode::from_raw_mode(p.mode & PERMISSION_BITS)) {
+            let _ = rfs::unlink(&abs);
+            return Err(CreateError::Os {
+                name: n(),
+                op: "fchmod",
+                source: io_err(e),
+            });
+        }
+    }
+    let current = match rfs::fstat(&fd) {
+        Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
+        Err(e) => {
+            if made_file {
+                let _ = rfs::unlink(&abs);
+            }
+            return Err(CreateError::Os {
+                name: n(),
+                op: "fstat",
+                source: io_err(e),
+            });
+        }
+    };
     let size = if p.size == 0 { current } else { p.size };
+    let undo = |e: CreateError| {
+        if made_file {
+            let _ = rfs::unlink(&abs);
+        } else if size > current {
+            let _ = rfs::ftruncate(&fd, current);
+        }
+        e
+    };
     if size == 0 {
-        return Err(CreateError::InvalidSize {
+        return Err(undo(CreateError::InvalidSize {
             name: n(),
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
-        });
+        }));
     }
     if size > current {
-        rfs::ftruncate(&fd, size).map_err(|e| match e {
-            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
-                name: n(),
-                size,
-                available: current,
-                store: abs.display().to_string(),
-            },
-            e => CreateError::Os {
-                name: n(),
-                op: "extending the backing file",
-                source: io_err(e),
-            },
-        })?;
+        rfs::ftruncate(&fd, size)
+            .map_err(|e| match e {
+                Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
+                    name: n(),
+                    size,
+                    available: current,
+                    store: abs.display().to_string(),
+                },
+                e => CreateError::Os {
+                    name: n(),
+                    op: "extending the backing file",
+                    source: io_err(e),
+                },
+            })
+            .map_err(undo)?;
     }
-    rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| CreateError::Os {
-        name: n(),
-        op: "flock",
-        source: io_err(e),
-    })?;
+    rfs::flock(&fd, FlockOperation::LockShared)
+        .map_err(|e| CreateError::Os {
+            name: n(),
+            op: "flock",
+            source: io_err(e),
+        })
+        .map_err(undo)?;
     let target = path_of(name);
+    let symlink_err = |e: Errno| CreateError::Os {
+        name: n(),
+        op: "symlink into /dev/shm",
+        source: io_err(e),
+    };
     match rfs::symlink(&abs, &target) {
         Ok(()) => {}
         Err(Errno::EXIST) => {
             if clear_if_stale(&target) {
-                rfs::symlink(&abs, &target).map_err(|e| CreateError::Os {
-                    name: n(),
-                    op: "symlink into /dev/shm",
-                    source: io_err(e),
-                })?;
+                rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
             } else {
-                return Err(CreateError::AlreadyExists { name: n() });
+                return Err(undo(CreateError::AlreadyExists { name: n() }));
             }
         }
-        Err(e) => {
-            return Err(CreateError::Os {
-                name: n(),
-                op: "symlink into /dev/shm",
-                source: io_err(e),
-            })
-        }
+        Err(e) => return Err(undo(symlink_err(e))),
     }
     Ok(Handle {
         fd,
         size,
         backing: Backing::File(abs),
         persistence: Persistence::UntilRemoved,
-        transient_path: None,
+        transient: None,
     })
 }
 
@@ -487,7 +572,7 @@ pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateE
         size,
         backing: Backing::Unnamed,
         persistence: Persistence::UntilLastClose,
-        transient_path: None,
+        transient: None,
     })
 }
 
@@ -504,14 +589,17 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
     // A closing holder may unlink the object between our open and our lock; then
     // the name may already name a new object: start again (bounded).
     for _ in 0..64 {
+        // O_NONBLOCK: a FIFO under the name must not block us (no effect on a
+        // regular file).
         let fd = match rfs::open(
             &path,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
             Err(Errno::LOOP) => return open_file_backed(name, &path, flags),
+            Err(Errno::ISDIR) => return Err(not_a_segment(name, &path)),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
                 return Err(OpenError::PermissionDenied {
                     name: n(),
@@ -533,6 +621,9 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                 source: io_err(e),
             })
         };
+        if !is_regular(&fstat(&fd)?) {
+            return Err(not_a_segment(name, &path));
+        }
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Nobody holds it.
@@ -586,7 +677,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             } else {
                 Persistence::UntilRemoved
             },
-            transient_path: transient.then_some(path),
+            transient: transient.then(|| Transient::new(path)),
         });
     }
     Err(OpenError::Busy { name: n() })
@@ -599,9 +690,14 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
         op: "readlink",
         source,
     })?;
-    let fd = match rfs::open(&target, flags | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match rfs::open(
+        &target,
+        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+        Err(Errno::ISDIR) => return Err(not_a_segment(name, &target)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => {
             return Err(OpenError::PermissionDenied {
                 name: n(),
@@ -616,6 +712,14 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
             })
         }
     };
+    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
+        name: n(),
+        op: "fstat",
+        source: io_err(e),
+    })?;
+    if !is_regular(&st) {
+        return Err(not_a_segment(name, &target));
+    }
     match lock_shared(&fd) {
         Ok(()) => {}
         Err(None) => return Err(OpenError::Busy { name: n() }),
@@ -627,11 +731,6 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
             })
         }
     }
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
-        name: n(),
-        op: "fstat",
-        source: io_err(e),
-    })?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
         return Err(OpenError::Empty { name: n() });
@@ -641,7 +740,7 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
         size,
         backing: Backing::File(target),
         persistence: Persistence::UntilRemoved,
-        transient_path: None,
+        transient: None,
     })
 }
 
@@ -698,8 +797,46 @@ fn lock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
+/// Reads `/proc/locks` in as few `read` calls as it takes.
+///
+/// The kernel builds each call's output under its lock-table lock, so one call is
+/// a consistent snapshot (of up to a page). Between calls other processes' locks
+/// come and go and shift the position the kernel resumes from, so a line can be
+/// skipped: `fs::read_to_string`, which starts with 32-byte reads, lost a live
+/// holder's line often enough that `info` called a held segment stale.
 fn read_locks() -> Option<String> {
-    fs::read_to_string("/proc/locks").ok()
+    use std::io::Read;
+    let mut file = fs::File::open("/proc/locks").ok()?;
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
+/// The processes holding the inode (`dev`, `ino`), by `/proc/locks` alone (taking
+/// the lock to find out would let a waiting opener join a dead segment), sorted,
+/// each once. `first` is a snapshot already read; with `confirm` (where "nobody"
+/// means "stale"), an empty answer is confirmed with fresh reads, since a snapshot
+/// longer than a page can miss a line (see [`read_locks`]).
+fn holders_of(first: &str, dev: u64, ino: u64, confirm: bool) -> Vec<u32> {
+    let mut pids = lock_holders(first, dev, ino);
+    for _ in 0..if confirm { 2 } else { 0 } {
+        if !pids.is_empty() {
+            break;
+        }
+        let Some(again) = read_locks() else { break };
+        pids = lock_holders(&again, dev, ino);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
@@ -723,7 +860,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
             mode: st.as_ref().map(|s| s.st_mode & 0o7777),
             owner: st.as_ref().map(|s| s.st_uid),
             holders: match (&st, locks) {
-                (Some(s), Some(l)) => Some(lock_holders(l, s.st_dev, s.st_ino)),
+                (Some(s), Some(l)) => Some(holders_of(l, s.st_dev, s.st_ino, false)),
                 _ => None,
             },
             stale: false,
@@ -735,7 +872,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
     let mode = lst.st_mode & 0o7777;
     let shmipc = mode & MARK_SHMIPC != 0;
     let transient = is_transient(mode);
-    let holders = locks.map(|l| lock_holders(l, lst.st_dev, lst.st_ino));
+    let holders = locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient));
     Some(SegmentInfo {
         name: name.to_owned(),
         size: u64::try_from(lst.st_size).unwrap_or(0),
@@ -783,12 +920,18 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
 /// temporary objects left by a creator that died mid-way. Returns their names.
+///
+/// A dry run must not take the exclusive lock to test for holders: an opener that
+/// finds it taken waits for it and, since a dry run unlinks nothing, would then
+/// join the dead segment (see the module doc). It reads the holders from
+/// `/proc/locks` instead, after it has looked at the candidates, so that a segment
+/// created meanwhile (its creator locks it before naming it) is never reported.
 pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
     let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
         place: SHM_DIR.into(),
         source,
     })?;
-    let mut removed = Vec::new();
+    let mut candidates = Vec::new();
     for entry in dir.filter_map(Result::ok) {
         let file_name = entry.file_name();
         let Some(s) = file_name.to_str() else {
@@ -812,15 +955,32 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         {
             continue;
         }
-        if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if !dry_run {
-                unlink_if_same(&path, &fd);
-            }
-            removed.push(s.to_owned());
+        if dry_run {
+            candidates.push((s.to_owned(), st.st_dev, st.st_ino, fd));
+        } else if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            unlink_if_same(&path, &fd);
+            candidates.push((s.to_owned(), st.st_dev, st.st_ino, fd));
         }
     }
-    removed.sort();
-    Ok(removed)
+    let mut found: Vec<String> = if dry_run {
+        match read_locks() {
+            Some(locks) => candidates
+                .into_iter()
+                .filter(|(_, dev, ino, _)| holders_of(&locks, *dev, *ino, true).is_empty())
+                .map(|(name, ..)| name)
+                .collect(),
+            // No /proc/locks: the lock test is the only way left.
+            None => candidates
+                .into_iter()
+                .filter(|(.., fd)| rfs::flock(fd, FlockOperation::NonBlockingLockExclusive).is_ok())
+                .map(|(name, ..)| name)
+                .collect(),
+        }
+    } else {
+        candidates.into_iter().map(|(name, ..)| name).collect()
+    };
+    found.sort();
+    Ok(found)
 }
 
 // ---------------------------------------------------------------------------------
