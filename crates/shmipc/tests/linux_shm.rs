@@ -463,3 +463,25 @@ fn a_forked_child_dropping_its_copy_leaves_the_parent_holding() {
         "the parent's last close left it"
     );
 }
+
+/// A descriptor handed out for a named segment is a holder of its own: dropping the
+/// `Segment` it came from does not remove the name while the descriptor is open, and
+/// closing the descriptor last leaves the segment stale (so it is gone).
+#[test]
+fn handed_out_descriptor_of_a_named_segment_is_a_holder() {
+    let c = Cleanup::new("fd-holder");
+    let seg = Segment::create(c.name(), 4096).unwrap();
+    seg.map_all().unwrap().write_at(0, b"kept").unwrap();
+    let fd = seg.inheritable_fd().unwrap();
+    drop(seg);
+    let again = Segment::open(c.name(), Access::Read).expect("the descriptor still holds it");
+    let mut buf = [0u8; 4];
+    again.map(0, 4).unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"kept");
+    drop(again);
+    drop(fd);
+    assert!(matches!(
+        Segment::open(c.name(), Access::Read),
+        Err(OpenError::NotFound { .. })
+    ));
+}

@@ -24,15 +24,20 @@ use crate::sys;
 pub trait SegmentExt {
     /// The segment's descriptor.
     fn as_fd(&self) -> BorrowedFd<'_>;
-    /// A duplicate of the descriptor, close-on-exec.
+    /// A new descriptor of the segment, close-on-exec.
+    ///
+    /// For a named segment it is a fresh open of the same object with a holder's
+    /// lock of its own (Linux), so the process that ends up with it counts as a
+    /// holder: the segment outlives this handle while the descriptor is open.
     ///
     /// # Errors
-    /// The OS error of `fcntl(F_DUPFD_CLOEXEC)`.
+    /// The OS error of reopening or duplicating the descriptor.
     fn try_clone_fd(&self) -> io::Result<OwnedFd>;
-    /// A duplicate of the descriptor that child processes inherit (no close-on-exec).
+    /// As [`SegmentExt::try_clone_fd`], but inherited by child processes (no
+    /// close-on-exec).
     ///
     /// # Errors
-    /// The OS error of `dup`/`fcntl`.
+    /// The OS error of reopening or duplicating the descriptor.
     fn inheritable_fd(&self) -> io::Result<OwnedFd>;
 }
 
@@ -42,14 +47,40 @@ impl SegmentExt for Segment {
     }
 
     fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        #[cfg(target_os = "linux")]
+        if self.name().is_some() && *self.backing() == crate::Backing::Memory {
+            return reopen_as_holder(self);
+        }
         self.as_fd().try_clone_to_owned()
     }
 
     fn inheritable_fd(&self) -> io::Result<OwnedFd> {
-        let fd = rustix::io::dup(self.as_fd())?;
+        let fd = self.try_clone_fd()?;
         rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
         Ok(fd)
     }
+}
+
+/// A duplicate (`dup`) would share this handle's open file and so its lock: when
+/// this handle closed, it would take the segment for unheld and remove its name.
+/// A fresh open through `/proc/self/fd` gets an open file, and a lock, of its own.
+#[cfg(target_os = "linux")]
+fn reopen_as_holder(seg: &Segment) -> io::Result<OwnedFd> {
+    use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let access = match seg.access() {
+        Access::ReadWrite => OFlags::RDWR,
+        Access::Read | Access::CopyOnWrite => OFlags::RDONLY,
+    };
+    let path = format!("/proc/self/fd/{}", seg.as_fd().as_raw_fd());
+    let fd = match rfs::open(path.as_str(), access | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        // No /proc: a duplicate is the best there is.
+        Err(rustix::io::Errno::NOENT) => return seg.as_fd().try_clone_to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    rfs::flock(&fd, FlockOperation::NonBlockingLockShared)?;
+    Ok(fd)
 }
 
 /// Makes a [`Segment`] of a descriptor received from another process (inherited,

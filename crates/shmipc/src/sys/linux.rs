@@ -429,7 +429,10 @@ fn create_file_backed(
         e => CreateError::Os {
             name: n(),
             op: "opening the backing file",
-            source: io_err(e),
+            source: io::Error::new(
+                io_err(e).kind(),
+                format!("{}: {}", abs.display(), io_err(e)),
+            ),
         },
     };
     let open_file = |extra: OFlags| {
@@ -471,7 +474,9 @@ fn create_file_backed(
             });
         }
     };
-    let size = if p.size == 0 { current } else { p.size };
+    // Never smaller than the file: an opener sees the file's size, and so must the
+    // creator (0 = the file's current size; more extends the file).
+    let size = p.size.max(current);
     let undo = |e: CreateError| {
         if made_file {
             let _ = rfs::unlink(&abs);
@@ -926,6 +931,17 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
 /// join the dead segment (see the module doc). It reads the holders from
 /// `/proc/locks` instead, after it has looked at the candidates, so that a segment
 /// created meanwhile (its creator locks it before naming it) is never reported.
+/// How old a temporary creation object must be before gc may take it for a leftover.
+const TEMP_GRACE: Duration = Duration::from_secs(60);
+
+fn older_than(st: &rfs::Stat, age: Duration) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mtime = u64::try_from(st.st_mtime).unwrap_or(u64::MAX);
+    now.saturating_sub(mtime) >= age.as_secs()
+}
+
 pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
     let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
         place: SHM_DIR.into(),
@@ -953,6 +969,11 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
             || !(temp || is_transient(st.st_mode))
         {
+            continue;
+        }
+        // A temporary object is locked by its creator a few calls after it appears:
+        // leave young ones alone so a creator mid-way never loses it.
+        if temp && !older_than(&st, TEMP_GRACE) {
             continue;
         }
         if dry_run {
