@@ -318,6 +318,7 @@ impl Segment {
 /// ```
 /// use shmipc::{Persistence, Segment};
 /// # let name = format!("doc-options-{}", std::process::id());
+/// # #[cfg(unix)] { // Windows: memory segments go with their last handle
 /// let seg = Segment::options()
 ///     .size(1 << 20)
 ///     .mode(0o600)
@@ -325,6 +326,7 @@ impl Segment {
 ///     .create(&name)?;
 /// assert_eq!(seg.size(), 1 << 20);
 /// Segment::remove(&name)?;
+/// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]

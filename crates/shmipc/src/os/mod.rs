@@ -2,3 +2,6 @@
 
 #[cfg(unix)]
 pub mod unix;
+
+#[cfg(windows)]
+pub mod windows;

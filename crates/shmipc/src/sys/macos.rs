@@ -1,0 +1,113 @@
+//! Backend for targets without one: every operation is a clear `Unsupported` error.
+
+use std::io;
+use std::ptr::NonNull;
+
+use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use crate::name::Name;
+use crate::segment::{Access, Backing, CreateParams, Persistence, SegmentInfo};
+
+pub(crate) const MAX_NAME_LEN: usize = 255;
+const WHAT: &str = "shared memory";
+const HINT: &str = ": shmipc supports Linux and Windows (macOS is type-checked only)";
+
+pub(crate) fn granularity() -> usize {
+    4096
+}
+
+/// Never constructed on this target.
+#[derive(Debug)]
+pub(crate) enum Handle {}
+
+impl Handle {
+    pub(crate) fn size(&self) -> u64 {
+        match *self {}
+    }
+    pub(crate) fn backing(&self) -> &Backing {
+        match *self {}
+    }
+    pub(crate) fn persistence(&self) -> Persistence {
+        match *self {}
+    }
+    #[cfg(unix)]
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match *self {}
+    }
+    #[cfg(unix)]
+    pub(crate) fn from_fd(_fd: std::os::fd::OwnedFd) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "shared memory is not supported on this OS",
+        ))
+    }
+}
+
+pub(crate) fn create(name: &Name, _p: &CreateParams<'_>) -> Result<Handle, CreateError> {
+    Err(CreateError::Unsupported {
+        name: name.to_string(),
+        what: WHAT,
+        hint: HINT,
+    })
+}
+
+pub(crate) fn create_unnamed(_size: u64, _reserve: bool) -> Result<Handle, CreateError> {
+    Err(CreateError::Unsupported {
+        name: "(unnamed)".into(),
+        what: WHAT,
+        hint: HINT,
+    })
+}
+
+pub(crate) fn open(name: &Name, _access: Access) -> Result<Handle, OpenError> {
+    Err(OpenError::Unsupported {
+        name: name.to_string(),
+        what: WHAT,
+        hint: HINT,
+    })
+}
+
+pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
+    Err(RemoveError::Unsupported {
+        name: name.to_string(),
+        what: WHAT,
+        hint: HINT,
+    })
+}
+
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
+    Err(ListError::Unsupported {
+        hint: "shmipc supports Linux and Windows",
+    })
+}
+
+pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
+    Err(OpenError::Unsupported {
+        name: name.to_string(),
+        what: WHAT,
+        hint: HINT,
+    })
+}
+
+pub(crate) fn gc(_dry_run: bool) -> Result<Vec<String>, ListError> {
+    Err(ListError::Unsupported {
+        hint: "shmipc supports Linux and Windows",
+    })
+}
+
+/// Never constructed on this target.
+#[derive(Debug)]
+pub(crate) enum Mapping {}
+
+impl Mapping {
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        match *self {}
+    }
+}
+
+pub(crate) fn map(h: &Handle, _offset: u64, _len: usize, _access: Access) -> io::Result<Mapping> {
+    match *h {}
+}
+
+pub(crate) fn flush(m: &Mapping, _start: usize, _len: usize) -> io::Result<()> {
+    match *m {}
+}
