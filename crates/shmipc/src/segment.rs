@@ -262,7 +262,10 @@ impl Segment {
         self.inner.name.as_ref().map(Name::as_str)
     }
 
-    /// The size in bytes, as created (an opener learns the creator's size).
+    /// The size in bytes, as created (an opener learns the creator's size). On
+    /// Windows, a section made by another program, or a handle taken with
+    /// `os::windows::from_handle`, has its size rounded up to whole pages: the OS
+    /// tells no more.
     pub fn size(&self) -> u64 {
         self.inner.handle.size()
     }

@@ -143,6 +143,38 @@ fn create_or_open_says_which() {
 }
 
 #[test]
+fn racing_create_or_open_has_exactly_one_creator() {
+    for _ in 0..20 {
+        let name = unique("race");
+        let barrier = std::sync::Barrier::new(4);
+        let results: Vec<(Disposition, u64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let (seg, disp) = Segment::create_or_open(&name, 12_345).unwrap();
+                        let size = seg.size();
+                        // Hold it until every thread is done, so nobody re-creates it.
+                        barrier.wait();
+                        (disp, size)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let created = results
+            .iter()
+            .filter(|(d, _)| *d == Disposition::Created)
+            .count();
+        assert_eq!(created, 1, "{results:?}");
+        assert!(
+            results.iter().all(|&(_, size)| size == 12_345),
+            "{results:?}"
+        );
+    }
+}
+
+#[test]
 fn gone_with_the_last_handle() {
     let name = unique("gone");
     let seg = Segment::create(&name, 4096).unwrap();

@@ -34,10 +34,12 @@
 //!   (so `create` fails on an existing name, and of racing creators exactly one wins).
 //! * Every holder keeps both handles and closes the data section first.
 //! * An opener opens the companion, then the data section, then (if it had found no
-//!   companion) the companion once more: a shmipc segment's companion exists before its
+//!   companion) the companion once more. A companion without a data section is a
+//!   segment being created or closed: the opener lets go and looks again, for at most
+//!   two seconds (then `Busy`). Otherwise, a shmipc segment's companion exists before its
 //!   data section and outlives it, so an opener that holds the data section and finds
 //!   no companion is looking at a section another program made. Its size is then the
-//!   page-rounded size, the most the OS tells (documented on `Segment::size`).
+//!   page-rounded size, the most the OS tells (as `Segment::size` documents).
 //! * The record is copied out of the mapping before it is validated, and its size must
 //!   fit inside the data section: a corrupt or hostile record is an error, never a
 //!   view past the end.
@@ -63,6 +65,7 @@ use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHand
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     GetLastError, LocalFree, SetHandleInformation, SetLastError, ERROR_ACCESS_DENIED,
@@ -98,6 +101,9 @@ use crate::segment::{Access, Backing, CreateParams, Origin, Persistence, Segment
 /// Longest name: `MAX_PATH` (260, with its NUL) less the longest prefix shmipc adds,
 /// `Global\.shmipc-meta-` (20). Counted in UTF-8 bytes, never fewer than UTF-16 units.
 pub(crate) const MAX_NAME_LEN: usize = 239;
+
+/// How long an opener waits for a segment that is being created or closed.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Which kernel namespace a name lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -763,12 +769,29 @@ pub(crate) fn open_in(name: &Name, access: Access, ns: Namespace) -> Result<Hand
         Access::Read | Access::CopyOnWrite => FILE_MAP_READ,
     };
     let mname = meta_name(name, ns);
-    let first =
-        open_section(FILE_MAP_READ, &mname).map_err(os("OpenFileMappingW (size record)"))?;
-    let Some(section) =
-        open_section(rights, &data_name(name, ns)).map_err(os("OpenFileMappingW"))?
-    else {
-        return Err(OpenError::NotFound { name: n() });
+    let dname = data_name(name, ns);
+    // A companion without a data section is a segment being created (companion
+    // first) or closed (data section first): wait, briefly, for either to finish.
+    let deadline = Instant::now() + PATIENCE;
+    let mut spins = 0u32;
+    let (first, section) = loop {
+        let first =
+            open_section(FILE_MAP_READ, &mname).map_err(os("OpenFileMappingW (size record)"))?;
+        match open_section(rights, &dname).map_err(os("OpenFileMappingW"))? {
+            Some(section) => break (first, section),
+            None if first.is_none() => return Err(OpenError::NotFound { name: n() }),
+            None if Instant::now() > deadline => return Err(OpenError::Busy { name: n() }),
+            None => {
+                // Let go of the companion, so that a closing segment can vanish.
+                drop(first);
+                spins += 1;
+                if spins < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
     };
     let meta = match first {
         Some(m) => Some(m),
