@@ -1007,6 +1007,77 @@ mod tests {
         );
     }
 
+    /// The DACL the OS keeps for `h`, in SDDL.
+    fn dacl_of(h: &OwnedHandle) -> String {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
+        };
+        use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `h` is a live handle; the out pointers are valid or null.
+        let rc = unsafe {
+            GetSecurityInfo(
+                h.as_raw_handle(),
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut sd,
+            )
+        };
+        assert_eq!(rc, 0, "GetSecurityInfo");
+        let sd = Security(sd); // freed on drop
+        let mut text: *mut u16 = ptr::null_mut();
+        // SAFETY: `sd` is the descriptor just returned; `text` is a valid out pointer.
+        let ok = unsafe {
+            ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                sd.0,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                ptr::null_mut(),
+            )
+        };
+        assert_ne!(
+            ok, 0,
+            "ConvertSecurityDescriptorToStringSecurityDescriptorW"
+        );
+        // SAFETY: on success `text` is a NUL-terminated LocalAlloc'd UTF-16 string.
+        unsafe {
+            let mut n = 0usize;
+            while *text.add(n) != 0 {
+                n += 1;
+            }
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, n));
+            LocalFree(text.cast());
+            s
+        }
+    }
+
+    #[test]
+    fn sections_are_owner_only_unless_the_mode_says_otherwise() {
+        let sid = user_sid().unwrap();
+        let name = unique("dacl");
+        let h = create(&name, &params(4096)).unwrap();
+        let dacl = dacl_of(&h.section);
+        assert!(dacl.starts_with("D:P"), "{dacl}");
+        assert_eq!(dacl.matches("(A;").count(), 1, "{dacl}");
+        assert!(dacl.contains(&sid), "{dacl}");
+        assert!(!dacl.contains(";WD)"), "{dacl}");
+        // The companion record is protected the same way.
+        assert_eq!(dacl_of(h.meta.as_ref().unwrap()), dacl);
+
+        let shared = unique("dacl");
+        let mut p = params(4096);
+        p.mode = 0o644;
+        let h = create(&shared, &p).unwrap();
+        let dacl = dacl_of(&h.section);
+        assert_eq!(dacl.matches("(A;").count(), 2, "{dacl}");
+        assert!(dacl.contains(";WD)"), "{dacl}");
+    }
+
     #[test]
     fn owner_only_descriptor_builds() {
         assert!(user_sid().unwrap().starts_with("S-1-"));
