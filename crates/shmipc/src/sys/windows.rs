@@ -537,7 +537,8 @@ pub(crate) fn set_inheritable(h: &OwnedHandle) -> io::Result<()> {
 // create
 
 const HINT_PERSIST: &str = ": Windows removes a paging-file section with its last handle; \
-back the segment by a file (`SegmentOptions::file`) to keep its data after every handle closes";
+keep a holder while it is in use (`shmipc create --hold`), or back it by a file \
+(`SegmentOptions::file`, `--file`) to keep its data after every handle closes";
 
 pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
     create_in(name, p, Namespace::Local)
