@@ -383,6 +383,36 @@ fn file_backed_data_outlives_every_handle() {
 }
 
 #[test]
+fn a_failed_file_backed_create_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("file-taken");
+    let _held = Segment::create(&name, 4096).unwrap();
+    let fresh = dir.path().join("fresh.bin");
+    assert!(matches!(
+        Segment::options().file(&fresh).size(4096).create(&name),
+        Err(CreateError::AlreadyExists { .. })
+    ));
+    assert!(!fresh.exists(), "a failed create left its new file");
+    let short = dir.path().join("short.bin");
+    std::fs::write(&short, b"short").unwrap();
+    assert!(Segment::options()
+        .file(&short)
+        .size(4096)
+        .create(&name)
+        .is_err());
+    assert_eq!(std::fs::read(&short).unwrap(), b"short");
+    // No size and no file: refused, and no empty file made.
+    let missing = dir.path().join("missing.bin");
+    assert!(matches!(
+        Segment::options()
+            .file(&missing)
+            .create(&unique("file-none")),
+        Err(CreateError::InvalidSize { size: 0, .. })
+    ));
+    assert!(!missing.exists(), "a failed create left an empty file");
+}
+
+#[test]
 fn global_namespace_round_trip() {
     // Wine grants `Global\` without SeCreateGlobalPrivilege; Windows may not.
     let name = unique("global");

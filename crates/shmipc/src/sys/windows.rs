@@ -589,16 +589,8 @@ pub(crate) fn create_in(
     let security = Security::for_mode(p.mode).map_err(os("building the security descriptor"))?;
     let sa = security.attributes();
 
-    // The backing file, if any: opened (created if missing) and sized by the section.
-    let (file, size, backing) = match p.file {
-        None => (None, p.size, Backing::Memory),
-        Some(path) => {
-            let (file, size, abs) = open_backing_file(name, path, p.size)?;
-            (Some(file), size, Backing::File(abs))
-        }
-    };
-
-    // 1. The companion: whoever creates it owns the name.
+    // 1. The companion: whoever creates it owns the name. Made before the backing
+    //    file is touched, so that a taken name leaves no file created or extended.
     let (meta, existed) = create_section(
         INVALID_HANDLE_VALUE,
         Some(&sa),
@@ -609,48 +601,64 @@ pub(crate) fn create_in(
     if existed {
         return Err(CreateError::AlreadyExists { name: n() });
     }
+    let dname = data_name(name, ns);
+
+    // 2. The backing file, if any: opened (created if missing), sized by the section.
+    let (file, size, backing) = match p.file {
+        None => (None, p.size, Backing::Memory),
+        Some(path) => {
+            // A section of another program with this name: refuse before the file
+            // is touched (the check below, after creating, still decides).
+            if !matches!(open_section(FILE_MAP_READ, &dname), Ok(None)) {
+                return Err(CreateError::AlreadyExists { name: n() });
+            }
+            let file = BackingFile::open(name, path, p.size)?;
+            let (size, backing) = (file.size, Backing::File(file.path.clone()));
+            (Some(file), size, backing)
+        }
+    };
     write_meta(&meta, size, &backing).map_err(os("writing the size record"))?;
 
-    // 2. The data section.
+    // 3. The data section.
     let file_handle = file
         .as_ref()
-        .map_or(INVALID_HANDLE_VALUE, AsRawHandle::as_raw_handle);
+        .map_or(INVALID_HANDLE_VALUE, |f| f.handle.as_raw_handle());
     let (section, existed) =
-        create_section(file_handle, Some(&sa), size, Some(&data_name(name, ns))).map_err(
-            |source| {
-                let code = source
-                    .raw_os_error()
-                    .and_then(|c| u32::try_from(c).ok())
-                    .unwrap_or(0);
-                match code {
-                    ERROR_NOT_ENOUGH_MEMORY
-                    | ERROR_OUTOFMEMORY
-                    | ERROR_COMMITMENT_LIMIT
-                    | ERROR_DISK_FULL => CreateError::NoSpace {
-                        name: n(),
-                        size,
-                        available: if file.is_some() {
-                            0
-                        } else {
-                            available_memory()
-                        },
-                        store: match &backing {
-                            Backing::File(p) => p.display().to_string(),
-                            _ => "the paging file".into(),
-                        },
+        create_section(file_handle, Some(&sa), size, Some(&dname)).map_err(|source| {
+            let code = source
+                .raw_os_error()
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(0);
+            match code {
+                ERROR_NOT_ENOUGH_MEMORY
+                | ERROR_OUTOFMEMORY
+                | ERROR_COMMITMENT_LIMIT
+                | ERROR_DISK_FULL => CreateError::NoSpace {
+                    name: n(),
+                    size,
+                    available: if file.is_some() {
+                        0
+                    } else {
+                        available_memory()
                     },
-                    // A kernel object of another type (event, mutex…) has the name.
-                    ERROR_INVALID_HANDLE => CreateError::AlreadyExists { name: n() },
-                    _ => os("CreateFileMappingW")(source),
-                }
-            },
-        )?;
+                    store: match &backing {
+                        Backing::File(p) => p.display().to_string(),
+                        _ => "the paging file".into(),
+                    },
+                },
+                // A kernel object of another type (event, mutex…) has the name.
+                ERROR_INVALID_HANDLE => CreateError::AlreadyExists { name: n() },
+                _ => os("CreateFileMappingW")(source),
+            }
+        })?;
     if existed {
         // Made by another program (shmipc's own would have had a companion).
         return Err(CreateError::AlreadyExists { name: n() });
     }
-    // The section holds its own reference to the file.
-    drop(file);
+    // The section holds its own reference to the file: keep the file.
+    if let Some(f) = file {
+        f.keep();
+    }
     Ok(Handle {
         section,
         meta: Some(meta),
@@ -659,11 +667,46 @@ pub(crate) fn create_in(
     })
 }
 
+/// The backing file while a segment is being created: deleted on drop if this
+/// creation made it, unless [`BackingFile::keep`] is called.
+struct BackingFile {
+    handle: OwnedHandle,
+    path: PathBuf,
+    size: u64,
+    created: bool,
+}
+
+impl BackingFile {
+    fn open(name: &Name, path: &Path, size: u64) -> Result<Self, CreateError> {
+        let (handle, size, path, created) = open_backing_file(name, path, size)?;
+        Ok(Self {
+            handle,
+            path,
+            size,
+            created,
+        })
+    }
+
+    fn keep(mut self) {
+        self.created = false;
+    }
+}
+
+impl Drop for BackingFile {
+    fn drop(&mut self) {
+        if self.created {
+            // A failed create leaves no file it made behind. (Windows deletes it once
+            // the handle closes: it was opened with FILE_SHARE_DELETE.)
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 fn open_backing_file(
     name: &Name,
     path: &Path,
     size: u64,
-) -> Result<(OwnedHandle, u64, PathBuf), CreateError> {
+) -> Result<(OwnedHandle, u64, PathBuf, bool), CreateError> {
     let n = || name.to_string();
     let abs = std::path::absolute(path).map_err(|source| CreateError::Os {
         name: n(),
@@ -672,9 +715,11 @@ fn open_backing_file(
     })?;
     let wpath: Vec<u16> = abs.as_os_str().encode_wide().chain(Some(0)).collect();
     // SAFETY: `wpath` is NUL-terminated UTF-16 that outlives the call; no security
-    // attributes and no template.
-    let h = unsafe {
-        CreateFileW(
+    // attributes and no template. With OPEN_ALWAYS the last error says whether the
+    // file existed (ERROR_ALREADY_EXISTS) or was created (0).
+    let (h, err) = unsafe {
+        SetLastError(0);
+        let h = CreateFileW(
             wpath.as_ptr(),
             GENERIC_READ | GENERIC_WRITE,
             FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
@@ -682,10 +727,11 @@ fn open_backing_file(
             OPEN_ALWAYS,
             FILE_ATTRIBUTE_NORMAL,
             ptr::null_mut(),
-        )
+        );
+        (h, GetLastError())
     };
     if h == INVALID_HANDLE_VALUE {
-        let source = io::Error::last_os_error();
+        let source = io::Error::from_raw_os_error(i32::try_from(err).unwrap_or(-1));
         return Err(if is_error(&source, ERROR_ACCESS_DENIED) {
             CreateError::PermissionDenied { name: n(), source }
         } else {
@@ -700,27 +746,37 @@ fn open_backing_file(
             }
         });
     }
+    let created = err != ERROR_ALREADY_EXISTS;
     // SAFETY: a valid return is a fresh file handle that nothing else owns.
     let file = unsafe { OwnedHandle::from_raw_handle(h) };
+    let discard = |file: OwnedHandle| {
+        drop(file);
+        if created {
+            let _ = std::fs::remove_file(&abs);
+        }
+    };
     let mut current = 0i64;
     // SAFETY: `file` is open; `current` is a valid out pointer.
     if unsafe { GetFileSizeEx(file.as_raw_handle(), &mut current) } == 0 {
+        let source = io::Error::last_os_error();
+        discard(file);
         return Err(CreateError::Os {
             name: n(),
             op: "GetFileSizeEx",
-            source: io::Error::last_os_error(),
+            source,
         });
     }
     let current = u64::try_from(current).unwrap_or(0);
     let size = if size == 0 { current } else { size };
     if size == 0 {
+        discard(file);
         return Err(CreateError::InvalidSize {
             name: n(),
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
         });
     }
-    Ok((file, size, abs))
+    Ok((file, size, abs, created))
 }
 
 pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, CreateError> {
