@@ -33,7 +33,13 @@ fn file_backed_segment_shares_and_keeps_its_file() {
         .create(guard.name())
         .unwrap();
     assert_eq!(seg.size(), 8192);
-    assert_eq!(seg.persistence(), Persistence::UntilRemoved);
+    // Windows: the name goes with its last handle (the data stays in the file).
+    let named_until = if cfg!(windows) {
+        Persistence::UntilLastClose
+    } else {
+        Persistence::UntilRemoved
+    };
+    assert_eq!(seg.persistence(), named_until);
     match seg.backing() {
         Backing::File(p) => assert_eq!(
             std::fs::canonicalize(p).unwrap(),
@@ -68,6 +74,15 @@ fn file_backed_segment_shares_and_keeps_its_file() {
 
     drop(view);
     drop(seg);
+    if cfg!(windows) {
+        assert!(matches!(
+            Segment::open(guard.name(), Access::Read),
+            Err(OpenError::NotFound { .. })
+        ));
+        let on_disk = std::fs::read(&path).expect("the file went with the name");
+        assert_eq!(&on_disk[200..214], b"child was here");
+        return;
+    }
     // Not tied to its holders: the name stays until removed.
     let again = Segment::open(guard.name(), Access::Read).expect("a file-backed name vanished");
     assert_eq!(again.size(), 8192);

@@ -61,7 +61,10 @@ fn accepted_names_work_end_to_end_and_refused_ones_nowhere() {
                         name,
                         name
                     );
+                    #[cfg(not(windows))]
                     prop_assert!(Segment::remove(&name).is_ok());
+                    #[cfg(windows)] // no remove: a name goes with its last handle
+                    drop(seg);
                     let gone = matches!(
                         Segment::open(&name, Access::Read),
                         Err(OpenError::NotFound { .. })
