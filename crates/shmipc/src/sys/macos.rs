@@ -42,6 +42,9 @@
 //!   the creator exits or by `Segment::remove`.)
 //! * Segments made by other programs have no lock file: they are opened as they are,
 //!   with their page-rounded size, and never removed unless asked.
+//! * A descriptor handed to another process (`os::unix`) is not a holder here: the
+//!   lock is on the lock file, not on the descriptor. The memory stays valid for it,
+//!   but the name may go when the holders in the protocol are gone.
 //! * Lock files are left behind, emptied, and reused by the next segment of that name.
 //!   Another user can open a segment whose mode allows it, but only the creator's user
 //!   can create under that name's lock file.
