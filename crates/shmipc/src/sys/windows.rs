@@ -20,18 +20,25 @@
 //! closed it, exited or was killed, so nothing can go stale and there is nothing to
 //! collect. Persistence until removed is impossible for paging-file sections (an
 //! `Unsupported` error points to file backing, whose data outlives every handle), and
-//! removing a name is impossible (it goes with its last handle).
+//! removing a name is impossible (it goes with its last handle). Listing is
+//! `Unsupported`: the only way, `NtQueryDirectoryObject` on the session's
+//! `BaseNamedObjects`, is undocumented and not implemented in Wine 8 (so CI could not
+//! test it). `reserve` changes nothing: paging-file sections are committed at creation.
 //!
 //! # Exact sizes
 //!
 //! The OS rounds a section to whole pages and tells an opener only the rounded size
-//! (`VirtualQuery`). So that an opener learns the size the creator asked for, shmipc
+//! (`VirtualQuery`; `NtQuerySection` is no better: under Wine it needs `SECTION_QUERY`,
+//! which a `FILE_MAP_READ` opener lacks, and reports the rounded size too). So that an
+//! opener learns the size the creator asked for, shmipc
 //! keeps a tiny companion section `Local\.shmipc-meta-NAME` (one page) that holds a
 //! validated record: magic, version, exact size, and the backing file's path.
 //!
-//! * The creator makes the companion **first** and fills it, then the data section;
-//!   if either exists already, it closes what it got and reports `AlreadyExists`
-//!   (so `create` fails on an existing name, and of racing creators exactly one wins).
+//! * The creator makes the companion **first**, then opens the backing file (if any),
+//!   fills the record, and makes the data section last; if either section exists
+//!   already, it closes what it got and reports `AlreadyExists` (so `create` fails on
+//!   an existing name, and of racing creators exactly one wins). A taken name is found
+//!   before the backing file is touched, and a file the failed creation made is deleted.
 //! * Every holder keeps both handles and closes the data section first.
 //! * An opener opens the companion, then the data section, then (if it had found no
 //!   companion) the companion once more. A companion without a data section is a
