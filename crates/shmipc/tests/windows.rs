@@ -91,6 +91,17 @@ fn child_role() {
             view.write_pod(80_000, &0x1234_5678_u64).unwrap();
             println!("done");
         }
+        // Writes through a raw pointer into a read-only view: the OS must stop it.
+        "raw-write-read-only" => {
+            let seg = Segment::open(&env("SHM_NAME"), Access::Read).unwrap();
+            let view = seg.map_all().unwrap();
+            println!("writing");
+            // SAFETY: not sound on purpose: the view is read-only, and the test
+            // checks that the OS kills this process with an access violation
+            // rather than letting the write through.
+            unsafe { view.as_mut_ptr().write_volatile(b'X') };
+            println!("the write went through");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -313,6 +324,24 @@ fn writing_a_read_only_view_is_an_error() {
         ro.map_with(0, 0, Access::ReadWrite),
         Err(MapError::ReadOnly { .. })
     ));
+}
+
+#[test]
+fn the_os_stops_a_raw_write_into_a_read_only_view() {
+    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+    let name = unique("ro-raw");
+    let seg = Segment::create(&name, 4096).unwrap();
+    let view = seg.map_all().unwrap();
+    view.write_at(0, b"A").unwrap();
+    let mut c = child("raw-write-read-only", &[("SHM_NAME", name.clone())])
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(&mut c);
+    lines.expect("writing");
+    let status = wait_exit(&mut c);
+    let code = status.code().map(|c| u32::from_ne_bytes(c.to_ne_bytes()));
+    assert_eq!(code, Some(STATUS_ACCESS_VIOLATION), "{status:?}");
+    assert_eq!(view.read_pod::<u8>(0).unwrap(), b'A');
 }
 
 #[test]
