@@ -41,7 +41,7 @@ mod error;
 mod layout;
 mod name;
 mod segment;
-mod sync;
+pub mod sync;
 mod sys;
 mod view;
 
@@ -56,3 +56,6 @@ pub use segment::{
     Access, Backing, Disposition, Origin, Persistence, Segment, SegmentInfo, SegmentOptions,
 };
 pub use view::View;
+
+#[cfg(not(loom))]
+pub use sync::{NamedEvent, NamedMutex, NamedSemaphore};

@@ -407,9 +407,7 @@ impl SegmentOptions {
     /// See [`CreateError`].
     pub fn create(&self, name: &str) -> Result<Segment, CreateError> {
         let name = Name::new(name)?;
-        if self.file.is_none() {
-            check_size(name.as_str(), self.size)?;
-        } else if self.size > i64::MAX as u64 {
+        if self.file.is_none() || self.size > i64::MAX as u64 {
             check_size(name.as_str(), self.size)?;
         }
         let handle = sys::create(&name, &self.params())?;
