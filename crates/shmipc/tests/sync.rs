@@ -126,7 +126,9 @@ fn child_role() {
             let seg = Segment::open(&arg("SEG"), Access::ReadWrite).unwrap();
             let view = seg.map_all().unwrap();
             let m = Mutex::open_at(&view, 0).unwrap();
-            view.atomic_u32(READY).unwrap().fetch_add(1, Ordering::SeqCst);
+            view.atomic_u32(READY)
+                .unwrap()
+                .fetch_add(1, Ordering::SeqCst);
             let go = view.atomic_u32(GO).unwrap();
             assert!(poll_until(|| go.load(Ordering::SeqCst) != 0), "no go");
             for _ in 0..num("N") {
