@@ -8,7 +8,7 @@
 //! is then checked and found dead), a set event or an available semaphore unit.
 
 // Under loom only the state machines and their models are built.
-#![cfg_attr(loom, allow(dead_code))]
+#![cfg_attr(loom, allow(dead_code, clippy::reversed_empty_ranges))]
 
 use std::time::{Duration, Instant};
 
