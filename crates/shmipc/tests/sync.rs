@@ -2,7 +2,7 @@
 //! re-run with a role (`SHMIPC_SYNC_ROLE`); they report through their stdout (a line
 //! per event) and their exit code. Nothing here sleeps: the parent blocks on pipes,
 //! on `wait()`, or on the objects under test, always with a timeout.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", not(loom)))]
 
 use std::env;
 use std::io::{BufRead, BufReader, Write};
