@@ -147,6 +147,10 @@ impl<'a> Mutex<'a> {
 
     /// Locks if that needs no waiting (or takes over from a dead holder).
     ///
+    /// When the lock is held, this asks the OS whether the holder lives (a read of
+    /// `/proc`, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
+    /// rather than a `try_lock` loop.
+    ///
     /// # Errors
     /// [`TryLockError::WouldBlock`] if a live thread holds it; otherwise as
     /// [`lock`](Self::lock).
