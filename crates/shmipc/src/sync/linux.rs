@@ -14,6 +14,11 @@
 //! do. A thread is dead when `/proc/TID` is gone, is a zombie (`Z`/`X`: a process
 //! killed and not yet reaped), or belongs to a thread that started at another tick.
 //!
+//! Where `/proc` hides other users' processes (`hidepid`), an owner that cannot be
+//! read is asked about with `kill(tid, 0)`: gone means dead, anything else alive, so
+//! a hidden process that reused a dead owner's id delays waiters (to their timeout)
+//! rather than letting two in.
+//!
 //! Thread ids and boot-relative start times mean something only inside one PID and
 //! time namespace, so each object records its creator's namespaces and an opener
 //! from another one is refused ([`namespaces`]).
