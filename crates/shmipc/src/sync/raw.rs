@@ -658,6 +658,25 @@ mod loom_tests {
         });
     }
 
+    /// A waiter that gives up (deadline already passed) leaves a usable lock.
+    #[test]
+    fn mutex_timeout_leaves_it_usable() {
+        loom::model(|| {
+            let m = Arc::new(MutexWords::new());
+            let m2 = Arc::clone(&m);
+            let t = thread::spawn(move || {
+                if m2.lock(2, Some(Instant::now()), None).is_ok() {
+                    m2.unlock();
+                }
+            });
+            assert_eq!(m.lock(1, None, None), Ok(Acquired::Clean));
+            m.unlock();
+            t.join().unwrap();
+            assert_eq!(m.try_lock_fast(3), Some(Acquired::Clean));
+            m.unlock();
+        });
+    }
+
     #[test]
     fn semaphore_hands_over_a_post() {
         loom::model(|| {
