@@ -351,7 +351,8 @@ impl SemaphoreWords {
             if c >= max {
                 return Err(Full);
             }
-            // SeqCst: see the type's doc; also Release for the waiter's Acquire.
+            // Acquire + Release: the RMW pairing of the type's doc, and the unit's data
+            // for the taker's Acquire. (SeqCst costs the same as AcqRel for an RMW.)
             match self
                 .count
                 .compare_exchange_weak(c, c + 1, Ordering::SeqCst, Ordering::Relaxed)
