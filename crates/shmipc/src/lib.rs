@@ -29,6 +29,13 @@
 //! gone when the last holder closes it **or dies** (see [`Persistence`]). Segments
 //! made by other programs are never removed unless asked ([`Segment::remove`]).
 //!
+//! ## Synchronization
+//!
+//! [`sync`] has the mutex, semaphore and event the seed asks for, named
+//! ([`NamedMutex`], [`NamedSemaphore`], [`NamedEvent`]) or placed in your own
+//! segment, correct when a process dies at the worst moment: a mutex whose holder
+//! died is taken over by the next locker, who is told so (`OwnerDied`).
+//!
 //! ## Soundness
 //!
 //! No safe function returns a reference into memory another process may write:
@@ -41,7 +48,7 @@ mod error;
 mod layout;
 mod name;
 mod segment;
-mod sync;
+pub mod sync;
 mod sys;
 mod view;
 
@@ -56,3 +63,6 @@ pub use segment::{
     Access, Backing, Disposition, Origin, Persistence, Segment, SegmentInfo, SegmentOptions,
 };
 pub use view::View;
+
+#[cfg(not(loom))]
+pub use sync::{NamedEvent, NamedMutex, NamedSemaphore};

@@ -7,9 +7,15 @@
 //!
 //! Callers never trust a wake-up: they re-check their condition in a loop with a
 //! deadline, so spurious and lost wake-ups cost time, never correctness.
+//!
+//! Under `cfg(loom)` a wait with a deadline is a scheduling point that reports
+//! `TimedOut` (so the callers' timeout paths are explored), and a wait without one
+//! blocks on a loom condition variable until a wake, so that a lost wake-up shows up
+//! as a deadlock in the model.
 
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
+
+use super::atomic::AtomicU32;
 
 /// What ended a wait. Either way the caller re-checks its condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +49,44 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     imp::wake(word, u32::MAX)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(loom)]
+mod imp {
+    use super::*;
+    use crate::sync::atomic::Ordering;
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        /// One futex queue for every word: wakes are broadcast, callers re-check.
+        static ref QUEUE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    /// With a timeout: a scheduling point that reports `TimedOut`, so the callers'
+    /// timeout paths run. Without: blocks like a futex until a wake, so that a lost
+    /// wake-up shows as a deadlock in the model.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+        if timeout.is_some() {
+            loom::thread::yield_now();
+            return Wake::TimedOut;
+        }
+        let (lock, cv) = &*QUEUE;
+        let g = lock.lock().unwrap();
+        // The kernel compares and queues under its bucket lock; so do we.
+        if word.load(Ordering::SeqCst) != expected {
+            return Wake::Maybe;
+        }
+        drop(cv.wait(g).unwrap());
+        Wake::Maybe
+    }
+
+    pub(super) fn wake(_word: &AtomicU32, _n: u32) -> usize {
+        let (lock, cv) = &*QUEUE;
+        let _g = lock.lock().unwrap();
+        cv.notify_all();
+        0
+    }
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
     use super::*;
     use rustix::io::Errno;
@@ -67,10 +110,10 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 mod imp {
     use super::*;
-    use std::sync::atomic::Ordering;
+    use crate::sync::atomic::Ordering;
 
     /// No cross-process address wait here yet: poll with a short sleep.
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
@@ -95,7 +138,7 @@ mod imp {
     }
 }
 
-#[cfg(all(test, not(miri)))]
+#[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;

@@ -1,0 +1,339 @@
+//! [`Event`] (in a segment at an offset) and [`NamedEvent`], manual or auto reset.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::layout::{self, Kind, LayoutError};
+use crate::segment::Disposition;
+use crate::view::View;
+
+use super::error::{ObjectError, WaitTimeoutError};
+use super::imp;
+use super::named::{self, How, ObjectOptions, PATIENCE};
+use super::raw::EventWords;
+use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
+
+const KIND: &str = "event";
+
+/// How an event resets (Win32 `bManualReset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventReset {
+    /// `set` releases every waiter and the event stays set until `reset`.
+    Manual,
+    /// `set` releases one waiter, which resets it; with nobody waiting it stays set
+    /// until one comes.
+    Auto,
+}
+
+impl EventReset {
+    fn code(self) -> u64 {
+        match self {
+            Self::Manual => 0,
+            Self::Auto => 1,
+        }
+    }
+}
+
+/// An inter-process event placed in a segment at an offset.
+///
+/// A manual-reset `set` releases everyone waiting at that moment, even if `reset`
+/// follows at once (Win32 semantics); waiters that arrive later wait for the next
+/// `set`. An auto-reset `set` releases exactly one waiter.
+///
+/// ```
+/// use shmipc::Segment;
+/// use shmipc::sync::{Event, EventReset};
+/// let seg = Segment::options().size(4096).create_unnamed()?;
+/// let view = seg.map_all()?;
+/// let ev = Event::init_at(&view, 0, EventReset::Auto, false)?; // others: open_at
+/// ev.set();
+/// ev.wait();            // takes it: auto reset
+/// assert!(!ev.is_set());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct Event<'a> {
+    words: &'a EventWords,
+    reset: EventReset,
+}
+
+impl fmt::Debug for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("reset", &self.reset)
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+impl<'a> Event<'a> {
+    /// Bytes an event occupies in a segment.
+    pub const SIZE: usize = OBJECT_SIZE;
+    /// Alignment its offset needs.
+    pub const ALIGN: usize = OBJECT_ALIGN;
+
+    /// Writes a new event at `offset`.
+    ///
+    /// # Errors
+    /// As [`Mutex::init_at`](super::Mutex::init_at).
+    pub fn init_at(
+        view: &'a View,
+        offset: usize,
+        reset: EventReset,
+        initially_set: bool,
+    ) -> Result<Self, ObjectError> {
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &EventWords = region::words(view, offset, KIND)?;
+        words.init(initially_set);
+        layout::init(view, offset, Kind::Event, [reset.code(), 0, 0, 0]).map_err(|e| {
+            ObjectError::Invalid {
+                kind: KIND,
+                source: LayoutError::Access(e),
+            }
+        })?;
+        Ok(Self { words, reset })
+    }
+
+    /// Opens the event another process initialised at `offset`.
+    ///
+    /// # Errors
+    /// As [`Mutex::open_at`](super::Mutex::open_at).
+    pub fn open_at(view: &'a View, offset: usize) -> Result<Self, ObjectError> {
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &EventWords = region::words(view, offset, KIND)?;
+        let header = layout::expect(view, offset, Kind::Event, PATIENCE)
+            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+        let reset = match header.params[0] {
+            0 => EventReset::Manual,
+            1 => EventReset::Auto,
+            found => {
+                return Err(ObjectError::Invalid {
+                    kind: KIND,
+                    source: LayoutError::Mismatch {
+                        kind: KIND,
+                        what: "reset mode (corrupt)",
+                        found,
+                        expected: 0,
+                    },
+                })
+            }
+        };
+        Ok(Self { words, reset })
+    }
+
+    /// How it resets.
+    pub fn reset_mode(&self) -> EventReset {
+        self.reset
+    }
+
+    fn auto(&self) -> bool {
+        self.reset == EventReset::Auto
+    }
+
+    /// Whether it is set now (a snapshot).
+    pub fn is_set(&self) -> bool {
+        self.words.is_set()
+    }
+
+    /// Sets it: releases every waiter (manual) or one (auto) (`SetEvent`).
+    #[doc(alias = "SetEvent")]
+    pub fn set(&self) {
+        self.words.set(self.auto());
+    }
+
+    /// Clears it (`ResetEvent`).
+    #[doc(alias = "ResetEvent")]
+    pub fn reset(&self) {
+        self.words.reset();
+    }
+
+    /// Waits until it is set (auto reset: and resets it).
+    pub fn wait(&self) {
+        while self.words.wait(self.auto(), None, true).is_err() {}
+    }
+
+    /// Waits at most `timeout` for it to be set.
+    ///
+    /// # Errors
+    /// [`WaitTimeoutError::Timeout`] if it was not set in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
+        self.words
+            .wait(self.auto(), Instant::now().checked_add(timeout), true)
+            .map_err(|_| WaitTimeoutError::Timeout(timeout))
+    }
+}
+
+/// A named event (Win32 `CreateEvent`), with the names, permissions and lifetime
+/// of a [`Segment`](crate::Segment).
+///
+/// ```
+/// use shmipc::sync::{EventReset, NamedEvent};
+/// # let name = format!("doc-named-event-{}", std::process::id());
+/// let (ev, _) = NamedEvent::create_or_open(&name, EventReset::Manual, false)?;
+/// ev.set();
+/// ev.wait_timeout(std::time::Duration::from_secs(1))?;
+/// assert!(ev.is_set()); // manual: stays set
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NamedEvent {
+    words: Placed<EventWords>,
+    reset: EventReset,
+    name: String,
+}
+
+impl fmt::Debug for NamedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedEvent")
+            .field("name", &self.name)
+            .field("event", &self.as_event())
+            .finish()
+    }
+}
+
+impl NamedEvent {
+    /// Creates a named event; fails if the name exists.
+    ///
+    /// # Errors
+    /// As [`NamedMutex::create`](super::NamedMutex::create).
+    #[doc(alias = "CreateEvent")]
+    #[doc(alias = "CreateEventW")]
+    pub fn create(name: &str, reset: EventReset, initially_set: bool) -> Result<Self, ObjectError> {
+        Self::create_with(name, reset, initially_set, &ObjectOptions::default())
+    }
+
+    /// Creates a named event with these permissions and lifetime.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(
+        name: &str,
+        reset: EventReset,
+        initially_set: bool,
+        opts: &ObjectOptions,
+    ) -> Result<Self, ObjectError> {
+        Self::get(name, How::Create, opts, Some((reset, initially_set))).map(|(e, _)| e)
+    }
+
+    /// Opens an existing named event (its reset mode is the creator's).
+    ///
+    /// # Errors
+    /// As [`NamedMutex::open`](super::NamedMutex::open).
+    #[doc(alias = "OpenEvent")]
+    pub fn open(name: &str) -> Result<Self, ObjectError> {
+        Self::get(name, How::Open, &ObjectOptions::default(), None).map(|(e, _)| e)
+    }
+
+    /// Creates the named event or opens it, and says which. An existing one must
+    /// have the same reset mode.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`open`](Self::open); [`ObjectError::Invalid`]
+    /// with [`LayoutError::Mismatch`] for another reset mode.
+    pub fn create_or_open(
+        name: &str,
+        reset: EventReset,
+        initially_set: bool,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        Self::create_or_open_with(name, reset, initially_set, &ObjectOptions::default())
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), with options for creating.
+    ///
+    /// # Errors
+    /// As [`create_or_open`](Self::create_or_open).
+    pub fn create_or_open_with(
+        name: &str,
+        reset: EventReset,
+        initially_set: bool,
+        opts: &ObjectOptions,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        Self::get(name, How::CreateOrOpen, opts, Some((reset, initially_set)))
+    }
+
+    fn get(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+        params: Option<(EventReset, bool)>,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        let (view, disp) = named::segment(name, how, opts, KIND)?;
+        let reset = match (disp, params) {
+            (Disposition::Created, Some((reset, set))) => {
+                Event::init_at(&view, 0, reset, set)?.reset
+            }
+            (_, want) => {
+                let found = Event::open_at(&view, 0)?.reset;
+                if let Some((reset, _)) = want.filter(|(r, _)| *r != found) {
+                    return Err(ObjectError::Invalid {
+                        kind: KIND,
+                        source: LayoutError::Mismatch {
+                            kind: KIND,
+                            what: "reset mode (0 manual, 1 auto)",
+                            found: found.code(),
+                            expected: reset.code(),
+                        },
+                    });
+                }
+                found
+            }
+        };
+        Ok((
+            Self {
+                words: Placed::new(view, 0, KIND)?,
+                reset,
+                name: name.to_owned(),
+            },
+            disp,
+        ))
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The event itself.
+    pub fn as_event(&self) -> Event<'_> {
+        Event {
+            words: self.words.get(),
+            reset: self.reset,
+        }
+    }
+
+    /// As [`Event::reset_mode`].
+    pub fn reset_mode(&self) -> EventReset {
+        self.as_event().reset_mode()
+    }
+
+    /// As [`Event::is_set`].
+    pub fn is_set(&self) -> bool {
+        self.as_event().is_set()
+    }
+
+    /// As [`Event::set`].
+    pub fn set(&self) {
+        self.as_event().set();
+    }
+
+    /// As [`Event::reset`].
+    pub fn reset(&self) {
+        self.as_event().reset();
+    }
+
+    /// As [`Event::wait`].
+    pub fn wait(&self) {
+        self.as_event().wait();
+    }
+
+    /// As [`Event::wait_timeout`].
+    ///
+    /// # Errors
+    /// As [`Event::wait_timeout`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
+        self.as_event().wait_timeout(timeout)
+    }
+}

@@ -1,0 +1,361 @@
+//! [`Mutex`] (in a segment at an offset), [`NamedMutex`] (a named object of its own)
+//! and their [`MutexGuard`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::layout::{self, Kind, LayoutError};
+use crate::segment::Disposition;
+use crate::view::View;
+
+use super::error::{LockError, LockTimeoutError, ObjectError, TryLockError};
+use super::imp;
+use super::named::{self, How, ObjectOptions, PATIENCE};
+use super::raw::{Acquired, MutexWords, Probe};
+use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
+
+const KIND: &str = "mutex";
+
+fn probe() -> Probe<'static> {
+    Some(&imp::liveness)
+}
+
+/// An inter-process mutex placed in a segment at an offset, for guarding your own
+/// data there (or for channels). It protects no Rust value: hold its guard while you
+/// read and write the shared bytes through the [`View`].
+///
+/// ```
+/// use shmipc::Segment;
+/// use shmipc::sync::{LockError, Mutex};
+/// let seg = Segment::options().size(4096).create_unnamed()?;
+/// let view = seg.map_all()?;
+/// let m = Mutex::init_at(&view, 0)?;          // another process: Mutex::open_at
+/// let counter = Mutex::SIZE;                  // our data, after the mutex
+/// let guard = match m.lock() {
+///     Ok(g) => g,
+///     Err(LockError::OwnerDied(g)) => {
+///         // A holder died inside: repair the data, then say so.
+///         g.mark_consistent();
+///         g
+///     }
+///     Err(e) => return Err(e.to_string().into()),
+/// };
+/// let n: u64 = view.read_pod(counter)?;
+/// view.write_pod(counter, &(n + 1))?;
+/// drop(guard);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A holder that dies (even by SIGKILL) does not block anyone: the next locker, or a
+/// waiter already asleep (within 100 ms), takes the lock over and gets
+/// [`LockError::OwnerDied`] with the guard. See the [module doc](super) for how the
+/// owner is identified and what "consistent" means.
+#[derive(Clone, Copy)]
+pub struct Mutex<'a> {
+    words: &'a MutexWords,
+}
+
+impl fmt::Debug for Mutex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Mutex<'a> {
+    /// Bytes a mutex occupies in a segment (its header and its words).
+    pub const SIZE: usize = OBJECT_SIZE;
+    /// Alignment its offset needs.
+    pub const ALIGN: usize = OBJECT_ALIGN;
+
+    /// Writes a new, unlocked mutex at `offset` of `view` (its header last, so that
+    /// an opener never sees half of it).
+    ///
+    /// Only one process initialises; the others [`open_at`](Self::open_at). Calling
+    /// it on a mutex in use breaks it.
+    ///
+    /// # Errors
+    /// [`ObjectError::NotWritable`], [`ObjectError::Misaligned`],
+    /// [`ObjectError::Invalid`] (too small), [`ObjectError::Unsupported`].
+    pub fn init_at(view: &'a View, offset: usize) -> Result<Self, ObjectError> {
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &MutexWords = region::words(view, offset, KIND)?;
+        words.init();
+        let [pid_ns, time_ns] = imp::namespaces();
+        layout::init(view, offset, Kind::Mutex, [pid_ns, time_ns, 0, 0]).map_err(|e| {
+            ObjectError::Invalid {
+                kind: KIND,
+                source: LayoutError::Access(e),
+            }
+        })?;
+        Ok(Self { words })
+    }
+
+    /// Opens the mutex another process initialised at `offset` of `view`, after
+    /// checking its header (waiting up to 2 s for a creator still writing it).
+    ///
+    /// # Errors
+    /// [`ObjectError::Invalid`] for garbage, another kind or version;
+    /// [`ObjectError::ForeignNamespace`]; as [`init_at`](Self::init_at).
+    pub fn open_at(view: &'a View, offset: usize) -> Result<Self, ObjectError> {
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &MutexWords = region::words(view, offset, KIND)?;
+        let header = layout::expect(view, offset, Kind::Mutex, PATIENCE)
+            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+        let ours = imp::namespaces();
+        for (theirs, ours) in header.params[..2].iter().zip(ours) {
+            if *theirs != 0 && ours != 0 && *theirs != ours {
+                return Err(ObjectError::ForeignNamespace);
+            }
+        }
+        Ok(Self { words })
+    }
+
+    fn guard(&self) -> MutexGuard<'a> {
+        MutexGuard {
+            words: self.words,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Locks, waiting as long as a live thread holds it.
+    ///
+    /// Locking it again from the thread that holds it waits for ever (use
+    /// [`lock_timeout`](Self::lock_timeout) where that may happen).
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (with the guard: the lock *is* held) when a holder
+    /// died inside; [`LockError::Os`] if this thread's identity cannot be read.
+    #[inline]
+    pub fn lock(&self) -> Result<MutexGuard<'a>, LockError<'a>> {
+        let me = imp::current_owner().map_err(LockError::Os)?;
+        let acquired = loop {
+            // Without a deadline it never times out; the loop only satisfies the type.
+            if let Ok(a) = self.words.lock(me, None, probe()) {
+                break a;
+            }
+        };
+        match acquired {
+            Acquired::Clean => Ok(self.guard()),
+            Acquired::Inconsistent | Acquired::Recovered => Err(LockError::OwnerDied(self.guard())),
+        }
+    }
+
+    /// Locks if that needs no waiting (or takes over from a dead holder).
+    ///
+    /// When the lock is held, this asks the OS whether the holder lives (a read of
+    /// `/proc`, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
+    /// rather than a `try_lock` loop.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if a live thread holds it; otherwise as
+    /// [`lock`](Self::lock).
+    #[inline]
+    pub fn try_lock(&self) -> Result<MutexGuard<'a>, TryLockError<'a>> {
+        let me = imp::current_owner().map_err(TryLockError::Os)?;
+        match self.words.try_lock(me, probe()) {
+            Some(Acquired::Clean) => Ok(self.guard()),
+            Some(_) => Err(TryLockError::OwnerDied(self.guard())),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Locks, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] if a live thread held it throughout; otherwise
+    /// as [`lock`](Self::lock).
+    #[inline]
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'a>, LockTimeoutError<'a>> {
+        let me = imp::current_owner().map_err(LockTimeoutError::Os)?;
+        let acquired = if let Some(a) = self.words.try_lock_fast(me) {
+            a
+        } else {
+            let deadline = Instant::now().checked_add(timeout);
+            self.words
+                .lock(me, deadline, probe())
+                .map_err(|_| LockTimeoutError::Timeout(timeout))?
+        };
+        match acquired {
+            Acquired::Clean => Ok(self.guard()),
+            Acquired::Inconsistent | Acquired::Recovered => {
+                Err(LockTimeoutError::OwnerDied(self.guard()))
+            }
+        }
+    }
+}
+
+/// Holds a [`Mutex`] locked; unlocks when dropped.
+///
+/// Not `Send`: the lock belongs to the thread that took it (a thread that ends while
+/// holding it counts as a dead owner).
+#[must_use = "the mutex unlocks as soon as the guard is dropped"]
+pub struct MutexGuard<'a> {
+    words: &'a MutexWords,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for MutexGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MutexGuard").finish_non_exhaustive()
+    }
+}
+
+impl MutexGuard<'_> {
+    /// Declares the protected data consistent again after an
+    /// [`OwnerDied`](LockError::OwnerDied) (`pthread_mutex_consistent`). Until a
+    /// holder calls it, every later locker gets `OwnerDied` too.
+    #[doc(alias = "pthread_mutex_consistent")]
+    pub fn mark_consistent(&self) {
+        self.words.mark_consistent();
+    }
+}
+
+impl Drop for MutexGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Like std's poisoning: the data may be half-updated.
+            self.words.mark_inconsistent();
+        }
+        self.words.unlock();
+    }
+}
+
+/// A named inter-process mutex (Win32 `CreateMutex`): a small segment of its own
+/// with the same names, permissions and lifetime as a [`Segment`](crate::Segment).
+///
+/// ```
+/// use shmipc::sync::NamedMutex;
+/// # let name = format!("doc-named-mutex-{}", std::process::id());
+/// let (m, _created) = NamedMutex::create_or_open(&name)?;
+/// {
+///     let _guard = m.lock().or_else(|e| match e {
+///         shmipc::sync::LockError::OwnerDied(g) => { g.mark_consistent(); Ok(g) }
+///         e => Err(e.to_string()),
+///     })?;
+///     // ... critical section across processes ...
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NamedMutex {
+    words: Placed<MutexWords>,
+    name: String,
+}
+
+impl fmt::Debug for NamedMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedMutex")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NamedMutex {
+    /// Creates a named mutex (owner-only, dies with its last holder); fails if the
+    /// name exists.
+    ///
+    /// # Errors
+    /// [`ObjectError::Create`] (e.g. the name exists), [`ObjectError::Unsupported`].
+    #[doc(alias = "CreateMutex")]
+    #[doc(alias = "CreateMutexW")]
+    pub fn create(name: &str) -> Result<Self, ObjectError> {
+        Self::create_with(name, &ObjectOptions::default())
+    }
+
+    /// Creates a named mutex with these permissions and lifetime.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(name: &str, opts: &ObjectOptions) -> Result<Self, ObjectError> {
+        Self::get(name, How::Create, opts).map(|(m, _)| m)
+    }
+
+    /// Opens an existing named mutex.
+    ///
+    /// # Errors
+    /// [`ObjectError::Open`] (e.g. not found), [`ObjectError::Invalid`] if the name
+    /// holds something else.
+    #[doc(alias = "OpenMutex")]
+    pub fn open(name: &str) -> Result<Self, ObjectError> {
+        Self::get(name, How::Open, &ObjectOptions::default()).map(|(m, _)| m)
+    }
+
+    /// Creates the named mutex or opens it, and says which.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`open`](Self::open).
+    pub fn create_or_open(name: &str) -> Result<(Self, Disposition), ObjectError> {
+        Self::get(name, How::CreateOrOpen, &ObjectOptions::default())
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), with these permissions and
+    /// lifetime for creating.
+    ///
+    /// # Errors
+    /// As [`create_or_open`](Self::create_or_open).
+    pub fn create_or_open_with(
+        name: &str,
+        opts: &ObjectOptions,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        Self::get(name, How::CreateOrOpen, opts)
+    }
+
+    fn get(name: &str, how: How, opts: &ObjectOptions) -> Result<(Self, Disposition), ObjectError> {
+        let (view, disp) = named::segment(name, how, opts, KIND)?;
+        match disp {
+            Disposition::Created => drop(Mutex::init_at(&view, 0)?),
+            Disposition::Opened => drop(Mutex::open_at(&view, 0)?),
+        }
+        Ok((
+            Self {
+                words: Placed::new(view, 0, KIND)?,
+                name: name.to_owned(),
+            },
+            disp,
+        ))
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The mutex itself (for code written against [`Mutex`]).
+    pub fn as_mutex(&self) -> Mutex<'_> {
+        Mutex {
+            words: self.words.get(),
+        }
+    }
+
+    /// As [`Mutex::lock`].
+    ///
+    /// # Errors
+    /// As [`Mutex::lock`].
+    #[inline]
+    pub fn lock(&self) -> Result<MutexGuard<'_>, LockError<'_>> {
+        self.as_mutex().lock()
+    }
+
+    /// As [`Mutex::try_lock`].
+    ///
+    /// # Errors
+    /// As [`Mutex::try_lock`].
+    #[inline]
+    pub fn try_lock(&self) -> Result<MutexGuard<'_>, TryLockError<'_>> {
+        self.as_mutex().try_lock()
+    }
+
+    /// As [`Mutex::lock_timeout`].
+    ///
+    /// # Errors
+    /// As [`Mutex::lock_timeout`].
+    #[inline]
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>, LockTimeoutError<'_>> {
+        self.as_mutex().lock_timeout(timeout)
+    }
+}

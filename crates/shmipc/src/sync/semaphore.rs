@@ -1,0 +1,363 @@
+//! [`Semaphore`] (in a segment at an offset) and [`NamedSemaphore`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::layout::{self, Kind, LayoutError};
+use crate::segment::Disposition;
+use crate::view::View;
+
+use super::error::{ObjectError, PostError, TryWaitError, WaitTimeoutError};
+use super::imp;
+use super::named::{self, How, ObjectOptions, PATIENCE};
+use super::raw::SemaphoreWords;
+use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
+
+const KIND: &str = "semaphore";
+
+/// A counting inter-process semaphore with a maximum, placed in a segment at an
+/// offset.
+///
+/// `post` adds a unit (an error beyond the maximum), `wait` takes one. A process
+/// that dies after taking a unit does not give it back (as with POSIX semaphores);
+/// a waiter that dies costs nothing but, at most, one later wake-up call.
+///
+/// ```
+/// use shmipc::Segment;
+/// use shmipc::sync::Semaphore;
+/// let seg = Segment::options().size(4096).create_unnamed()?;
+/// let view = seg.map_all()?;
+/// let sem = Semaphore::init_at(&view, 0, 0, 10)?; // others: Semaphore::open_at
+/// sem.post()?;
+/// sem.wait();
+/// assert!(sem.try_wait().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct Semaphore<'a> {
+    words: &'a SemaphoreWords,
+    max: u32,
+}
+
+impl fmt::Debug for Semaphore<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("value", &self.value())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+impl<'a> Semaphore<'a> {
+    /// Bytes a semaphore occupies in a segment.
+    pub const SIZE: usize = OBJECT_SIZE;
+    /// Alignment its offset needs.
+    pub const ALIGN: usize = OBJECT_ALIGN;
+
+    /// Writes a new semaphore with `initial` units and at most `max` at `offset`.
+    ///
+    /// # Errors
+    /// [`ObjectError::InvalidParameter`] unless `1 <= max` and `initial <= max`; as
+    /// [`Mutex::init_at`](super::Mutex::init_at).
+    pub fn init_at(
+        view: &'a View,
+        offset: usize,
+        initial: u32,
+        max: u32,
+    ) -> Result<Self, ObjectError> {
+        check_params(initial, max)?;
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &SemaphoreWords = region::words(view, offset, KIND)?;
+        words.init(initial);
+        layout::init(view, offset, Kind::Semaphore, [u64::from(max), 0, 0, 0]).map_err(|e| {
+            ObjectError::Invalid {
+                kind: KIND,
+                source: LayoutError::Access(e),
+            }
+        })?;
+        Ok(Self { words, max })
+    }
+
+    /// Opens the semaphore another process initialised at `offset`.
+    ///
+    /// # Errors
+    /// As [`Mutex::open_at`](super::Mutex::open_at).
+    pub fn open_at(view: &'a View, offset: usize) -> Result<Self, ObjectError> {
+        if !imp::SUPPORTED {
+            return Err(ObjectError::Unsupported { kind: KIND });
+        }
+        let words: &SemaphoreWords = region::words(view, offset, KIND)?;
+        let header = layout::expect(view, offset, Kind::Semaphore, PATIENCE)
+            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+        let max = u32::try_from(header.params[0])
+            .ok()
+            .filter(|m| *m >= 1)
+            .ok_or(ObjectError::Invalid {
+                kind: KIND,
+                source: LayoutError::Mismatch {
+                    kind: KIND,
+                    what: "maximum (corrupt)",
+                    found: header.params[0],
+                    expected: 1,
+                },
+            })?;
+        Ok(Self { words, max })
+    }
+
+    /// The maximum count.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// The current count (a snapshot, stale at once).
+    pub fn value(&self) -> u32 {
+        self.words.value()
+    }
+
+    /// Adds a unit and wakes one waiter, if any (`sem_post`, `ReleaseSemaphore`).
+    ///
+    /// # Errors
+    /// [`PostError::Full`] if the count is at the maximum.
+    #[doc(alias = "sem_post")]
+    #[doc(alias = "ReleaseSemaphore")]
+    pub fn post(&self) -> Result<(), PostError> {
+        self.words
+            .post(self.max)
+            .map_err(|_| PostError::Full { max: self.max })
+    }
+
+    /// Takes a unit, waiting as long as it takes (`sem_wait`).
+    #[doc(alias = "sem_wait")]
+    pub fn wait(&self) {
+        while self.words.wait(None, true).is_err() {}
+    }
+
+    /// Takes a unit if one is there.
+    ///
+    /// # Errors
+    /// [`TryWaitError::WouldBlock`] if the count is 0.
+    pub fn try_wait(&self) -> Result<(), TryWaitError> {
+        if self.words.try_wait() {
+            Ok(())
+        } else {
+            Err(TryWaitError::WouldBlock)
+        }
+    }
+
+    /// Takes a unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`WaitTimeoutError::Timeout`] if none came in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
+        if self.words.try_wait() {
+            return Ok(());
+        }
+        self.words
+            .wait(deadline(timeout), true)
+            .map_err(|_| WaitTimeoutError::Timeout(timeout))
+    }
+}
+
+fn check_params(initial: u32, max: u32) -> Result<(), ObjectError> {
+    if max == 0 {
+        return Err(ObjectError::InvalidParameter {
+            kind: KIND,
+            what: "maximum 0",
+            reason: "a semaphore needs a maximum of at least 1",
+        });
+    }
+    if initial > max {
+        return Err(ObjectError::InvalidParameter {
+            kind: KIND,
+            what: "initial count",
+            reason: "it exceeds the maximum: lower it or raise the maximum",
+        });
+    }
+    Ok(())
+}
+
+/// A named counting semaphore (Win32 `CreateSemaphore`), with the names,
+/// permissions and lifetime of a [`Segment`](crate::Segment).
+///
+/// ```
+/// use shmipc::sync::NamedSemaphore;
+/// # let name = format!("doc-named-sem-{}", std::process::id());
+/// let (sem, _) = NamedSemaphore::create_or_open(&name, 0, 100)?;
+/// sem.post()?;
+/// sem.wait_timeout(std::time::Duration::from_secs(1))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NamedSemaphore {
+    words: Placed<SemaphoreWords>,
+    max: u32,
+    name: String,
+}
+
+impl fmt::Debug for NamedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedSemaphore")
+            .field("name", &self.name)
+            .field("sem", &self.as_semaphore())
+            .finish()
+    }
+}
+
+impl NamedSemaphore {
+    /// Creates a named semaphore; fails if the name exists.
+    ///
+    /// # Errors
+    /// As [`NamedMutex::create`](super::NamedMutex::create), and
+    /// [`ObjectError::InvalidParameter`].
+    #[doc(alias = "CreateSemaphore")]
+    #[doc(alias = "sem_open")]
+    pub fn create(name: &str, initial: u32, max: u32) -> Result<Self, ObjectError> {
+        Self::create_with(name, initial, max, &ObjectOptions::default())
+    }
+
+    /// Creates a named semaphore with these permissions and lifetime.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(
+        name: &str,
+        initial: u32,
+        max: u32,
+        opts: &ObjectOptions,
+    ) -> Result<Self, ObjectError> {
+        Self::get(name, How::Create, opts, Some((initial, max))).map(|(s, _)| s)
+    }
+
+    /// Opens an existing named semaphore.
+    ///
+    /// # Errors
+    /// As [`NamedMutex::open`](super::NamedMutex::open).
+    #[doc(alias = "OpenSemaphore")]
+    pub fn open(name: &str) -> Result<Self, ObjectError> {
+        Self::get(name, How::Open, &ObjectOptions::default(), None).map(|(s, _)| s)
+    }
+
+    /// Creates the named semaphore or opens it, and says which. An existing one must
+    /// have the same maximum.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`open`](Self::open); [`ObjectError::Invalid`]
+    /// with [`LayoutError::Mismatch`] for another maximum.
+    pub fn create_or_open(
+        name: &str,
+        initial: u32,
+        max: u32,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        Self::create_or_open_with(name, initial, max, &ObjectOptions::default())
+    }
+
+    /// As [`create_or_open`](Self::create_or_open), with options for creating.
+    ///
+    /// # Errors
+    /// As [`create_or_open`](Self::create_or_open).
+    pub fn create_or_open_with(
+        name: &str,
+        initial: u32,
+        max: u32,
+        opts: &ObjectOptions,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        Self::get(name, How::CreateOrOpen, opts, Some((initial, max)))
+    }
+
+    fn get(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+        params: Option<(u32, u32)>,
+    ) -> Result<(Self, Disposition), ObjectError> {
+        if let Some((initial, max)) = params {
+            check_params(initial, max)?;
+        }
+        let (view, disp) = named::segment(name, how, opts, KIND)?;
+        let max = match (disp, params) {
+            (Disposition::Created, Some((initial, max))) => {
+                Semaphore::init_at(&view, 0, initial, max)?.max
+            }
+            (_, want) => {
+                let found = Semaphore::open_at(&view, 0)?.max;
+                if let Some((_, max)) = want.filter(|(_, m)| *m != found) {
+                    return Err(ObjectError::Invalid {
+                        kind: KIND,
+                        source: LayoutError::Mismatch {
+                            kind: KIND,
+                            what: "maximum",
+                            found: found.into(),
+                            expected: max.into(),
+                        },
+                    });
+                }
+                found
+            }
+        };
+        Ok((
+            Self {
+                words: Placed::new(view, 0, KIND)?,
+                max,
+                name: name.to_owned(),
+            },
+            disp,
+        ))
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The semaphore itself.
+    pub fn as_semaphore(&self) -> Semaphore<'_> {
+        Semaphore {
+            words: self.words.get(),
+            max: self.max,
+        }
+    }
+
+    /// As [`Semaphore::max`].
+    pub fn max(&self) -> u32 {
+        self.as_semaphore().max()
+    }
+
+    /// As [`Semaphore::value`].
+    pub fn value(&self) -> u32 {
+        self.as_semaphore().value()
+    }
+
+    /// As [`Semaphore::post`].
+    ///
+    /// # Errors
+    /// As [`Semaphore::post`].
+    pub fn post(&self) -> Result<(), PostError> {
+        self.as_semaphore().post()
+    }
+
+    /// As [`Semaphore::wait`].
+    pub fn wait(&self) {
+        self.as_semaphore().wait();
+    }
+
+    /// As [`Semaphore::try_wait`].
+    ///
+    /// # Errors
+    /// As [`Semaphore::try_wait`].
+    pub fn try_wait(&self) -> Result<(), TryWaitError> {
+        self.as_semaphore().try_wait()
+    }
+
+    /// As [`Semaphore::wait_timeout`].
+    ///
+    /// # Errors
+    /// As [`Semaphore::wait_timeout`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
+        self.as_semaphore().wait_timeout(timeout)
+    }
+}

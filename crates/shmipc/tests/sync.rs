@@ -1,0 +1,583 @@
+//! Cross-process tests of the synchronization objects. Children are this test binary
+//! re-run with a role (`SHMIPC_SYNC_ROLE`); they report through their stdout (a line
+//! per event) and their exit code. Nothing here sleeps: the parent blocks on pipes,
+//! on `wait()`, or on the objects under test, always with a timeout.
+#![cfg(all(target_os = "linux", not(loom)))]
+
+use std::env;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use shmipc::sync::{
+    Event, EventReset, LockError, LockTimeoutError, Mutex, NamedEvent, NamedMutex, NamedSemaphore,
+    ObjectError, PostError, Semaphore, TryLockError, TryWaitError, WaitTimeoutError,
+};
+use shmipc::{Access, LayoutError, Segment};
+
+const ROLE: &str = "SHMIPC_SYNC_ROLE";
+const LONG: Duration = Duration::from_secs(30);
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t-sync-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A child running `role` with `args` in its environment, stdout piped.
+fn spawn(role: &str, args: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env::current_exe().expect("test binary path"));
+    cmd.args([
+        "--exact",
+        "child_role",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    for (k, v) in args {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawning a child")
+}
+
+/// Kills the children left when a test fails half-way.
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads the child's lines until `marker` (panics at EOF: the child died first).
+fn expect_line(out: &mut BufReader<ChildStdout>, marker: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).expect("reading a child's stdout");
+        assert!(n > 0, "child exited before printing {marker}");
+        if line.trim() == marker {
+            return;
+        }
+    }
+}
+
+fn say(marker: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{marker}").unwrap();
+    out.flush().unwrap();
+}
+
+fn arg(name: &str) -> String {
+    env::var(name).unwrap_or_else(|_| panic!("child needs {name}"))
+}
+
+fn num(name: &str) -> u64 {
+    arg(name).parse().expect("numeric argument")
+}
+
+/// Layout of the test segment: a mutex, a u64 counter, then a start gate (children
+/// ready, and the parent's go) so that the counting processes overlap.
+const COUNTER: usize = Mutex::SIZE;
+const READY: usize = COUNTER + 8;
+const GO: usize = COUNTER + 12;
+
+/// Polls `cond` (yielding) until it holds; false at the deadline.
+fn poll_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + LONG;
+    while !cond() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+fn take<'a>(
+    r: Result<shmipc::sync::MutexGuard<'a>, LockError<'a>>,
+) -> shmipc::sync::MutexGuard<'a> {
+    match r {
+        Ok(g) => g,
+        Err(LockError::OwnerDied(g)) => {
+            g.mark_consistent();
+            g
+        }
+        Err(e) => panic!("lock: {e}"),
+    }
+}
+
+/// The entry point of every child; a no-op in the parent's test run.
+#[test]
+fn child_role() {
+    let Ok(role) = env::var(ROLE) else { return };
+    let code = match role.as_str() {
+        "count" => {
+            let seg = Segment::open(&arg("SEG"), Access::ReadWrite).unwrap();
+            let view = seg.map_all().unwrap();
+            let m = Mutex::open_at(&view, 0).unwrap();
+            view.atomic_u32(READY)
+                .unwrap()
+                .fetch_add(1, Ordering::SeqCst);
+            let go = view.atomic_u32(GO).unwrap();
+            assert!(poll_until(|| go.load(Ordering::SeqCst) != 0), "no go");
+            for _ in 0..num("N") {
+                let g = m.lock().expect("nobody dies in this test");
+                // A plain read-modify-write: only the lock keeps it exact.
+                let n: u64 = view.read_pod(COUNTER).unwrap();
+                view.write_pod(COUNTER, &(n + 1)).unwrap();
+                drop(g);
+            }
+            0
+        }
+        "die-inside" => {
+            let seg = Segment::open(&arg("SEG"), Access::ReadWrite).unwrap();
+            let view = seg.map_all().unwrap();
+            let m = Mutex::open_at(&view, 0).unwrap();
+            let _g = take(m.lock());
+            let n: u64 = view.read_pod(COUNTER).unwrap();
+            view.write_pod(COUNTER, &(n + 1)).unwrap();
+            say("INSIDE");
+            loop {
+                std::thread::park(); // killed here, holding the lock
+            }
+        }
+        "wait-lock" => {
+            let m = NamedMutex::open(&arg("NAME")).unwrap();
+            say("WAITING");
+            let code = match m.lock_timeout(LONG) {
+                Err(LockTimeoutError::OwnerDied(g)) => {
+                    g.mark_consistent();
+                    say("OWNER_DIED");
+                    0
+                }
+                Ok(_) => 1,
+                Err(LockTimeoutError::Timeout(_)) => 2,
+                Err(e) => panic!("{e}"),
+            };
+            code
+        }
+        "hold-named" => {
+            let m = NamedMutex::open(&arg("NAME")).unwrap();
+            let _g = take(m.lock());
+            say("INSIDE");
+            loop {
+                std::thread::park();
+            }
+        }
+        "produce" => {
+            let s = NamedSemaphore::open(&arg("NAME")).unwrap();
+            for _ in 0..num("N") {
+                s.post().unwrap();
+            }
+            0
+        }
+        "consume" => {
+            let s = NamedSemaphore::open(&arg("NAME")).unwrap();
+            for _ in 0..num("N") {
+                if s.wait_timeout(LONG).is_err() {
+                    std::process::exit(2);
+                }
+            }
+            0
+        }
+        "event-wait" => {
+            let ev = NamedEvent::open(&arg("NAME")).unwrap();
+            let woken = NamedSemaphore::open(&arg("WOKEN")).unwrap();
+            say("READY");
+            match ev.wait_timeout(LONG) {
+                Ok(()) => {
+                    woken.post().unwrap();
+                    0
+                }
+                Err(_) => 2,
+            }
+        }
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+fn counter_segment(tag: &str) -> (Segment, String) {
+    let name = unique(tag);
+    let seg = Segment::create(&name, 4096).unwrap();
+    {
+        let view = seg.map_all().unwrap();
+        Mutex::init_at(&view, 0).unwrap();
+        view.fill(COUNTER, 16, 0).unwrap();
+    }
+    (seg, name)
+}
+
+#[test]
+fn four_processes_count_exactly_under_one_mutex() {
+    const PROCS: u64 = 4;
+    const N: u64 = 100_000;
+    let (seg, name) = counter_segment("count");
+    let n = N.to_string();
+    let mut kids = Reaper(
+        (0..PROCS)
+            .map(|_| spawn("count", &[("SEG", &name), ("N", &n)]))
+            .collect(),
+    );
+    let view = seg.map_all().unwrap();
+    let ready = view.atomic_u32(READY).unwrap();
+    assert!(poll_until(|| ready.load(Ordering::SeqCst) == PROCS as u32));
+    view.atomic_u32(GO).unwrap().store(1, Ordering::SeqCst);
+    for c in &mut kids.0 {
+        assert!(c.wait().unwrap().success(), "a counting child failed");
+    }
+    let total: u64 = seg.map_all().unwrap().read_pod(COUNTER).unwrap();
+    assert_eq!(total, PROCS * N);
+}
+
+#[test]
+fn holder_killed_inside_100_times_is_recovered_every_time() {
+    let (seg, name) = counter_segment("kill");
+    let view = seg.map_all().unwrap();
+    let m = Mutex::open_at(&view, 0).unwrap();
+    for round in 0..100u64 {
+        let mut kids = Reaper(vec![spawn("die-inside", &[("SEG", &name)])]);
+        let mut out = BufReader::new(kids.0[0].stdout.take().unwrap());
+        expect_line(&mut out, "INSIDE");
+        kids.0[0].kill().unwrap();
+        if round % 2 == 0 {
+            // Reaped before we lock: the thread is gone.
+            kids.0[0].wait().unwrap();
+        } // else: still a zombie while we lock.
+        match m.lock_timeout(LONG) {
+            Err(LockTimeoutError::OwnerDied(g)) => {
+                let n: u64 = view.read_pod(COUNTER).unwrap();
+                assert_eq!(n, round + 1, "round {round}: completed increments");
+                g.mark_consistent();
+            }
+            Ok(_) => panic!("round {round}: the lock did not report the dead owner"),
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        // Marked consistent: the next lock is clean.
+        drop(m.try_lock().expect("clean after mark_consistent"));
+    }
+}
+
+#[test]
+fn sleeping_waiter_notices_owner_death() {
+    let name = unique("sleeper");
+    let _m = NamedMutex::create(&name).unwrap();
+    let mut kids = Reaper(vec![spawn("hold-named", &[("NAME", &name)])]);
+    let mut holder = BufReader::new(kids.0[0].stdout.take().unwrap());
+    expect_line(&mut holder, "INSIDE");
+    kids.0.push(spawn("wait-lock", &[("NAME", &name)]));
+    let mut waiter = BufReader::new(kids.0[1].stdout.take().unwrap());
+    expect_line(&mut waiter, "WAITING");
+    kids.0[0].kill().unwrap();
+    expect_line(&mut waiter, "OWNER_DIED");
+    assert!(kids.0[1].wait().unwrap().success());
+}
+
+#[test]
+fn every_timeout_form_times_out() {
+    let name = unique("timeouts");
+    let m = NamedMutex::create(&name).unwrap();
+    let mut kids = Reaper(vec![spawn("hold-named", &[("NAME", &name)])]);
+    let mut holder = BufReader::new(kids.0[0].stdout.take().unwrap());
+    expect_line(&mut holder, "INSIDE");
+    let short = Duration::from_millis(30);
+    assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+    assert!(matches!(
+        m.lock_timeout(short),
+        Err(LockTimeoutError::Timeout(d)) if d == short
+    ));
+    // Zero timeout: one look.
+    assert!(matches!(
+        m.lock_timeout(Duration::ZERO),
+        Err(LockTimeoutError::Timeout(_))
+    ));
+    kids.0[0].kill().unwrap();
+    kids.0[0].wait().unwrap();
+    assert!(matches!(m.try_lock(), Err(TryLockError::OwnerDied(_))));
+
+    let sem = NamedSemaphore::create(&unique("timeouts-sem"), 0, 4).unwrap();
+    assert_eq!(sem.try_wait(), Err(TryWaitError::WouldBlock));
+    assert_eq!(
+        sem.wait_timeout(short),
+        Err(WaitTimeoutError::Timeout(short))
+    );
+    for reset in [EventReset::Manual, EventReset::Auto] {
+        let ev = NamedEvent::create(&unique("timeouts-ev"), reset, false).unwrap();
+        assert_eq!(
+            ev.wait_timeout(short),
+            Err(WaitTimeoutError::Timeout(short))
+        );
+        ev.set();
+        ev.reset();
+        assert_eq!(
+            ev.wait_timeout(short),
+            Err(WaitTimeoutError::Timeout(short))
+        );
+    }
+}
+
+#[test]
+fn semaphore_producers_and_consumers_lose_nothing() {
+    const N: u64 = 20_000;
+    let name = unique("sem");
+    let sem = NamedSemaphore::create(&name, 0, 1_000_000).unwrap();
+    let n = N.to_string();
+    let mut kids = Reaper(vec![
+        spawn("consume", &[("NAME", &name), ("N", &n)]),
+        spawn("consume", &[("NAME", &name), ("N", &n)]),
+        spawn("produce", &[("NAME", &name), ("N", &n)]),
+        spawn("produce", &[("NAME", &name), ("N", &n)]),
+    ]);
+    for c in &mut kids.0 {
+        assert!(c.wait().unwrap().success(), "a producer or consumer failed");
+    }
+    assert_eq!(sem.value(), 0, "extra posts");
+    assert_eq!(sem.try_wait(), Err(TryWaitError::WouldBlock));
+}
+
+fn event_waiters(reset: EventReset, waiters: usize) -> (NamedEvent, NamedSemaphore, Reaper) {
+    let name = unique("ev");
+    let woken_name = unique("ev-woken");
+    let ev = NamedEvent::create(&name, reset, false).unwrap();
+    let woken = NamedSemaphore::create(&woken_name, 0, 100).unwrap();
+    let mut kids = Reaper(
+        (0..waiters)
+            .map(|_| spawn("event-wait", &[("NAME", &name), ("WOKEN", &woken_name)]))
+            .collect(),
+    );
+    for c in &mut kids.0 {
+        expect_line(&mut BufReader::new(c.stdout.take().unwrap()), "READY");
+    }
+    (ev, woken, kids)
+}
+
+#[test]
+fn auto_reset_event_releases_one_waiter_per_set() {
+    let (ev, woken, mut kids) = event_waiters(EventReset::Auto, 3);
+    for _ in 0..3 {
+        ev.set();
+        woken.wait_timeout(LONG).expect("a waiter should wake");
+        // Exactly one per set: no second waiter comes out of the same set.
+        assert!(woken.try_wait().is_err(), "one set released two waiters");
+    }
+    for c in &mut kids.0 {
+        assert!(c.wait().unwrap().success());
+    }
+    assert!(!ev.is_set(), "the last waiter should have reset it");
+    assert_eq!(woken.value(), 0);
+}
+
+#[test]
+fn manual_reset_event_releases_every_waiter() {
+    let (ev, woken, mut kids) = event_waiters(EventReset::Manual, 3);
+    ev.set();
+    for _ in 0..3 {
+        woken.wait_timeout(LONG).expect("every waiter should wake");
+    }
+    for c in &mut kids.0 {
+        assert!(c.wait().unwrap().success());
+    }
+    assert!(ev.is_set(), "manual reset: stays set");
+    ev.reset();
+    assert!(!ev.is_set());
+}
+
+#[test]
+fn headers_refuse_garbage_and_misuse() {
+    let seg = Segment::options().size(4096).create_unnamed().unwrap();
+    let view = seg.map_all().unwrap();
+    view.fill(0, 4096, 0xAB).unwrap();
+    assert!(matches!(
+        Mutex::open_at(&view, 0),
+        Err(ObjectError::Invalid {
+            source: LayoutError::NotShmipc,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Semaphore::open_at(&view, 512),
+        Err(ObjectError::Invalid { .. })
+    ));
+    Event::init_at(&view, 1024, EventReset::Manual, false).unwrap();
+    assert!(matches!(
+        Mutex::open_at(&view, 1024),
+        Err(ObjectError::Invalid {
+            source: LayoutError::Kind { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        Mutex::init_at(&view, 4),
+        Err(ObjectError::Misaligned { .. })
+    ));
+    assert!(matches!(
+        Mutex::init_at(&view, 4096 - 64),
+        Err(ObjectError::Invalid {
+            source: LayoutError::TooSmall { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        Mutex::init_at(&view, usize::MAX - 7),
+        Err(ObjectError::Invalid { .. })
+    ));
+    let ro = seg.map_with(0, 0, Access::Read).unwrap();
+    assert!(matches!(
+        Mutex::open_at(&ro, 0),
+        Err(ObjectError::NotWritable { .. })
+    ));
+    let cow = seg.map_with(0, 0, Access::CopyOnWrite).unwrap();
+    assert!(matches!(
+        Mutex::init_at(&cow, 0),
+        Err(ObjectError::NotWritable { .. })
+    ));
+    assert!(matches!(
+        Semaphore::init_at(&view, 0, 5, 4),
+        Err(ObjectError::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        Semaphore::init_at(&view, 0, 0, 0),
+        Err(ObjectError::InvalidParameter { .. })
+    ));
+
+    // A named object over a plain segment of garbage.
+    let name = unique("garbage");
+    let plain = Segment::create(&name, 4096).unwrap();
+    plain.map_all().unwrap().fill(0, 4096, 0x5A).unwrap();
+    assert!(matches!(
+        NamedSemaphore::open(&name),
+        Err(ObjectError::Invalid { .. })
+    ));
+    drop(plain);
+
+    // Same name, other parameters.
+    let name = unique("mismatch");
+    let _s = NamedSemaphore::create(&name, 0, 3).unwrap();
+    assert!(matches!(
+        NamedSemaphore::create_or_open(&name, 0, 4),
+        Err(ObjectError::Invalid {
+            source: LayoutError::Mismatch { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        NamedEvent::open(&name),
+        Err(ObjectError::Invalid {
+            source: LayoutError::Kind { .. },
+            ..
+        })
+    ));
+    let name = unique("mismatch-ev");
+    let _e = NamedEvent::create(&name, EventReset::Auto, false).unwrap();
+    assert!(matches!(
+        NamedEvent::create_or_open(&name, EventReset::Manual, false),
+        Err(ObjectError::Invalid {
+            source: LayoutError::Mismatch { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn garbage_in_the_lock_word_is_a_dead_owner() {
+    let seg = Segment::options().size(4096).create_unnamed().unwrap();
+    let view = seg.map_all().unwrap();
+    let m = Mutex::init_at(&view, 0).unwrap();
+    // The owner word follows the 64-byte header: garbage from a hostile peer.
+    for garbage in [u64::MAX, 1, 0x8000_0000_0000_0000, 0x1234_5678_9abc_def0] {
+        view.atomic_u64(64)
+            .unwrap()
+            .store(garbage, Ordering::SeqCst);
+        match m.lock_timeout(LONG) {
+            Ok(g) => {
+                // Only a stray CONTENDED bit with no owner reads as free.
+                assert_eq!(garbage, 0x8000_0000_0000_0000);
+                drop(g);
+            }
+            Err(LockTimeoutError::OwnerDied(g)) => g.mark_consistent(),
+            Err(e) => panic!("{garbage:#x}: {e}"),
+        }
+    }
+    drop(m.lock().expect("clean again"));
+}
+
+#[test]
+fn semaphore_refuses_posts_beyond_its_maximum() {
+    let s = NamedSemaphore::create(&unique("max"), 1, 3).unwrap();
+    s.post().unwrap();
+    s.post().unwrap();
+    assert_eq!(s.post(), Err(PostError::Full { max: 3 }));
+    assert_eq!(s.value(), 3);
+    for _ in 0..3 {
+        s.try_wait().unwrap();
+    }
+    assert!(s.try_wait().is_err());
+}
+
+#[test]
+fn named_objects_live_like_segments() {
+    let name = unique("life");
+    let m = NamedMutex::create(&name).unwrap();
+    let info = Segment::info(&name).unwrap();
+    assert_eq!(info.mode, Some(0o600));
+    assert!(matches!(
+        NamedMutex::create(&name),
+        Err(ObjectError::Create(_))
+    ));
+    let (again, disp) = NamedMutex::create_or_open(&name).unwrap();
+    assert_eq!(disp, shmipc::Disposition::Opened);
+    // One lock for both handles.
+    let g = m.lock().unwrap();
+    assert!(matches!(again.try_lock(), Err(TryLockError::WouldBlock)));
+    drop(g);
+    drop(again.try_lock().unwrap());
+    drop((m, again));
+    assert!(matches!(NamedMutex::open(&name), Err(ObjectError::Open(_))));
+}
+
+#[test]
+fn panicking_holder_marks_the_data_inconsistent() {
+    let name = unique("panic");
+    let m = NamedMutex::create(&name).unwrap();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = m.lock().unwrap();
+            panic!("inside the critical section");
+        })
+        .join()
+    });
+    assert!(r.is_err());
+    match m.lock() {
+        Err(LockError::OwnerDied(g)) => drop(g), // not marked: stays inconsistent
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    match m.lock() {
+        Err(LockError::OwnerDied(g)) => g.mark_consistent(),
+        other => panic!("expected OwnerDied again, got {other:?}"),
+    }
+    drop(m.lock().expect("consistent now"));
+}
+
+#[test]
+fn thread_that_exits_holding_the_lock_is_a_dead_owner() {
+    let name = unique("leak");
+    let m = NamedMutex::create(&name).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(m.lock().unwrap()));
+    });
+    assert!(matches!(
+        m.lock_timeout(LONG),
+        Err(LockTimeoutError::OwnerDied(_))
+    ));
+}
