@@ -173,7 +173,7 @@ pub(crate) fn init(
 pub(crate) fn read(view: &View, offset: usize, patience: Duration) -> Result<Header, LayoutError> {
     if offset
         .checked_add(HEADER_LEN)
-        .map_or(true, |end| end > view.len())
+        .is_none_or(|end| end > view.len())
     {
         return Err(LayoutError::TooSmall {
             what: "object header",

@@ -51,7 +51,7 @@ pub(crate) fn check(view: &View, offset: usize, kind: &'static str) -> Result<()
     }
     if offset
         .checked_add(OBJECT_SIZE)
-        .map_or(true, |end| end > view.len())
+        .is_none_or(|end| end > view.len())
     {
         return Err(ObjectError::Invalid {
             kind,
