@@ -55,8 +55,11 @@ pub struct Series {
     pub name: &'static str,
     /// Payload (segment: segment size), bytes.
     pub payload: usize,
-    /// Messages per batch (throughput); 1 elsewhere.
+    /// What a value is divided by to get one operation's time: messages per batch
+    /// (throughput); 1 elsewhere (the values are already per operation).
     pub per_batch: u64,
+    /// Round trips, messages or operations in one timed batch.
+    pub batch_size: u64,
     /// Latency and segment: ns per operation, one value per batch. Throughput: ns per
     /// batch of `per_batch` messages. Indexed by round.
     pub rounds: Vec<Vec<f64>>,
@@ -102,6 +105,7 @@ pub struct Collected {
 
 impl Collected {
     /// Adds the batches of one cell.
+    #[allow(clippy::too_many_arguments)] // One cell's coordinates and its batches.
     pub fn push(
         &mut self,
         suite: Suite,
@@ -110,6 +114,7 @@ impl Collected {
         round: usize,
         values: Vec<f64>,
         per_batch: u64,
+        batch_size: u64,
     ) {
         let i = match self
             .series
@@ -123,6 +128,7 @@ impl Collected {
                     name,
                     payload,
                     per_batch,
+                    batch_size,
                     rounds: Vec::new(),
                 });
                 self.series.len() - 1
@@ -190,10 +196,9 @@ pub struct Figure {
     pub rounds: usize,
     /// Batches per round.
     pub batches_per_round: usize,
-    /// Round trips / messages / operations per batch (latency: the calibrated count of
-    /// the run's first round; see `per_batch` in the text).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub messages_per_batch: Option<u64>,
+    /// Round trips, messages or operations in one timed batch (latency: calibrated
+    /// once, in the first round, so that a batch takes at least ~50 µs).
+    pub batch_size: u64,
     /// The median of each round (same unit as `median_ns` or `per_sec`).
     pub round_medians: Vec<f64>,
     /// The same-round ratio to the floor, per round.
@@ -274,7 +279,7 @@ pub fn figures(data: &Collected) -> Vec<Figure> {
             },
             rounds: s.rounds.iter().filter(|r| !r.is_empty()).count(),
             batches_per_round: s.rounds.first().map_or(0, Vec::len),
-            messages_per_batch: is_tp.then_some(s.per_batch),
+            batch_size: s.batch_size,
             round_medians: meds,
             round_ratios,
             round_placement: placement,

@@ -167,7 +167,13 @@ struct Harness {
 
 impl Harness {
     /// One latency cell: the peer echoes, this process times batches.
-    fn lat_cell(&mut self, end: &mut LatEnd, len: usize, batches: usize) -> Result<Vec<f64>> {
+    /// Returns the per-batch means and the batch size.
+    fn lat_cell(
+        &mut self,
+        end: &mut LatEnd,
+        len: usize,
+        batches: usize,
+    ) -> Result<(Vec<f64>, u64)> {
         let name = end.c.name;
         self.peer.send(&format!("lat {name} {len}"))?;
         let mut out = message(len);
@@ -197,12 +203,12 @@ impl Harness {
         .map_err(|e| format!("{name}, {len} B: {e}"))?;
         end.ep.stop(&mut out, &mut back)?;
         self.peer.answer()?;
-        Ok(means)
+        Ok((means, batch))
     }
 
     /// The floor probe before a suite: where does the host keep the vCPUs now?
     fn probe(&mut self, floor: &mut LatEnd, round: usize, suite: Suite) -> Result<()> {
-        let means = self.lat_cell(floor, 8, self.plan.probe_batches)?;
+        let (means, _) = self.lat_cell(floor, 8, self.plan.probe_batches)?;
         let floor_ns = crate::stats::median(&means);
         self.data.probes.push(Probe {
             round,
@@ -335,14 +341,14 @@ fn harness(args: &Args) -> Result<()> {
             h.tick(format!("round {} latency probe", round + 1));
             for len in latency::PAYLOADS {
                 // The floor first, then the others, in table order.
-                let means = h.lat_cell(&mut floor, len, plan.lat_batches)?;
+                let (means, b) = h.lat_cell(&mut floor, len, plan.lat_batches)?;
                 h.data
-                    .push(Suite::Latency, floor.c.name, len, round, means, 1);
+                    .push(Suite::Latency, floor.c.name, len, round, means, 1, b);
                 h.tick(format!("round {} latency floor {len} B", round + 1));
                 for end in lat_ends.iter_mut() {
-                    let means = h.lat_cell(end, len, plan.lat_batches)?;
+                    let (means, b) = h.lat_cell(end, len, plan.lat_batches)?;
                     h.data
-                        .push(Suite::Latency, end.c.name, len, round, means, 1);
+                        .push(Suite::Latency, end.c.name, len, round, means, 1, b);
                     h.tick(format!(
                         "round {} latency {} {len} B",
                         round + 1,
@@ -358,7 +364,7 @@ fn harness(args: &Args) -> Result<()> {
                 for (c, ep) in tp_ends.iter_mut() {
                     let (times, per) = h.tp_cell(c.name, ep.as_mut(), len)?;
                     h.data
-                        .push(Suite::Throughput, c.name, len, round, times, per);
+                        .push(Suite::Throughput, c.name, len, round, times, per, per);
                     h.tick(format!("round {} throughput {} {len} B", round + 1, c.name));
                 }
                 if sel.memcpy {
@@ -371,6 +377,7 @@ fn harness(args: &Args) -> Result<()> {
                         round,
                         times,
                         per,
+                        per,
                     );
                     h.tick(format!("round {} throughput memcpy {len} B", round + 1));
                 }
@@ -381,8 +388,15 @@ fn harness(args: &Args) -> Result<()> {
             h.tick(format!("round {} segment probe", round + 1));
             for op in segment_ops::OPS {
                 let means = fx.measure(op, plan.seg_per_batch, plan.seg_batches)?;
-                h.data
-                    .push(Suite::Segment, op, segment_ops::SIZE, round, means, 1);
+                h.data.push(
+                    Suite::Segment,
+                    op,
+                    segment_ops::SIZE,
+                    round,
+                    means,
+                    1,
+                    u64::from(plan.seg_per_batch),
+                );
                 h.tick(format!("round {} segment {op}", round + 1));
             }
         }
