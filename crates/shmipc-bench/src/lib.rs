@@ -16,7 +16,7 @@
 //!   messages or segment operations) and reports the median and the 99th percentile of
 //!   the per-batch means, not of single messages;
 //! * before each suite in each round a short floor probe (8-byte round trip) says
-//!   whether the host keeps the vCPUs near (< 200 ns) or far; every figure carries the
+//!   whether the host keeps the vCPUs near (< 250 ns) or far; every figure carries the
 //!   placement of its rounds;
 //! * the sender writes the whole payload and the receiver copies the whole payload out,
 //!   for every contender (the first 8 bytes carry a sequence number that is checked).

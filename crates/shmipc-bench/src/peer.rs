@@ -106,6 +106,11 @@ impl Peer {
         Ok(a)
     }
 
+    /// The peer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Tells the peer to exit and waits for it.
     pub fn quit(mut self) -> Result<()> {
         self.send("quit")?;

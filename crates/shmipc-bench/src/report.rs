@@ -63,9 +63,19 @@ pub struct Series {
     /// Latency and segment: ns per operation, one value per batch. Throughput: ns per
     /// batch of `per_batch` messages. Indexed by round.
     pub rounds: Vec<Vec<f64>>,
+    /// Involuntary context switches of both processes during the cell, per round:
+    /// how often something else took one of the two CPUs.
+    pub preempted: Vec<u64>,
 }
 
 impl Series {
+    /// Records the involuntary context switches seen during round `round`'s cell.
+    pub fn preempted_in(&mut self, round: usize, n: u64) {
+        if let Some(p) = self.preempted.get_mut(round) {
+            *p = n;
+        }
+    }
+
     /// The figure's metric of each batch of round `r`: ns (latency, segment) or
     /// per second (throughput: messages/s at 64 B, bytes/s otherwise).
     fn metric(&self, r: usize) -> Vec<f64> {
@@ -115,7 +125,7 @@ impl Collected {
         values: Vec<f64>,
         per_batch: u64,
         batch_size: u64,
-    ) {
+    ) -> &mut Series {
         let i = match self
             .series
             .iter()
@@ -130,6 +140,7 @@ impl Collected {
                     per_batch,
                     batch_size,
                     rounds: Vec::new(),
+                    preempted: Vec::new(),
                 });
                 self.series.len() - 1
             }
@@ -137,8 +148,10 @@ impl Collected {
         let s = &mut self.series[i];
         if s.rounds.len() <= round {
             s.rounds.resize_with(round + 1, Vec::new);
+            s.preempted.resize(round + 1, 0);
         }
         s.rounds[round] = values;
+        s
     }
 
     fn find(&self, suite: Suite, name: &str, payload: usize) -> Option<&Series> {
@@ -205,6 +218,9 @@ pub struct Figure {
     pub round_ratios: Vec<f64>,
     /// The floor probe's verdict for each round: `near` or `far`.
     pub round_placement: Vec<&'static str>,
+    /// Involuntary context switches of the two processes during this figure's cells,
+    /// all rounds: how often another process took one of the CPUs (0 is clean).
+    pub preemptions: u64,
     /// Per-operation ns of every batch (for the SVG).
     #[serde(skip)]
     pub samples: Vec<f64>,
@@ -283,6 +299,7 @@ pub fn figures(data: &Collected) -> Vec<Figure> {
             round_medians: meds,
             round_ratios,
             round_placement: placement,
+            preemptions: s.preempted.iter().sum(),
             samples: per_op,
         });
     }
@@ -312,6 +329,11 @@ pub struct Machine {
     pub not_wired: Vec<String>,
     /// The iceoryx2 crate version compared against.
     pub iceoryx2: &'static str,
+    /// `/proc/loadavg` (1, 5, 15 min) at the start and at the end of the run: above
+    /// ~1 means other processes competed for the two CPUs.
+    pub loadavg_start: [f64; 3],
+    #[allow(missing_docs)]
+    pub loadavg_end: [f64; 3],
     /// Seconds spent setting up the contenders.
     pub setup_s: f64,
     /// Seconds the whole run took.
@@ -325,17 +347,31 @@ round; batches timed with Instant and divided (clock resolution ~10 ns), median 
 per-batch means of all rounds; ratios are the median over rounds of same-round ratios; the \
 sender writes and the receiver copies out the whole payload";
 
+/// Facts the harness gathered about its run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts {
+    /// CPUs available before pinning.
+    pub cpus: usize,
+    /// Whether both processes are pinned.
+    pub pinned: bool,
+    /// Load average when the run started.
+    pub loadavg_start: [f64; 3],
+    /// Seconds spent setting up the contenders.
+    pub setup_s: f64,
+    /// When the run started.
+    pub started: Instant,
+}
+
 impl Machine {
     /// This machine and run.
-    pub fn here(
-        plan: &Plan,
-        args: &Args,
-        cpus: usize,
-        pinned: bool,
-        not_wired: &[String],
-        setup_s: f64,
-        started: Instant,
-    ) -> Machine {
+    pub fn here(plan: &Plan, args: &Args, run: &RunFacts, not_wired: &[String]) -> Machine {
+        let RunFacts {
+            cpus,
+            pinned,
+            loadavg_start,
+            setup_s,
+            started,
+        } = *run;
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -364,12 +400,24 @@ impl Machine {
             far_threshold_ns: crate::run::FAR_NS,
             placement: Vec::new(),
             not_wired: not_wired.to_vec(),
+            loadavg_start,
+            loadavg_end: loadavg(),
             iceoryx2: "0.10",
             setup_s,
             total_s: started.elapsed().as_secs_f64(),
             method: METHOD,
         }
     }
+}
+
+/// `/proc/loadavg`'s three averages (zeros if unreadable).
+pub fn loadavg() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut out = [0.0; 3];
+    for (o, w) in out.iter_mut().zip(text.split_whitespace()) {
+        *o = w.parse().unwrap_or(0.0);
+    }
+    out
 }
 
 /// "71 ns", "12.3 µs", "1.23 ms".
@@ -450,6 +498,17 @@ pub fn table(
         "Times are per-batch means (median and p99 over the batches of all rounds); ratios are \
          medians over rounds of same-round ratios."
     )?;
+    writeln!(
+        w,
+        "Load average {:.2} at the start, {:.2} at the end{}",
+        machine.loadavg_start[0],
+        machine.loadavg_end[0],
+        if machine.loadavg_start[0].max(machine.loadavg_end[0]) > 1.5 {
+            ": other processes competed for the two CPUs (see the preempt column)"
+        } else {
+            ""
+        }
+    )?;
     if !machine.not_wired.is_empty() {
         writeln!(
             w,
@@ -499,8 +558,16 @@ pub fn table(
         match suite {
             Suite::Latency => writeln!(
                 w,
-                "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>10}",
-                "contender", "payload", "median", "p99", "x floor", "(near)", "(far)", "x iceoryx2"
+                "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>10} {:>8}",
+                "contender",
+                "payload",
+                "median",
+                "p99",
+                "x floor",
+                "(near)",
+                "(far)",
+                "x iceoryx2",
+                "preempt"
             )?,
             Suite::Throughput => writeln!(
                 w,
@@ -516,15 +583,15 @@ pub fn table(
             )?,
             Suite::Segment => writeln!(
                 w,
-                "{:<22} {:>8} {:>10} {:>10} {:>8}",
-                "operation", "size", "median", "p99", "x bare"
+                "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8}",
+                "operation", "size", "median", "p99", "x bare", "preempt"
             )?,
         }
         for f in rows {
             match suite {
                 Suite::Latency => writeln!(
                     w,
-                    "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>10}",
+                    "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>10} {:>8}",
                     f.name,
                     fmt_bytes(f.payload),
                     fmt_ns(f.median_ns.unwrap_or(f64::NAN)),
@@ -532,11 +599,12 @@ pub fn table(
                     fmt_ratio(Some(f.ratio_to_floor)),
                     fmt_ratio(f.ratio_to_floor_near),
                     fmt_ratio(f.ratio_to_floor_far),
-                    fmt_ratio(f.ratio_to_iceoryx2)
+                    fmt_ratio(f.ratio_to_iceoryx2),
+                    f.preemptions
                 )?,
                 Suite::Throughput => writeln!(
                     w,
-                    "{:<22} {:>8} {:>14} {:>10} {:>8} {:>8} {:>8} {:>10}",
+                    "{:<22} {:>8} {:>14} {:>10} {:>8} {:>8} {:>8} {:>10} {:>8}",
                     f.name,
                     fmt_bytes(f.payload),
                     fmt_rate(f.per_sec.unwrap_or(f64::NAN), f.unit.unwrap_or("")),
@@ -544,16 +612,18 @@ pub fn table(
                     fmt_ratio(Some(f.ratio_to_floor)),
                     fmt_ratio(f.ratio_to_floor_near),
                     fmt_ratio(f.ratio_to_floor_far),
-                    fmt_ratio(f.ratio_to_memcpy)
+                    fmt_ratio(f.ratio_to_memcpy),
+                    f.preemptions
                 )?,
                 Suite::Segment => writeln!(
                     w,
-                    "{:<22} {:>8} {:>10} {:>10} {:>8}",
+                    "{:<22} {:>8} {:>10} {:>10} {:>8} {:>8}",
                     f.name,
                     fmt_bytes(f.payload),
                     fmt_ns(f.median_ns.unwrap_or(f64::NAN)),
                     fmt_ns(f.p99_ns),
-                    fmt_ratio(Some(f.ratio_to_floor))
+                    fmt_ratio(Some(f.ratio_to_floor)),
+                    f.preemptions
                 )?,
             }
         }

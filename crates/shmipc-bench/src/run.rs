@@ -18,9 +18,9 @@ use crate::throughput::{self, Stream};
 use crate::Result;
 
 /// A floor round trip (8 B) at or above this many ns means the host keeps the two
-/// vCPUs far apart (see `shared/notes/measuring-here.md`: ~60-78 ns near, ~300-360 ns
-/// far).
-pub const FAR_NS: f64 = 200.0;
+/// vCPUs far apart (`shared/notes/measuring-here.md`: a bare ping-pong takes ~60-78 ns
+/// near, ~300-360 ns far; this floor, with its two 8-byte copies, ~100 ns and ~400 ns).
+pub const FAR_NS: f64 = 250.0;
 
 /// `main` of the binary, harness or peer.
 pub fn main() -> ExitCode {
@@ -233,10 +233,28 @@ impl Harness {
         Ok((times, per))
     }
 
+    /// Involuntary context switches so far of this process and the peer: the count
+    /// grows when another process takes one of the two CPUs from a contender.
+    fn switches(&self) -> u64 {
+        nonvoluntary_switches("self") + nonvoluntary_switches(&self.peer.pid().to_string())
+    }
+
     fn tick(&self, what: String) {
         self.bar.set_message(what);
         self.bar.inc(1);
     }
+}
+
+/// `nonvoluntary_ctxt_switches` of `/proc/<pid>/status` (0 if unreadable).
+fn nonvoluntary_switches(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn harness(args: &Args) -> Result<()> {
@@ -247,6 +265,7 @@ fn harness(args: &Args) -> Result<()> {
     }
     let plan = Plan::new(args);
     let started = Instant::now();
+    let loadavg_start = report::loadavg();
 
     // Pin: this process to CPU 0, the peer to CPU 1.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -341,14 +360,20 @@ fn harness(args: &Args) -> Result<()> {
             h.tick(format!("round {} latency probe", round + 1));
             for len in latency::PAYLOADS {
                 // The floor first, then the others, in table order.
+                let sw = h.switches();
                 let (means, b) = h.lat_cell(&mut floor, len, plan.lat_batches)?;
+                let sw = h.switches() - sw;
                 h.data
-                    .push(Suite::Latency, floor.c.name, len, round, means, 1, b);
+                    .push(Suite::Latency, floor.c.name, len, round, means, 1, b)
+                    .preempted_in(round, sw);
                 h.tick(format!("round {} latency floor {len} B", round + 1));
                 for end in lat_ends.iter_mut() {
+                    let sw = h.switches();
                     let (means, b) = h.lat_cell(end, len, plan.lat_batches)?;
+                    let sw = h.switches() - sw;
                     h.data
-                        .push(Suite::Latency, end.c.name, len, round, means, 1, b);
+                        .push(Suite::Latency, end.c.name, len, round, means, 1, b)
+                        .preempted_in(round, sw);
                     h.tick(format!(
                         "round {} latency {} {len} B",
                         round + 1,
@@ -362,23 +387,30 @@ fn harness(args: &Args) -> Result<()> {
             h.tick(format!("round {} throughput probe", round + 1));
             for len in throughput::PAYLOADS {
                 for (c, ep) in tp_ends.iter_mut() {
+                    let sw = h.switches();
                     let (times, per) = h.tp_cell(c.name, ep.as_mut(), len)?;
+                    let sw = h.switches() - sw;
                     h.data
-                        .push(Suite::Throughput, c.name, len, round, times, per, per);
+                        .push(Suite::Throughput, c.name, len, round, times, per, per)
+                        .preempted_in(round, sw);
                     h.tick(format!("round {} throughput {} {len} B", round + 1, c.name));
                 }
                 if sel.memcpy {
                     let per = throughput::msgs_per_batch(len, plan.tp_batch_bytes) as u64;
+                    let sw = h.switches();
                     let times = throughput::memcpy_batches(len, per, plan.tp_batches + 1);
-                    h.data.push(
-                        Suite::Throughput,
-                        throughput::MEMCPY,
-                        len,
-                        round,
-                        times,
-                        per,
-                        per,
-                    );
+                    let sw = h.switches() - sw;
+                    h.data
+                        .push(
+                            Suite::Throughput,
+                            throughput::MEMCPY,
+                            len,
+                            round,
+                            times,
+                            per,
+                            per,
+                        )
+                        .preempted_in(round, sw);
                     h.tick(format!("round {} throughput memcpy {len} B", round + 1));
                 }
             }
@@ -387,16 +419,20 @@ fn harness(args: &Args) -> Result<()> {
             h.probe(&mut floor, round, Suite::Segment)?;
             h.tick(format!("round {} segment probe", round + 1));
             for op in segment_ops::OPS {
+                let sw = h.switches();
                 let means = fx.measure(op, plan.seg_per_batch, plan.seg_batches)?;
-                h.data.push(
-                    Suite::Segment,
-                    op,
-                    segment_ops::SIZE,
-                    round,
-                    means,
-                    1,
-                    u64::from(plan.seg_per_batch),
-                );
+                let sw = h.switches() - sw;
+                h.data
+                    .push(
+                        Suite::Segment,
+                        op,
+                        segment_ops::SIZE,
+                        round,
+                        means,
+                        1,
+                        u64::from(plan.seg_per_batch),
+                    )
+                    .preempted_in(round, sw);
                 h.tick(format!("round {} segment {op}", round + 1));
             }
         }
@@ -411,7 +447,14 @@ fn harness(args: &Args) -> Result<()> {
     drop(floor);
     drop(fixture);
 
-    let machine = report::Machine::here(&plan, args, cpus, pinned, &sel.unwired, setup_s, started);
+    let facts = report::RunFacts {
+        cpus,
+        pinned,
+        loadavg_start,
+        setup_s,
+        started,
+    };
+    let machine = report::Machine::here(&plan, args, &facts, &sel.unwired);
     let figures = report::figures(&data);
     let mut stdout = std::io::stdout().lock();
     report::table(&mut stdout, &machine, &data, &figures)?;
