@@ -36,6 +36,12 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(5..))]
     pub rounds: Option<u32>,
 
+    /// Run both processes at nice -20 (needs root or CAP_SYS_NICE), so that other
+    /// processes on the machine take the two CPUs from the contenders less often (the
+    /// `preempt` column). Everything else on the machine runs slower meanwhile.
+    #[arg(long)]
+    pub nice: bool,
+
     /// List the contenders of each suite and exit.
     #[arg(long)]
     pub list: bool,
@@ -103,21 +109,21 @@ impl Plan {
                 lat_target: Duration::from_micros(50),
                 lat_batches: 400,
                 probe_batches: 20,
-                tp_batch_bytes: 8 << 20,
-                tp_batches: 30,
-                seg_per_batch: 20,
-                seg_batches: 20,
+                tp_batch_bytes: 2 << 20,
+                tp_batches: 200,
+                seg_per_batch: 5,
+                seg_batches: 80,
             }
         } else {
             Plan {
                 rounds: 10,
                 lat_target: Duration::from_micros(50),
-                lat_batches: 2000,
+                lat_batches: 1000,
                 probe_batches: 50,
-                tp_batch_bytes: 16 << 20,
-                tp_batches: 100,
-                seg_per_batch: 20,
-                seg_batches: 50,
+                tp_batch_bytes: 2 << 20,
+                tp_batches: 500,
+                seg_per_batch: 5,
+                seg_batches: 200,
             }
         };
         if let Some(r) = args.rounds {

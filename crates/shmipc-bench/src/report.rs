@@ -317,6 +317,8 @@ pub struct Machine {
     pub kernel: String,
     /// Whether the harness ran on CPU 0 and the peer on CPU 1.
     pub pinned: bool,
+    /// Whether both ran at nice -20 (`--nice`).
+    pub nice: bool,
     /// `quick`, `full` or `tiny`.
     pub mode: &'static str,
     /// Rounds.
@@ -354,6 +356,8 @@ pub struct RunFacts {
     pub cpus: usize,
     /// Whether both processes are pinned.
     pub pinned: bool,
+    /// Whether both processes run at nice -20 (`--nice`).
+    pub niced: bool,
     /// Load average when the run started.
     pub loadavg_start: [f64; 3],
     /// Seconds spent setting up the contenders.
@@ -368,6 +372,7 @@ impl Machine {
         let RunFacts {
             cpus,
             pinned,
+            niced,
             loadavg_start,
             setup_s,
             started,
@@ -389,6 +394,7 @@ impl Machine {
             cpu_model,
             kernel,
             pinned,
+            nice: niced,
             mode: if args.tiny {
                 "tiny"
             } else if args.quick {
@@ -482,7 +488,7 @@ pub fn table(
 ) -> Result<()> {
     writeln!(
         w,
-        "shmipc-bench ({} mode, {} rounds, {} CPUs{}, {})",
+        "shmipc-bench ({} mode, {} rounds, {} CPUs{}{}, {})",
         machine.mode,
         machine.rounds,
         machine.cpus,
@@ -491,6 +497,7 @@ pub fn table(
         } else {
             ", NOT pinned"
         },
+        if machine.nice { ", nice -20" } else { "" },
         machine.cpu_model
     )?;
     writeln!(

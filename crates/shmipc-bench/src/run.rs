@@ -222,7 +222,7 @@ impl Harness {
     /// One throughput cell: the peer produces, this process consumes and times.
     fn tp_cell(&mut self, name: &str, ep: &mut dyn Stream, len: usize) -> Result<(Vec<f64>, u64)> {
         let per = throughput::msgs_per_batch(len, self.plan.tp_batch_bytes) as u64;
-        let batches = self.plan.tp_batches + 1;
+        let batches = self.plan.tp_batches + throughput::WARMUP_BATCHES;
         ep.begin(len)?;
         self.peer
             .send(&format!("tp {name} {len} {}", per * batches as u64))?;
@@ -277,6 +277,19 @@ fn harness(args: &Args) -> Result<()> {
             Ok(()) => true,
             Err(e) => {
                 eprintln!("shmipc-bench: {e}; running unpinned (figures mean less)");
+                false
+            }
+        }
+    };
+
+    // Before the peer starts: it inherits the nice value.
+    let niced = args.nice && {
+        match rustix::process::setpriority_process(None, -20) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "shmipc-bench: --nice: cannot raise the priority ({e}); running at the default"
+                );
                 false
             }
         }
@@ -398,7 +411,11 @@ fn harness(args: &Args) -> Result<()> {
                 if sel.memcpy {
                     let per = throughput::msgs_per_batch(len, plan.tp_batch_bytes) as u64;
                     let sw = h.switches();
-                    let times = throughput::memcpy_batches(len, per, plan.tp_batches + 1);
+                    let times = throughput::memcpy_batches(
+                        len,
+                        per,
+                        plan.tp_batches + throughput::WARMUP_BATCHES,
+                    );
                     let sw = h.switches() - sw;
                     h.data
                         .push(
@@ -450,6 +467,7 @@ fn harness(args: &Args) -> Result<()> {
     let facts = report::RunFacts {
         cpus,
         pinned,
+        niced,
         loadavg_start,
         setup_s,
         started,

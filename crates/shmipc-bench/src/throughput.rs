@@ -27,10 +27,14 @@ pub fn slots_for(len: usize) -> usize {
 }
 
 /// How many messages of `len` bytes one timed batch has: about `bytes` worth, at
-/// most 16384 and at least 1.
+/// most 2048 and at least 1. With 2 MiB that is ~100 µs at the floor's speed: short
+/// batches, so that most of them fall between two preemptions of a loaded machine.
 pub fn msgs_per_batch(len: usize, bytes: usize) -> usize {
-    (bytes / len.max(1)).clamp(1, 16384)
+    (bytes / len.max(1)).clamp(1, 2048)
 }
+
+/// Untimed warm-up batches at the start of every throughput cell.
+pub const WARMUP_BATCHES: usize = 3;
 
 /// One end of a stream contender.
 pub trait Stream {
@@ -55,11 +59,11 @@ pub trait Stream {
     }
 
     /// Consumer: `batches` batches of `per_batch` messages of `len` bytes, the
-    /// first an untimed warm-up; returns the time of each timed batch in ns.
+    /// first [`WARMUP_BATCHES`] untimed; returns the time of each timed batch in ns.
     fn consume(&mut self, len: usize, per_batch: u64, batches: usize) -> Result<Vec<f64>> {
         let mut buf = vec![0u8; len];
         let mut seq = 0u64;
-        let mut times = Vec::with_capacity(batches.saturating_sub(1));
+        let mut times = Vec::with_capacity(batches.saturating_sub(WARMUP_BATCHES));
         for b in 0..batches {
             let t = Instant::now();
             for _ in 0..per_batch {
@@ -72,7 +76,7 @@ pub trait Stream {
                     );
                 }
             }
-            if b > 0 {
+            if b >= WARMUP_BATCHES {
                 times.push(t.elapsed().as_nanos() as f64);
             }
         }
@@ -117,13 +121,14 @@ pub const CONTENDERS: [Contender; 3] = [
 /// The name of the single-process reference row.
 pub const MEMCPY: &str = "memcpy";
 
-/// The single-process reference: `batches` batches (the first an untimed warm-up) of
+/// The single-process reference: `batches` batches (the first [`WARMUP_BATCHES`]
+/// untimed) of
 /// `per_batch` copies of `len` bytes from one buffer to another; returns the time of
 /// each timed batch in ns.
 pub fn memcpy_batches(len: usize, per_batch: u64, batches: usize) -> Vec<f64> {
     let mut src = message(len);
     let mut dst = vec![0u8; src.len()];
-    let mut times = Vec::with_capacity(batches.saturating_sub(1));
+    let mut times = Vec::with_capacity(batches.saturating_sub(WARMUP_BATCHES));
     let mut seq = 0u64;
     for b in 0..batches {
         let t = Instant::now();
@@ -133,7 +138,7 @@ pub fn memcpy_batches(len: usize, per_batch: u64, batches: usize) -> Vec<f64> {
             dst.copy_from_slice(std::hint::black_box(&src));
             std::hint::black_box(&mut dst);
         }
-        if b > 0 {
+        if b >= WARMUP_BATCHES {
             times.push(t.elapsed().as_nanos() as f64);
         }
     }
