@@ -426,6 +426,20 @@ pub fn loadavg() -> [f64; 3] {
     out
 }
 
+/// An axis label: "100 ns", "2 µs", "50 ms".
+fn tick(ns: f64) -> String {
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    format!("{} {unit}", (v * 100.0).round() / 100.0)
+}
+
 /// "71 ns", "12.3 µs", "1.23 ms".
 pub fn fmt_ns(ns: f64) -> String {
     if !ns.is_finite() {
@@ -751,7 +765,8 @@ pub fn svg(figs: &[Figure]) -> String {
             s,
             r##"<rect x="{LEFT}" y="{y0}" width="{PW}" height="{PH}" fill="none" stroke="#888"/>"##
         );
-        // Grid: decades and 2x, 5x.
+        // Grid: decades and 2x, 5x; labels on decades only when the axis is wide.
+        let label_all = lhi - llo <= 2.0;
         let mut e = llo;
         while e <= lhi {
             for m in [1.0, 2.0, 5.0] {
@@ -765,16 +780,18 @@ pub fn svg(figs: &[Figure]) -> String {
                     r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
                     y0 + PH
                 );
-                let _ = writeln!(
-                    s,
-                    r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                    y0 + PH + 16.0,
-                    esc(&fmt_ns(v))
-                );
+                if m == 1.0 || label_all {
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                        y0 + PH + 16.0,
+                        esc(&tick(v))
+                    );
+                }
             }
             e += 1.0;
         }
-        for q in [0.0, 0.25, 0.5, 0.75, 0.99, 1.0] {
+        for q in [0.0, 0.25, 0.5, 0.75, 0.99] {
             let y = ypos(q);
             let _ = writeln!(
                 s,
@@ -784,6 +801,12 @@ pub fn svg(figs: &[Figure]) -> String {
                 y + 4.0
             );
         }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">per-batch mean round trip (log scale)</text>"#,
+            LEFT + PW / 2.0,
+            y0 + PH + 34.0
+        );
         for f in rows {
             let ci = names.iter().position(|n| *n == f.name).unwrap_or(0);
             let color = COLORS[ci % COLORS.len()];
