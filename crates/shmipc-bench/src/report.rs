@@ -852,3 +852,161 @@ pub fn svg(figs: &[Figure]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(round: usize, suite: Suite, near: bool) -> Probe {
+        Probe {
+            round,
+            suite,
+            floor_ns: if near { 100.0 } else { 400.0 },
+            placement: if near { "near" } else { "far" },
+        }
+    }
+
+    #[test]
+    fn ratios_are_same_round_and_split_by_placement() {
+        let mut d = Collected::default();
+        for (round, near) in [(0, true), (1, false), (2, true)] {
+            d.probes.push(probe(round, Suite::Latency, near));
+            let scale = if near { 1.0 } else { 4.0 };
+            d.push(
+                Suite::Latency,
+                "floor",
+                8,
+                round,
+                vec![100.0 * scale; 3],
+                1,
+                512,
+            );
+            d.push(
+                Suite::Latency,
+                "iceoryx2",
+                8,
+                round,
+                vec![1000.0 * scale; 3],
+                1,
+                64,
+            );
+            d.push(
+                Suite::Latency,
+                "shmipc-spsc",
+                8,
+                round,
+                vec![150.0 * scale; 3],
+                1,
+                256,
+            )
+            .preempted_in(round, 2);
+        }
+        let figs = figures(&d);
+        let f = |name: &str| figs.iter().find(|f| f.name == name).unwrap();
+        assert_eq!(f("floor").ratio_to_floor, 1.0);
+        assert_eq!(f("iceoryx2").ratio_to_floor, 10.0);
+        let s = f("shmipc-spsc");
+        assert_eq!(s.ratio_to_floor, 1.5);
+        assert_eq!(s.ratio_to_floor_near, Some(1.5));
+        assert_eq!(s.ratio_to_floor_far, Some(1.5));
+        assert_eq!(s.ratio_to_iceoryx2, Some(0.15));
+        assert_eq!(s.round_placement, vec!["near", "far", "near"]);
+        assert_eq!(s.rounds, 3);
+        assert_eq!(s.batch_size, 256);
+        assert_eq!(s.preemptions, 6);
+        assert_eq!(s.median_ns, Some(150.0));
+        assert!(s.per_sec.is_none());
+        assert!(f("iceoryx2").ratio_to_iceoryx2.is_none());
+    }
+
+    #[test]
+    fn throughput_is_messages_at_64_bytes_and_bytes_otherwise() {
+        let mut d = Collected::default();
+        // 1000 messages per batch in 1 ms: 1 M msgs/s.
+        d.push(
+            Suite::Throughput,
+            "floor-ring",
+            64,
+            0,
+            vec![1e6; 5],
+            1000,
+            1000,
+        );
+        d.push(
+            Suite::Throughput,
+            "memcpy",
+            64,
+            0,
+            vec![0.5e6; 5],
+            1000,
+            1000,
+        );
+        d.push(
+            Suite::Throughput,
+            "floor-ring",
+            4096,
+            0,
+            vec![1e6; 5],
+            1000,
+            1000,
+        );
+        let figs = figures(&d);
+        let ring64 = &figs[0];
+        assert_eq!(ring64.per_sec, Some(1e6));
+        assert_eq!(ring64.unit, Some("msgs/s"));
+        assert_eq!(ring64.p99_ns, 1000.0);
+        assert_eq!(ring64.ratio_to_memcpy, Some(0.5));
+        assert!(ring64.median_ns.is_none());
+        let memcpy = &figs[1];
+        assert_eq!(memcpy.ratio_to_floor, 2.0);
+        assert!(memcpy.ratio_to_memcpy.is_none());
+        let ring4k = &figs[2];
+        assert_eq!(ring4k.per_sec, Some(4096e6));
+        assert_eq!(ring4k.unit, Some("bytes/s"));
+    }
+
+    #[test]
+    fn segment_rows_compare_with_their_bare_counterpart() {
+        let mut d = Collected::default();
+        d.push(Suite::Segment, "shmipc-create", 65536, 0, vec![30.0], 1, 5);
+        d.push(Suite::Segment, "bare-create", 65536, 0, vec![15.0], 1, 5);
+        d.push(Suite::Segment, "shmipc-open", 65536, 0, vec![12.0], 1, 5);
+        d.push(Suite::Segment, "bare-open", 65536, 0, vec![8.0], 1, 5);
+        let figs = figures(&d);
+        assert_eq!(figs[0].ratio_to_floor, 2.0);
+        assert_eq!(figs[0].floor, "bare-create");
+        assert_eq!(figs[2].ratio_to_floor, 1.5);
+        assert_eq!(figs[2].floor, "bare-open");
+    }
+
+    #[test]
+    fn the_svg_is_well_formed_enough() {
+        let mut d = Collected::default();
+        d.push(
+            Suite::Latency,
+            "floor",
+            8,
+            0,
+            vec![90.0, 100.0, 110.0],
+            1,
+            1,
+        );
+        d.push(Suite::Latency, "pipe", 8, 0, vec![30e3, 40e3], 1, 1);
+        let text = svg(&figures(&d));
+        assert!(text.starts_with("<svg"));
+        assert!(text.trim_end().ends_with("</svg>"));
+        assert_eq!(text.matches("<polyline").count(), 2);
+        assert!(text.contains("payload 8 B"));
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(fmt_ns(71.2), "71 ns");
+        assert_eq!(fmt_ns(12_345.0), "12.3 µs");
+        assert_eq!(fmt_ns(1_234_567.0), "1.23 ms");
+        assert_eq!(fmt_bytes(65536), "64 KiB");
+        assert_eq!(fmt_bytes(1 << 20), "1 MiB");
+        assert_eq!(fmt_bytes(8), "8 B");
+        assert_eq!(tick(2000.0), "2 µs");
+    }
+}

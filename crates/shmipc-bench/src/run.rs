@@ -487,3 +487,61 @@ fn harness(args: &Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn lat_names(sel: &Selection) -> Vec<&'static str> {
+        sel.lat.iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn everything_wired_runs_by_default() {
+        let sel = select(&[]).unwrap();
+        assert_eq!(lat_names(&sel)[0], "floor");
+        assert!(lat_names(&sel).contains(&"iceoryx2"));
+        assert!(lat_names(&sel).contains(&"pipe"));
+        assert!(sel.tp_suite && sel.memcpy && sel.seg);
+        assert_eq!(sel.tp[0].name, "floor-ring");
+        let unwired = latency::CONTENDERS
+            .iter()
+            .filter(|c| c.open.is_none())
+            .count()
+            + throughput::CONTENDERS
+                .iter()
+                .filter(|c| c.open.is_none())
+                .count();
+        assert_eq!(sel.unwired.len(), unwired);
+    }
+
+    #[test]
+    fn only_keeps_the_floor_of_each_suite_it_touches() {
+        let sel = select(&only(&["pipe"])).unwrap();
+        assert_eq!(lat_names(&sel), vec!["floor", "pipe"]);
+        assert!(!sel.tp_suite && !sel.seg);
+
+        let sel = select(&only(&["memcpy"])).unwrap();
+        assert!(sel.lat.is_empty());
+        assert!(sel.tp_suite && sel.memcpy);
+        assert_eq!(sel.tp.len(), 1);
+
+        let sel = select(&only(&["iceoryx2"])).unwrap();
+        assert_eq!(lat_names(&sel), vec!["floor", "iceoryx2"]);
+        assert_eq!(sel.tp.len(), 2);
+        assert!(!sel.memcpy);
+
+        let sel = select(&only(&["segment"])).unwrap();
+        assert!(sel.seg && sel.lat.is_empty() && !sel.tp_suite);
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_choices() {
+        let e = select(&only(&["floor", "nope"])).unwrap_err().to_string();
+        assert!(e.contains("\"nope\"") && e.contains("choose from"), "{e}");
+    }
+}
