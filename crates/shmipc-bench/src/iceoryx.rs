@@ -1,0 +1,223 @@
+//! The iceoryx2 contenders (iceoryx2 0.10, its default `ipc` service), configured for
+//! the one-to-one case: one publisher, one subscriber, two nodes, no history.
+//!
+//! * Round trip: two publish-subscribe services of `[u8]` slices, one per direction,
+//!   a subscriber buffer of one sample; the sender loans a slice of the payload size,
+//!   copies the payload into it and sends it; the receiver spins on `receive()` and
+//!   copies the sample out.
+//! * Stream: one service per payload size with a subscriber buffer of
+//!   `slots_for(len)` samples (the floor ring's slot count), safe overflow off and the
+//!   publisher's back-pressure strategy `RetryUntilDelivered`, so no sample is lost.
+//!
+//! The client creates every service and port first; the peer opens the services and
+//! creates its ports during set-up, before the first message. A `send` that reaches
+//! no subscriber is an error.
+
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+
+use crate::ctx::{Ctx, Side};
+use crate::spin::Spinner;
+use crate::throughput::{slots_for, Stream, PAYLOADS as TP_PAYLOADS};
+use crate::{latency, Result};
+
+type Svc = ipc::Service;
+type Factory = PortFactory<Svc, [u8], ()>;
+type Pub = Publisher<Svc, [u8], ()>;
+type Sub = Subscriber<Svc, [u8], ()>;
+
+/// Quiet iceoryx2's own logging unless `IOX2_LOG_LEVEL` asks for more.
+fn quiet() {
+    set_log_level_from_env_or(LogLevel::Error);
+}
+
+fn node() -> Result<Node<Svc>> {
+    quiet();
+    Ok(NodeBuilder::new()
+        .signal_handling_mode(SignalHandlingMode::Disabled)
+        .create::<Svc>()?)
+}
+
+/// Creates (client) or opens (server) the `[u8]` service `name`.
+fn service(ctx: &Ctx, node: &Node<Svc>, name: &str, buffer: usize) -> Result<Factory> {
+    let name = ServiceName::new(&ctx.name(name))?;
+    let builder = node.service_builder(&name).publish_subscribe::<[u8]>();
+    Ok(match ctx.side {
+        Side::Client => builder
+            .max_publishers(1)
+            .max_subscribers(1)
+            .max_nodes(2)
+            .history_size(0)
+            .subscriber_max_buffer_size(buffer)
+            .subscriber_max_borrowed_samples(1)
+            .enable_safe_overflow(false)
+            .create()?,
+        Side::Server => builder.open()?,
+    })
+}
+
+fn send(publisher: &Pub, msg: &[u8]) -> Result<()> {
+    let sample = publisher.loan_slice_uninit(msg.len())?;
+    let sample = sample.write_from_slice(msg);
+    if sample.send()? == 0 {
+        return Err("iceoryx2: the sample reached no subscriber (peer not connected)".into());
+    }
+    Ok(())
+}
+
+#[inline]
+fn recv(subscriber: &Sub, buf: &mut [u8], what: &'static str) -> Result<()> {
+    let mut spinner = Spinner::new(what);
+    loop {
+        if let Some(sample) = subscriber.receive()? {
+            let payload = sample.payload();
+            if payload.len() != buf.len() {
+                return Err(format!(
+                    "iceoryx2: received {} bytes, expected {}",
+                    payload.len(),
+                    buf.len()
+                )
+                .into());
+            }
+            buf.copy_from_slice(payload);
+            return Ok(());
+        }
+        spinner.tick()?;
+    }
+}
+
+// ---------------------------------------------------------------- round trip
+
+struct RoundTrip {
+    // Ports first: they are dropped before their services and the node.
+    publisher: Pub,
+    subscriber: Sub,
+    _services: [Factory; 2],
+    _node: Node<Svc>,
+}
+
+impl std::fmt::Debug for RoundTrip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("iceoryx2::RoundTrip")
+    }
+}
+
+/// This process's end of the `iceoryx2` latency contender.
+pub fn open_round_trip(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    let node = node()?;
+    let ping = service(ctx, &node, "iox-ping", 1)?;
+    let pong = service(ctx, &node, "iox-pong", 1)?;
+    let (tx, rx) = match ctx.side {
+        Side::Client => (&ping, &pong),
+        Side::Server => (&pong, &ping),
+    };
+    // Subscriber first, so the peer's publisher finds it.
+    let subscriber = rx.subscriber_builder().buffer_size(1).create()?;
+    let publisher = tx
+        .publisher_builder()
+        .initial_max_slice_len(latency::MAX_PAYLOAD)
+        .max_loaned_samples(1)
+        .create()?;
+    Ok(Box::new(RoundTrip {
+        publisher,
+        subscriber,
+        _services: [ping, pong],
+        _node: node,
+    }))
+}
+
+impl latency::RoundTrip for RoundTrip {
+    #[inline]
+    fn ping(&mut self, msg: &[u8], reply: &mut [u8]) -> Result<()> {
+        send(&self.publisher, msg)?;
+        recv(&self.subscriber, reply, "iceoryx2's reply")
+    }
+
+    #[inline]
+    fn pong(&mut self, buf: &mut [u8]) -> Result<()> {
+        recv(&self.subscriber, buf, "iceoryx2's ping")?;
+        send(&self.publisher, buf)
+    }
+}
+
+// ---------------------------------------------------------------- stream
+
+enum Port {
+    Pub(Pub),
+    Sub(Sub),
+}
+
+struct StreamEnd {
+    // Ports first: they are dropped before their services and the node.
+    /// One port per entry of `throughput::PAYLOADS`, in that order.
+    ports: Vec<Port>,
+    current: usize,
+    _services: Vec<Factory>,
+    _node: Node<Svc>,
+}
+
+impl std::fmt::Debug for StreamEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("iceoryx2::StreamEnd")
+    }
+}
+
+/// This process's end of the `iceoryx2` throughput contender: the client consumes,
+/// the peer produces.
+pub fn open_stream(ctx: &mut Ctx) -> Result<Box<dyn Stream>> {
+    let node = node()?;
+    let mut services = Vec::new();
+    let mut ports = Vec::new();
+    for len in TP_PAYLOADS {
+        let slots = slots_for(len);
+        let svc = service(ctx, &node, &format!("iox-stream-{len}"), slots)?;
+        let port = match ctx.side {
+            Side::Client => Port::Sub(svc.subscriber_builder().buffer_size(slots).create()?),
+            Side::Server => Port::Pub(
+                svc.publisher_builder()
+                    .initial_max_slice_len(len)
+                    .max_loaned_samples(1)
+                    .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                    .create()?,
+            ),
+        };
+        ports.push(port);
+        services.push(svc);
+    }
+    Ok(Box::new(StreamEnd {
+        ports,
+        current: 0,
+        _services: services,
+        _node: node,
+    }))
+}
+
+impl Stream for StreamEnd {
+    fn begin(&mut self, len: usize) -> Result<()> {
+        match TP_PAYLOADS.iter().position(|&l| l == len) {
+            Some(i) if i < self.ports.len() => {
+                self.current = i;
+                Ok(())
+            }
+            _ => Err(format!("iceoryx2 stream: no service for {len}-byte messages").into()),
+        }
+    }
+
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        match &self.ports[self.current] {
+            Port::Pub(p) => send(p, msg),
+            Port::Sub(_) => Err("iceoryx2 stream: the client end does not send".into()),
+        }
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
+        match &self.ports[self.current] {
+            Port::Sub(s) => recv(s, buf, "iceoryx2's stream"),
+            Port::Pub(_) => Err("iceoryx2 stream: the peer end does not receive".into()),
+        }
+    }
+}
