@@ -1,0 +1,73 @@
+//! Entry points that feed corrupt shared memory to channel endpoints, for the
+//! `cargo fuzz` targets in `fuzz/` and for the proptest that runs the same code on
+//! stable Rust (`tests/channel_fuzz.rs`). Not part of the API.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::segment::{Access, Segment};
+
+use super::spsc::{Consumer, Producer};
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "fz-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Makes an spsc channel, sends a few messages, overwrites its shared memory with
+/// `data` (the first byte chooses where from and whether the producer stays), then
+/// drives a consumer and a producer over it. Must never panic, hang or crash.
+pub fn spsc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("spsc");
+    let Ok(mut tx) = Producer::create(&name, 4, 32) else {
+        return;
+    };
+    for i in 0..(mode >> 4) {
+        let _ = tx.try_send(&[i; 20]);
+    }
+    let Ok(raw) = Segment::open(&name, Access::ReadWrite).and_then(|s| {
+        s.map_all().map_err(|e| crate::error::OpenError::Os {
+            name: name.clone(),
+            op: "map",
+            source: std::io::Error::other(e.to_string()),
+        })
+    }) else {
+        return;
+    };
+    // From the header's parameters (magic, version, kind and ready flag stay, so
+    // that the opener does not wait for an unfinished creator), or past the header.
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    let keep_producer = mode & 2 == 0;
+    if !keep_producer {
+        drop(tx);
+    }
+    if let Ok(mut rx) = Consumer::open(&name) {
+        let mut sum = 0u64;
+        for _ in 0..8 {
+            if let Ok(s) = rx.try_recv() {
+                sum = s.iter().fold(sum, |a, &b| a.wrapping_add(u64::from(b)));
+            }
+        }
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(1)) {
+            sum = sum.wrapping_add(s.len() as u64);
+        }
+        std::hint::black_box(sum);
+    }
+    if !keep_producer {
+        if let Ok(mut tx) = Producer::open(&name) {
+            for _ in 0..8 {
+                let _ = tx.try_send(b"after corruption");
+            }
+        }
+    }
+    let _ = Segment::remove(&name);
+}

@@ -1,0 +1,138 @@
+//! Spin, then sleep on the futex; and the sender's side that skips the wake system
+//! call when nobody sleeps.
+//!
+//! Each direction of a channel has a *bell*: two 32-bit words in their own cache
+//! line, `seq` (the futex word, bumped by every ring that wakes) and `sleepers` (how
+//! many are about to sleep or sleeping).
+//!
+//! # No lost wake-ups
+//!
+//! Sleeper: `sleepers += 1` (SeqCst), `seen = seq` , re-check the condition
+//! (e.g. the slot's stamp), then `futex_wait(seq, seen)`.
+//! Ringer: make the condition true (e.g. store the stamp), `fence(SeqCst)`, load
+//! `sleepers`; if non-zero, `seq += 1` and `futex_wake`.
+//!
+//! The sleeper's increment and the ringer's fence are both in the single total order
+//! of SeqCst operations (the Dekker pattern). If the ringer's fence comes first, the
+//! sleeper's re-check (after its SeqCst RMW) sees the condition and does not sleep.
+//! Otherwise the ringer sees `sleepers > 0` and bumps `seq` and wakes: the sleeper
+//! either is already in `futex_wait` (woken) or enters it with a `seen` that no
+//! longer matches (the kernel returns at once). The one case the C++ model does not
+//! rule out on paper (the sleeper reading `seen` after the bump and missing the
+//! wake) cannot last: every sleep is cut into slices of [`SLICE`], after which the
+//! sleeper re-checks the condition and its peer's liveness. The common case costs
+//! the sender one fence and one load of a line nobody writes, no system call.
+//! A hostile process can only cause spurious or missed wake-ups of bounded length.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::wait::{wait, wake_all, Wake};
+
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+/// Longest single sleep before re-checking the condition and the peer's liveness.
+pub(crate) const SLICE: Duration = Duration::from_millis(10);
+/// How long a blocking receive spins before it sleeps (a blocked wake-up costs
+/// about 20 µs on the target machines, so spinning less than that is cheap).
+pub(crate) const SPIN: Duration = Duration::from_micros(20);
+
+/// One direction's bell.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bell<'a> {
+    pub(crate) seq: &'a AtomicU32,
+    pub(crate) sleepers: &'a AtomicU32,
+}
+
+impl Bell<'_> {
+    /// Wakes every sleeper, if any; call after making the condition true.
+    #[inline]
+    pub(crate) fn ring(&self) {
+        // SeqCst fence: see the module doc (pairs with the sleeper's SeqCst RMW).
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.ring_slow();
+        }
+    }
+
+    #[cold]
+    fn ring_slow(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        wake_all(self.seq);
+    }
+
+    /// Wakes every sleeper unconditionally (e.g. when an endpoint leaves).
+    pub(crate) fn ring_always(&self) {
+        fence(Ordering::SeqCst);
+        self.ring_slow();
+    }
+
+    /// Waits until `poll` returns `Some`, or `deadline` passes (`None` is
+    /// returned). `poll(true)` is asked after every sleep slice: it may then do
+    /// costly checks (is the peer alive?).
+    pub(crate) fn wait_for<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut(bool) -> Option<R>,
+    ) -> Option<R> {
+        // Spin phase: the peer is likely busy on the other CPU.
+        let start = Instant::now();
+        let mut i: u32 = 0;
+        loop {
+            if let Some(r) = poll(false) {
+                return Some(r);
+            }
+            std::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i % 64 == 0 {
+                let now = Instant::now();
+                if now.duration_since(start) >= SPIN || deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+            }
+        }
+        // Sleep phase.
+        loop {
+            // SeqCst RMW: see the module doc.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let seen = self.seq.load(Ordering::Acquire);
+            if let Some(r) = poll(true) {
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
+                return Some(r);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            let slice = now + SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            let _: Wake = wait(self.seq, seen, Some(until));
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A rate limiter for costly peer checks.
+#[derive(Debug)]
+pub(crate) struct Every {
+    last: Option<Instant>,
+    period: Duration,
+}
+
+impl Every {
+    pub(crate) const fn new(period: Duration) -> Self {
+        Self { last: None, period }
+    }
+
+    /// True at most once per period (and at the first call).
+    pub(crate) fn due(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+}
