@@ -191,6 +191,11 @@ impl ConsumerCore {
     pub(crate) fn position(&self) -> u64 {
         self.tail
     }
+
+    /// The slot of the next message to read.
+    pub(crate) fn next_slot(&self) -> usize {
+        self.geo.slot(self.tail)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
