@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use crate::segment::{Access, Segment};
 
+use super::pubsub::{Options as PubSubOptions, Overflow, Publisher, Subscriber};
 use super::spsc::{Consumer, Producer};
+
+fn raw(name: &str) -> Option<crate::view::View> {
+    Segment::open(name, Access::ReadWrite)
+        .ok()
+        .and_then(|s| s.map_all().ok())
+}
 
 fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -32,13 +39,7 @@ pub fn spsc(data: &[u8]) {
     for i in 0..(mode >> 4) {
         let _ = tx.try_send(&[i; 20]);
     }
-    let Ok(raw) = Segment::open(&name, Access::ReadWrite).and_then(|s| {
-        s.map_all().map_err(|e| crate::error::OpenError::Os {
-            name: name.clone(),
-            op: "map",
-            source: std::io::Error::other(e.to_string()),
-        })
-    }) else {
+    let Some(raw) = raw(&name) else {
         return;
     };
     // From the header's parameters (magic, version, kind and ready flag stay, so
@@ -68,6 +69,63 @@ pub fn spsc(data: &[u8]) {
                 let _ = tx.try_send(b"after corruption");
             }
         }
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for a pubsub channel: the first byte also picks the overflow mode;
+/// a subscriber reads over the corrupt memory, and a publisher (kept or
+/// re-attached) publishes over it.
+pub fn pubsub(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("pubsub");
+    let overflow = if mode & 4 != 0 {
+        Overflow::Block
+    } else {
+        Overflow::Overwrite
+    };
+    let Ok(mut publisher) = PubSubOptions::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_subscribers(2)
+        .overflow(overflow)
+        .create_publisher(&name)
+    else {
+        return;
+    };
+    let early = Subscriber::open_with_history(&name, 3).ok();
+    for i in 0..(mode >> 4) {
+        let _ = publisher.try_send(&[i; 20]);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    if mode & 2 != 0 {
+        drop(publisher);
+        if let Ok(mut p) = Publisher::open(&name) {
+            for _ in 0..8 {
+                let _ = p.try_send(b"after");
+            }
+        }
+    } else {
+        for _ in 0..8 {
+            let _ = publisher.try_send(b"after");
+        }
+    }
+    let mut buf = Vec::new();
+    for mut sub in early
+        .into_iter()
+        .chain(Subscriber::open_with_history(&name, 2).ok())
+    {
+        for _ in 0..8 {
+            let _ = sub.try_recv_into(&mut buf);
+        }
+        let _ = sub.recv_into_timeout(&mut buf, Duration::from_millis(1));
     }
     let _ = Segment::remove(&name);
 }

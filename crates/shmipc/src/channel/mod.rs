@@ -3,6 +3,9 @@
 //! * [`spsc`]: one producer, one consumer; variable-length byte messages or
 //!   `bytemuck::Pod` values; the producer writes in place into a loaned slot and the
 //!   consumer reads in place from a borrowed one.
+//! * [`pubsub`]: one publisher, many subscribers each with its own cursor; the
+//!   publisher waits for slow subscribers or overwrites them and tells them how
+//!   many messages they lost.
 //!
 //! A channel is a named segment (same names, permissions and lifetime rules as
 //! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
@@ -16,6 +19,7 @@
 #![allow(unsafe_code)]
 
 mod error;
+mod pubsub_ring;
 mod shim;
 mod spsc_ring;
 
@@ -26,6 +30,8 @@ pub mod fuzzing;
 mod notify;
 #[cfg(not(loom))]
 mod peer;
+#[cfg(not(loom))]
+pub mod pubsub;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]

@@ -5,8 +5,8 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmipc --lib --release channel::`
 
 #[cfg(all(loom, test))]
-pub(crate) use loom::sync::atomic::AtomicU64;
+pub(crate) use loom::sync::atomic::{fence, AtomicU64};
 #[cfg(not(all(loom, test)))]
-pub(crate) use std::sync::atomic::AtomicU64;
+pub(crate) use std::sync::atomic::{fence, AtomicU64};
 
 pub(crate) use std::sync::atomic::Ordering;
