@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use shmipc::channel::pubsub::{self, Publisher, Subscriber};
 use shmipc::channel::spsc::{Consumer, Options, Producer};
 use shmipc::Segment;
 
@@ -137,14 +138,14 @@ fn raw_child(name: &str, count: u64) {
 
 // ---- spsc ----
 
-fn spsc_rtt(count: u64) -> f64 {
+fn spsc_rtt(size: usize, count: u64) -> f64 {
     let (a, b) = (unique("rtt-a"), unique("rtt-b"));
-    let opts = Options::new().capacity(64).slot_size(64);
+    let opts = Options::new().capacity(64).slot_size(size);
     let mut tx = opts.create_producer(&a).expect("a");
     let mut rx = opts.create_consumer(&b).expect("b");
     let warm = count / 10;
     let kid = Kid::spawn("spsc-echo", &format!("{a},{b}"), count + warm);
-    let msg = [7u8; 64];
+    let msg = vec![7u8; size];
     let mut start = Instant::now();
     for i in 0..count + warm {
         if i == warm {
@@ -166,8 +167,48 @@ fn spsc_echo(names: &str, count: u64) {
         let s = rx.recv().expect("recv");
         let mut l = tx.loan(s.len()).expect("loan");
         l.copy_from_slice(&s);
-        drop(s);
+        // Send before handing the sample back: the reply goes out first.
         l.send();
+        drop(s);
+    }
+}
+
+fn pubsub_rtt(size: usize, count: u64) -> f64 {
+    let (a, b) = (unique("ps-a"), unique("ps-b"));
+    let opts = pubsub::Options::new()
+        .capacity(64)
+        .slot_size(size)
+        .max_subscribers(4);
+    let mut tx = opts.create_publisher(&a).expect("a");
+    let mut rx = opts.create_or_open_subscriber(&b).expect("b");
+    let warm = count / 10;
+    let kid = Kid::spawn("pubsub-echo", &format!("{a},{b}"), count + warm);
+    // The echo must have subscribed before the first message.
+    spin_until(|| tx.subscribers() == 1);
+    let msg = vec![7u8; size];
+    let mut buf = Vec::with_capacity(64);
+    let mut start = Instant::now();
+    for i in 0..count + warm {
+        if i == warm {
+            start = Instant::now();
+        }
+        tx.send(&msg).expect("send");
+        rx.recv_into(&mut buf).expect("recv");
+        black_box(buf[0]);
+    }
+    let t = start.elapsed();
+    kid.join();
+    t.as_nanos() as f64 / count as f64
+}
+
+fn pubsub_echo(names: &str, count: u64) {
+    let (a, b) = names.split_once(',').expect("names");
+    let mut rx = Subscriber::open(a).expect("open a");
+    let mut tx = Publisher::open(b).expect("open b");
+    let mut buf = Vec::with_capacity(64);
+    for _ in 0..count {
+        rx.recv_into(&mut buf).expect("recv");
+        tx.send(&buf).expect("send");
     }
 }
 
@@ -250,6 +291,7 @@ fn main() {
             "raw" => raw_child(&name, count),
             "spsc-echo" => spsc_echo(&name, count),
             "spsc-sink" => spsc_sink(&name, count),
+            "pubsub-echo" => pubsub_echo(&name, count),
             other => panic!("unknown role {other}"),
         }
         return;
@@ -259,21 +301,53 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(if quick() { 3 } else { 7 });
-    let mut rows: Vec<[f64; 7]> = Vec::new();
+    let mut rows: Vec<[f64; 9]> = Vec::new();
+    let mut small: Vec<[f64; 2]> = Vec::new();
     println!(
-        "round  raw_rtt_ns  spsc_rtt_ns  ratio  | spsc64_Mmsg/s  memcpy64_Mop/s  ratio | spsc1M_GB/s  memcpy1M_GB/s  ratio"
+        "round  raw_rtt_ns  spsc_rtt_ns  ratio  pubsub_rtt_ns  ratio | spsc64_Mmsg/s  memcpy64_Mop/s  ratio | spsc1M_GB/s  memcpy1M_GB/s  ratio"
     );
     for r in 0..rounds {
         let raw = raw_rtt(n(200_000));
-        let spsc = spsc_rtt(n(200_000));
-        let tp64 = spsc_throughput(64, n(2_000_000));
-        let mc64 = memcpy_rate(64, n(20_000_000));
-        let tp1m = spsc_throughput(MIB, n(2_000)) * MIB as f64;
-        let mc1m = memcpy_rate(MIB, n(2_000)) * MIB as f64;
-        let row = [raw, spsc, spsc / raw, tp64 / mc64, tp1m / mc1m, tp64, tp1m];
+        let spsc = spsc_rtt(64, n(200_000));
+        let ps = pubsub_rtt(64, n(200_000));
+        // One-line messages: 56 B + the 8 B stamp, 48 B + the 16 B slot header.
+        let spsc56 = spsc_rtt(56, n(200_000));
+        let ps48 = pubsub_rtt(48, n(200_000));
+        let raw2 = raw_rtt(n(200_000));
         println!(
-            "{r:>5}  {raw:>10.1}  {spsc:>11.1}  {:>5.2}  | {:>13.1}  {:>14.1}  {:>5.3} | {:>11.2}  {:>13.2}  {:>5.3}",
+            "       one-line messages: spsc 56 B {spsc56:.1} ns ({:.2} x raw), pubsub 48 B {ps48:.1} ns ({:.2} x raw); raw again {raw2:.1} ns",
+            spsc56 / raw,
+            ps48 / raw
+        );
+        small.push([spsc56 / raw, ps48 / raw]);
+        let rtt_only = std::env::var_os("RTT_ONLY").is_some();
+        let tp64 = if rtt_only {
+            1.0
+        } else {
+            spsc_throughput(64, n(2_000_000))
+        };
+        let mc64 = memcpy_rate(64, n(20_000_000));
+        let tp1m = if rtt_only {
+            1.0
+        } else {
+            spsc_throughput(MIB, n(2_000)) * MIB as f64
+        };
+        let mc1m = memcpy_rate(MIB, n(2_000)) * MIB as f64;
+        let row = [
+            raw,
+            spsc,
+            spsc / raw,
+            tp64 / mc64,
+            tp1m / mc1m,
+            tp64,
+            tp1m,
+            ps,
+            ps / raw,
+        ];
+        println!(
+            "{r:>5}  {raw:>10.1}  {spsc:>11.1}  {:>5.2}  {ps:>13.1}  {:>5.2} | {:>13.1}  {:>14.1}  {:>5.3} | {:>11.2}  {:>13.2}  {:>5.3}",
             row[2],
+            row[8],
             tp64 / 1e6,
             mc64 / 1e6,
             row[3],
@@ -291,6 +365,17 @@ fn main() {
         col(0),
         col(1),
         col(2)
+    );
+    println!(
+        "  64 B round trip: pubsub {:.1} ns, pubsub/raw ratio {:.2}",
+        col(7),
+        col(8)
+    );
+    let scol = |i: usize| median(&mut small.iter().map(|r| r[i]).collect::<Vec<_>>());
+    println!(
+        "  one-cache-line round trip / raw: spsc 56 B {:.2}, pubsub 48 B {:.2}",
+        scol(0),
+        scol(1)
     );
     println!(
         "  64 B throughput: spsc {:.1} M msg/s = {:.3} x single-process 64 B memcpy rate",

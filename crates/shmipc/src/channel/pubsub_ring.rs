@@ -226,16 +226,13 @@ impl SubscriberCore {
                 }
             }
             // Overwritten before or while we read it: jump to the oldest message
-            // that can still be whole (the writer may be writing `head` itself).
+            // that can still be whole. Messages below `head - (capacity - 1)` have
+            // had their slot reused by a complete message, so they are surely lost.
+            // `head` may be older than the stamp we saw (the writer's odd mark is
+            // Relaxed, so it carries no synchronization; miri found this): then we
+            // only skip message `m`, which we saw overwritten, and look again.
             // Acquire pairs with the writer's Release store of `head`.
             let head = slots.head().load(Ordering::Acquire);
-            let behind = head.wrapping_sub(m);
-            if behind == 0 || behind > (1 << 62) {
-                return Err(Corrupt {
-                    what: "publisher position (behind a message it overwrote)",
-                    value: head,
-                });
-            }
             let oldest = head.wrapping_sub(self.geo.capacity - 1);
             let next = if oldest.wrapping_sub(m) as i64 > 0 {
                 oldest
