@@ -33,4 +33,17 @@ proptest! {
         data.extend_from_slice(&bytes);
         shmipc::channel::fuzzing::pubsub(&data);
     }
+
+    #[test]
+    fn mpmc_survives_corrupt_memory(data in proptest::collection::vec(any::<u8>(), 0..1100)) {
+        shmipc::channel::fuzzing::mpmc(&data);
+    }
+
+    #[test]
+    fn mpmc_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1000, bytes in any::<[u8; 8]>()) {
+        let mut data = vec![mode];
+        data.resize(1 + pos, 0);
+        data.extend_from_slice(&bytes);
+        shmipc::channel::fuzzing::mpmc(&data);
+    }
 }

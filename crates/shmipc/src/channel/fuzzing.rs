@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::segment::{Access, Segment};
 
+use super::mpmc;
 use super::pubsub::{Options as PubSubOptions, Overflow, Publisher, Subscriber};
 use super::spsc::{Consumer, Producer};
 
@@ -126,6 +127,47 @@ pub fn pubsub(data: &[u8]) {
             let _ = sub.try_recv_into(&mut buf);
         }
         let _ = sub.recv_into_timeout(&mut buf, Duration::from_millis(1));
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for an mpmc queue: a consumer pops (and reclaims) over the corrupt
+/// memory, and a producer pushes over it.
+pub fn mpmc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("mpmc");
+    let Ok(mut tx) = mpmc::Options::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_endpoints(3)
+        .create_producer(&name)
+    else {
+        return;
+    };
+    for i in 0..(mode >> 4) {
+        let _ = tx.try_send(&[i; 20]);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    if mode & 2 != 0 {
+        drop(tx);
+    } else {
+        for _ in 0..4 {
+            let _ = tx.try_send(b"after");
+        }
+    }
+    if let Ok(mut rx) = mpmc::Consumer::open(&name) {
+        let mut buf = Vec::new();
+        for _ in 0..8 {
+            let _ = rx.try_recv_into(&mut buf);
+        }
+        let _ = rx.recv_into_timeout(&mut buf, Duration::from_millis(1));
     }
     let _ = Segment::remove(&name);
 }

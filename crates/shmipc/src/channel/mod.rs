@@ -6,6 +6,8 @@
 //! * [`pubsub`]: one publisher, many subscribers each with its own cursor; the
 //!   publisher waits for slow subscribers or overwrites them and tells them how
 //!   many messages they lost.
+//! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
+//!   goes to one consumer.
 //!
 //! A channel is a named segment (same names, permissions and lifetime rules as
 //! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
@@ -19,6 +21,7 @@
 #![allow(unsafe_code)]
 
 mod error;
+mod mpmc_ring;
 mod pubsub_ring;
 mod shim;
 mod spsc_ring;
@@ -26,6 +29,8 @@ mod spsc_ring;
 #[doc(hidden)]
 #[cfg(not(loom))]
 pub mod fuzzing;
+#[cfg(not(loom))]
+pub mod mpmc;
 #[cfg(not(loom))]
 mod notify;
 #[cfg(not(loom))]
