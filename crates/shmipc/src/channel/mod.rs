@@ -8,6 +8,8 @@
 //!   many messages they lost.
 //! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
 //!   goes to one consumer.
+//! * [`rpc`]: request/response between clients and one server, with correlation
+//!   ids.
 //!
 //! A channel is a named segment (same names, permissions and lifetime rules as
 //! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
@@ -37,6 +39,8 @@ mod notify;
 mod peer;
 #[cfg(not(loom))]
 pub mod pubsub;
+#[cfg(not(loom))]
+pub mod rpc;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
