@@ -46,4 +46,17 @@ proptest! {
         data.extend_from_slice(&bytes);
         shmipc::channel::fuzzing::mpmc(&data);
     }
+
+    #[test]
+    fn rpc_survives_corrupt_memory(data in proptest::collection::vec(any::<u8>(), 0..1400)) {
+        shmipc::channel::fuzzing::rpc(&data);
+    }
+
+    #[test]
+    fn rpc_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1300, bytes in any::<[u8; 8]>()) {
+        let mut data = vec![mode];
+        data.resize(1 + pos, 0);
+        data.extend_from_slice(&bytes);
+        shmipc::channel::fuzzing::rpc(&data);
+    }
 }

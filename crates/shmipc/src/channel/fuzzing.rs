@@ -9,6 +9,7 @@ use crate::segment::{Access, Segment};
 
 use super::mpmc;
 use super::pubsub::{Options as PubSubOptions, Overflow, Publisher, Subscriber};
+use super::rpc;
 use super::spsc::{Consumer, Producer};
 
 fn raw(name: &str) -> Option<crate::view::View> {
@@ -168,6 +169,53 @@ pub fn mpmc(data: &[u8]) {
             let _ = rx.try_recv_into(&mut buf);
         }
         let _ = rx.recv_into_timeout(&mut buf, Duration::from_millis(1));
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for an rpc channel: the server reads requests and answers over the
+/// corrupt memory, a client sends and reads responses over it.
+pub fn rpc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("rpc");
+    let Ok(mut server) = rpc::Options::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_clients(2)
+        .responses(2)
+        .create_server(&name)
+    else {
+        return;
+    };
+    let Ok(mut client) = rpc::Client::open(&name) else {
+        return;
+    };
+    for i in 0..(mode >> 5) {
+        let _ = client.try_send_request(&[i; 10]);
+    }
+    if let Ok(req) = server.try_recv() {
+        let _ = server.respond_timeout(&req, b"answer", Duration::ZERO);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    for _ in 0..4 {
+        let _ = client.try_send_request(b"after");
+        let _ = client.try_recv_response();
+        if let Ok(req) = server.try_recv() {
+            let _ = server.respond_timeout(&req, b"x", Duration::ZERO);
+        }
+    }
+    let _ = server.recv_timeout(Duration::from_millis(1));
+    let _ = client.recv_response(u64::MAX, Duration::from_millis(1));
+    drop(client);
+    if let Ok(mut c) = rpc::Client::open(&name) {
+        let _ = c.try_recv_response();
     }
     let _ = Segment::remove(&name);
 }

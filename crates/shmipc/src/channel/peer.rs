@@ -13,15 +13,19 @@
 //! Token 0 means "nobody".
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
-/// This process's token (never 0).
+/// This process's token (never 0). Cached per process id, so a child made by
+/// `fork` (which inherits the cache) computes its own.
 pub(crate) fn me() -> u64 {
-    static ME: OnceLock<u64> = OnceLock::new();
-    *ME.get_or_init(|| {
-        let pid = std::process::id();
-        token(pid, start_time(pid).unwrap_or(0))
-    })
+    static ME: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let cached = ME.load(Ordering::Relaxed);
+    if cached != 0 && self::pid(cached) == pid {
+        return cached;
+    }
+    let tok = token(pid, start_time(pid).unwrap_or(0));
+    ME.store(tok, Ordering::Relaxed);
+    tok
 }
 
 fn token(pid: u32, start: u64) -> u64 {
