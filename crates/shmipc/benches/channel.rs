@@ -7,7 +7,9 @@
 //!   producer and out by the consumer) vs a single-process `memcpy` of the same size.
 //!
 //! Two processes pinned to CPUs 0 and 1; every round runs every contender once
-//! (A B C … A B C …) and the medians of the per-round ratios are reported.
+//! (A B C … A B C …) and the medians of the per-round ratios are reported. A round
+//! trip figure is itself the median of batches of 2000, so that a batch during which
+//! the shared host took a CPU away does not count.
 //!
 //! `cargo bench -p shmipc --bench channel` (env `ROUNDS`, default 7; `QUICK=1` for
 //! a short smoke run).
@@ -98,6 +100,36 @@ fn spin_until(mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Round trips are timed in batches of `BATCH`; a contender's figure is the median
+/// batch, so that a batch in which the host or another process took a CPU away does
+/// not count (the machine is shared).
+const BATCH: u64 = 2_000;
+
+/// Runs `one` (one round trip, given its index) `count + warm` times; returns the
+/// median nanoseconds per round trip over the timed batches.
+fn timed(count: u64, mut one: impl FnMut(u64)) -> f64 {
+    let warm = count / 10;
+    for i in 0..warm {
+        one(i);
+    }
+    let mut per = Vec::new();
+    let mut i = warm;
+    while i < warm + count {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            one(i);
+            i += 1;
+        }
+        per.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    median(&mut per)
+}
+
+/// `count` rounded up to whole batches, plus the warm-up: what the child answers.
+fn total(count: u64) -> u64 {
+    count / 10 + count.div_ceil(BATCH) * BATCH
+}
+
 // ---- raw AtomicU64 ping-pong: the floor ----
 
 fn raw_word(seg: &Segment) -> (&AtomicU64, shmipc::View) {
@@ -112,19 +144,60 @@ fn raw_rtt(count: u64) -> f64 {
     let name = unique("raw");
     let seg = Segment::create(&name, 4096).expect("segment");
     let (w, _view) = raw_word(&seg);
-    let warm = count / 10;
-    let kid = Kid::spawn("raw", &name, count + warm);
-    let mut start = Instant::now();
-    for i in 0..count + warm {
-        if i == warm {
-            start = Instant::now();
-        }
+    let kid = Kid::spawn("raw", &name, total(count));
+    let t = timed(count, |i| {
         w.store(2 * i + 1, Ordering::Release);
         spin_until(|| w.load(Ordering::Acquire) == 2 * i + 2);
-    }
-    let t = start.elapsed();
+    });
     kid.join();
-    t.as_nanos() as f64 / count as f64
+    t
+}
+
+/// A raw one-cache-line message ping-pong: seven payload words, then the flag
+/// word, in one line each way (what any message passing must at least do).
+fn raw_line_rtt(count: u64) -> f64 {
+    let name = unique("rawline");
+    let seg = Segment::create(&name, 4096).expect("segment");
+    let view = seg.map_all().expect("map");
+    let kid = Kid::spawn("raw-line", &name, total(count));
+    let t = timed(count, |i| {
+        line_send(&view, 0, i);
+        line_wait(&view, 128, i);
+    });
+    kid.join();
+    t
+}
+
+fn line_send(view: &shmipc::View, off: usize, i: u64) {
+    for k in 1..8 {
+        view.atomic_u64(off + 8 * k)
+            .expect("atomic")
+            .store(i ^ k as u64, Ordering::Relaxed);
+    }
+    view.atomic_u64(off)
+        .expect("atomic")
+        .store(i + 1, Ordering::Release);
+}
+
+fn line_wait(view: &shmipc::View, off: usize, i: u64) {
+    let flag = view.atomic_u64(off).expect("atomic");
+    spin_until(|| flag.load(Ordering::Acquire) == i + 1);
+    for k in 1..8 {
+        black_box(
+            view.atomic_u64(off + 8 * k)
+                .expect("atomic")
+                .load(Ordering::Relaxed),
+        );
+    }
+}
+
+fn raw_line_child(name: &str, count: u64) {
+    let seg = Segment::open(name, shmipc::Access::ReadWrite).expect("open");
+    let view = seg.map_all().expect("map");
+    for i in 0..count {
+        line_wait(&view, 0, i);
+        line_send(&view, 128, i);
+    }
 }
 
 fn raw_child(name: &str, count: u64) {
@@ -143,20 +216,14 @@ fn spsc_rtt(size: usize, count: u64) -> f64 {
     let opts = Options::new().capacity(64).slot_size(size);
     let mut tx = opts.create_producer(&a).expect("a");
     let mut rx = opts.create_consumer(&b).expect("b");
-    let warm = count / 10;
-    let kid = Kid::spawn("spsc-echo", &format!("{a},{b}"), count + warm);
+    let kid = Kid::spawn("spsc-echo", &format!("{a},{b}"), total(count));
     let msg = vec![7u8; size];
-    let mut start = Instant::now();
-    for i in 0..count + warm {
-        if i == warm {
-            start = Instant::now();
-        }
+    let t = timed(count, |_| {
         tx.send(&msg).expect("send");
         black_box(rx.recv().expect("recv")[0]);
-    }
-    let t = start.elapsed();
+    });
     kid.join();
-    t.as_nanos() as f64 / count as f64
+    t
 }
 
 fn spsc_echo(names: &str, count: u64) {
@@ -181,24 +248,18 @@ fn pubsub_rtt(size: usize, count: u64) -> f64 {
         .max_subscribers(4);
     let mut tx = opts.create_publisher(&a).expect("a");
     let mut rx = opts.create_or_open_subscriber(&b).expect("b");
-    let warm = count / 10;
-    let kid = Kid::spawn("pubsub-echo", &format!("{a},{b}"), count + warm);
+    let kid = Kid::spawn("pubsub-echo", &format!("{a},{b}"), total(count));
     // The echo must have subscribed before the first message.
     spin_until(|| tx.subscribers() == 1);
     let msg = vec![7u8; size];
     let mut buf = Vec::with_capacity(64);
-    let mut start = Instant::now();
-    for i in 0..count + warm {
-        if i == warm {
-            start = Instant::now();
-        }
+    let t = timed(count, |_| {
         tx.send(&msg).expect("send");
         rx.recv_into(&mut buf).expect("recv");
         black_box(buf[0]);
-    }
-    let t = start.elapsed();
+    });
     kid.join();
-    t.as_nanos() as f64 / count as f64
+    t
 }
 
 fn pubsub_echo(names: &str, count: u64) {
@@ -289,6 +350,7 @@ fn main() {
             .expect("count");
         match role.as_str() {
             "raw" => raw_child(&name, count),
+            "raw-line" => raw_line_child(&name, count),
             "spsc-echo" => spsc_echo(&name, count),
             "spsc-sink" => spsc_sink(&name, count),
             "pubsub-echo" => pubsub_echo(&name, count),
@@ -314,6 +376,11 @@ fn main() {
         let spsc56 = spsc_rtt(56, n(200_000));
         let ps48 = pubsub_rtt(48, n(200_000));
         let raw2 = raw_rtt(n(200_000));
+        let rline = raw_line_rtt(n(200_000));
+        println!(
+            "       raw one-line message ping-pong (7 words + flag): {rline:.1} ns ({:.2} x raw)",
+            rline / raw
+        );
         println!(
             "       one-line messages: spsc 56 B {spsc56:.1} ns ({:.2} x raw), pubsub 48 B {ps48:.1} ns ({:.2} x raw); raw again {raw2:.1} ns",
             spsc56 / raw,

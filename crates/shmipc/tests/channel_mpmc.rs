@@ -59,6 +59,10 @@ fn child_entry() {
         "producer" => {
             let p: u64 = std::env::var(PRODUCER_ID).unwrap().parse().unwrap();
             let mut tx = Producer::open(&name).expect("open producer");
+            // Start together: a consumer must not see every producer gone (and a
+            // consumer not attached yet miss everything) while one is still starting.
+            let want: usize = std::env::var("SHMIPC_CHAN_PEERS").map_or(1, |v| v.parse().unwrap());
+            assert!(wait_until(LIMIT, || tx.producers() >= want && tx.consumers() >= want));
             let mut rng = Rng::new(p + 3);
             let mut buf = [0u8; SLOT];
             for seq in 0..count {
@@ -99,7 +103,11 @@ fn two_producers_two_consumers_exactly_once() {
                 ENTRY,
                 "producer",
                 &name.0,
-                &[(COUNT, n.to_string()), (PRODUCER_ID, p.to_string())],
+                &[
+                    (COUNT, n.to_string()),
+                    (PRODUCER_ID, p.to_string()),
+                    ("SHMIPC_CHAN_PEERS", "2".into()),
+                ],
             )
         })
         .collect();

@@ -45,6 +45,7 @@ fn child_entry() {
         }
         "client" => {
             let mut client = Client::open(&name).expect("open client");
+            assert!(wait_until(LIMIT, || client.server_present()));
             let mut rng = Rng::new(u64::from(std::process::id()));
             for seq in 0..count {
                 let len = 16 + (rng.next() % 100) as usize;
@@ -82,8 +83,9 @@ fn clients_in_two_processes_get_their_own_answers() {
     let kids: Vec<Kid> = (0..2)
         .map(|_| Kid::spawn(ENTRY, "client", &name.0, &[(COUNT, n.to_string())]))
         .collect();
-    // And one client here, with pipelined requests.
+    // And one client here, with pipelined requests, once the server is there.
     let mut client = Client::open(&name.0).unwrap();
+    assert!(wait_until(LIMIT, || client.server_present()));
     let mut pending = std::collections::VecDeque::new();
     for seq in 0..n {
         let mut req = vec![0u8; 40];
@@ -114,15 +116,8 @@ fn killed_server_disconnects_clients() {
     );
     // The segment lives while the client holds it.
     let srv = Kid::spawn(ENTRY, "server", &name.0, &[]);
-    let mut client = loop {
-        // Open once the server child has the place, so the first call is answered.
-        let c = Client::open(&name.0).unwrap();
-        if matches!(Server::open(&name.0), Err(ChannelError::Busy { .. })) {
-            break c;
-        }
-        drop(c);
-        std::thread::yield_now();
-    };
+    let mut client = Client::open(&name.0).unwrap();
+    assert!(wait_until(LIMIT, || client.server_present()));
     assert_eq!(client.call(b"abc", LIMIT).unwrap(), b"cba");
     srv.kill();
     assert_eq!(client.call(b"abc", LIMIT), Err(RecvError::Disconnected));

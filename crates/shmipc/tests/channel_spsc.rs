@@ -195,6 +195,7 @@ fn killed_consumer_is_noticed_and_a_new_one_resumes() {
     }
     // A new consumer resumes with what is in the ring, in order, then new messages.
     let kid = Kid::spawn(ENTRY, "resumed-consumer", &name.0, &[(COUNT, "100".into())]);
+    assert!(wait_until(LIMIT, || tx.consumer_present()));
     assert!(wait_until(LIMIT, || {
         fill(&mut buf, seq);
         match tx.try_send(&buf) {
@@ -215,10 +216,11 @@ fn one_producer_at_a_time() {
     let name = Name::new("excl");
     let rx = Consumer::create(&name.0, 4, 16).unwrap();
     let kid = Kid::spawn(ENTRY, "hold-producer", &name.0, &[]);
-    assert!(wait_until(LIMIT, || matches!(
+    assert!(wait_until(LIMIT, || rx.producer_present()));
+    assert!(matches!(
         Producer::open(&name.0),
         Err(ChannelError::Busy { role: "producer", pid, .. }) if pid == kid.pid()
-    )));
+    ));
     // In this process too.
     assert!(matches!(
         Consumer::open(&name.0),

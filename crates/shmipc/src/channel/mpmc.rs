@@ -353,6 +353,17 @@ impl Chan {
         })
     }
 
+    /// Live endpoints of `role` attached now (a scan, with a liveness check each).
+    fn live(&self, role: u64) -> usize {
+        (0..self.max_endpoints)
+            .filter(|&i| {
+                let (place, r) = self.record(i);
+                let tok = place.token.load(Ordering::Acquire);
+                tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(tok)
+            })
+            .count()
+    }
+
     fn bell(&self, off: usize) -> Bell<'_> {
         Bell {
             seq: self.words.u32(off),
@@ -409,6 +420,16 @@ impl fmt::Debug for Producer {
 }
 
 impl Producer {
+    /// Live producers attached now.
+    pub fn producers(&self) -> usize {
+        self.chan.live(ROLE_PRODUCER)
+    }
+
+    /// Live consumers attached now.
+    pub fn consumers(&self) -> usize {
+        self.chan.live(ROLE_CONSUMER)
+    }
+
     /// Creates a queue of `capacity` slots of `slot_size` bytes (see [`Options`])
     /// and attaches a producer.
     ///
@@ -542,6 +563,16 @@ impl fmt::Debug for Consumer {
 }
 
 impl Consumer {
+    /// Live producers attached now.
+    pub fn producers(&self) -> usize {
+        self.chan.live(ROLE_PRODUCER)
+    }
+
+    /// Live consumers attached now.
+    pub fn consumers(&self) -> usize {
+        self.chan.live(ROLE_CONSUMER)
+    }
+
     /// Creates a queue (see [`Producer::create`]) and attaches a consumer.
     ///
     /// # Errors

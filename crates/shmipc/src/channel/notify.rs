@@ -29,15 +29,85 @@
 //! the first ring after a sleeper went to sleep pays for `futex_wake` (about 0.3-0.4
 //! µs here), not every message sent during the ~20 µs the sleeper takes to wake.
 //! A hostile process can only cause spurious or missed wake-ups of bounded length.
+//!
+//! # Asymmetric fences (Linux)
+//!
+//! The ringer's `fence(SeqCst)` is on every message's path and costs a full drain
+//! of the store buffer, i.e. waiting for the cache line just written to arrive
+//! (measured: it caps a stream of small messages at a few million per second). On
+//! Linux the ringer's process registers with
+//! `membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)` when an endpoint attaches;
+//! from then on its fence is only a compiler fence, and the *sleeper*, which is
+//! about to sleep anyway, pays instead: after its SeqCst increment it calls
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which runs a full memory barrier
+//! on every CPU running a registered process before it returns. This is the
+//! pattern of membarrier(2)'s own example (fast path: store, compiler barrier,
+//! load; slow path: store, membarrier, load), as in liburcu and Folly's
+//! `asymmetricHeavyBarrier`: either the ringer's load sees the sleeper's count, or
+//! the sleeper's re-check sees the ringer's store. Where registration fails (other
+//! OSes, old kernels, seccomp) the ringer keeps its real fence; where the heavy
+//! barrier fails, the sleeper's first slice is short ([`SHORT_SLICE`]).
 
 use std::time::{Duration, Instant};
 
 use crate::sync::wait::{wait, wake_all, Wake};
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
 pub(crate) const SLICE: Duration = Duration::from_millis(10);
+/// First sleep of a sleeper that could not run the heavy barrier (see the module
+/// doc): the delay a wake-up missed by a fence-less ringer can cost at most.
+pub(crate) const SHORT_SLICE: Duration = Duration::from_micros(200);
+
+/// Whether this process's ringers may skip their fence: 0 not asked yet, 1 yes
+/// (registered for global expedited membarrier), 2 no.
+static LIGHT: AtomicU8 = AtomicU8::new(0);
+
+/// Registers this process for asymmetric fences, once; call when an endpoint
+/// attaches (a system call, kept off the data path).
+pub(crate) fn prepare() {
+    if LIGHT.load(Ordering::Relaxed) == 0 {
+        let ok = asym::register();
+        LIGHT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+    }
+}
+
+/// The ringer's side of the Dekker pattern.
+#[inline]
+fn light_fence() {
+    if LIGHT.load(Ordering::Relaxed) == 1 {
+        // The sleeper's membarrier stands in for our half (module doc).
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod asym {
+    use rustix::thread::{membarrier, MembarrierCommand};
+
+    pub(super) fn register() -> bool {
+        membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    }
+
+    /// A full barrier on every CPU running a registered process; false if the
+    /// kernel refused.
+    pub(super) fn heavy() -> bool {
+        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod asym {
+    pub(super) fn register() -> bool {
+        false
+    }
+    pub(super) fn heavy() -> bool {
+        false
+    }
+}
 /// How long a blocking receive spins before it sleeps (a blocked wake-up costs
 /// about 20 µs on the target machines, so spinning less than that is cheap).
 pub(crate) const SPIN: Duration = Duration::from_micros(20);
@@ -53,8 +123,9 @@ impl Bell<'_> {
     /// Wakes every sleeper, if any; call after making the condition true.
     #[inline]
     pub(crate) fn ring(&self) {
-        // SeqCst fence: see the module doc (pairs with the sleeper's SeqCst RMW).
-        fence(Ordering::SeqCst);
+        // SeqCst fence, or its asymmetric stand-in: see the module doc (pairs with
+        // the sleeper's SeqCst RMW and heavy barrier).
+        light_fence();
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.ring_slow();
         }
@@ -109,8 +180,9 @@ impl Bell<'_> {
         }
         // Sleep phase.
         loop {
-            // SeqCst RMW: see the module doc.
+            // SeqCst RMW, then the heavy barrier: see the module doc.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let heavy_done = asym::heavy();
             let seen = self.seq.load(Ordering::Acquire);
             if let Some(r) = poll(true) {
                 self.unregister();
@@ -121,7 +193,7 @@ impl Bell<'_> {
                 self.unregister();
                 return None;
             }
-            let slice = now + SLICE;
+            let slice = now + if heavy_done { SLICE } else { SHORT_SLICE };
             let until = deadline.map_or(slice, |d| d.min(slice));
             if wait(self.seq, seen, Some(until)) == Wake::TimedOut {
                 // Not woken: our count may still be there.

@@ -702,6 +702,12 @@ impl Subscriber {
         self.chan.overflow
     }
 
+    /// Whether a live publisher is attached now.
+    pub fn publisher_present(&self) -> bool {
+        let tok = self.chan.publisher().token.load(Ordering::Acquire);
+        tok != 0 && peer::alive(tok)
+    }
+
     fn next(
         &mut self,
         buf: &mut Vec<u8>,

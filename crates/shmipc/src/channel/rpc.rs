@@ -697,6 +697,13 @@ impl Client {
         })
     }
 
+    /// Whether a live server is attached now (a client may start before its
+    /// server: calls fail with `Disconnected` until one is).
+    pub fn server_present(&self) -> bool {
+        let tok = self.chan.server().token.load(Ordering::Acquire);
+        tok != 0 && peer::alive(tok)
+    }
+
     fn server_gone(&mut self, deep: bool) -> bool {
         let place = self.chan.server();
         place.left() || (deep && self.peer_check.due() && place.gone())

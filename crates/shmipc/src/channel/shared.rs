@@ -115,6 +115,8 @@ pub(crate) fn get(
     params: [u64; 4],
     init: impl FnOnce(&View) -> Result<(), crate::error::AccessError>,
 ) -> Result<(Mapped, Header), ChannelError> {
+    // Asymmetric fences for this process's ringers (notify.rs), off the data path.
+    super::notify::prepare();
     let opts = Segment::options()
         .size(size)
         .mode(common.mode)

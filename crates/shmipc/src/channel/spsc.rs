@@ -420,6 +420,12 @@ impl Producer {
         self.chan.geo.max_len as usize
     }
 
+    /// Whether a live consumer is attached now.
+    pub fn consumer_present(&self) -> bool {
+        let tok = self.chan.place(OFF_CONSUMER).token.load(Ordering::Acquire);
+        tok != 0 && super::peer::alive(tok)
+    }
+
     fn check_len(&self, len: usize) -> Result<u32, (usize, usize)> {
         match u32::try_from(len) {
             Ok(l) if l <= self.chan.geo.max_len => Ok(l),
@@ -669,6 +675,12 @@ impl Consumer {
     /// Largest message, in bytes.
     pub fn slot_size(&self) -> usize {
         self.chan.geo.max_len as usize
+    }
+
+    /// Whether a live producer is attached now.
+    pub fn producer_present(&self) -> bool {
+        let tok = self.chan.place(OFF_PRODUCER).token.load(Ordering::Acquire);
+        tok != 0 && super::peer::alive(tok)
     }
 
     fn next(&mut self, deadline: Option<Option<Instant>>) -> Result<(usize, u32), RecvError> {
