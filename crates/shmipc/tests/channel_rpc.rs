@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chan_common::*;
 use shmipc::channel::rpc::{Client, Options, Server};
-use shmipc::channel::{ChannelError, RecvError, SendError};
+use shmipc::channel::{RecvError, SendError};
 use shmipc::Persistence;
 
 const ENTRY: &str = "child_entry";
