@@ -356,6 +356,17 @@ fn bytes_api_edges() {
     let mut rx = Consumer::open(&name.0).unwrap();
     tx.send(b"again").unwrap();
     assert_eq!(rx.recv().unwrap().to_vec(), b"again");
+    // Copying forms.
+    let mut buf = vec![9; 50];
+    tx.send(b"copy").unwrap();
+    rx.try_recv_into(&mut buf).unwrap();
+    assert_eq!(buf, b"copy");
+    tx.send(b"vec").unwrap();
+    assert_eq!(rx.recv_vec().unwrap(), b"vec");
+    assert_eq!(
+        rx.recv_into_timeout(&mut buf, Duration::from_millis(5)),
+        Err(RecvError::Empty)
+    );
 }
 
 #[test]

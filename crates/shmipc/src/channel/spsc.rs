@@ -18,6 +18,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Copying forms exist too: [`Producer::send`] copies a slice in, and
+//! [`Consumer::recv_into`] / [`Consumer::recv_vec`] copy a message out and hand its
+//! slot back at once.
+//!
 //! # Layout of the segment
 //!
 //! ```text
@@ -756,6 +760,61 @@ impl Consumer {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
         let x = self.next(Some(Some(Instant::now() + timeout)))?;
         Ok(self.sample(x))
+    }
+}
+
+/// Copying receives, for callers that want the bytes in their own buffer (the
+/// same forms as the other channel kinds).
+impl Consumer {
+    fn copy_into(&mut self, x: (usize, u32), buf: &mut Vec<u8>) {
+        let s = self.sample(x);
+        buf.clear();
+        buf.extend_from_slice(&s);
+    }
+
+    /// Copies the next message into `buf` (replacing its contents), if one is
+    /// waiting; its slot goes back to the producer at once.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
+        let x = self.next(None)?;
+        self.copy_into(x, buf);
+        Ok(())
+    }
+
+    /// As [`Consumer::try_recv_into`], waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
+        let x = self.next(Some(None))?;
+        self.copy_into(x, buf);
+        Ok(())
+    }
+
+    /// As [`Consumer::try_recv_into`], waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), RecvError> {
+        let x = self.next(Some(Some(Instant::now() + timeout)))?;
+        self.copy_into(x, buf);
+        Ok(())
+    }
+
+    /// A copy of the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
     }
 }
 
