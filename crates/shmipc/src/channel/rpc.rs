@@ -678,12 +678,14 @@ impl Client {
             });
         };
         let generation = chan.client(index).attaches.load(Ordering::Acquire) & 0xffff_ffff;
-        let mut core = ConsumerCore::attach(chan.resp_geo(), &chan.resp(index));
+        let mut core = ConsumerCore::attach(chan.resp_geo(), &chan.resp(index), 1);
         // Responses left for an earlier holder of this place are not ours: drop
         // them, so the server has room at once (a late one is dropped by its id).
         for _ in 0..chan.p.responses {
             match core.peek(&chan.resp(index)) {
-                Ok(Some(_)) => core.release(&chan.resp(index)),
+                Ok(Some(_)) => {
+                    core.release(&chan.resp(index));
+                }
                 _ => break,
             }
         }
@@ -855,7 +857,7 @@ impl Client {
         let len = len as usize;
         let ring = self.chan.resp(self.index);
         if len < RESP_PREFIX {
-            self.core.release(&ring);
+            let _ = self.core.release(&ring);
             return Err(RecvError::Corrupt(Corrupt {
                 what: "response length (shorter than its header)",
                 value: len as u64,
@@ -867,7 +869,7 @@ impl Client {
         // response slot inside the mapping; the server does not write it until we
         // release it below; a raw copy into our own buffer.
         unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), len) };
-        self.core.release(&ring);
+        let _ = self.core.release(&ring);
         self.chan.resp_space_bell(self.index).ring();
         let id = u64::from_le_bytes(out[..RESP_PREFIX].try_into().unwrap_or_default());
         out.drain(..RESP_PREFIX);

@@ -147,15 +147,23 @@ impl ProducerCore {
 pub(crate) struct ConsumerCore {
     geo: Geometry,
     tail: u64,
+    /// The `tail` last stored in shared memory.
+    published: u64,
+    /// Store `tail` every this many releases (and whenever the ring is found
+    /// empty, see `flush`), so that its cache line does not travel per message.
+    batch: u64,
 }
 
 impl ConsumerCore {
     /// Starts (or restarts) where the last consumer released.
-    pub(crate) fn attach(geo: Geometry, slots: &impl SpscSlots) -> Self {
+    pub(crate) fn attach(geo: Geometry, slots: &impl SpscSlots, batch: u64) -> Self {
+        // Relaxed: only this consumer writes `tail`; the stamps carry the data.
+        let tail = slots.tail().load(Ordering::Relaxed);
         Self {
             geo,
-            // Relaxed: only this consumer writes `tail`; the stamps carry the data.
-            tail: slots.tail().load(Ordering::Relaxed),
+            tail,
+            published: tail,
+            batch: batch.clamp(1, geo.capacity),
         }
     }
 
@@ -180,11 +188,29 @@ impl ConsumerCore {
 
     /// Hands the peeked slot back to the producer; the caller has finished every
     /// read of its payload.
+    /// Returns whether `tail` was stored (then the producer may be rung).
     #[inline]
-    pub(crate) fn release(&mut self, slots: &impl SpscSlots) {
+    pub(crate) fn release(&mut self, slots: &impl SpscSlots) -> bool {
         self.tail = self.tail.wrapping_add(1);
+        if self.tail.wrapping_sub(self.published) >= self.batch {
+            self.flush(slots)
+        } else {
+            false
+        }
+    }
+
+    /// Stores `tail` if releases are pending; call when the ring is found empty
+    /// (the producer may be waiting for those slots) and when leaving. Returns
+    /// whether it stored.
+    #[inline]
+    pub(crate) fn flush(&mut self, slots: &impl SpscSlots) -> bool {
+        if self.published == self.tail {
+            return false;
+        }
+        self.published = self.tail;
         // Release pairs with the producer's Acquire in `try_reserve`/`attach`.
         slots.tail().store(self.tail, Ordering::Release);
+        true
     }
 
     /// The number of the next message to read.
@@ -245,7 +271,7 @@ mod tests {
     fn fills_drains_and_reports_full() {
         let h = Heap::new(4);
         let mut p = ProducerCore::attach(geo(4), &h);
-        let mut c = ConsumerCore::attach(geo(4), &h);
+        let mut c = ConsumerCore::attach(geo(4), &h, 1);
         assert_eq!(c.peek(&h), Ok(None));
         for i in 0..4 {
             assert_eq!(p.try_reserve(&h), Ok(Some(i)));
@@ -271,7 +297,7 @@ mod tests {
         h.tail().store(99, Ordering::Relaxed);
         assert!(p.try_reserve(&h).is_err());
         h.tail().store(0, Ordering::Relaxed);
-        let c = ConsumerCore::attach(geo(2), &h);
+        let c = ConsumerCore::attach(geo(2), &h, 1);
         h.stamp(0).store(stamp(0, 9), Ordering::Relaxed);
         assert!(c.peek(&h).is_err());
     }
@@ -297,12 +323,13 @@ mod tests {
                 p.publish(&*h2, 8);
             }
         });
-        let mut c = ConsumerCore::attach(geo(4), &*h);
+        let mut c = ConsumerCore::attach(geo(4), &*h, 2);
         for i in 0..n {
             let (slot, len) = loop {
                 if let Some(x) = c.peek(&*h).unwrap() {
                     break x;
                 }
+                c.flush(&*h);
                 std::thread::yield_now();
             };
             assert_eq!(len, 8);
@@ -366,12 +393,13 @@ mod loom_tests {
                     p.publish(&*r2, 8);
                 }
             });
-            let mut c = ConsumerCore::attach(geo, &*ring);
+            let mut c = ConsumerCore::attach(geo, &*ring, 2);
             for i in 0..3u64 {
                 let (slot, _) = loop {
                     if let Some(x) = c.peek(&*ring).unwrap() {
                         break x;
                     }
+                    c.flush(&*ring);
                     loom::thread::yield_now();
                 };
                 // SAFETY: the published slot belongs to the consumer until `release`.
