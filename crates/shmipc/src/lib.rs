@@ -44,6 +44,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 mod error;
 mod layout;
 mod name;
