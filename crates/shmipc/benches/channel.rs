@@ -28,6 +28,10 @@ const NAME: &str = "SHMIPC_BENCH_NAME";
 const COUNT: &str = "SHMIPC_BENCH_COUNT";
 const MIB: usize = 1 << 20;
 
+#[cfg(not(target_os = "linux"))]
+fn pin(_cpu: usize) {}
+
+#[cfg(target_os = "linux")]
 fn pin(cpu: usize) {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);

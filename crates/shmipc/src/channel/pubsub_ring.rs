@@ -365,7 +365,7 @@ mod tests {
                 Read::Got { lost } => {
                     let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
                     assert_eq!(buf, msg(n), "torn message");
-                    assert!(last.map_or(true, |l| n > l), "out of order");
+                    assert!(last.is_none_or(|l| n > l), "out of order");
                     assert_eq!(n, accounted + lost, "lost count wrong");
                     accounted = n + 1;
                     last = Some(n);
