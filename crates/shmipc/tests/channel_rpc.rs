@@ -8,7 +8,7 @@ use std::time::Duration;
 use chan_common::*;
 use shmipc::channel::rpc::{Client, Options, Server};
 use shmipc::channel::{RecvError, SendError};
-use shmipc::Persistence;
+use shmipc::{Access, Segment};
 
 const ENTRY: &str = "child_entry";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -71,13 +71,14 @@ fn child_entry() {
 fn clients_in_two_processes_get_their_own_answers() {
     let name = Name::new("rpc");
     let n = stress_count(5_000, 100_000);
-    // The creator is a plain holder here: the server runs in a child.
+    // The creator is a plain holder here (of the segment, which keeps the channel
+    // alive, on every OS): the server runs in a child.
     let server = Options::new()
         .capacity(16)
         .slot_size(128)
-        .persistence(Persistence::UntilRemoved) // the guard removes it
         .create_server(&name.0)
         .unwrap();
+    let _holder = Segment::open(&name.0, Access::ReadWrite).unwrap();
     drop(server);
     let srv = Kid::spawn(ENTRY, "server", &name.0, &[(COUNT, (3 * n).to_string())]);
     let kids: Vec<Kid> = (0..2)
@@ -108,12 +109,10 @@ fn clients_in_two_processes_get_their_own_answers() {
 #[test]
 fn killed_server_disconnects_clients() {
     let name = Name::new("rpc-kill-srv");
-    drop(
-        Options::new()
-            .persistence(Persistence::UntilRemoved) // the guard removes it
-            .create_server(&name.0)
-            .unwrap(),
-    );
+    // A plain holder of the segment keeps the channel alive (on every OS).
+    let server = Options::new().create_server(&name.0).unwrap();
+    let _holder = Segment::open(&name.0, Access::ReadWrite).unwrap();
+    drop(server);
     // The segment lives while the client holds it.
     let srv = Kid::spawn(ENTRY, "server", &name.0, &[]);
     let mut client = Client::open(&name.0).unwrap();

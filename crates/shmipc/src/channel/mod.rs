@@ -19,7 +19,14 @@
 //!
 //! Every receive comes as `try_recv` (never waits), `recv` (waits as long as it
 //! takes) and `recv_timeout`. Waiting spins for a few microseconds, then sleeps on
-//! a futex; a sender skips the wake-up system call when nobody sleeps.
+//! a futex; a sender skips the wake-up system call when nobody sleeps. Where the
+//! synchronization layer has no cross-process wait on a word (Windows for now:
+//! `WaitOnAddress` does not cross processes), the sleep is a short sleep-poll:
+//! correct, with wake-ups late by up to the poll period.
+//!
+//! A peer that dies without closing (SIGKILL, `TerminateProcess`) is noticed by
+//! asking the OS whether its process still runs and started when it registered
+//! (see `peer.rs`), so a reused process id is not mistaken for it.
 #![allow(unsafe_code)]
 
 mod error;

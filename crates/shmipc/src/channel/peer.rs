@@ -1,18 +1,41 @@
 //! Which process holds an endpoint, and whether it still lives.
 //!
 //! An endpoint registers itself by storing a *token* in the segment: its process id
-//! in the high 32 bits and the low 32 bits of the process's start time (Linux:
-//! field 22 of `/proc/PID/stat`, in clock ticks since boot) in the low 32 bits.
-//! A peer is alive while a process with that id exists *and* started at that time,
-//! so a SIGKILLed endpoint (which clears nothing) is recognised as dead, and a new
-//! process that got the same id later is not mistaken for it. No cleanup is needed
-//! on death and nothing stays locked. Limits: both processes must see the same pid
-//! namespace (not across containers with separate namespaces); without `/proc`
-//! (other Unixes) only the process id is compared (`kill(pid, 0)`).
+//! in the high 32 bits and the low 32 bits of the process's start time in the low
+//! 32 bits. A peer is alive while a process with that id exists, has not exited,
+//! *and* started at that time, so a killed endpoint (which clears nothing) is
+//! recognised as dead, and a new process that got the same id later is not
+//! mistaken for it. No cleanup is needed on death and nothing stays locked.
+//!
+//! The OS is asked in one file per OS, picked here (each exports `probe`):
+//! * Linux: field 22 of `/proc/PID/stat` (clock ticks since boot); both processes
+//!   must see the same pid namespace (not across containers with separate ones);
+//! * Windows: `OpenProcess` + `WaitForSingleObject(h, 0)` + `GetProcessTimes`
+//!   (survives `TerminateProcess` and id reuse);
+//! * other Unixes: only existence (`kill(pid, 0)`): a reused id fools it;
+//! * elsewhere: every peer counts as alive.
 //!
 //! Token 0 means "nobody".
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg_attr(target_os = "linux", path = "peer/linux.rs")]
+#[cfg_attr(all(unix, not(target_os = "linux")), path = "peer/unix.rs")]
+#[cfg_attr(windows, path = "peer/windows.rs")]
+#[cfg_attr(not(any(unix, windows)), path = "peer/unsupported.rs")]
+mod os;
+
+/// What the OS says about a process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// A process with that id runs, and started at this time (OS units).
+    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
+    Started(u64),
+    /// No process with that id runs (none exists, or it has exited).
+    Gone,
+    /// One may run; its start time is unknown (only the id can be compared).
+    Unknown,
+}
 
 /// This process's token (never 0). Cached per process id, so a child made by
 /// `fork` (which inherits the cache) computes its own.
@@ -23,7 +46,11 @@ pub(crate) fn me() -> u64 {
     if cached != 0 && self::pid(cached) == pid {
         return cached;
     }
-    let tok = token(pid, start_time(pid).unwrap_or(0));
+    let start = match os::probe(pid) {
+        Probe::Started(t) => t,
+        Probe::Gone | Probe::Unknown => 0,
+    };
+    let tok = token(pid, start);
     ME.store(tok, Ordering::Relaxed);
     tok
 }
@@ -46,60 +73,11 @@ pub(crate) fn alive(tok: u64) -> bool {
     if tok == me() {
         return true;
     }
-    match start_time(pid) {
-        Some(start) => token(pid, start) == tok,
-        None => exists_without_proc(pid),
+    match os::probe(pid) {
+        Probe::Started(start) => token(pid, start) == tok,
+        Probe::Gone => false,
+        Probe::Unknown => true,
     }
-}
-
-#[cfg(target_os = "linux")]
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces or ')':
-    // the fields after the last ')' start with field 3.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_time(_pid: u32) -> Option<u64> {
-    None
-}
-
-#[cfg(all(target_os = "linux", unix))]
-fn exists_without_proc(pid: u32) -> bool {
-    // `/proc/PID/stat` missing: on Linux with /proc mounted the process is gone.
-    if std::path::Path::new("/proc/self/stat").exists() {
-        return false;
-    }
-    kill0(pid)
-}
-
-#[cfg(all(not(target_os = "linux"), unix))]
-fn exists_without_proc(pid: u32) -> bool {
-    kill0(pid)
-}
-
-#[cfg(unix)]
-fn kill0(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    // EPERM means it exists but belongs to someone else.
-    !matches!(
-        rustix::process::test_kill_process(p),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
-
-#[cfg(not(unix))]
-fn exists_without_proc(_pid: u32) -> bool {
-    // No way to tell here yet: assume alive (a peer's death then goes unnoticed
-    // until it clears its registration).
-    true
 }
 
 /// One endpoint's place in the segment: its token, and how many endpoints have
@@ -172,19 +150,77 @@ impl Place<'_> {
 mod tests {
     use super::*;
 
+    /// A process that exits at once: this test binary listing no tests.
+    fn short_lived() -> std::process::Command {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--list", "--exact", "no-such-test"])
+            .stdout(std::process::Stdio::null());
+        cmd
+    }
+
+    fn start_of(pid: u32) -> u64 {
+        match os::probe(pid) {
+            Probe::Started(t) => t,
+            _ => 0,
+        }
+    }
+
     #[test]
     fn me_is_alive_and_others_are_not() {
         assert!(alive(me()));
         assert_ne!(me(), 0);
         assert!(!alive(0));
         // Same pid, another start time: a reused pid.
-        assert!(!alive(me() ^ 1) || start_time(std::process::id()).is_none());
-        // A child that exited.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let known = matches!(os::probe(std::process::id()), Probe::Started(_));
+        assert!(!alive(me() ^ 1) || !known);
+        // A child that exited and was reaped.
+        let mut child = short_lived().spawn().unwrap();
         let pid = child.id();
-        let start = start_time(pid);
+        let start = start_of(pid);
         child.wait().unwrap();
-        assert!(!alive(token(pid, start.unwrap_or(0))));
+        drop(child);
+        assert!(!alive(token(pid, start)));
+    }
+
+    #[test]
+    fn killed_child_is_dead_while_its_handle_is_open() {
+        // A child killed (SIGKILL, TerminateProcess) while it runs: dead as soon as
+        // it is reaped, even though on Windows `child` still holds a handle to the
+        // process object, so that its id is not free yet.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "channel::peer::tests::sleeper", "--nocapture"])
+            .env("SHMIPC_PEER_SLEEPER", "1")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        if cfg!(any(target_os = "linux", windows)) {
+            assert!(
+                matches!(os::probe(pid), Probe::Started(_)),
+                "the OS tells another process's start time"
+            );
+        }
+        let tok = token(pid, start_of(pid));
+        assert!(alive(tok), "a running child is alive");
+        if cfg!(any(target_os = "linux", windows)) {
+            // Another process under the same id (a reused id) is not the child.
+            assert!(!alive(token(pid, start_of(pid) + 1)));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!alive(tok), "a killed child is dead");
+        drop(child);
+        assert!(!alive(tok), "a killed child is dead");
+    }
+
+    /// Not a test on its own: the body of the child above, which waits to be killed.
+    #[test]
+    fn sleeper() {
+        if std::env::var_os("SHMIPC_PEER_SLEEPER").is_some() {
+            loop {
+                std::thread::park();
+            }
+        }
     }
 
     #[test]
