@@ -45,6 +45,8 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(not(loom))]
+mod inspect;
 mod layout;
 mod name;
 mod segment;
@@ -57,6 +59,8 @@ pub mod os;
 pub use error::{
     AccessError, CreateError, FlushError, ListError, MapError, OpenError, RemoveError,
 };
+#[cfg(not(loom))]
+pub use inspect::{inspect, Contents, ObjectState};
 pub use layout::{Kind, LayoutError};
 pub use name::{Name, NameError};
 pub use segment::{
