@@ -28,7 +28,8 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             source: LayoutError::Kind { found, .. },
             ..
         } => format!(
-            "`{name}` is a {found}, not a {kind}: use another name, or `shmipc rm {name}` if it is no longer needed"
+            "`{name}` is {} {found}, not a {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
+            if found.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
         )
         .into(),
         ObjectError::Invalid {
