@@ -212,6 +212,26 @@ mod linux {
     }
 
     #[test]
+    fn sigterm_to_lock_is_passed_on_and_the_mutex_released_cleanly() {
+        let name = unique("lock-term");
+        let _c = Cleanup(name.clone());
+        let mut held = holder(&name);
+        let pid = rustix::process::Pid::from_raw(i32::try_from(held.0.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        // The command (sh) got SIGTERM; lock waited for it, released, and exits 128+15.
+        let status = wait_exit(&mut held.0);
+        assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+        let s = state(&name);
+        assert_eq!(
+            (s["locked"].clone(), s["consistent"].clone()),
+            (false.into(), true.into()),
+            "{s}"
+        );
+        let args = ["lock", name.as_str(), "--", "true"];
+        assert_success(&run(&args), &args); // no "died" line
+    }
+
+    #[test]
     fn a_failing_command_after_owner_death_leaves_it_inconsistent() {
         let name = unique("lock-incons");
         let _c = Cleanup(name.clone());
