@@ -83,7 +83,10 @@ const LONG_LS: &str = concat!(
     "\
 List named segments, sorted by name: by default those made by shmipc, with --all also
 those made by other programs (shm_open, Python's multiprocessing.shared_memory, …).
-Stale segments (whose holders all died) are not listed: see `shmipc gc`.
+Stale segments (whose holders all died) are not listed: see `shmipc gc`. KIND says what
+each holds (`segment` for plain bytes, `mutex`, `semaphore`, `event`, a channel kind;
+`?` where it could not be opened to look) and STATE a snapshot of a sync object's state,
+read without taking any lock.
 
 --json prints an array of objects with these keys:
 ",
