@@ -27,7 +27,7 @@ JSON keys (stable):
                a channel kind (\"spsc\", \"pubsub\", \"mpmc\", \"rpc\") | \"invalid\"
                (a shmipc header this build cannot read), or null where it could
                not be opened to look (e.g. permission denied)
-  state        object or null, a snapshot for sync objects:
+  state        object or null, a snapshot for sync objects and channels:
                mutex:     {\"locked\": bool, \"owner_thread\": int|null,
                            \"owner_process\": int|null, \"owner_alive\": bool|null,
                            \"consistent\": bool}
@@ -82,8 +82,8 @@ prints a hex dump (offsets from the start of the segment; repeated lines shown a
 const LONG_INFO: &str = concat!(
     "\
 Show what the OS knows about a named segment and what it holds: plain bytes or a
-shmipc object (mutex, semaphore, event, channel), with a snapshot of a sync object's
-state. The OS facts are read without opening the segment; to see what it holds it is
+shmipc object (mutex, semaphore, event, channel), with a snapshot of its state (a
+channel's capacity, connected peers and fill). The OS facts are read without opening the segment; to see what it holds it is
 opened read-only for a moment (after the holders were listed), copied from, and never
 locked.
 
@@ -97,8 +97,8 @@ List named segments, sorted by name: by default those made by shmipc, with --all
 those made by other programs (shm_open, Python's multiprocessing.shared_memory, …).
 Stale segments (whose holders all died) are not listed: see `shmipc gc`. KIND says what
 each holds (`segment` for plain bytes, `mutex`, `semaphore`, `event`, a channel kind;
-`?` where it could not be opened to look) and STATE a snapshot of a sync object's state,
-read without taking any lock.
+`?` where it could not be opened to look) and STATE a snapshot of a sync object's state
+or of a channel's peers and fill, read without taking any lock.
 
 --json prints an array of objects with these keys:
 ",
@@ -162,7 +162,8 @@ as soon as it is read, so `tail -f log | shmipc pub TOPIC` works.
 The topic is created if it does not exist, with the settings below (ignored for an
 existing topic, which keeps its own): 256 messages of up to 4 KiB, 16 subscribers,
 overwrite-oldest (a publisher never waits: a subscriber that falls a whole ring behind
-loses the oldest messages and is told so). It stays until `shmipc rm TOPIC`.
+loses the oldest messages and is told so). It stays until `shmipc rm TOPIC` (on Windows,
+which removes a section with its last handle: while a `pub` or `sub` holds it).
 
 Pub/sub semantics: a message reaches the subscribers attached when it is published. A
 `shmipc sub` started before is attached (once `shmipc info TOPIC` counts it, it gets
