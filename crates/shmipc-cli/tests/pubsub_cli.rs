@@ -280,3 +280,49 @@ fn help_names_the_defaults() {
     }
     let _ = std::io::stdout().flush();
 }
+
+/// A subscriber that falls a whole ring behind (its stdout is a pipe nobody reads
+/// yet, so it stalls after a pipe's worth of output) loses the oldest messages and
+/// says how many: every message is either printed or counted as lost, in order.
+#[test]
+fn a_slow_subscriber_is_told_how_many_it_lost() {
+    const SENT: u64 = 300;
+    let topic = unique("ps-lost");
+    let _c = Cleanup(topic.clone());
+    let out = run_with_stdin(&["pub", &topic, "--capacity", "4"], b"");
+    assert_success(&out, &["pub"]);
+    let child = shmipc()
+        .args(["sub", &topic, "--json", "--timeout", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting shmipc sub");
+    let mut sub = Running(child);
+    wait_until("the subscriber to connect", || subscribers(&topic) == 1);
+    // 4000-byte messages: a 64 KiB pipe holds about 16 of them as JSON lines.
+    let body = "y".repeat(4000);
+    let input: String = (0..SENT).map(|_| format!("{body}\n")).collect();
+    let out = run_with_stdin(&["pub", &topic], input.as_bytes());
+    assert_success(&out, &["pub"]);
+    // Now read everything; it exits 1 after a second without messages.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let status = wait_exit(&mut sub.0);
+    assert_eq!(status.code(), Some(1));
+    let mut next = 0u64;
+    let mut lost_total = 0u64;
+    for line in stdout.lines() {
+        let m = json(line);
+        let (seq, lost) = (m["seq"].as_u64().unwrap(), m["lost"].as_u64().unwrap());
+        assert_eq!(seq, next + lost, "seq and lost disagree: {}", &line[..80]);
+        assert_eq!(m["len"], 4000);
+        lost_total += lost;
+        next = seq + 1;
+    }
+    assert_eq!(next, SENT, "the last message was not printed");
+    assert!(
+        lost_total > 0,
+        "nothing was lost: the test did not stall the subscriber"
+    );
+}
