@@ -27,12 +27,24 @@ JSON keys (stable):
                a channel kind (\"spsc\", \"pubsub\", \"mpmc\", \"rpc\") | \"invalid\"
                (a shmipc header this build cannot read), or null where it could
                not be opened to look (e.g. permission denied)
-  state        object or null, a snapshot for sync objects:
+  state        object or null, a snapshot for sync objects and channels:
                mutex:     {\"locked\": bool, \"owner_thread\": int|null,
                            \"owner_process\": int|null, \"owner_alive\": bool|null,
                            \"consistent\": bool}
                semaphore: {\"value\": int, \"max\": int}
-               event:     {\"set\": bool, \"reset\": \"manual\"|\"auto\"}"
+               event:     {\"set\": bool, \"reset\": \"manual\"|\"auto\"}
+               and for channels (peers: process ids of live endpoints, or counts;
+               capacity in messages, max_message in bytes):
+               spsc:   {\"capacity\", \"max_message\", \"producer\": int|null,
+                        \"consumer\": int|null, \"queued\": int|null}
+               pubsub: {\"capacity\", \"max_message\", \"overflow\": \"overwrite\"|\"block\",
+                        \"publisher\": int|null, \"subscribers\": int,
+                        \"max_subscribers\": int, \"published\": int,
+                        \"max_lag\": int|null (block mode: the slowest subscriber)}
+               mpmc:   {\"capacity\", \"max_message\", \"producers\": int,
+                        \"consumers\": int, \"max_endpoints\": int, \"queued\": int|null}
+               rpc:    {\"capacity\", \"max_message\", \"server\": int|null,
+                        \"clients\": int, \"max_clients\": int, \"queued\": int|null}"
     };
 }
 
@@ -70,8 +82,8 @@ prints a hex dump (offsets from the start of the segment; repeated lines shown a
 const LONG_INFO: &str = concat!(
     "\
 Show what the OS knows about a named segment and what it holds: plain bytes or a
-shmipc object (mutex, semaphore, event, channel), with a snapshot of a sync object's
-state. The OS facts are read without opening the segment; to see what it holds it is
+shmipc object (mutex, semaphore, event, channel), with a snapshot of its state (a
+channel's capacity, connected peers and fill). The OS facts are read without opening the segment; to see what it holds it is
 opened read-only for a moment (after the holders were listed), copied from, and never
 locked.
 
@@ -85,8 +97,8 @@ List named segments, sorted by name: by default those made by shmipc, with --all
 those made by other programs (shm_open, Python's multiprocessing.shared_memory, …).
 Stale segments (whose holders all died) are not listed: see `shmipc gc`. KIND says what
 each holds (`segment` for plain bytes, `mutex`, `semaphore`, `event`, a channel kind;
-`?` where it could not be opened to look) and STATE a snapshot of a sync object's state,
-read without taking any lock.
+`?` where it could not be opened to look) and STATE a snapshot of a sync object's state
+or of a channel's peers and fill, read without taking any lock.
 
 --json prints an array of objects with these keys:
 ",
@@ -142,6 +154,47 @@ comes). `wait` waits until it is set (at most --timeout, then exit status 1). `s
 `reset` and `wait` need an existing event: create it first. Its state is shown by
 `shmipc info NAME`.";
 
+const LONG_PUB: &str = "\
+Publish messages on a pubsub channel (a topic): one message per MESSAGE argument, or,
+with none, one per line of stdin (the line without its \\n or \\r\\n), each published
+as soon as it is read, so `tail -f log | shmipc pub TOPIC` works.
+
+The topic is created if it does not exist, with the settings below (ignored for an
+existing topic, which keeps its own): 256 messages of up to 4 KiB, 16 subscribers,
+overwrite-oldest (a publisher never waits: a subscriber that falls a whole ring behind
+loses the oldest messages and is told so). It stays until `shmipc rm TOPIC` (on Windows,
+which removes a section with its last handle: while a `pub` or `sub` holds it).
+
+Pub/sub semantics: a message reaches the subscribers attached when it is published. A
+`shmipc sub` started before is attached (once `shmipc info TOPIC` counts it, it gets
+every message published after); a message published with no subscriber is lost, unless
+a later `shmipc sub --history N` picks it up from the ring.
+
+A topic has one publisher at a time: if another process publishes, this command waits
+for it to finish, at most --timeout. A message larger than the topic's maximum is an
+error; with MESSAGE arguments nothing is published then.";
+
+const LONG_SUB: &str = "\
+Print the messages published on a pubsub channel (a topic) as they arrive, one line
+each, starting with the next message published (--history N: up to N earlier ones
+still in the ring). The topic is created if it does not exist (settings as for `shmipc
+pub`; it stays until `shmipc rm TOPIC`), so that `sub` may start before any `pub`.
+Publishers may come and go: `sub` keeps waiting for the next one.
+
+Text output: the message as UTF-8 (invalid bytes shown as U+FFFD), with \\n, \\r and
+other control characters (but tab) escaped as \\n, \\r, \\xNN, so that one message
+is one line; use --json for the exact bytes. Messages lost because this subscriber fell
+a whole ring behind are reported on stderr (`shmipc: lost N messages …`).
+
+--json prints one object per line: {\"seq\": int (the message's number on the topic,
+from 0), \"lost\": int (messages lost just before it), \"len\": int (bytes), \"text\":
+string (the message, when it is UTF-8) or null, \"hex\": string (its bytes in hex,
+when it is not UTF-8) or null}.
+
+Exit status: 0 after --count messages (or when stdout is closed); 1 with one line on
+stderr when nothing arrives for --timeout (counted afresh after each message), or on
+an error. Without --count it runs until interrupted.";
+
 const AFTER_HELP: &str = "\
 Sizes and offsets: 4096, 64K, 1M, 1GiB, 1.5M, 0x1000. Suffixes are powers of 1024
 (K = KiB = 1024); KB/MB are refused as ambiguous.
@@ -154,6 +207,10 @@ goes when the last holder closes it or dies (Win32 semantics). A command such as
 Synchronization: `lock`, `sem` and `event` use shmipc's inter-process mutex, semaphore
 and event (Linux only for now; elsewhere they fail with one line saying so). Objects
 they create stay until `shmipc rm NAME`. Durations: 500ms, 2s, 1m, 1.5s.
+
+Channels: `pub` and `sub` publish and print messages on a pubsub channel (a topic),
+created when missing and kept until `shmipc rm TOPIC`; `ls` and `info` show the
+channels of every kind with their capacity, connected peers and fill.
 
 Exit status: 0 on success, 1 when the operation failed (or a --timeout passed), 2 when
 the command line is wrong (`lock`: the command's own status); a failure prints one
@@ -206,6 +263,12 @@ pub enum Command {
     /// A named event: create, set, reset, wait
     #[command(long_about = LONG_EVENT)]
     Event(EventArgs),
+    /// Publish messages (arguments or stdin lines) on a pubsub topic, created if needed
+    #[command(long_about = LONG_PUB)]
+    Pub(PubArgs),
+    /// Print the messages published on a pubsub topic as they arrive
+    #[command(long_about = LONG_SUB)]
+    Sub(SubArgs),
     /// Process 1 of `shmipc demo` (run by the demo, not by hand)
     #[command(name = "demo-process1", hide = true)]
     DemoProcess1(RoleArgs),
@@ -427,4 +490,58 @@ pub enum EventAction {
         #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
+}
+
+/// How `pub` and `sub` create a topic that does not exist yet.
+#[derive(Debug, Args)]
+pub struct TopicOptions {
+    /// Creating: messages the ring holds (rounded up to a power of two)
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub capacity: usize,
+    /// Creating: largest message in bytes
+    #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = parse_size)]
+    pub max_size: u64,
+    /// Creating: most subscribers at a time
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_subscribers: usize,
+    /// Creating: permission bits in octal (read/write bits only)
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+}
+
+/// `shmipc pub`
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// Topic name (a pubsub channel; created if it does not exist)
+    pub topic: String,
+    /// Messages to publish, one each [default: one per line of stdin]
+    #[arg(value_name = "MESSAGE")]
+    pub messages: Vec<OsString>,
+    /// Give up (exit status 1) if another publisher holds the topic this long, or
+    /// (a topic made by a program in block mode) a subscriber makes no room
+    #[arg(long, short = 't', value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub create: TopicOptions,
+}
+
+/// `shmipc sub`
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// Topic name (a pubsub channel; created if it does not exist)
+    pub topic: String,
+    /// Exit (status 0) after this many messages [default: run until interrupted]
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Fail (exit status 1) when no message arrives for this long [default: wait for ever]
+    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Start with up to N messages published before, if still in the ring
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub history: usize,
+    /// Print one JSON object per message (keys above)
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub create: TopicOptions,
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use shmipc::channel::pubsub::Overflow;
 use shmipc::sync::EventReset;
 use shmipc::{Backing, Contents, ObjectState, Origin, Persistence, SegmentInfo};
 
@@ -75,8 +76,97 @@ pub fn state_json(c: &Contents) -> Option<Value> {
         }),
         ObjectState::Semaphore { value, max } => json!({ "value": value, "max": max }),
         ObjectState::Event { set, reset } => json!({ "set": set, "reset": reset_key(reset) }),
+        ObjectState::Spsc {
+            capacity,
+            max_message,
+            producer,
+            consumer,
+            queued,
+        } => json!({
+            "capacity": capacity,
+            "max_message": max_message,
+            "producer": producer,
+            "consumer": consumer,
+            "queued": queued,
+        }),
+        ObjectState::PubSub {
+            capacity,
+            max_message,
+            overflow,
+            publisher,
+            subscribers,
+            max_subscribers,
+            published,
+            max_lag,
+        } => json!({
+            "capacity": capacity,
+            "max_message": max_message,
+            "overflow": overflow_key(overflow),
+            "publisher": publisher,
+            "subscribers": subscribers,
+            "max_subscribers": max_subscribers,
+            "published": published,
+            "max_lag": max_lag,
+        }),
+        ObjectState::Mpmc {
+            capacity,
+            max_message,
+            producers,
+            consumers,
+            max_endpoints,
+            queued,
+        } => json!({
+            "capacity": capacity,
+            "max_message": max_message,
+            "producers": producers,
+            "consumers": consumers,
+            "max_endpoints": max_endpoints,
+            "queued": queued,
+        }),
+        ObjectState::Rpc {
+            capacity,
+            max_message,
+            server,
+            clients,
+            max_clients,
+            queued,
+        } => json!({
+            "capacity": capacity,
+            "max_message": max_message,
+            "server": server,
+            "clients": clients,
+            "max_clients": max_clients,
+            "queued": queued,
+        }),
         _ => return None,
     })
+}
+
+/// The JSON word for a pubsub overflow policy.
+fn overflow_key(o: Overflow) -> &'static str {
+    match o {
+        Overflow::Overwrite => "overwrite",
+        Overflow::Block => "block",
+    }
+}
+
+/// `process 42`, or `none`.
+fn peer(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "none".to_owned(), |p| format!("process {p}"))
+}
+
+/// `5 of 256 queued`, or `? of 256 queued` where unknown.
+fn fill(queued: Option<u64>, capacity: u64) -> String {
+    let q = queued.map_or_else(|| "?".to_owned(), |q| q.to_string());
+    format!("{q} of {capacity} queued")
+}
+
+/// `N messages of up to SIZE`.
+fn ring(capacity: u64, max_message: u64) -> String {
+    format!(
+        "{capacity} messages of up to {}",
+        crate::units::human_size(max_message)
+    )
 }
 
 /// The state of a sync object in a few words for people (`locked by process 42
@@ -126,6 +216,65 @@ pub fn state_words(c: &Contents) -> Option<String> {
             "{}, {} reset",
             if set { "set" } else { "unset" },
             reset_key(reset)
+        ),
+        ObjectState::Spsc {
+            capacity,
+            max_message,
+            producer,
+            consumer,
+            queued,
+        } => format!(
+            "producer {}, consumer {}, {}; {}",
+            peer(producer),
+            peer(consumer),
+            fill(queued, capacity),
+            ring(capacity, max_message)
+        ),
+        ObjectState::PubSub {
+            capacity,
+            max_message,
+            overflow,
+            publisher,
+            subscribers,
+            max_subscribers,
+            published,
+            max_lag,
+        } => {
+            let lag = max_lag.map_or_else(String::new, |l| format!(", slowest {l} behind"));
+            format!(
+                "publisher {}, {subscribers} of {max_subscribers} subscribers, {published} published{lag}; {}, {} when full",
+                peer(publisher),
+                ring(capacity, max_message),
+                match overflow {
+                    Overflow::Overwrite => "overwrite oldest",
+                    Overflow::Block => "block",
+                }
+            )
+        }
+        ObjectState::Mpmc {
+            capacity,
+            max_message,
+            producers,
+            consumers,
+            max_endpoints,
+            queued,
+        } => format!(
+            "{producers} producers, {consumers} consumers (of {max_endpoints}), {}; {}",
+            fill(queued, capacity),
+            ring(capacity, max_message)
+        ),
+        ObjectState::Rpc {
+            capacity,
+            max_message,
+            server,
+            clients,
+            max_clients,
+            queued,
+        } => format!(
+            "server {}, {clients} of {max_clients} clients, {} requests; {}",
+            peer(server),
+            fill(queued, capacity),
+            ring(capacity, max_message)
         ),
         _ => return None,
     })

@@ -7,14 +7,17 @@
 //! once, for people and scripts to look at, not to synchronise with.
 //!
 //! Each layer that defines a kind reads its own state: the synchronization objects
-//! in `sync` ([`ObjectState::Mutex`], [`ObjectState::Semaphore`],
-//! [`ObjectState::Event`]); a new kind adds a variant to [`ObjectState`] and an arm to
-//! [`Contents::of`].
+//! in `sync/inspect.rs` ([`ObjectState::Mutex`], [`ObjectState::Semaphore`],
+//! [`ObjectState::Event`]), the channels in `channel/inspect.rs`
+//! ([`ObjectState::Spsc`], [`ObjectState::PubSub`], [`ObjectState::Mpmc`],
+//! [`ObjectState::Rpc`]: capacity, connected peers, fill); a new kind adds a variant
+//! to [`ObjectState`] and an arm to [`Contents::of`].
 
 use std::time::Duration;
 
+use crate::channel::pubsub::Overflow;
 use crate::error::OpenError;
-use crate::layout::{self, Kind, LayoutError, HEADER_LEN};
+use crate::layout::{self, Header, Kind, LayoutError, HEADER_LEN};
 use crate::segment::{Access, Segment};
 use crate::sync::EventReset;
 use crate::view::View;
@@ -77,11 +80,81 @@ pub enum ObjectState {
         /// How it resets.
         reset: EventReset,
     },
+    /// An [`spsc`](crate::channel::spsc) channel.
+    Spsc {
+        /// Slots in the ring.
+        capacity: u64,
+        /// Largest message, in bytes.
+        max_message: u64,
+        /// The live producer's process id, if one is attached.
+        producer: Option<u32>,
+        /// The live consumer's process id, if one is attached.
+        consumer: Option<u32>,
+        /// Messages sent and not yet handed back by the consumer (which hands slots
+        /// back in batches, so this may count up to a sixteenth of the ring that
+        /// it has already read); `None` for a ring too large to scan.
+        queued: Option<u64>,
+    },
+    /// A [`pubsub`](crate::channel::pubsub) channel.
+    PubSub {
+        /// Slots in the ring.
+        capacity: u64,
+        /// Largest message, in bytes.
+        max_message: u64,
+        /// What the publisher does when the ring is full.
+        overflow: Overflow,
+        /// The live publisher's process id, if one is attached.
+        publisher: Option<u32>,
+        /// Live subscribers attached.
+        subscribers: u32,
+        /// Most subscribers at a time.
+        max_subscribers: u32,
+        /// Messages published since the channel was created.
+        published: u64,
+        /// Block mode: messages the slowest live subscriber has still to read
+        /// (`None` in overwrite mode, where subscribers do not publish their
+        /// position, or with no subscriber).
+        max_lag: Option<u64>,
+    },
+    /// An [`mpmc`](crate::channel::mpmc) queue.
+    Mpmc {
+        /// Slots in the queue.
+        capacity: u64,
+        /// Largest message, in bytes.
+        max_message: u64,
+        /// Live producers attached.
+        producers: u32,
+        /// Live consumers attached.
+        consumers: u32,
+        /// Most producers and consumers together.
+        max_endpoints: u32,
+        /// Messages waiting for a consumer (`None` if the positions read make no
+        /// sense).
+        queued: Option<u64>,
+    },
+    /// An [`rpc`](crate::channel::rpc) channel.
+    Rpc {
+        /// Requests that may wait for the server.
+        capacity: u64,
+        /// Largest request or response, in bytes.
+        max_message: u64,
+        /// The live server's process id, if one is attached.
+        server: Option<u32>,
+        /// Live clients attached.
+        clients: u32,
+        /// Most clients at a time.
+        max_clients: u32,
+        /// Requests waiting for the server (`None` if the positions read make no
+        /// sense).
+        queued: Option<u64>,
+    },
 }
 
 impl Contents {
     /// What the region of `view` starting at `offset` holds. Never waits: an object
-    /// whose creator is still writing its header reads as [`Contents::Plain`].
+    /// whose creator is still writing its header reads as [`Contents::Plain`]. A
+    /// channel's state needs the view to cover the whole channel (its records and
+    /// slots); a shorter view reads as [`Contents::Invalid`].
     pub fn of(view: &View, offset: usize) -> Self {
         match layout::read(view, offset, Duration::ZERO) {
             Ok(header) => Self::Object {
@@ -90,7 +163,12 @@ impl Contents {
                     Kind::Mutex | Kind::Semaphore | Kind::Event => {
                         crate::sync::inspect::state(view, offset, &header)
                     }
-                    _ => None,
+                    Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc => {
+                        match crate::channel::inspect::state(view, offset, &header) {
+                            Ok(state) => state,
+                            Err(e) => return Self::Invalid(e),
+                        }
+                    }
                 },
             },
             Err(LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. }) => {
@@ -139,11 +217,23 @@ pub fn inspect(name: &str) -> Result<Contents, OpenError> {
     if len < HEADER_LEN {
         return Ok(Contents::Plain);
     }
-    match segment.map(0, len) {
-        Ok(view) => Ok(Contents::of(&view, 0)),
+    let Ok(view) = segment.map(0, len) else {
         // Nothing mappable (e.g. an empty or truncated file): no object there.
-        Err(_) => Ok(Contents::Plain),
+        return Ok(Contents::Plain);
+    };
+    if let Ok(Header {
+        kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
+        ..
+    }) = layout::read(&view, 0, Duration::ZERO)
+    {
+        // A channel's records and slots span the segment: look at all of it (mapped
+        // read-only and lazily; only the words inspected are touched).
+        return Ok(match segment.map(0, 0) {
+            Ok(all) => Contents::of(&all, 0),
+            Err(_) => Contents::Object { kind, state: None },
+        });
     }
+    Ok(Contents::of(&view, 0))
 }
 
 #[cfg(all(test, target_os = "linux", not(miri)))]
@@ -170,11 +260,19 @@ mod tests {
         v.write_at(0, &[0xAB; 128]).unwrap();
         assert_eq!(inspect(&n).unwrap(), Contents::Plain);
         layout::init(&v, 0, Kind::Spsc, [1, 2, 3, 4]).unwrap();
+        // A header with the parameters of a small spsc ring; garbage peer tokens
+        // name no live process.
         assert_eq!(
             inspect(&n).unwrap(),
             Contents::Object {
                 kind: Kind::Spsc,
-                state: None
+                state: Some(ObjectState::Spsc {
+                    capacity: 1,
+                    max_message: 2,
+                    producer: None,
+                    consumer: None,
+                    queued: Some(0)
+                })
             }
         );
         v.write_pod(8, &77u32).unwrap(); // another layout version

@@ -9,9 +9,12 @@ mod info;
 mod lock;
 mod ls;
 mod object;
+mod publish;
 mod read;
 mod rm;
 mod sem;
+mod subscribe;
+mod topic;
 mod write;
 
 use std::process::ExitCode;
@@ -25,6 +28,8 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Lock(args) => return lock::run(&args),
         Command::Sem(args) => sem::run(&args),
         Command::Event(args) => event::run(&args),
+        Command::Pub(args) => publish::run(&args),
+        Command::Sub(args) => subscribe::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoProcess1(args) => demo::process1(&args),
         Command::DemoProcess2(args) => demo::process2(&args),
