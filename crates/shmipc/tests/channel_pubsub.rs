@@ -279,3 +279,19 @@ fn joining_rules_and_history() {
     assert_eq!(rest, [35, 36, 37, 38, 39, 40]);
     assert_eq!(late.try_recv(), Err(RecvError::Disconnected));
 }
+
+/// `create_or_open_*` on an existing channel opens it with its own parameters,
+/// whatever sizes the caller would have created it with.
+#[test]
+fn create_or_open_keeps_the_existing_parameters() {
+    let name = Name::new("ps-coo");
+    let publisher = Options::new()
+        .capacity(8)
+        .slot_size(64)
+        .create_publisher(&name.0)
+        .unwrap();
+    let bigger = Options::new().capacity(1024).slot_size(4096);
+    let subscriber = bigger.create_or_open_subscriber(&name.0).unwrap();
+    assert_eq!(subscriber.slot_size(), 64);
+    assert_eq!(publisher.slot_size(), 64);
+}

@@ -184,3 +184,15 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// Waits until `cond` holds, at most [`PATIENCE`]; panics naming `what` otherwise.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {PATIENCE:?} for {what} in vain"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

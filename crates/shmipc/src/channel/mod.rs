@@ -39,6 +39,8 @@ mod spsc_ring;
 #[cfg(not(loom))]
 pub mod fuzzing;
 #[cfg(not(loom))]
+pub(crate) mod inspect;
+#[cfg(not(loom))]
 pub mod mpmc;
 #[cfg(not(loom))]
 mod notify;

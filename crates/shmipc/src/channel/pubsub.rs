@@ -673,6 +673,10 @@ impl Subscriber {
     }
 
     fn attach(chan: Chan, history: u64) -> Result<Self, ChannelError> {
+        // The starting point is read before the place is taken: whoever sees this
+        // subscriber registered (an inspector, then a publisher it tells) sees its
+        // messages delivered, never one published between the two steps skipped.
+        let core = SubscriberCore::attach(chan.geo, &chan, history);
         let Some(index) =
             (0..chan.max_subscribers).find(|&i| chan.subscriber(i).claim() == Claim::Taken)
         else {
@@ -681,7 +685,6 @@ impl Subscriber {
                 max: chan.max_subscribers as u32,
             });
         };
-        let core = SubscriberCore::attach(chan.geo, &chan, history);
         // Release pairs with the publisher's Acquire load in `has_room`.
         chan.cursor(index).store(core.cursor(), Ordering::Release);
         Ok(Self {
@@ -700,6 +703,17 @@ impl Subscriber {
     /// The overflow policy the channel was created with.
     pub fn overflow(&self) -> Overflow {
         self.chan.overflow
+    }
+
+    /// The number of the next message this subscriber will receive: messages are
+    /// numbered from 0 in the order published since the channel was created.
+    pub fn next_seq(&self) -> u64 {
+        self.core.cursor()
+    }
+
+    /// Largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.chan.geo.max_len as usize
     }
 
     /// Whether a live publisher is attached now.

@@ -127,7 +127,7 @@ pub(crate) fn get(
             opts.access(Access::ReadWrite).open(name)?,
             Disposition::Opened,
         ),
-        How::CreateOrOpen => opts.create_or_open(name)?,
+        How::CreateOrOpen => create_or_open(&opts, name)?,
     };
     let view = seg.map_all()?;
     let layout_err = |source| ChannelError::Layout {
@@ -146,6 +146,33 @@ pub(crate) fn get(
             name: name.to_owned(),
         },
         header,
+    ))
+}
+
+/// Creates the channel's segment, or opens the existing one whatever its size: an
+/// existing channel keeps its own parameters (the header check decides whether they
+/// fit), unlike `SegmentOptions::create_or_open`, which refuses a smaller segment.
+fn create_or_open(
+    opts: &crate::SegmentOptions,
+    name: &str,
+) -> Result<(Segment, Disposition), ChannelError> {
+    // The name may vanish between a failed create and the open (its last holder
+    // left): try again, a bounded number of times.
+    for _ in 0..100 {
+        match opts.create(name) {
+            Ok(seg) => return Ok((seg, Disposition::Created)),
+            Err(crate::CreateError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match opts.clone().access(Access::ReadWrite).open(name) {
+            Ok(seg) => return Ok((seg, Disposition::Opened)),
+            Err(crate::OpenError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((
+        opts.clone().access(Access::ReadWrite).open(name)?,
+        Disposition::Opened,
     ))
 }
 

@@ -1,0 +1,142 @@
+//! `shmipc pub TOPIC [MESSAGE...] [--timeout DUR] [creation options]`
+
+use std::ffi::OsStr;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use shmipc::channel::pubsub::Publisher;
+use shmipc::channel::{ChannelError, SendError};
+
+use super::topic;
+use crate::cli::PubArgs;
+use crate::output::Result;
+use crate::units;
+
+pub fn run(args: &PubArgs) -> Result {
+    let name = &args.topic;
+    topic::check_kind(name)?;
+    let deadline = Instant::now() + args.timeout;
+    let mut publisher = attach(args, deadline)?;
+    let max = publisher.slot_size();
+    if !args.messages.is_empty() {
+        // Every message checked before the first is published: all or nothing.
+        let messages = args
+            .messages
+            .iter()
+            .map(|m| os_bytes(m))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, m) in messages.iter().enumerate() {
+            if m.len() > max {
+                return Err(too_large(
+                    name,
+                    &format!("message {}", i + 1),
+                    m.len(),
+                    max,
+                    0,
+                ));
+            }
+        }
+        for m in &messages {
+            send(&mut publisher, name, m, args.timeout)?;
+        }
+        return Ok(());
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    let mut sent = 0u64;
+    loop {
+        line.clear();
+        let n = stdin
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        if line.len() > max {
+            return Err(too_large(
+                name,
+                &format!("line {} of stdin", sent + 1),
+                line.len(),
+                max,
+                sent,
+            ));
+        }
+        send(&mut publisher, name, &line, args.timeout)?;
+        sent += 1;
+    }
+}
+
+/// Attaches as the topic's publisher (creating it if needed), waiting until
+/// `deadline` for another live publisher to finish.
+fn attach(args: &PubArgs, deadline: Instant) -> Result<Publisher> {
+    let name = &args.topic;
+    let options = topic::options(&args.create);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match topic::open_or_create(
+            || Publisher::open(name),
+            || options.create_or_open_publisher(name),
+        ) {
+            Ok(p) => return Ok(p),
+            Err(ChannelError::Busy { pid, .. }) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(format!(
+                        "topic `{name}` has another publisher (process {pid}) and it did not finish within {}: a topic has one publisher at a time; wait longer (--timeout) or stop it",
+                        units::human_duration(args.timeout)
+                    )
+                    .into());
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(topic::error(e, name)),
+        }
+    }
+}
+
+fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) -> Result {
+    match publisher.send_timeout(msg, timeout) {
+        Ok(()) => Ok(()),
+        Err(SendError::Timeout(())) => Err(format!(
+            "timed out after {} publishing on topic `{name}`: it blocks when full and a subscriber has not read the oldest message; wait longer (--timeout) or check its subscribers (`shmipc info {name}`)",
+            units::human_duration(timeout)
+        )
+        .into()),
+        Err(e) => Err(format!("topic `{name}`: {e}").into()),
+    }
+}
+
+fn too_large(name: &str, what: &str, len: usize, max: usize, sent: u64) -> crate::output::Error {
+    let before = match sent {
+        0 => String::new(),
+        1 => " (the 1 message before it was published)".to_owned(),
+        n => format!(" (the {n} messages before it were published)"),
+    };
+    format!(
+        "{what} is {len} bytes, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name}` first)"
+    )
+    .into()
+}
+
+/// The bytes of a command-line argument: exactly as given on Unix; Unicode elsewhere.
+fn os_bytes(text: &OsStr) -> Result<Vec<u8>> {
+    if let Some(s) = text.to_str() {
+        return Ok(s.as_bytes().to_vec());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(text.as_bytes().to_vec())
+    }
+    #[cfg(not(unix))]
+    {
+        Err("a message is not valid Unicode: pass it on stdin instead".into())
+    }
+}

@@ -1,0 +1,328 @@
+//! `shmipc pub` and `shmipc sub` end to end, and what `ls` / `info` say about
+//! channels: every test runs the real binary as separate processes, and waits for a
+//! `sub` to show up as a connected subscriber (`info --json`) before publishing.
+//!
+//! Unix only: on Windows a topic cannot outlive the command that made it, and `ls`
+//! cannot enumerate sections, so these flows differ there.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+use std::sync::mpsc::Receiver;
+
+use common::*;
+
+/// The topic's state from `info --json`.
+fn state(topic: &str) -> serde_json::Value {
+    let info = json(&ok(&["info", topic, "--json"]));
+    assert_eq!(info["kind"], "pubsub", "{info}");
+    info["state"].clone()
+}
+
+/// Starts `shmipc sub TOPIC ARGS` and returns once it is a connected subscriber.
+fn subscriber(topic: &str, args: &[&str]) -> (Running, Receiver<String>) {
+    let before = subscribers(topic);
+    let mut all = vec!["sub", topic];
+    all.extend_from_slice(args);
+    let (child, lines) = spawn_lines(&all);
+    wait_until("the subscriber to connect", || subscribers(topic) > before);
+    (child, lines)
+}
+
+/// Connected subscribers of the topic (0 while it does not exist).
+fn subscribers(topic: &str) -> u64 {
+    let out = run(&["info", topic, "--json"]);
+    if !out.status.success() {
+        return 0;
+    }
+    json(&String::from_utf8_lossy(&out.stdout))["state"]["subscribers"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn sub_started_first_prints_exactly_what_is_published_then_exits() {
+    let topic = unique("ps-order");
+    let _c = Cleanup(topic.clone());
+    let (mut sub, lines) = subscriber(&topic, &["--count", "23", "--timeout", "20s"]);
+    let s = state(&topic);
+    assert_eq!(s["subscribers"], 1, "{s}");
+    assert_eq!(s["publisher"], serde_json::Value::Null, "{s}");
+    assert_eq!(s["overflow"], "overwrite", "{s}");
+    assert_eq!(s["capacity"], 256, "{s}");
+    assert_eq!(s["max_message"], 4096, "{s}");
+
+    let words: Vec<String> = (0..20).map(|i| format!("message {i}")).collect();
+    let mut args = vec!["pub", topic.as_str()];
+    args.extend(words.iter().map(String::as_str));
+    ok(&args);
+    // Three more as stdin lines, one with a Windows line end, the last unterminated.
+    let out = run_with_stdin(&["pub", &topic], b"line a\nline b\r\nline c");
+    assert_success(&out, &["pub", &topic]);
+
+    let want: Vec<String> = words
+        .into_iter()
+        .chain(["line a", "line b", "line c"].map(String::from))
+        .collect();
+    let got: Vec<String> = (0..want.len()).map(|_| next_line(&lines)).collect();
+    assert_eq!(got, want);
+    assert!(wait_exit(&mut sub.0).success());
+    // Nothing more was printed.
+    assert!(lines.recv().is_err(), "extra output");
+
+    let s = state(&topic);
+    assert_eq!(s["published"], 23, "{s}");
+    assert_eq!(s["subscribers"], 0, "{s}");
+}
+
+#[test]
+fn json_output_parses_and_carries_seq_lost_and_bytes() {
+    let topic = unique("ps-json");
+    let _c = Cleanup(topic.clone());
+    // An earlier message, before the subscriber: it gets it only with --history.
+    ok(&["pub", &topic, "early"]);
+    let (mut sub, lines) = subscriber(
+        &topic,
+        &[
+            "--json",
+            "--history",
+            "1",
+            "--count",
+            "3",
+            "--timeout",
+            "20s",
+        ],
+    );
+    let mut args: Vec<std::ffi::OsString> = vec!["pub".into(), topic.clone().into()];
+    args.push("two\nlines".into());
+    {
+        use std::os::unix::ffi::OsStringExt;
+        args.push(std::ffi::OsString::from_vec(vec![0xff, b'a', 0xfe]));
+    }
+    let out = shmipc().args(&args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let msgs: Vec<serde_json::Value> = (0..3).map(|_| json(&next_line(&lines))).collect();
+    assert!(wait_exit(&mut sub.0).success());
+    assert_eq!(msgs[0]["text"], "early", "{}", msgs[0]);
+    assert_eq!(msgs[0]["seq"], 0);
+    assert_eq!(msgs[1]["text"], "two\nlines");
+    assert_eq!(msgs[1]["seq"], 1);
+    assert_eq!(msgs[1]["len"], 9);
+    assert_eq!(msgs[2]["text"], serde_json::Value::Null);
+    assert_eq!(msgs[2]["hex"], "ff61fe");
+    assert_eq!(msgs[2]["seq"], 2);
+    for m in &msgs {
+        assert_eq!(m["lost"], 0, "{m}");
+    }
+}
+
+#[test]
+fn text_output_escapes_newlines_so_one_message_is_one_line() {
+    let topic = unique("ps-escape");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "a\nb\x1b[31m\tc"]);
+    let out = run(&[
+        "sub",
+        &topic,
+        "--history",
+        "1",
+        "--count",
+        "1",
+        "--timeout",
+        "20s",
+    ]);
+    assert_success(&out, &["sub"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\\nb\\x1b[31m\tc\n");
+}
+
+#[test]
+fn sub_timeout_with_nothing_fails_in_one_line() {
+    let topic = unique("ps-timeout");
+    let _c = Cleanup(topic.clone());
+    let args = ["sub", topic.as_str(), "--timeout", "200ms"];
+    let line = assert_fails(&run(&args), 1, &args);
+    assert!(line.contains("no message on topic"), "{line}");
+    assert!(line.contains("200ms"), "{line}");
+    // The topic was created and stays until removed.
+    let info = json(&ok(&["info", &topic, "--json"]));
+    assert_eq!(info["kind"], "pubsub");
+    assert_eq!(info["persistence"], "until-removed");
+    // With --count: says how many came.
+    ok(&["pub", &topic, "one"]);
+    let args = [
+        "sub",
+        topic.as_str(),
+        "--history",
+        "5",
+        "--count",
+        "2",
+        "--timeout",
+        "200ms",
+    ];
+    let out = run(&args);
+    let line = assert_fails(&out, 1, &args);
+    assert!(line.contains("1 of 2 messages"), "{line}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+}
+
+#[test]
+fn ls_and_info_show_the_channel_and_its_subscriber() {
+    let topic = unique("ps-ls");
+    let _c = Cleanup(topic.clone());
+    let (sub, _lines) = subscriber(&topic, &["--timeout", "60s"]);
+    let list = json(&ok(&["ls", "--json"]));
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == topic.as_str())
+        .unwrap_or_else(|| panic!("{topic} not listed: {list}"))
+        .clone();
+    assert_eq!(entry["kind"], "pubsub", "{entry}");
+    assert_eq!(entry["state"]["subscribers"], 1, "{entry}");
+    assert_eq!(entry["state"]["max_subscribers"], 16, "{entry}");
+    let human = ok(&["ls"]);
+    let row = human
+        .lines()
+        .find(|l| l.starts_with(&topic))
+        .unwrap_or_else(|| panic!("{human}"));
+    assert!(
+        row.contains("pubsub") && row.contains("1 of 16 subscribers"),
+        "{row}"
+    );
+    let info = ok(&["info", &topic]);
+    assert!(info.contains("1 of 16 subscribers"), "{info}");
+    // A subscriber that is gone no longer counts.
+    drop(sub);
+    wait_until("the killed subscriber to stop counting", || {
+        subscribers(&topic) == 0
+    });
+}
+
+#[test]
+fn wrong_kind_and_oversize_messages_fail_in_one_line() {
+    let topic = unique("ps-size");
+    let _c = Cleanup(topic.clone());
+    // `pub` with empty stdin creates the topic and publishes nothing.
+    let out = run_with_stdin(&["pub", &topic, "--max-size", "16"], b"");
+    assert_success(&out, &["pub"]);
+    let big = "x".repeat(17);
+    let args = ["pub", topic.as_str(), "ok", big.as_str()];
+    let line = assert_fails(&run(&args), 1, &args);
+    assert!(
+        line.contains("message 2 is 17 bytes") && line.contains("16-byte maximum"),
+        "{line}"
+    );
+    // All or nothing: "ok" was not published either.
+    assert_eq!(state(&topic)["published"], 0);
+    let out = run_with_stdin(&["pub", &topic], format!("ok\n{big}\nnever\n").as_bytes());
+    let line = assert_fails(&out, 1, &["pub"]);
+    assert!(line.contains("line 2 of stdin is 17 bytes"), "{line}");
+    assert_eq!(state(&topic)["published"], 1);
+
+    // A plain segment is not a topic.
+    let plain = unique("ps-plain");
+    let _p = Cleanup(plain.clone());
+    ok(&["create", &plain, "--size", "4096"]);
+    for verb in ["pub", "sub"] {
+        let args = [verb, plain.as_str(), "x"];
+        let args = if verb == "sub" { &args[..2] } else { &args[..] };
+        let line = assert_fails(&run(args), 1, args);
+        assert!(line.contains("is not a pubsub topic"), "{line}");
+    }
+}
+
+#[cfg(target_os = "linux")] // semaphores are Linux-only for now; looks in /dev/shm
+#[test]
+fn another_kind_of_object_is_refused_and_rm_removes_the_topic() {
+    let sem = unique("ps-sem");
+    let _s = Cleanup(sem.clone());
+    ok(&["sem", &sem, "create"]);
+    for args in [
+        ["pub", sem.as_str(), "x"].as_slice(),
+        ["sub", sem.as_str()].as_slice(),
+    ] {
+        let line = assert_fails(&run(args), 1, args);
+        assert!(
+            line.contains("is a semaphore, not a pubsub topic"),
+            "{line}"
+        );
+    }
+    let topic = unique("ps-rm");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "x"]);
+    assert!(left_behind(&topic));
+    ok(&["rm", &topic]);
+    assert!(!left_behind(&topic));
+}
+
+#[test]
+fn help_names_the_defaults() {
+    let help = ok(&["pub", "--help"]);
+    for want in [
+        "256 messages of up to 4 KiB",
+        "overwrite",
+        "shmipc rm TOPIC",
+        "--history",
+    ] {
+        assert!(help.contains(want), "pub --help lacks {want:?}");
+    }
+    let help = ok(&["sub", "--help"]);
+    for want in ["--count", "--timeout", "\"seq\"", "\"hex\"", "lost"] {
+        assert!(help.contains(want), "sub --help lacks {want:?}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// A subscriber that falls a whole ring behind (its stdout is a pipe nobody reads
+/// yet, so it stalls after a pipe's worth of output) loses the oldest messages and
+/// says how many: every message is either printed or counted as lost, in order.
+#[test]
+fn a_slow_subscriber_is_told_how_many_it_lost() {
+    const SENT: u64 = 300;
+    let topic = unique("ps-lost");
+    let _c = Cleanup(topic.clone());
+    let out = run_with_stdin(&["pub", &topic, "--capacity", "4"], b"");
+    assert_success(&out, &["pub"]);
+    let child = shmipc()
+        .args(["sub", &topic, "--json", "--timeout", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting shmipc sub");
+    let mut sub = Running(child);
+    wait_until("the subscriber to connect", || subscribers(&topic) == 1);
+    // 4000-byte messages: a 64 KiB pipe holds about 16 of them as JSON lines.
+    let body = "y".repeat(4000);
+    let input: String = (0..SENT).map(|_| format!("{body}\n")).collect();
+    let out = run_with_stdin(&["pub", &topic], input.as_bytes());
+    assert_success(&out, &["pub"]);
+    // Now read everything; it exits 1 after a second without messages.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let status = wait_exit(&mut sub.0);
+    assert_eq!(status.code(), Some(1));
+    let mut next = 0u64;
+    let mut lost_total = 0u64;
+    for line in stdout.lines() {
+        let m = json(line);
+        let (seq, lost) = (m["seq"].as_u64().unwrap(), m["lost"].as_u64().unwrap());
+        assert_eq!(seq, next + lost, "seq and lost disagree: {}", &line[..80]);
+        assert_eq!(m["len"], 4000);
+        lost_total += lost;
+        next = seq + 1;
+    }
+    assert_eq!(next, SENT, "the last message was not printed");
+    assert!(
+        lost_total > 0,
+        "nothing was lost: the test did not stall the subscriber"
+    );
+}

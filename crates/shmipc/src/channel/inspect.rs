@@ -1,0 +1,505 @@
+//! A snapshot of a channel's state for [`crate::inspect`]: capacity, connected
+//! peers and fill, copied out of a (possibly read-only) view, never referenced,
+//! never locked, never waited for.
+//!
+//! The offsets below repeat the layouts documented at the top of `spsc.rs`,
+//! `pubsub.rs`, `mpmc.rs` and `rpc.rs` (kept here so that inspecting touches none of
+//! the endpoint code); the tests at the end create a channel of each kind with real
+//! endpoints and check what is read here, so a layout change that is not mirrored
+//! fails them.
+//!
+//! Everything read is validated as the endpoints validate it: header parameters out
+//! of range, or a segment too small for them, give [`LayoutError`] (what opening the
+//! channel would say); words that no correct peer writes (a fill beyond the ring)
+//! read as "unknown" (`None`). Peers count only while their process lives
+//! (`peer.rs`), so a SIGKILLed endpoint is not shown as connected.
+
+use crate::inspect::ObjectState;
+use crate::layout::{Header, Kind, LayoutError};
+use crate::view::View;
+
+use super::peer;
+use super::pubsub::Overflow;
+use super::spsc_ring;
+
+/// Most slots whose stamps an spsc inspection scans to count the queued messages.
+const SPSC_SCAN: u64 = 1 << 16;
+
+/// The state of the channel whose validated `header` is at `offset` of `view`
+/// (`Ok(None)` for a kind that is not a channel).
+///
+/// # Errors
+/// The header's parameters are not those of a valid channel, or the view is too
+/// small for the layout they describe.
+pub(crate) fn state(
+    view: &View,
+    offset: usize,
+    header: &Header,
+) -> Result<Option<ObjectState>, LayoutError> {
+    let r = Reader { view, offset };
+    Ok(Some(match header.kind {
+        Kind::Spsc => spsc(&r, header.params)?,
+        Kind::PubSub => pubsub(&r, header.params)?,
+        Kind::Mpmc => mpmc(&r, header.params)?,
+        Kind::Rpc => rpc(&r, header.params)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// Copies words out of the channel's region.
+struct Reader<'a> {
+    view: &'a View,
+    offset: usize,
+}
+
+impl Reader<'_> {
+    /// The word at `off` from the channel's start; 0 if out of the view (callers
+    /// check the extent first with [`Reader::need`]).
+    fn u64(&self, off: u64) -> u64 {
+        usize::try_from(off)
+            .ok()
+            .and_then(|o| o.checked_add(self.offset))
+            .and_then(|o| self.view.read_pod(o).ok())
+            .unwrap_or(0)
+    }
+
+    /// Refuses a view that does not cover `size` bytes of the channel.
+    fn need(&self, what: &'static str, size: u64) -> Result<(), LayoutError> {
+        let len = self.view.len().saturating_sub(self.offset);
+        match usize::try_from(size) {
+            Ok(need) if need <= len => Ok(()),
+            _ => Err(LayoutError::TooSmall {
+                what,
+                len,
+                need: usize::try_from(size).unwrap_or(usize::MAX),
+            }),
+        }
+    }
+
+    /// The process id of the live endpoint whose token is at `off`, if any.
+    fn live(&self, off: u64) -> Option<u32> {
+        let tok = self.u64(off);
+        (tok != 0 && peer::alive(tok)).then(|| peer::pid(tok))
+    }
+
+    /// How many of `n` records of `len` bytes from `first` hold a live token (at
+    /// the record's start) for which `keep(record offset)` holds.
+    fn live_count(&self, first: u64, len: u64, n: u64, keep: impl Fn(u64) -> bool) -> u32 {
+        let live = (0..n)
+            .map(|i| first + i * len)
+            .filter(|&off| keep(off) && self.live(off).is_some())
+            .count();
+        u32::try_from(live).unwrap_or(u32::MAX)
+    }
+}
+
+fn bad(kind: &'static str, what: &'static str, found: u64) -> LayoutError {
+    LayoutError::Mismatch {
+        kind,
+        what,
+        found,
+        expected: 0,
+    }
+}
+
+/// Rounds up to a cache line.
+fn line_up(n: u64) -> Option<u64> {
+    n.checked_add(63).map(|v| v & !63)
+}
+
+/// `enq - dequeue` of a bounded queue when it makes sense (garbage, or positions
+/// read a moment apart, may say otherwise), at most the capacity.
+fn queued(enq: u64, deq: u64, capacity: u64) -> Option<u64> {
+    let d = enq.wrapping_sub(deq);
+    if d > 2 * capacity {
+        // Dequeue ahead of enqueue (read apart) or garbage.
+        return (deq.wrapping_sub(enq) <= capacity).then_some(0);
+    }
+    Some(d.min(capacity))
+}
+
+// spsc.rs: 64 producer token, attaches; 80 consumer token, attaches; 128 tail;
+// 384 slots of stride line_up(slot size + 8), each starting with its stamp.
+fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    const KIND: &str = "spsc";
+    if !capacity.is_power_of_two() || capacity > 1 << 31 {
+        return Err(bad(
+            KIND,
+            "capacity (not a power of two up to 2^31)",
+            capacity,
+        ));
+    }
+    if slot_size > 1 << 31 {
+        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
+    }
+    let stride = line_up(slot_size + 8).ok_or(bad(KIND, "slot size", slot_size))?;
+    let size = stride
+        .checked_mul(capacity)
+        .and_then(|s| s.checked_add(384))
+        .ok_or(bad(KIND, "ring size (overflows)", capacity))?;
+    r.need("spsc ring", size)?;
+    // Messages published and not yet handed back: the stamps from the consumer's
+    // tail on that carry their message's tag.
+    let tail = r.u64(128);
+    let mut n = 0;
+    while n < capacity.min(SPSC_SCAN) {
+        let seq = tail.wrapping_add(n);
+        let stamp = r.u64(384 + (seq & (capacity - 1)) * stride);
+        if stamp as u32 != spsc_ring::tag(seq) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(ObjectState::Spsc {
+        capacity,
+        max_message: slot_size,
+        producer: r.live(64),
+        consumer: r.live(80),
+        queued: (n < SPSC_SCAN || capacity <= SPSC_SCAN).then_some(n),
+    })
+}
+
+// pubsub.rs: 64 publisher token, attaches; 128 head; 320 subscriber records of 64
+// bytes (token, attaches, cursor); then the slots.
+fn pubsub(r: &Reader<'_>, [p0, p1, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    const KIND: &str = "pubsub";
+    let (capacity, max_subs) = (p0 & 0xffff_ffff, p0 >> 32);
+    let (slot_size, overflow) = (p1 & 0xffff_ffff, p1 >> 32);
+    let overflow = match overflow {
+        0 => Overflow::Overwrite,
+        1 => Overflow::Block,
+        v => return Err(bad(KIND, "overflow policy", v)),
+    };
+    if !capacity.is_power_of_two() || !(2..=1 << 31).contains(&capacity) {
+        return Err(bad(
+            KIND,
+            "capacity (not a power of two from 2 to 2^31)",
+            capacity,
+        ));
+    }
+    if slot_size > 1 << 31 {
+        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
+    }
+    if max_subs == 0 || max_subs > 1 << 16 {
+        return Err(bad(KIND, "max subscribers (not 1 to 65536)", max_subs));
+    }
+    let slots = (320 + max_subs * 64 + 127) & !127;
+    let stride =
+        line_up(16 + slot_size.div_ceil(8) * 8).ok_or(bad(KIND, "slot size", slot_size))?;
+    let size = stride
+        .checked_mul(capacity)
+        .and_then(|s| s.checked_add(slots))
+        .ok_or(bad(KIND, "ring size", capacity))?;
+    r.need("pubsub ring", size)?;
+    let published = r.u64(128);
+    let mut subscribers = 0u32;
+    let mut max_lag: Option<u64> = None;
+    for i in 0..max_subs {
+        let rec = 320 + i * 64;
+        if r.live(rec).is_none() {
+            continue;
+        }
+        subscribers += 1;
+        // Cursors are kept up to date only in block mode (overwrite: only at attach).
+        if overflow == Overflow::Block {
+            let lag = published.wrapping_sub(r.u64(rec + 16));
+            if lag <= capacity {
+                max_lag = Some(max_lag.map_or(lag, |m| m.max(lag)));
+            }
+        }
+    }
+    Ok(ObjectState::PubSub {
+        capacity,
+        max_message: slot_size,
+        overflow,
+        publisher: r.live(64),
+        subscribers,
+        max_subscribers: max_subs as u32,
+        published,
+        max_lag,
+    })
+}
+
+// mpmc.rs: 64 enqueue position; 128 dequeue position; 384 endpoint records of 32
+// bytes (token, attaches, role: 1 producer, 2 consumer); then the slots.
+fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    const KIND: &str = "mpmc";
+    let (capacity, max_endpoints) = (p0 & 0xffff_ffff, p0 >> 32);
+    if !capacity.is_power_of_two() || !(2..=1 << 31).contains(&capacity) {
+        return Err(bad(
+            KIND,
+            "capacity (not a power of two from 2 to 2^31)",
+            capacity,
+        ));
+    }
+    if slot_size > 1 << 31 {
+        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
+    }
+    if max_endpoints == 0 || max_endpoints > 1 << 16 {
+        return Err(bad(KIND, "max endpoints (not 1 to 65536)", max_endpoints));
+    }
+    let slots = (384 + max_endpoints * 32 + 127) & !127;
+    let stride =
+        line_up(24 + slot_size.div_ceil(8) * 8).ok_or(bad(KIND, "slot size", slot_size))?;
+    let size = stride
+        .checked_mul(capacity)
+        .and_then(|s| s.checked_add(slots))
+        .ok_or(bad(KIND, "queue size", capacity))?;
+    r.need("mpmc queue", size)?;
+    let deq = r.u64(128);
+    let enq = r.u64(64);
+    let role = |want: u64| move |off: u64| r.u64(off + 16) == want;
+    Ok(ObjectState::Mpmc {
+        capacity,
+        max_message: slot_size,
+        producers: r.live_count(384, 32, max_endpoints, role(1)),
+        consumers: r.live_count(384, 32, max_endpoints, role(2)),
+        max_endpoints: max_endpoints as u32,
+        queued: queued(enq, deq, capacity),
+    })
+}
+
+// rpc.rs: 64 server token, attaches; 128 request enqueue position; 192 dequeue
+// position; 384 client records of 256 bytes (token first); request slots (stride
+// line_up(24 + (slot + 16 + 7) / 8 * 8)); response rings (stride line_up(slot + 16)).
+fn rpc(
+    r: &Reader<'_>,
+    [p0, slot_size, responses, zero]: [u64; 4],
+) -> Result<ObjectState, LayoutError> {
+    const KIND: &str = "rpc";
+    let (capacity, max_clients) = (p0 & 0xffff_ffff, p0 >> 32);
+    if zero != 0 {
+        return Err(bad(KIND, "reserved parameter", zero));
+    }
+    if !capacity.is_power_of_two() || !(2..=1 << 24).contains(&capacity) {
+        return Err(bad(KIND, "capacity", capacity));
+    }
+    if !responses.is_power_of_two() || responses > 1 << 24 {
+        return Err(bad(KIND, "responses", responses));
+    }
+    if slot_size > 1 << 30 {
+        return Err(bad(KIND, "slot size", slot_size));
+    }
+    if max_clients == 0 || max_clients > 1 << 12 {
+        return Err(bad(KIND, "max clients", max_clients));
+    }
+    let req_slots = (384 + max_clients * 256 + 127) & !127;
+    let req_stride =
+        line_up(24 + (slot_size + 16).div_ceil(8) * 8).ok_or(bad(KIND, "slot size", 0))?;
+    let resp_stride = line_up(slot_size + 16).ok_or(bad(KIND, "slot size", 0))?;
+    let size = req_stride
+        .checked_mul(capacity)
+        .and_then(|s| s.checked_add(req_slots))
+        .and_then(|s| {
+            s.checked_add(
+                resp_stride
+                    .checked_mul(responses)?
+                    .checked_mul(max_clients)?,
+            )
+        })
+        .ok_or(bad(KIND, "size", capacity))?;
+    r.need("rpc channel", size)?;
+    let deq = r.u64(192);
+    let enq = r.u64(128);
+    Ok(ObjectState::Rpc {
+        capacity,
+        max_message: slot_size,
+        server: r.live(64),
+        clients: r.live_count(384, 256, max_clients, |_| true),
+        max_clients: max_clients as u32,
+        queued: queued(enq, deq, capacity),
+    })
+}
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
+mod tests {
+    use super::*;
+    use crate::channel::{mpmc, pubsub, rpc, spsc};
+    use crate::inspect::{inspect, Contents};
+    use crate::layout;
+    use crate::segment::Segment;
+
+    fn name(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "t-chinspect-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn state(n: &str) -> ObjectState {
+        match inspect(n).unwrap() {
+            Contents::Object { state: Some(s), .. } => s,
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pubsub_peers_and_counts() {
+        let n = name("pubsub");
+        let me = std::process::id();
+        let mut p = pubsub::Options::new()
+            .capacity(8)
+            .slot_size(100)
+            .max_subscribers(4)
+            .create_publisher(&n)
+            .unwrap();
+        let s1 = pubsub::Subscriber::open(&n).unwrap();
+        let s2 = pubsub::Subscriber::open(&n).unwrap();
+        for _ in 0..3 {
+            p.send(b"x").unwrap();
+        }
+        let want = |subscribers, publisher| ObjectState::PubSub {
+            capacity: 8,
+            max_message: 100,
+            overflow: Overflow::Overwrite,
+            publisher,
+            subscribers,
+            max_subscribers: 4,
+            published: 3,
+            max_lag: None,
+        };
+        assert_eq!(state(&n), want(2, Some(me)));
+        drop(s1);
+        drop(p);
+        assert_eq!(state(&n), want(1, None));
+        drop(s2);
+
+        let b = name("pubsub-block");
+        let mut p = pubsub::Options::new()
+            .capacity(4)
+            .overflow(pubsub::Overflow::Block)
+            .create_publisher(&b)
+            .unwrap();
+        let mut s = pubsub::Subscriber::open(&b).unwrap();
+        p.send(b"1").unwrap();
+        p.send(b"2").unwrap();
+        let lag = |st| match st {
+            ObjectState::PubSub { max_lag, .. } => max_lag,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lag(state(&b)), Some(2));
+        s.recv().unwrap();
+        assert_eq!(lag(state(&b)), Some(1));
+    }
+
+    #[test]
+    fn spsc_mpmc_rpc_peers_and_fill() {
+        let me = Some(std::process::id());
+        let n = name("spsc");
+        let mut tx = spsc::Producer::create(&n, 16, 32).unwrap();
+        let spsc_state = |n: &str| match state(n) {
+            ObjectState::Spsc {
+                producer,
+                consumer,
+                queued,
+                capacity,
+                max_message,
+            } => {
+                assert_eq!((capacity, max_message), (16, 32));
+                (producer, consumer, queued)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(spsc_state(&n), (me, None, Some(0)));
+        for _ in 0..5 {
+            tx.send(b"hello").unwrap();
+        }
+        let mut rx = spsc::Consumer::open(&n).unwrap();
+        assert_eq!(spsc_state(&n), (me, me, Some(5)));
+        for _ in 0..5 {
+            rx.recv_vec().unwrap();
+        }
+        // The consumer hands slots back when it finds the ring empty.
+        let mut buf = Vec::new();
+        assert!(rx.try_recv_into(&mut buf).is_err());
+        assert_eq!(spsc_state(&n), (me, me, Some(0)));
+
+        let n = name("mpmc");
+        let mut p = mpmc::Options::new()
+            .capacity(8)
+            .slot_size(16)
+            .max_endpoints(5)
+            .create_producer(&n)
+            .unwrap();
+        let _p2 = mpmc::Producer::open(&n).unwrap();
+        let mut c = mpmc::Consumer::open(&n).unwrap();
+        for _ in 0..3 {
+            p.send(b"job").unwrap();
+        }
+        c.recv().unwrap();
+        assert_eq!(
+            state(&n),
+            ObjectState::Mpmc {
+                capacity: 8,
+                max_message: 16,
+                producers: 2,
+                consumers: 1,
+                max_endpoints: 5,
+                queued: Some(2),
+            }
+        );
+
+        let n = name("rpc");
+        let _server = rpc::Server::create(&n, 4, 64).unwrap();
+        let mut client = rpc::Client::open(&n).unwrap();
+        client.send_request(b"q").unwrap();
+        assert_eq!(
+            state(&n),
+            ObjectState::Rpc {
+                capacity: 4,
+                max_message: 64,
+                server: me,
+                clients: 1,
+                max_clients: 16,
+                queued: Some(1),
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_is_invalid_not_a_panic() {
+        let n = name("garbage");
+        let seg = Segment::create(&n, 4096).unwrap();
+        let v = seg.map_all().unwrap();
+        for (kind, params) in [
+            (Kind::PubSub, [3, 0, 0, 0]),
+            (Kind::PubSub, [8 | (4 << 32), 9 << 32, 0, 0]),
+            (Kind::PubSub, [(1 << 31) | (4 << 32), 1 << 31, 0, 0]),
+            (Kind::Spsc, [1 << 40, 8, 0, 0]),
+            (Kind::Spsc, [1 << 20, 1 << 20, 0, 0]),
+            (Kind::Mpmc, [u64::MAX, u64::MAX, 0, 0]),
+            (Kind::Rpc, [4 | (1 << 32), 64, 8, 7]),
+            (Kind::Rpc, [4 | (1 << 32), 1 << 30, 1 << 24, 0]),
+        ] {
+            layout::init(&v, 0, kind, params).unwrap();
+            assert!(
+                matches!(inspect(&n).unwrap(), Contents::Invalid(_)),
+                "{kind:?} {params:?}"
+            );
+        }
+        // Valid parameters, garbage words: a state, never a panic.
+        layout::init(&v, 0, Kind::PubSub, [2 | (4 << 32), 8, 0, 0]).unwrap();
+        v.write_at(64, &[0xFF; 512]).unwrap();
+        assert!(matches!(
+            inspect(&n).unwrap(),
+            Contents::Object {
+                state: Some(ObjectState::PubSub { .. }),
+                ..
+            }
+        ));
+        layout::init(&v, 0, Kind::Mpmc, [2 | (4 << 32), 8, 0, 0]).unwrap();
+        assert!(matches!(
+            inspect(&n).unwrap(),
+            Contents::Object {
+                state: Some(ObjectState::Mpmc { .. }),
+                ..
+            }
+        ));
+        drop(v);
+        drop(seg);
+        let _ = Segment::remove(&n);
+    }
+}
