@@ -1,46 +1,330 @@
-//! The shmipc channel contenders: **not wired yet**.
+//! The shmipc channel contenders.
 //!
-//! The channels (`shmipc::channel::{spsc, pubsub}`) are being written on another
-//! branch. Once they land, wire each contender by writing one function here and
-//! replacing its `None` below with `Some(that_function)`; the harness, the table,
-//! the JSON (including `ratio_to_iceoryx2` for every `shmipc-*` row) and the SVG pick
-//! it up with no other change. Until then these rows are listed as "not wired" in the
-//! output and skipped.
+//! * `shmipc-spsc` (latency): per payload size a pair of spsc channels
+//!   `spsc-ping-<len>` and `spsc-pong-<len>`, [`LAT_CAPACITY`] slots of exactly `len`
+//!   bytes each. The client creates both (producer of `ping`, consumer of `pong`);
+//!   the server opens both the other way round. Sending: loan a slot of `len` bytes,
+//!   copy the message into it, send. Receiving: spin (`spin::Spinner`) on
+//!   `try_recv`, copy the whole sample out, drop it (hands the slot back).
+//! * `shmipc-spsc-blocking`: the same channels (own names), receiving with the
+//!   channel's blocking `recv`: it spins for about 20 µs (`notify.rs`), then sleeps
+//!   on the futex; the sender's `send` skips the wake-up system call while nobody
+//!   sleeps. So it sleeps only when the peer is slower than the spin phase.
+//! * `shmipc-pubsub`: per payload size two pubsub channels with one subscriber each
+//!   (`Overflow::Block`, so nothing is lost). Pubsub copies by design (a sequence
+//!   lock per slot, atomic word copies, no loans): `send` copies the message in,
+//!   `try_recv_into` copies it into this end's buffer, and that is copied into the
+//!   caller's buffer (one copy more on the receiving side than the other rows).
+//! * `shmipc-spsc` (throughput): per payload size one spsc channel of
+//!   `throughput::slots_for(len)` slots of `len` bytes, created by the client (the
+//!   consumer) at set-up and opened by the peer (the producer). The producer loans,
+//!   copies, sends (`loan` waits while the ring is full: spin, then futex); the
+//!   consumer spins on `try_recv` and copies each sample out.
 //!
-//! What each function must do (see [`crate::latency::RoundTrip`] and
-//! [`crate::throughput::Stream`] for the exact contracts):
-//!
-//! * `SPSC_ROUND_TRIP` (`shmipc-spsc`): like `iceoryx::open_round_trip`. On
-//!   `Side::Client` create two spsc channels named `ctx.name("spsc-ping")` and
-//!   `ctx.name("spsc-pong")` (capacity for one `MAX_PAYLOAD` message is enough), be the
-//!   producer of `ping` and the consumer of `pong`; on `Side::Server` open both the other
-//!   way round. `ping`: loan a slot of `msg.len()`, copy `msg` into it, commit; spin
-//!   (`spin::Spinner`) on `try_recv` of `pong` and copy the message into `reply`.
-//!   `pong`: the mirror image.
-//! * `PUBSUB_ROUND_TRIP` (`shmipc-pubsub`): the same with two pubsub channels, one
-//!   subscriber each.
-//! * `SPSC_BLOCKING_ROUND_TRIP` (`shmipc-spsc-blocking`): as `shmipc-spsc`, but wait
-//!   with the channel's blocking receive (its spin-then-futex path) instead of
-//!   spinning.
-//! * `SPSC_STREAM` (`shmipc-spsc` in the throughput suite): like
-//!   `iceoryx::open_stream`. `begin(len)` picks or creates a channel sized for
-//!   `throughput::slots_for(len)` messages of `len` bytes (both sides call it with the
-//!   same `len` before a cell; the client first); `send` loans, copies, commits (waits
-//!   while full); `recv` spins on `try_recv` and copies the message out.
-//!
-//! Every shared object name must come from `ctx.name(..)` so that it is unique to the
-//! run and removed with it.
+//! Every shared object name comes from `ctx.name(..)`, unique to the run and removed
+//! with it.
 
-use crate::{latency, throughput};
+use shmipc::channel::pubsub::{self, Overflow};
+use shmipc::channel::spsc::{self, Consumer, Producer};
+use shmipc::channel::RecvError;
 
-/// `shmipc-spsc` round trip (spinning). Not wired yet.
-pub const SPSC_ROUND_TRIP: Option<latency::OpenFn> = None;
+use crate::ctx::{Ctx, Side};
+use crate::spin::Spinner;
+use crate::throughput::{self, slots_for, Stream};
+use crate::{latency, Result};
 
-/// `shmipc-pubsub` round trip (spinning). Not wired yet.
-pub const PUBSUB_ROUND_TRIP: Option<latency::OpenFn> = None;
+/// Slots of each latency channel: a few, so that the producer seldom has to load
+/// the consumer's position (a round trip never has more than one message in flight).
+pub const LAT_CAPACITY: usize = 8;
 
-/// `shmipc-spsc-blocking` round trip (sleeping waits). Not wired yet.
-pub const SPSC_BLOCKING_ROUND_TRIP: Option<latency::OpenFn> = None;
+/// `shmipc-spsc` round trip (spinning).
+pub const SPSC_ROUND_TRIP: Option<latency::OpenFn> = Some(open_spsc);
 
-/// `shmipc-spsc` stream (zero-copy loans) for the throughput suite. Not wired yet.
-pub const SPSC_STREAM: Option<throughput::OpenFn> = None;
+/// `shmipc-pubsub` round trip (spinning).
+pub const PUBSUB_ROUND_TRIP: Option<latency::OpenFn> = Some(open_pubsub);
+
+/// `shmipc-spsc-blocking` round trip (sleeping waits).
+pub const SPSC_BLOCKING_ROUND_TRIP: Option<latency::OpenFn> = Some(open_spsc_blocking);
+
+/// `shmipc-spsc` stream (zero-copy loans) for the throughput suite.
+pub const SPSC_STREAM: Option<throughput::OpenFn> = Some(open_spsc_stream);
+
+fn index_of(payloads: &[usize], len: usize, what: &str) -> Result<usize> {
+    payloads
+        .iter()
+        .position(|&l| l == len)
+        .ok_or_else(|| format!("{what}: no channel for {len}-byte messages").into())
+}
+
+/// Loans a slot of `msg.len()` bytes (waiting while the ring is full), copies `msg`
+/// into it and sends it.
+#[inline]
+fn spsc_send(tx: &mut Producer, msg: &[u8]) -> Result<()> {
+    let mut loan = tx.loan(msg.len())?;
+    loan.copy_from_slice(msg);
+    loan.send();
+    Ok(())
+}
+
+/// Copies a sample of exactly `buf.len()` bytes into `buf`.
+#[inline]
+fn take(sample: &[u8], buf: &mut [u8]) -> Result<()> {
+    if sample.len() != buf.len() {
+        return Err(format!(
+            "shmipc: received {} bytes, expected {}",
+            sample.len(),
+            buf.len()
+        )
+        .into());
+    }
+    buf.copy_from_slice(sample);
+    Ok(())
+}
+
+/// Spins on `try_recv` until a message comes, and copies it into `buf`.
+#[inline]
+fn spsc_spin_recv(rx: &mut Consumer, buf: &mut [u8], what: &'static str) -> Result<()> {
+    let mut spinner = Spinner::new(what);
+    loop {
+        match rx.try_recv() {
+            Ok(sample) => return take(&sample, buf),
+            Err(RecvError::Empty) => spinner.tick()?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits with the blocking `recv` (spin, then futex) and copies the message into `buf`.
+#[inline]
+fn spsc_block_recv(rx: &mut Consumer, buf: &mut [u8]) -> Result<()> {
+    let sample = rx.recv()?;
+    take(&sample, buf)
+}
+
+// ---------------------------------------------------------------- spsc round trip
+
+#[derive(Debug)]
+struct SpscRoundTrip {
+    /// One (sender, receiver) pair per entry of `latency::PAYLOADS`.
+    ends: Vec<(Producer, Consumer)>,
+    blocking: bool,
+    current: usize,
+}
+
+fn open_spsc_pairs(
+    ctx: &mut Ctx,
+    tag: &str,
+    blocking: bool,
+) -> Result<Box<dyn latency::RoundTrip>> {
+    let mut ends = Vec::new();
+    for len in latency::PAYLOADS {
+        let ping = ctx.name(&format!("{tag}-ping-{len}"));
+        let pong = ctx.name(&format!("{tag}-pong-{len}"));
+        let opts = spsc::Options::new().capacity(LAT_CAPACITY).slot_size(len);
+        ends.push(match ctx.side {
+            Side::Client => (opts.create_producer(&ping)?, opts.create_consumer(&pong)?),
+            Side::Server => (Producer::open(&pong)?, Consumer::open(&ping)?),
+        });
+    }
+    Ok(Box::new(SpscRoundTrip {
+        ends,
+        blocking,
+        current: 0,
+    }))
+}
+
+/// This process's end of `shmipc-spsc`.
+pub fn open_spsc(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    open_spsc_pairs(ctx, "spsc", false)
+}
+
+/// This process's end of `shmipc-spsc-blocking`.
+pub fn open_spsc_blocking(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    open_spsc_pairs(ctx, "spsc-blk", true)
+}
+
+impl SpscRoundTrip {
+    /// The channel pair for messages of `len` bytes.
+    #[inline]
+    fn pair(&mut self, len: usize) -> Result<&mut (Producer, Consumer)> {
+        if latency::PAYLOADS.get(self.current) != Some(&len) {
+            self.current = index_of(&latency::PAYLOADS, len, "shmipc-spsc")?;
+        }
+        Ok(&mut self.ends[self.current])
+    }
+}
+
+impl latency::RoundTrip for SpscRoundTrip {
+    #[inline]
+    fn ping(&mut self, msg: &[u8], reply: &mut [u8]) -> Result<()> {
+        let blocking = self.blocking;
+        let (tx, rx) = self.pair(msg.len())?;
+        spsc_send(tx, msg)?;
+        if blocking {
+            spsc_block_recv(rx, reply)
+        } else {
+            spsc_spin_recv(rx, reply, "shmipc-spsc's reply")
+        }
+    }
+
+    #[inline]
+    fn pong(&mut self, buf: &mut [u8]) -> Result<()> {
+        let blocking = self.blocking;
+        let (tx, rx) = self.pair(buf.len())?;
+        if blocking {
+            spsc_block_recv(rx, buf)?;
+        } else {
+            spsc_spin_recv(rx, buf, "shmipc-spsc's ping")?;
+        }
+        spsc_send(tx, buf)
+    }
+}
+
+// ---------------------------------------------------------------- pubsub round trip
+
+#[derive(Debug)]
+struct PubSubRoundTrip {
+    /// One (publisher, subscriber) pair per entry of `latency::PAYLOADS`.
+    ends: Vec<(pubsub::Publisher, pubsub::Subscriber)>,
+    current: usize,
+    buf: Vec<u8>,
+}
+
+/// This process's end of `shmipc-pubsub`.
+pub fn open_pubsub(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    let mut ends = Vec::new();
+    for len in latency::PAYLOADS {
+        let ping = ctx.name(&format!("ps-ping-{len}"));
+        let pong = ctx.name(&format!("ps-pong-{len}"));
+        let opts = pubsub::Options::new()
+            .capacity(LAT_CAPACITY)
+            .slot_size(len)
+            .max_subscribers(1)
+            .overflow(Overflow::Block);
+        ends.push(match ctx.side {
+            // The client creates both channels; the server's subscriber joins
+            // during set-up, before the first message.
+            Side::Client => (
+                opts.create_publisher(&ping)?,
+                opts.create_or_open_subscriber(&pong)?,
+            ),
+            Side::Server => (
+                pubsub::Publisher::open(&pong)?,
+                pubsub::Subscriber::open(&ping)?,
+            ),
+        });
+    }
+    Ok(Box::new(PubSubRoundTrip {
+        ends,
+        current: 0,
+        buf: Vec::with_capacity(latency::MAX_PAYLOAD),
+    }))
+}
+
+impl PubSubRoundTrip {
+    #[inline]
+    fn select(&mut self, len: usize) -> Result<usize> {
+        if latency::PAYLOADS.get(self.current) != Some(&len) {
+            self.current = index_of(&latency::PAYLOADS, len, "shmipc-pubsub")?;
+        }
+        Ok(self.current)
+    }
+
+    #[inline]
+    fn recv(&mut self, i: usize, out: &mut [u8], what: &'static str) -> Result<()> {
+        let sub = &mut self.ends[i].1;
+        let mut spinner = Spinner::new(what);
+        loop {
+            match sub.try_recv_into(&mut self.buf) {
+                Ok(0) => return take(&self.buf, out),
+                Ok(lost) => {
+                    return Err(format!("shmipc-pubsub: lost {lost} messages").into());
+                }
+                Err(RecvError::Empty) => spinner.tick()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl latency::RoundTrip for PubSubRoundTrip {
+    #[inline]
+    fn ping(&mut self, msg: &[u8], reply: &mut [u8]) -> Result<()> {
+        let i = self.select(msg.len())?;
+        self.ends[i].0.send(msg)?;
+        self.recv(i, reply, "shmipc-pubsub's reply")
+    }
+
+    #[inline]
+    fn pong(&mut self, buf: &mut [u8]) -> Result<()> {
+        let i = self.select(buf.len())?;
+        self.recv(i, buf, "shmipc-pubsub's ping")?;
+        self.ends[i].0.send(buf)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- spsc stream
+
+enum End {
+    Tx(Producer),
+    Rx(Consumer),
+}
+
+#[derive(Debug)]
+struct SpscStream {
+    /// One end per entry of `throughput::PAYLOADS`.
+    ends: Vec<End>,
+    current: usize,
+}
+
+impl std::fmt::Debug for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Tx(p) => p.fmt(f),
+            End::Rx(c) => c.fmt(f),
+        }
+    }
+}
+
+/// This process's end of the `shmipc-spsc` throughput contender: the client
+/// consumes, the peer produces.
+pub fn open_spsc_stream(ctx: &mut Ctx) -> Result<Box<dyn Stream>> {
+    let mut ends = Vec::new();
+    for len in throughput::PAYLOADS {
+        let name = ctx.name(&format!("spsc-stream-{len}"));
+        ends.push(match ctx.side {
+            Side::Client => End::Rx(
+                spsc::Options::new()
+                    .capacity(slots_for(len))
+                    .slot_size(len)
+                    .create_consumer(&name)?,
+            ),
+            Side::Server => End::Tx(Producer::open(&name)?),
+        });
+    }
+    Ok(Box::new(SpscStream { ends, current: 0 }))
+}
+
+impl Stream for SpscStream {
+    fn begin(&mut self, len: usize) -> Result<()> {
+        self.current = index_of(&throughput::PAYLOADS, len, "shmipc-spsc stream")?;
+        Ok(())
+    }
+
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        match &mut self.ends[self.current] {
+            End::Tx(tx) => spsc_send(tx, msg),
+            End::Rx(_) => Err("shmipc-spsc stream: the client end does not send".into()),
+        }
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
+        match &mut self.ends[self.current] {
+            End::Rx(rx) => spsc_spin_recv(rx, buf, "shmipc-spsc's stream"),
+            End::Tx(_) => Err("shmipc-spsc stream: the peer end does not receive".into()),
+        }
+    }
+}

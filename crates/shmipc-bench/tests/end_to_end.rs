@@ -29,7 +29,7 @@ fn tiny_run_writes_the_documented_json_and_svg() {
     let svg = dir.path().join("out.svg");
     let child = bench()
         .args(["--quick", "--tiny", "--only"])
-        .arg("floor,pipe,iceoryx2,floor-ring,memcpy,segment")
+        .arg("floor,pipe,iceoryx2,shmipc-spsc,shmipc-pubsub,shmipc-spsc-blocking,floor-ring,memcpy,segment")
         .arg("--json")
         .arg(&json)
         .arg("--svg")
@@ -80,10 +80,20 @@ fn tiny_run_writes_the_documented_json_and_svg() {
             }
             other => panic!("unknown suite {other}"),
         }
+        if name.starts_with("shmipc-") && suite != "segment" {
+            assert!(r["ratio_to_iceoryx2"].is_number(), "{r}");
+        }
         seen.insert((suite.to_string(), name, payload));
     }
     for len in [8u64, 64, 4096, 65536] {
-        for name in ["floor", "pipe", "iceoryx2"] {
+        for name in [
+            "floor",
+            "pipe",
+            "iceoryx2",
+            "shmipc-spsc",
+            "shmipc-pubsub",
+            "shmipc-spsc-blocking",
+        ] {
             assert!(
                 seen.contains(&("latency".into(), name.into(), len)),
                 "latency {name} {len} missing"
@@ -91,7 +101,7 @@ fn tiny_run_writes_the_documented_json_and_svg() {
         }
     }
     for len in [64u64, 4096, 65536, 1 << 20] {
-        for name in ["floor-ring", "iceoryx2", "memcpy"] {
+        for name in ["floor-ring", "iceoryx2", "shmipc-spsc", "memcpy"] {
             assert!(
                 seen.contains(&("throughput".into(), name.into(), len)),
                 "throughput {name} {len} missing"

@@ -205,9 +205,15 @@ impl Bell<'_> {
 }
 
 /// A rate limiter for costly peer checks.
+///
+/// `due` is on the path of every empty `try_recv`, i.e. inside callers' spin
+/// loops, so it reads the coarse monotonic clock (Linux: `CLOCK_MONOTONIC_COARSE`,
+/// a vDSO read of the last tick, ~6 ns here, against ~24 ns for `Instant::now`,
+/// which was three quarters of an empty poll). Its resolution is one scheduler tick
+/// (1-4 ms), fine for a period of milliseconds.
 #[derive(Debug)]
 pub(crate) struct Every {
-    last: Option<Instant>,
+    last: Option<Duration>,
     period: Duration,
 }
 
@@ -217,14 +223,35 @@ impl Every {
     }
 
     /// True at most once per period (and at the first call).
+    #[inline]
     pub(crate) fn due(&mut self) -> bool {
-        let now = Instant::now();
+        let now = coarse_now();
         match self.last {
-            Some(t) if now.duration_since(t) < self.period => false,
+            Some(t) if now.saturating_sub(t) < self.period => false,
             _ => {
                 self.last = Some(now);
                 true
             }
         }
     }
+}
+
+/// A cheap monotonic time stamp (since an arbitrary origin), at tick resolution.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_now() -> Duration {
+    use rustix::time::{clock_gettime, ClockId};
+    let ts = clock_gettime(ClockId::MonotonicCoarse);
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// A cheap monotonic time stamp (since an arbitrary origin).
+#[cfg(not(target_os = "linux"))]
+#[inline]
+fn coarse_now() -> Duration {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
 }
