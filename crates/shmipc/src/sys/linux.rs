@@ -679,13 +679,15 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                 source: io_err(e),
             })
         };
-        if !is_regular(&fstat(&fd)?) {
-            return Err(not_a_segment(name, &path));
-        }
+        // (Opened non-blocking, so a FIFO under the name cannot hang us; anything
+        // but a regular file is refused once its type is known, below.)
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 // Nobody holds it.
                 let st = fstat(&fd)?;
+                if !is_regular(&st) {
+                    return Err(not_a_segment(name, &path));
+                }
                 if is_transient(st.st_mode) {
                     // Its holders died without cleaning up: stale.
                     unlink_if_same(&path, &fd);
@@ -718,6 +720,9 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             }
         }
         let st = fstat(&fd)?;
+        if !is_regular(&st) {
+            return Err(not_a_segment(name, &path));
+        }
         if st.st_nlink == 0 {
             continue; // unlinked by the last holder while we waited: look again
         }
