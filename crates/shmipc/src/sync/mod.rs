@@ -106,8 +106,12 @@ mod region;
 #[allow(dead_code)] // also used by the channel layer
 pub(crate) mod wait;
 
+#[cfg(all(not(windows), not(loom)))]
+mod native_none;
+
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
+#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(not(any(target_os = "linux", windows)), path = "unsupported.rs")]
 #[allow(dead_code)] // under loom only the state machines are built
 mod imp;
 
