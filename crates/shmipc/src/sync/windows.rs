@@ -929,6 +929,27 @@ mod tests {
     }
 
     #[test]
+    fn named_objects_are_owner_only_unless_the_mode_says_otherwise() {
+        let sid = sys::user_sid().unwrap();
+        let name = format!("u-sync-dacl-{}", std::process::id());
+        let (m, _) = NativeMutex::get(&name, How::Create, &ObjectOptions::new()).unwrap();
+        let dacl = sys::tests::dacl_of(&m.handle);
+        assert!(dacl.starts_with("D:P"), "{dacl}");
+        assert_eq!(dacl.matches("(A;").count(), 1, "{dacl}");
+        assert!(dacl.contains(&sid) && !dacl.contains(";WD)"), "{dacl}");
+        // The consistency flag is protected the same way.
+        assert_eq!(sys::tests::dacl_of(&m.flag._section), dacl);
+
+        let shared = ObjectOptions::new().mode(0o666);
+        let name = format!("u-sync-dacl-ev-{}", std::process::id());
+        let (e, _) =
+            NativeEvent::get(&name, How::Create, &shared, Some((EventReset::Auto, false))).unwrap();
+        let dacl = sys::tests::dacl_of(&e.handle);
+        assert_eq!(dacl.matches("(A;").count(), 2, "{dacl}");
+        assert!(dacl.contains(";WD)"), "{dacl}");
+    }
+
+    #[test]
     fn wait_ms_rounds_up_and_never_means_infinite() {
         assert_eq!(wait_ms(None), INFINITE);
         let soon = Instant::now() + Duration::from_micros(10);

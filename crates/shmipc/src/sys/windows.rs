@@ -239,7 +239,7 @@ impl Security {
 }
 
 /// The current user's SID as a string (`S-1-5-21-…`), read once from the process token.
-fn user_sid() -> io::Result<String> {
+pub(crate) fn user_sid() -> io::Result<String> {
     static SID: OnceLock<Result<String, i32>> = OnceLock::new();
     SID.get_or_init(|| read_user_sid().map_err(|e| e.raw_os_error().unwrap_or(-1)))
         .clone()
@@ -1014,7 +1014,7 @@ pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -1083,8 +1083,8 @@ mod tests {
         );
     }
 
-    /// The DACL the OS keeps for `h`, in SDDL.
-    fn dacl_of(h: &OwnedHandle) -> String {
+    /// The DACL the OS keeps for `h`, in SDDL (also used by `sync/windows.rs`).
+    pub(crate) fn dacl_of(h: &OwnedHandle) -> String {
         use windows_sys::Win32::Security::Authorization::{
             ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
         };
