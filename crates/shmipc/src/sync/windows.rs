@@ -778,7 +778,11 @@ impl NativeSemaphore {
     pub(crate) fn post(&self) -> Result<(), ()> {
         // SAFETY: `handle` is a live semaphore handle; the previous count is not asked.
         let ok = unsafe { ReleaseSemaphore(self.handle.as_raw_handle(), 1, ptr::null_mut()) };
-        if ok == 0 && last_error_code() == ERROR_TOO_MANY_POSTS {
+        // The only failure a handle opened with SEMAPHORE_MODIFY_STATE can see is a
+        // post beyond the maximum (ERROR_TOO_MANY_POSTS); anything else is reported
+        // as that too rather than as a unit added.
+        if ok == 0 {
+            debug_assert_eq!(last_error_code(), ERROR_TOO_MANY_POSTS);
             return Err(());
         }
         Ok(())
