@@ -22,7 +22,17 @@ JSON keys (stable):
   persistence  \"until-last-close\" | \"until-removed\"
   mode         string, octal permission bits such as \"0600\", or null
   owner        integer, user id, or null
-  holders      array of process ids holding it, or null where the OS cannot tell"
+  holders      array of process ids holding it, or null where the OS cannot tell
+  kind         \"segment\" (plain bytes) | \"mutex\" | \"semaphore\" | \"event\" |
+               a channel kind (\"spsc\", \"pubsub\", \"mpmc\", \"rpc\") | \"invalid\"
+               (a shmipc header this build cannot read), or null where it could
+               not be opened to look (e.g. permission denied)
+  state        object or null, a snapshot for sync objects:
+               mutex:     {\"locked\": bool, \"owner_thread\": int|null,
+                           \"owner_process\": int|null, \"owner_alive\": bool|null,
+                           \"consistent\": bool}
+               semaphore: {\"value\": int, \"max\": int}
+               event:     {\"set\": bool, \"reset\": \"manual\"|\"auto\"}"
     };
 }
 
@@ -59,8 +69,11 @@ prints a hex dump (offsets from the start of the segment; repeated lines shown a
 
 const LONG_INFO: &str = concat!(
     "\
-Show what the OS knows about a named segment, without opening it (so this does not
-count as a holder).
+Show what the OS knows about a named segment and what it holds: plain bytes or a
+shmipc object (mutex, semaphore, event, channel), with a snapshot of a sync object's
+state. The OS facts are read without opening the segment; to see what it holds it is
+opened read-only for a moment (after the holders were listed), copied from, and never
+locked.
 
 ",
     json_keys!()
@@ -70,7 +83,10 @@ const LONG_LS: &str = concat!(
     "\
 List named segments, sorted by name: by default those made by shmipc, with --all also
 those made by other programs (shm_open, Python's multiprocessing.shared_memory, …).
-Stale segments (whose holders all died) are not listed: see `shmipc gc`.
+Stale segments (whose holders all died) are not listed: see `shmipc gc`. KIND says what
+each holds (`segment` for plain bytes, `mutex`, `semaphore`, `event`, a channel kind;
+`?` where it could not be opened to look) and STATE a snapshot of a sync object's state,
+read without taking any lock.
 
 --json prints an array of objects with these keys:
 ",
@@ -91,6 +107,41 @@ touched.
 
 --json prints {\"dry_run\": bool, \"segments\": [names]}.";
 
+const LONG_LOCK: &str = "\
+Run COMMAND while holding the named mutex NAME, like flock(1) with a lock file. The
+mutex is created if it does not exist and then stays until `shmipc rm NAME` (a command
+that ends cannot hold it). Invocations on one name run their commands one at a time,
+across processes and users that may open it.
+
+Exit status: COMMAND's exit status; 128+N if it was killed by signal N; 1 (with one
+line on stderr) if the mutex could not be opened or --timeout passed; 126 if COMMAND
+could not be run, 127 if it was not found.
+
+If a previous holder died holding the mutex (killed inside its critical section),
+one line on stderr says so, the command runs anyway with SHMIPC_OWNER_DIED=1 in its
+environment (so that it can repair what the dead holder left half done), and if it
+exits 0 the mutex is marked consistent; otherwise the next locker is told again.
+
+Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
+SIGTERM; the mutex is released when it has ended. If this command is killed itself
+(SIGKILL), the next locker is told that the holder died.";
+
+const LONG_SEM: &str = "\
+A named counting semaphore. `create` makes it (failing if the name exists) and it stays
+until `shmipc rm NAME`; `post` adds a unit (fails at the maximum); `wait` takes one,
+waiting for a post if the count is 0 (at most --timeout, then exit status 1). `post` and
+`wait` need an existing semaphore: create it first. The count is shown by `shmipc info
+NAME`.";
+
+const LONG_EVENT: &str = "\
+A named event (Win32 CreateEvent). `create` makes it unset (failing if the name exists),
+manual-reset unless --auto, and it stays until `shmipc rm NAME`. `set` sets it: a
+manual-reset event releases every waiter and stays set until `reset`; an auto-reset
+event releases one waiter, which resets it (with nobody waiting it stays set until one
+comes). `wait` waits until it is set (at most --timeout, then exit status 1). `set`,
+`reset` and `wait` need an existing event: create it first. Its state is shown by
+`shmipc info NAME`.";
+
 const AFTER_HELP: &str = "\
 Sizes and offsets: 4096, 64K, 1M, 1GiB, 1.5M, 0x1000. Suffixes are powers of 1024
 (K = KiB = 1024); KB/MB are refused as ambiguous.
@@ -100,8 +151,13 @@ goes when the last holder closes it or dies (Win32 semantics). A command such as
 `shmipc create` ends at once and cannot hold anything, so its segments stay until
 `shmipc rm` (or a reboot), unless you ask it to --hold them while it runs.
 
-Exit status: 0 on success, 1 when the operation failed, 2 when the command line is
-wrong; a failure prints one line `shmipc: <what happened and what to do>` on stderr.";
+Synchronization: `lock`, `sem` and `event` use shmipc's inter-process mutex, semaphore
+and event (Linux only for now; elsewhere they fail with one line saying so). Objects
+they create stay until `shmipc rm NAME`. Durations: 500ms, 2s, 1m, 1.5s.
+
+Exit status: 0 on success, 1 when the operation failed (or a --timeout passed), 2 when
+the command line is wrong (`lock`: the command's own status); a failure prints one
+line `shmipc: <what happened and what to do>` on stderr.";
 
 /// Named shared memory from the command line: create, inspect, read, write and clean
 /// up segments made by shmipc and by other programs.
@@ -141,6 +197,15 @@ pub enum Command {
     /// Remove stale segments: shmipc segments whose holders have all died
     #[command(long_about = LONG_GC)]
     Gc(GcArgs),
+    /// Run a command while holding a named mutex (created if needed), like flock(1)
+    #[command(long_about = LONG_LOCK)]
+    Lock(LockArgs),
+    /// A named semaphore: create, post, wait
+    #[command(long_about = LONG_SEM)]
+    Sem(SemArgs),
+    /// A named event: create, set, reset, wait
+    #[command(long_about = LONG_EVENT)]
+    Event(EventArgs),
     /// Process 1 of `shmipc demo` (run by the demo, not by hand)
     #[command(name = "demo-process1", hide = true)]
     DemoProcess1(RoleArgs),
@@ -274,4 +339,92 @@ pub struct GcArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+/// `shmipc lock`
+#[derive(Debug, Args)]
+#[command(override_usage = "shmipc lock [--timeout DURATION] <NAME> -- <COMMAND> [ARGS]...")]
+pub struct LockArgs {
+    /// Mutex name (created if it does not exist; stays until `shmipc rm NAME`)
+    pub name: String,
+    /// Give up (exit status 1) if the mutex stays held this long [default: wait for ever]
+    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command to run while holding the mutex, and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// `shmipc sem`
+#[derive(Debug, Args)]
+pub struct SemArgs {
+    /// Semaphore name
+    pub name: String,
+    /// What to do
+    #[command(subcommand)]
+    pub action: SemAction,
+}
+
+/// What `shmipc sem NAME` does.
+#[derive(Debug, Subcommand)]
+pub enum SemAction {
+    /// Create the semaphore (fails if the name exists); it stays until `shmipc rm NAME`
+    Create {
+        /// Units available at first
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        initial: u32,
+        /// Most units it may hold (`post` fails above it)
+        #[arg(long, value_name = "N", default_value_t = u32::MAX)]
+        max: u32,
+        /// Permission bits in octal (read/write bits only)
+        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+    },
+    /// Add a unit, waking one waiter
+    Post,
+    /// Take a unit, waiting for one if there is none
+    Wait {
+        /// Give up (exit status 1) after this long [default: wait for ever]
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+}
+
+/// `shmipc event`
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Event name
+    pub name: String,
+    /// What to do
+    #[command(subcommand)]
+    pub action: EventAction,
+}
+
+/// What `shmipc event NAME` does.
+#[derive(Debug, Subcommand)]
+pub enum EventAction {
+    /// Create the event, unset (fails if the name exists); it stays until `shmipc rm NAME`
+    Create {
+        /// Auto-reset: each `set` releases one waiter, which resets it [default: manual reset]
+        #[arg(long)]
+        auto: bool,
+        /// Permission bits in octal (read/write bits only)
+        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+    },
+    /// Set it: release every waiter (manual reset) or one (auto reset)
+    Set,
+    /// Reset it (unset)
+    Reset,
+    /// Wait until it is set
+    Wait {
+        /// Give up (exit status 1) after this long [default: wait for ever]
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
 }

@@ -13,7 +13,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     match cli::Cli::try_parse() {
         Ok(cli) => match command::run(cli.command) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => code,
             Err(e) => output::fail(&e),
         },
         Err(e) => output::usage(&e),

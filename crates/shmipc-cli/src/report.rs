@@ -2,7 +2,9 @@
 //! the words for people.
 
 use serde::Serialize;
-use shmipc::{Backing, Origin, Persistence, SegmentInfo};
+use serde_json::{json, Value};
+use shmipc::sync::EventReset;
+use shmipc::{Backing, Contents, ObjectState, Origin, Persistence, SegmentInfo};
 
 /// One segment as JSON. The keys are documented in `shmipc info --help`; keep them
 /// stable (add keys, never rename or drop one).
@@ -26,6 +28,124 @@ pub struct SegmentJson {
     pub owner: Option<u32>,
     /// Live holders' process ids, where the OS can tell.
     pub holders: Option<Vec<u32>>,
+    /// `segment`, `mutex`, `semaphore`, … (see [`Contents::kind_name`]), or null
+    /// where the segment could not be opened to look.
+    pub kind: Option<&'static str>,
+    /// A sync object's state snapshot, or null.
+    pub state: Option<Value>,
+}
+
+impl SegmentJson {
+    /// The OS facts of a segment and what it holds (`None`: not known).
+    pub fn new(i: &SegmentInfo, contents: Option<&Contents>) -> Self {
+        Self {
+            kind: contents.map(Contents::kind_name),
+            state: contents.and_then(state_json),
+            ..Self::from(i)
+        }
+    }
+}
+
+/// What the segment holds, or `None` where it cannot be opened to look (e.g. another
+/// user's, permission denied). Read-only and never waits.
+pub fn contents(name: &str) -> Option<Contents> {
+    shmipc::inspect(name).ok()
+}
+
+/// The state of a sync object as JSON (keys in `shmipc info --help`).
+pub fn state_json(c: &Contents) -> Option<Value> {
+    let Contents::Object {
+        state: Some(state), ..
+    } = c
+    else {
+        return None;
+    };
+    Some(match *state {
+        ObjectState::Mutex {
+            locked,
+            owner_thread,
+            owner_alive,
+            consistent,
+        } => json!({
+            "locked": locked,
+            "owner_thread": owner_thread,
+            "owner_process": owner_thread.and_then(process_of_thread),
+            "owner_alive": owner_alive,
+            "consistent": consistent,
+        }),
+        ObjectState::Semaphore { value, max } => json!({ "value": value, "max": max }),
+        ObjectState::Event { set, reset } => json!({ "set": set, "reset": reset_key(reset) }),
+        _ => return None,
+    })
+}
+
+/// The state of a sync object in a few words for people (`locked by process 42
+/// (sh)`, `count 3 of 10`, `set, auto reset`).
+pub fn state_words(c: &Contents) -> Option<String> {
+    let Contents::Object {
+        state: Some(state), ..
+    } = c
+    else {
+        return None;
+    };
+    Some(match *state {
+        ObjectState::Mutex {
+            locked,
+            owner_thread,
+            owner_alive,
+            consistent,
+        } => {
+            let mut s = if !locked {
+                "unlocked".to_owned()
+            } else {
+                match owner_thread {
+                    Some(tid) => {
+                        let pid = process_of_thread(tid).unwrap_or(tid);
+                        let mut who = format!("locked by process {pid}");
+                        if let Some(comm) = process_name(pid) {
+                            who.push_str(&format!(" ({comm})"));
+                        }
+                        if pid != tid {
+                            who.push_str(&format!(", thread {tid}"));
+                        }
+                        who
+                    }
+                    None => "locked".to_owned(),
+                }
+            };
+            if owner_alive == Some(false) {
+                s.push_str(", which died: the next locker takes over");
+            }
+            if !consistent {
+                s.push_str("; inconsistent (a holder died inside)");
+            }
+            s
+        }
+        ObjectState::Semaphore { value, max } => format!("count {value} of at most {max}"),
+        ObjectState::Event { set, reset } => format!(
+            "{}, {} reset",
+            if set { "set" } else { "unset" },
+            reset_key(reset)
+        ),
+        _ => return None,
+    })
+}
+
+/// The JSON word for an event's reset mode.
+fn reset_key(r: EventReset) -> &'static str {
+    match r {
+        EventReset::Manual => "manual",
+        EventReset::Auto => "auto",
+    }
+}
+
+/// The process a thread belongs to (`Tgid` in `/proc/TID/status`), where the OS tells.
+fn process_of_thread(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl From<&SegmentInfo> for SegmentJson {
@@ -43,6 +163,8 @@ impl From<&SegmentInfo> for SegmentJson {
             mode: i.mode.map(|m| format!("{m:04o}")),
             owner: i.owner,
             holders: i.holders.clone(),
+            kind: None,
+            state: None,
         }
     }
 }

@@ -121,7 +121,7 @@ pub enum LayoutError {
         expected: u32,
     },
     /// Another kind of object.
-    #[error("the object is a {found}, not a {expected}")]
+    #[error("the object is of kind `{found}`, not `{expected}`: use the name of a {expected}, or another name")]
     Kind {
         /// What was found (its name, or a code).
         found: String,

@@ -44,7 +44,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 mod error;
+#[cfg(not(loom))]
+mod inspect;
 mod layout;
 mod name;
 mod segment;
@@ -57,6 +60,8 @@ pub mod os;
 pub use error::{
     AccessError, CreateError, FlushError, ListError, MapError, OpenError, RemoveError,
 };
+#[cfg(not(loom))]
+pub use inspect::{inspect, Contents, ObjectState};
 pub use layout::{Kind, LayoutError};
 pub use name::{Name, NameError};
 pub use segment::{

@@ -1,6 +1,6 @@
 //! `shmipc info NAME [--json]`
 
-use shmipc::{Backing, Origin, Persistence, Segment, SegmentInfo};
+use shmipc::{Backing, Contents, Origin, Persistence, Segment, SegmentInfo};
 
 use crate::cli::InfoArgs;
 use crate::output::{self, Result};
@@ -8,15 +8,17 @@ use crate::report::{self, SegmentJson};
 use crate::units;
 
 pub fn run(args: &InfoArgs) -> Result {
+    // The OS facts first (holders without us), then a look inside.
     let info = Segment::info(&args.name)?;
+    let contents = report::contents(&args.name);
     if args.json {
-        return output::line(report::json(&SegmentJson::from(&info))?);
+        return output::line(report::json(&SegmentJson::new(&info, contents.as_ref()))?);
     }
-    output::line(human(&info))
+    output::line(human(&info, contents.as_ref()))
 }
 
 /// The `key  value` lines for people.
-fn human(i: &SegmentInfo) -> String {
+fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
     let name = &i.name;
     let backing = match &i.backing {
         Backing::Memory => "system memory".to_owned(),
@@ -57,8 +59,15 @@ fn human(i: &SegmentInfo) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     };
-    [
+    let kind = match contents {
+        None => "unknown (it could not be opened to look)".to_owned(),
+        Some(Contents::Plain) => "segment (plain bytes)".to_owned(),
+        Some(Contents::Invalid(e)) => format!("invalid shmipc object: {e}"),
+        Some(c) => c.kind_name().to_owned(),
+    };
+    let mut lines = vec![
         ("name", name.clone()),
+        ("kind", kind),
         ("size", units::bytes(i.size)),
         ("backing", backing),
         ("persistence", persistence),
@@ -66,9 +75,13 @@ fn human(i: &SegmentInfo) -> String {
         ("mode", mode),
         ("owner", owner),
         ("holders", holders),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k:<12} {v}"))
-    .collect::<Vec<_>>()
-    .join("\n")
+    ];
+    if let Some(state) = contents.and_then(report::state_words) {
+        lines.push(("state", state));
+    }
+    lines
+        .iter()
+        .map(|(k, v)| format!("{k:<12} {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

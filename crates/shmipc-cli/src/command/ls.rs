@@ -1,6 +1,6 @@
 //! `shmipc ls [--json] [--all]`
 
-use shmipc::{Origin, Segment, SegmentInfo};
+use shmipc::{Contents, Origin, Segment, SegmentInfo};
 
 use crate::cli::LsArgs;
 use crate::output::{self, Result};
@@ -12,8 +12,14 @@ pub fn run(args: &LsArgs) -> Result {
         .into_iter()
         .filter(|s| args.all || s.origin == Origin::Shmipc)
         .collect();
+    // The OS facts were listed first (holders without us); now a look inside each.
+    let contents: Vec<_> = segments.iter().map(|s| report::contents(&s.name)).collect();
     if args.json {
-        let json: Vec<SegmentJson> = segments.iter().map(SegmentJson::from).collect();
+        let json: Vec<SegmentJson> = segments
+            .iter()
+            .zip(&contents)
+            .map(|(s, c)| SegmentJson::new(s, c.as_ref()))
+            .collect();
         return output::line(report::json(&json)?);
     }
     if segments.is_empty() {
@@ -30,23 +36,26 @@ pub fn run(args: &LsArgs) -> Result {
         .unwrap_or(0)
         .max(4);
     let mut text = format!(
-        "{:<width$}  {:>10}  {:<7}  {:<16}  {:<7}  HOLDERS",
-        "NAME", "SIZE", "BACKING", "PERSISTENCE", "ORIGIN"
+        "{:<width$}  {:>10}  {:<9}  {:<7}  {:<16}  {:<7}  {:<7}  STATE",
+        "NAME", "SIZE", "KIND", "BACKING", "PERSISTENCE", "ORIGIN", "HOLDERS"
     );
-    for s in &segments {
+    for (s, c) in segments.iter().zip(&contents) {
         let holders = s
             .holders
             .as_ref()
             .map_or_else(|| "?".to_owned(), |h| h.len().to_string());
+        let kind = c.as_ref().map_or("?", Contents::kind_name);
+        let state = c.as_ref().and_then(report::state_words).unwrap_or_default();
         text.push('\n');
-        text.push_str(&format!(
-            "{:<width$}  {:>10}  {:<7}  {:<16}  {:<7}  {holders}",
+        let line = format!(
+            "{:<width$}  {:>10}  {kind:<9}  {:<7}  {:<16}  {:<7}  {holders:<7}  {state}",
             s.name,
             human_size(s.size),
             report::backing_key(&s.backing),
             report::persistence_key(s.persistence),
             report::origin_key(s.origin),
-        ));
+        );
+        text.push_str(line.trim_end());
     }
     output::line(text)
 }

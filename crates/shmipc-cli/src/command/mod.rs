@@ -3,19 +3,28 @@
 
 mod create;
 mod demo;
+mod event;
 mod gc;
 mod info;
+mod lock;
 mod ls;
+mod object;
 mod read;
 mod rm;
+mod sem;
 mod write;
+
+use std::process::ExitCode;
 
 use crate::cli::Command;
 use crate::output::Result;
 
-/// Runs one verb.
-pub fn run(command: Command) -> Result {
-    match command {
+/// Runs one verb; its exit status on success (`lock` passes on its command's).
+pub fn run(command: Command) -> Result<ExitCode> {
+    let done = match command {
+        Command::Lock(args) => return lock::run(&args),
+        Command::Sem(args) => sem::run(&args),
+        Command::Event(args) => event::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoProcess1(args) => demo::process1(&args),
         Command::DemoProcess2(args) => demo::process2(&args),
@@ -26,5 +35,6 @@ pub fn run(command: Command) -> Result {
         Command::Ls(args) => ls::run(&args),
         Command::Rm(args) => rm::run(&args),
         Command::Gc(args) => gc::run(&args),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

@@ -155,6 +155,13 @@ pub(crate) fn liveness(id: u64) -> Liveness {
     }
 }
 
+/// The thread id in an owner id (`None` for garbage with no thread id).
+pub(crate) fn owner_thread(id: u64) -> Option<u32> {
+    u32::try_from(id >> START_BITS & TID_MASK)
+        .ok()
+        .filter(|&t| t != 0)
+}
+
 /// This process's PID and time namespaces (inode numbers; 0 where the kernel has
 /// none), recorded by creators and compared by openers.
 pub(crate) fn namespaces() -> [u64; 2] {

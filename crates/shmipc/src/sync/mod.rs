@@ -109,6 +109,8 @@ mod error;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
+pub(crate) mod inspect;
+#[cfg(not(loom))]
 mod mutex;
 #[cfg(not(loom))]
 mod named;

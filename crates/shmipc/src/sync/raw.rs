@@ -461,7 +461,8 @@ pub(crate) struct EventWords {
     pub(crate) waiters: AtomicU32,
 }
 
-const SET: u32 = 1;
+/// `state` bit: the event is set.
+pub(crate) const SET: u32 = 1;
 
 impl EventWords {
     #[cfg(loom)]

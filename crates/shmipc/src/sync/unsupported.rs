@@ -27,6 +27,11 @@ pub(crate) fn liveness(_id: u64) -> Liveness {
     Liveness::Alive
 }
 
+/// No owner ids here.
+pub(crate) fn owner_thread(_id: u64) -> Option<u32> {
+    None
+}
+
 /// No namespaces.
 pub(crate) fn namespaces() -> [u64; 2] {
     [0, 0]

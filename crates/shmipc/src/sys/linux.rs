@@ -111,14 +111,46 @@ struct Transient {
     /// descriptor and the lock (they belong to the open file, not the process), so
     /// its close must not take the lock exclusively: that would succeed, as the
     /// lock is its own, and unlink the name while the parent still holds it.
-    pid: u32,
+    origin: ProcessStamp,
 }
 
 impl Transient {
     fn new(path: PathBuf) -> Self {
         Self {
             path,
-            pid: std::process::id(),
+            origin: ProcessStamp::now(),
+        }
+    }
+}
+
+/// Which process this is, comparable without a system call where possible: a
+/// generation counter that a `pthread_atfork` child handler bumps in every forked
+/// child, or (if the handler could not be registered) the process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProcessStamp {
+    ForkGeneration(u64),
+    Pid(u32),
+}
+
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK_REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+extern "C" fn bump_fork_generation() {
+    // Async-signal-safe: one atomic add, in the child right after fork.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+impl ProcessStamp {
+    fn now() -> Self {
+        let registered = *ATFORK_REGISTERED.get_or_init(|| {
+            // SAFETY: `pthread_atfork` takes three optional `extern "C" fn()`
+            // handlers; ours lives for the whole program and only does an atomic add.
+            unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) == 0 }
+        });
+        if registered {
+            Self::ForkGeneration(FORK_GENERATION.load(Ordering::Relaxed))
+        } else {
+            Self::Pid(std::process::id())
         }
     }
 }
@@ -153,16 +185,20 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let Some(Transient { path, pid }) = &self.transient else {
+        let Some(Transient { path, origin }) = &self.transient else {
             return;
         };
-        if *pid != std::process::id() {
+        if *origin != ProcessStamp::now() {
             // A forked child's copy: closing the descriptor leaves the parent's lock.
             return;
         }
         // The last holder is the one that can take the lock exclusively.
         if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            unlink_if_same(path, &self.fd);
+            // Still linked means still under its name: it is linked once, at
+            // creation, and a removed-and-recreated name leaves ours unlinked.
+            if rfs::fstat(&self.fd).is_ok_and(|st| st.st_nlink > 0) {
+                let _ = rfs::unlink(path);
+            }
         }
         // Closing the descriptor releases whatever lock is left.
     }
@@ -321,16 +357,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     let mut cleared_stale = false;
     loop {
         let linked = match &temp {
-            None => {
-                let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                rfs::linkat(
-                    rfs::CWD,
-                    proc_path.as_str(),
-                    rfs::CWD,
-                    &target,
-                    rfs::AtFlags::SYMLINK_FOLLOW,
-                )
-            }
+            None => link_unnamed(&fd, &target),
             Some(t) => rfs::link(t, &target),
         };
         match linked {
@@ -365,6 +392,32 @@ fn prepare(fd: &OwnedFd, size: u64, mode: u32, reserve: bool) -> Result<(), (&'s
         rfs::fallocate(fd, rfs::FallocateFlags::empty(), 0, size).map_err(|e| ("fallocate", e))?;
     }
     rfs::flock(fd, FlockOperation::LockShared).map_err(|e| ("flock", e))
+}
+
+/// Gives the `O_TMPFILE` object `fd` the name `target` (never replacing one).
+///
+/// `linkat(fd, "", AT_EMPTY_PATH)` skips a walk through procfs, but the kernel
+/// allows it only to some callers (`CAP_DAC_READ_SEARCH`, or newer kernels'
+/// relaxed rule); where it is refused once, `/proc/self/fd/N` is used from then on.
+fn link_unnamed(fd: &OwnedFd, target: &Path) -> Result<(), Errno> {
+    static EMPTY_PATH_REFUSED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        match rfs::linkat(fd, "", rfs::CWD, target, rfs::AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::INVAL) => {
+                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+            }
+            other => return other,
+        }
+    }
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rfs::linkat(
+        rfs::CWD,
+        proc_path.as_str(),
+        rfs::CWD,
+        target,
+        rfs::AtFlags::SYMLINK_FOLLOW,
+    )
 }
 
 /// Whether `/proc/self/fd` exists, through which an `O_TMPFILE` object gets its name.

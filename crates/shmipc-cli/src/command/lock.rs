@@ -1,0 +1,143 @@
+//! `shmipc lock NAME [--timeout DUR] -- COMMAND [ARGS...]`: flock(1) with a named
+//! mutex. The command's exit status becomes ours (128+N for a signal N, as shells
+//! report it); 126/127 when it cannot be run or is not found (as `env` and
+//! `timeout` use); 1 with one line for our own failures.
+
+use std::io;
+use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use shmipc::sync::{LockError, LockTimeoutError, MutexGuard, NamedMutex};
+
+use super::object;
+use crate::cli::LockArgs;
+use crate::output::{self, Result};
+use crate::units;
+
+const KIND: &str = "mutex";
+
+/// Exit status when the command exists but cannot be run.
+const CANNOT_RUN: u8 = 126;
+/// Exit status when the command is not found.
+const NOT_FOUND: u8 = 127;
+
+pub fn run(args: &LockArgs) -> Result<ExitCode> {
+    let name = &args.name;
+    let (mutex, _) = NamedMutex::create_or_open_with(name, &object::persistent(0o600))
+        .map_err(|e| object::error(e, name, KIND, None))?;
+    let (guard, owner_died) = acquire(&mutex, args)?;
+    if owner_died {
+        output::warn(format!(
+            "the previous holder of mutex `{name}` died while holding it: running the command anyway with SHMIPC_OWNER_DIED=1 (the mutex is marked consistent if it exits 0)"
+        ));
+    }
+
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
+    let mut command = Command::new(program);
+    command.args(rest);
+    if owner_died {
+        command.env("SHMIPC_OWNER_DIED", "1");
+    }
+    forward_signals();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            drop(guard);
+            let code = if e.kind() == io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                CANNOT_RUN
+            };
+            output::warn(format!("cannot run `{}`: {e}", program.to_string_lossy()));
+            return Ok(ExitCode::from(code));
+        }
+    };
+    CHILD.store(child.id(), Ordering::SeqCst);
+    if STOP.load(Ordering::SeqCst) {
+        terminate(child.id());
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for the command: {e}"))?;
+    if owner_died && status.success() {
+        guard.mark_consistent();
+    }
+    drop(guard);
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Takes the lock (waiting at most `--timeout`); says whether a holder had died.
+fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<(MutexGuard<'m>, bool)> {
+    let name = &args.name;
+    match args.timeout {
+        None => match mutex.lock() {
+            Ok(g) => Ok((g, false)),
+            Err(LockError::OwnerDied(g)) => Ok((g, true)),
+            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
+        },
+        Some(timeout) => match mutex.lock_timeout(timeout) {
+            Ok(g) => Ok((g, false)),
+            Err(LockTimeoutError::OwnerDied(g)) => Ok((g, true)),
+            Err(LockTimeoutError::Timeout(_)) => Err(format!(
+                "timed out after {} waiting for mutex `{name}`: a live process holds it; wait longer or find the holder (`shmipc info {name}`)",
+                units::human_duration(timeout)
+            )
+            .into()),
+            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
+        },
+    }
+}
+
+/// Our exit status for the command's: its code, or 128+N for a signal N.
+fn exit_code(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return u8::try_from(code).unwrap_or(1);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return u8::try_from(128 + signal).unwrap_or(1);
+        }
+    }
+    1
+}
+
+/// The running command's process id (0 before it starts).
+static CHILD: AtomicU32 = AtomicU32::new(0);
+/// A terminating signal arrived.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// From now on Ctrl-C, SIGTERM and SIGHUP do not end this process (which would leave
+/// the mutex to be taken over as from a dead owner): they are passed on to the
+/// command as SIGTERM, and we release the mutex when it has ended. A signal that
+/// arrives before the command starts is passed on as soon as it does (`run` checks
+/// `STOP` after publishing `CHILD`; SeqCst on both sides, so one of the two sees
+/// the other).
+fn forward_signals() {
+    // If the handler cannot be installed, the signals keep their default action:
+    // the command still runs, and the next locker would be told the holder died.
+    let _ = ctrlc::set_handler(|| {
+        STOP.store(true, Ordering::SeqCst);
+        let pid = CHILD.load(Ordering::SeqCst);
+        if pid != 0 {
+            terminate(pid);
+        }
+    });
+}
+
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    use rustix::process::{kill_process, Pid, Signal};
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, Signal::TERM);
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) {
+    // The console delivers Ctrl-C to the command itself.
+}

@@ -1,0 +1,47 @@
+//! What `lock`, `sem` and `event` share: the lifetime of the objects they create, and
+//! their open errors in words that name the object and say what to do.
+
+use shmipc::sync::{ObjectError, ObjectOptions};
+use shmipc::{LayoutError, OpenError, Persistence};
+
+use crate::output::Error;
+
+/// A command that ends cannot hold what it creates: it stays until `shmipc rm`.
+pub fn persistent(mode: u32) -> ObjectOptions {
+    ObjectOptions::new()
+        .mode(mode)
+        .persistence(Persistence::UntilRemoved)
+}
+
+/// One line for a failed create or open of the `kind` called `name`; `verb` is the
+/// CLI verb that creates one (`sem`, `event`), if any.
+pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Error {
+    match e {
+        ObjectError::Open(OpenError::NotFound { .. }) => match verb {
+            Some(verb) => format!(
+                "{kind} `{name}` does not exist: create it first with `shmipc {verb} {name} create`"
+            ),
+            None => format!("{kind} `{name}` does not exist"),
+        }
+        .into(),
+        ObjectError::Invalid {
+            source: LayoutError::Kind { found, .. },
+            ..
+        } => format!(
+            "`{name}` is {} {found}, not a {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
+            if found.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+        )
+        .into(),
+        ObjectError::Invalid {
+            source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
+            ..
+        } => format!(
+            "`{name}` is not a {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`"
+        )
+        .into(),
+        ObjectError::Invalid { source, .. } => {
+            format!("`{name}` is not a usable {kind}: {source}").into()
+        }
+        e => e.into(),
+    }
+}

@@ -1,0 +1,221 @@
+//! Entry points that feed corrupt shared memory to channel endpoints, for the
+//! `cargo fuzz` targets in `fuzz/` and for the proptest that runs the same code on
+//! stable Rust (`tests/channel_fuzz.rs`). Not part of the API.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::segment::{Access, Segment};
+
+use super::mpmc;
+use super::pubsub::{Options as PubSubOptions, Overflow, Publisher, Subscriber};
+use super::rpc;
+use super::spsc::{Consumer, Producer};
+
+fn raw(name: &str) -> Option<crate::view::View> {
+    Segment::open(name, Access::ReadWrite)
+        .ok()
+        .and_then(|s| s.map_all().ok())
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "fz-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Makes an spsc channel, sends a few messages, overwrites its shared memory with
+/// `data` (the first byte chooses where from and whether the producer stays), then
+/// drives a consumer and a producer over it. Must never panic, hang or crash.
+pub fn spsc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("spsc");
+    let Ok(mut tx) = Producer::create(&name, 4, 32) else {
+        return;
+    };
+    for i in 0..(mode >> 4) {
+        let _ = tx.try_send(&[i; 20]);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    // From the header's parameters (magic, version, kind and ready flag stay, so
+    // that the opener does not wait for an unfinished creator), or past the header.
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    let keep_producer = mode & 2 == 0;
+    if !keep_producer {
+        drop(tx);
+    }
+    if let Ok(mut rx) = Consumer::open(&name) {
+        let mut sum = 0u64;
+        for _ in 0..8 {
+            if let Ok(s) = rx.try_recv() {
+                sum = s.iter().fold(sum, |a, &b| a.wrapping_add(u64::from(b)));
+            }
+        }
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(1)) {
+            sum = sum.wrapping_add(s.len() as u64);
+        }
+        std::hint::black_box(sum);
+    }
+    if !keep_producer {
+        if let Ok(mut tx) = Producer::open(&name) {
+            for _ in 0..8 {
+                let _ = tx.try_send(b"after corruption");
+            }
+        }
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for a pubsub channel: the first byte also picks the overflow mode;
+/// a subscriber reads over the corrupt memory, and a publisher (kept or
+/// re-attached) publishes over it.
+pub fn pubsub(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("pubsub");
+    let overflow = if mode & 4 != 0 {
+        Overflow::Block
+    } else {
+        Overflow::Overwrite
+    };
+    let Ok(mut publisher) = PubSubOptions::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_subscribers(2)
+        .overflow(overflow)
+        .create_publisher(&name)
+    else {
+        return;
+    };
+    let early = Subscriber::open_with_history(&name, 3).ok();
+    for i in 0..(mode >> 4) {
+        let _ = publisher.try_send(&[i; 20]);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    if mode & 2 != 0 {
+        drop(publisher);
+        if let Ok(mut p) = Publisher::open(&name) {
+            for _ in 0..8 {
+                let _ = p.try_send(b"after");
+            }
+        }
+    } else {
+        for _ in 0..8 {
+            let _ = publisher.try_send(b"after");
+        }
+    }
+    let mut buf = Vec::new();
+    for mut sub in early
+        .into_iter()
+        .chain(Subscriber::open_with_history(&name, 2).ok())
+    {
+        for _ in 0..8 {
+            let _ = sub.try_recv_into(&mut buf);
+        }
+        let _ = sub.recv_into_timeout(&mut buf, Duration::from_millis(1));
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for an mpmc queue: a consumer pops (and reclaims) over the corrupt
+/// memory, and a producer pushes over it.
+pub fn mpmc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("mpmc");
+    let Ok(mut tx) = mpmc::Options::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_endpoints(3)
+        .create_producer(&name)
+    else {
+        return;
+    };
+    for i in 0..(mode >> 4) {
+        let _ = tx.try_send(&[i; 20]);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    if mode & 2 != 0 {
+        drop(tx);
+    } else {
+        for _ in 0..4 {
+            let _ = tx.try_send(b"after");
+        }
+    }
+    if let Ok(mut rx) = mpmc::Consumer::open(&name) {
+        let mut buf = Vec::new();
+        for _ in 0..8 {
+            let _ = rx.try_recv_into(&mut buf);
+        }
+        let _ = rx.recv_into_timeout(&mut buf, Duration::from_millis(1));
+    }
+    let _ = Segment::remove(&name);
+}
+
+/// As [`spsc`], for an rpc channel: the server reads requests and answers over the
+/// corrupt memory, a client sends and reads responses over it.
+pub fn rpc(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let name = unique("rpc");
+    let Ok(mut server) = rpc::Options::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_clients(2)
+        .responses(2)
+        .create_server(&name)
+    else {
+        return;
+    };
+    let Ok(mut client) = rpc::Client::open(&name) else {
+        return;
+    };
+    for i in 0..(mode >> 5) {
+        let _ = client.try_send_request(&[i; 10]);
+    }
+    if let Ok(req) = server.try_recv() {
+        let _ = server.respond_timeout(&req, b"answer", Duration::ZERO);
+    }
+    let Some(raw) = raw(&name) else {
+        return;
+    };
+    let start = if mode & 1 != 0 { 24 } else { 64 };
+    let n = rest.len().min(raw.len() - start);
+    let _ = raw.write_at(start, &rest[..n]);
+    for _ in 0..4 {
+        let _ = client.try_send_request(b"after");
+        let _ = client.try_recv_response();
+        if let Ok(req) = server.try_recv() {
+            let _ = server.respond_timeout(&req, b"x", Duration::ZERO);
+        }
+    }
+    let _ = server.recv_timeout(Duration::from_millis(1));
+    let _ = client.recv_response(u64::MAX, Duration::from_millis(1));
+    drop(client);
+    if let Ok(mut c) = rpc::Client::open(&name) {
+        let _ = c.try_recv_response();
+    }
+    let _ = Segment::remove(&name);
+}

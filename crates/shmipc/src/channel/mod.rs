@@ -1,0 +1,49 @@
+//! Zero-copy message channels in shared memory.
+//!
+//! * [`spsc`]: one producer, one consumer; variable-length byte messages or
+//!   `bytemuck::Pod` values; the producer writes in place into a loaned slot and the
+//!   consumer reads in place from a borrowed one.
+//! * [`pubsub`]: one publisher, many subscribers each with its own cursor; the
+//!   publisher waits for slow subscribers or overwrites them and tells them how
+//!   many messages they lost.
+//! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
+//!   goes to one consumer.
+//! * [`rpc`]: request/response between clients and one server, with correlation
+//!   ids.
+//!
+//! A channel is a named segment (same names, permissions and lifetime rules as
+//! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
+//! kind; opening it checks the header and the message type. Only offsets live in
+//! shared memory. Every value read from it is validated: a corrupt or hostile peer
+//! yields [`Corrupt`] errors, never undefined behaviour, a panic or a hang.
+//!
+//! Every receive comes as `try_recv` (never waits), `recv` (waits as long as it
+//! takes) and `recv_timeout`. Waiting spins for a few microseconds, then sleeps on
+//! a futex; a sender skips the wake-up system call when nobody sleeps.
+#![allow(unsafe_code)]
+
+mod error;
+mod mpmc_ring;
+mod pubsub_ring;
+mod shim;
+mod spsc_ring;
+
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod fuzzing;
+#[cfg(not(loom))]
+pub mod mpmc;
+#[cfg(not(loom))]
+mod notify;
+#[cfg(not(loom))]
+mod peer;
+#[cfg(not(loom))]
+pub mod pubsub;
+#[cfg(not(loom))]
+pub mod rpc;
+#[cfg(not(loom))]
+mod shared;
+#[cfg(not(loom))]
+pub mod spsc;
+
+pub use error::{ChannelError, Corrupt, RecvError, SendError, TrySendError};

@@ -1,0 +1,222 @@
+//! What every channel kind shares: creating or opening its segment with a checked
+//! header, the message type identity, and typed access to words at fixed offsets.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use crate::layout::{self, Header, Kind, LayoutError};
+use crate::segment::{Access, Disposition, Persistence, Segment};
+use crate::view::View;
+
+use super::ChannelError;
+
+/// How long an opener waits for a creator that is still initialising the channel.
+const INIT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What a message is: raw bytes, or a `bytemuck::Pod` type, identified by size,
+/// alignment and a hash of its type name (so a reader built with another type of
+/// the same size is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MsgType {
+    pub(crate) size: u32,
+    pub(crate) align: u32,
+    pub(crate) hash: u64,
+}
+
+impl MsgType {
+    /// Variable-length byte messages.
+    pub(crate) const BYTES: Self = Self {
+        size: 0,
+        align: 0,
+        hash: 0,
+    };
+
+    pub(crate) fn of<T>() -> Self {
+        // FNV-1a over the type's name: stable across processes built from the same code.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in std::any::type_name::<T>().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Self {
+            size: u32::try_from(size_of::<T>()).unwrap_or(u32::MAX),
+            align: u32::try_from(align_of::<T>()).unwrap_or(u32::MAX),
+            hash: h | 1,
+        }
+    }
+
+    pub(crate) fn packed(&self) -> u64 {
+        u64::from(self.size) | (u64::from(self.align) << 32)
+    }
+
+    /// Refuses a channel made for another message type.
+    pub(crate) fn check(&self, kind: Kind, packed: u64, hash: u64) -> Result<(), LayoutError> {
+        if packed != self.packed() {
+            return Err(LayoutError::Mismatch {
+                kind: kind.as_str(),
+                what: "message type size and alignment (size | align << 32; 0 = bytes)",
+                found: packed,
+                expected: self.packed(),
+            });
+        }
+        if hash != self.hash {
+            return Err(LayoutError::Mismatch {
+                kind: kind.as_str(),
+                what: "message type (hash of its type name; 0 = bytes)",
+                found: hash,
+                expected: self.hash,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Creation settings every channel kind has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Common {
+    pub(crate) mode: u32,
+    pub(crate) persistence: Persistence,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            mode: 0o600,
+            persistence: Persistence::UntilLastClose,
+        }
+    }
+}
+
+/// A channel's mapped segment.
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    pub(crate) view: View,
+    pub(crate) name: String,
+}
+
+/// How to get the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
+    Create,
+    Open,
+    CreateOrOpen,
+}
+
+/// Creates (and initialises, with `init` then the header) or opens a channel
+/// segment of `kind`. `size` and `params` are used when creating; an opener gets
+/// the header found, after `check`.
+pub(crate) fn get(
+    name: &str,
+    how: How,
+    kind: Kind,
+    common: &Common,
+    size: u64,
+    params: [u64; 4],
+    init: impl FnOnce(&View) -> Result<(), crate::error::AccessError>,
+) -> Result<(Mapped, Header), ChannelError> {
+    // Asymmetric fences for this process's ringers (notify.rs), off the data path.
+    super::notify::prepare();
+    let opts = Segment::options()
+        .size(size)
+        .mode(common.mode)
+        .persistence(common.persistence);
+    let (seg, disp) = match how {
+        How::Create => (opts.create(name)?, Disposition::Created),
+        How::Open => (
+            opts.access(Access::ReadWrite).open(name)?,
+            Disposition::Opened,
+        ),
+        How::CreateOrOpen => opts.create_or_open(name)?,
+    };
+    let view = seg.map_all()?;
+    let layout_err = |source| ChannelError::Layout {
+        name: name.to_owned(),
+        source,
+    };
+    if disp == Disposition::Created {
+        init(&view)
+            .and_then(|()| layout::init(&view, 0, kind, params))
+            .map_err(|e| layout_err(LayoutError::Access(e)))?;
+    }
+    let header = layout::expect(&view, 0, kind, INIT_PATIENCE).map_err(layout_err)?;
+    Ok((
+        Mapped {
+            view,
+            name: name.to_owned(),
+        },
+        header,
+    ))
+}
+
+/// Typed access to the words of a mapped channel at offsets validated once.
+///
+/// # Safety (of the users)
+/// A `Words` is only made for a view whose length was checked to cover every
+/// offset later passed to it, and it must not outlive that view (channel
+/// endpoints keep both in the same struct).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Words` is a pointer into a shared mapping accessed only through atomics
+// and raw copies; which thread holds it does not matter.
+unsafe impl Send for Words {}
+// SAFETY: as above; every access through `&Words` is atomic or a raw copy.
+unsafe impl Sync for Words {}
+
+impl Words {
+    /// Covers the first `len` bytes of `view` (`len <= view.len()`).
+    pub(crate) fn new(view: &View, len: usize) -> Option<Self> {
+        if len > view.len() || view.access() != Access::ReadWrite {
+            return None;
+        }
+        Some(Self {
+            base: NonNull::new(view.as_mut_ptr())?,
+            len,
+        })
+    }
+
+    /// The `AtomicU64` at `off`, which callers keep 8-aligned and in range (fixed
+    /// layout offsets, or slot offsets bounded by the validated geometry).
+    #[inline]
+    pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
+        assert!(
+            off % 8 == 0 && off + 8 <= self.len,
+            "channel layout offset out of range"
+        );
+        // SAFETY: in range and aligned (asserted; the mapping base is page aligned),
+        // inside a live read-write mapping (struct contract); atomics may be shared
+        // with other processes.
+        unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU64>() }
+    }
+
+    /// The `AtomicU32` at `off`; as [`Words::u64`].
+    #[inline]
+    pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
+        assert!(
+            off % 4 == 0 && off + 4 <= self.len,
+            "channel layout offset out of range"
+        );
+        // SAFETY: as in `u64`.
+        unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    /// A raw pointer to `len` bytes at `off`, in range.
+    #[inline]
+    pub(crate) fn bytes(&self, off: usize, len: usize) -> *mut u8 {
+        assert!(
+            off.checked_add(len).is_some_and(|e| e <= self.len),
+            "channel payload out of range"
+        );
+        // SAFETY: in range (asserted) of the live mapping.
+        unsafe { self.base.as_ptr().add(off) }
+    }
+}
+
+/// Rounds up to a multiple of 64 (a cache line), or None on overflow.
+pub(crate) fn line_up(n: u64) -> Option<u64> {
+    n.checked_add(63).map(|v| v & !63)
+}

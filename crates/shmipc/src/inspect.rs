@@ -1,0 +1,252 @@
+//! Telling what a named segment holds, for tools (`shmipc ls`, `shmipc info`):
+//! plain bytes, or a shmipc object of some [`Kind`] with a snapshot of its state.
+//!
+//! Inspecting is read-only and never waits: the segment is opened with
+//! [`Access::Read`], the header and the object's words are *copied* out
+//! ([`View::read_pod`]), and no lock is taken. What it reports is a snapshot, stale at
+//! once, for people and scripts to look at, not to synchronise with.
+//!
+//! Each layer that defines a kind reads its own state: the synchronization objects
+//! in `sync` ([`ObjectState::Mutex`], [`ObjectState::Semaphore`],
+//! [`ObjectState::Event`]); a new kind adds a variant to [`ObjectState`] and an arm to
+//! [`Contents::of`].
+
+use std::time::Duration;
+
+use crate::error::OpenError;
+use crate::layout::{self, Kind, LayoutError, HEADER_LEN};
+use crate::segment::{Access, Segment};
+use crate::sync::EventReset;
+use crate::view::View;
+
+/// Bytes of a segment an inspection maps: the header and one cache line of the
+/// object's own words.
+const INSPECT_LEN: u64 = HEADER_LEN as u64 + 64;
+
+/// What a segment holds, as found by [`inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Contents {
+    /// Plain bytes: no shmipc object header (a segment made with
+    /// [`Segment::create`], another program's data, or an object whose creator has
+    /// not finished writing its header).
+    Plain,
+    /// A shmipc object.
+    Object {
+        /// What it is.
+        kind: Kind,
+        /// A snapshot of its state, for the kinds that have a cheap one; `None`
+        /// for the others, or where its words hold values no valid object has.
+        state: Option<ObjectState>,
+    },
+    /// A shmipc header that cannot be read by this build: another layout version, an
+    /// unknown kind, a corrupt header.
+    Invalid(LayoutError),
+}
+
+/// A snapshot of a shmipc object's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectState {
+    /// A [`Mutex`](crate::sync::Mutex) or [`NamedMutex`](crate::NamedMutex).
+    Mutex {
+        /// Whether some thread holds it (or held it when it died).
+        locked: bool,
+        /// The holder's thread id (for a single-threaded program, its process id),
+        /// where the OS has one.
+        owner_thread: Option<u32>,
+        /// Whether that holder still runs; `Some(false)`: it died holding the lock,
+        /// and the next locker will be told so.
+        owner_alive: Option<bool>,
+        /// `false` after a holder died inside and nobody has called
+        /// [`mark_consistent`](crate::sync::MutexGuard::mark_consistent) since.
+        consistent: bool,
+    },
+    /// A [`Semaphore`](crate::sync::Semaphore) or
+    /// [`NamedSemaphore`](crate::NamedSemaphore).
+    Semaphore {
+        /// Units available now.
+        value: u32,
+        /// Its maximum.
+        max: u32,
+    },
+    /// An [`Event`](crate::sync::Event) or [`NamedEvent`](crate::NamedEvent).
+    Event {
+        /// Whether it is set.
+        set: bool,
+        /// How it resets.
+        reset: EventReset,
+    },
+}
+
+impl Contents {
+    /// What the region of `view` starting at `offset` holds. Never waits: an object
+    /// whose creator is still writing its header reads as [`Contents::Plain`].
+    pub fn of(view: &View, offset: usize) -> Self {
+        match layout::read(view, offset, Duration::ZERO) {
+            Ok(header) => Self::Object {
+                kind: header.kind,
+                state: match header.kind {
+                    Kind::Mutex | Kind::Semaphore | Kind::Event => {
+                        crate::sync::inspect::state(view, offset, &header)
+                    }
+                    _ => None,
+                },
+            },
+            Err(LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. }) => {
+                Self::Plain
+            }
+            Err(e) => Self::Invalid(e),
+        }
+    }
+
+    /// The kind's name (`mutex`, `semaphore`, `spsc`, …), or `segment` for plain
+    /// bytes and `invalid` for a header this build cannot read.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Plain => "segment",
+            Self::Object { kind, .. } => kind.as_str(),
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// What the named segment holds: plain bytes or a shmipc object, with a snapshot of
+/// its state. Opens the segment read-only for a moment (so it briefly counts as a
+/// holder), copies its first bytes, and never takes a lock or waits for one.
+///
+/// ```
+/// use shmipc::{inspect, Contents, Kind, NamedSemaphore, ObjectState, Segment};
+/// # let name = format!("doc-inspect-{}", std::process::id());
+/// let sem = NamedSemaphore::create(&name, 2, 10)?;
+/// let found = inspect(&name)?;
+/// assert_eq!(found.kind_name(), "semaphore");
+/// assert!(matches!(
+///     found,
+///     Contents::Object { kind: Kind::Semaphore, state: Some(ObjectState::Semaphore { value: 2, max: 10 }) }
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`Segment::open`] (not found, permission denied…).
+pub fn inspect(name: &str) -> Result<Contents, OpenError> {
+    let segment = Segment::open(name, Access::Read)?;
+    let len = segment.size().min(INSPECT_LEN);
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(Contents::Plain);
+    };
+    if len < HEADER_LEN {
+        return Ok(Contents::Plain);
+    }
+    match segment.map(0, len) {
+        Ok(view) => Ok(Contents::of(&view, 0)),
+        // Nothing mappable (e.g. an empty or truncated file): no object there.
+        Err(_) => Ok(Contents::Plain),
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
+mod tests {
+    use super::*;
+    use crate::sync::{EventReset, NamedEvent, NamedMutex, NamedSemaphore};
+
+    fn name(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "t-inspect-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    #[test]
+    fn plain_segments_and_garbage() {
+        let n = name("plain");
+        let seg = Segment::create(&n, 4096).unwrap();
+        assert_eq!(inspect(&n).unwrap(), Contents::Plain);
+        let v = seg.map_all().unwrap();
+        v.write_at(0, &[0xAB; 128]).unwrap();
+        assert_eq!(inspect(&n).unwrap(), Contents::Plain);
+        layout::init(&v, 0, Kind::Spsc, [1, 2, 3, 4]).unwrap();
+        assert_eq!(
+            inspect(&n).unwrap(),
+            Contents::Object {
+                kind: Kind::Spsc,
+                state: None
+            }
+        );
+        v.write_pod(8, &77u32).unwrap(); // another layout version
+        assert!(matches!(
+            inspect(&n).unwrap(),
+            Contents::Invalid(LayoutError::Version { found: 77, .. })
+        ));
+        let tiny = name("tiny");
+        let _t = Segment::create(&tiny, 16).unwrap();
+        assert_eq!(inspect(&tiny).unwrap(), Contents::Plain);
+        assert!(matches!(
+            inspect(&name("missing")),
+            Err(OpenError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn sync_object_states() {
+        let n = name("mutex");
+        let m = NamedMutex::create(&n).unwrap();
+        let unlocked = inspect(&n).unwrap();
+        assert_eq!(
+            unlocked,
+            Contents::Object {
+                kind: Kind::Mutex,
+                state: Some(ObjectState::Mutex {
+                    locked: false,
+                    owner_thread: None,
+                    owner_alive: None,
+                    consistent: true
+                })
+            }
+        );
+        let guard = m.lock().unwrap();
+        let tid = u32::try_from(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
+        assert_eq!(
+            inspect(&n).unwrap(),
+            Contents::Object {
+                kind: Kind::Mutex,
+                state: Some(ObjectState::Mutex {
+                    locked: true,
+                    owner_thread: Some(tid),
+                    owner_alive: Some(true),
+                    consistent: true
+                })
+            }
+        );
+        drop(guard);
+
+        let n = name("sem");
+        let s = NamedSemaphore::create(&n, 3, 5).unwrap();
+        s.try_wait().unwrap();
+        assert_eq!(
+            inspect(&n).unwrap(),
+            Contents::Object {
+                kind: Kind::Semaphore,
+                state: Some(ObjectState::Semaphore { value: 2, max: 5 })
+            }
+        );
+
+        let n = name("event");
+        let e = NamedEvent::create(&n, EventReset::Auto, false).unwrap();
+        let state = |c: Contents| match c {
+            Contents::Object {
+                state: Some(ObjectState::Event { set, reset }),
+                ..
+            } => (set, reset),
+            other => panic!("not an event: {other:?}"),
+        };
+        assert_eq!(state(inspect(&n).unwrap()), (false, EventReset::Auto));
+        e.set();
+        assert_eq!(state(inspect(&n).unwrap()), (true, EventReset::Auto));
+        assert_eq!(inspect(&n).unwrap().kind_name(), "event");
+    }
+}

@@ -1,0 +1,182 @@
+//! rpc across real processes: a server and clients in separate processes, every
+//! response matched to its request; the server killed; a client killed.
+
+mod chan_common;
+
+use std::time::Duration;
+
+use chan_common::*;
+use shmipc::channel::rpc::{Client, Options, Server};
+use shmipc::channel::{RecvError, SendError};
+use shmipc::Persistence;
+
+const ENTRY: &str = "child_entry";
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The server's answer to a request: its bytes reversed.
+fn answer(req: &[u8]) -> Vec<u8> {
+    req.iter().rev().copied().collect()
+}
+
+/// Not a test on its own: the body of the child processes.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let name = std::env::var(NAME).expect("name");
+    let count: u64 = std::env::var(COUNT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    match role.as_str() {
+        "server" => {
+            // Serves until killed (or `count` requests, if given).
+            let mut server = Server::open(&name).expect("open server");
+            let mut served = 0;
+            while count == 0 || served < count {
+                let req = server.recv_timeout(LIMIT).expect("request");
+                match server.respond_timeout(&req, &answer(&req.data), LIMIT) {
+                    Ok(()) | Err(SendError::Disconnected(())) => {}
+                    Err(e) => panic!("respond: {e}"),
+                }
+                served += 1;
+            }
+        }
+        "client" => {
+            let mut client = Client::open(&name).expect("open client");
+            assert!(wait_until(LIMIT, || client.server_present()));
+            let mut rng = Rng::new(u64::from(std::process::id()));
+            for seq in 0..count {
+                let len = 16 + (rng.next() % 100) as usize;
+                let mut req = vec![0u8; len];
+                fill(&mut req, seq);
+                let resp = client.call(&req, LIMIT).expect("call");
+                assert_eq!(resp, answer(&req), "response to another request");
+            }
+        }
+        "hung-client" => {
+            // Sends requests and never reads the responses, until killed.
+            let mut client = Client::open(&name).expect("open client");
+            loop {
+                let _ = client.send_request(b"never read");
+                std::thread::yield_now();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn clients_in_two_processes_get_their_own_answers() {
+    let name = Name::new("rpc");
+    let n = stress_count(5_000, 100_000);
+    // The creator is a plain holder here: the server runs in a child.
+    let server = Options::new()
+        .capacity(16)
+        .slot_size(128)
+        .persistence(Persistence::UntilRemoved) // the guard removes it
+        .create_server(&name.0)
+        .unwrap();
+    drop(server);
+    let srv = Kid::spawn(ENTRY, "server", &name.0, &[(COUNT, (3 * n).to_string())]);
+    let kids: Vec<Kid> = (0..2)
+        .map(|_| Kid::spawn(ENTRY, "client", &name.0, &[(COUNT, n.to_string())]))
+        .collect();
+    // And one client here, with pipelined requests, once the server is there.
+    let mut client = Client::open(&name.0).unwrap();
+    assert!(wait_until(LIMIT, || client.server_present()));
+    let mut pending = std::collections::VecDeque::new();
+    for seq in 0..n {
+        let mut req = vec![0u8; 40];
+        fill(&mut req, seq);
+        pending.push_back((client.send_request(&req).unwrap(), req));
+        if pending.len() == 4 {
+            let (id, req) = pending.pop_front().unwrap();
+            assert_eq!(client.recv_response(id, LIMIT).unwrap(), answer(&req));
+        }
+    }
+    while let Some((id, req)) = pending.pop_front() {
+        assert_eq!(client.recv_response(id, LIMIT).unwrap(), answer(&req));
+    }
+    for k in kids {
+        k.join(LIMIT);
+    }
+    srv.join(LIMIT);
+}
+
+#[test]
+fn killed_server_disconnects_clients() {
+    let name = Name::new("rpc-kill-srv");
+    drop(
+        Options::new()
+            .persistence(Persistence::UntilRemoved) // the guard removes it
+            .create_server(&name.0)
+            .unwrap(),
+    );
+    // The segment lives while the client holds it.
+    let srv = Kid::spawn(ENTRY, "server", &name.0, &[]);
+    let mut client = Client::open(&name.0).unwrap();
+    assert!(wait_until(LIMIT, || client.server_present()));
+    assert_eq!(client.call(b"abc", LIMIT).unwrap(), b"cba");
+    srv.kill();
+    assert_eq!(client.call(b"abc", LIMIT), Err(RecvError::Disconnected));
+    // A new server is picked up.
+    let mut server = Server::open(&name.0).unwrap();
+    let id = client.send_request(b"xyz").unwrap();
+    // It first gets the request sent while no server lived (the client has
+    // given up on it and drops its answer by id).
+    loop {
+        let req = server.recv_timeout(LIMIT).unwrap();
+        server.respond(&req, &answer(&req.data)).unwrap();
+        if req.id == id {
+            break;
+        }
+    }
+    assert_eq!(client.recv_response(id, LIMIT).unwrap(), b"zyx");
+}
+
+#[test]
+fn killed_client_does_not_stop_the_server() {
+    let name = Name::new("rpc-kill-cli");
+    let mut server = Options::new()
+        .capacity(8)
+        .responses(2)
+        .max_clients(2)
+        .create_server(&name.0)
+        .unwrap();
+    let hung = Kid::spawn(ENTRY, "hung-client", &name.0, &[]);
+    // Its responses fill its ring; answering more times out rather than hang.
+    let mut answered = 0;
+    while answered < 2 {
+        let req = server.recv_timeout(LIMIT).unwrap();
+        server
+            .respond(&req, b"ok")
+            .unwrap_or_else(|e| panic!("response {answered} to {req:?}: {e}"));
+        answered += 1;
+    }
+    let req = server.recv_timeout(LIMIT).unwrap();
+    assert_eq!(
+        server.respond_timeout(&req, b"ok", Duration::from_millis(50)),
+        Err(SendError::Timeout(()))
+    );
+    hung.kill();
+    // Its place is free again; responses to it are refused.
+    assert_eq!(
+        server.respond_timeout(&req, b"ok", LIMIT),
+        Err(SendError::Disconnected(()))
+    );
+    let mut a = Client::open(&name.0).unwrap();
+    let mut b = Client::open(&name.0).unwrap();
+    // Drain what the dead client queued.
+    while server.try_recv().is_ok() {}
+    let ia = a.send_request(b"a").unwrap();
+    let ib = b.send_request(b"b").unwrap();
+    for _ in 0..2 {
+        let req = server.recv_timeout(LIMIT).unwrap();
+        let data = answer(&req.data);
+        server.respond(&req, &data).unwrap();
+    }
+    assert_eq!(b.recv_response(ib, LIMIT).unwrap(), b"b");
+    assert_eq!(a.recv_response(ia, LIMIT).unwrap(), b"a");
+}

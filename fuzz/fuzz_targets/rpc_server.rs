@@ -1,0 +1,8 @@
+//! Corrupt rpc headers, queue positions, response rings and lengths fed to a
+//! server and a client: `cargo +nightly fuzz run rpc_server`.
+//! The same entry point runs on stable in `crates/shmipc/tests/channel_fuzz.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    shmipc::channel::fuzzing::rpc(data);
+});
