@@ -197,6 +197,11 @@ pub(crate) fn liveness(id: u64) -> Liveness {
     }
 }
 
+/// The thread id in an owner id (`None` for garbage with no thread id).
+pub(crate) fn owner_thread(id: u64) -> Option<u32> {
+    u32::try_from(id >> TIME_BITS).ok().filter(|&t| t != 0)
+}
+
 /// No PID or time namespaces to compare here.
 pub(crate) fn namespaces() -> [u64; 2] {
     [0, 0]
