@@ -17,7 +17,10 @@ use shmipc::sync::{
     EventReset, LockTimeoutError, NamedEvent, NamedMutex, NamedSemaphore, ObjectError,
     ObjectOptions,
 };
-use shmipc::{CreateError, Disposition, LayoutError, Persistence, Segment};
+use shmipc::{
+    inspect, Contents, CreateError, Disposition, Kind, LayoutError, ObjectState, Persistence,
+    Segment,
+};
 use windows_support::{unique, wait_exit, Lines, PATIENCE};
 
 fn interop_program(name: &str) -> Option<PathBuf> {
@@ -125,4 +128,50 @@ fn kernel_limits_and_kinds_are_reported() {
     assert!(ev.is_set(), "is_set must not take an auto-reset event");
     opened.wait_timeout(PATIENCE).unwrap();
     assert!(!ev.is_set());
+}
+
+#[test]
+fn inspect_reads_kernel_objects_without_taking_them() {
+    let name = unique("inspect-m");
+    let m = NamedMutex::create(&name).unwrap();
+    let state = |n: &str| match inspect(n).unwrap() {
+        Contents::Object { state: Some(s), .. } => s,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        state(&name),
+        ObjectState::Mutex {
+            locked: false,
+            consistent: true,
+            ..
+        }
+    ));
+    let g = m.lock().unwrap();
+    assert!(matches!(
+        state(&name),
+        ObjectState::Mutex {
+            locked: true,
+            owner_alive: Some(true),
+            consistent: true,
+            ..
+        }
+    ));
+    drop(g);
+    let ev = unique("inspect-e");
+    let e = NamedEvent::create(&ev, EventReset::Auto, true).unwrap();
+    assert_eq!(
+        state(&ev),
+        ObjectState::Event {
+            set: true,
+            reset: EventReset::Auto
+        }
+    );
+    assert!(e.is_set(), "inspect must not take an auto-reset event");
+    assert!(matches!(
+        inspect(&ev).unwrap(),
+        Contents::Object {
+            kind: Kind::Event,
+            ..
+        }
+    ));
 }

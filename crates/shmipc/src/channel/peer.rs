@@ -8,7 +8,9 @@
 //! process that got the same id later is not mistaken for it. No cleanup is needed
 //! on death and nothing stays locked. Limits: both processes must see the same pid
 //! namespace (not across containers with separate namespaces); without `/proc`
-//! (other Unixes) only the process id is compared (`kill(pid, 0)`).
+//! (other Unixes) only the process id is compared (`kill(pid, 0)`). Windows: the
+//! process's creation time (`GetProcessTimes`, 100 ns units), and a process that has
+//! exited (its handle signalled) is dead.
 //!
 //! Token 0 means "nobody".
 
@@ -61,7 +63,12 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+fn start_time(pid: u32) -> Option<u64> {
+    crate::sys::process_start_time(pid).ok().flatten()
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 fn start_time(_pid: u32) -> Option<u64> {
     None
 }
@@ -95,7 +102,13 @@ fn kill0(pid: u32) -> bool {
     )
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn exists_without_proc(pid: u32) -> bool {
+    // No start time: gone or exited (dead), unless the OS would not say (alive).
+    !matches!(crate::sys::process_start_time(pid), Ok(None))
+}
+
+#[cfg(not(any(unix, windows)))]
 fn exists_without_proc(_pid: u32) -> bool {
     // No way to tell here yet: assume alive (a peer's death then goes unnoticed
     // until it clears its registration).
@@ -180,7 +193,12 @@ mod tests {
         // Same pid, another start time: a reused pid.
         assert!(!alive(me() ^ 1) || start_time(std::process::id()).is_none());
         // A child that exited.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // This test binary, listing its tests: a process that exits at once, everywhere.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let start = start_time(pid);
         child.wait().unwrap();

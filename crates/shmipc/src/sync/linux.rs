@@ -46,7 +46,7 @@ use super::Liveness;
 // Named objects are segments holding lock words here.
 #[cfg(not(loom))]
 pub(crate) use super::native_none::{
-    NativeEvent, NativeMutex, NativeSemaphore, NativeWaitError, NATIVE_NAMED,
+    inspect_named, NativeEvent, NativeMutex, NativeSemaphore, NativeWaitError, NATIVE_NAMED,
 };
 
 /// Whether this OS has the synchronization objects.

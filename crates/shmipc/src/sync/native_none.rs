@@ -26,6 +26,13 @@ pub(crate) enum NativeWaitError {
     Os(std::io::Error),
 }
 
+/// No named kernel objects to inspect here (named objects are segments).
+pub(crate) fn inspect_named(
+    _name: &str,
+) -> Option<(crate::layout::Kind, crate::inspect::ObjectState)> {
+    None
+}
+
 /// No native mutex here.
 pub(crate) enum NativeMutex {}
 /// No native semaphore here.

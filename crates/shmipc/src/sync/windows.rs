@@ -86,6 +86,8 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use crate::error::{CreateError, OpenError};
+use crate::inspect::ObjectState;
+use crate::layout::Kind;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::segment::{Disposition, Persistence};
 use crate::sys::{self, Namespace, Security};
@@ -912,6 +914,71 @@ impl NativeEvent {
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<(), NativeWaitError> {
         wait_handle(&self.handle, deadline_of(timeout)).map(drop)
     }
+}
+
+// ---------------------------------------------------------------------------------
+// inspect (read-only: opens with query rights, takes nothing, creates nothing)
+
+fn open_for_query(open: impl FnOnce() -> HANDLE) -> Option<OwnedHandle> {
+    let raw = open();
+    // SAFETY: a non-null return is a fresh handle that nothing else owns.
+    (!raw.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(raw) })
+}
+
+/// The kind and state of the named kernel object `name`, if it is a mutex, a
+/// semaphore or an event. A mutex's holder is not named by Windows: `owner_thread`
+/// is `None`, and a held mutex's owner is alive (a dead one's mutex is abandoned,
+/// which reads as unlocked and inconsistent).
+pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
+    let name = Name::new(name).ok()?;
+    let w = object_name(&name);
+    // SAFETY (the three opens): `w` is NUL-terminated UTF-16 that outlives the call.
+    if let Some(h) =
+        open_for_query(|| unsafe { OpenSemaphoreW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })
+    {
+        let i = NativeSemaphore::query(&h)?;
+        let state = ObjectState::Semaphore {
+            value: u32::try_from(i.current_count).ok()?,
+            max: u32::try_from(i.maximum_count).ok()?,
+        };
+        return Some((Kind::Semaphore, state));
+    }
+    if let Some(h) =
+        open_for_query(|| unsafe { OpenEventW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })
+    {
+        let i = NativeEvent::query(&h)?;
+        let reset = match i.event_type {
+            0 => EventReset::Manual,
+            1 => EventReset::Auto,
+            _ => return None,
+        };
+        let state = ObjectState::Event {
+            set: i.event_state != 0,
+            reset,
+        };
+        return Some((Kind::Event, state));
+    }
+    let h = open_for_query(|| unsafe { OpenMutexW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })?;
+    // SAFETY: NtQueryMutant on a mutex handle fills a MUTANT_BASIC_INFORMATION.
+    let i: MutantBasicInformation = unsafe { nt_query(NtQueryMutant, &h) }?;
+    let locked = i.current_count <= 0;
+    let flag_set = sys::open_section(FILE_MAP_READ, &flag_name(&name))
+        .ok()
+        .flatten()
+        .and_then(|s| sys::map_raw(s.as_raw_handle(), FILE_MAP_READ, 0, FLAG_SIZE).ok())
+        .is_some_and(|m| {
+            // SAFETY: a FLAG_SIZE read-only mapping, page-aligned, alive for the
+            // closure; the word is read atomically.
+            let word = unsafe { &*m.ptr().as_ptr().cast::<AtomicU32>() };
+            word.load(Ordering::Relaxed) != 0
+        });
+    let state = ObjectState::Mutex {
+        locked,
+        owner_thread: None,
+        owner_alive: locked.then_some(true),
+        consistent: i.abandoned_state == 0 && !flag_set,
+    };
+    Some((Kind::Mutex, state))
 }
 
 #[cfg(all(test, not(loom)))]

@@ -338,7 +338,7 @@ pub(crate) fn create_section(
 }
 
 /// `OpenFileMappingW`; `Ok(None)` when no object has the name.
-fn open_section(access: FILE_MAP, name: &[u16]) -> io::Result<Option<OwnedHandle>> {
+pub(crate) fn open_section(access: FILE_MAP, name: &[u16]) -> io::Result<Option<OwnedHandle>> {
     // SAFETY: `name` is NUL-terminated UTF-16 (from `wide`) that outlives the call.
     let h = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
     if h.is_null() {
@@ -1011,6 +1011,57 @@ pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// processes (for the channel layer's peer liveness)
+
+/// The creation time (100 ns units since 1601) of process `pid` while it runs;
+/// `Ok(None)` when no process has that id or it has exited; an error when the OS
+/// does not say (e.g. another user's process).
+pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
+    use windows_sys::Win32::Foundation::{ERROR_INVALID_PARAMETER, FILETIME, WAIT_OBJECT_0};
+    use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
+    use windows_sys::Win32::System::Threading::{
+        GetProcessTimes, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: plain call; a null return is handled below.
+    let raw = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, 0, pid) };
+    if raw.is_null() {
+        let e = io::Error::last_os_error();
+        return if is_error(&e, ERROR_INVALID_PARAMETER) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: a non-null return is a fresh process handle that nothing else owns.
+    let process = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: `process` is live; a zero timeout only polls whether it has exited.
+    if unsafe { WaitForSingleObject(process.as_raw_handle(), 0) } == WAIT_OBJECT_0 {
+        return Ok(None);
+    }
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: `process` is live; the four out pointers are valid FILETIMEs.
+    let ok = unsafe {
+        GetProcessTimes(
+            process.as_raw_handle(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(
+        u64::from(created.dwHighDateTime) << 32 | u64::from(created.dwLowDateTime),
+    ))
 }
 
 #[cfg(test)]
