@@ -8,10 +8,18 @@ use std::time::Duration;
 use chan_common::*;
 use shmipc::channel::rpc::{Client, Options, Server};
 use shmipc::channel::{RecvError, SendError};
-use shmipc::Persistence;
+use shmipc::{Access, Persistence, Segment};
 
 const ENTRY: &str = "child_entry";
 const LIMIT: Duration = Duration::from_secs(60);
+/// How the tests that hand the server to a child keep the segment in between:
+/// POSIX kernel persistence (the guard removes it); Windows has none, so there a
+/// plain read-only holder (`_hold`) keeps it.
+const PERSIST: Persistence = if cfg!(windows) {
+    Persistence::UntilLastClose
+} else {
+    Persistence::UntilRemoved
+};
 
 /// The server's answer to a request: its bytes reversed.
 fn answer(req: &[u8]) -> Vec<u8> {
@@ -75,9 +83,10 @@ fn clients_in_two_processes_get_their_own_answers() {
     let server = Options::new()
         .capacity(16)
         .slot_size(128)
-        .persistence(Persistence::UntilRemoved) // the guard removes it
+        .persistence(PERSIST)
         .create_server(&name.0)
         .unwrap();
+    let _hold = Segment::open(&name.0, Access::Read).unwrap();
     drop(server);
     let srv = Kid::spawn(ENTRY, "server", &name.0, &[(COUNT, (3 * n).to_string())]);
     let kids: Vec<Kid> = (0..2)
@@ -108,12 +117,9 @@ fn clients_in_two_processes_get_their_own_answers() {
 #[test]
 fn killed_server_disconnects_clients() {
     let name = Name::new("rpc-kill-srv");
-    drop(
-        Options::new()
-            .persistence(Persistence::UntilRemoved) // the guard removes it
-            .create_server(&name.0)
-            .unwrap(),
-    );
+    let server = Options::new().persistence(PERSIST).create_server(&name.0);
+    let _hold = Segment::open(&name.0, Access::Read).unwrap();
+    drop(server.unwrap());
     // The segment lives while the client holds it.
     let srv = Kid::spawn(ENTRY, "server", &name.0, &[]);
     let mut client = Client::open(&name.0).unwrap();
