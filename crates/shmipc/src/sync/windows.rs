@@ -932,10 +932,10 @@ fn open_for_query(open: impl FnOnce() -> HANDLE) -> Option<OwnedHandle> {
 pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
     let name = Name::new(name).ok()?;
     let w = object_name(&name);
-    // SAFETY (the three opens): `w` is NUL-terminated UTF-16 that outlives the call.
-    if let Some(h) =
-        open_for_query(|| unsafe { OpenSemaphoreW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })
-    {
+    if let Some(h) = open_for_query(|| {
+        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
+        unsafe { OpenSemaphoreW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
+    }) {
         let i = NativeSemaphore::query(&h)?;
         let state = ObjectState::Semaphore {
             value: u32::try_from(i.current_count).ok()?,
@@ -943,9 +943,10 @@ pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
         };
         return Some((Kind::Semaphore, state));
     }
-    if let Some(h) =
-        open_for_query(|| unsafe { OpenEventW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })
-    {
+    if let Some(h) = open_for_query(|| {
+        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
+        unsafe { OpenEventW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
+    }) {
         let i = NativeEvent::query(&h)?;
         let reset = match i.event_type {
             0 => EventReset::Manual,
@@ -958,7 +959,10 @@ pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
         };
         return Some((Kind::Event, state));
     }
-    let h = open_for_query(|| unsafe { OpenMutexW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) })?;
+    let h = open_for_query(|| {
+        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
+        unsafe { OpenMutexW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
+    })?;
     // SAFETY: NtQueryMutant on a mutex handle fills a MUTANT_BASIC_INFORMATION.
     let i: MutantBasicInformation = unsafe { nt_query(NtQueryMutant, &h) }?;
     let locked = i.current_count <= 0;
