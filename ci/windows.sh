@@ -3,7 +3,7 @@
 # x86_64 host. Runnable by hand from anywhere: `ci/windows.sh`. Idempotent: installs
 # what is missing (MinGW, Wine 8, the rustup targets), creates the Wine prefix once.
 #
-#   1. the seed's C programs (interop/) built with MinGW, for the interop tests
+#   1. the seed's C programs and sync_peer (interop/) built with MinGW, for the interop tests
 #   2. cargo test --workspace for x86_64-pc-windows-gnu, every test binary under Wine
 #   3. cargo clippy --workspace --all-targets for that target, -D warnings
 #   4. cargo check --workspace --all-targets for aarch64- and x86_64-apple-darwin
@@ -77,7 +77,7 @@ wineserver -p 600 </dev/null >/dev/null 2>&1 || true
 step "interop: the seed's C programs (MinGW)"
 INTEROP_OUT="$ROOT/target/interop"
 mkdir -p "$INTEROP_OUT"
-for p in process1 process2; do
+for p in process1 process2 sync_peer; do
   x86_64-w64-mingw32-gcc -O2 -Wall -Wextra -Werror -municode \
     -o "$INTEROP_OUT/$p.exe" "interop/$p.c"
 done

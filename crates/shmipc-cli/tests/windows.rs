@@ -152,3 +152,19 @@ fn cli_writes_seed_process2_reads() {
         "Received message from Process 1: Hello from Process 1"
     );
 }
+
+#[test]
+fn lock_runs_a_command_and_sem_create_says_why_it_cannot_persist() {
+    let name = unique("win-lock");
+    let exe = env!("CARGO_BIN_EXE_shmipc");
+    let out = ok(&["lock", name.as_str(), "--", exe, "--version"]);
+    assert!(out.contains("shmipc"), "{out}");
+    // The command's failure is passed on.
+    let args = ["lock", name.as_str(), "--", exe, "info", "w-no-such-object"];
+    assert_fails(&run(&args), 1, &args);
+    // A CLI process cannot hold a semaphore for later commands on Windows.
+    let sem = unique("win-sem");
+    let args = ["sem", sem.as_str(), "create"];
+    let line = assert_fails(&run(&args), 1, &args);
+    assert!(line.contains("last handle"), "{line}");
+}

@@ -209,7 +209,19 @@ impl Contents {
 /// # Errors
 /// As [`Segment::open`] (not found, permission denied…).
 pub fn inspect(name: &str) -> Result<Contents, OpenError> {
-    let segment = Segment::open(name, Access::Read)?;
+    let segment = match Segment::open(name, Access::Read) {
+        // Windows: a named mutex, semaphore or event is a kernel object, not a segment.
+        Err(OpenError::NotFound { .. }) if crate::sync::inspect::named(name).is_some() => {
+            let (kind, state) = crate::sync::inspect::named(name).ok_or(OpenError::NotFound {
+                name: name.to_owned(),
+            })?;
+            return Ok(Contents::Object {
+                kind,
+                state: Some(state),
+            });
+        }
+        r => r?,
+    };
     let len = segment.size().min(INSPECT_LEN);
     let Ok(len) = usize::try_from(len) else {
         return Ok(Contents::Plain);

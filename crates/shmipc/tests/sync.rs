@@ -2,7 +2,11 @@
 //! re-run with a role (`SHMIPC_SYNC_ROLE`); they report through their stdout (a line
 //! per event) and their exit code. Nothing here sleeps: the parent blocks on pipes,
 //! on `wait()`, or on the objects under test, always with a timeout.
-#![cfg(all(target_os = "linux", not(loom)))]
+//!
+//! Runs on Linux and, under Wine, on Windows (`ci/windows.sh`), where `Child::kill`
+//! is `TerminateProcess`, the named objects are kernel objects and the in-segment
+//! ones poll (see `sync/windows.rs`).
+#![cfg(all(any(target_os = "linux", windows), not(loom)))]
 
 use std::env;
 use std::io::{BufRead, BufReader, Write};
@@ -254,7 +258,8 @@ fn holder_killed_inside_100_times_is_recovered_every_time() {
         if round % 2 == 0 {
             // Reaped before we lock: the thread is gone.
             kids.0[0].wait().unwrap();
-        } // else: still a zombie while we lock.
+        } // else: Linux: still a zombie while we lock; Windows: the process object
+          // may still be there (our handle keeps it), its threads are signalled.
         match m.lock_timeout(LONG) {
             Err(LockTimeoutError::OwnerDied(g)) => {
                 let n: u64 = view.read_pod(COUNTER).unwrap();
@@ -529,8 +534,10 @@ fn semaphore_refuses_posts_beyond_its_maximum() {
 fn named_objects_live_like_segments() {
     let name = unique("life");
     let m = NamedMutex::create(&name).unwrap();
-    let info = Segment::info(&name).unwrap();
-    assert_eq!(info.mode, Some(0o600));
+    // Elsewhere a named object is a segment (Windows: a kernel mutex, whose DACL is
+    // checked in tests/windows.rs).
+    #[cfg(not(windows))]
+    assert_eq!(Segment::info(&name).unwrap().mode, Some(0o600));
     assert!(matches!(
         NamedMutex::create(&name),
         Err(ObjectError::Create(_))
@@ -580,4 +587,30 @@ fn thread_that_exits_holding_the_lock_is_a_dead_owner() {
         m.lock_timeout(LONG),
         Err(LockTimeoutError::OwnerDied(_))
     ));
+}
+
+#[test]
+fn relocking_from_the_holding_thread_is_refused_not_a_hang() {
+    let seg = Segment::options().size(4096).create_unnamed().unwrap();
+    let view = seg.map_all().unwrap();
+    let placed = Mutex::init_at(&view, 0).unwrap();
+    let named = NamedMutex::create(&unique("relock")).unwrap();
+    let other = NamedMutex::open(named.name()).unwrap();
+    for m in [placed, named.as_mutex()] {
+        let g = m.lock().unwrap();
+        assert!(matches!(m.lock(), Err(LockError::WouldDeadlock)));
+        assert!(matches!(
+            m.lock_timeout(LONG),
+            Err(LockTimeoutError::WouldDeadlock)
+        ));
+        assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+        drop(g);
+        drop(m.try_lock().expect("free again after the refused relocks"));
+    }
+    // Through a second handle of the same named mutex too (one object).
+    let g = named.lock().unwrap();
+    assert!(matches!(other.lock(), Err(LockError::WouldDeadlock)));
+    assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
+    drop(g);
+    drop(other.lock().unwrap());
 }

@@ -23,7 +23,14 @@ const NOT_FOUND: u8 = 127;
 
 pub fn run(args: &LockArgs) -> Result<ExitCode> {
     let name = &args.name;
-    let (mutex, _) = NamedMutex::create_or_open_with(name, &object::persistent(0o600))
+    // Windows kernel objects cannot outlive their handles: there the mutex lives while
+    // any `lock` (or other holder) has it, which is all that `lock` needs.
+    let opts = if cfg!(windows) {
+        shmipc::sync::ObjectOptions::new().mode(0o600)
+    } else {
+        object::persistent(0o600)
+    };
+    let (mutex, _) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
     if owner_died {

@@ -67,7 +67,7 @@ pub enum ObjectError {
     #[error("the mutex was created in another PID or time namespace (a container?): a dead owner cannot be detected across namespaces; use it from processes that share the creator's PID namespace")]
     ForeignNamespace,
     /// This OS has no backend for synchronization objects yet.
-    #[error("inter-process {kind} objects are not supported on this OS yet (Linux only for now)")]
+    #[error("inter-process {kind} objects are not supported on this OS yet (Linux and Windows only for now)")]
     Unsupported {
         /// The kind asked for.
         kind: &'static str,
@@ -84,8 +84,13 @@ pub enum LockError<'a> {
     /// this error again.
     #[error("the previous owner of the mutex died while holding it: the lock is held now; repair the shared data, then call mark_consistent()")]
     OwnerDied(MutexGuard<'a>),
-    /// This thread's identity could not be read from the OS.
-    #[error("cannot tell this thread's identity (is /proc mounted?): {0}")]
+    /// This thread holds the mutex already: it is not recursive, so waiting would
+    /// never end.
+    #[error("this thread holds the mutex already (it is not recursive): drop the guard first")]
+    WouldDeadlock,
+    /// This thread's identity could not be read from the OS (Linux: is /proc
+    /// mounted?), or the OS wait failed.
+    #[error("cannot tell this thread's identity or wait on the mutex: {0}")]
     Os(#[source] io::Error),
 }
 
@@ -100,7 +105,7 @@ pub enum TryLockError<'a> {
     #[error("the mutex is held by a live thread: retry later, or use lock_timeout")]
     WouldBlock,
     /// As [`LockError::Os`].
-    #[error("cannot tell this thread's identity (is /proc mounted?): {0}")]
+    #[error("cannot tell this thread's identity or wait on the mutex: {0}")]
     Os(#[source] io::Error),
 }
 
@@ -117,8 +122,11 @@ pub enum LockTimeoutError<'a> {
         "the mutex stayed held by a live thread for {0:?}: retry, wait longer, or find the holder"
     )]
     Timeout(Duration),
+    /// As [`LockError::WouldDeadlock`] (returned at once, not after the timeout).
+    #[error("this thread holds the mutex already (it is not recursive): drop the guard first")]
+    WouldDeadlock,
     /// As [`LockError::Os`].
-    #[error("cannot tell this thread's identity (is /proc mounted?): {0}")]
+    #[error("cannot tell this thread's identity or wait on the mutex: {0}")]
     Os(#[source] io::Error),
 }
 

@@ -8,7 +8,7 @@ use crate::segment::Disposition;
 use crate::view::View;
 
 use super::error::{ObjectError, WaitTimeoutError};
-use super::imp;
+use super::imp::{self, NativeEvent};
 use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::EventWords;
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
@@ -53,14 +53,20 @@ impl EventReset {
 /// ```
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
-    words: &'a EventWords,
-    reset: EventReset,
+    inner: Inner<'a>,
+}
+
+/// Words in shared memory (with the reset mode), or a Windows kernel event.
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    Words(&'a EventWords, EventReset),
+    Native(&'a NativeEvent),
 }
 
 impl fmt::Debug for Event<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
-            .field("reset", &self.reset)
+            .field("reset", &self.reset_mode())
             .field("set", &self.is_set())
             .finish()
     }
@@ -87,13 +93,14 @@ impl<'a> Event<'a> {
         }
         let words: &EventWords = region::words(view, offset, KIND)?;
         words.init(initially_set);
+        let inner = Inner::Words(words, reset);
         layout::init(view, offset, Kind::Event, [reset.code(), 0, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
                 kind: KIND,
                 source: LayoutError::Access(e),
             }
         })?;
-        Ok(Self { words, reset })
+        Ok(Self { inner })
     }
 
     /// Opens the event another process initialised at `offset`.
@@ -122,38 +129,55 @@ impl<'a> Event<'a> {
                 })
             }
         };
-        Ok(Self { words, reset })
+        Ok(Self {
+            inner: Inner::Words(words, reset),
+        })
     }
 
     /// How it resets.
     pub fn reset_mode(&self) -> EventReset {
-        self.reset
+        match self.inner {
+            Inner::Words(_, reset) => reset,
+            Inner::Native(n) => n.reset_mode(),
+        }
     }
 
     fn auto(&self) -> bool {
-        self.reset == EventReset::Auto
+        self.reset_mode() == EventReset::Auto
     }
 
     /// Whether it is set now (a snapshot).
     pub fn is_set(&self) -> bool {
-        self.words.is_set()
+        match self.inner {
+            Inner::Words(w, _) => w.is_set(),
+            Inner::Native(n) => n.is_set(),
+        }
     }
 
     /// Sets it: releases every waiter (manual) or one (auto) (`SetEvent`).
     #[doc(alias = "SetEvent")]
     pub fn set(&self) {
-        self.words.set(self.auto());
+        match self.inner {
+            Inner::Words(w, _) => w.set(self.auto()),
+            Inner::Native(n) => n.set(),
+        }
     }
 
     /// Clears it (`ResetEvent`).
     #[doc(alias = "ResetEvent")]
     pub fn reset(&self) {
-        self.words.reset();
+        match self.inner {
+            Inner::Words(w, _) => w.reset(),
+            Inner::Native(n) => n.reset(),
+        }
     }
 
     /// Waits until it is set (auto reset: and resets it).
     pub fn wait(&self) {
-        while self.words.wait(self.auto(), None, true).is_err() {}
+        match self.inner {
+            Inner::Words(w, _) => while w.wait(self.auto(), None, true).is_err() {},
+            Inner::Native(n) => while n.wait(None).is_err() {},
+        }
     }
 
     /// Waits at most `timeout` for it to be set.
@@ -161,14 +185,20 @@ impl<'a> Event<'a> {
     /// # Errors
     /// [`WaitTimeoutError::Timeout`] if it was not set in time.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
-        self.words
-            .wait(self.auto(), Instant::now().checked_add(timeout), true)
-            .map_err(|_| WaitTimeoutError::Timeout(timeout))
+        let timed_out = WaitTimeoutError::Timeout(timeout);
+        match self.inner {
+            Inner::Words(w, _) => w
+                .wait(self.auto(), Instant::now().checked_add(timeout), true)
+                .map_err(|_| timed_out),
+            // A failed wait (cannot be: the handle is ours) reads as a timeout.
+            Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),
+        }
     }
 }
 
 /// A named event (Win32 `CreateEvent`), with the names, permissions and lifetime
-/// of a [`Segment`](crate::Segment).
+/// of a [`Segment`](crate::Segment): on Windows the kernel event `Local\NAME`,
+/// elsewhere a small segment of its own.
 ///
 /// ```
 /// use shmipc::sync::{EventReset, NamedEvent};
@@ -180,9 +210,13 @@ impl<'a> Event<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct NamedEvent {
-    words: Placed<EventWords>,
-    reset: EventReset,
+    inner: Named,
     name: String,
+}
+
+enum Named {
+    Segment(Placed<EventWords>, EventReset),
+    Native(NativeEvent),
 }
 
 impl fmt::Debug for NamedEvent {
@@ -260,13 +294,23 @@ impl NamedEvent {
         opts: &ObjectOptions,
         params: Option<(EventReset, bool)>,
     ) -> Result<(Self, Disposition), ObjectError> {
+        if imp::NATIVE_NAMED {
+            let (native, disp) = NativeEvent::get(name, how, opts, params)?;
+            return Ok((
+                Self {
+                    inner: Named::Native(native),
+                    name: name.to_owned(),
+                },
+                disp,
+            ));
+        }
         let (view, disp) = named::segment(name, how, opts, KIND)?;
         let reset = match (disp, params) {
             (Disposition::Created, Some((reset, set))) => {
-                Event::init_at(&view, 0, reset, set)?.reset
+                Event::init_at(&view, 0, reset, set)?.reset_mode()
             }
             (_, want) => {
-                let found = Event::open_at(&view, 0)?.reset;
+                let found = Event::open_at(&view, 0)?.reset_mode();
                 if let Some((reset, _)) = want.filter(|(r, _)| *r != found) {
                     return Err(ObjectError::Invalid {
                         kind: KIND,
@@ -283,8 +327,7 @@ impl NamedEvent {
         };
         Ok((
             Self {
-                words: Placed::new(view, 0, KIND)?,
-                reset,
+                inner: Named::Segment(Placed::new(view, 0, KIND)?, reset),
                 name: name.to_owned(),
             },
             disp,
@@ -299,8 +342,10 @@ impl NamedEvent {
     /// The event itself.
     pub fn as_event(&self) -> Event<'_> {
         Event {
-            words: self.words.get(),
-            reset: self.reset,
+            inner: match &self.inner {
+                Named::Segment(p, reset) => Inner::Words(p.get(), *reset),
+                Named::Native(n) => Inner::Native(n),
+            },
         }
     }
 

@@ -12,6 +12,12 @@ use super::event::EventReset;
 use super::raw::{EventWords, MutexWords, SemaphoreWords, CONTENDED, INCONSISTENT, SET};
 use super::{imp, Liveness};
 
+/// The kind and state of the named object `name` where named objects are kernel
+/// objects rather than segments (Windows); `None` elsewhere or if it is none.
+pub(crate) fn named(name: &str) -> Option<(Kind, ObjectState)> {
+    imp::inspect_named(name)
+}
+
 /// The state of the object whose validated `header` is at `offset`; `None` if its
 /// words cannot be read or its parameters are not those of a valid object.
 pub(crate) fn state(view: &View, offset: usize, header: &Header) -> Option<ObjectState> {

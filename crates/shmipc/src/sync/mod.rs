@@ -3,7 +3,9 @@
 //! segment at an offset (`init_at` / `open_at`, `SIZE` bytes) or as a named object
 //! of its own ([`NamedMutex`], [`NamedSemaphore`], [`NamedEvent`]) with the names,
 //! permissions (0600) and lifetime (dies with its last holder;
-//! [`Persistence::UntilRemoved`](crate::Persistence) on request) of a segment.
+//! [`Persistence::UntilRemoved`](crate::Persistence) on request, except on Windows)
+//! of a segment. On Windows a named object is the Win32 kernel object `Local\NAME`
+//! itself, so programs calling `OpenMutexW` & co. share it.
 //!
 //! ```
 //! use shmipc::sync::{LockError, NamedMutex};
@@ -65,6 +67,11 @@
 //! ids mean nothing across them; an opener from another namespace is refused
 //! ([`ObjectError::ForeignNamespace`]).
 //!
+//! A mutex is not recursive, on every OS: a thread that locks a mutex it holds gets
+//! [`LockError::WouldDeadlock`] ([`LockTimeoutError::WouldDeadlock`] at once;
+//! `try_lock`: [`TryLockError::WouldBlock`]) instead of hanging, and the guard is not
+//! `Send` (it unlocks on the thread that locked, as a Windows kernel mutex requires).
+//!
 //! Semaphores and events have no owner: a process that dies after taking a unit
 //! does not return it (as with POSIX semaphores). Their waiters sleep in 100 ms
 //! slices too, so a wake-up lost with a process killed while being woken delays the
@@ -82,12 +89,17 @@
 //!
 //! * `raw.rs`: the state machines on plain atomics (loom-checked through the
 //!   `atomic.rs` shim);
-//! * `wait.rs`: the OS wait on a 32-bit word (shared futex on Linux);
-//! * one OS file, picked here, with the owner identity and liveness check
-//!   (`linux.rs`; `unsupported.rs` elsewhere, whose objects return
-//!   [`ObjectError::Unsupported`]). A Windows file would name an owner by thread id
-//!   and creation time (`GetThreadTimes`) the same way, or back the named objects
-//!   with kernel mutexes and `WAIT_ABANDONED`, behind the same public types.
+//! * `wait.rs`: the OS wait on a 32-bit word (shared futex on Linux; a 200 µs
+//!   sleep-poll elsewhere, since Windows' `WaitOnAddress` does not cross processes);
+//! * one OS file, picked here, with the owner identity and liveness check and the
+//!   named-object backend: `linux.rs` (named objects are segments: `named.rs`);
+//!   `windows.rs` (owners are thread id + creation time; named objects are Win32
+//!   kernel objects, `WAIT_ABANDONED` is `OwnerDied`; in-segment waits poll, see
+//!   that file for the cost); `unsupported.rs` elsewhere (macOS included for now),
+//!   whose objects return [`ObjectError::Unsupported`]. `native_none.rs` gives the
+//!   OSes without kernel named objects uninhabited stand-ins, so that the public
+//!   types hold either lock words or a native object without an OS switch of their
+//!   own.
 //! * `mutex.rs`, `semaphore.rs`, `event.rs`: the public types; `region.rs` places
 //!   words in a view; `named.rs` makes the named objects' segments.
 
@@ -108,8 +120,12 @@ mod region;
 #[allow(dead_code)] // also used by the channel layer
 pub(crate) mod wait;
 
+#[cfg(all(not(windows), not(loom)))]
+mod native_none;
+
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
+#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(not(any(target_os = "linux", windows)), path = "unsupported.rs")]
 #[allow(dead_code)] // under loom only the state machines are built
 mod imp;
 

@@ -10,7 +10,7 @@ use crate::segment::Disposition;
 use crate::view::View;
 
 use super::error::{LockError, LockTimeoutError, ObjectError, TryLockError};
-use super::imp;
+use super::imp::{self, NativeMutex, NativeWaitError};
 use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::{Acquired, MutexWords, Probe};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
@@ -53,7 +53,15 @@ fn probe() -> Probe<'static> {
 /// owner is identified and what "consistent" means.
 #[derive(Clone, Copy)]
 pub struct Mutex<'a> {
-    words: &'a MutexWords,
+    inner: Inner<'a>,
+}
+
+/// What a [`Mutex`] (and its guard) works on: lock words in shared memory, or (for
+/// a named mutex on Windows) a kernel mutex.
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    Words(&'a MutexWords),
+    Native(&'a NativeMutex),
 }
 
 impl fmt::Debug for Mutex<'_> {
@@ -83,6 +91,7 @@ impl<'a> Mutex<'a> {
         }
         let words: &MutexWords = region::words(view, offset, KIND)?;
         words.init();
+        let inner = Inner::Words(words);
         let [pid_ns, time_ns] = imp::namespaces();
         layout::init(view, offset, Kind::Mutex, [pid_ns, time_ns, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
@@ -90,7 +99,7 @@ impl<'a> Mutex<'a> {
                 source: LayoutError::Access(e),
             }
         })?;
-        Ok(Self { words })
+        Ok(Self { inner })
     }
 
     /// Opens the mutex another process initialised at `offset` of `view`, after
@@ -112,32 +121,55 @@ impl<'a> Mutex<'a> {
                 return Err(ObjectError::ForeignNamespace);
             }
         }
-        Ok(Self { words })
+        Ok(Self {
+            inner: Inner::Words(words),
+        })
     }
 
     fn guard(&self) -> MutexGuard<'a> {
         MutexGuard {
-            words: self.words,
+            inner: self.inner,
             _not_send: PhantomData,
         }
     }
 
     /// Locks, waiting as long as a live thread holds it.
     ///
-    /// Locking it again from the thread that holds it waits for ever (use
-    /// [`lock_timeout`](Self::lock_timeout) where that may happen).
+    /// Not recursive, on every OS: locking it again from the thread that holds it
+    /// returns [`LockError::WouldDeadlock`] at once (a Windows kernel mutex would
+    /// let the thread in twice; shmipc refuses there too).
     ///
     /// # Errors
     /// [`LockError::OwnerDied`] (with the guard: the lock *is* held) when a holder
-    /// died inside; [`LockError::Os`] if this thread's identity cannot be read.
+    /// died inside; [`LockError::WouldDeadlock`]; [`LockError::Os`] if this thread's
+    /// identity cannot be read or the OS wait fails.
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'a>, LockError<'a>> {
-        let me = imp::current_owner().map_err(LockError::Os)?;
-        let acquired = loop {
-            // Without a deadline it never times out; the loop only satisfies the type.
-            if let Ok(a) = self.words.lock(me, None, probe()) {
-                break a;
+        let acquired = match self.inner {
+            Inner::Words(words) => {
+                let me = imp::current_owner().map_err(LockError::Os)?;
+                if let Some(a) = words.try_lock_fast(me) {
+                    a
+                } else if words.held_by(me) {
+                    return Err(LockError::WouldDeadlock);
+                } else {
+                    loop {
+                        // Without a deadline it never times out; the loop only
+                        // satisfies the type.
+                        if let Ok(a) = words.lock(me, None, probe()) {
+                            break a;
+                        }
+                    }
+                }
             }
+            Inner::Native(n) => loop {
+                match n.lock(None) {
+                    Ok(a) => break a,
+                    Err(NativeWaitError::TimedOut) => {}
+                    Err(NativeWaitError::WouldDeadlock) => return Err(LockError::WouldDeadlock),
+                    Err(NativeWaitError::Os(e)) => return Err(LockError::Os(e)),
+                }
+            },
         };
         match acquired {
             Acquired::Clean => Ok(self.guard()),
@@ -156,8 +188,18 @@ impl<'a> Mutex<'a> {
     /// [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'a>, TryLockError<'a>> {
-        let me = imp::current_owner().map_err(TryLockError::Os)?;
-        match self.words.try_lock(me, probe()) {
+        let acquired = match self.inner {
+            Inner::Words(words) => {
+                let me = imp::current_owner().map_err(TryLockError::Os)?;
+                words.try_lock(me, probe())
+            }
+            Inner::Native(n) => match n.lock(Some(Duration::ZERO)) {
+                Ok(a) => Some(a),
+                Err(NativeWaitError::TimedOut | NativeWaitError::WouldDeadlock) => None,
+                Err(NativeWaitError::Os(e)) => return Err(TryLockError::Os(e)),
+            },
+        };
+        match acquired {
             Some(Acquired::Clean) => Ok(self.guard()),
             Some(_) => Err(TryLockError::OwnerDied(self.guard())),
             None => Err(TryLockError::WouldBlock),
@@ -167,18 +209,30 @@ impl<'a> Mutex<'a> {
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError::Timeout`] if a live thread held it throughout; otherwise
-    /// as [`lock`](Self::lock).
+    /// [`LockTimeoutError::Timeout`] if a live thread held it throughout;
+    /// [`LockTimeoutError::WouldDeadlock`] (at once) if this thread holds it;
+    /// otherwise as [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'a>, LockTimeoutError<'a>> {
-        let me = imp::current_owner().map_err(LockTimeoutError::Os)?;
-        let acquired = if let Some(a) = self.words.try_lock_fast(me) {
-            a
-        } else {
-            let deadline = Instant::now().checked_add(timeout);
-            self.words
-                .lock(me, deadline, probe())
-                .map_err(|_| LockTimeoutError::Timeout(timeout))?
+        let acquired = match self.inner {
+            Inner::Words(words) => {
+                let me = imp::current_owner().map_err(LockTimeoutError::Os)?;
+                if let Some(a) = words.try_lock_fast(me) {
+                    a
+                } else if words.held_by(me) {
+                    return Err(LockTimeoutError::WouldDeadlock);
+                } else {
+                    let deadline = Instant::now().checked_add(timeout);
+                    words
+                        .lock(me, deadline, probe())
+                        .map_err(|_| LockTimeoutError::Timeout(timeout))?
+                }
+            }
+            Inner::Native(n) => n.lock(Some(timeout)).map_err(|e| match e {
+                NativeWaitError::TimedOut => LockTimeoutError::Timeout(timeout),
+                NativeWaitError::WouldDeadlock => LockTimeoutError::WouldDeadlock,
+                NativeWaitError::Os(e) => LockTimeoutError::Os(e),
+            })?,
         };
         match acquired {
             Acquired::Clean => Ok(self.guard()),
@@ -191,11 +245,12 @@ impl<'a> Mutex<'a> {
 
 /// Holds a [`Mutex`] locked; unlocks when dropped.
 ///
-/// Not `Send`: the lock belongs to the thread that took it (a thread that ends while
-/// holding it counts as a dead owner).
+/// Not `Send`, on every OS: the lock belongs to the thread that took it and is
+/// released on that thread (a Windows kernel mutex can only be released by its
+/// owning thread; a thread that ends while holding it counts as a dead owner).
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a> {
-    words: &'a MutexWords,
+    inner: Inner<'a>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -211,23 +266,39 @@ impl MutexGuard<'_> {
     /// holder calls it, every later locker gets `OwnerDied` too.
     #[doc(alias = "pthread_mutex_consistent")]
     pub fn mark_consistent(&self) {
-        self.words.mark_consistent();
+        match self.inner {
+            Inner::Words(w) => w.mark_consistent(),
+            Inner::Native(n) => n.mark_consistent(),
+        }
     }
 }
 
 impl Drop for MutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Like std's poisoning: the data may be half-updated.
-            self.words.mark_inconsistent();
+        let panicking = std::thread::panicking();
+        match self.inner {
+            Inner::Words(w) => {
+                if panicking {
+                    // Like std's poisoning: the data may be half-updated.
+                    w.mark_inconsistent();
+                }
+                w.unlock();
+            }
+            Inner::Native(n) => {
+                if panicking {
+                    n.mark_inconsistent();
+                }
+                n.unlock();
+            }
         }
-        self.words.unlock();
     }
 }
 
-/// A named inter-process mutex (Win32 `CreateMutex`): a small segment of its own
-/// with the same names, permissions and lifetime as a [`Segment`](crate::Segment).
+/// A named inter-process mutex (Win32 `CreateMutex`), with the same names,
+/// permissions and lifetime as a [`Segment`](crate::Segment): on Windows the kernel
+/// mutex `Local\NAME` itself (shared with programs that call `OpenMutexW`), elsewhere
+/// a small segment of its own holding the lock words.
 ///
 /// ```
 /// use shmipc::sync::NamedMutex;
@@ -243,8 +314,13 @@ impl Drop for MutexGuard<'_> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct NamedMutex {
-    words: Placed<MutexWords>,
+    inner: Named,
     name: String,
+}
+
+enum Named {
+    Segment(Placed<MutexWords>),
+    Native(NativeMutex),
 }
 
 impl fmt::Debug for NamedMutex {
@@ -306,6 +382,16 @@ impl NamedMutex {
     }
 
     fn get(name: &str, how: How, opts: &ObjectOptions) -> Result<(Self, Disposition), ObjectError> {
+        if imp::NATIVE_NAMED {
+            let (native, disp) = NativeMutex::get(name, how, opts)?;
+            return Ok((
+                Self {
+                    inner: Named::Native(native),
+                    name: name.to_owned(),
+                },
+                disp,
+            ));
+        }
         let (view, disp) = named::segment(name, how, opts, KIND)?;
         match disp {
             Disposition::Created => drop(Mutex::init_at(&view, 0)?),
@@ -313,7 +399,7 @@ impl NamedMutex {
         }
         Ok((
             Self {
-                words: Placed::new(view, 0, KIND)?,
+                inner: Named::Segment(Placed::new(view, 0, KIND)?),
                 name: name.to_owned(),
             },
             disp,
@@ -328,7 +414,10 @@ impl NamedMutex {
     /// The mutex itself (for code written against [`Mutex`]).
     pub fn as_mutex(&self) -> Mutex<'_> {
         Mutex {
-            words: self.words.get(),
+            inner: match &self.inner {
+                Named::Segment(p) => Inner::Words(p.get()),
+                Named::Native(n) => Inner::Native(n),
+            },
         }
     }
 

@@ -1,5 +1,6 @@
-//! What the named objects share: each is a small segment of its own, with the same
-//! names, permissions and lifetime as segments, holding one object at offset 0.
+//! What the named objects share: names, permissions and lifetime as for segments.
+//! Where the OS file says `NATIVE_NAMED` (Windows) they are kernel objects;
+//! elsewhere each is a small segment of its own holding one object at offset 0.
 
 use std::time::Duration;
 
@@ -19,12 +20,18 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(2);
 ///
 /// ```
 /// use shmipc::sync::{NamedMutex, ObjectOptions};
-/// use shmipc::{Persistence, Segment};
 /// # let name = format!("doc-objopts-{}", std::process::id());
-/// let opts = ObjectOptions::new().mode(0o660).persistence(Persistence::UntilRemoved);
+/// let opts = ObjectOptions::new().mode(0o660);
 /// let m = NamedMutex::create_with(&name, &opts)?;
-/// drop(m);
-/// Segment::remove(&name)?; // a persistent object lives until removed
+/// drop(m); // gone with its last holder
+/// // POSIX only (Windows refuses it: a kernel object goes with its last handle).
+/// #[cfg(unix)]
+/// {
+///     use shmipc::{Persistence, Segment};
+///     let opts = opts.persistence(Persistence::UntilRemoved);
+///     drop(NamedMutex::create_with(&name, &opts)?);
+///     Segment::remove(&name)?; // a persistent object lives until removed
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +63,9 @@ impl ObjectOptions {
 
     /// How long a created object lives (default
     /// [`Persistence::UntilLastClose`]; [`Persistence::UntilRemoved`] keeps it until
-    /// [`Segment::remove`]).
+    /// [`Segment::remove`]). Windows has no persistent kernel objects: creating one
+    /// with `UntilRemoved` there is a [`CreateError::Unsupported`](crate::CreateError)
+    /// error.
     pub fn persistence(mut self, persistence: Persistence) -> Self {
         self.persistence = persistence;
         self

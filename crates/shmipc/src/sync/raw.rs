@@ -162,6 +162,13 @@ impl MutexWords {
             .map(|_| self.acquired())
     }
 
+    /// Whether `me` holds the lock (only `me` can have stored `me`; a hostile peer
+    /// that writes our id only makes us refuse to wait on ourselves).
+    #[inline]
+    pub(crate) fn held_by(&self, me: u64) -> bool {
+        self.owner.load(Ordering::Relaxed) & !CONTENDED == me
+    }
+
     /// Takes the lock, waiting until `deadline` (`None`: for ever).
     #[inline]
     pub(crate) fn lock(
@@ -212,6 +219,10 @@ impl MutexWords {
             }
         }
         let mut slice = FIRST_SLICE;
+        // The end of the current slice, fixed when it starts: a wait that returns
+        // early (a wake for another waiter, or every poll of the non-futex fallback)
+        // must not push it back, or the owner would never be checked.
+        let mut slice_until: Option<Instant> = None;
         loop {
             if state & !CONTENDED == 0 {
                 // Free. Take it marked CONTENDED: we cannot know whether others sleep.
@@ -251,7 +262,7 @@ impl MutexWords {
                 continue;
             }
             let until = match probe {
-                Some(_) => Some(slice_end(slice, deadline)),
+                Some(_) => Some(*slice_until.get_or_insert_with(|| slice_end(slice, deadline))),
                 None => deadline,
             };
             if wait::wait(&self.seq, seq, until) == Wake::TimedOut {
@@ -265,6 +276,7 @@ impl MutexWords {
                     return Ok(acq);
                 }
                 slice = (slice * 2).min(MAX_SLICE);
+                slice_until = None;
             }
             state = self.owner.load(Ordering::Relaxed);
         }

@@ -8,7 +8,7 @@ use crate::segment::Disposition;
 use crate::view::View;
 
 use super::error::{ObjectError, PostError, TryWaitError, WaitTimeoutError};
-use super::imp;
+use super::imp::{self, NativeSemaphore};
 use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::SemaphoreWords;
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
@@ -35,15 +35,21 @@ const KIND: &str = "semaphore";
 /// ```
 #[derive(Clone, Copy)]
 pub struct Semaphore<'a> {
-    words: &'a SemaphoreWords,
-    max: u32,
+    inner: Inner<'a>,
+}
+
+/// Words in shared memory (with the maximum), or a Windows kernel semaphore.
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    Words(&'a SemaphoreWords, u32),
+    Native(&'a NativeSemaphore),
 }
 
 impl fmt::Debug for Semaphore<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
             .field("value", &self.value())
-            .field("max", &self.max)
+            .field("max", &self.max())
             .finish()
     }
 }
@@ -75,13 +81,14 @@ impl<'a> Semaphore<'a> {
         }
         let words: &SemaphoreWords = region::words(view, offset, KIND)?;
         words.init(initial);
+        let inner = Inner::Words(words, max);
         layout::init(view, offset, Kind::Semaphore, [u64::from(max), 0, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
                 kind: KIND,
                 source: LayoutError::Access(e),
             }
         })?;
-        Ok(Self { words, max })
+        Ok(Self { inner })
     }
 
     /// Opens the semaphore another process initialised at `offset`.
@@ -107,17 +114,25 @@ impl<'a> Semaphore<'a> {
                     expected: 1,
                 },
             })?;
-        Ok(Self { words, max })
+        Ok(Self {
+            inner: Inner::Words(words, max),
+        })
     }
 
     /// The maximum count.
     pub fn max(&self) -> u32 {
-        self.max
+        match self.inner {
+            Inner::Words(_, max) => max,
+            Inner::Native(n) => n.max(),
+        }
     }
 
     /// The current count (a snapshot, stale at once).
     pub fn value(&self) -> u32 {
-        self.words.value()
+        match self.inner {
+            Inner::Words(w, _) => w.value(),
+            Inner::Native(n) => n.value(),
+        }
     }
 
     /// Adds a unit and wakes one waiter, if any (`sem_post`, `ReleaseSemaphore`).
@@ -127,15 +142,22 @@ impl<'a> Semaphore<'a> {
     #[doc(alias = "sem_post")]
     #[doc(alias = "ReleaseSemaphore")]
     pub fn post(&self) -> Result<(), PostError> {
-        self.words
-            .post(self.max)
-            .map_err(|_| PostError::Full { max: self.max })
+        let full = PostError::Full { max: self.max() };
+        match self.inner {
+            Inner::Words(w, max) => w.post(max).map_err(|_| full),
+            Inner::Native(n) => n.post().map_err(|()| full),
+        }
     }
 
     /// Takes a unit, waiting as long as it takes (`sem_wait`).
     #[doc(alias = "sem_wait")]
     pub fn wait(&self) {
-        while self.words.wait(None, true).is_err() {}
+        match self.inner {
+            Inner::Words(w, _) => while w.wait(None, true).is_err() {},
+            // A wait that fails (a handle closed under us cannot be: we hold it)
+            // is retried.
+            Inner::Native(n) => while n.wait(None).is_err() {},
+        }
     }
 
     /// Takes a unit if one is there.
@@ -143,7 +165,11 @@ impl<'a> Semaphore<'a> {
     /// # Errors
     /// [`TryWaitError::WouldBlock`] if the count is 0.
     pub fn try_wait(&self) -> Result<(), TryWaitError> {
-        if self.words.try_wait() {
+        let took = match self.inner {
+            Inner::Words(w, _) => w.try_wait(),
+            Inner::Native(n) => n.wait(Some(Duration::ZERO)).is_ok(),
+        };
+        if took {
             Ok(())
         } else {
             Err(TryWaitError::WouldBlock)
@@ -155,12 +181,17 @@ impl<'a> Semaphore<'a> {
     /// # Errors
     /// [`WaitTimeoutError::Timeout`] if none came in time.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
-        if self.words.try_wait() {
-            return Ok(());
+        let timed_out = WaitTimeoutError::Timeout(timeout);
+        match self.inner {
+            Inner::Words(w, _) => {
+                if w.try_wait() {
+                    return Ok(());
+                }
+                w.wait(deadline(timeout), true).map_err(|_| timed_out)
+            }
+            // A failed wait (cannot be: the handle is ours) reads as a timeout.
+            Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),
         }
-        self.words
-            .wait(deadline(timeout), true)
-            .map_err(|_| WaitTimeoutError::Timeout(timeout))
     }
 }
 
@@ -183,7 +214,9 @@ fn check_params(initial: u32, max: u32) -> Result<(), ObjectError> {
 }
 
 /// A named counting semaphore (Win32 `CreateSemaphore`), with the names,
-/// permissions and lifetime of a [`Segment`](crate::Segment).
+/// permissions and lifetime of a [`Segment`](crate::Segment): on Windows the kernel
+/// semaphore `Local\NAME` (its maximum at most `i32::MAX`), elsewhere a small
+/// segment of its own.
 ///
 /// ```
 /// use shmipc::sync::NamedSemaphore;
@@ -194,9 +227,13 @@ fn check_params(initial: u32, max: u32) -> Result<(), ObjectError> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct NamedSemaphore {
-    words: Placed<SemaphoreWords>,
-    max: u32,
+    inner: Named,
     name: String,
+}
+
+enum Named {
+    Segment(Placed<SemaphoreWords>, u32),
+    Native(NativeSemaphore),
 }
 
 impl fmt::Debug for NamedSemaphore {
@@ -278,13 +315,23 @@ impl NamedSemaphore {
         if let Some((initial, max)) = params {
             check_params(initial, max)?;
         }
+        if imp::NATIVE_NAMED {
+            let (native, disp) = NativeSemaphore::get(name, how, opts, params)?;
+            return Ok((
+                Self {
+                    inner: Named::Native(native),
+                    name: name.to_owned(),
+                },
+                disp,
+            ));
+        }
         let (view, disp) = named::segment(name, how, opts, KIND)?;
         let max = match (disp, params) {
             (Disposition::Created, Some((initial, max))) => {
-                Semaphore::init_at(&view, 0, initial, max)?.max
+                Semaphore::init_at(&view, 0, initial, max)?.max()
             }
             (_, want) => {
-                let found = Semaphore::open_at(&view, 0)?.max;
+                let found = Semaphore::open_at(&view, 0)?.max();
                 if let Some((_, max)) = want.filter(|(_, m)| *m != found) {
                     return Err(ObjectError::Invalid {
                         kind: KIND,
@@ -301,8 +348,7 @@ impl NamedSemaphore {
         };
         Ok((
             Self {
-                words: Placed::new(view, 0, KIND)?,
-                max,
+                inner: Named::Segment(Placed::new(view, 0, KIND)?, max),
                 name: name.to_owned(),
             },
             disp,
@@ -317,8 +363,10 @@ impl NamedSemaphore {
     /// The semaphore itself.
     pub fn as_semaphore(&self) -> Semaphore<'_> {
         Semaphore {
-            words: self.words.get(),
-            max: self.max,
+            inner: match &self.inner {
+                Named::Segment(p, max) => Inner::Words(p.get(), *max),
+                Named::Native(n) => Inner::Native(n),
+            },
         }
     }
 

@@ -5,6 +5,12 @@ use std::io;
 
 use super::Liveness;
 
+// Named objects are segments holding lock words here.
+#[cfg(not(loom))]
+pub(crate) use super::native_none::{
+    inspect_named, NativeEvent, NativeMutex, NativeSemaphore, NativeWaitError, NATIVE_NAMED,
+};
+
 /// Whether this OS has the synchronization objects.
 pub(crate) const SUPPORTED: bool = false;
 

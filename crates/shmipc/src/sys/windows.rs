@@ -122,7 +122,7 @@ pub(crate) enum Namespace {
 }
 
 impl Namespace {
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Self::Local => "Local\\",
             Self::Global => "Global\\",
@@ -148,7 +148,7 @@ pub(crate) fn granularity() -> usize {
     })
 }
 
-fn wide(s: &str) -> Vec<u16> {
+pub(crate) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
 }
 
@@ -164,7 +164,7 @@ fn meta_name(name: &Name, ns: Namespace) -> Vec<u16> {
     ))
 }
 
-fn is_error(e: &io::Error, code: u32) -> bool {
+pub(crate) fn is_error(e: &io::Error, code: u32) -> bool {
     e.raw_os_error()
         .and_then(|c| u32::try_from(c).ok())
         .is_some_and(|c| c == code)
@@ -183,7 +183,8 @@ fn split(v: u64) -> (u32, u32) {
 // security
 
 /// A self-relative security descriptor from `ConvertStringSecurityDescriptorToSecurityDescriptorW`.
-struct Security(PSECURITY_DESCRIPTOR);
+/// Also used by the named synchronization objects (`sync/windows.rs`).
+pub(crate) struct Security(PSECURITY_DESCRIPTOR);
 
 impl Drop for Security {
     fn drop(&mut self) {
@@ -196,13 +197,19 @@ impl Drop for Security {
 impl Security {
     /// Owner-only full access, plus Everyone read (and write) for the group/other
     /// bits of `mode`.
-    fn for_mode(mode: u32) -> io::Result<Self> {
+    pub(crate) fn for_mode(mode: u32) -> io::Result<Self> {
+        Self::for_mode_with(mode, "GRGW", "GR")
+    }
+
+    /// Owner-only full access, plus Everyone `rw` (SDDL generic rights) when `mode`
+    /// has group/other write bits, or `ro` when it has only read bits.
+    pub(crate) fn for_mode_with(mode: u32, rw: &str, ro: &str) -> io::Result<Self> {
         let sid = user_sid()?;
         let mut sddl = format!("D:P(A;;GA;;;{sid})");
         if mode & 0o022 != 0 {
-            sddl.push_str("(A;;GRGW;;;WD)");
+            sddl.push_str(&format!("(A;;{rw};;;WD)"));
         } else if mode & 0o044 != 0 {
-            sddl.push_str("(A;;GR;;;WD)");
+            sddl.push_str(&format!("(A;;{ro};;;WD)"));
         }
         let text = wide(&sddl);
         let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
@@ -222,7 +229,7 @@ impl Security {
         Ok(Self(sd))
     }
 
-    fn attributes(&self) -> SECURITY_ATTRIBUTES {
+    pub(crate) fn attributes(&self) -> SECURITY_ATTRIBUTES {
         SECURITY_ATTRIBUTES {
             nLength: u32::try_from(size_of::<SECURITY_ATTRIBUTES>()).unwrap_or(24),
             lpSecurityDescriptor: self.0,
@@ -232,7 +239,7 @@ impl Security {
 }
 
 /// The current user's SID as a string (`S-1-5-21-…`), read once from the process token.
-fn user_sid() -> io::Result<String> {
+pub(crate) fn user_sid() -> io::Result<String> {
     static SID: OnceLock<Result<String, i32>> = OnceLock::new();
     SID.get_or_init(|| read_user_sid().map_err(|e| e.raw_os_error().unwrap_or(-1)))
         .clone()
@@ -302,7 +309,7 @@ fn read_user_sid() -> io::Result<String> {
 // raw section calls
 
 /// `CreateFileMappingW`; returns the handle and whether the object existed already.
-fn create_section(
+pub(crate) fn create_section(
     file: HANDLE,
     sa: Option<&SECURITY_ATTRIBUTES>,
     size: u64,
@@ -331,7 +338,7 @@ fn create_section(
 }
 
 /// `OpenFileMappingW`; `Ok(None)` when no object has the name.
-fn open_section(access: FILE_MAP, name: &[u16]) -> io::Result<Option<OwnedHandle>> {
+pub(crate) fn open_section(access: FILE_MAP, name: &[u16]) -> io::Result<Option<OwnedHandle>> {
     // SAFETY: `name` is NUL-terminated UTF-16 (from `wide`) that outlives the call.
     let h = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
     if h.is_null() {
@@ -965,7 +972,12 @@ impl Drop for Mapping {
     }
 }
 
-fn map_raw(section: HANDLE, access: FILE_MAP, offset: u64, len: usize) -> io::Result<Mapping> {
+pub(crate) fn map_raw(
+    section: HANDLE,
+    access: FILE_MAP,
+    offset: u64,
+    len: usize,
+) -> io::Result<Mapping> {
     let (hi, lo) = split(offset);
     // SAFETY: `section` is a live section handle borrowed for the call; the OS picks a
     // fresh address range, so no existing memory is replaced; it checks the range
@@ -1002,7 +1014,7 @@ pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -1071,8 +1083,8 @@ mod tests {
         );
     }
 
-    /// The DACL the OS keeps for `h`, in SDDL.
-    fn dacl_of(h: &OwnedHandle) -> String {
+    /// The DACL the OS keeps for `h`, in SDDL (also used by `sync/windows.rs`).
+    pub(crate) fn dacl_of(h: &OwnedHandle) -> String {
         use windows_sys::Win32::Security::Authorization::{
             ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
         };
