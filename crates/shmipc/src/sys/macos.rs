@@ -51,21 +51,18 @@
 //!
 //! # Safety
 //!
-//! This module holds the `unsafe` calls of the macOS backend (`mmap`, `munmap`,
-//! `msync`); each says why it is sound.
-#![allow(unsafe_code)]
+//! The mappings (`mmap`, `munmap`, `msync`) are in `unix_map.rs`, shared with
+//! Linux.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mm::{self, MapFlags, MsyncFlags, ProtFlags};
 use rustix::shm;
 
 use crate::error::{CreateError, ListError, OpenError, RemoveError};
@@ -80,11 +77,6 @@ const PERMISSION_BITS: u32 = 0o666;
 
 /// How long an opener waits for a creator or closer holding the lock exclusively.
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
-
-/// The alignment a mapping's offset needs.
-pub(crate) fn granularity() -> usize {
-    rustix::param::page_size()
-}
 
 /// Permission bits as the OS's `mode_t` (16 bits on macOS).
 fn perm(bits: u32) -> Mode {
@@ -851,68 +843,11 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
 // ---------------------------------------------------------------------------------
 // mappings
 
-/// One `mmap`ed range; unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    pub(crate) fn ptr(&self) -> NonNull<u8> {
-        self.ptr
-    }
-}
-
-// SAFETY: a `Mapping` is an address range owned by this value; nothing about it is
-// tied to the thread that created it.
-unsafe impl Send for Mapping {}
-// SAFETY: `Mapping` has no interior state; shared access goes through raw pointers
-// whose users follow the rules of `View`.
-unsafe impl Sync for Mapping {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr..ptr+len` is exactly the range `mmap` returned in `map`, and it
-        // is unmapped only here, once. `View` guarantees no reference into it outlives
-        // the `Mapping`.
-        let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
+pub(crate) use super::unix_map::{flush, granularity, Mapping};
 
 /// Maps `len` bytes at `offset` (a multiple of [`granularity`]).
 pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Result<Mapping> {
-    let (prot, flags) = match access {
-        Access::Read => (ProtFlags::READ, MapFlags::SHARED),
-        Access::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
-        Access::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
-    };
-    // SAFETY: a null hint lets the kernel choose a fresh range, so no existing memory
-    // is replaced; `fd` is open and `offset` is page-aligned (checked by the caller).
-    let ptr = unsafe { mm::mmap(std::ptr::null_mut(), len, prot, flags, &h.fd, offset) }
-        .map_err(io_err)?;
-    let ptr =
-        NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-    Ok(Mapping { ptr, len })
-}
-
-/// Writes dirty pages of `start..start+len` (inside `m`) back to the backing store.
-pub(crate) fn flush(m: &Mapping, start: usize, len: usize) -> io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    let page = granularity();
-    let aligned = start - start % page;
-    // SAFETY: `aligned..start+len` lies inside `m`'s mapping (the caller checked
-    // `start + len <= m.len`), which stays mapped while `m` is borrowed.
-    unsafe {
-        mm::msync(
-            m.ptr.as_ptr().add(aligned).cast(),
-            start + len - aligned,
-            MsyncFlags::SYNC,
-        )
-    }
-    .map_err(io_err)
+    super::unix_map::map(h.fd.as_fd(), offset, len, access)
 }
 
 #[cfg(test)]

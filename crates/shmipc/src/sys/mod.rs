@@ -24,4 +24,7 @@ mod imp;
 #[path = "unsupported.rs"]
 mod imp;
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod unix_map;
+
 pub(crate) use imp::*;
