@@ -167,17 +167,16 @@ pub fn next_line(lines: &Receiver<String>) -> String {
 
 /// Waits until the child exits, at most [`PATIENCE`].
 pub fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child did not exit within {PATIENCE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    use wait_timeout::ChildExt;
+    // `wait_timeout` closes the child's stdin, as `Child::wait` does; a test may
+    // still need it open while the child exits (e.g. one killed by a signal).
+    let stdin = child.stdin.take();
+    let status = child
+        .wait_timeout(PATIENCE)
+        .expect("waiting for the child")
+        .unwrap_or_else(|| panic!("the child did not exit within {PATIENCE:?}"));
+    child.stdin = stdin;
+    status
 }
 
 /// Parses JSON output.

@@ -285,19 +285,14 @@ impl Peer {
             return s;
         }
         self.stdin = None;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => {
-                    self.status = Some(s);
-                    return s;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Ok(None) => self.fail("did not exit before the deadline"),
-                Err(e) => self.fail(&format!("could not be waited for: {e}")),
+        use wait_timeout::ChildExt;
+        match self.child.wait_timeout(PATIENCE) {
+            Ok(Some(s)) => {
+                self.status = Some(s);
+                s
             }
+            Ok(None) => self.fail("did not exit before the deadline"),
+            Err(e) => self.fail(&format!("could not be waited for: {e}")),
         }
     }
 

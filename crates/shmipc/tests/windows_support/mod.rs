@@ -78,18 +78,17 @@ impl Lines {
 
 /// Waits for `child` to exit; kills it and panics if it takes longer than [`PATIENCE`].
 pub fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not exit within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    use wait_timeout::ChildExt;
+    // `wait_timeout` closes the child's stdin, as `Child::wait` does; keep it open.
+    let stdin = child.stdin.take();
+    let exited = child.wait_timeout(PATIENCE).expect("waiting for the child");
+    child.stdin = stdin;
+    if let Some(status) = exited {
+        return status;
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("child did not exit within {PATIENCE:?}");
 }
 
 /// Polls `cond` until it holds; panics with `what` after [`PATIENCE`].
