@@ -100,6 +100,9 @@ pub(crate) struct CreateParams<'a> {
     pub(crate) persistence: Persistence,
     pub(crate) file: Option<&'a Path>,
     pub(crate) reserve: bool,
+    /// Build the object but leave it unnamed until `sys::publish` (where the OS
+    /// can; elsewhere it is named at once).
+    pub(crate) defer_publish: bool,
 }
 
 /// The shared state of a segment: the OS handle, kept open while a [`Segment`] or
@@ -350,7 +353,7 @@ impl Default for SegmentOptions {
             persistence: Persistence::UntilLastClose,
             file: None,
             access: Access::ReadWrite,
-            reserve: false,
+            reserve: true,
         }
     }
 }
@@ -388,9 +391,16 @@ impl SegmentOptions {
         self
     }
 
-    /// Commit the memory at creation (like Win32 `SEC_COMMIT`), so that a full
-    /// `/dev/shm` is an error now rather than a `SIGBUS` at the first write later.
-    /// Costs the time to allocate every page.
+    /// Commit the memory at creation (like Win32 `SEC_COMMIT`; the default), so
+    /// that a full `/dev/shm` is a [`CreateError::NoSpace`] now rather than a
+    /// `SIGBUS` at the first touch later (tmpfs allocates a page on first touch,
+    /// even a read through a mapping). Costs the time to allocate every page.
+    ///
+    /// `reserve(false)` makes a sparse segment, whose pages are allocated as they
+    /// are first touched: for huge segments that are mostly never used. Then a
+    /// full `/dev/shm` kills whoever touches an unallocated page with `SIGBUS`
+    /// (see [`crate::os::unix::install_sigbus_handler`] for a clear message
+    /// instead of a raw signal death).
     pub fn reserve(mut self, reserve: bool) -> Self {
         self.reserve = reserve;
         self
@@ -403,6 +413,7 @@ impl SegmentOptions {
             persistence: self.persistence,
             file: self.file.as_deref(),
             reserve: self.reserve,
+            defer_publish: false,
         }
     }
 
@@ -424,6 +435,42 @@ impl SegmentOptions {
                 access: Access::ReadWrite,
             }),
         })
+    }
+
+    /// Creates the named segment and runs `init` on a read-write view of all of it
+    /// before anybody can open it: the name appears only once `init` has
+    /// succeeded, so an opener never sees a half-initialised object, and a
+    /// creator that dies (or fails) on the way leaves nothing under the name.
+    /// Returns the segment and the view `init` had.
+    ///
+    /// Where the OS cannot name an object after creating it (Windows, macOS) the
+    /// name appears at once, and openers wait (bounded) for the header's ready
+    /// state; an abandoned object there dies with its last handle.
+    pub(crate) fn create_init<E>(
+        &self,
+        name: &str,
+        init: impl FnOnce(&View) -> Result<(), E>,
+    ) -> Result<(Segment, View), InitError<E>> {
+        let name = Name::new(name).map_err(|e| InitError::Create(e.into()))?;
+        if self.file.is_none() || self.size > i64::MAX as u64 {
+            check_size(name.as_str(), self.size).map_err(InitError::Create)?;
+        }
+        let mut params = self.params();
+        params.defer_publish = true;
+        let handle = sys::create(&name, &params).map_err(InitError::Create)?;
+        let seg = Segment {
+            inner: Arc::new(Inner {
+                name: Some(name),
+                handle,
+                access: Access::ReadWrite,
+            }),
+        };
+        let view = seg.map_all().map_err(InitError::Map)?;
+        init(&view).map_err(InitError::Init)?;
+        if let Some(name) = &seg.inner.name {
+            sys::publish(name, &seg.inner.handle).map_err(InitError::Create)?;
+        }
+        Ok((seg, view))
     }
 
     /// Opens the named segment with the configured access.
@@ -487,6 +534,14 @@ impl SegmentOptions {
             }),
         })
     }
+}
+
+/// Why [`SegmentOptions::create_init`] failed.
+#[derive(Debug)]
+pub(crate) enum InitError<E> {
+    Create(CreateError),
+    Map(MapError),
+    Init(E),
 }
 
 fn open_to_create(name: &str, e: OpenError) -> CreateError {

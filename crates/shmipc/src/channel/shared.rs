@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use crate::layout::{self, Header, Kind, LayoutError};
-use crate::segment::{Access, Disposition, Persistence, Segment};
+use crate::segment::{Access, InitError, Persistence, Segment};
 use crate::view::View;
 
 use super::ChannelError;
@@ -121,24 +121,30 @@ pub(crate) fn get(
         .size(size)
         .mode(common.mode)
         .persistence(common.persistence);
-    let (seg, disp) = match how {
-        How::Create => (opts.create(name)?, Disposition::Created),
-        How::Open => (
-            opts.access(Access::ReadWrite).open(name)?,
-            Disposition::Opened,
-        ),
-        How::CreateOrOpen => create_or_open(&opts, name)?,
-    };
-    let view = seg.map_all()?;
     let layout_err = |source| ChannelError::Layout {
         name: name.to_owned(),
         source,
     };
-    if disp == Disposition::Created {
-        init(&view)
-            .and_then(|()| layout::init(&view, 0, kind, params))
-            .map_err(|e| layout_err(LayoutError::Access(e)))?;
-    }
+    // Built unnamed and named only once initialised (see `SegmentOptions::create_init`).
+    let mut init =
+        Some(move |view: &View| init(view).and_then(|()| layout::init(view, 0, kind, params)));
+    let mut create = |opts: &crate::SegmentOptions| {
+        opts.create_init(name, |view| match init.take() {
+            Some(init) => init(view),
+            None => Err(crate::error::AccessError::ReadOnly),
+        })
+        .map(|(_, view)| view)
+        .map_err(|e| match e {
+            InitError::Create(e) => ChannelError::from(e),
+            InitError::Map(e) => e.into(),
+            InitError::Init(e) => layout_err(LayoutError::Access(e)),
+        })
+    };
+    let view = match how {
+        How::Create => create(&opts)?,
+        How::Open => opts.access(Access::ReadWrite).open(name)?.map_all()?,
+        How::CreateOrOpen => create_or_open(&opts, name, &mut create)?,
+    };
     let header = layout::expect(&view, 0, kind, INIT_PATIENCE).map_err(layout_err)?;
     Ok((
         Mapped {
@@ -155,25 +161,27 @@ pub(crate) fn get(
 fn create_or_open(
     opts: &crate::SegmentOptions,
     name: &str,
-) -> Result<(Segment, Disposition), ChannelError> {
+    create: &mut impl FnMut(&crate::SegmentOptions) -> Result<View, ChannelError>,
+) -> Result<View, ChannelError> {
     // The name may vanish between a failed create and the open (its last holder
     // left): try again, a bounded number of times.
     for _ in 0..100 {
-        match opts.create(name) {
-            Ok(seg) => return Ok((seg, Disposition::Created)),
-            Err(crate::CreateError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
+        match create(opts) {
+            Ok(view) => return Ok(view),
+            Err(ChannelError::Create(crate::CreateError::AlreadyExists { .. })) => {}
+            Err(e) => return Err(e),
         }
         match opts.clone().access(Access::ReadWrite).open(name) {
-            Ok(seg) => return Ok((seg, Disposition::Opened)),
+            Ok(seg) => return Ok(seg.map_all()?),
             Err(crate::OpenError::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok((
-        opts.clone().access(Access::ReadWrite).open(name)?,
-        Disposition::Opened,
-    ))
+    Ok(opts
+        .clone()
+        .access(Access::ReadWrite)
+        .open(name)?
+        .map_all()?)
 }
 
 /// Typed access to the words of a mapped channel at offsets validated once.

@@ -304,11 +304,13 @@ impl NamedEvent {
                 disp,
             ));
         }
-        let (view, disp) = named::segment(name, how, opts, KIND)?;
+        let (view, disp) = named::segment(name, how, opts, KIND, |view| match params {
+            Some((reset, set)) => Event::init_at(view, 0, reset, set).map(drop),
+            None => Err(ObjectError::Unsupported { kind: KIND }),
+        })?;
         let reset = match (disp, params) {
-            (Disposition::Created, Some((reset, set))) => {
-                Event::init_at(&view, 0, reset, set)?.reset_mode()
-            }
+            // Initialised before it was named.
+            (Disposition::Created, Some((reset, _))) => reset,
             (_, want) => {
                 let found = Event::open_at(&view, 0)?.reset_mode();
                 if let Some((reset, _)) = want.filter(|(r, _)| *r != found) {

@@ -392,10 +392,11 @@ impl NamedMutex {
                 disp,
             ));
         }
-        let (view, disp) = named::segment(name, how, opts, KIND)?;
-        match disp {
-            Disposition::Created => drop(Mutex::init_at(&view, 0)?),
-            Disposition::Opened => drop(Mutex::open_at(&view, 0)?),
+        let (view, disp) = named::segment(name, how, opts, KIND, |view| {
+            Mutex::init_at(view, 0).map(|_| ())
+        })?;
+        if disp == Disposition::Opened {
+            Mutex::open_at(&view, 0)?;
         }
         Ok((
             Self {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::error::OpenError;
-use crate::segment::{Access, Disposition, Persistence, Segment};
+use crate::error::{CreateError, OpenError};
+use crate::segment::{Access, Disposition, InitError, Persistence, Segment};
 use crate::view::View;
 
 use super::error::ObjectError;
@@ -81,28 +81,56 @@ pub(crate) enum How {
 }
 
 /// Creates and/or opens the object's segment and maps it; says whether this call
-/// created it (and so must initialise it).
+/// created it. A created object is initialised by `init` before it gets its name
+/// (see `SegmentOptions::create_init`), so nobody ever opens it half made.
 pub(crate) fn segment(
     name: &str,
     how: How,
     opts: &ObjectOptions,
     kind: &'static str,
+    init: impl FnOnce(&View) -> Result<(), ObjectError>,
 ) -> Result<(View, Disposition), ObjectError> {
     if !imp::SUPPORTED {
         return Err(ObjectError::Unsupported { kind });
     }
-    let create = || {
-        Segment::options()
-            .size(OBJECT_SIZE as u64)
-            .mode(opts.mode)
-            .persistence(opts.persistence)
+    let options = Segment::options()
+        .size(OBJECT_SIZE as u64)
+        .mode(opts.mode)
+        .persistence(opts.persistence);
+    let mut init = Some(init);
+    let mut create = || {
+        options
+            .create_init(name, |view| match init.take() {
+                Some(init) => init(view),
+                None => Err(ObjectError::Unsupported { kind }),
+            })
+            .map(|(_, view)| (view, Disposition::Created))
+            .map_err(|e| match e {
+                InitError::Create(e) => ObjectError::Create(e),
+                InitError::Map(e) => ObjectError::Map(e),
+                InitError::Init(e) => e,
+            })
     };
-    let (seg, disp) = match how {
-        How::Create => (create().create(name)?, Disposition::Created),
-        How::Open => (open(name)?, Disposition::Opened),
-        How::CreateOrOpen => create().create_or_open(name)?,
-    };
-    Ok((seg.map_all()?, disp))
+    match how {
+        How::Create => create(),
+        How::Open => Ok((open(name)?.map_all()?, Disposition::Opened)),
+        How::CreateOrOpen => {
+            // The name may vanish between a failed create and the open (its last
+            // holder left): try again, a bounded number of times.
+            for _ in 0..100 {
+                match create() {
+                    Err(ObjectError::Create(CreateError::AlreadyExists { .. })) => {}
+                    r => return r,
+                }
+                match open(name) {
+                    Ok(seg) => return Ok((seg.map_all()?, Disposition::Opened)),
+                    Err(OpenError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok((open(name)?.map_all()?, Disposition::Opened))
+        }
+    }
 }
 
 fn open(name: &str) -> Result<Segment, OpenError> {

@@ -325,11 +325,13 @@ impl NamedSemaphore {
                 disp,
             ));
         }
-        let (view, disp) = named::segment(name, how, opts, KIND)?;
+        let (view, disp) = named::segment(name, how, opts, KIND, |view| match params {
+            Some((initial, max)) => Semaphore::init_at(view, 0, initial, max).map(drop),
+            None => Err(ObjectError::Unsupported { kind: KIND }),
+        })?;
         let max = match (disp, params) {
-            (Disposition::Created, Some((initial, max))) => {
-                Semaphore::init_at(&view, 0, initial, max)?.max()
-            }
+            // Initialised (and checked) before it was named.
+            (Disposition::Created, Some((_, max))) => max,
             (_, want) => {
                 let found = Semaphore::open_at(&view, 0)?.max();
                 if let Some((_, max)) = want.filter(|(_, m)| *m != found) {

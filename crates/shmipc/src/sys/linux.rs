@@ -68,6 +68,11 @@ const SHM_DIR: &str = "/dev/shm";
 const MARK_SHMIPC: u32 = 0o1000;
 /// Mode bit (with [`MARK_SHMIPC`]): dies with its last holder.
 const MARK_TRANSIENT: u32 = 0o100;
+/// Mode bit (with [`MARK_SHMIPC`]): made by a shmipc that names objects only once
+/// they are complete; without it, an object of an older shmipc may be half made.
+/// The set-group-id bit: meaningless without group execute, and unlike set-user-id
+/// the kernel keeps it across writes and truncation.
+const MARK_COMPLETE: u32 = 0o2000;
 /// The permission bits a user may choose.
 pub(crate) const PERMISSION_BITS: u32 = 0o666;
 
@@ -94,6 +99,20 @@ pub(crate) struct Handle {
     /// For a named memory segment that dies with its last holder: what the last
     /// close needs.
     transient: Option<Transient>,
+    /// A created object not yet given its name (see [`publish`]).
+    pending: std::sync::Mutex<Option<Pending>>,
+}
+
+/// What [`publish`] needs to give a built object its name.
+#[derive(Debug)]
+struct Pending {
+    /// The name to link it under.
+    target: PathBuf,
+    /// Its temporary name, where `O_TMPFILE` was missing.
+    temp: Option<PathBuf>,
+    /// Free bytes found before creating (for the `NoSpace` error).
+    available: u64,
+    size: u64,
 }
 
 /// What closing a segment that dies with its last holder needs to know.
@@ -173,12 +192,21 @@ impl Handle {
             backing: Backing::Unnamed,
             persistence: Persistence::UntilLastClose,
             transient: None,
+            pending: std::sync::Mutex::new(None),
         })
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        let pending = self.pending.get_mut().map_or(None, Option::take);
+        if let Some(p) = pending {
+            // Never named: nothing of ours is under the name; drop the temporary one.
+            if let Some(t) = &p.temp {
+                unlink_if_same(t, &self.fd);
+            }
+            return;
+        }
         let Some(Transient { path, origin }) = &self.transient else {
             return;
         };
@@ -248,6 +276,47 @@ fn not_a_segment(name: &Name, path: &Path) -> OpenError {
             ),
         ),
     }
+}
+
+/// Allocates every page of the object now, so that a full store is an error here
+/// and never a `SIGBUS` at a later touch (tmpfs allocates a page on first touch,
+/// even a read through a mapping). A file system without `fallocate` keeps the
+/// object sparse.
+fn reserve_pages(fd: &OwnedFd, size: u64) -> Result<(), Errno> {
+    match rfs::fallocate(fd, rfs::FallocateFlags::empty(), 0, size) {
+        Err(Errno::OPNOTSUPP) => Ok(()),
+        r => r,
+    }
+}
+
+/// Made by an older shmipc, which named objects before initialising them.
+fn is_legacy(mode: u32) -> bool {
+    mode & (MARK_SHMIPC | MARK_COMPLETE) == MARK_SHMIPC
+}
+
+/// Whether `fd` (an object of an older shmipc, held exclusively by the caller, so
+/// without a live holder) is a structured object its creator died making: its
+/// header is all zero, or has the magic and was never marked ready. Reads with
+/// `pread` (no mapping, so no `SIGBUS` on a full store). Only objects of this
+/// user are judged: another user's are never ours to remove.
+fn is_half_made(fd: &OwnedFd, st: &rfs::Stat) -> bool {
+    if st.st_uid != rustix::process::geteuid().as_raw() || st.st_size < HEAD_LEN as i64 {
+        return false;
+    }
+    let mut head = [0u8; HEAD_LEN];
+    if !matches!(rustix::io::pread(fd, &mut head, 0), Ok(HEAD_LEN)) {
+        return false;
+    }
+    half_made_header(&head)
+}
+
+/// Bytes of a structured object's header (see `layout.rs`).
+const HEAD_LEN: usize = 64;
+
+/// A header an interrupted creator of an older shmipc left: all zero, or the magic
+/// (`layout::MAGIC`) with its ready state (offset 16) still 0.
+fn half_made_header(head: &[u8; HEAD_LEN]) -> bool {
+    head.iter().all(|&b| b == 0) || (head[..8] == *b"shmipc\0\x01" && head[16..20] == [0, 0, 0, 0])
 }
 
 fn is_transient(mode: u32) -> bool {
@@ -347,43 +416,84 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         })
         .map_err(cleanup)?;
 
-    // Publish: link without replacing; a stale object under the name is cleared once.
+    let handle = Handle {
+        fd,
+        size: p.size,
+        backing: Backing::Memory,
+        persistence: p.persistence,
+        transient: (p.persistence == Persistence::UntilLastClose)
+            .then(|| Transient::new(target.clone())),
+        pending: std::sync::Mutex::new(Some(Pending {
+            target,
+            temp,
+            available: avail,
+            size: p.size,
+        })),
+    };
+    if !p.defer_publish {
+        publish(name, &handle)?;
+    }
+    Ok(handle)
+}
+
+/// Gives an object made by [`create`] with `defer_publish` its name: links it
+/// without replacing anything (a stale or half-made object under the name is
+/// cleared once). Until then nobody can open it; if this fails, or the handle is
+/// dropped first, nothing stays behind.
+pub(crate) fn publish(name: &Name, h: &Handle) -> Result<(), CreateError> {
+    let n = || name.to_string();
+    let mut slot = h
+        .pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(p) = slot.as_ref() else {
+        return Ok(()); // named already
+    };
     let mut cleared_stale = false;
     loop {
-        let linked = match &temp {
-            None => link_unnamed(&fd, &target),
-            Some(t) => rfs::link(t, &target),
+        let linked = match &p.temp {
+            None => link_unnamed(&h.fd, &p.target),
+            Some(t) => rfs::link(t, &p.target),
         };
         match linked {
             Ok(()) => break,
             Err(Errno::EXIST) if !cleared_stale => {
                 cleared_stale = true;
-                if !clear_if_stale(&target) {
-                    return Err(cleanup(CreateError::AlreadyExists { name: n() }));
+                if !clear_if_stale(&p.target) {
+                    return Err(CreateError::AlreadyExists { name: n() });
                 }
             }
-            Err(Errno::EXIST) => return Err(cleanup(CreateError::AlreadyExists { name: n() })),
-            Err(e) => return Err(cleanup(os("link into /dev/shm")(e))),
+            Err(Errno::EXIST) => return Err(CreateError::AlreadyExists { name: n() }),
+            Err(Errno::NOSPC) => {
+                return Err(CreateError::NoSpace {
+                    name: n(),
+                    size: p.size,
+                    available: p.available,
+                    store: SHM_DIR.into(),
+                })
+            }
+            Err(e) => {
+                return Err(CreateError::Os {
+                    name: n(),
+                    op: "link into /dev/shm",
+                    source: io_err(e),
+                })
+            }
         }
     }
-    if let Some(t) = &temp {
+    if let Some(t) = &p.temp {
         let _ = rfs::unlink(t);
     }
-    Ok(Handle {
-        fd,
-        size: p.size,
-        backing: Backing::Memory,
-        persistence: p.persistence,
-        transient: (p.persistence == Persistence::UntilLastClose).then(|| Transient::new(target)),
-    })
+    *slot = None;
+    Ok(())
 }
 
 /// Size, mark and lock a fresh object.
 fn prepare(fd: &OwnedFd, size: u64, mode: u32, reserve: bool) -> Result<(), (&'static str, Errno)> {
-    rfs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| ("fchmod", e))?;
+    rfs::fchmod(fd, Mode::from_raw_mode(mode | MARK_COMPLETE)).map_err(|e| ("fchmod", e))?;
     rfs::ftruncate(fd, size).map_err(|e| ("ftruncate", e))?;
     if reserve {
-        rfs::fallocate(fd, rfs::FallocateFlags::empty(), 0, size).map_err(|e| ("fallocate", e))?;
+        reserve_pages(fd, size).map_err(|e| ("fallocate", e))?;
     }
     rfs::flock(fd, FlockOperation::LockShared).map_err(|e| ("flock", e))
 }
@@ -447,10 +557,12 @@ fn clear_if_stale(path: &Path) -> bool {
     let Ok(st) = rfs::fstat(&fd) else {
         return false;
     };
-    if !is_regular(&st) || !is_transient(st.st_mode) {
+    if !is_regular(&st) || !(is_transient(st.st_mode) || is_legacy(st.st_mode)) {
         return false;
     }
-    if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+    if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+        && (is_transient(st.st_mode) || is_half_made(&fd, &st))
+    {
         unlink_if_same(path, &fd);
         return true;
     }
@@ -586,6 +698,7 @@ fn create_file_backed(
         backing: Backing::File(abs),
         persistence: Persistence::UntilRemoved,
         transient: None,
+        pending: std::sync::Mutex::new(None),
     })
 }
 
@@ -625,6 +738,7 @@ pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateE
         backing: Backing::Unnamed,
         persistence: Persistence::UntilLastClose,
         transient: None,
+        pending: std::sync::Mutex::new(None),
     })
 }
 
@@ -735,6 +849,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                 Persistence::UntilRemoved
             },
             transient: transient.then(|| Transient::new(path)),
+            pending: std::sync::Mutex::new(None),
         });
     }
     Err(OpenError::Busy { name: n() })
@@ -798,6 +913,7 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
         backing: Backing::File(target),
         persistence: Persistence::UntilRemoved,
         transient: None,
+        pending: std::sync::Mutex::new(None),
     })
 }
 
@@ -1000,6 +1116,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         source,
     })?;
     let mut candidates = Vec::new();
+    let mut found_legacy = Vec::new();
     for entry in dir.filter_map(Result::ok) {
         let file_name = entry.file_name();
         let Some(s) = file_name.to_str() else {
@@ -1018,14 +1135,30 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
             continue;
         };
         let Ok(st) = rfs::fstat(&fd) else { continue };
+        let legacy = !temp && !is_transient(st.st_mode) && is_legacy(st.st_mode);
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
-            || !(temp || is_transient(st.st_mode))
+            || !(temp || is_transient(st.st_mode) || legacy)
         {
             continue;
         }
         // A temporary object is locked by its creator a few calls after it appears:
         // leave young ones alone so a creator mid-way never loses it.
         if temp && !older_than(&st, TEMP_GRACE) {
+            continue;
+        }
+        if legacy {
+            // An older shmipc's object whose creator died making it: nobody holds
+            // it (the exclusive lock says so; taken without waiting) and its header
+            // was never written. Persistent, so an opener that finds the lock taken
+            // joins it once we let go: only a dry run's lock is dropped at once.
+            if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+                && is_half_made(&fd, &st)
+            {
+                if !dry_run {
+                    unlink_if_same(&path, &fd);
+                }
+                found_legacy.push(s.to_owned());
+            }
             continue;
         }
         if dry_run {
@@ -1052,6 +1185,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
     } else {
         candidates.into_iter().map(|(name, ..)| name).collect()
     };
+    found.extend(found_legacy);
     found.sort();
     Ok(found)
 }

@@ -501,6 +501,12 @@ fn create_file_backed(
     })
 }
 
+/// Names an object made with `defer_publish`: here objects are named when they
+/// are made (the OS cannot name one later), so there is nothing left to do.
+pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+    Ok(())
+}
+
 pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, CreateError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let os = |op: &'static str| {

@@ -50,6 +50,12 @@ pub(crate) fn create(name: &Name, _p: &CreateParams<'_>) -> Result<Handle, Creat
     })
 }
 
+/// Names an object made with `defer_publish`: here objects are named when they
+/// are made (the OS cannot name one later), so there is nothing left to do.
+pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+    Ok(())
+}
+
 pub(crate) fn create_unnamed(_size: u64, _reserve: bool) -> Result<Handle, CreateError> {
     Err(CreateError::Unsupported {
         name: "(unnamed)".into(),

@@ -793,6 +793,12 @@ fn open_backing_file(
     Ok((file, size, abs, created))
 }
 
+/// Names an object made with `defer_publish`: here objects are named when they
+/// are made (the OS cannot name one later), so there is nothing left to do.
+pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+    Ok(())
+}
+
 pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, CreateError> {
     // Paging-file sections are committed at creation (SEC_COMMIT): `reserve` is what
     // Windows does anyway.
