@@ -77,7 +77,10 @@ Print a segment's contents from an offset. By default the bytes up to the first 
 are printed as text with a newline, like the seed's reader; text that is not UTF-8 is
 shown with U+FFFD replacement characters and a warning (use --hex or --raw). --hex
 prints a hex dump (offsets from the start of the segment; repeated lines shown as
-`*`), --raw writes the bytes exactly, NULs included, with nothing added.";
+`*`), --raw writes the bytes exactly, NULs included, with nothing added. --len N
+reads at most N bytes: where fewer are left before the end, it reads to the end.
+The bytes are copied with pread, not through a mapping: a segment that another
+program truncates meanwhile is reported by name (exit status 1), never a crash.";
 
 const LONG_INFO: &str = concat!(
     "\
@@ -319,9 +322,14 @@ pub struct CreateArgs {
     /// (for --file, its name goes and the file stays)
     #[arg(long)]
     pub hold: bool,
-    /// Allocate all memory now, so that a full /dev/shm fails here rather than with
-    /// SIGBUS at a later write
-    #[arg(long)]
+    /// Do not allocate the memory now (it is by default, so that a full /dev/shm
+    /// fails here): a sparse segment, for huge ones mostly never touched; on a full
+    /// /dev/shm, a later `write` to it fails and a program touching it through a
+    /// mapping dies of SIGBUS
+    #[arg(long, conflicts_with = "reserve")]
+    pub sparse: bool,
+    /// Allocate all memory now (the default; kept for scripts)
+    #[arg(long, hide = true)]
     pub reserve: bool,
 }
 
@@ -353,7 +361,8 @@ pub struct ReadArgs {
     /// Where to start, in bytes from the start of the segment
     #[arg(long, short, value_name = "N", default_value = "0", value_parser = parse_size)]
     pub offset: u64,
-    /// How many bytes to read at most [default: to the end; 0 also means to the end]
+    /// How many bytes to read at most: a range past the end stops at the end
+    /// [default: to the end; 0 also means to the end]
     #[arg(long, short, value_name = "N", value_parser = parse_size)]
     pub len: Option<u64>,
     /// Print a hex dump

@@ -18,7 +18,9 @@ use std::time::Duration;
 use crate::channel::pubsub::Overflow;
 use crate::error::OpenError;
 use crate::layout::{self, Header, Kind, LayoutError, HEADER_LEN};
-use crate::segment::{Access, Segment};
+#[cfg(not(target_os = "linux"))]
+use crate::segment::Access;
+use crate::segment::Segment;
 use crate::sync::EventReset;
 use crate::view::View;
 
@@ -190,8 +192,11 @@ impl Contents {
 }
 
 /// What the named segment holds: plain bytes or a shmipc object, with a snapshot of
-/// its state. Opens the segment read-only for a moment (so it briefly counts as a
-/// holder), copies its first bytes, and never takes a lock or waits for one.
+/// its state. Never takes a lock or waits for one. On Linux the bytes are copied
+/// with `pread` (never through a mapping, so no `SIGBUS` from a truncated segment
+/// or a sparse one on a full `/dev/shm`) without becoming a holder; elsewhere the
+/// segment is opened read-only for a moment (so it briefly counts as a holder) and
+/// its first bytes copied out of a mapping.
 ///
 /// ```
 /// use shmipc::{inspect, Contents, Kind, NamedSemaphore, ObjectState, Segment};
@@ -209,6 +214,67 @@ impl Contents {
 /// # Errors
 /// As [`Segment::open`] (not found, permission denied…).
 pub fn inspect(name: &str) -> Result<Contents, OpenError> {
+    #[cfg(target_os = "linux")]
+    {
+        inspect_copy(name)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        inspect_mapped(name)
+    }
+}
+
+/// Largest channel whose state an inspection copies to look at.
+#[cfg(target_os = "linux")]
+const COPY_LIMIT: u64 = 64 << 20;
+
+/// Linux: the bytes are copied out with `pread` into private memory and looked at
+/// there, without holding the segment, taking or waiting for its lock, or mapping
+/// it: another user's lock never stalls an inspection, and a sparse segment on a
+/// full `/dev/shm` or one truncated meanwhile never kills the inspector with
+/// `SIGBUS`.
+#[cfg(target_os = "linux")]
+fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
+    let valid = crate::name::Name::new(name)?;
+    let (size, head) = crate::sys::peek(&valid, INSPECT_LEN as usize)?;
+    if head.len() < HEADER_LEN {
+        return Ok(Contents::Plain);
+    }
+    let Some(view) = private_copy(&head) else {
+        return Ok(Contents::Plain);
+    };
+    if let Ok(Header {
+        kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
+        ..
+    }) = layout::read(&view, 0, Duration::ZERO)
+    {
+        // A channel's records and slots span the segment: copy all of it.
+        let all = (size <= COPY_LIMIT)
+            .then(|| crate::sys::peek(&valid, size as usize).ok())
+            .flatten()
+            .and_then(|(_, bytes)| private_copy(&bytes));
+        return Ok(match all {
+            Some(all) => Contents::of(&all, 0),
+            None => Contents::Object { kind, state: None },
+        });
+    }
+    Ok(Contents::of(&view, 0))
+}
+
+/// A view of private memory holding `bytes`.
+#[cfg(target_os = "linux")]
+fn private_copy(bytes: &[u8]) -> Option<View> {
+    let seg = Segment::options()
+        .size(bytes.len() as u64)
+        .create_unnamed()
+        .ok()?;
+    let view = seg.map_all().ok()?;
+    view.write_at(0, bytes).ok()?;
+    Some(view)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn inspect_mapped(name: &str) -> Result<Contents, OpenError> {
     let segment = match Segment::open(name, Access::Read) {
         // Windows: a named mutex, semaphore or event is a kernel object, not a segment.
         Err(OpenError::NotFound { .. }) if crate::sync::inspect::named(name).is_some() => {

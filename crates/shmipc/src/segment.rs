@@ -288,6 +288,83 @@ impl Segment {
         self.inner.handle.persistence()
     }
 
+    /// Copies up to `buf.len()` bytes from `offset` into `buf` without mapping
+    /// anything (Linux: `pread`), and returns how many were copied: fewer than
+    /// asked where the segment ends sooner, including when another program
+    /// truncated it since it was opened. Unlike reading through a [`View`], this
+    /// can never die by `SIGBUS` (a truncated segment, or a sparse one on a full
+    /// `/dev/shm`). Elsewhere it maps the range for the copy.
+    ///
+    /// # Errors
+    /// An OS error, or [`std::io::ErrorKind::InvalidInput`] for an offset past the
+    /// end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = self
+            .size()
+            .checked_sub(offset)
+            .ok_or_else(|| past_end(&self.inner.display_name(), offset, self.size()))?
+            .min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            sys::read_at(&self.inner.handle, offset, &mut buf[..want])
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let view = self
+                .map_with(offset, want, Access::Read)
+                .map_err(std::io::Error::other)?;
+            view.read_at(0, &mut buf[..want])
+                .map_err(std::io::Error::other)?;
+            Ok(want)
+        }
+    }
+
+    /// Copies `data` to `offset` without mapping anything (Linux: `pwrite`, so a
+    /// full `/dev/shm` is an error here, never a `SIGBUS`); elsewhere through a
+    /// mapping. Needs a read-write handle.
+    ///
+    /// # Errors
+    /// An OS error (`ENOSPC` for a full store), or
+    /// [`std::io::ErrorKind::InvalidInput`] where `data` does not fit.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let fits = offset
+            .checked_add(data.len() as u64)
+            .is_some_and(|end| end <= self.size());
+        if !fits {
+            return Err(past_end(
+                &self.inner.display_name(),
+                offset.saturating_add(data.len() as u64),
+                self.size(),
+            ));
+        }
+        if self.inner.access != Access::ReadWrite {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "segment `{}` was opened read-only: open it with Access::ReadWrite to write",
+                    self.inner.display_name()
+                ),
+            ));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            sys::write_at(&self.inner.handle, offset, data)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let view = self
+                .map_with(offset, data.len(), Access::ReadWrite)
+                .map_err(std::io::Error::other)?;
+            view.write_at(0, data).map_err(std::io::Error::other)
+        }
+    }
+
     /// Maps `len` bytes from `offset` (`len == 0`: to the end) with this handle's
     /// access. Offsets need no alignment.
     ///
@@ -534,6 +611,13 @@ impl SegmentOptions {
             }),
         })
     }
+}
+
+fn past_end(name: &str, end: u64, size: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("offset {end} is past the end of segment `{name}` ({size} bytes)"),
+    )
 }
 
 /// Why [`SegmentOptions::create_init`] failed.

@@ -22,7 +22,7 @@ pub fn run(args: &CreateArgs) -> Result {
         .size(args.size.unwrap_or(0))
         .mode(args.mode)
         .persistence(persistence)
-        .reserve(args.reserve);
+        .reserve(!args.sparse);
     if let Some(file) = &args.file {
         // The library opens (and may create and size) the file before it finds the
         // name taken, and then leaves the file behind: check the name first.

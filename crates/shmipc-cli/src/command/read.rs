@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use shmipc::{Access, Segment, View};
+use shmipc::{Access, Segment};
 
 use crate::cli::ReadArgs;
 use crate::output::{self, Result};
@@ -25,49 +25,70 @@ pub fn run(args: &ReadArgs) -> Result {
         .into());
     }
     let room = size - offset;
+    // --len is "at most": a range past the end is cut at the end.
     let len = match args.len {
         None | Some(0) => room,
-        Some(len) if len <= room => len,
-        Some(len) => {
-            return Err(format!(
-                "--len {len} from offset {offset} goes past the end of segment `{name}` ({size} bytes): read at most {room} bytes there, or leave --len out to read to the end"
-            )
-            .into())
-        }
+        Some(len) => len.min(room),
     };
-    let len = usize::try_from(len).map_err(|_| {
-        format!("{len} bytes cannot be mapped by this process: read less with --len")
-    })?;
-    let view = segment.map(offset, len)?;
+    let range = Range {
+        segment: &segment,
+        name,
+        offset,
+        len,
+    };
     if args.hex {
-        hex_dump(&view, offset)
+        hex_dump(&range, offset)
     } else if args.raw {
-        for_each_chunk(&view, |chunk| output::bytes(chunk).map(|()| true))
+        for_each_chunk(&range, |chunk| output::bytes(chunk).map(|()| true))
     } else {
-        text(&view, name)
+        text(&range, name)
     }
 }
 
-/// Calls `f` with successive chunks of the view until it returns `false`.
-fn for_each_chunk(view: &View, mut f: impl FnMut(&[u8]) -> Result<bool>) -> Result {
-    let mut buf = vec![0u8; CHUNK.min(view.len())];
-    let mut at = 0;
-    while at < view.len() {
-        let n = CHUNK.min(view.len() - at);
-        view.read_at(at, &mut buf[..n])?;
+/// The bytes to read: copied out with `pread` (`Segment::read_at`), never through
+/// a mapping, so a segment truncated by another program meanwhile, or a sparse one
+/// on a full /dev/shm, is an error message and not a SIGBUS.
+struct Range<'a> {
+    segment: &'a Segment,
+    name: &'a str,
+    offset: u64,
+    len: u64,
+}
+
+/// Calls `f` with successive chunks of the range until it returns `false`.
+fn for_each_chunk(range: &Range, mut f: impl FnMut(&[u8]) -> Result<bool>) -> Result {
+    let len = usize::try_from(range.len).unwrap_or(usize::MAX);
+    let mut buf = vec![0u8; CHUNK.min(len)];
+    let mut at = 0u64;
+    while at < range.len {
+        let n = usize::try_from((range.len - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let pos = range.offset + at;
+        let got = range
+            .segment
+            .read_at(pos, &mut buf[..n])
+            .map_err(|e| format!("cannot read segment `{}`: {e}", range.name))?;
+        if got < n {
+            return Err(format!(
+                "segment `{}` ends at byte {} although it had {} bytes when opened: another program truncated it while it was being read",
+                range.name,
+                pos + got as u64,
+                range.segment.size()
+            )
+            .into());
+        }
         if !f(&buf[..n])? {
             break;
         }
-        at += n;
+        at += n as u64;
     }
     Ok(())
 }
 
 /// The bytes up to the first NUL, as text with a newline (the seed's
 /// `cout << pData << endl`).
-fn text(view: &View, name: &str) -> Result {
+fn text(range: &Range, name: &str) -> Result {
     let mut text = Vec::new();
-    for_each_chunk(view, |chunk| match chunk.iter().position(|&b| b == 0) {
+    for_each_chunk(range, |chunk| match chunk.iter().position(|&b| b == 0) {
         Some(end) => {
             text.extend_from_slice(&chunk[..end]);
             Ok(false)
@@ -91,7 +112,7 @@ fn text(view: &View, name: &str) -> Result {
 
 /// A `hexdump -C` style dump; offsets count from the start of the segment, and a run
 /// of lines equal to the one before is shown as one `*`.
-fn hex_dump(view: &View, base: u64) -> Result {
+fn hex_dump(range: &Range, base: u64) -> Result {
     let mut pending: Vec<u8> = Vec::with_capacity(HEX_LINE);
     let mut previous: Option<Vec<u8>> = None;
     let mut starred = false;
@@ -109,7 +130,7 @@ fn hex_dump(view: &View, base: u64) -> Result {
             previous = Some(line.to_vec());
         }
     };
-    for_each_chunk(view, |chunk| {
+    for_each_chunk(range, |chunk| {
         for &b in chunk {
             pending.push(b);
             if pending.len() == HEX_LINE {

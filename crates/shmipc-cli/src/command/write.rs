@@ -28,10 +28,19 @@ pub fn run(args: &WriteArgs) -> Result {
         .into());
     };
     if !data.is_empty() {
-        let view = segment.map(offset, data.len())?;
-        view.write_at(0, &data)?;
+        // pwrite (`Segment::write_at`), not a mapping: a full /dev/shm or a segment
+        // truncated by another program is an error message, never a SIGBUS.
+        segment.write_at(offset, &data).map_err(|e| {
+            if cfg!(target_os = "linux") && e.raw_os_error() == Some(28) {
+                format!(
+                    "cannot write to segment `{name}`: no space left in its store (/dev/shm is full, and this sparse segment had no memory reserved there): free space or recreate it without --sparse"
+                )
+            } else {
+                format!("cannot write to segment `{name}`: {e}")
+            }
+        })?;
         if matches!(segment.backing(), Backing::File(_)) {
-            view.flush()?;
+            segment.map(offset, data.len())?.flush()?;
         }
     }
     output::line(format!(

@@ -14,6 +14,7 @@ use super::{imp, Liveness};
 
 /// The kind and state of the named object `name` where named objects are kernel
 /// objects rather than segments (Windows); `None` elsewhere or if it is none.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn named(name: &str) -> Option<(Kind, ObjectState)> {
     imp::inspect_named(name)
 }

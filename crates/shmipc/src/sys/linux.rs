@@ -310,6 +310,19 @@ fn is_half_made(fd: &OwnedFd, st: &rfs::Stat) -> bool {
     half_made_header(&head)
 }
 
+/// [`is_half_made`] for the object at `path`, opened without following links or
+/// blocking (the caller found no holder).
+fn legacy_half_made(path: &Path) -> bool {
+    rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| Some((rfs::fstat(&fd).ok()?, fd)))
+    .is_some_and(|(st, fd)| is_regular(&st) && is_half_made(&fd, &st))
+}
+
 /// Bytes of a structured object's header (see `layout.rs`).
 const HEAD_LEN: usize = 64;
 
@@ -857,11 +870,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
 
 fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, OpenError> {
     let n = || name.to_string();
-    let target = fs::read_link(link).map_err(|source| OpenError::Os {
-        name: n(),
-        op: "readlink",
-        source,
-    })?;
+    let target = follow_link(name, link)?;
     let fd = match rfs::open(
         &target,
         flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
@@ -1018,9 +1027,11 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
     let path = Path::new(SHM_DIR).join(file_name);
     let lst = rfs::lstat(&path).ok()?;
     let ftype = rfs::FileType::from_raw_mode(lst.st_mode);
+    let mine = lst.st_uid == rustix::process::geteuid().as_raw();
     if ftype == rfs::FileType::Symlink {
         let target = fs::read_link(&path).ok()?;
-        let st = rfs::stat(&target).ok();
+        // Another user's link is not followed (see `may_follow`), nor called ours.
+        let st = may_follow(&lst).then(|| rfs::stat(&target).ok()).flatten();
         return Some(SegmentInfo {
             name: name.to_owned(),
             size: st
@@ -1028,7 +1039,11 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
                 .map(|s| u64::try_from(s.st_size).unwrap_or(0))
                 .unwrap_or(0),
             backing: Backing::File(target),
-            origin: Origin::Shmipc,
+            origin: if mine {
+                Origin::Shmipc
+            } else {
+                Origin::Foreign
+            },
             persistence: Persistence::UntilRemoved,
             mode: st.as_ref().map(|s| s.st_mode & 0o7777),
             owner: st.as_ref().map(|s| s.st_uid),
@@ -1043,9 +1058,11 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         return None;
     }
     let mode = lst.st_mode & 0o7777;
-    let shmipc = mode & MARK_SHMIPC != 0;
+    // Anyone can set the marks on their own object: another user's is never ours.
+    let shmipc = mode & MARK_SHMIPC != 0 && mine;
     let transient = is_transient(mode);
-    let holders = locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient));
+    let holders =
+        locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient || is_legacy(mode)));
     Some(SegmentInfo {
         name: name.to_owned(),
         size: u64::try_from(lst.st_size).unwrap_or(0),
@@ -1062,7 +1079,8 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
-        stale: transient && holders.as_ref().is_some_and(Vec::is_empty),
+        stale: holders.as_ref().is_some_and(Vec::is_empty)
+            && (transient || (is_legacy(mode) && legacy_half_made(&path))),
         holders,
     })
 }
@@ -1188,6 +1206,156 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
     found.extend(found_legacy);
     found.sort();
     Ok(found)
+}
+
+// ---------------------------------------------------------------------------------
+// reads and writes without a mapping
+
+/// Reads up to `buf.len()` bytes at `offset` with `pread`: fewer where the object
+/// ends sooner (another program truncated it). A hole of a sparse object reads as
+/// zeros without allocating, so a full store is never a `SIGBUS` here.
+pub(crate) fn read_at(h: &Handle, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&h.fd, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
+/// `SIGBUS`.
+pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pwrite(&h.fd, &buf[done..], offset + done as u64) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Copies the first `max` bytes of the named object without holding it: no lock
+/// taken or waited for (so another user's lock never stalls an inspection), no
+/// mapping (so no `SIGBUS`), and a stale object is left for `gc`. Returns its size
+/// and the bytes (fewer than `max` for a smaller object).
+pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError> {
+    let n = || name.to_string();
+    let path = path_of(name);
+    let open = |p: &Path, extra: OFlags| {
+        rfs::open(
+            p,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | extra,
+            Mode::empty(),
+        )
+    };
+    let fd = match open(&path, OFlags::NOFOLLOW) {
+        Err(Errno::LOOP) => {
+            let target = follow_link(name, &path)?;
+            open(&target, OFlags::empty())
+        }
+        r => r,
+    };
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
+            return Err(OpenError::PermissionDenied {
+                name: n(),
+                source: io_err(e),
+            })
+        }
+        Err(e) => {
+            return Err(OpenError::Os {
+                name: n(),
+                op: "open",
+                source: io_err(e),
+            })
+        }
+    };
+    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
+        name: n(),
+        op: "fstat",
+        source: io_err(e),
+    })?;
+    if !is_regular(&st) {
+        return Err(not_a_segment(name, &path));
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let mut buf = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX).min(max)];
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&fd, &mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(Errno::INTR) => {}
+            Err(e) => {
+                return Err(OpenError::Os {
+                    name: n(),
+                    op: "pread",
+                    source: io_err(e),
+                })
+            }
+        }
+    }
+    buf.truncate(done);
+    Ok((size, buf))
+}
+
+/// Whether the kernel's `protected_symlinks` rule lets this process follow the
+/// link `lst` in `/dev/shm`: a link it owns, or one owned by the directory's owner
+/// (root), or any link where the directory is not sticky and world-writable.
+/// shmipc resolves a file-backed segment's link itself, so it applies the rule
+/// itself: another user's planted link never redirects our reads or writes.
+fn may_follow(lst: &rfs::Stat) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    if lst.st_uid == me {
+        return true;
+    }
+    match rfs::stat(SHM_DIR) {
+        Ok(dir) => {
+            dir.st_uid == lst.st_uid || dir.st_mode & 0o1002 != 0o1002 // sticky + o+w
+        }
+        Err(_) => false,
+    }
+}
+
+/// The target of the file-backed segment link `link`, if this user may follow it.
+fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
+    let n = || name.to_string();
+    let lst = rfs::lstat(link).map_err(|e| match e {
+        Errno::NOENT => OpenError::NotFound { name: n() },
+        e => OpenError::Os {
+            name: n(),
+            op: "lstat",
+            source: io_err(e),
+        },
+    })?;
+    if !may_follow(&lst) {
+        return Err(OpenError::PermissionDenied {
+            name: n(),
+            source: io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a symbolic link owned by another user (uid {}): not followed; remove it if it is not a segment you trust",
+                    link.display(),
+                    lst.st_uid
+                ),
+            ),
+        });
+    }
+    fs::read_link(link).map_err(|source| OpenError::Os {
+        name: n(),
+        op: "readlink",
+        source,
+    })
 }
 
 // ---------------------------------------------------------------------------------
