@@ -139,7 +139,14 @@ exits 0 the mutex is marked consistent; otherwise the next locker is told again.
 
 Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
 SIGTERM; the mutex is released when it has ended. If this command is killed itself
-(SIGKILL), the next locker is told that the holder died.";
+(SIGKILL), the next locker is told that the holder died.
+
+COMMAND never outlives the lock: if `shmipc lock` dies (even by SIGKILL, which
+releases the mutex), COMMAND is killed with it (Linux: PR_SET_PDEATHSIG SIGKILL;
+Windows: a job object that kills it when `shmipc lock` ends), so the next locker
+never runs beside it. Processes COMMAND starts in the background are not covered
+(as with flock(1)). Other Unix systems have no such signal: there COMMAND may go
+on after `shmipc lock` is killed.";
 
 const LONG_SEM: &str = "\
 A named counting semaphore. `create` makes it (failing if the name exists) and it stays

@@ -99,6 +99,7 @@ pub(crate) fn map(
             source,
         }
     })?;
+    mapping.label(&name());
     Ok(View {
         mapping,
         seg: Arc::clone(inner),

@@ -30,6 +30,12 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     } else {
         object::persistent(0o600)
     };
+    // Arguments first: a failed command creates nothing.
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
+    shmipc::Name::new(name)?;
     let (mutex, _) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
@@ -39,15 +45,12 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         ));
     }
 
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
     let mut command = Command::new(program);
     command.args(rest);
     if owner_died {
         command.env("SHMIPC_OWNER_DIED", "1");
     }
+    die_with_us(&mut command);
     forward_signals();
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -62,6 +65,8 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
+    #[cfg(windows)]
+    kill_with_us(&child);
     CHILD.store(child.id(), Ordering::SeqCst);
     if STOP.load(Ordering::SeqCst) {
         terminate(child.id());
@@ -74,6 +79,68 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     }
     drop(guard);
     Ok(ExitCode::from(exit_code(status)))
+}
+
+/// The command must not outlive the lock: if this process dies (even by SIGKILL,
+/// which releases the mutex), the kernel kills the command too
+/// (`PR_SET_PDEATHSIG`), so that the next locker never runs beside it. Set in the
+/// child between fork and exec; if this process died before it took effect, the
+/// child's parent is no longer us and it does not run the command.
+#[cfg(target_os = "linux")]
+fn die_with_us(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // system calls (prctl, getppid), both async-signal-safe; it allocates nothing
+    // and touches no lock.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::other("shmipc lock died before COMMAND started"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere on Unix there is no parent-death signal: documented in `--help`.
+#[cfg(all(unix, not(target_os = "linux")))]
+fn die_with_us(_command: &mut Command) {}
+
+/// Windows: the command goes into a job object that kills it when its last handle,
+/// ours, closes (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`): when this process ends, by
+/// any means, so does the command.
+#[cfg(windows)]
+fn die_with_us(_command: &mut Command) {}
+
+#[cfg(windows)]
+fn kill_with_us(child: &std::process::Child) {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+        SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    };
+    // SAFETY: plain Win32 calls with valid arguments: a fresh unnamed job, a
+    // zeroed limit structure with one flag set (its documented size), and the
+    // child's process handle, which `child` keeps open. The job handle is never
+    // closed: it must live as long as this process, and closes when it ends.
+    unsafe {
+        let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+        if job.is_null() {
+            return;
+        }
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+        info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        SetInformationJobObject(
+            job,
+            JobObjectExtendedLimitInformation,
+            (&raw const info).cast(),
+            size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        );
+        AssignProcessToJobObject(job, child.as_raw_handle());
+    }
 }
 
 /// Takes the lock (waiting at most `--timeout`); says whether a holder had died.

@@ -20,6 +20,34 @@ use std::sync::Arc;
 use crate::segment::{Access, Inner, Segment};
 use crate::sys;
 
+/// Makes a `SIGBUS` in a shmipc mapping a one-line report instead of a raw
+/// signal death.
+///
+/// Memory mapped from a segment can vanish under the process: another program
+/// may truncate the segment (`ftruncate`) while it is mapped, and a sparse segment
+/// (created with [`reserve(false)`](crate::SegmentOptions::reserve)) on a full
+/// `/dev/shm` has no page to give at first touch. Either way the kernel sends
+/// `SIGBUS` to whoever touches the missing page, through any [`View`](crate::View)
+/// or channel, and by default that kills the process without a word. shmipc cannot
+/// stop a third party from truncating; what it can do is say what happened.
+///
+/// Once this is installed (process-wide; later calls do nothing), a `SIGBUS` whose
+/// fault address lies in a mapping shmipc made writes one line to stderr naming
+/// the segment and the offset, and ends the process with `_exit(1)` (no
+/// destructors run: the process cannot go on once its memory is gone). A `SIGBUS`
+/// anywhere else goes to the handler installed before this one, or kills the
+/// process as it would have. The handler only reads a fixed table of atomics,
+/// so it is async-signal-safe. The `shmipc` CLI installs it at start.
+///
+/// Inspection (`shmipc::inspect`) and [`Segment::read_at`] / [`Segment::write_at`]
+/// never map, so they cannot fault this way at all.
+///
+/// # Errors
+/// The OS error of `sigaction`.
+pub fn install_sigbus_handler() -> io::Result<()> {
+    sys::install_sigbus_handler()
+}
+
 /// Unix-only methods of [`Segment`].
 pub trait SegmentExt {
     /// The segment's descriptor.

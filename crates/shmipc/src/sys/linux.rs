@@ -1361,7 +1361,7 @@ fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
 // ---------------------------------------------------------------------------------
 // mappings
 
-pub(crate) use super::unix_map::{flush, granularity, Mapping};
+pub(crate) use super::unix_map::{flush, granularity, install_sigbus_handler, Mapping};
 
 /// Maps `len` bytes at `offset` (a multiple of [`granularity`]).
 pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Result<Mapping> {

@@ -849,7 +849,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
 // ---------------------------------------------------------------------------------
 // mappings
 
-pub(crate) use super::unix_map::{flush, granularity, Mapping};
+pub(crate) use super::unix_map::{flush, granularity, install_sigbus_handler, Mapping};
 
 /// Maps `len` bytes at `offset` (a multiple of [`granularity`]).
 pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Result<Mapping> {

@@ -954,6 +954,9 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
+    /// Names the range for a fault report: nothing to do here (no SIGBUS).
+    pub(crate) fn label(&self, _name: &str) {}
+
     pub(crate) fn ptr(&self) -> NonNull<u8> {
         self.ptr
     }
