@@ -106,8 +106,9 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
-    /// The object exists but has no size yet (another program created it and has not sized it).
-    #[error("segment `{name}` has size 0: its creator has not sized it yet; try again")]
+    /// The object exists but has size 0: another program created it and has not
+    /// sized it yet, or truncated it.
+    #[error("segment `{name}` has size 0: another program created it and has not sized it yet, or truncated it; try again, or check who resizes it")]
     Empty {
         /// The segment's name.
         name: String,

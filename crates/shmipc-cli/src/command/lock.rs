@@ -36,7 +36,7 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
     shmipc::Name::new(name)?;
-    let (mutex, _) = NamedMutex::create_or_open_with(name, &opts)
+    let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
     if owner_died {
@@ -56,6 +56,10 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         Ok(child) => child,
         Err(e) => {
             drop(guard);
+            // A failed command leaves nothing new behind: a mutex made for it goes.
+            if disposition == shmipc::Disposition::Created {
+                let _ = shmipc::Segment::remove(name);
+            }
             let code = if e.kind() == io::ErrorKind::NotFound {
                 NOT_FOUND
             } else {

@@ -1339,8 +1339,9 @@ fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
         },
     })?;
     if !may_follow(&lst) {
-        return Err(OpenError::PermissionDenied {
+        return Err(OpenError::Os {
             name: n(),
+            op: "following its link in /dev/shm",
             source: io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(

@@ -1,0 +1,436 @@
+//! The CLI as a hostile user, a crashing peer or a full disk would try it: each test
+//! is one class of failure from issue 10 (half-made objects, SIGBUS, symlinks,
+//! stalls on another user's lock, a `lock` command that outlives its lock, bad
+//! arguments that leave things behind, `read --len`). Tests that need root or a
+//! private mount namespace say so and pass without running where they cannot.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use common::*;
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// What an older shmipc left when its creator was killed between naming an object
+/// and writing its header: shmipc's mark (the sticky bit), persistent, zero-filled,
+/// and without the mark of a shmipc that names objects only once complete.
+fn plant_half_made(name: &str, head: &[u8]) -> rustix::fd::OwnedFd {
+    let fd = rfs::open(
+        shm_path(name),
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    rfs::fchmod(&fd, Mode::from_raw_mode(0o1600)).unwrap();
+    rfs::ftruncate(&fd, 4096).unwrap();
+    rustix::io::pwrite(&fd, head, 0).unwrap();
+    fd
+}
+
+fn names_in(listing: &serde_json::Value) -> Vec<String> {
+    listing
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------
+// 1. half-made objects
+
+/// A name left half made by a killed creator of an older shmipc is usable again:
+/// the next creator of a mutex, semaphore or event recognises and replaces it
+/// (before: every use failed "is not a mutex: it is a plain segment").
+#[test]
+fn half_made_leftovers_are_replaced_by_the_next_creator() {
+    let verbs: &[&[&str]] = &[
+        &["lock", "NAME", "--timeout", "10s", "--", "true"],
+        &["sem", "NAME", "create", "--initial", "1"],
+        &["event", "NAME", "create"],
+    ];
+    for (i, verb) in verbs.iter().enumerate() {
+        for head in [&[0u8; 8][..], b"shmipc\0\x01"] {
+            let name = unique(&format!("halfmade{i}"));
+            let _cleanup = Cleanup(name.clone());
+            drop(plant_half_made(&name, head));
+            let args: Vec<&str> = verb
+                .iter()
+                .map(|a| if *a == "NAME" { name.as_str() } else { a })
+                .collect();
+            ok(&args);
+            let info = json(&ok(&["info", &name, "--json"]));
+            assert_ne!(info["kind"], "segment", "{args:?}: {info}");
+            ok(&["rm", &name]);
+        }
+    }
+}
+
+/// `gc` finds and removes half-made leftovers, and never a live one (held), a plain
+/// persistent segment (zero-filled too), or another program's segment.
+#[test]
+fn gc_removes_half_made_leftovers_and_nothing_else() {
+    let zero = unique("gc-zero");
+    let magic = unique("gc-magic");
+    let held = unique("gc-held");
+    let foreign = unique("gc-foreign");
+    let plain = unique("gc-plain");
+    let _guards: Vec<Cleanup> = [&zero, &magic, &held, &foreign, &plain]
+        .iter()
+        .map(|n| Cleanup((*n).clone()))
+        .collect();
+    drop(plant_half_made(&zero, &[0; 64]));
+    drop(plant_half_made(&magic, b"shmipc\0\x01\x01\0\0\0\x01\0\0\0"));
+    let live = plant_half_made(&held, &[0; 64]);
+    rfs::flock(&live, FlockOperation::LockShared).unwrap();
+    std::fs::write(shm_path(&foreign), [0u8; 4096]).unwrap();
+    ok(&["create", &plain, "-s", "4096", "--persist"]);
+
+    let dry = json(&ok(&["gc", "--dry-run", "--json"]));
+    let listed: Vec<&str> = dry["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(listed.contains(&zero.as_str()), "{dry}");
+    assert!(listed.contains(&magic.as_str()), "{dry}");
+    for kept in [&held, &foreign, &plain] {
+        assert!(!listed.contains(&kept.as_str()), "{kept}: {dry}");
+    }
+    assert!(left_behind(&zero), "a dry run removed something");
+    ok(&["gc"]);
+    assert!(!left_behind(&zero) && !left_behind(&magic));
+    for kept in [&held, &foreign, &plain] {
+        assert!(left_behind(kept), "gc removed {kept}");
+    }
+    drop(live);
+}
+
+// ---------------------------------------------------------------------------------
+// 2. SIGBUS from a truncation under a mapping
+
+/// Another program truncates the mutex `shmipc lock` holds mapped: at unlock the
+/// CLI touches the missing page. It prints one line naming the segment and exits
+/// 1, instead of dying by signal 7.
+#[test]
+fn truncation_under_a_mapping_is_one_line_not_a_signal_death() {
+    let name = unique("sigbus-lock");
+    let _cleanup = Cleanup(name.clone());
+    let script = format!("truncate -s 0 {}", shm_path(&name).display());
+    let args = ["lock", &name, "--", "sh", "-c", &script];
+    let out = run(&args);
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "died by a signal: {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = assert_fails(&out, 1, &args);
+    assert!(
+        line.contains(&format!("segment `{name}`")) && line.contains("SIGBUS"),
+        "{line}"
+    );
+}
+
+/// Reading or writing a segment truncated by another program is a message naming
+/// it, never a SIGBUS (read and write do not map).
+#[test]
+fn read_and_write_of_a_truncated_segment_fail_cleanly() {
+    let name = unique("trunc-rw");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "64K"]);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    file.set_len(0).unwrap();
+    for args in [
+        &["read", &name, "--raw"][..],
+        &["read", &name, "--hex"],
+        &["write", &name, "hello"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.signal(), None, "{args:?}: {:?}", out.status);
+        let line = assert_fails(&out, 1, args);
+        assert!(line.contains(&name), "{args:?}: {line}");
+        assert!(!line.contains("creator has not sized it yet;"), "{line}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 3. a full /dev/shm
+
+/// In a private mount namespace with a tiny, full /dev/shm: creating is a clean
+/// "no space" naming the segment; `ls`, `info`, `read` and `write` on a sparse
+/// segment never die by SIGBUS (before: every one of them did).
+#[test]
+fn full_dev_shm_never_kills_with_sigbus() {
+    if !is_root() {
+        return skip("full_dev_shm_never_kills_with_sigbus", "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
+"$B" create sparse -s 128K --sparse >/dev/null || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+for cmd in "ls" "ls --all --json" "info sparse" "info sparse --json" "read sparse" \
+           "read sparse --hex" "read sparse --raw" "write sparse hello" "create more -s 64K"; do
+  "$B" $cmd >/dev/null 2>/tmp/shmipc-full-err
+  echo "rc=$? $cmd :: $(head -c 400 /tmp/shmipc-full-err | tr '\n' ' ')"
+done
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_shmipc"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running unshare");
+    if matches!(out.status.code(), Some(77)) || !out.status.success() && out.stdout.is_empty() {
+        return skip(
+            "full_dev_shm_never_kills_with_sigbus",
+            &format!(
+                "no private mount namespace with a tmpfs here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("rc=")).collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    for line in &lines {
+        let rc: i32 = line[3..line.find(' ').unwrap()].parse().unwrap();
+        assert!(rc == 0 || rc == 1, "killed or crashed: {line}");
+    }
+    let create = lines.last().unwrap();
+    assert!(
+        create.starts_with("rc=1") && create.contains("`more`") && create.contains("free"),
+        "{create}"
+    );
+    let write = lines.iter().find(|l| l.contains(" write sparse")).unwrap();
+    assert!(
+        write.starts_with("rc=1") && write.contains("sparse"),
+        "{write}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 5. symlinks
+
+/// Another user's link planted in /dev/shm is never followed: root's `write`
+/// through it does not reach the file it points at, `read` refuses it, and `info`
+/// calls it foreign (before: the write overwrote the file, and info said "shmipc").
+#[test]
+fn another_users_link_is_never_followed() {
+    if !is_root() {
+        return skip(
+            "another_users_link_is_never_followed",
+            "needs root (lchown)",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"SECRET\0").unwrap();
+    let name = unique("evil-link");
+    let _cleanup = Cleanup(name.clone());
+    std::os::unix::fs::symlink(&secret, shm_path(&name)).unwrap();
+    let nobody = rustix::process::Uid::from_raw(65534);
+    rfs::chownat(
+        rfs::CWD,
+        shm_path(&name),
+        Some(nobody),
+        None,
+        rfs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+
+    let write = ["write", &name, "PWNED"];
+    let line = assert_fails(&run(&write), 1, &write);
+    assert!(line.contains("another user"), "{line}");
+    assert_eq!(std::fs::read(&secret).unwrap(), b"SECRET\0");
+    let read = ["read", &name];
+    assert_fails(&run(&read), 1, &read);
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["origin"], "foreign", "{info}");
+    let listed = json(&ok(&["ls", "--json"]));
+    assert!(!names_in(&listed).contains(&name), "{listed}");
+}
+
+// ---------------------------------------------------------------------------------
+// 6. another user's lock
+
+/// An object with shmipc's marks held exclusively by another user: `ls` and `info`
+/// look at it without waiting for the lock (before: 2 s each, then "?"), and show
+/// it as another's.
+#[test]
+fn another_users_lock_never_stalls_ls_or_info() {
+    let name = unique("foreign-lock");
+    let _cleanup = Cleanup(name.clone());
+    let fd = plant_half_made(&name, b"hello");
+    rfs::fchmod(&fd, Mode::from_raw_mode(0o3644)).unwrap();
+    if is_root() {
+        rfs::fchown(&fd, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+    }
+    rfs::flock(&fd, FlockOperation::LockExclusive).unwrap();
+
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(info["kind"], "segment", "{info}");
+    if is_root() {
+        assert_eq!(info["origin"], "foreign", "{info}");
+    }
+    let all = json(&ok(&["ls", "--all", "--json"]));
+    let entry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("not listed: {all}"));
+    assert_eq!(entry["kind"], "segment", "{entry}");
+    ok(&["gc"]);
+    assert!(left_behind(&name), "gc removed a held object");
+    drop(fd);
+}
+
+// ---------------------------------------------------------------------------------
+// 7. lock: COMMAND never outlives the lock
+
+fn alive(pid: i32) -> bool {
+    // A zombie (dead, not yet reaped by whoever adopted it) is not running.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+/// Killing `shmipc lock` with SIGKILL (which releases the mutex) kills COMMAND too,
+/// so the next locker never runs beside it (before: COMMAND ran on).
+#[test]
+fn lock_command_dies_with_the_lock() {
+    let name = unique("lock-pdeath");
+    let _cleanup = Cleanup(name.clone());
+    let (mut running, lines) =
+        spawn_lines(&["lock", &name, "--", "sh", "-c", "echo $$; exec sleep 120"]);
+    let pid: i32 = next_line(&lines).trim().parse().unwrap();
+    assert!(alive(pid));
+    running.0.kill().unwrap();
+    wait_exit(&mut running.0);
+    wait_until("COMMAND to die with `shmipc lock`", || !alive(pid));
+    let args = ["lock", &name, "--timeout", "10s", "--", "true"];
+    let out = run(&args);
+    assert!(out.status.success(), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// 9. bad arguments leave nothing behind
+
+/// Every verb but pub/sub, given bad arguments, fails with one line and leaves no
+/// new name in /dev/shm (nor in `ls --all`).
+#[test]
+fn bad_arguments_leave_nothing_behind() {
+    let tag = unique("badargs");
+    let n = |i: u32| format!("{tag}-{i}");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let empty = empty.to_str().unwrap().to_owned();
+    let missing = dir.path().join("no/such/dir/f");
+    let missing = missing.to_str().unwrap().to_owned();
+    let dir_path = dir.path().to_str().unwrap().to_owned();
+    let (n1, n2, n3, n4, n5, n6) = (n(1), n(2), n(3), n(4), n(5), n(6));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["create", &n1, "-s", "0"],
+        vec!["create", &n1, "-s", "1000T"],
+        vec!["create", &n1, "-s", "4K", "--mode", "0777"],
+        vec!["create", &n1, "-s", "4K", "--file", &missing],
+        vec!["create", &n1, "-s", "4K", "--file", &dir_path],
+        vec!["create", &n1, "--file", &empty],
+        vec!["create", &n1, "-s", "4K", "--hold", "--persist"],
+        vec!["lock", &n2, "--", "/nonexistent/shmipc-test-command"],
+        vec!["lock", &n2, "--timeout", "soon", "--", "true"],
+        vec!["lock", &n2],
+        vec!["sem", &n3, "create", "--initial", "5", "--max", "2"],
+        vec!["sem", &n3, "create", "--mode", "9"],
+        vec!["sem", &n3, "post"],
+        vec!["sem", &n3, "wait", "--timeout", "1ms"],
+        vec!["event", &n4, "create", "--mode", "0800"],
+        vec!["event", &n4, "set"],
+        vec!["event", &n4, "wait", "--timeout", "1ms"],
+        vec!["write", &n5, "hello"],
+        vec!["write", &n5, "--from", &missing],
+        vec!["read", &n5],
+        vec!["info", &n5],
+        vec!["rm", &n5],
+        vec!["demo", "--name", "a/b"],
+        vec!["demo", "--name", &n6, "--timeout", "never"],
+    ];
+    for args in &cases {
+        let out = run(args);
+        assert!(
+            !out.status.success() && out.status.signal().is_none(),
+            "{args:?} did not fail cleanly: {out:?}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(&tag))
+        .collect();
+    for name in &left {
+        let _ = shmipc::Segment::remove(name);
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let all = json(&ok(&["ls", "--all", "--json"]));
+    assert!(
+        !names_in(&all).iter().any(|s| s.contains(&tag)),
+        "listed: {all}"
+    );
+    assert!(!std::path::Path::new(&missing).exists());
+    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+}
+
+// ---------------------------------------------------------------------------------
+// 10. read --len
+
+/// `--len` is "at most", as the help says: a range past the end stops at the end.
+#[test]
+fn read_len_past_the_end_stops_at_the_end() {
+    let name = unique("readlen");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "16"]);
+    ok(&["write", &name, "hello"]);
+    let out = run(&["read", &name, "--len", "1000", "--raw"]);
+    assert_success(&out, &["read", "--len", "1000", "--raw"]);
+    assert_eq!(out.stdout, b"hello\0\0\0\0\0\0\0\0\0\0\0");
+    let out = run(&["read", &name, "--offset", "10", "--len", "1M", "--hex"]);
+    assert_success(&out, &["read", "--offset", "10", "--len", "1M", "--hex"]);
+    let mut expected = Vec::new();
+    writeln!(
+        expected,
+        "0000000a  00 00 00 00 00 00                                 |......|\n00000010"
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&expected)
+    );
+}
