@@ -269,6 +269,41 @@ fn another_users_link_is_never_followed() {
     assert_eq!(info["origin"], "foreign", "{info}");
     let listed = json(&ok(&["ls", "--json"]));
     assert!(!names_in(&listed).contains(&name), "{listed}");
+
+    // The same one step further: a backing-file path that is another user's link
+    // in a shared (sticky, world-writable) directory, as in /tmp, is not followed
+    // whatever fs.protected_symlinks says, by `create --file` nor through our own
+    // link in /dev/shm.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    rfs::chmod(&shared, Mode::from_raw_mode(0o1777)).unwrap();
+    let planted = shared.join("planted");
+    std::os::unix::fs::symlink(&secret, &planted).unwrap();
+    rfs::chownat(
+        rfs::CWD,
+        &planted,
+        Some(nobody),
+        None,
+        rfs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let other = unique("evil-file");
+    let _cleanup = Cleanup(other.clone());
+    let create = [
+        "create",
+        &other,
+        "-s",
+        "1M",
+        "--file",
+        planted.to_str().unwrap(),
+    ];
+    let line = assert_fails(&run(&create), 1, &create);
+    assert!(line.contains("not followed"), "{line}");
+    std::os::unix::fs::symlink(&planted, shm_path(&other)).unwrap();
+    let write = ["write", &other, "PWNED"];
+    let line = assert_fails(&run(&write), 1, &write);
+    assert!(line.contains("not followed"), "{line}");
+    assert_eq!(std::fs::read(&secret).unwrap(), b"SECRET\0");
 }
 
 // ---------------------------------------------------------------------------------

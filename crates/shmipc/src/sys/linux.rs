@@ -598,6 +598,11 @@ fn create_file_backed(
             name: n(),
             source: io_err(e),
         },
+        Errno::LOOP => CreateError::Os {
+            name: n(),
+            op: "opening the backing file",
+            source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", abs.display())),
+        },
         e => CreateError::Os {
             name: n(),
             op: "opening the backing file",
@@ -608,7 +613,7 @@ fn create_file_backed(
         },
     };
     let open_file = |extra: OFlags| {
-        rfs::open(
+        open_trusted(
             &abs,
             extra | OFlags::RDWR | OFlags::CLOEXEC,
             Mode::from_raw_mode(p.mode & PERMISSION_BITS),
@@ -871,12 +876,19 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
 fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, OpenError> {
     let n = || name.to_string();
     let target = follow_link(name, link)?;
-    let fd = match rfs::open(
+    let fd = match open_trusted(
         &target,
         flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
+        Err(Errno::LOOP) => {
+            return Err(OpenError::Os {
+                name: n(),
+                op: "opening the backing file",
+                source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
+            })
+        }
         Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
         Err(Errno::ISDIR) => return Err(not_a_segment(name, &target)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => {
@@ -1259,7 +1271,11 @@ pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError>
     let fd = match open(&path, OFlags::NOFOLLOW) {
         Err(Errno::LOOP) => {
             let target = follow_link(name, &path)?;
-            open(&target, OFlags::empty())
+            open_trusted(
+                &target,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                Mode::empty(),
+            )
         }
         r => r,
     };
@@ -1310,22 +1326,50 @@ pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError>
 }
 
 /// Whether the kernel's `protected_symlinks` rule lets this process follow the
-/// link `lst` in `/dev/shm`: a link it owns, or one owned by the directory's owner
-/// (root), or any link where the directory is not sticky and world-writable.
-/// shmipc resolves a file-backed segment's link itself, so it applies the rule
-/// itself: another user's planted link never redirects our reads or writes.
-fn may_follow(lst: &rfs::Stat) -> bool {
+/// link `lst` in the directory `dir`: a link it owns, or one owned by the
+/// directory's owner, or any link where the directory is not sticky and
+/// world-writable. shmipc resolves a file-backed segment's link in `/dev/shm`
+/// itself and applies the rule itself, whatever the sysctl says: another user's
+/// planted link never redirects our reads or writes.
+fn may_follow_in(lst: &rfs::Stat, dir: &Path) -> bool {
     let me = rustix::process::geteuid().as_raw();
     if lst.st_uid == me {
         return true;
     }
-    match rfs::stat(SHM_DIR) {
+    match rfs::stat(dir) {
         Ok(dir) => {
             dir.st_uid == lst.st_uid || dir.st_mode & 0o1002 != 0o1002 // sticky + o+w
         }
         Err(_) => false,
     }
 }
+
+fn may_follow(lst: &rfs::Stat) -> bool {
+    may_follow_in(lst, Path::new(SHM_DIR))
+}
+
+/// Opens `path` (a backing file), following a symbolic link as its last component
+/// only under the `protected_symlinks` rule ([`may_follow_in`]); a link the rule
+/// refuses is `ELOOP`.
+fn open_trusted(path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+    match rfs::open(path, flags | OFlags::NOFOLLOW, mode) {
+        Err(Errno::LOOP) => {
+            let lst = rfs::lstat(path)?;
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if rfs::FileType::from_raw_mode(lst.st_mode) == rfs::FileType::Symlink
+                && may_follow_in(&lst, dir)
+            {
+                rfs::open(path, flags, mode)
+            } else {
+                Err(Errno::LOOP)
+            }
+        }
+        r => r,
+    }
+}
+
+/// Why an open through a link failed with `ELOOP`.
+const UNTRUSTED_LINK: &str = "a symbolic link loop, or a link owned by another user in a shared (sticky, world-writable) directory, which is not followed";
 
 /// The target of the file-backed segment link `link`, if this user may follow it.
 fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
