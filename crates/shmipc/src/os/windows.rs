@@ -119,6 +119,7 @@ pub fn create_global(name: &str, size: u64) -> Result<Segment, CreateError> {
         persistence: Persistence::UntilLastClose,
         file: None,
         reserve: false,
+        defer_publish: false,
     };
     let handle = sys::create_in(&name, &params, sys::Namespace::Global)?;
     Ok(Segment {

@@ -1044,6 +1044,7 @@ pub(crate) mod tests {
             persistence: Persistence::UntilLastClose,
             file: None,
             reserve: false,
+            defer_publish: false,
         }
     }
 
