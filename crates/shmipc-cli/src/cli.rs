@@ -86,9 +86,11 @@ const LONG_INFO: &str = concat!(
     "\
 Show what the OS knows about a named segment and what it holds: plain bytes or a
 shmipc object (mutex, semaphore, event, channel), with a snapshot of its state (a
-channel's capacity, connected peers and fill). The OS facts are read without opening the segment; to see what it holds it is
-opened read-only for a moment (after the holders were listed), copied from, and never
-locked.
+channel's capacity, connected peers and fill). The OS facts are read without opening the segment; to see what it holds its
+bytes are copied with pread (Linux; elsewhere it is opened read-only for a moment and
+copied from a mapping): never locked, never waiting for another process's lock, and never
+killed by a segment that another program truncates. An object or link owned by another
+user is shown as `foreign`; a link in /dev/shm owned by another user is not followed.
 
 ",
     json_keys!()
@@ -116,9 +118,10 @@ fails, the exit status is 1 and one line says which.";
 
 const LONG_GC: &str = "\
 Remove stale segments: those shmipc made to die with their last holder, whose holders
-have all died without closing them (e.g. killed with SIGKILL), and temporary objects
-of an interrupted create. Live, persistent and other programs' segments are never
-touched.
+have all died without closing them (e.g. killed with SIGKILL), temporary objects of an
+interrupted create, and half-made objects that an older shmipc's creator left when it
+was killed before writing the header (yours only). Live, persistent and other
+programs' or users' segments are never touched, and no lock is ever waited for.
 
 --json prints {\"dry_run\": bool, \"segments\": [names]}.";
 

@@ -20,10 +20,13 @@
 //!   closes its descriptor. (A forked child that outlives its parent holds the
 //!   segment without a lock of its own: the parent's close may unlink the name,
 //!   and the child's memory stays valid.)
-//! * Creation builds the object unnamed (`O_TMPFILE` in `/dev/shm`), sizes it, marks
+//! * Creation builds the object unnamed (`O_TMPFILE` in `/dev/shm`), sizes it,
+//!   allocates its pages (`fallocate`, unless a sparse segment was asked for), marks
 //!   it, locks it, and only then links it under its name with `linkat`, which fails
-//!   rather than replace: nobody ever sees it half made. Where `O_TMPFILE` or
-//!   `/proc` is missing, a temporary name plus `link(2)` does the same.
+//!   rather than replace: nobody ever sees it half made. With `defer_publish` the
+//!   link waits for [`publish`], so that the layer above can initialise a structured
+//!   object (mutex, channel…) in between. Where `O_TMPFILE` or `/proc` is missing, a
+//!   temporary name plus `link(2)` does the same.
 //!
 //! # Markers
 //!
@@ -32,7 +35,30 @@
 //! (`S_ISVTX`, meaningless on a regular file) says "made by shmipc", and the owner
 //! execute bit, meaningless for shared memory, added to it says "dies with its last
 //! holder". Objects without the sticky bit were made by other programs and are never
-//! removed unless asked. A file-backed named segment is a symbolic link
+//! removed unless asked. The set-group-id bit (meaningless without group execute, and
+//! kept by the kernel across writes) added to the sticky bit says "made by a shmipc
+//! that names objects only once complete"; an object with the sticky bit but without
+//! it comes from an older shmipc, which named objects before writing their header:
+//! one of this user's, persistent, without a holder and whose header is all zero or
+//! never marked ready, is a creator's half-made leftover, removed by the next
+//! creator of the name and by `gc`. Marks on another user's object prove nothing
+//! (anyone can set them on their own files): such objects are reported as foreign.
+//!
+//! # Inspection, reads and writes
+//!
+//! `peek`, `read_at` and `write_at` use `pread`/`pwrite` and take no lock: a tmpfs
+//! allocates a page on the first touch through a mapping, even a read, so reading
+//! through a mapping kills the reader with SIGBUS on a full `/dev/shm`, and so does
+//! a page lost to another program's `ftruncate`; `pread` of a hole reads zeros
+//! without allocating, and a truncated object reads short.
+//!
+//! # Links
+//!
+//! A file-backed segment's link in `/dev/shm`, and a backing-file path whose last
+//! component is a link, are followed only under the `protected_symlinks` rule
+//! (applied here whatever the sysctl says): a link this user owns, or one owned by
+//! the directory's owner, or any link in a directory that is not sticky and
+//! world-writable. A file-backed named segment is a symbolic link
 //! `/dev/shm/NAME -> /path/of/file`, which `shm_open` itself refuses to follow.
 //!
 //! # Safety
