@@ -147,6 +147,46 @@ fn truncation_under_a_mapping_is_one_line_not_a_signal_death() {
     );
 }
 
+/// The same for a running `sub` whose topic another program truncates: when it
+/// next looks at the ring it reports the topic by name, not a raw SIGBUS death.
+#[test]
+fn truncated_topic_under_a_running_sub_is_reported() {
+    use std::io::Read as _;
+    let topic = unique("sigbus-sub");
+    let _cleanup = Cleanup(topic.clone());
+    let (mut running, _lines) = spawn_lines(&["sub", &topic, "--timeout", "2s"]);
+    wait_until("the subscriber to attach", || {
+        let out = run(&["info", &topic, "--json"]);
+        out.status.success()
+            && json(&String::from_utf8_lossy(&out.stdout))["state"]["subscribers"] == 1
+    });
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&topic))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let status = wait_exit(&mut running.0);
+    let mut stderr = String::new();
+    running
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        None,
+        "died by a signal: {status:?}, {stderr}"
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("segment `{topic}`")) && stderr.contains("SIGBUS"),
+        "{stderr}"
+    );
+}
+
 /// Reading or writing a segment truncated by another program is a message naming
 /// it, never a SIGBUS (read and write do not map).
 #[test]

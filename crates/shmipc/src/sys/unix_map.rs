@@ -190,7 +190,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         }
         let offset = addr - slot.start.load(Ordering::Relaxed);
         let mut digits = [0u8; 20];
-        raw_write(b"shmipc: error: segment `");
+        raw_write(b"shmipc: segment `");
         raw_write(&name[..len]);
         raw_write(b"`: SIGBUS at byte ");
         raw_write(decimal(offset, &mut digits));
