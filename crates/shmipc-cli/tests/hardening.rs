@@ -232,7 +232,8 @@ mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
   { truncate -s 128K /dev/shm/sparse && chmod 3600 /dev/shm/sparse; } || exit 78
 dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
 for cmd in "ls" "ls --all --json" "info sparse" "info sparse --json" "read sparse" \
-           "read sparse --hex" "read sparse --raw" "write sparse hello" "create more -s 64K"; do
+           "read sparse --hex" "read sparse --raw" "write sparse hello" "sem sparse post" \
+           "create more -s 64K"; do
   "$B" $cmd >/dev/null 2>/tmp/shmipc-full-err
   echo "rc=$? $cmd :: $(head -c 400 /tmp/shmipc-full-err | tr '\n' ' ')"
 done
@@ -254,7 +255,7 @@ done
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("rc=")).collect();
-    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines.len(), 10, "{text}");
     for line in &lines {
         let rc: i32 = line[3..line.find(' ').unwrap()].parse().unwrap();
         assert!(rc == 0 || rc == 1, "killed or crashed: {line}");

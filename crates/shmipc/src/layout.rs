@@ -217,6 +217,56 @@ pub(crate) fn read(view: &View, offset: usize, patience: Duration) -> Result<Hea
     Ok(Header { kind, params })
 }
 
+/// Before an opener maps `seg`: reads its header with `pread` (Linux; elsewhere a
+/// no-op) and checks that it is a shmipc header marked ready, waiting up to
+/// `patience` for a creator that is still writing it (an older shmipc's, which named
+/// objects first). A page holding a ready header has been written, so reading it
+/// through a mapping afterwards allocates nothing: an opener never takes a SIGBUS
+/// from the header of a sparse object on a full `/dev/shm`. Everything else is
+/// checked by [`read`] on the mapping, as before.
+pub(crate) fn check_unmapped(seg: &crate::Segment, patience: Duration) -> Result<(), LayoutError> {
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    if seg.size() < HEADER_LEN as u64 {
+        return Err(LayoutError::TooSmall {
+            what: "object header",
+            len: usize::try_from(seg.size()).unwrap_or(0),
+            need: HEADER_LEN,
+        });
+    }
+    let deadline = Instant::now() + patience;
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        let n = seg.read_at(0, &mut head).unwrap_or(0);
+        let state = u32::from_ne_bytes([
+            head[OFF_STATE],
+            head[OFF_STATE + 1],
+            head[OFF_STATE + 2],
+            head[OFF_STATE + 3],
+        ]);
+        let magic = &head[OFF_MAGIC..OFF_MAGIC + 8];
+        if n == HEADER_LEN && state == STATE_READY && magic == MAGIC {
+            return Ok(());
+        }
+        if n == HEADER_LEN && (state != 0 || (magic != MAGIC && magic != [0; 8])) {
+            return Err(LayoutError::NotShmipc);
+        }
+        if Instant::now() >= deadline {
+            return Err(if n < HEADER_LEN {
+                LayoutError::TooSmall {
+                    what: "object header",
+                    len: n,
+                    need: HEADER_LEN,
+                }
+            } else {
+                LayoutError::NotReady
+            });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Reads the header and checks that it is a `kind`.
 pub(crate) fn expect(
     view: &View,

@@ -140,10 +140,16 @@ pub(crate) fn get(
             InitError::Init(e) => layout_err(LayoutError::Access(e)),
         })
     };
+    let open = |opts: &crate::SegmentOptions| -> Result<View, ChannelError> {
+        let seg = opts.clone().access(Access::ReadWrite).open(name)?;
+        // The header read with pread before anything is mapped (no SIGBUS).
+        layout::check_unmapped(&seg, INIT_PATIENCE).map_err(layout_err)?;
+        Ok(seg.map_all()?)
+    };
     let view = match how {
         How::Create => create(&opts)?,
-        How::Open => opts.access(Access::ReadWrite).open(name)?.map_all()?,
-        How::CreateOrOpen => create_or_open(&opts, name, &mut create)?,
+        How::Open => open(&opts)?,
+        How::CreateOrOpen => create_or_open(&opts, &mut create, &open)?,
     };
     let header = layout::expect(&view, 0, kind, INIT_PATIENCE).map_err(layout_err)?;
     Ok((
@@ -160,8 +166,8 @@ pub(crate) fn get(
 /// fit), unlike `SegmentOptions::create_or_open`, which refuses a smaller segment.
 fn create_or_open(
     opts: &crate::SegmentOptions,
-    name: &str,
     create: &mut impl FnMut(&crate::SegmentOptions) -> Result<View, ChannelError>,
+    open: &impl Fn(&crate::SegmentOptions) -> Result<View, ChannelError>,
 ) -> Result<View, ChannelError> {
     // The name may vanish between a failed create and the open (its last holder
     // left): try again, a bounded number of times.
@@ -171,17 +177,13 @@ fn create_or_open(
             Err(ChannelError::Create(crate::CreateError::AlreadyExists { .. })) => {}
             Err(e) => return Err(e),
         }
-        match opts.clone().access(Access::ReadWrite).open(name) {
-            Ok(seg) => return Ok(seg.map_all()?),
-            Err(crate::OpenError::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
+        match open(opts) {
+            Ok(view) => return Ok(view),
+            Err(ChannelError::Open(crate::OpenError::NotFound { .. })) => continue,
+            Err(e) => return Err(e),
         }
     }
-    Ok(opts
-        .clone()
-        .access(Access::ReadWrite)
-        .open(name)?
-        .map_all()?)
+    open(opts)
 }
 
 /// Typed access to the words of a mapped channel at offsets validated once.

@@ -113,7 +113,7 @@ pub(crate) fn segment(
     };
     match how {
         How::Create => create(),
-        How::Open => Ok((open(name)?.map_all()?, Disposition::Opened)),
+        How::Open => Ok((open_mapped(name, kind)?, Disposition::Opened)),
         How::CreateOrOpen => {
             // The name may vanish between a failed create and the open (its last
             // holder left): try again, a bounded number of times.
@@ -122,17 +122,26 @@ pub(crate) fn segment(
                     Err(ObjectError::Create(CreateError::AlreadyExists { .. })) => {}
                     r => return r,
                 }
-                match open(name) {
-                    Ok(seg) => return Ok((seg.map_all()?, Disposition::Opened)),
-                    Err(OpenError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e.into()),
+                match open_mapped(name, kind) {
+                    Ok(view) => return Ok((view, Disposition::Opened)),
+                    Err(ObjectError::Open(OpenError::NotFound { .. })) => continue,
+                    Err(e) => return Err(e),
                 }
             }
-            Ok((open(name)?.map_all()?, Disposition::Opened))
+            Ok((open_mapped(name, kind)?, Disposition::Opened))
         }
     }
 }
 
 fn open(name: &str) -> Result<Segment, OpenError> {
     Segment::options().access(Access::ReadWrite).open(name)
+}
+
+/// Opens and maps an existing object, its header checked with `pread` first (see
+/// `layout::check_unmapped`).
+fn open_mapped(name: &str, kind: &'static str) -> Result<View, ObjectError> {
+    let seg = open(name)?;
+    crate::layout::check_unmapped(&seg, PATIENCE)
+        .map_err(|source| ObjectError::Invalid { kind, source })?;
+    Ok(seg.map_all()?)
 }
