@@ -236,23 +236,37 @@ const COPY_LIMIT: u64 = 64 << 20;
 #[cfg(target_os = "linux")]
 fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
     let valid = crate::name::Name::new(name)?;
-    let (size, head) = crate::sys::peek(&valid, INSPECT_LEN as usize)?;
+    let mut head = Vec::new();
+    let size = crate::sys::peek(&valid, INSPECT_LEN, &mut |_, chunk| {
+        head.extend_from_slice(chunk);
+    })?;
     if head.len() < HEADER_LEN {
         return Ok(Contents::Plain);
     }
-    let Some(view) = private_copy(&head) else {
+    let Some(view) = private_memory(head.len() as u64) else {
         return Ok(Contents::Plain);
     };
+    if view.write_at(0, &head).is_err() {
+        return Ok(Contents::Plain);
+    }
     if let Ok(Header {
         kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
         ..
     }) = layout::read(&view, 0, Duration::ZERO)
     {
-        // A channel's records and slots span the segment: copy all of it.
+        // A channel's records and slots span the segment: copy all of it, into
+        // sparse private memory where only chunks that are not all zero take pages.
         let all = (size <= COPY_LIMIT)
-            .then(|| crate::sys::peek(&valid, size as usize).ok())
+            .then(|| private_memory(size))
             .flatten()
-            .and_then(|(_, bytes)| private_copy(&bytes));
+            .filter(|all| {
+                crate::sys::peek(&valid, size, &mut |at, chunk| {
+                    if chunk.iter().any(|&b| b != 0) {
+                        let _ = all.write_at(at as usize, chunk);
+                    }
+                })
+                .is_ok()
+            });
         return Ok(match all {
             Some(all) => Contents::of(&all, 0),
             None => Contents::Object { kind, state: None },
@@ -261,16 +275,16 @@ fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
     Ok(Contents::of(&view, 0))
 }
 
-/// A view of private memory holding `bytes`.
+/// A view of `len` bytes of private, sparse, zero-filled memory.
 #[cfg(target_os = "linux")]
-fn private_copy(bytes: &[u8]) -> Option<View> {
-    let seg = Segment::options()
-        .size(bytes.len() as u64)
+fn private_memory(len: u64) -> Option<View> {
+    Segment::options()
+        .size(len)
+        .reserve(false)
         .create_unnamed()
-        .ok()?;
-    let view = seg.map_all().ok()?;
-    view.write_at(0, bytes).ok()?;
-    Some(view)
+        .ok()?
+        .map_all()
+        .ok()
 }
 
 #[cfg(not(target_os = "linux"))]

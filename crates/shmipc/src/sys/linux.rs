@@ -1204,9 +1204,9 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         }
         if legacy {
             // An older shmipc's object whose creator died making it: nobody holds
-            // it (the exclusive lock says so; taken without waiting) and its header
-            // was never written. Persistent, so an opener that finds the lock taken
-            // joins it once we let go: only a dry run's lock is dropped at once.
+            // it (the exclusive lock says so; tried without waiting) and its header
+            // was never written. The lock is held only for this iteration; an
+            // opener that raced us finds the object unlinked and looks again.
             if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
                 && is_half_made(&fd, &st)
             {
@@ -1280,11 +1280,12 @@ pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies the first `max` bytes of the named object without holding it: no lock
+/// Reads the first `max` bytes of the named object without holding it: no lock
 /// taken or waited for (so another user's lock never stalls an inspection), no
-/// mapping (so no `SIGBUS`), and a stale object is left for `gc`. Returns its size
-/// and the bytes (fewer than `max` for a smaller object).
-pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError> {
+/// mapping (so no `SIGBUS`), and a stale object is left for `gc`. Hands `f` the
+/// bytes in chunks with their offsets (fewer than `max` in all for a smaller
+/// object, or one truncated meanwhile) and returns the object's size.
+pub(crate) fn peek(name: &Name, max: u64, f: &mut dyn FnMut(u64, &[u8])) -> Result<u64, OpenError> {
     let n = || name.to_string();
     let path = path_of(name);
     let open = |p: &Path, extra: OFlags| {
@@ -1331,12 +1332,17 @@ pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError>
         return Err(not_a_segment(name, &path));
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
-    let mut buf = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX).min(max)];
-    let mut done = 0;
-    while done < buf.len() {
-        match rustix::io::pread(&fd, &mut buf[done..], done as u64) {
+    let end = size.min(max);
+    let mut buf = vec![0u8; usize::try_from(end.min(256 << 10)).unwrap_or(256 << 10)];
+    let mut done = 0u64;
+    while done < end {
+        let want = usize::try_from((end - done).min(buf.len() as u64)).unwrap_or(buf.len());
+        match rustix::io::pread(&fd, &mut buf[..want], done) {
             Ok(0) => break,
-            Ok(k) => done += k,
+            Ok(k) => {
+                f(done, &buf[..k]);
+                done += k as u64;
+            }
             Err(Errno::INTR) => {}
             Err(e) => {
                 return Err(OpenError::Os {
@@ -1347,8 +1353,7 @@ pub(crate) fn peek(name: &Name, max: usize) -> Result<(u64, Vec<u8>), OpenError>
             }
         }
     }
-    buf.truncate(done);
-    Ok((size, buf))
+    Ok(size)
 }
 
 /// Whether the kernel's `protected_symlinks` rule lets this process follow the
