@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -156,7 +158,7 @@ impl<'a> Mutex<'a> {
                     loop {
                         // Without a deadline it never times out; the loop only
                         // satisfies the type.
-                        if let Ok(a) = words.lock(me, None, probe()) {
+                        if let Ok(a) = words.lock(me, Deadline::Never, probe()) {
                             break a;
                         }
                     }
@@ -222,7 +224,7 @@ impl<'a> Mutex<'a> {
                 } else if words.held_by(me) {
                     return Err(LockTimeoutError::WouldDeadlock);
                 } else {
-                    let deadline = Instant::now().checked_add(timeout);
+                    let deadline = Deadline::after(timeout);
                     words
                         .lock(me, deadline, probe())
                         .map_err(|_| LockTimeoutError::Timeout(timeout))?

@@ -73,16 +73,15 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     GetLastError, SetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
-    ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, ERROR_PATH_NOT_FOUND, ERROR_TOO_MANY_POSTS,
-    FILETIME, HANDLE, INVALID_HANDLE_VALUE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    ERROR_INVALID_HANDLE, ERROR_PATH_NOT_FOUND, ERROR_TOO_MANY_POSTS, HANDLE, INVALID_HANDLE_VALUE,
+    WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
 use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE};
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateMutexW, CreateSemaphoreW, GetCurrentThread, GetCurrentThreadId,
-    GetThreadTimes, OpenEventW, OpenMutexW, OpenSemaphoreW, OpenThread, ReleaseMutex,
-    ReleaseSemaphore, ResetEvent, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
-    MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, THREAD_QUERY_LIMITED_INFORMATION,
+    CreateEventW, CreateMutexW, CreateSemaphoreW, OpenEventW, OpenMutexW, OpenSemaphoreW,
+    ReleaseMutex, ReleaseSemaphore, ResetEvent, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE,
+    INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE,
 };
 
 use crate::error::{CreateError, OpenError};
@@ -95,118 +94,15 @@ use crate::sys::{self, Namespace, Security};
 use super::error::ObjectError;
 use super::named::{How, ObjectOptions};
 use super::raw::Acquired;
-use super::{EventReset, Liveness};
+use super::EventReset;
 
-/// Whether this OS has the synchronization objects.
-pub(crate) const SUPPORTED: bool = true;
 /// Named objects are kernel objects here ([`NativeMutex`] and the others), not
 /// segments holding lock words.
 pub(crate) const NATIVE_NAMED: bool = true;
 
-// ---------------------------------------------------------------------------------
-// owner identity and liveness (in-segment objects)
-
-const TIME_BITS: u32 = 31;
-const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
-
 thread_local! {
-    /// This thread's owner id, 0 until computed.
-    static ME: Cell<u64> = const { Cell::new(0) };
     /// How many native mutex guards this thread holds (to skip the recursion query).
     static NATIVE_HELD: Cell<u32> = const { Cell::new(0) };
-}
-
-fn filetime(ft: FILETIME) -> u64 {
-    u64::from(ft.dwHighDateTime) << 32 | u64::from(ft.dwLowDateTime)
-}
-
-/// The creation time of the thread `h` (100 ns units since 1601).
-fn creation_time(h: HANDLE) -> io::Result<u64> {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: `h` is a live thread handle (or the current-thread pseudo-handle)
-    // borrowed for the call; the four out pointers are valid FILETIMEs.
-    let ok = unsafe { GetThreadTimes(h, &mut created, &mut exited, &mut kernel, &mut user) };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(filetime(created))
-}
-
-fn encode(tid: u32, created: u64) -> u64 {
-    u64::from(tid) << TIME_BITS | (created & TIME_MASK)
-}
-
-/// This thread's owner id (never 0, bit 63 clear).
-///
-/// # Errors
-/// If `GetThreadTimes` fails on this thread.
-#[inline]
-pub(crate) fn current_owner() -> io::Result<u64> {
-    let id = ME.with(Cell::get);
-    if id != 0 {
-        return Ok(id);
-    }
-    compute_owner()
-}
-
-#[cold]
-fn compute_owner() -> io::Result<u64> {
-    // SAFETY: no preconditions; returns this thread's id.
-    let tid = unsafe { GetCurrentThreadId() };
-    if tid == 0 {
-        return Err(io::Error::other("thread id 0"));
-    }
-    // SAFETY: the pseudo-handle of the current thread needs no closing.
-    let created = creation_time(unsafe { GetCurrentThread() })?;
-    let id = encode(tid, created);
-    ME.with(|me| me.set(id));
-    Ok(id)
-}
-
-/// Whether the thread `id` names still runs. `Dead` only when that is certain.
-pub(crate) fn liveness(id: u64) -> Liveness {
-    let Ok(tid) = u32::try_from(id >> TIME_BITS) else {
-        return Liveness::Dead; // bit 63 set or beyond a DWORD: garbage
-    };
-    if tid == 0 {
-        return Liveness::Dead; // garbage: nobody has thread id 0
-    }
-    // SAFETY: plain call; a null return is handled below.
-    let raw = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, 0, tid) };
-    if raw.is_null() {
-        let e = io::Error::last_os_error();
-        // No thread has this id: its owner is gone. Anything else (access denied to
-        // another user's thread): conservatively alive.
-        return if sys::is_error(&e, ERROR_INVALID_PARAMETER) {
-            Liveness::Dead
-        } else {
-            Liveness::Alive
-        };
-    }
-    // SAFETY: a non-null return is a fresh thread handle that nothing else owns.
-    let thread = unsafe { OwnedHandle::from_raw_handle(raw) };
-    // SAFETY: `thread` is live; a zero timeout only polls its state.
-    if unsafe { WaitForSingleObject(thread.as_raw_handle(), 0) } == WAIT_OBJECT_0 {
-        return Liveness::Dead; // exited (its object lingers while handles remain)
-    }
-    match creation_time(thread.as_raw_handle()) {
-        Ok(created) if created & TIME_MASK != id & TIME_MASK => Liveness::Dead,
-        _ => Liveness::Alive,
-    }
-}
-
-/// The thread id in an owner id (`None` for garbage with no thread id).
-pub(crate) fn owner_thread(id: u64) -> Option<u32> {
-    u32::try_from(id >> TIME_BITS).ok().filter(|&t| t != 0)
-}
-
-/// No PID or time namespaces to compare here.
-pub(crate) fn namespaces() -> [u64; 2] {
-    [0, 0]
 }
 
 // ---------------------------------------------------------------------------------
@@ -988,25 +884,6 @@ pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn me_is_alive_and_others_are_not() {
-        let me = current_owner().unwrap();
-        assert_eq!(current_owner().unwrap(), me);
-        assert_eq!(liveness(me), Liveness::Alive);
-        // Same thread id, another creation time: a reused id.
-        assert_eq!(liveness(me ^ 1), Liveness::Dead);
-        assert_eq!(liveness(0), Liveness::Dead);
-        assert_eq!(liveness(u64::MAX), Liveness::Dead);
-        assert_eq!(liveness(0x1234_5678_9abc_def0), Liveness::Dead);
-        assert_eq!(liveness(u64::MAX >> 1), Liveness::Dead);
-        let other = std::thread::spawn(|| current_owner().unwrap())
-            .join()
-            .unwrap();
-        assert_ne!(other, me);
-        // That thread has exited.
-        assert_eq!(liveness(other), Liveness::Dead);
-    }
 
     #[test]
     fn named_objects_are_owner_only_unless_the_mode_says_otherwise() {
