@@ -33,6 +33,7 @@ mod imp;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix_map;
 
+pub(crate) mod kobj;
 pub(crate) mod liveness;
 pub(crate) mod wait;
 
