@@ -25,8 +25,10 @@
 //! correct, with wake-ups late by up to the poll period.
 //!
 //! A peer that dies without closing (SIGKILL, `TerminateProcess`) is noticed by
-//! asking the OS whether its process still runs and started when it registered
-//! (see `peer.rs`), so a reused process id is not mistaken for it.
+//! asking the kernel whether the identity it registered with still lives
+//! (`sys::liveness`: on Linux a lock byte the kernel drops with the process, so it
+//! holds across PID namespaces; on Windows its process id and creation time), so a
+//! reused process id is not mistaken for it.
 #![allow(unsafe_code)]
 
 mod error;

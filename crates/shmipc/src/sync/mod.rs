@@ -34,13 +34,15 @@
 //!   a hostile peer can corrupt into undefined behaviour, and no state machine of
 //!   ours to check with loom. Rejected.
 //! * **Ours, chosen:** the lock word holds the owner's identity, and waiters ask
-//!   the OS whether that owner still lives. The identity is the thread id *and* the
-//!   thread's start time (Linux: `/proc/TID/stat`), packed in the same 64-bit word
-//!   as the lock state, so taking the lock and naming the taker are one CAS: there
-//!   is no instant at which a holder can die unnamed, and a reused thread id has
-//!   another start time, so pid reuse cannot fool it. The check is conservative:
-//!   only a thread that is gone, a zombie, or a different thread under the same id
-//!   counts as dead.
+//!   the kernel whether that owner still lives. The identity (`sys::liveness`) is
+//!   packed in the same 64-bit word as the lock state, so taking the lock and naming
+//!   the taker are one CAS: there is no instant at which a holder can die unnamed.
+//!   On Linux it is a random nonce whose byte in `/dev/shm/.shmipc-liveness` the
+//!   owner's process holds an open-file-description lock on (`F_OFD_SETLK`) while
+//!   the thread lives: the kernel drops it when the process dies, in any PID
+//!   namespace, so neither pid reuse nor containers fool it. On Windows it is the
+//!   thread id and creation time. The check is conservative: only an owner the
+//!   kernel says is gone counts as dead.
 //!
 //! The algorithm is std's futex mutex (UNLOCKED / LOCKED / CONTENDED: an inlined
 //! CAS to lock, a swap to unlock, a wake system call only when the CONTENDED bit
@@ -63,9 +65,10 @@
 //! like std's poisoning.
 //!
 //! A thread that ends while holding the lock (a leaked guard) counts as dead too.
-//! Everything sharing a mutex must run in one PID (and time) namespace, since thread
-//! ids mean nothing across them; an opener from another namespace is refused
-//! ([`ObjectError::ForeignNamespace`]).
+//! Processes in different PID namespaces (containers sharing `/dev/shm`) share
+//! mutexes like any others; only an opener that sees another `/dev/shm` than the
+//! creator (e.g. through a file-backed segment), where the kernel's answer cannot
+//! reach, is refused ([`ObjectError::ForeignNamespace`]).
 //!
 //! A mutex is not recursive, on every OS: a thread that locks a mutex it holds gets
 //! [`LockError::WouldDeadlock`] ([`LockTimeoutError::WouldDeadlock`] at once;
@@ -92,7 +95,8 @@
 //! * below, in `sys/`: the OS wait on a 32-bit word (`sys::wait`: shared futex on
 //!   Linux, `__ulock` on macOS, a 200 µs sleep-poll on Windows, whose
 //!   `WaitOnAddress` does not cross processes) and the owner identity and liveness
-//!   check (`sys::liveness`: thread id + start time);
+//!   check (`sys::liveness`: a kernel-held lock byte on Linux, thread id +
+//!   creation time on Windows);
 //! * the named-object backend: on Windows `windows.rs` (named objects are Win32
 //!   kernel objects, `WAIT_ABANDONED` is `OwnerDied`); elsewhere named objects are
 //!   segments (`named.rs`) and `native_none.rs` gives uninhabited stand-ins, so

@@ -94,8 +94,8 @@ impl<'a> Mutex<'a> {
         let words: &MutexWords = region::words(view, offset, KIND)?;
         words.init();
         let inner = Inner::Words(words);
-        let [pid_ns, time_ns] = imp::namespaces();
-        layout::init(view, offset, Kind::Mutex, [pid_ns, time_ns, 0, 0]).map_err(|e| {
+        let [domain, spare] = imp::namespaces();
+        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
                 kind: KIND,
                 source: LayoutError::Access(e),
@@ -181,8 +181,8 @@ impl<'a> Mutex<'a> {
 
     /// Locks if that needs no waiting (or takes over from a dead holder).
     ///
-    /// When the lock is held, this asks the OS whether the holder lives (a read of
-    /// `/proc`, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
+    /// When the lock is held, this asks the OS whether the holder lives (a system
+    /// call, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
     /// rather than a `try_lock` loop.
     ///
     /// # Errors

@@ -39,3 +39,5 @@ pub(super) fn probe(pid: u32) -> Probe {
 pub(crate) fn fork_generation() -> Option<u64> {
     None
 }
+
+pub(crate) use super::pid_token::{process_id, process_identity, process_liveness};

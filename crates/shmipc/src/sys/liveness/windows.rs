@@ -216,3 +216,5 @@ mod tests {
         assert_eq!(owner_liveness(u64::MAX >> 1), Liveness::Dead);
     }
 }
+
+pub(crate) use super::pid_token::{process_id, process_identity, process_liveness};
