@@ -4,12 +4,13 @@
 //!
 //! Kernel objects cannot live in shared memory, so the in-segment objects run the
 //! same lock-word state machines as on Linux (`raw.rs`), with owners named by
-//! `sys::liveness` (thread id + creation time). Waiting uses `sys::wait`, a
-//! sleep-poll on Windows since `WaitOnAddress` does not cross processes: a sleeper
-//! looks at the word every 200 µs (every timer tick, 1 to 15.6 ms, on Windows hosts
-//! whose sleeps are tick-bound). The uncontended paths (one CAS to lock, one swap to
-//! unlock) are the same as on Linux. Use the named objects where wake-up latency
-//! matters.
+//! `sys::liveness` (thread id + creation time). `WaitOnAddress` does not cross
+//! processes, so a sleeper sleeps on a named kernel semaphore per waited word (a
+//! doorbell, `sys::wait`), found by every process from the segment's name and the
+//! word's offset; the lock word stays the source of truth. The uncontended paths
+//! (one CAS to lock, one swap to unlock) are the same as on Linux, and an unlock
+//! makes the wake call only when a waiter may sleep. Words in unnamed segments have
+//! no doorbell and fall back to a 200 µs sleep-poll.
 //!
 //! # Named objects ([`NamedMutex`](super::NamedMutex) and the others)
 //!

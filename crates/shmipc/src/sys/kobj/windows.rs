@@ -296,6 +296,12 @@ impl Kobj {
         unsafe { ReleaseSemaphore(self.0.as_raw_handle(), 1, ptr::null_mut()) != 0 }
     }
 
+    /// Adds `n` units to a semaphore (fewer never: at its maximum, none); false then.
+    pub(crate) fn release_semaphore_by(&self, n: i32) -> bool {
+        // SAFETY: the handle is a live semaphore handle; the previous count is not asked.
+        unsafe { ReleaseSemaphore(self.0.as_raw_handle(), n, ptr::null_mut()) != 0 }
+    }
+
     /// Sets an event.
     pub(crate) fn set_event(&self) {
         // SAFETY: the handle is a live event handle with EVENT_MODIFY_STATE.

@@ -12,7 +12,7 @@
 //! |----|----|
 //! | Linux | `futex(FUTEX_WAIT/FUTEX_WAKE)` without `FUTEX_PRIVATE_FLAG`: keyed on the page |
 //! | macOS | `__ulock_wait(UL_COMPARE_AND_WAIT_SHARED)` (what libc++'s `atomic::wait` uses) |
-//! | Windows | none: `WaitOnAddress` does not cross processes; a bounded sleep-poll |
+//! | Windows | a named kernel semaphore per waited word (a doorbell; see `windows.rs`); a bounded sleep-poll for words outside named segments |
 //! | others | a bounded sleep-poll |
 //! | `cfg(loom)` | a loom condition variable (a lost wake-up is a deadlock in the model) |
 //!
@@ -51,6 +51,11 @@ mod fallback;
 #[allow(unused_imports)] // under loom the channel helpers are not used
 pub(crate) use imp::{coarse_now, heavy_barrier, register_heavy_barrier};
 
+/// Windows: the shared-memory backend registers its views, so that words in them
+/// get kernel doorbells.
+#[cfg(all(windows, not(loom)))]
+pub(crate) use imp::{register_mapping, unregister_mapping};
+
 /// What ended a wait. Either way the caller re-checks its condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wake {
@@ -80,6 +85,10 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
 pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     imp::wake(word, u32::MAX)
 }
+
+/// Whether this OS has the asymmetric fence (`heavy_barrier`): where it has not,
+/// no ringer ever skips its fence.
+pub(crate) const HEAVY_BARRIER: bool = cfg!(all(target_os = "linux", not(loom)));
 
 /// Whether this OS's wait sleeps in the kernel until woken (rather than polling).
 #[allow(dead_code)]
