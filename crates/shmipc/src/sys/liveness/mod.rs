@@ -35,6 +35,10 @@ mod unix;
 #[cfg(not(target_os = "linux"))]
 mod pid_token;
 
+/// The owner half for OSes that cannot check lock owners.
+#[cfg(not(any(target_os = "linux", windows)))]
+mod no_owners;
+
 #[cfg(target_os = "linux")]
 #[path = "linux.rs"]
 mod imp;
