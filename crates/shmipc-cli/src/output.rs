@@ -50,8 +50,50 @@ pub fn fail(e: &Error) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    warn(e.to_string());
+    match advice(e.as_ref()) {
+        Some(more) => warn(format!("{e} ({more})")),
+        None => warn(e.to_string()),
+    }
     ExitCode::from(FAILURE)
+}
+
+/// The command that helps with a library error, if any: the library's texts say
+/// what to do in its own terms; the commands that do it are the CLI's to name.
+fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use shmipc::{CreateError, OpenError, RemoveError};
+    let create = |e: &CreateError| match e {
+        CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
+        _ => None,
+    };
+    let open = |e: &OpenError| match e {
+        OpenError::NotFound { name } => Some(format!(
+            "`shmipc create {name} --size SIZE` creates it; `shmipc ls` lists names"
+        )),
+        OpenError::PermissionDenied { name, .. } => {
+            Some(format!("`shmipc info {name}` shows its owner and mode"))
+        }
+        OpenError::Busy { name } => Some(format!("`shmipc info {name}` shows who holds it")),
+        _ => None,
+    };
+    if let Some(e) = e.downcast_ref::<CreateError>() {
+        return create(e);
+    }
+    if let Some(e) = e.downcast_ref::<OpenError>() {
+        return open(e);
+    }
+    if let Some(RemoveError::NotFound { .. }) = e.downcast_ref::<RemoveError>() {
+        return Some("`shmipc ls --all` lists names".to_owned());
+    }
+    match e.downcast_ref::<shmipc::sync::ObjectError>() {
+        Some(shmipc::sync::ObjectError::Create(e)) => return create(e),
+        Some(shmipc::sync::ObjectError::Open(e)) => return open(e),
+        _ => {}
+    }
+    match e.downcast_ref::<shmipc::channel::ChannelError>() {
+        Some(shmipc::channel::ChannelError::Create(e)) => create(e),
+        Some(shmipc::channel::ChannelError::Open(e)) => open(e),
+        _ => None,
+    }
 }
 
 /// Reports a command line that does not parse, as one line, or prints the help or

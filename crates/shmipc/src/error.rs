@@ -15,7 +15,7 @@ pub enum CreateError {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// A live segment with this name exists already.
-    #[error("segment `{name}` already exists: open it, remove it with `shmipc rm {name}`, or choose another name")]
+    #[error("segment `{name}` already exists: open it, remove it, or choose another name")]
     AlreadyExists {
         /// The segment's name.
         name: String,
@@ -92,13 +92,13 @@ pub enum OpenError {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// No live segment has this name.
-    #[error("segment `{name}` does not exist: create it first (`shmipc create {name} --size SIZE`) or check the name with `shmipc ls`")]
+    #[error("segment `{name}` does not exist: create it first, or check the name")]
     NotFound {
         /// The segment's name.
         name: String,
     },
     /// The OS refused access.
-    #[error("segment `{name}`: permission denied: check its owner and mode (`shmipc info {name}`), or open it read-only")]
+    #[error("segment `{name}`: permission denied: check its owner and mode, or open it read-only")]
     PermissionDenied {
         /// The segment's name.
         name: String,
@@ -114,7 +114,7 @@ pub enum OpenError {
         name: String,
     },
     /// The object is held exclusively by a process that does not let go.
-    #[error("segment `{name}` stayed locked by another process past the deadline: check `shmipc info {name}`, then retry")]
+    #[error("segment `{name}` stayed locked by another process past the deadline: check who holds it, then retry")]
     Busy {
         /// The segment's name.
         name: String,
@@ -222,7 +222,7 @@ pub enum RemoveError {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// No segment has this name.
-    #[error("segment `{name}` does not exist: check the name with `shmipc ls --all`")]
+    #[error("segment `{name}` does not exist: check the name")]
     NotFound {
         /// The segment's name.
         name: String,

@@ -45,12 +45,14 @@
 #![warn(missing_docs)]
 
 pub mod channel;
+mod deadline;
 mod error;
 #[cfg(not(loom))]
 mod inspect;
 mod layout;
 mod name;
 mod segment;
+mod shim;
 pub mod sync;
 mod sys;
 mod view;

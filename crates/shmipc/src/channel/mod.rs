@@ -18,15 +18,16 @@
 //! yields [`Corrupt`] errors, never undefined behaviour, a panic or a hang.
 //!
 //! Every receive comes as `try_recv` (never waits), `recv` (waits as long as it
-//! takes) and `recv_timeout`. Waiting spins for a few microseconds, then sleeps on
-//! a futex; a sender skips the wake-up system call when nobody sleeps. Where the
-//! synchronization layer has no cross-process wait on a word (Windows for now:
-//! `WaitOnAddress` does not cross processes), the sleep is a short sleep-poll:
-//! correct, with wake-ups late by up to the poll period.
+//! takes) and `recv_timeout`. Waiting spins for a few microseconds, then sleeps in
+//! the kernel (`sys::wait`: a futex on Linux, `__ulock` on macOS, a named kernel
+//! semaphore per waited word on Windows, whose `WaitOnAddress` does not cross
+//! processes); a sender skips the wake-up system call when nobody sleeps.
 //!
 //! A peer that dies without closing (SIGKILL, `TerminateProcess`) is noticed by
-//! asking the OS whether its process still runs and started when it registered
-//! (see `peer.rs`), so a reused process id is not mistaken for it.
+//! asking the kernel whether the identity it registered with still lives
+//! (`sys::liveness`: on Linux a lock byte the kernel drops with the process, so it
+//! holds across PID namespaces; on Windows its process id and creation time), so a
+//! reused process id is not mistaken for it.
 #![allow(unsafe_code)]
 
 mod error;

@@ -48,14 +48,23 @@
 //! OSes, old kernels, seccomp) the ringer keeps its real fence; where the heavy
 //! barrier fails, the sleeper's first slice is short ([`SHORT_SLICE`]).
 
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sync::wait::{wait, wake_all, Wake};
-
-use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
+use crate::deadline::Deadline;
+use crate::sys::wait::{
+    coarse_now, heavy_barrier, register_heavy_barrier, wait, wake_all, Wake, HEAVY_BARRIER,
+};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
-pub(crate) const SLICE: Duration = Duration::from_millis(10);
+///
+/// Windows: 100 ms, as a mutex waiter's longest slice. There every slice's end
+/// costs several kernel calls (the wait, and the peer's liveness: `OpenProcess`, its
+/// state and times; each a wineserver round trip under Wine), while a wake-up never
+/// needs it (the doorbell of `sys::wait` carries it): 10 slices a second keep a
+/// blocked receiver far under 1 % of a CPU (`tests/windows_idle.rs`), and a dead
+/// peer is still noticed within 100 ms.
+pub(crate) const SLICE: Duration = Duration::from_millis(if cfg!(windows) { 100 } else { 10 });
 /// First sleep of a sleeper that could not run the heavy barrier (see the module
 /// doc): the delay a wake-up missed by a fence-less ringer can cost at most.
 pub(crate) const SHORT_SLICE: Duration = Duration::from_micros(200);
@@ -68,7 +77,7 @@ static LIGHT: AtomicU8 = AtomicU8::new(0);
 /// attaches (a system call, kept off the data path).
 pub(crate) fn prepare() {
     if LIGHT.load(Ordering::Relaxed) == 0 {
-        let ok = asym::register();
+        let ok = register_heavy_barrier();
         LIGHT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
     }
 }
@@ -84,30 +93,6 @@ fn light_fence() {
     }
 }
 
-#[cfg(target_os = "linux")]
-mod asym {
-    use rustix::thread::{membarrier, MembarrierCommand};
-
-    pub(super) fn register() -> bool {
-        membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
-    }
-
-    /// A full barrier on every CPU running a registered process; false if the
-    /// kernel refused.
-    pub(super) fn heavy() -> bool {
-        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod asym {
-    pub(super) fn register() -> bool {
-        false
-    }
-    pub(super) fn heavy() -> bool {
-        false
-    }
-}
 /// How long a blocking receive spins before it sleeps (a blocked wake-up costs
 /// about 20 µs on the target machines, so spinning less than that is cheap).
 pub(crate) const SPIN: Duration = Duration::from_micros(20);
@@ -159,9 +144,10 @@ impl Bell<'_> {
     /// costly checks (is the peer alive?).
     pub(crate) fn wait_for<R>(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
         mut poll: impl FnMut(bool) -> Option<R>,
     ) -> Option<R> {
+        let deadline: Deadline = deadline.into();
         // Spin phase: the peer is likely busy on the other CPU.
         let start = Instant::now();
         let mut i: u32 = 0;
@@ -173,7 +159,7 @@ impl Bell<'_> {
             i = i.wrapping_add(1);
             if i % 64 == 0 {
                 let now = Instant::now();
-                if now.duration_since(start) >= SPIN || deadline.is_some_and(|d| now >= d) {
+                if now.duration_since(start) >= SPIN || deadline.passed() {
                     break;
                 }
             }
@@ -182,20 +168,21 @@ impl Bell<'_> {
         loop {
             // SeqCst RMW, then the heavy barrier: see the module doc.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let heavy_done = asym::heavy();
+            let heavy_done = heavy_barrier();
             let seen = self.seq.load(Ordering::Acquire);
             if let Some(r) = poll(true) {
                 self.unregister();
                 return Some(r);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.passed() {
                 self.unregister();
                 return None;
             }
-            let slice = now + if heavy_done { SLICE } else { SHORT_SLICE };
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            if wait(self.seq, seen, Some(until)) == Wake::TimedOut {
+            // A short slice only where a ringer may have skipped its fence (it
+            // registered for the asymmetric fence, which only Linux offers).
+            let short = !heavy_done && HEAVY_BARRIER;
+            let until = deadline.capped(if short { SHORT_SLICE } else { SLICE });
+            if wait(self.seq, seen, until) == Wake::TimedOut {
                 // Not woken: our count may still be there.
                 self.unregister();
             }
@@ -207,9 +194,9 @@ impl Bell<'_> {
 /// A rate limiter for costly peer checks.
 ///
 /// `due` is on the path of every empty `try_recv`, i.e. inside callers' spin
-/// loops, so it reads the coarse monotonic clock (Linux: `CLOCK_MONOTONIC_COARSE`,
-/// a vDSO read of the last tick, ~6 ns here, against ~24 ns for `Instant::now`,
-/// which was three quarters of an empty poll). Its resolution is one scheduler tick
+/// loops, so it reads the coarse monotonic clock (`sys::wait::coarse_now`; Linux:
+/// `CLOCK_MONOTONIC_COARSE`, a vDSO read of the last tick, ~6 ns here, against
+/// ~24 ns for `Instant::now`, which was three quarters of an empty poll). Its resolution is one scheduler tick
 /// (1-4 ms), fine for a period of milliseconds.
 #[derive(Debug)]
 pub(crate) struct Every {
@@ -234,24 +221,4 @@ impl Every {
             }
         }
     }
-}
-
-/// A cheap monotonic time stamp (since an arbitrary origin), at tick resolution.
-#[cfg(target_os = "linux")]
-#[inline]
-fn coarse_now() -> Duration {
-    use rustix::time::{clock_gettime, ClockId};
-    let ts = clock_gettime(ClockId::MonotonicCoarse);
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-}
-
-/// A cheap monotonic time stamp (since an arbitrary origin).
-#[cfg(not(target_os = "linux"))]
-#[inline]
-fn coarse_now() -> Duration {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed()
 }

@@ -7,78 +7,17 @@
 //! recognised as dead, and a new process that got the same id later is not
 //! mistaken for it. No cleanup is needed on death and nothing stays locked.
 //!
-//! The OS is asked in one file per OS, picked here (each exports `probe`):
-//! * Linux: field 22 of `/proc/PID/stat` (clock ticks since boot); both processes
-//!   must see the same pid namespace (not across containers with separate ones);
-//! * Windows: `OpenProcess` + `WaitForSingleObject(h, 0)` + `GetProcessTimes`
-//!   (survives `TerminateProcess` and id reuse);
-//! * other Unixes: only existence (`kill(pid, 0)`): a reused id fools it;
-//! * elsewhere: every peer counts as alive.
+//! The OS is asked in `sys::liveness` (`process_token`, `process_alive`): Linux
+//! reads `/proc/PID/stat`; Windows asks `OpenProcess` + `GetProcessTimes`; other
+//! Unixes only `kill(pid, 0)`.
 //!
 //! Token 0 means "nobody".
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[cfg_attr(target_os = "linux", path = "peer/linux.rs")]
-#[cfg_attr(all(unix, not(target_os = "linux")), path = "peer/unix.rs")]
-#[cfg_attr(windows, path = "peer/windows.rs")]
-#[cfg_attr(not(any(unix, windows)), path = "peer/unsupported.rs")]
-mod os;
-
-/// What the OS says about a process id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    /// A process with that id runs, and started at this time (OS units).
-    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
-    Started(u64),
-    /// No process with that id runs (none exists, or it has exited).
-    Gone,
-    /// One may run; its start time is unknown (only the id can be compared).
-    Unknown,
-}
-
-/// This process's token (never 0). Cached per process id, so a child made by
-/// `fork` (which inherits the cache) computes its own.
-pub(crate) fn me() -> u64 {
-    static ME: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
-    let cached = ME.load(Ordering::Relaxed);
-    if cached != 0 && self::pid(cached) == pid {
-        return cached;
-    }
-    let start = match os::probe(pid) {
-        Probe::Started(t) => t,
-        Probe::Gone | Probe::Unknown => 0,
-    };
-    let tok = token(pid, start);
-    ME.store(tok, Ordering::Relaxed);
-    tok
-}
-
-fn token(pid: u32, start: u64) -> u64 {
-    (u64::from(pid) << 32) | (start & 0xffff_ffff)
-}
-
-/// The process id in a token.
-pub(crate) fn pid(token: u64) -> u32 {
-    (token >> 32) as u32
-}
-
-/// Whether the process a token names is alive. Token 0 and pid 0 are not.
-pub(crate) fn alive(tok: u64) -> bool {
-    let pid = pid(tok);
-    if tok == 0 || pid == 0 {
-        return false;
-    }
-    if tok == me() {
-        return true;
-    }
-    match os::probe(pid) {
-        Probe::Started(start) => token(pid, start) == tok,
-        Probe::Gone => false,
-        Probe::Unknown => true,
-    }
-}
+pub(crate) use crate::sys::liveness::{
+    process_alive as alive, process_token as me, token_pid as pid,
+};
 
 /// One endpoint's place in the segment: its token, and how many endpoints have
 /// ever attached there (so "never had a peer" and "the peer left" differ).
@@ -150,79 +89,6 @@ impl Place<'_> {
 mod tests {
     use super::*;
 
-    /// A process that exits at once: this test binary listing no tests.
-    fn short_lived() -> std::process::Command {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--list", "--exact", "no-such-test"])
-            .stdout(std::process::Stdio::null());
-        cmd
-    }
-
-    fn start_of(pid: u32) -> u64 {
-        match os::probe(pid) {
-            Probe::Started(t) => t,
-            _ => 0,
-        }
-    }
-
-    #[test]
-    fn me_is_alive_and_others_are_not() {
-        assert!(alive(me()));
-        assert_ne!(me(), 0);
-        assert!(!alive(0));
-        // Same pid, another start time: a reused pid.
-        let known = matches!(os::probe(std::process::id()), Probe::Started(_));
-        assert!(!alive(me() ^ 1) || !known);
-        // A child that exited and was reaped.
-        let mut child = short_lived().spawn().unwrap();
-        let pid = child.id();
-        let start = start_of(pid);
-        child.wait().unwrap();
-        drop(child);
-        assert!(!alive(token(pid, start)));
-    }
-
-    #[test]
-    fn killed_child_is_dead_while_its_handle_is_open() {
-        // A child killed (SIGKILL, TerminateProcess) while it runs: dead as soon as
-        // it is reaped, even though on Windows `child` still holds a handle to the
-        // process object, so that its id is not free yet.
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "channel::peer::tests::sleeper", "--nocapture"])
-            .env("SHMIPC_PEER_SLEEPER", "1")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        if cfg!(any(target_os = "linux", windows)) {
-            assert!(
-                matches!(os::probe(pid), Probe::Started(_)),
-                "the OS tells another process's start time"
-            );
-        }
-        let tok = token(pid, start_of(pid));
-        assert!(alive(tok), "a running child is alive");
-        if cfg!(any(target_os = "linux", windows)) {
-            // Another process under the same id (a reused id) is not the child.
-            assert!(!alive(token(pid, start_of(pid) + 1)));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(!alive(tok), "a killed child is dead");
-        drop(child);
-        assert!(!alive(tok), "a killed child is dead");
-    }
-
-    /// Not a test on its own: the body of the child above, which waits to be killed.
-    #[test]
-    fn sleeper() {
-        if std::env::var_os("SHMIPC_PEER_SLEEPER").is_some() {
-            loop {
-                std::thread::park();
-            }
-        }
-    }
-
     #[test]
     fn claim_and_leave() {
         let t = AtomicU64::new(0);
@@ -238,7 +104,7 @@ mod tests {
         p.leave();
         assert!(p.gone() && p.left());
         // A dead holder's place is taken over.
-        t.store(token(u32::MAX - 1, 5), Ordering::Relaxed);
+        t.store(u64::from(u32::MAX - 1) << 32 | 5, Ordering::Relaxed);
         assert_eq!(p.claim(), Claim::Taken);
     }
 }

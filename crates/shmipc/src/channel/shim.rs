@@ -1,12 +1,6 @@
-//! The atomics the ring algorithms use: `std`'s normally, loom's when the crate is
-//! built with `--cfg loom` for its unit tests, so that the same ring code is model
-//! checked (crossbeam-utils does the same).
+//! The ring algorithms' atomics: the crate's one loom shim (`crate::shim`), so that
+//! the same ring code is model checked.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmipc --lib --release channel::`
 
-#[cfg(all(loom, test))]
-pub(crate) use loom::sync::atomic::{fence, AtomicU64};
-#[cfg(not(all(loom, test)))]
-pub(crate) use std::sync::atomic::{fence, AtomicU64};
-
-pub(crate) use std::sync::atomic::Ordering;
+pub(crate) use crate::shim::{fence, AtomicU64, Ordering};

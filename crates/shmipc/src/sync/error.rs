@@ -62,9 +62,10 @@ pub enum ObjectError {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// The mutex was created in another PID or time namespace (another container):
-    /// owner death cannot be told across namespaces, so it is refused.
-    #[error("the mutex was created in another PID or time namespace (a container?): a dead owner cannot be detected across namespaces; use it from processes that share the creator's PID namespace")]
+    /// The mutex was created by a process that sees another `/dev/shm` (another
+    /// container without a shared `/dev/shm`, e.g. through a file-backed segment):
+    /// owner death is told through a file there, so it is refused.
+    #[error("the mutex was created by a process that sees another /dev/shm (a container?): a dead owner cannot be detected between them; share /dev/shm with the creator (e.g. --ipc=host or a shared memory volume)")]
     ForeignNamespace,
     /// This OS has no backend for synchronization objects yet.
     #[error("inter-process {kind} objects are not supported on this OS yet (Linux and Windows only for now)")]

@@ -1,7 +1,9 @@
 //! [`Event`] (in a segment at an offset) and [`NamedEvent`], manual or auto reset.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -175,7 +177,7 @@ impl<'a> Event<'a> {
     /// Waits until it is set (auto reset: and resets it).
     pub fn wait(&self) {
         match self.inner {
-            Inner::Words(w, _) => while w.wait(self.auto(), None, true).is_err() {},
+            Inner::Words(w, _) => while w.wait(self.auto(), Deadline::Never, true).is_err() {},
             Inner::Native(n) => while n.wait(None).is_err() {},
         }
     }
@@ -188,7 +190,7 @@ impl<'a> Event<'a> {
         let timed_out = WaitTimeoutError::Timeout(timeout);
         match self.inner {
             Inner::Words(w, _) => w
-                .wait(self.auto(), Instant::now().checked_add(timeout), true)
+                .wait(self.auto(), Deadline::after(timeout), true)
                 .map_err(|_| timed_out),
             // A failed wait (cannot be: the handle is ours) reads as a timeout.
             Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),

@@ -34,13 +34,15 @@
 //!   a hostile peer can corrupt into undefined behaviour, and no state machine of
 //!   ours to check with loom. Rejected.
 //! * **Ours, chosen:** the lock word holds the owner's identity, and waiters ask
-//!   the OS whether that owner still lives. The identity is the thread id *and* the
-//!   thread's start time (Linux: `/proc/TID/stat`), packed in the same 64-bit word
-//!   as the lock state, so taking the lock and naming the taker are one CAS: there
-//!   is no instant at which a holder can die unnamed, and a reused thread id has
-//!   another start time, so pid reuse cannot fool it. The check is conservative:
-//!   only a thread that is gone, a zombie, or a different thread under the same id
-//!   counts as dead.
+//!   the kernel whether that owner still lives. The identity (`sys::liveness`) is
+//!   packed in the same 64-bit word as the lock state, so taking the lock and naming
+//!   the taker are one CAS: there is no instant at which a holder can die unnamed.
+//!   On Linux it is a random nonce whose byte in `/dev/shm/.shmipc-liveness` the
+//!   owner's process holds an open-file-description lock on (`F_OFD_SETLK`) while
+//!   the thread lives: the kernel drops it when the process dies, in any PID
+//!   namespace, so neither pid reuse nor containers fool it. On Windows it is the
+//!   thread id and creation time. The check is conservative: only an owner the
+//!   kernel says is gone counts as dead.
 //!
 //! The algorithm is std's futex mutex (UNLOCKED / LOCKED / CONTENDED: an inlined
 //! CAS to lock, a swap to unlock, a wake system call only when the CONTENDED bit
@@ -63,9 +65,10 @@
 //! like std's poisoning.
 //!
 //! A thread that ends while holding the lock (a leaked guard) counts as dead too.
-//! Everything sharing a mutex must run in one PID (and time) namespace, since thread
-//! ids mean nothing across them; an opener from another namespace is refused
-//! ([`ObjectError::ForeignNamespace`]).
+//! Processes in different PID namespaces (containers sharing `/dev/shm`) share
+//! mutexes like any others; only an opener that sees another `/dev/shm` than the
+//! creator (e.g. through a file-backed segment), where the kernel's answer cannot
+//! reach, is refused ([`ObjectError::ForeignNamespace`]).
 //!
 //! A mutex is not recursive, on every OS: a thread that locks a mutex it holds gets
 //! [`LockError::WouldDeadlock`] ([`LockTimeoutError::WouldDeadlock`] at once;
@@ -88,22 +91,21 @@
 //! # Layers and platforms
 //!
 //! * `raw.rs`: the state machines on plain atomics (loom-checked through the
-//!   `atomic.rs` shim);
-//! * `wait.rs`: the OS wait on a 32-bit word (shared futex on Linux; a 200 µs
-//!   sleep-poll elsewhere, since Windows' `WaitOnAddress` does not cross processes);
-//! * one OS file, picked here, with the owner identity and liveness check and the
-//!   named-object backend: `linux.rs` (named objects are segments: `named.rs`);
-//!   `windows.rs` (owners are thread id + creation time; named objects are Win32
-//!   kernel objects, `WAIT_ABANDONED` is `OwnerDied`; in-segment waits poll, see
-//!   that file for the cost); `unsupported.rs` elsewhere (macOS included for now),
-//!   whose objects return [`ObjectError::Unsupported`]. `native_none.rs` gives the
-//!   OSes without kernel named objects uninhabited stand-ins, so that the public
-//!   types hold either lock words or a native object without an OS switch of their
-//!   own.
+//!   crate's one shim, `crate::shim`);
+//! * below, in `sys/`: the OS wait on a 32-bit word (`sys::wait`: shared futex on
+//!   Linux, `__ulock` on macOS, a 200 µs sleep-poll on Windows, whose
+//!   `WaitOnAddress` does not cross processes) and the owner identity and liveness
+//!   check (`sys::liveness`: a kernel-held lock byte on Linux, thread id +
+//!   creation time on Windows);
+//! * the named-object backend: on Windows `windows.rs` (named objects are Win32
+//!   kernel objects, `WAIT_ABANDONED` is `OwnerDied`); elsewhere named objects are
+//!   segments (`named.rs`) and `native_none.rs` gives uninhabited stand-ins, so
+//!   that the public types hold either lock words or a native object without an OS
+//!   switch of their own. Where `sys::liveness` cannot name owners (macOS for now),
+//!   objects return [`ObjectError::Unsupported`].
 //! * `mutex.rs`, `semaphore.rs`, `event.rs`: the public types; `region.rs` places
 //!   words in a view; `named.rs` makes the named objects' segments.
 
-mod atomic;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
@@ -117,17 +119,30 @@ mod named;
 pub(crate) mod raw;
 #[cfg(not(loom))]
 mod region;
-#[allow(dead_code)] // also used by the channel layer
-pub(crate) mod wait;
 
+// The named objects: Win32 kernel objects on Windows (`windows.rs`); elsewhere
+// segments holding lock words (`named.rs`), with uninhabited stand-ins for the
+// native types (`native_none.rs`).
+#[cfg(all(windows, not(loom)))]
+#[path = "windows.rs"]
+mod native;
 #[cfg(all(not(windows), not(loom)))]
-mod native_none;
+#[path = "native_none.rs"]
+mod native;
 
-#[cfg_attr(target_os = "linux", path = "linux.rs")]
-#[cfg_attr(windows, path = "windows.rs")]
-#[cfg_attr(not(any(target_os = "linux", windows)), path = "unsupported.rs")]
-#[allow(dead_code)] // under loom only the state machines are built
-mod imp;
+/// What the public types need from below: who owns a lock and whether it lives
+/// (`sys::liveness`), and the native named objects.
+#[allow(unused_imports)] // under loom only the state machines are built
+mod imp {
+    pub(crate) use crate::sys::liveness::{
+        current_owner, namespaces, owner_liveness as liveness, owner_thread, SUPPORTED,
+    };
+
+    #[cfg(not(loom))]
+    pub(crate) use super::native::{
+        inspect_named, NativeEvent, NativeMutex, NativeSemaphore, NativeWaitError, NATIVE_NAMED,
+    };
+}
 
 #[cfg(not(loom))]
 pub use error::{
@@ -145,11 +160,4 @@ pub use semaphore::{NamedSemaphore, Semaphore};
 #[cfg(not(loom))]
 mod semaphore;
 
-/// What the OS says about an owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// It runs (or cannot be proven dead).
-    Alive,
-    /// It is certainly gone: it can never unlock.
-    Dead,
-}
+pub(crate) use crate::sys::liveness::Liveness;

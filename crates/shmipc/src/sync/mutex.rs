@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -92,8 +94,8 @@ impl<'a> Mutex<'a> {
         let words: &MutexWords = region::words(view, offset, KIND)?;
         words.init();
         let inner = Inner::Words(words);
-        let [pid_ns, time_ns] = imp::namespaces();
-        layout::init(view, offset, Kind::Mutex, [pid_ns, time_ns, 0, 0]).map_err(|e| {
+        let [domain, spare] = imp::namespaces();
+        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
                 kind: KIND,
                 source: LayoutError::Access(e),
@@ -156,7 +158,7 @@ impl<'a> Mutex<'a> {
                     loop {
                         // Without a deadline it never times out; the loop only
                         // satisfies the type.
-                        if let Ok(a) = words.lock(me, None, probe()) {
+                        if let Ok(a) = words.lock(me, Deadline::Never, probe()) {
                             break a;
                         }
                     }
@@ -179,8 +181,8 @@ impl<'a> Mutex<'a> {
 
     /// Locks if that needs no waiting (or takes over from a dead holder).
     ///
-    /// When the lock is held, this asks the OS whether the holder lives (a read of
-    /// `/proc`, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
+    /// When the lock is held, this asks the OS whether the holder lives (a system
+    /// call, some microseconds): poll with [`lock_timeout`](Self::lock_timeout)
     /// rather than a `try_lock` loop.
     ///
     /// # Errors
@@ -222,7 +224,7 @@ impl<'a> Mutex<'a> {
                 } else if words.held_by(me) {
                     return Err(LockTimeoutError::WouldDeadlock);
                 } else {
-                    let deadline = Instant::now().checked_add(timeout);
+                    let deadline = Deadline::after(timeout);
                     words
                         .lock(me, deadline, probe())
                         .map_err(|_| LockTimeoutError::Timeout(timeout))?

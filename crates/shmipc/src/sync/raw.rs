@@ -10,11 +10,12 @@
 // Under loom only the state machines and their models are built.
 #![cfg_attr(loom, allow(dead_code, clippy::reversed_empty_ranges))]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::atomic::{spin_loop, AtomicU32, AtomicU64, Ordering};
-use super::wait::{self, Wake};
 use super::Liveness;
+use crate::deadline::Deadline;
+use crate::shim::{spin_loop, AtomicU32, AtomicU64, Ordering};
+use crate::sys::wait::{self, Wake};
 
 /// Spins before the first sleep (std's futex mutex spins 100 too). None under loom,
 /// where a spin is a yield that would steer the model away from the sleeps.
@@ -28,16 +29,6 @@ const MAX_SLICE: Duration = Duration::from_millis(100);
 /// The deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimedOut;
-
-/// The end of the current sleep slice, capped by the caller's deadline.
-fn slice_end(slice: Duration, deadline: Option<Instant>) -> Instant {
-    let end = Instant::now() + slice;
-    deadline.map_or(end, |d| d.min(end))
-}
-
-fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
 
 // ---------------------------------------------------------------------------------
 // Mutex
@@ -174,7 +165,7 @@ impl MutexWords {
     pub(crate) fn lock(
         &self,
         me: u64,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         probe: Probe<'_>,
     ) -> Result<Acquired, TimedOut> {
         // Acquire pairs with the Release swap in `unlock`.
@@ -205,7 +196,7 @@ impl MutexWords {
     fn lock_contended(
         &self,
         me: u64,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         probe: Probe<'_>,
     ) -> Result<Acquired, TimedOut> {
         let mut state = self.spin();
@@ -222,7 +213,7 @@ impl MutexWords {
         // The end of the current slice, fixed when it starts: a wait that returns
         // early (a wake for another waiter, or every poll of the non-futex fallback)
         // must not push it back, or the owner would never be checked.
-        let mut slice_until: Option<Instant> = None;
+        let mut slice_until: Option<Deadline> = None;
         loop {
             if state & !CONTENDED == 0 {
                 // Free. Take it marked CONTENDED: we cannot know whether others sleep.
@@ -262,11 +253,11 @@ impl MutexWords {
                 continue;
             }
             let until = match probe {
-                Some(_) => Some(*slice_until.get_or_insert_with(|| slice_end(slice, deadline))),
+                Some(_) => *slice_until.get_or_insert_with(|| deadline.capped(slice)),
                 None => deadline,
             };
             if wait::wait(&self.seq, seq, until) == Wake::TimedOut {
-                if passed(deadline) {
+                if deadline.passed() {
                     // A last look, so that a lock freed just now is not missed.
                     return self.try_lock(me, probe).ok_or(TimedOut);
                 }
@@ -399,7 +390,7 @@ impl SemaphoreWords {
     /// every [`MAX_SLICE`] to re-check (production: a woken waiter may die before it
     /// takes the unit it was woken for).
     #[inline]
-    pub(crate) fn wait(&self, deadline: Option<Instant>, sliced: bool) -> Result<(), TimedOut> {
+    pub(crate) fn wait(&self, deadline: Deadline, sliced: bool) -> Result<(), TimedOut> {
         if self.try_wait() {
             return Ok(());
         }
@@ -407,7 +398,7 @@ impl SemaphoreWords {
     }
 
     #[cold]
-    fn wait_contended(&self, deadline: Option<Instant>, sliced: bool) -> Result<(), TimedOut> {
+    fn wait_contended(&self, deadline: Deadline, sliced: bool) -> Result<(), TimedOut> {
         for _ in 0..SPINS {
             if self.try_wait() {
                 return Ok(());
@@ -422,11 +413,11 @@ impl SemaphoreWords {
                 break Ok(());
             }
             let until = if sliced {
-                Some(slice_end(MAX_SLICE, deadline))
+                deadline.capped(MAX_SLICE)
             } else {
                 deadline
             };
-            if wait::wait(&self.count, 0, until) == Wake::TimedOut && passed(deadline) {
+            if wait::wait(&self.count, 0, until) == Wake::TimedOut && deadline.passed() {
                 break if self.try_wait() {
                     Ok(())
                 } else {
@@ -532,7 +523,7 @@ impl EventWords {
     pub(crate) fn wait(
         &self,
         auto: bool,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         sliced: bool,
     ) -> Result<(), TimedOut> {
         let start = self.state.load(Ordering::Acquire);
@@ -547,7 +538,7 @@ impl EventWords {
         &self,
         auto: bool,
         start: u32,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         sliced: bool,
     ) -> Result<(), TimedOut> {
         for _ in 0..SPINS {
@@ -564,11 +555,11 @@ impl EventWords {
                 break Ok(());
             }
             let until = if sliced {
-                Some(slice_end(MAX_SLICE, deadline))
+                deadline.capped(MAX_SLICE)
             } else {
                 deadline
             };
-            if wait::wait(&self.state, seen, until) == Wake::TimedOut && passed(deadline) {
+            if wait::wait(&self.state, seen, until) == Wake::TimedOut && deadline.passed() {
                 break if self.try_pass(auto, start) {
                     Ok(())
                 } else {
@@ -604,11 +595,11 @@ mod loom_tests {
             let m = Arc::new((MutexWords::new(), UnsafeCell::new(0u32)));
             let m2 = Arc::clone(&m);
             let t = thread::spawn(move || {
-                assert_eq!(m2.0.lock(2, None, None), Ok(Acquired::Clean));
+                assert_eq!(m2.0.lock(2, Deadline::Never, None), Ok(Acquired::Clean));
                 m2.1.with_mut(|p| unsafe { *p += 1 });
                 m2.0.unlock();
             });
-            assert_eq!(m.0.lock(1, None, None), Ok(Acquired::Clean));
+            assert_eq!(m.0.lock(1, Deadline::Never, None), Ok(Acquired::Clean));
             m.1.with_mut(|p| unsafe { *p += 1 });
             m.0.unlock();
             t.join().unwrap();
@@ -648,7 +639,7 @@ mod loom_tests {
             let dead = Arc::new(AtomicBool::new(false));
             let (m2, dead2) = (Arc::clone(&m), Arc::clone(&dead));
             let t = thread::spawn(move || {
-                if m2.lock(1, None, None).is_ok() {
+                if m2.lock(1, Deadline::Never, None).is_ok() {
                     // Dies inside: never unlocks.
                     dead2.store(true, Ordering::Release);
                 }
@@ -679,11 +670,11 @@ mod loom_tests {
             let m = Arc::new(MutexWords::new());
             let m2 = Arc::clone(&m);
             let t = thread::spawn(move || {
-                if m2.lock(2, Some(Instant::now()), None).is_ok() {
+                if m2.lock(2, Deadline::Now, None).is_ok() {
                     m2.unlock();
                 }
             });
-            assert_eq!(m.lock(1, None, None), Ok(Acquired::Clean));
+            assert_eq!(m.lock(1, Deadline::Never, None), Ok(Acquired::Clean));
             m.unlock();
             t.join().unwrap();
             assert_eq!(m.try_lock_fast(3), Some(Acquired::Clean));
@@ -697,7 +688,7 @@ mod loom_tests {
             let s = Arc::new(SemaphoreWords::new(0));
             let s2 = Arc::clone(&s);
             let t = thread::spawn(move || s2.post(2).unwrap());
-            s.wait(None, false).unwrap();
+            s.wait(Deadline::Never, false).unwrap();
             t.join().unwrap();
             assert_eq!(s.value(), 0);
             assert!(!s.try_wait());
@@ -709,7 +700,7 @@ mod loom_tests {
         loom::model(|| {
             let e = Arc::new(EventWords::new(false));
             let e2 = Arc::clone(&e);
-            let t = thread::spawn(move || e2.wait(true, None, false).unwrap());
+            let t = thread::spawn(move || e2.wait(true, Deadline::Never, false).unwrap());
             e.set(true);
             t.join().unwrap();
             assert!(!e.is_set());
@@ -721,7 +712,7 @@ mod loom_tests {
         loom::model(|| {
             let e = Arc::new(EventWords::new(false));
             let e2 = Arc::clone(&e);
-            let t = thread::spawn(move || e2.wait(false, None, false).unwrap());
+            let t = thread::spawn(move || e2.wait(false, Deadline::Never, false).unwrap());
             e.set(false);
             e.reset();
             // Released by the generation even if it never saw the bit... unless it

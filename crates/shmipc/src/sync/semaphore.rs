@@ -1,7 +1,9 @@
 //! [`Semaphore`] (in a segment at an offset) and [`NamedSemaphore`].
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -52,10 +54,6 @@ impl fmt::Debug for Semaphore<'_> {
             .field("max", &self.max())
             .finish()
     }
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 impl<'a> Semaphore<'a> {
@@ -153,7 +151,7 @@ impl<'a> Semaphore<'a> {
     #[doc(alias = "sem_wait")]
     pub fn wait(&self) {
         match self.inner {
-            Inner::Words(w, _) => while w.wait(None, true).is_err() {},
+            Inner::Words(w, _) => while w.wait(Deadline::Never, true).is_err() {},
             // A wait that fails (a handle closed under us cannot be: we hold it)
             // is retried.
             Inner::Native(n) => while n.wait(None).is_err() {},
@@ -187,7 +185,8 @@ impl<'a> Semaphore<'a> {
                 if w.try_wait() {
                     return Ok(());
                 }
-                w.wait(deadline(timeout), true).map_err(|_| timed_out)
+                w.wait(Deadline::after(timeout), true)
+                    .map_err(|_| timed_out)
             }
             // A failed wait (cannot be: the handle is ours) reads as a timeout.
             Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),

@@ -1,31 +1,16 @@
-//! Windows: who holds an in-segment lock and whether that thread lives, and the
-//! named objects as Win32 named kernel objects.
+//! Windows: the named objects as Win32 named kernel objects (`sys::kobj`).
 //!
 //! # In-segment objects ([`Mutex::init_at`](super::Mutex::init_at) and the others)
 //!
 //! Kernel objects cannot live in shared memory, so the in-segment objects run the
-//! same lock-word state machines as on Linux (`raw.rs`). An owner is a thread, named
-//! by its thread id **and its creation time** (`GetThreadTimes`), packed in 63 bits:
-//!
-//! ```text
-//! bits 62..31  thread id (a DWORD)
-//! bits 30..0   creation time in 100 ns units (FILETIME), modulo 2^31 (214.7 s)
-//! ```
-//!
-//! A thread is dead when no thread has that id any more (`OpenThread` fails with
-//! `ERROR_INVALID_PARAMETER`), when the thread with that id has exited (its handle is
-//! signalled), or when it was created at another time (the id was reused). Anything
-//! else (access denied, a failed query) counts as alive: a wrong "dead" would let two
-//! threads in, a wrong "alive" only makes a waiter wait. Two threads with the same id
-//! whose creation times agree modulo 2^31 × 100 ns only delay a waiter until the second
-//! one exits, they cannot let two in.
-//!
-//! Waiting uses the portable sleep-poll of `wait.rs`, since `WaitOnAddress` does not
-//! cross processes: a sleeper looks at the word every 200 µs (every timer tick, 1 to
-//! 15.6 ms, on Windows hosts whose sleeps are tick-bound), so an in-segment hand-off
-//! between processes costs up to that, where a Linux futex hand-off costs microseconds.
-//! The uncontended paths (one CAS to lock, one swap to unlock) are the same as on
-//! Linux. Use the named objects where wake-up latency matters.
+//! same lock-word state machines as on Linux (`raw.rs`), with owners named by
+//! `sys::liveness` (thread id + creation time). `WaitOnAddress` does not cross
+//! processes, so a sleeper sleeps on a named kernel semaphore per waited word (a
+//! doorbell, `sys::wait`), found by every process from the segment's name and the
+//! word's offset; the lock word stays the source of truth. The uncontended paths
+//! (one CAS to lock, one swap to unlock) are the same as on Linux, and an unlock
+//! makes the wake call only when a waiter may sleep. Words in unnamed segments have
+//! no doorbell and fall back to a 200 µs sleep-poll.
 //!
 //! # Named objects ([`NamedMutex`](super::NamedMutex) and the others)
 //!
@@ -49,270 +34,43 @@
 //! * event: `CreateEventW`, manual or auto reset; `is_set` and the reset mode of an
 //!   opened one come from `NtQueryEvent` (a wait would consume an auto-reset event).
 //!
-//! Timeouts are `WaitForSingleObject` with the timeout in milliseconds rounded up (so
-//! a non-zero timeout never becomes a zero-time poll), and never `INFINITE` for a
-//! finite timeout (longer ones wait in rounds until the deadline). Lifetime is native:
-//! an object goes with its last handle, even when its holders are killed; asking for
-//! [`Persistence::UntilRemoved`] is a `Create` error saying so, as for segments.
-//! Permissions: owner-only DACL by default, as segments (`sys::Security`), with
+//! Lifetime is native: an object goes with its last handle, even when its holders
+//! are killed; asking for [`Persistence::UntilRemoved`] is a `Create` error saying
+//! so, as for segments. Permissions: owner-only DACL by default, as segments, with
 //! Everyone allowed to wait and signal for group/other write bits (read bits: wait).
-//!
-//! # Safety
-//!
-//! This module holds the Win32 calls of the sync layer; each `unsafe` block says why it
-//! is sound. Handles are owned by [`OwnedHandle`] as soon as they are returned.
-#![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::ffi::c_void;
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
-use std::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use windows_sys::Win32::Foundation::{
-    GetLastError, SetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
-    ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, ERROR_PATH_NOT_FOUND, ERROR_TOO_MANY_POSTS,
-    FILETIME, HANDLE, INVALID_HANDLE_VALUE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
-};
-use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
-use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE};
-use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateMutexW, CreateSemaphoreW, GetCurrentThread, GetCurrentThreadId,
-    GetThreadTimes, OpenEventW, OpenMutexW, OpenSemaphoreW, OpenThread, ReleaseMutex,
-    ReleaseSemaphore, ResetEvent, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
-    MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, THREAD_QUERY_LIMITED_INFORMATION,
-};
-
+use crate::deadline::Deadline;
 use crate::error::{CreateError, OpenError};
 use crate::inspect::ObjectState;
 use crate::layout::Kind;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::segment::{Disposition, Persistence};
-use crate::sys::{self, Namespace, Security};
+use crate::sys::kobj::{Fail, Kobj, New, SharedWord, Signalled, WaitFail, Which};
 
 use super::error::ObjectError;
 use super::named::{How, ObjectOptions};
 use super::raw::Acquired;
-use super::{EventReset, Liveness};
+use super::EventReset;
 
-/// Whether this OS has the synchronization objects.
-pub(crate) const SUPPORTED: bool = true;
 /// Named objects are kernel objects here ([`NativeMutex`] and the others), not
 /// segments holding lock words.
 pub(crate) const NATIVE_NAMED: bool = true;
 
-// ---------------------------------------------------------------------------------
-// owner identity and liveness (in-segment objects)
-
-const TIME_BITS: u32 = 31;
-const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
-
 thread_local! {
-    /// This thread's owner id, 0 until computed.
-    static ME: Cell<u64> = const { Cell::new(0) };
     /// How many native mutex guards this thread holds (to skip the recursion query).
     static NATIVE_HELD: Cell<u32> = const { Cell::new(0) };
-}
-
-fn filetime(ft: FILETIME) -> u64 {
-    u64::from(ft.dwHighDateTime) << 32 | u64::from(ft.dwLowDateTime)
-}
-
-/// The creation time of the thread `h` (100 ns units since 1601).
-fn creation_time(h: HANDLE) -> io::Result<u64> {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: `h` is a live thread handle (or the current-thread pseudo-handle)
-    // borrowed for the call; the four out pointers are valid FILETIMEs.
-    let ok = unsafe { GetThreadTimes(h, &mut created, &mut exited, &mut kernel, &mut user) };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(filetime(created))
-}
-
-fn encode(tid: u32, created: u64) -> u64 {
-    u64::from(tid) << TIME_BITS | (created & TIME_MASK)
-}
-
-/// This thread's owner id (never 0, bit 63 clear).
-///
-/// # Errors
-/// If `GetThreadTimes` fails on this thread.
-#[inline]
-pub(crate) fn current_owner() -> io::Result<u64> {
-    let id = ME.with(Cell::get);
-    if id != 0 {
-        return Ok(id);
-    }
-    compute_owner()
-}
-
-#[cold]
-fn compute_owner() -> io::Result<u64> {
-    // SAFETY: no preconditions; returns this thread's id.
-    let tid = unsafe { GetCurrentThreadId() };
-    if tid == 0 {
-        return Err(io::Error::other("thread id 0"));
-    }
-    // SAFETY: the pseudo-handle of the current thread needs no closing.
-    let created = creation_time(unsafe { GetCurrentThread() })?;
-    let id = encode(tid, created);
-    ME.with(|me| me.set(id));
-    Ok(id)
-}
-
-/// Whether the thread `id` names still runs. `Dead` only when that is certain.
-pub(crate) fn liveness(id: u64) -> Liveness {
-    let Ok(tid) = u32::try_from(id >> TIME_BITS) else {
-        return Liveness::Dead; // bit 63 set or beyond a DWORD: garbage
-    };
-    if tid == 0 {
-        return Liveness::Dead; // garbage: nobody has thread id 0
-    }
-    // SAFETY: plain call; a null return is handled below.
-    let raw = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, 0, tid) };
-    if raw.is_null() {
-        let e = io::Error::last_os_error();
-        // No thread has this id: its owner is gone. Anything else (access denied to
-        // another user's thread): conservatively alive.
-        return if sys::is_error(&e, ERROR_INVALID_PARAMETER) {
-            Liveness::Dead
-        } else {
-            Liveness::Alive
-        };
-    }
-    // SAFETY: a non-null return is a fresh thread handle that nothing else owns.
-    let thread = unsafe { OwnedHandle::from_raw_handle(raw) };
-    // SAFETY: `thread` is live; a zero timeout only polls its state.
-    if unsafe { WaitForSingleObject(thread.as_raw_handle(), 0) } == WAIT_OBJECT_0 {
-        return Liveness::Dead; // exited (its object lingers while handles remain)
-    }
-    match creation_time(thread.as_raw_handle()) {
-        Ok(created) if created & TIME_MASK != id & TIME_MASK => Liveness::Dead,
-        _ => Liveness::Alive,
-    }
-}
-
-/// The thread id in an owner id (`None` for garbage with no thread id).
-pub(crate) fn owner_thread(id: u64) -> Option<u32> {
-    u32::try_from(id >> TIME_BITS).ok().filter(|&t| t != 0)
-}
-
-/// No PID or time namespaces to compare here.
-pub(crate) fn namespaces() -> [u64; 2] {
-    [0, 0]
-}
-
-// ---------------------------------------------------------------------------------
-// ntdll queries (documented in the WDK, implemented by Wine)
-
-const STATUS_SUCCESS: i32 = 0;
-const QUERY_STATE: u32 = 0x0001; // MUTANT_/SEMAPHORE_/EVENT_QUERY_STATE
-
-#[repr(C)]
-#[derive(Default)]
-struct MutantBasicInformation {
-    current_count: i32,
-    owned_by_caller: u8,
-    abandoned_state: u8,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct SemaphoreBasicInformation {
-    current_count: i32,
-    maximum_count: i32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct EventBasicInformation {
-    event_type: i32, // 0 NotificationEvent (manual), 1 SynchronizationEvent (auto)
-    event_state: i32,
-}
-
-#[link(name = "ntdll")]
-extern "system" {
-    fn NtQueryMutant(h: HANDLE, class: i32, info: *mut c_void, len: u32, ret: *mut u32) -> i32;
-    fn NtQuerySemaphore(h: HANDLE, class: i32, info: *mut c_void, len: u32, ret: *mut u32) -> i32;
-    fn NtQueryEvent(h: HANDLE, class: i32, info: *mut c_void, len: u32, ret: *mut u32) -> i32;
-}
-
-type NtQuery = unsafe extern "system" fn(HANDLE, i32, *mut c_void, u32, *mut u32) -> i32;
-
-/// Runs one of the `Nt*BasicInformation` queries (class 0) on `h` into a `T`.
-///
-/// # Safety
-/// `query` must be the query for `h`'s object type and `T` its basic information
-/// struct (`#[repr(C)]`, valid for any bytes).
-unsafe fn nt_query<T: Default>(query: NtQuery, h: &OwnedHandle) -> Option<T> {
-    let mut info = T::default();
-    let len = u32::try_from(size_of::<T>()).ok()?;
-    // SAFETY: `h` is live; `info` is writable for `len` bytes; per the caller, `T` is
-    // the struct this query fills.
-    let status = unsafe {
-        query(
-            h.as_raw_handle(),
-            0,
-            ptr::from_mut(&mut info).cast(),
-            len,
-            ptr::null_mut(),
-        )
-    };
-    (status == STATUS_SUCCESS).then_some(info)
 }
 
 // ---------------------------------------------------------------------------------
 // naming, errors, waiting
 
-fn object_name(name: &Name) -> Vec<u16> {
-    sys::wide(&format!("{}{}", Namespace::Local.prefix(), name.as_str()))
-}
-
-fn flag_name(name: &Name) -> Vec<u16> {
-    sys::wide(&format!(
-        "{}{RESERVED_PREFIX}sync-{}",
-        Namespace::Local.prefix(),
-        name.as_str()
-    ))
-}
-
-fn last_error_code() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { GetLastError() }
-}
-
-fn os_error(code: u32) -> io::Error {
-    io::Error::from_raw_os_error(i32::try_from(code).unwrap_or(-1))
-}
-
-/// What kind of kernel object has `name`, for the "not a {kind}" error.
-fn kind_of(name: &Name) -> String {
-    let w = object_name(name);
-    let opens: [(
-        &str,
-        unsafe extern "system" fn(u32, i32, *const u16) -> HANDLE,
-    ); 3] = [
-        ("mutex", OpenMutexW),
-        ("semaphore", OpenSemaphoreW),
-        ("event", OpenEventW),
-    ];
-    for (kind, open) in opens {
-        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
-        let h = unsafe { open(SYNCHRONIZE, 0, w.as_ptr()) };
-        if !h.is_null() {
-            // SAFETY: a fresh handle, closed here.
-            drop(unsafe { OwnedHandle::from_raw_handle(h) });
-            return kind.to_owned();
-        }
-    }
-    "kernel object of another type (a segment's section?)".to_owned()
+fn flag_name(name: &Name) -> String {
+    format!("{RESERVED_PREFIX}sync-{}", name.as_str())
 }
 
 fn validate(name: &str, how: How) -> Result<Name, ObjectError> {
@@ -342,121 +100,72 @@ fn check_persistence(
     Ok(())
 }
 
-/// The DACL of a named object: owner-only, plus Everyone wait+signal (write bits) or
-/// wait (read bits).
-fn security(name: &Name, mode: u32) -> Result<Security, ObjectError> {
-    Security::for_mode_with(mode, "GRGWGX", "GRGX").map_err(|source| {
-        ObjectError::Create(CreateError::Os {
-            name: name.to_string(),
+/// Maps a failed create or open of a `kind` named `name` to the public error.
+fn failed(name: &Name, kind: &'static str, how: How, fail: Fail) -> ObjectError {
+    let n = name.to_string();
+    let creating = how != How::Open;
+    match fail {
+        Fail::NotFound => ObjectError::Open(OpenError::NotFound { name: n }),
+        Fail::Exists => ObjectError::Create(CreateError::AlreadyExists { name: n }),
+        Fail::OtherKind(found) => ObjectError::Invalid {
+            kind,
+            source: crate::LayoutError::Kind {
+                found: found
+                    .unwrap_or("kernel object of another type (a segment's section?)")
+                    .to_owned(),
+                expected: kind,
+            },
+        },
+        Fail::Denied(source) if creating => {
+            ObjectError::Create(CreateError::PermissionDenied { name: n, source })
+        }
+        Fail::Denied(source) => ObjectError::Open(OpenError::PermissionDenied { name: n, source }),
+        Fail::Security(source) => ObjectError::Create(CreateError::Os {
+            name: n,
             op: "building the security descriptor",
             source,
-        })
-    })
-}
-
-/// The result of a `Create*W` call: a handle and whether the object existed.
-fn created(raw: HANDLE, code: u32) -> Option<(OwnedHandle, bool)> {
-    if raw.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null return is a fresh handle that nothing else owns.
-    let h = unsafe { OwnedHandle::from_raw_handle(raw) };
-    Some((h, code == ERROR_ALREADY_EXISTS))
-}
-
-/// Maps a failed `Create*W` (`code`) to an error.
-fn create_failed(name: &Name, kind: &'static str, how: How, code: u32) -> ObjectError {
-    let n = name.to_string();
-    match code {
-        ERROR_INVALID_HANDLE if how == How::Create => {
-            ObjectError::Create(CreateError::AlreadyExists { name: n })
-        }
-        ERROR_INVALID_HANDLE => ObjectError::Invalid {
-            kind,
-            source: crate::LayoutError::Kind {
-                found: kind_of(name),
-                expected: kind,
-            },
-        },
-        ERROR_ACCESS_DENIED => ObjectError::Create(CreateError::PermissionDenied {
-            name: n,
-            source: os_error(code),
         }),
-        _ => ObjectError::Create(CreateError::Os {
+        Fail::Os(source) if creating => ObjectError::Create(CreateError::Os {
             name: n,
             op: "creating the named kernel object",
-            source: os_error(code),
+            source,
         }),
-    }
-}
-
-/// Maps a failed `Open*W` (`code`) to an error.
-fn open_failed(name: &Name, kind: &'static str, code: u32) -> ObjectError {
-    let n = name.to_string();
-    match code {
-        ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => {
-            ObjectError::Open(OpenError::NotFound { name: n })
-        }
-        ERROR_INVALID_HANDLE => ObjectError::Invalid {
-            kind,
-            source: crate::LayoutError::Kind {
-                found: kind_of(name),
-                expected: kind,
-            },
-        },
-        ERROR_ACCESS_DENIED => ObjectError::Open(OpenError::PermissionDenied {
-            name: n,
-            source: os_error(code),
-        }),
-        _ => ObjectError::Open(OpenError::Os {
+        Fail::Os(source) => ObjectError::Open(OpenError::Os {
             name: n,
             op: "opening the named kernel object",
-            source: os_error(code),
+            source,
         }),
     }
 }
 
-/// Creates (`Create*W` through `create`) and/or opens (`Open*W` through `open`).
-/// Returns the handle and what happened.
-fn get_handle(
+/// Creates and/or opens the object, as `how` says.
+fn get(
     name: &Name,
     kind: &'static str,
     how: How,
-    create: impl FnOnce() -> HANDLE,
-    open: impl FnOnce() -> HANDLE,
-) -> Result<(OwnedHandle, Disposition), ObjectError> {
-    if how == How::Open {
-        let raw = open();
-        if raw.is_null() {
-            return Err(open_failed(name, kind, last_error_code()));
-        }
-        // SAFETY: a non-null return is a fresh handle that nothing else owns.
-        return Ok((
-            unsafe { OwnedHandle::from_raw_handle(raw) },
-            Disposition::Opened,
-        ));
-    }
-    // SAFETY: clears the last error so that success without ERROR_ALREADY_EXISTS
-    // reads as "created".
-    unsafe { SetLastError(0) };
-    let raw = create();
-    let code = last_error_code();
-    match created(raw, code) {
-        None => Err(create_failed(name, kind, how, code)),
-        Some((_, true)) if how == How::Create => {
-            Err(ObjectError::Create(CreateError::AlreadyExists {
-                name: name.to_string(),
-            }))
-        }
-        Some((h, existed)) => Ok((
-            h,
-            if existed {
+    opts: &ObjectOptions,
+    new: New,
+    which: Which,
+) -> Result<(Kobj, Disposition), ObjectError> {
+    let got = if how == How::Open {
+        Kobj::open(name.as_str(), which).map(|h| (h, Disposition::Opened))
+    } else {
+        Kobj::create(
+            Some(name.as_str()),
+            new,
+            Some(opts.mode),
+            how == How::Create,
+        )
+        .map(|(h, existed)| {
+            let disp = if existed {
                 Disposition::Opened
             } else {
                 Disposition::Created
-            },
-        )),
-    }
+            };
+            (h, disp)
+        })
+    };
+    got.map_err(|f| failed(name, kind, how, f))
 }
 
 /// Why a native wait did not acquire.
@@ -470,102 +179,26 @@ pub(crate) enum NativeWaitError {
     Os(io::Error),
 }
 
-/// The milliseconds to pass to a wait for what is left of `deadline`: rounded up,
-/// below `INFINITE`. `None`: no deadline (`INFINITE`).
-fn wait_ms(deadline: Option<Instant>) -> u32 {
-    let Some(d) = deadline else { return INFINITE };
-    let left = d.saturating_duration_since(Instant::now());
-    let ms = left.as_nanos().div_ceil(1_000_000);
-    u32::try_from(ms).map_or(INFINITE - 1, |m| m.min(INFINITE - 1))
-}
-
-/// `WaitForSingleObject` until `deadline` (`None`: for ever), in rounds of at most
-/// `INFINITE - 1` ms. Returns the wait result other than `WAIT_TIMEOUT`.
-fn wait_handle(h: &OwnedHandle, deadline: Option<Instant>) -> Result<u32, NativeWaitError> {
-    loop {
-        let ms = wait_ms(deadline);
-        // SAFETY: `h` is a live waitable handle borrowed for the call.
-        let r = unsafe { WaitForSingleObject(h.as_raw_handle(), ms) };
-        match r {
-            WAIT_TIMEOUT => {
-                if deadline.is_none_or(|d| Instant::now() >= d) && ms != INFINITE {
-                    return Err(NativeWaitError::TimedOut);
-                }
-            }
-            WAIT_OBJECT_0 | WAIT_ABANDONED => return Ok(r),
-            _ => return Err(NativeWaitError::Os(io::Error::last_os_error())),
-        }
-    }
-}
-
-fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
-    // A timeout too long to represent waits for ever, as std does.
-    timeout.and_then(|t| Instant::now().checked_add(t))
+/// Waits for `h` up to `timeout` (`None`: for ever).
+fn wait(h: &Kobj, timeout: Option<Duration>) -> Result<Signalled, NativeWaitError> {
+    let deadline = timeout.map_or(Deadline::Never, Deadline::after);
+    h.wait(deadline).map_err(|e| match e {
+        WaitFail::TimedOut => NativeWaitError::TimedOut,
+        WaitFail::Os(e) => NativeWaitError::Os(e),
+    })
 }
 
 // ---------------------------------------------------------------------------------
 // mutex
 
 const INCONSISTENT: u32 = 1;
-const FLAG_SIZE: usize = 4096;
-
-/// The mutex's companion section: one shared word, [`INCONSISTENT`] or 0.
-struct Flag {
-    // Declared first: unmapped before the section handle closes.
-    map: sys::Mapping,
-    _section: OwnedHandle,
-}
-
-impl Flag {
-    fn open_or_create(name: &Name, mode: u32) -> Result<(Self, bool), ObjectError> {
-        let os = |op: &'static str| {
-            move |source: io::Error| {
-                ObjectError::Open(OpenError::Os {
-                    name: name.to_string(),
-                    op,
-                    source,
-                })
-            }
-        };
-        let security = Security::for_mode(mode).map_err(os("building the security descriptor"))?;
-        let sa = security.attributes();
-        let (section, existed) = sys::create_section(
-            INVALID_HANDLE_VALUE,
-            Some(&sa),
-            FLAG_SIZE as u64,
-            Some(&flag_name(name)),
-        )
-        .map_err(os("CreateFileMappingW (the mutex's consistency flag)"))?;
-        let map = sys::map_raw(
-            section.as_raw_handle(),
-            FILE_MAP_READ | FILE_MAP_WRITE,
-            0,
-            FLAG_SIZE,
-        )
-        .map_err(os("MapViewOfFile (the mutex's consistency flag)"))?;
-        Ok((
-            Self {
-                map,
-                _section: section,
-            },
-            existed,
-        ))
-    }
-
-    fn word(&self) -> &AtomicU32 {
-        // SAFETY: the mapping is FLAG_SIZE bytes, page-aligned, shared and writable,
-        // and lives as long as `self`; an AtomicU32 is valid for any bytes and only
-        // accessed atomically.
-        unsafe { &*self.map.ptr().as_ptr().cast::<AtomicU32>() }
-    }
-}
 
 /// A named Win32 mutex with its consistency flag.
 pub(crate) struct NativeMutex {
     // Declared first: the flag section closes before the mutex, so that a creator
     // that finds the mutex new also finds no old flag (see `get`).
-    flag: Flag,
-    handle: OwnedHandle,
+    flag: SharedWord,
+    handle: Kobj,
 }
 
 impl NativeMutex {
@@ -582,46 +215,32 @@ impl NativeMutex {
             opts,
             "a named mutex that outlives its last handle",
         )?;
-        let w = object_name(&name);
-        let security = if how == How::Open {
-            None
-        } else {
-            Some(security(&name, opts.mode)?)
-        };
-        let sa = security.as_ref().map(Security::attributes);
-        let (handle, disp) = get_handle(
+        // Created owned by this thread, so nobody locks it before its flag is reset.
+        let (handle, disp) = get(
             &name,
             KIND,
             how,
-            // SAFETY: `sa` and `w` outlive the call; `w` is NUL-terminated. Created
-            // owned by this thread, so nobody locks it before its flag is reset.
-            || unsafe {
-                CreateMutexW(
-                    sa.as_ref().map_or(ptr::null(), ptr::from_ref),
-                    1,
-                    w.as_ptr(),
-                )
-            },
-            // SAFETY: as above.
-            || unsafe { OpenMutexW(SYNCHRONIZE | MUTEX_MODIFY_STATE, 0, w.as_ptr()) },
+            opts,
+            New::Mutex { owned: true },
+            Which::Mutex,
         )?;
-        let flag = Flag::open_or_create(&name, opts.mode);
+        let flag = SharedWord::open_or_create(&flag_name(&name), opts.mode).map_err(|source| {
+            ObjectError::Open(OpenError::Os {
+                name: name.to_string(),
+                op: "CreateFileMappingW (the mutex's consistency flag)",
+                source,
+            })
+        });
         if disp == Disposition::Created {
-            // SAFETY: this thread owns the new mutex (created with initial owner).
-            let release = || unsafe { ReleaseMutex(handle.as_raw_handle()) };
-            match flag {
-                Ok((flag, _)) => {
-                    // A flag left by a previous mutex of this name (its last holder
-                    // was still closing): this mutex starts consistent.
-                    flag.word().store(0, Ordering::Relaxed);
-                    release();
-                    return Ok((Self { flag, handle }, disp));
-                }
-                Err(e) => {
-                    release();
-                    return Err(e);
-                }
-            }
+            // This thread owns the new mutex (created with initial owner).
+            let r = flag.map(|(flag, _)| {
+                // A flag left by a previous mutex of this name (its last holder was
+                // still closing): this mutex starts consistent.
+                flag.word().store(0, Ordering::Relaxed);
+                flag
+            });
+            handle.release_mutex();
+            return Ok((Self { flag: r?, handle }, disp));
         }
         Ok((
             Self {
@@ -637,9 +256,7 @@ impl NativeMutex {
         if NATIVE_HELD.with(Cell::get) == 0 {
             return false;
         }
-        // SAFETY: NtQueryMutant on a mutex handle fills a MUTANT_BASIC_INFORMATION.
-        let info: Option<MutantBasicInformation> = unsafe { nt_query(NtQueryMutant, &self.handle) };
-        info.is_some_and(|i| i.owned_by_caller != 0)
+        self.handle.mutant().is_some_and(|i| i.owned_by_caller != 0)
     }
 
     /// Locks, waiting up to `timeout` (`None`: for ever; zero: one look).
@@ -647,12 +264,12 @@ impl NativeMutex {
         if self.owned_by_me() {
             return Err(NativeWaitError::WouldDeadlock);
         }
-        let r = wait_handle(&self.handle, deadline_of(timeout))?;
+        let r = wait(&self.handle, timeout)?;
         NATIVE_HELD.with(|n| n.set(n.get() + 1));
         // Relaxed: only holders write the flag, and the wait ordered us after the
         // previous holder's release.
         let flag = self.flag.word();
-        Ok(if r == WAIT_ABANDONED {
+        Ok(if r == Signalled::Abandoned {
             flag.store(INCONSISTENT, Ordering::Relaxed);
             Acquired::Recovered
         } else if flag.load(Ordering::Relaxed) != 0 {
@@ -665,9 +282,7 @@ impl NativeMutex {
     /// Releases it (on the thread that locked it: the guard is not `Send`).
     pub(crate) fn unlock(&self) {
         NATIVE_HELD.with(|n| n.set(n.get().saturating_sub(1)));
-        // SAFETY: `handle` is live and this thread owns the mutex (the guard's
-        // thread). A failure (not owner) cannot happen through the guard.
-        unsafe { ReleaseMutex(self.handle.as_raw_handle()) };
+        self.handle.release_mutex();
     }
 
     pub(crate) fn mark_consistent(&self) {
@@ -684,7 +299,7 @@ impl NativeMutex {
 
 /// A named Win32 semaphore.
 pub(crate) struct NativeSemaphore {
-    handle: OwnedHandle,
+    handle: Kobj,
     max: u32,
 }
 
@@ -713,36 +328,16 @@ impl NativeSemaphore {
                 reason: "a Windows semaphore counts to at most 2147483647: lower the maximum",
             });
         };
-        let w = object_name(&name);
-        let security = if how == How::Open {
-            None
-        } else {
-            Some(security(&name, opts.mode)?)
-        };
-        let sa = security.as_ref().map(Security::attributes);
-        let (handle, disp) = get_handle(
+        let (handle, disp) = get(
             &name,
             KIND,
             how,
-            // SAFETY: `sa` and `w` outlive the call; `w` is NUL-terminated.
-            || unsafe {
-                CreateSemaphoreW(
-                    sa.as_ref().map_or(ptr::null(), ptr::from_ref),
-                    initial,
-                    max,
-                    w.as_ptr(),
-                )
-            },
-            // SAFETY: as above.
-            || unsafe {
-                OpenSemaphoreW(
-                    SYNCHRONIZE | SEMAPHORE_MODIFY_STATE | QUERY_STATE,
-                    0,
-                    w.as_ptr(),
-                )
-            },
+            opts,
+            New::Semaphore { initial, max },
+            Which::Semaphore,
         )?;
-        let found = Self::query(&handle)
+        let found = handle
+            .semaphore()
             .and_then(|i| u32::try_from(i.maximum_count).ok())
             .ok_or_else(|| {
                 ObjectError::Open(OpenError::Os {
@@ -765,39 +360,30 @@ impl NativeSemaphore {
         Ok((Self { handle, max: found }, disp))
     }
 
-    fn query(h: &OwnedHandle) -> Option<SemaphoreBasicInformation> {
-        // SAFETY: NtQuerySemaphore on a semaphore handle fills that struct.
-        unsafe { nt_query(NtQuerySemaphore, h) }
-    }
-
     pub(crate) fn max(&self) -> u32 {
         self.max
     }
 
     /// The count now (0 if the OS does not say).
     pub(crate) fn value(&self) -> u32 {
-        Self::query(&self.handle)
+        self.handle
+            .semaphore()
             .and_then(|i| u32::try_from(i.current_count).ok())
             .unwrap_or(0)
     }
 
     /// Adds a unit; `Err(())` at the maximum.
     pub(crate) fn post(&self) -> Result<(), ()> {
-        // SAFETY: `handle` is a live semaphore handle; the previous count is not asked.
-        let ok = unsafe { ReleaseSemaphore(self.handle.as_raw_handle(), 1, ptr::null_mut()) };
-        // The only failure a handle opened with SEMAPHORE_MODIFY_STATE can see is a
-        // post beyond the maximum (ERROR_TOO_MANY_POSTS); anything else is reported
-        // as that too rather than as a unit added.
-        if ok == 0 {
-            debug_assert_eq!(last_error_code(), ERROR_TOO_MANY_POSTS);
-            return Err(());
+        if self.handle.release_semaphore() {
+            Ok(())
+        } else {
+            Err(())
         }
-        Ok(())
     }
 
     /// Takes a unit, waiting up to `timeout` (`None`: for ever).
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<(), NativeWaitError> {
-        wait_handle(&self.handle, deadline_of(timeout)).map(drop)
+        wait(&self.handle, timeout).map(drop)
     }
 }
 
@@ -806,8 +392,16 @@ impl NativeSemaphore {
 
 /// A named Win32 event.
 pub(crate) struct NativeEvent {
-    handle: OwnedHandle,
+    handle: Kobj,
     reset: EventReset,
+}
+
+fn reset_of(event_type: i32) -> Option<EventReset> {
+    match event_type {
+        0 => Some(EventReset::Manual),
+        1 => Some(EventReset::Auto),
+        _ => None,
+    }
 }
 
 impl NativeEvent {
@@ -826,45 +420,17 @@ impl NativeEvent {
             "a named event that outlives its last handle",
         )?;
         let (reset, set) = params.unwrap_or((EventReset::Manual, false));
-        let w = object_name(&name);
-        let security = if how == How::Open {
-            None
-        } else {
-            Some(security(&name, opts.mode)?)
+        let new = New::Event {
+            manual: reset == EventReset::Manual,
+            set,
         };
-        let sa = security.as_ref().map(Security::attributes);
-        let (handle, disp) = get_handle(
-            &name,
-            KIND,
-            how,
-            // SAFETY: `sa` and `w` outlive the call; `w` is NUL-terminated.
-            || unsafe {
-                CreateEventW(
-                    sa.as_ref().map_or(ptr::null(), ptr::from_ref),
-                    i32::from(reset == EventReset::Manual),
-                    i32::from(set),
-                    w.as_ptr(),
-                )
-            },
-            // SAFETY: as above.
-            || unsafe {
-                OpenEventW(
-                    SYNCHRONIZE | EVENT_MODIFY_STATE | QUERY_STATE,
-                    0,
-                    w.as_ptr(),
-                )
-            },
-        )?;
-        let found = match Self::query(&handle).map(|i| i.event_type) {
-            Some(0) => EventReset::Manual,
-            Some(1) => EventReset::Auto,
-            _ => {
-                return Err(ObjectError::Open(OpenError::Os {
-                    name: name.to_string(),
-                    op: "NtQueryEvent",
-                    source: io::Error::other("cannot read the event's reset mode"),
-                }))
-            }
+        let (handle, disp) = get(&name, KIND, how, opts, new, Which::Event)?;
+        let Some(found) = handle.event().and_then(|i| reset_of(i.event_type)) else {
+            return Err(ObjectError::Open(OpenError::Os {
+                name: name.to_string(),
+                op: "NtQueryEvent",
+                source: io::Error::other("cannot read the event's reset mode"),
+            }));
         };
         if let Some((want, _)) = params.filter(|(r, _)| *r != found) {
             let code = |r: EventReset| u64::from(r == EventReset::Auto);
@@ -887,43 +453,30 @@ impl NativeEvent {
         ))
     }
 
-    fn query(h: &OwnedHandle) -> Option<EventBasicInformation> {
-        // SAFETY: NtQueryEvent on an event handle fills that struct.
-        unsafe { nt_query(NtQueryEvent, h) }
-    }
-
     pub(crate) fn reset_mode(&self) -> EventReset {
         self.reset
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        Self::query(&self.handle).is_some_and(|i| i.event_state != 0)
+        self.handle.event().is_some_and(|i| i.event_state != 0)
     }
 
     pub(crate) fn set(&self) {
-        // SAFETY: `handle` is a live event handle with EVENT_MODIFY_STATE.
-        unsafe { SetEvent(self.handle.as_raw_handle()) };
+        self.handle.set_event();
     }
 
     pub(crate) fn reset(&self) {
-        // SAFETY: as for `set`.
-        unsafe { ResetEvent(self.handle.as_raw_handle()) };
+        self.handle.reset_event();
     }
 
     /// Waits until set (auto: and takes it), up to `timeout` (`None`: for ever).
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<(), NativeWaitError> {
-        wait_handle(&self.handle, deadline_of(timeout)).map(drop)
+        wait(&self.handle, timeout).map(drop)
     }
 }
 
 // ---------------------------------------------------------------------------------
 // inspect (read-only: opens with query rights, takes nothing, creates nothing)
-
-fn open_for_query(open: impl FnOnce() -> HANDLE) -> Option<OwnedHandle> {
-    let raw = open();
-    // SAFETY: a non-null return is a fresh handle that nothing else owns.
-    (!raw.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(raw) })
-}
 
 /// The kind and state of the named kernel object `name`, if it is a mutex, a
 /// semaphore or an event. A mutex's holder is not named by Windows: `owner_thread`
@@ -931,51 +484,27 @@ fn open_for_query(open: impl FnOnce() -> HANDLE) -> Option<OwnedHandle> {
 /// which reads as unlocked and inconsistent).
 pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
     let name = Name::new(name).ok()?;
-    let w = object_name(&name);
-    if let Some(h) = open_for_query(|| {
-        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
-        unsafe { OpenSemaphoreW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
-    }) {
-        let i = NativeSemaphore::query(&h)?;
+    if let Some(h) = Kobj::open_query(name.as_str(), Which::Semaphore) {
+        let i = h.semaphore()?;
         let state = ObjectState::Semaphore {
             value: u32::try_from(i.current_count).ok()?,
             max: u32::try_from(i.maximum_count).ok()?,
         };
         return Some((Kind::Semaphore, state));
     }
-    if let Some(h) = open_for_query(|| {
-        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
-        unsafe { OpenEventW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
-    }) {
-        let i = NativeEvent::query(&h)?;
-        let reset = match i.event_type {
-            0 => EventReset::Manual,
-            1 => EventReset::Auto,
-            _ => return None,
-        };
+    if let Some(h) = Kobj::open_query(name.as_str(), Which::Event) {
+        let i = h.event()?;
         let state = ObjectState::Event {
             set: i.event_state != 0,
-            reset,
+            reset: reset_of(i.event_type)?,
         };
         return Some((Kind::Event, state));
     }
-    let h = open_for_query(|| {
-        // SAFETY: `w` is NUL-terminated UTF-16 that outlives the call.
-        unsafe { OpenMutexW(SYNCHRONIZE | QUERY_STATE, 0, w.as_ptr()) }
-    })?;
-    // SAFETY: NtQueryMutant on a mutex handle fills a MUTANT_BASIC_INFORMATION.
-    let i: MutantBasicInformation = unsafe { nt_query(NtQueryMutant, &h) }?;
+    let h = Kobj::open_query(name.as_str(), Which::Mutex)?;
+    let i = h.mutant()?;
     let locked = i.current_count <= 0;
-    let flag_set = sys::open_section(FILE_MAP_READ, &flag_name(&name))
-        .ok()
-        .flatten()
-        .and_then(|s| sys::map_raw(s.as_raw_handle(), FILE_MAP_READ, 0, FLAG_SIZE).ok())
-        .is_some_and(|m| {
-            // SAFETY: a FLAG_SIZE read-only mapping, page-aligned, alive for the
-            // closure; the word is read atomically.
-            let word = unsafe { &*m.ptr().as_ptr().cast::<AtomicU32>() };
-            word.load(Ordering::Relaxed) != 0
-        });
+    let flag_set = SharedWord::open_read(&flag_name(&name))
+        .is_some_and(|w| w.word().load(Ordering::Relaxed) != 0);
     let state = ObjectState::Mutex {
         locked,
         owner_thread: None,
@@ -988,55 +517,26 @@ pub(crate) fn inspect_named(name: &str) -> Option<(Kind, ObjectState)> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn me_is_alive_and_others_are_not() {
-        let me = current_owner().unwrap();
-        assert_eq!(current_owner().unwrap(), me);
-        assert_eq!(liveness(me), Liveness::Alive);
-        // Same thread id, another creation time: a reused id.
-        assert_eq!(liveness(me ^ 1), Liveness::Dead);
-        assert_eq!(liveness(0), Liveness::Dead);
-        assert_eq!(liveness(u64::MAX), Liveness::Dead);
-        assert_eq!(liveness(0x1234_5678_9abc_def0), Liveness::Dead);
-        assert_eq!(liveness(u64::MAX >> 1), Liveness::Dead);
-        let other = std::thread::spawn(|| current_owner().unwrap())
-            .join()
-            .unwrap();
-        assert_ne!(other, me);
-        // That thread has exited.
-        assert_eq!(liveness(other), Liveness::Dead);
-    }
+    use crate::sys;
 
     #[test]
     fn named_objects_are_owner_only_unless_the_mode_says_otherwise() {
         let sid = sys::user_sid().unwrap();
         let name = format!("u-sync-dacl-{}", std::process::id());
         let (m, _) = NativeMutex::get(&name, How::Create, &ObjectOptions::new()).unwrap();
-        let dacl = sys::tests::dacl_of(&m.handle);
+        let dacl = sys::tests::dacl_of(m.handle.handle());
         assert!(dacl.starts_with("D:P"), "{dacl}");
         assert_eq!(dacl.matches("(A;").count(), 1, "{dacl}");
         assert!(dacl.contains(&sid) && !dacl.contains(";WD)"), "{dacl}");
         // The consistency flag is protected the same way.
-        assert_eq!(sys::tests::dacl_of(&m.flag._section), dacl);
+        assert_eq!(sys::tests::dacl_of(m.flag.handle()), dacl);
 
         let shared = ObjectOptions::new().mode(0o666);
         let name = format!("u-sync-dacl-ev-{}", std::process::id());
         let (e, _) =
             NativeEvent::get(&name, How::Create, &shared, Some((EventReset::Auto, false))).unwrap();
-        let dacl = sys::tests::dacl_of(&e.handle);
+        let dacl = sys::tests::dacl_of(e.handle.handle());
         assert_eq!(dacl.matches("(A;").count(), 2, "{dacl}");
         assert!(dacl.contains(";WD)"), "{dacl}");
-    }
-
-    #[test]
-    fn wait_ms_rounds_up_and_never_means_infinite() {
-        assert_eq!(wait_ms(None), INFINITE);
-        let soon = Instant::now() + Duration::from_micros(10);
-        assert!(wait_ms(Some(soon)) <= 1);
-        let far = Instant::now() + Duration::from_secs(100 * 24 * 3600);
-        assert_eq!(wait_ms(Some(far)), INFINITE - 1);
-        let half = Instant::now() + Duration::from_micros(1500);
-        assert!(matches!(wait_ms(Some(half)), 1 | 2));
     }
 }

@@ -1,7 +1,13 @@
-//! The only place with FFI. One file per OS, each exporting the same items; this
-//! module picks one. Everything above `sys` is OS-neutral.
+//! The only place with FFI, organised by feature as std's `library/std/src/sys`:
+//! each feature is a folder with one file per OS exporting the same items, picked in
+//! its `mod.rs`. Everything above `sys` is OS-neutral.
 //!
-//! Items every backend exports:
+//! * [`wait`]: sleep on a shared 32-bit word until woken, with a timeout;
+//! * [`liveness`]: who this thread/process is, and whether a holder still lives;
+//! * [`kobj`]: Windows named kernel objects (mutex, semaphore, event);
+//! * shared memory (the files below; to move to `shm/`).
+//!
+//! Items every shared-memory backend exports:
 //! * `MAX_NAME_LEN`, `granularity()` (the offset alignment a mapping needs);
 //! * `Handle`: an open segment (its OS object plus what is needed to honour the
 //!   lifetime rules when it is dropped), with `size()`, `backing()`;
@@ -26,5 +32,9 @@ mod imp;
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix_map;
+
+pub(crate) mod kobj;
+pub(crate) mod liveness;
+pub(crate) mod wait;
 
 pub(crate) use imp::*;

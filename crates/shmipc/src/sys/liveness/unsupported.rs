@@ -1,0 +1,14 @@
+//! OSes without a liveness backend: no owner identity; every peer counts as alive
+//! (a dead peer then goes unnoticed until its place is cleared).
+
+use super::Probe;
+
+pub(crate) use super::no_owners::{
+    compute_owner, fork_generation, namespaces, owner_liveness, owner_thread, SUPPORTED,
+};
+pub(crate) use super::pid_token::{process_id, process_identity, process_liveness};
+
+/// Nothing to ask.
+pub(super) fn probe(_pid: u32) -> Probe {
+    Probe::Unknown
+}
