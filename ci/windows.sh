@@ -8,6 +8,10 @@
 #   3. cargo clippy --workspace --all-targets for that target, -D warnings
 #   4. cargo check --workspace --all-targets for aarch64- and x86_64-apple-darwin
 #
+# The Python package (crates/shmipc-py) is left out of all of them: PyO3 needs a
+# Python of the target OS to build against, and none is here (it is built and
+# tested natively by .ci/run).
+#
 # Environment: WINEPREFIX (default ~/.cache/shmipc-wine), STEP_TIMEOUT (seconds per
 # cargo step, default 1200). Needs root or passwordless sudo only to install packages.
 # See shared notes on Wine: a bare "exit status: 53" means a DLL failed to load; rerun
@@ -87,16 +91,16 @@ export SHMIPC_INTEROP_DIR SHMIPC_REQUIRE_INTEROP=1
 # --- the workspace's tests (unit, integration, doc) as Windows binaries under Wine
 step "cargo test --workspace --target x86_64-pc-windows-gnu (under wine)"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
-timeout "$STEP_TIMEOUT" cargo test --workspace --target x86_64-pc-windows-gnu </dev/null
+timeout "$STEP_TIMEOUT" cargo test --workspace --exclude shmipc-py --target x86_64-pc-windows-gnu </dev/null
 
-step "cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu"
-timeout "$STEP_TIMEOUT" cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu \
+step "cargo clippy --workspace --exclude shmipc-py --all-targets --target x86_64-pc-windows-gnu"
+timeout "$STEP_TIMEOUT" cargo clippy --workspace --exclude shmipc-py --all-targets --target x86_64-pc-windows-gnu \
   -- -D warnings </dev/null
 
 # --- macOS: type-check only (no Apple SDK or linker here)
 for t in aarch64-apple-darwin x86_64-apple-darwin; do
   step "cargo check --workspace --all-targets --target $t"
-  timeout "$STEP_TIMEOUT" cargo check --workspace --all-targets --target "$t" </dev/null
+  timeout "$STEP_TIMEOUT" cargo check --workspace --exclude shmipc-py --all-targets --target "$t" </dev/null
 done
 
 step "windows.sh done"
