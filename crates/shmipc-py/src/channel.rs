@@ -841,7 +841,10 @@ impl Consumer {
             let Some(l) = g.as_mut() else {
                 return Some(Err(None));
             };
-            let c = l.endpoint()?;
+            let Some(c) = l.endpoint() else {
+                // Another thread received a sample since the check above.
+                return Some(Err(Some(Err(()))));
+            };
             match c.recv_timeout(slice) {
                 Ok(s) => {
                     let (ptr, len) = (s.as_ptr() as usize, s.len());
@@ -851,7 +854,7 @@ impl Consumer {
                     Some(Ok((ptr, len, l.gen)))
                 }
                 Err(RecvError::Empty) => None,
-                Err(e) => Some(Err(Some(e))),
+                Err(e) => Some(Err(Some(Ok(e)))),
             }
         })?;
         match r {
@@ -868,7 +871,10 @@ impl Consumer {
                 owned_exports: StdMutex::new(0),
             }),
             Some(Err(None)) => Err(closed("consumer")),
-            Some(Err(Some(e))) => Err(errors::recv(e)),
+            Some(Err(Some(Err(())))) => Err(PyValueError::new_err(
+                "another thread received a sample from this consumer meanwhile: a consumer lends one sample at a time; release it first",
+            )),
+            Some(Err(Some(Ok(e)))) => Err(errors::recv(e)),
         }
     }
 }
