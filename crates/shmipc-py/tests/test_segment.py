@@ -254,3 +254,16 @@ def test_segment_outlives_creator_while_held(name, child):
     held.close()
     with pytest.raises(FileNotFoundError):
         shmipc.Segment.open(name)
+
+
+def test_large_copies_run_without_the_gil(name):
+    # Above 64 KiB, read() and write() copy with the GIL released.
+    seg = shmipc.Segment.create(name, 4 << 20)
+    data = np.arange(1 << 19, dtype=np.uint64)  # 4 MiB
+    seg.write(0, data)
+    back = np.frombuffer(seg.read(0, 4 << 20), dtype=np.uint64)
+    assert (back == data).all()
+    v = seg.map(1 << 20)
+    v.write(0, memoryview(data)[: 1 << 16])
+    assert v.read(0, 8) == data[:1].tobytes()
+    seg.close()
