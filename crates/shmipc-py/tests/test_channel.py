@@ -148,3 +148,20 @@ def test_python_publisher_to_cli_subscriber(name, shmipc_bin):
             cli.kill()
     assert cli.returncode == 0, err
     assert out.split() == ["alpha", "beta", "gamma"]
+
+
+def test_pubsub_overwrite_reports_lost_and_history(name):
+    pub = shmipc.Publisher(name, capacity=4, slot_size=16)
+    sub = shmipc.Subscriber(name)
+    for i in range(10):
+        pub.send(bytes([i]))
+    first = sub.recv(timeout=5)
+    assert first.lost > 0 and bytes(first) == bytes([first.lost])
+    got = [bytes(first)[0]]
+    while got[-1] != 9:
+        m = sub.recv(timeout=5)
+        assert m.lost == 0
+        got.append(bytes(m)[0])
+    assert got == list(range(first.lost, 10))
+    late = shmipc.Subscriber(name, history=2)
+    assert [bytes(late.recv(timeout=5)) for _ in range(2)] == [bytes([8]), bytes([9])]

@@ -1,13 +1,14 @@
 """Named mutex, semaphore and event: across processes, dead owners, timeouts,
 the GIL and Ctrl-C."""
 
+import os
 import signal
 import threading
 
 import pytest
 
 import shmipc
-from conftest import run_cli
+from conftest import run_cli, wait_until
 
 
 def test_mutex_create_open_and_with(name):
@@ -176,8 +177,8 @@ def test_ctrl_c_interrupts_a_wait(name, child):
         """
         import sys, shmipc
         e = shmipc.Event(sys.argv[1])
-        print("waiting", flush=True)
         try:
+            print("waiting", flush=True)  # inside the try: SIGINT may come at once
             e.wait()
         except KeyboardInterrupt:
             print("interrupted", flush=True)
@@ -185,6 +186,11 @@ def test_ctrl_c_interrupts_a_wait(name, child):
         name,
     )
     c.expect("waiting")
+    stat = f"/proc/{c.proc.pid}/stat"
+    if os.path.exists(stat):
+        # Interrupt it asleep inside the wait, not on its way there.
+        wait_until(lambda: open(stat).read().rsplit(")", 1)[1].split()[0] == "S",
+                   what="the child to sleep in its wait")
     c.proc.send_signal(signal.SIGINT)
     c.expect("interrupted")
     assert c.wait()[0] == 0
