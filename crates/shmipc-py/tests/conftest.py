@@ -124,3 +124,22 @@ def wait_until(cond, timeout=30, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def spsc_peer():
+    """The Rust spsc peer (examples/spsc_peer.rs): $SHMIPC_SPSC_PEER, or the
+    workspace's debug build (built here if missing)."""
+    env = os.environ.get("SHMIPC_SPSC_PEER")
+    if env:
+        return env
+    exe = REPO / "target" / "debug" / "examples" / ("spsc_peer.exe" if os.name == "nt" else "spsc_peer")
+    if not exe.exists():
+        subprocess.run(
+            ["cargo", "build", "-q", "-p", "shmipc-py", "--example", "spsc_peer"],
+            cwd=REPO,
+            check=True,
+            timeout=1200,
+        )
+    assert exe.exists(), f"the Rust spsc peer was not built at {exe}"
+    return str(exe)
