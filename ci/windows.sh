@@ -10,8 +10,8 @@
 #
 # The Python package (crates/shmipc-py) is left out of step 2: linking it for Windows
 # needs a Windows Python's python3.lib, and none is here (it is built and tested
-# natively by .ci/run). Clippy and the macOS checks cover it (abi3 needs no target
-# Python to type-check).
+# natively by .ci/run). Clippy and the macOS checks cover it: PYO3_CROSS_PYTHON_VERSION
+# lets PyO3 type-check for another OS without a Python of that OS.
 #
 # Environment: WINEPREFIX (default ~/.cache/shmipc-wine), STEP_TIMEOUT (seconds per
 # cargo step, default 1200). Needs root or passwordless sudo only to install packages.
@@ -94,6 +94,7 @@ step "cargo test --workspace --target x86_64-pc-windows-gnu (under wine)"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 timeout "$STEP_TIMEOUT" cargo test --workspace --exclude shmipc-py --target x86_64-pc-windows-gnu </dev/null
 
+export PYO3_CROSS_PYTHON_VERSION="${PYO3_CROSS_PYTHON_VERSION:-3.11}"  # crates/shmipc-py
 step "cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu"
 timeout "$STEP_TIMEOUT" cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu \
   -- -D warnings </dev/null
