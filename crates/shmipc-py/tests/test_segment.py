@@ -1,0 +1,269 @@
+"""Segments and views: lifetime, the buffer protocol, errors, interop."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import shmipc
+from conftest import run_cli
+
+LINUX = os.path.exists("/dev/shm")
+
+
+def test_create_open_create_or_open(name):
+    with shmipc.Segment.create(name, 4096) as seg:
+        assert seg.created and seg.size == 4096 and seg.name == name
+        assert seg.access == "rw" and not seg.persistent and seg.file is None
+        other = shmipc.Segment.create_or_open(name, 4096)
+        assert not other.created
+        third = shmipc.Segment(name, 4096)  # the constructor creates or opens
+        assert not third.created
+        with pytest.raises(FileExistsError, match=name):
+            shmipc.Segment.create(name, 4096)
+        other.close()
+        third.close()
+    # The last holder closed it: gone (Win32 semantics).
+    with pytest.raises(FileNotFoundError, match=name):
+        shmipc.Segment.open(name)
+    fresh = shmipc.Segment(name, 100)
+    assert fresh.created
+    fresh.close()
+
+
+def test_read_write_and_views_share_memory(name):
+    seg = shmipc.Segment.create(name, 8192)
+    seg.write(10, b"hello")
+    assert seg.read(10, 5) == b"hello"
+    v = seg.map(4096, 100)
+    assert len(v) == 100 and v.offset == 4096 and not v.readonly
+    mv = memoryview(v)
+    mv[0:3] = b"abc"
+    assert seg.read(4096, 3) == b"abc"
+    assert v.read(0, 3) == b"abc"
+    v.write(3, bytearray(b"def"))
+    assert bytes(mv[:6]) == b"abcdef"
+    mv.release()
+    v.close()
+    assert v.closed
+    with pytest.raises(ValueError, match="closed"):
+        memoryview(v)
+    seg.close()
+
+
+def test_numpy_zero_copy_and_close_refused_while_exported(name):
+    seg = shmipc.Segment.create(name, 4096)
+    v = seg.map()
+    a = np.frombuffer(v, dtype=np.float64)
+    assert a.size == 512
+    a[:] = np.arange(512)
+    b = np.frombuffer(seg.map(), dtype=np.float64)  # another mapping, same memory
+    assert b[511] == 511.0
+    with pytest.raises(BufferError, match="exported"):
+        v.close()
+    with pytest.raises(BufferError):
+        with v:
+            pass
+    del a
+    v.close()  # nothing exported any more
+    seg.close()
+
+
+def test_read_only_view_exports_read_only_buffers(name):
+    seg = shmipc.Segment.create(name, 4096)
+    seg.write(0, b"x")
+    ro = shmipc.Segment.open(name, "r")
+    v = ro.map()
+    assert v.readonly and ro.access == "r"
+    mv = memoryview(v)
+    assert mv.readonly and mv[0] == ord("x")
+    with pytest.raises(TypeError):
+        mv[0] = 1
+    arr = np.frombuffer(v, dtype=np.uint8)
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError):
+        arr[0] = 1
+    with pytest.raises(PermissionError):
+        v.write(0, b"y")
+    with pytest.raises(PermissionError):
+        ro.map(access="rw")
+    mv.release()
+    del arr
+    # Copy-on-write: writable, private.
+    cow = shmipc.Segment.open(name, "cow").map()
+    memoryview(cow)[0] = ord("z")
+    assert seg.read(0, 1) == b"x"
+
+
+def test_file_backing_and_persistence(name, tmp_path):
+    f = tmp_path / "data.bin"
+    seg = shmipc.Segment.create(name, 4096, file=f)
+    assert seg.file == f
+    seg.write(0, b"kept in the file")
+    seg.map().flush()
+    assert seg.persistent  # a file-backed name lasts until removed
+    seg.close()
+    assert shmipc.Segment.open(name).read(0, 16) == b"kept in the file"
+    shmipc.Segment.remove(name)
+    assert f.read_bytes()[:16] == b"kept in the file"
+
+    p = shmipc.Segment.create(name, 100, persistent=True)
+    assert p.persistent
+    p.write(0, b"still here")
+    p.close()
+    again = shmipc.Segment.open(name)
+    assert again.read(0, 10) == b"still here"
+    again.close()
+    shmipc.Segment.remove(name)
+    with pytest.raises(FileNotFoundError):
+        shmipc.Segment.open(name)
+
+
+def test_bad_arguments_raise_clear_exceptions(name):
+    with pytest.raises(ValueError, match="name"):
+        shmipc.Segment.create("a/b", 10)
+    with pytest.raises(ValueError):
+        shmipc.Segment.create(name, 0)
+    with pytest.raises(OverflowError):
+        shmipc.Segment.create(name, -1)
+    with pytest.raises(ValueError, match="access"):
+        shmipc.Segment.open(name, "x")
+    with pytest.raises(FileNotFoundError, match=name):
+        shmipc.Segment.open(name)
+    seg = shmipc.Segment.create(name, 4096)
+    with pytest.raises(ValueError, match="outside"):
+        seg.map(4000, 200)
+    with pytest.raises(ValueError, match="outside"):
+        seg.map().read(4090, 10)
+    with pytest.raises(TypeError):
+        seg.write(0, "text is not bytes")
+    seg.close()
+    with pytest.raises(ValueError, match="closed"):
+        seg.read(0, 1)
+
+
+def test_multiprocessing_shared_memory_interop(name):
+    from multiprocessing import resource_tracker, shared_memory
+
+    # Python's SharedMemory makes it, shmipc opens it by the same name.
+    shm = shared_memory.SharedMemory(name=name, create=True, size=4096)
+    try:
+        shm.buf[:5] = b"from "
+        seg = shmipc.Segment.open(name)
+        assert seg.read(0, 5) == b"from "
+        seg.write(5, b"shmipc")
+        assert bytes(shm.buf[:11]) == b"from shmipc"
+        seg.close()
+    finally:
+        shm.close()
+        shm.unlink()
+
+    # shmipc makes it, SharedMemory attaches by name.
+    seg = shmipc.Segment.create(name, 4096)
+    seg.write(0, b"made by shmipc")
+    other = shared_memory.SharedMemory(name=name)
+    # Python 3.11's resource tracker would unlink it at exit (CPython #82300).
+    resource_tracker.unregister(other._name, "shared_memory")
+    assert bytes(other.buf[:14]) == b"made by shmipc"
+    other.close()
+    seg.close()
+
+
+def test_python_segment_read_by_cli_and_back(name, shmipc_bin):
+    seg = shmipc.Segment.create(name, 4096)
+    seg.write(0, b"Hello from Python\0")
+    r = run_cli(shmipc_bin, "read", name)
+    assert r.stdout.strip() == "Hello from Python"
+    run_cli(shmipc_bin, "write", name, "Hello from the CLI")
+    assert seg.read(0, 19) == b"Hello from the CLI\0"
+    seg.close()
+    # The CLI makes one (kept until `shmipc rm`), Python reads it.
+    run_cli(shmipc_bin, "create", name, "--size", "4096")
+    run_cli(shmipc_bin, "write", name, "made by the CLI")
+    s = shmipc.Segment.open(name, "r")
+    assert s.read(0, 15) == b"made by the CLI"
+    s.close()
+    shmipc.Segment.remove(name)
+
+
+def test_numpy_array_seen_by_another_process(name, child):
+    seg = shmipc.Segment.create(name, 8 * 1000)
+    arr = np.frombuffer(seg.map(), dtype=np.int64)
+    c = child(
+        """
+        import sys, numpy as np, shmipc
+        seg = shmipc.Segment.open(sys.argv[1])
+        a = np.frombuffer(seg.map(), dtype=np.int64)
+        a[:] = np.arange(1000) * 3
+        print("written", flush=True)
+        """,
+        name,
+    )
+    c.expect("written")
+    assert c.wait()[0] == 0
+    # Written by the child through its own array, seen here without a copy.
+    assert arr[999] == 2997 and arr.sum() == 3 * 999 * 1000 // 2
+    del arr
+    seg.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="checks /dev/shm")
+def test_sigkilled_python_holder_leaves_nothing(name, child):
+    c = child(
+        """
+        import sys, shmipc
+        seg = shmipc.Segment.create(sys.argv[1], 1 << 20)
+        v = seg.map()
+        mv = memoryview(v)
+        mv[:5] = b"alive"
+        print("holding", flush=True)
+        sys.stdin.read()
+        """,
+        name,
+    )
+    c.expect("holding")
+    assert os.path.exists(f"/dev/shm/{name}")
+    assert shmipc.Segment.open(name, "r").read(0, 5) == b"alive"
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait(timeout=30)
+    # Its holder died: opening finds it gone and clears the name.
+    with pytest.raises(FileNotFoundError):
+        shmipc.Segment.open(name)
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_segment_outlives_creator_while_held(name, child):
+    c = child(
+        """
+        import sys, shmipc
+        seg = shmipc.Segment.create(sys.argv[1], 4096)
+        seg.write(0, b"data")
+        print("made", flush=True)
+        sys.stdin.readline()
+        """,
+        name,
+    )
+    c.expect("made")
+    held = shmipc.Segment.open(name)
+    c.kill()
+    # Nothing is unlinked behind the back of a process that still holds it.
+    again = shmipc.Segment.open(name)
+    assert again.read(0, 4) == b"data"
+    again.close()
+    held.close()
+    with pytest.raises(FileNotFoundError):
+        shmipc.Segment.open(name)
+
+
+def test_large_copies_run_without_the_gil(name):
+    # Above 64 KiB, read() and write() copy with the GIL released.
+    seg = shmipc.Segment.create(name, 4 << 20)
+    data = np.arange(1 << 19, dtype=np.uint64)  # 4 MiB
+    seg.write(0, data)
+    back = np.frombuffer(seg.read(0, 4 << 20), dtype=np.uint64)
+    assert (back == data).all()
+    v = seg.map(1 << 20)
+    v.write(0, memoryview(data)[: 1 << 16])
+    assert v.read(0, 8) == data[:1].tobytes()
+    seg.close()
