@@ -621,7 +621,8 @@ mod loom_tests {
                 m2.0.unlock();
             });
             assert!(
-                m.0.try_lock(1, Some(&alive)).is_some() || m.0.lock(1, Deadline::Never, Some(&alive)).is_ok()
+                m.0.try_lock(1, Some(&alive)).is_some()
+                    || m.0.lock(1, Deadline::Never, Some(&alive)).is_ok()
             );
             m.1.with_mut(|p| unsafe { *p += 1 });
             m.0.unlock();
