@@ -76,7 +76,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The process id of the live endpoint whose token is at `off`, if any.
+    /// The process id of the live endpoint whose token is at `off`, if any (0 for
+    /// a live endpoint in another PID namespace, whose pid means nothing here).
     fn live(&self, off: u64) -> Option<u32> {
         let tok = self.u64(off);
         (tok != 0 && peer::alive(tok)).then(|| peer::pid(tok))
