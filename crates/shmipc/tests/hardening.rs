@@ -212,15 +212,14 @@ fn plant_half_made(name: &str) {
     rfs::ftruncate(&fd, 1 << 20).unwrap();
 }
 
+type CreateChannel = dyn Fn(&str) -> Result<(), shmipc::channel::ChannelError>;
+
 /// Every channel kind's creator, like the sync objects', recognises an older
 /// shmipc's half-made leftover under its name and replaces it; gc finds it too.
 #[test]
 fn channel_creators_replace_half_made_leftovers() {
     let persistent = Persistence::UntilRemoved;
-    let kinds: [(
-        &str,
-        &dyn Fn(&str) -> Result<(), shmipc::channel::ChannelError>,
-    ); 4] = [
+    let kinds: [(&str, &CreateChannel); 4] = [
         ("spsc", &|n| {
             spsc::Options::new()
                 .persistence(persistent)
