@@ -218,29 +218,28 @@ type CreateChannel = dyn Fn(&str) -> Result<(), shmipc::channel::ChannelError>;
 /// shmipc's half-made leftover under its name and replaces it; gc finds it too.
 #[test]
 fn channel_creators_replace_half_made_leftovers() {
-    let persistent = Persistence::UntilRemoved;
     let kinds: [(&str, &CreateChannel); 4] = [
         ("spsc", &|n| {
             spsc::Options::new()
-                .persistence(persistent)
+                .persistence(Persistence::UntilRemoved)
                 .create_producer(n)
                 .map(drop)
         }),
         ("pubsub", &|n| {
             shmipc::channel::pubsub::Options::new()
-                .persistence(persistent)
+                .persistence(Persistence::UntilRemoved)
                 .create_publisher(n)
                 .map(drop)
         }),
         ("mpmc", &|n| {
             shmipc::channel::mpmc::Options::new()
-                .persistence(persistent)
+                .persistence(Persistence::UntilRemoved)
                 .create_producer(n)
                 .map(drop)
         }),
         ("rpc", &|n| {
             shmipc::channel::rpc::Options::new()
-                .persistence(persistent)
+                .persistence(Persistence::UntilRemoved)
                 .create_server(n)
                 .map(drop)
         }),
