@@ -120,7 +120,7 @@ pub fn pubsub(data: &[u8]) {
         }
     }
     let mut buf = Vec::new();
-    for mut sub in early
+    for sub in early
         .into_iter()
         .chain(Subscriber::open_with_history(&name, 2).ok())
     {

@@ -31,7 +31,7 @@
 
 mod error;
 mod mpmc_ring;
-mod pubsub_ring;
+mod pubsub_pool;
 mod shim;
 mod spsc_ring;
 
