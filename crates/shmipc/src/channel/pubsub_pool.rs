@@ -5,8 +5,10 @@
 //!
 //! * A **pool** of `chunks` fixed-size chunks. Chunk `k` has two words, `seq` (which
 //!   message it holds, see below) and `len`, and `chunk_size` payload bytes.
-//! * A **ring of entries**: message `n` is published by storing its chunk index in
-//!   entry `n % capacity`, then `head = n + 1`.
+//! * A **ring of entries**: message `n` is published by storing its chunk index
+//!   and a tag of `n` in entry `n % capacity`, then `head = n + 1`. A subscriber
+//!   finds the next message by its entry's tag alone (one cache line from the
+//!   publisher); `head` is read only when there is nothing new, to validate it.
 //! * Per subscriber record: a `cursor` (the next message it will take; moved by the
 //!   subscriber, and forward past messages it has not started, by an overwriting
 //!   publisher) and `max_held` **hold slots**, each 0 or `n + 1` for a message `n`
@@ -151,9 +153,25 @@ impl PublisherCore {
         let chunks = geo.chunks as usize;
         let mut claimed = vec![false; chunks];
         let mut inflight = VecDeque::new();
+        // A publisher that died between storing message `head`'s entry and `head`
+        // published it (a subscriber may have taken it by its entry): count it.
+        let mut head = head;
+        let e = mem.entry(geo.entry_of(head)).load(Ordering::Acquire);
+        let k = e & 0xffff_ffff;
+        if e >> 32 == tag(head)
+            && k < u64::from(geo.chunks)
+            && mem.seq(k as usize).load(Ordering::Acquire) == head
+        {
+            head += 1;
+            mem.head().store(head, Ordering::Release);
+        }
         for n in head.saturating_sub(geo.capacity)..head {
-            let k = mem.entry(geo.entry_of(n)).load(Ordering::Acquire);
-            if let Some(ku) = usize::try_from(k).ok().filter(|&k| k < chunks) {
+            let e = mem.entry(geo.entry_of(n)).load(Ordering::Acquire);
+            let k = e & 0xffff_ffff;
+            if let Some(ku) = usize::try_from(k)
+                .ok()
+                .filter(|&k| k < chunks && e >> 32 == tag(n))
+            {
                 if !claimed[ku] && mem.seq(ku).load(Ordering::Acquire) == n {
                     claimed[ku] = true;
                     inflight.push_back((n, ku as u32));
@@ -221,7 +239,7 @@ impl PublisherCore {
         // loads this number (Acquire, in `take`) reads them.
         mem.seq(ku).store(n, Ordering::Release);
         mem.entry(self.geo.entry_of(n))
-            .store(u64::from(k), Ordering::Release);
+            .store(u64::from(k) | (tag(n) << 32), Ordering::Release);
         // Release pairs with the subscribers' Acquire load of `head`.
         mem.head().store(n + 1, Ordering::Release);
         self.head = n + 1;
@@ -398,45 +416,25 @@ impl SubscriberCore {
                     value: c,
                 });
             }
-            self.lost.set(self.lost.get() + (c - expected));
+            self.lost.set(self.lost.get().saturating_add(c - expected));
             self.next.set(c);
-            // Acquire pairs with the Release store of `head` in `publish`.
-            let head = mem.head().load(Ordering::Acquire);
-            let gap = head.wrapping_sub(c);
-            if gap == 0 {
-                return Ok(Take::Empty);
-            }
-            // A registered subscriber is at most a ring behind; one that joined
-            // since the publisher's last scan at most two (see `attach`).
-            if gap > 2 * geo.capacity || head >= MAX_SEQ {
-                // Or we were descheduled between the two loads while an
-                // overwriting publisher moved us on: then the cursor changed (it
-                // does so before any message a ring ahead of it is published).
-                if cursor.load(Ordering::Acquire) != c {
-                    continue;
+            // Fast path: the entry names message `c` (its tag) once it is published.
+            // Acquire pairs with the Release store of the entry in `publish`.
+            let e = mem.entry(geo.entry_of(c)).load(Ordering::Acquire);
+            if e >> 32 != tag(c) {
+                // Not published yet, a ring or more behind (a joiner), or corrupt:
+                // `head` tells which.
+                match self.check_head(mem, c)? {
+                    Gap::Empty => return Ok(Take::Empty),
+                    Gap::Again => continue,
                 }
-                return Err(Corrupt {
-                    what: "pubsub head (impossible given this subscriber's cursor and the ring's capacity)",
-                    value: head,
-                });
             }
-            if gap > geo.capacity {
-                // Joined while the publisher did not see it: skip to the ring.
-                let _ = cursor.compare_exchange(
-                    c,
-                    head - geo.capacity,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-                continue;
-            }
+            let k = e & 0xffff_ffff;
             let used = self.used.get();
             let slot = (!used).trailing_zeros();
             if slot >= geo.max_held {
                 return Ok(Take::Full);
             }
-            // Acquire pairs with the Release store of the entry in `publish`.
-            let k = mem.entry(geo.entry_of(c)).load(Ordering::Acquire);
             let hold = mem.hold(self.place, slot as usize);
             hold.store(c + 1, Ordering::Relaxed);
             // AcqRel: the hold store above is visible to a publisher that sees the
@@ -473,7 +471,7 @@ impl SubscriberCore {
                 // Freed before we held it (we joined behind the publisher's back,
                 // or its decision did not come: it died mid-reclaim): lost.
                 hold.store(0, Ordering::Release);
-                self.lost.set(self.lost.get() + 1);
+                self.lost.set(self.lost.get().saturating_add(1));
                 continue;
             }
             let len = mem.len(ku).load(Ordering::Relaxed);
@@ -496,6 +494,58 @@ impl SubscriberCore {
         Ok(Take::Empty)
     }
 
+    /// The slow path of `take` when the entry of message `c` (our cursor) does not
+    /// name it: validates `head` against the cursor and the capacity.
+    #[cold]
+    fn check_head(&self, mem: &impl PoolMem, c: u64) -> Result<Gap, Corrupt> {
+        let geo = self.geo;
+        let cursor = mem.cursor(self.place);
+        // Acquire pairs with the Release store of `head` in `publish`.
+        let head = mem.head().load(Ordering::Acquire);
+        let gap = head.wrapping_sub(c);
+        // `c == head + 1`: we took the last message by its entry before the
+        // publisher's `head` store (which comes after the entry's) landed.
+        if gap == 0 || gap == u64::MAX {
+            return Ok(Gap::Empty);
+        }
+        // Or we were descheduled between the loads while an overwriting publisher
+        // moved us on: then the cursor changed (it does so before any message a
+        // ring ahead of it is published). Look again.
+        let moved = || cursor.load(Ordering::Acquire) != c;
+        // A registered subscriber is at most a ring behind; one that joined since
+        // the publisher's last scan at most two (see `attach`).
+        if gap > 2 * geo.capacity || head >= MAX_SEQ {
+            if moved() {
+                return Ok(Gap::Again);
+            }
+            return Err(Corrupt {
+                what: "pubsub head (impossible given this subscriber's cursor and the ring's capacity)",
+                value: head,
+            });
+        }
+        if gap > geo.capacity {
+            // Joined while the publisher did not see it: skip to the ring.
+            let _ = cursor.compare_exchange(
+                c,
+                head - geo.capacity,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            return Ok(Gap::Again);
+        }
+        // `head` says message `c` is published: its entry was stored before `head`
+        // (Release/Acquire), and is not reused before our cursor moves. A tag that
+        // still does not match with the cursor unchanged is corrupt.
+        let e = mem.entry(geo.entry_of(c)).load(Ordering::Acquire);
+        if e >> 32 == tag(c) || moved() {
+            return Ok(Gap::Again);
+        }
+        Err(Corrupt {
+            what: "pubsub ring entry (does not hold the message head says is published)",
+            value: e,
+        })
+    }
+
     /// Releases hold slot `slot` (the sample is dropped).
     pub(crate) fn release(&self, mem: &impl PoolMem, slot: u32) {
         // Release: our reads of the chunk happen before the publisher, seeing the
@@ -512,6 +562,22 @@ impl SubscriberCore {
         }
         self.used.set(0);
     }
+}
+
+/// What `check_head` found.
+enum Gap {
+    /// Nothing new.
+    Empty,
+    /// Look again (the cursor moved, or the entry is there now).
+    Again,
+}
+
+/// The tag of message `n` in its ring entry: the low 32 bits of `n + 1` (an entry
+/// holds `chunk | tag << 32`; 0 never names a message of the current lap, since the
+/// entry of message `n` last held message `n - capacity` at most).
+#[inline]
+pub(crate) fn tag(n: u64) -> u64 {
+    n.wrapping_add(1) & 0xffff_ffff
 }
 
 /// Clears a place's hold slots; called by the process that just claimed it, before
@@ -694,20 +760,33 @@ mod tests {
 
     #[test]
     fn corrupt_head_is_reported_not_waited_on() {
-        let g = geo(4, 1, 2, 0);
+        let g = geo(4, 1, 4, 0);
         let h = Heap::new(g);
         let mut p = PublisherCore::attach(g, &h).unwrap();
         let s = join(&h, 0, 0);
-        send(&mut p, &h, 1, false);
-        send(&mut p, &h, 2, false);
+        for n in 0..4 {
+            send(&mut p, &h, n, false);
+        }
         assert!(matches!(s.take(&h), Ok(Take::Got { seq: 0, .. })));
+        // Published messages are taken by their entries; the head is checked when
+        // there is nothing more (where a deaf subscriber would wait).
         h.head.fetch_add(1 << 62, Ordering::Relaxed);
-        assert!(s.take(&h).is_err(), "head 2^62 ahead");
+        assert!(matches!(s.take(&h), Ok(Take::Got { seq: 1, .. })));
+        h.entries[2].store(0, Ordering::Relaxed);
+        let e = s.take(&h).unwrap_err();
+        assert!(e.what.contains("head"), "head 2^62 ahead: {e:?}");
+        // One behind the cursor is the last message's `head` store in flight...
+        h.head.store(1, Ordering::Relaxed);
+        assert_eq!(s.take(&h), Ok(Take::Empty));
+        // ...two is corrupt.
         h.head.store(0, Ordering::Relaxed);
         assert!(s.take(&h).is_err(), "head behind the cursor");
-        h.head.store(2, Ordering::Relaxed);
-        h.entries[1].store(1 << 40, Ordering::Relaxed);
-        assert!(s.take(&h).is_err(), "chunk index out of the pool");
+        h.head.store(4, Ordering::Relaxed);
+        let e = s.take(&h).unwrap_err();
+        assert!(e.what.contains("entry"), "entry without its message: {e:?}");
+        h.entries[2].store((tag(2) << 32) | 0xffff_fff0, Ordering::Relaxed);
+        let e = s.take(&h).unwrap_err();
+        assert!(e.what.contains("beyond the pool"), "{e:?}");
         // A restarted publisher refuses an impossible head.
         h.head.store(1 << 62, Ordering::Relaxed);
         assert!(PublisherCore::attach(g, &h).is_err());
@@ -796,18 +875,25 @@ mod loom_tests {
         }
     }
 
-    /// Every interleaving of an overwriting publisher that sends three messages
-    /// through a two-entry ring (reclaiming as it goes) and a subscriber that takes
-    /// and holds them one at a time: the chunk a subscriber holds is never handed
+    /// Every interleaving (up to three preemptions) of an overwriting publisher that
+    /// sends four messages through a two-entry ring and a three-chunk pool (so
+    /// chunks are reused, and the publisher sometimes waits for one), reclaiming as
+    /// it goes, and a subscriber that takes and holds them one at a time: the chunk a subscriber holds is never handed
     /// out again while held (its `len`, the message number, stays), and numbers
     /// only grow.
     #[test]
     fn pubsub_pool_never_frees_a_held_chunk() {
-        loom::model(|| {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut model = loom::model::Builder::new();
+        if model.preemption_bound.is_none() {
+            model.preemption_bound = Some(3);
+        }
+        model.check(|| {
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let geo = Geometry {
                 capacity: 2,
-                chunks: 4,
-                chunk_size: 8,
+                chunks: 3,
+                chunk_size: u32::MAX,
                 max_subscribers: 1,
                 max_held: 1,
                 keep: 0,
@@ -831,7 +917,7 @@ mod loom_tests {
             let m2 = Arc::clone(&mem);
             let t = loom::thread::spawn(move || {
                 let mut p = PublisherCore::attach(geo, &*m2).unwrap();
-                for n in 0..3u64 {
+                for n in 0..4u64 {
                     let c = m2.cursor(0).load(Ordering::Acquire);
                     if p.blocks(c) {
                         let _ = m2.cursor(0).compare_exchange(
@@ -841,12 +927,17 @@ mod loom_tests {
                             Ordering::Relaxed,
                         );
                     }
-                    let k = match p.take() {
-                        Some(k) => k,
-                        None => {
-                            p.reclaim(&*m2, |_| true);
-                            p.take().expect("pool never runs dry")
+                    // One chunk fewer than the pool needs never to wait: the
+                    // publisher waits for a release now and then.
+                    let k = loop {
+                        if let Some(k) = p.take() {
+                            break k;
                         }
+                        p.reclaim(&*m2, |_| true);
+                        if let Some(k) = p.take() {
+                            break k;
+                        }
+                        loom::thread::yield_now();
                     };
                     // The "payload": written while loaned, must not change under a
                     // reader.
@@ -855,26 +946,31 @@ mod loom_tests {
                     p.reclaim(&*m2, |_| true);
                 }
             });
+            // Until the last message: each one held across a yield, checked
+            // before and after.
             let mut next = 0;
-            for _ in 0..2 {
-                if let Take::Got {
-                    seq,
-                    chunk,
-                    slot,
-                    lost,
-                    ..
-                } = s.take(&*mem).unwrap()
-                {
-                    assert_eq!(seq, next + lost);
-                    next = seq + 1;
-                    let v1 = mem.len(chunk as usize).load(Ordering::Relaxed);
-                    loom::thread::yield_now();
-                    let v2 = mem.len(chunk as usize).load(Ordering::Relaxed);
-                    assert_eq!((v1, v2), (100 + seq, 100 + seq), "held chunk rewritten");
-                    s.release(&*mem, slot);
+            while next < 4 {
+                match s.take(&*mem).unwrap() {
+                    Take::Got {
+                        seq,
+                        chunk,
+                        slot,
+                        lost,
+                        ..
+                    } => {
+                        assert_eq!(seq, next + lost);
+                        next = seq + 1;
+                        let v1 = mem.len(chunk as usize).load(Ordering::Relaxed);
+                        loom::thread::yield_now();
+                        let v2 = mem.len(chunk as usize).load(Ordering::Relaxed);
+                        assert_eq!((v1, v2), (100 + seq, 100 + seq), "held chunk rewritten");
+                        s.release(&*mem, slot);
+                    }
+                    _ => loom::thread::yield_now(),
                 }
             }
             t.join().unwrap();
         });
+        assert!(RUNS.load(std::sync::atomic::Ordering::Relaxed) > 1);
     }
 }
