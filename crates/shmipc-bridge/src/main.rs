@@ -1,0 +1,160 @@
+//! `shmipc-bridge`: carries shmipc pubsub topics between hosts over zenoh.
+//!
+//! ```text
+//! shmipc-bridge [--listen ENDPOINT]... [--connect ENDPOINT]... [--scout]
+//!               [--export TOPIC[=KEY]]... [--import KEY[=TOPIC]]... [--lossless]
+//! ```
+//!
+//! `local.rs` is the only module that uses shmipc, `wire.rs` what travels with each
+//! sample, `bridge.rs` the zenoh side and the threads.
+
+mod bridge;
+mod local;
+mod wire;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Carries shmipc pubsub topics between hosts over zenoh.
+///
+/// Each `--export` subscribes to a local topic and puts every sample to a zenoh key;
+/// each `--import` subscribes to a zenoh key and publishes every sample on a local
+/// topic (the bridge is then that topic's one publisher). Topics are created where
+/// missing. Logs (connections, per-topic rates, gaps) go to stderr; RUST_LOG filters
+/// them (default `info`).
+#[derive(Debug, Parser)]
+#[command(name = "shmipc-bridge", version)]
+struct Args {
+    /// Listen for zenoh peers at ENDPOINT (a zenoh locator, e.g. tcp/0.0.0.0:7447).
+    #[arg(long, value_name = "ENDPOINT")]
+    listen: Vec<String>,
+    /// Connect to a zenoh peer at ENDPOINT (retried until it answers, and after it
+    /// goes away).
+    #[arg(long, value_name = "ENDPOINT")]
+    connect: Vec<String>,
+    /// Find peers by UDP multicast scouting too (off: explicit endpoints only).
+    #[arg(long)]
+    scout: bool,
+    /// Put every sample of local TOPIC to zenoh KEY (default shmipc/TOPIC).
+    #[arg(long, value_name = "TOPIC[=KEY]", value_parser = parse_export)]
+    export: Vec<(String, String)>,
+    /// Publish every sample of zenoh KEY on local TOPIC (default: KEY's last element).
+    #[arg(long, value_name = "KEY[=TOPIC]", value_parser = parse_import)]
+    import: Vec<(String, String)>,
+    /// Lossless and in order: reliable zenoh delivery with blocking congestion control,
+    /// topics created in block mode, and backpressure from the slowest subscriber
+    /// back to the publisher. Without it, nothing waits and losses are reported.
+    #[arg(long)]
+    lossless: bool,
+    /// Slots of a topic the bridge creates.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    capacity: usize,
+    /// Largest sample of a topic the bridge creates, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    slot_size: usize,
+    /// Subscriber places of a topic the bridge creates.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_subscribers: usize,
+    /// Samples queued per import between zenoh and the local topic.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    queue: usize,
+    /// Seconds between rate logs (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    stats: f64,
+}
+
+fn parse_export(s: &str) -> Result<(String, String), String> {
+    let (topic, key) = match s.split_once('=') {
+        Some((t, k)) => (t.to_owned(), k.to_owned()),
+        None => (s.to_owned(), format!("shmipc/{s}")),
+    };
+    check_topic(&topic)?;
+    check_key(&key)?;
+    Ok((topic, key))
+}
+
+fn parse_import(s: &str) -> Result<(String, String), String> {
+    let (key, topic) = match s.split_once('=') {
+        Some((k, t)) => (k.to_owned(), t.to_owned()),
+        None => {
+            let last = s.rsplit('/').next().unwrap_or(s);
+            (s.to_owned(), last.to_owned())
+        }
+    };
+    check_key(&key)?;
+    if topic.contains('*') || topic.contains('$') {
+        return Err(format!(
+            "`{key}` ends in a wildcard: name the local topic (--import {key}=TOPIC)"
+        ));
+    }
+    check_topic(&topic)?;
+    Ok((key, topic))
+}
+
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.contains('/') || topic.contains('\\') || topic == ".." {
+        return Err(format!(
+            "`{topic}` is not a topic name: use a non-empty name without path separators"
+        ));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    zenoh::key_expr::KeyExpr::try_from(key)
+        .map(|_| ())
+        .map_err(|e| format!("`{key}` is not a zenoh key expression: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.export.is_empty() && args.import.is_empty() {
+        tracing::warn!("nothing to bridge: give --export or --import");
+    }
+    if !args.stats.is_finite() || args.stats < 0.0 {
+        eprintln!(
+            "shmipc-bridge: --stats {} is not a number of seconds >= 0",
+            args.stats
+        );
+        return ExitCode::from(2);
+    }
+    let plan = bridge::Plan {
+        listen: args.listen,
+        connect: args.connect,
+        scout: args.scout,
+        exports: args.export,
+        imports: args.import,
+        topics: local::TopicSettings {
+            lossless: args.lossless,
+            capacity: args.capacity,
+            slot_size: args.slot_size,
+            max_subscribers: args.max_subscribers,
+        },
+        queue: args.queue.max(1),
+        stats: Duration::from_secs_f64(args.stats),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed)) {
+        eprintln!("shmipc-bridge: cannot handle Ctrl-C: {e}");
+        return ExitCode::FAILURE;
+    }
+    match bridge::run(&plan, &stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmipc-bridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
