@@ -6,7 +6,7 @@
 //!   topics created in block mode, and nothing read from a local topic while no remote
 //!   subscriber matches its key nor published on a local topic while it has no
 //!   subscriber. Backpressure so runs end to end: a slow subscriber on host B fills its
-//!   topic, which stops the importing bridge, whose zenoh queue fills, which stops the
+//!   topic, which holds the importing bridge's zenoh receiving task, which stops the
 //!   TCP stream, which blocks the exporting bridge's put, which stops it reading its
 //!   topic, which blocks the publisher on host A.
 //! * No loops: puts go to remote subscribers only and imports hear remote puts only
@@ -17,11 +17,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zenoh::handlers::FifoChannel;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Session, Wait};
@@ -49,8 +48,6 @@ pub struct Plan {
     pub imports: Vec<(String, String)>,
     /// How local topics are created, and whether lossless.
     pub topics: TopicSettings,
-    /// Queue of received samples per import.
-    pub queue: usize,
     /// Period of the rate logs (zero: none).
     pub stats: Duration,
 }
@@ -113,7 +110,7 @@ pub fn config(plan: &Plan) -> Result<zenoh::Config, String> {
 ///
 /// # Errors
 /// The zenoh session cannot be opened, or a key cannot be declared.
-pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<(), String> {
+pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let session = zenoh::open(config(plan)?)
         .wait()
         .map_err(|e| format!("cannot open the zenoh session: {e}"))?;
@@ -178,31 +175,32 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<(), String> {
     }
     let mut imports = Vec::new();
     for (key, topic) in &plan.imports {
-        let subscriber = session
-            .declare_subscriber(key.clone())
-            .allowed_origin(Locality::Remote)
-            .with(FifoChannel::new(plan.queue))
-            .wait()
-            .map_err(|e| format!("--import {key}={topic}: cannot subscribe to the key: {e}"))?;
         let counters = Arc::new(Counters::default());
         rates.push((format!("import {key} -> {topic}"), counters.clone()));
-        let ctx = Import {
-            key,
-            topic,
-            settings: &plan.topics,
+        imports.push(Import {
+            key: key.clone(),
+            topic: topic.clone(),
+            settings: plan.topics,
             origin,
             own: own[topic].clone(),
             counters,
-            stop,
-        };
-        imports.push((ctx, subscriber));
+            stop: stop.clone(),
+        });
     }
+    let failed = AtomicBool::new(false);
     thread::scope(|s| {
         for (ctx, publisher, matching) in exports {
             s.spawn(move || ctx.run(&publisher, &matching));
         }
-        for (ctx, subscriber) in imports {
-            s.spawn(move || ctx.run(&subscriber));
+        for ctx in imports {
+            let (session, failed) = (&session, &failed);
+            s.spawn(move || {
+                if let Err(e) = ctx.run(session) {
+                    tracing::error!("{e}; stopping");
+                    failed.store(true, Ordering::Relaxed);
+                    ctx_stop(stop);
+                }
+            });
         }
         watch(&session, &rates, plan.stats, stop);
     });
@@ -211,7 +209,14 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<(), String> {
         .wait()
         .map_err(|e| format!("closing the zenoh session: {e}"))?;
     tracing::info!("bridge stopped");
+    if failed.load(Ordering::Relaxed) {
+        return Err("an import could not be declared (see the log)".into());
+    }
     Ok(())
+}
+
+fn ctx_stop(stop: &AtomicBool) {
+    stop.store(true, Ordering::Relaxed);
 }
 
 /// Logs peers as they come and go, and each topic's rates.
@@ -359,113 +364,133 @@ impl Export<'_> {
     }
 }
 
-struct Import<'a> {
-    key: &'a str,
-    topic: &'a str,
-    settings: &'a TopicSettings,
+struct Import {
+    key: String,
+    topic: String,
+    settings: TopicSettings,
     origin: Origin,
     own: Own,
     counters: Arc<Counters>,
-    stop: &'a AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
-impl Import<'_> {
-    fn run(
-        self,
-        subscriber: &zenoh::pubsub::Subscriber<
-            zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>,
-        >,
-    ) {
+/// What an import's callback changes.
+struct ImportState {
+    sink: Sink,
+    gaps: Gaps,
+    dropped_too_large: bool,
+}
+
+impl Import {
+    /// Becomes the local topic's publisher, then subscribes to the key with a callback
+    /// that publishes each sample from zenoh's receiving task (no thread hop; in
+    /// lossless mode a full topic holds that task, and so the network, back).
+    fn run(self, session: &Session) -> Result<(), String> {
         let what = format!("import {} -> {}", self.key, self.topic);
-        let Some((mut sink, first)) =
-            open_retrying(&what, self.stop, || Sink::open(self.topic, self.settings))
-        else {
-            return;
+        let Some((sink, first)) = open_retrying(&what, &self.stop, || {
+            Sink::open(&self.topic, &self.settings)
+        }) else {
+            return Ok(());
         };
         // Release pairs with the export's Acquire load.
         self.own.store(first, Ordering::Release);
-        tracing::info!(key = self.key, topic = self.topic, "importing");
-        let mut gaps = Gaps::default();
-        let mut dropped_too_large = false;
-        while !self.stop.load(Ordering::Relaxed) {
-            let sample = match subscriber.recv_timeout(TICK) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(key = self.key, "zenoh subscriber closed: {e}");
+        let state = Mutex::new(ImportState {
+            sink,
+            gaps: Gaps::default(),
+            dropped_too_large: false,
+        });
+        let key = self.key.clone();
+        let me = Arc::new(self);
+        let ctx = me.clone();
+        let subscriber = session
+            .declare_subscriber(key.clone())
+            .allowed_origin(Locality::Remote)
+            .callback(move |sample| {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                ctx.on_sample(&mut st, &sample);
+            })
+            .wait()
+            .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
+        tracing::info!(key = me.key, topic = me.topic, "importing");
+        while !me.stop.load(Ordering::Relaxed) {
+            thread::sleep(TICK);
+        }
+        let _ = subscriber.undeclare().wait();
+        Ok(())
+    }
+
+    fn on_sample(&self, st: &mut ImportState, sample: &zenoh::sample::Sample) {
+        let tag = sample
+            .attachment()
+            .and_then(|a| Tag::decode(&a.to_bytes()));
+        if let Some(tag) = tag {
+            if tag.origin == self.origin {
+                return; // our own put (zenoh routed it back): never re-published
+            }
+            let key = sample.key_expr().as_str();
+            match st.gaps.see(key, tag) {
+                Seen::First => {
+                    tracing::info!(key, seq = tag.seq, "stream joined");
+                }
+                Seen::InOrder => {}
+                Seen::Gap {
+                    lost,
+                    expected,
+                    new_origin,
+                } => {
+                    self.counters.lost.fetch_add(lost, Ordering::Relaxed);
+                    tracing::warn!(
+                        key,
+                        topic = self.topic,
+                        lost,
+                        from_seq = expected,
+                        to_seq = tag.seq - 1,
+                        new_origin,
+                        "gap: samples lost on the way"
+                    );
+                }
+                Seen::Restarted { expected } => {
+                    tracing::warn!(
+                        key,
+                        expected,
+                        seq = tag.seq,
+                        "numbering went back: the exporting topic was recreated"
+                    );
+                }
+            }
+        }
+        let data = sample.payload().to_bytes();
+        // Lossless: nobody to read it here yet; wait (and so hold the network back).
+        while self.settings.lossless
+            && st.sink.subscribers() == 0
+            && !self.stop.load(Ordering::Relaxed)
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        loop {
+            match st.sink.send(&data, TICK) {
+                Ok(Sent::Yes) => {
+                    self.counters.add(data.len());
                     return;
                 }
-            };
-            let tag = sample.attachment().and_then(|a| Tag::decode(&a.to_bytes()));
-            if let Some(tag) = tag {
-                if tag.origin == self.origin {
-                    continue; // our own put (zenoh routed it back): never re-published
-                }
-                let key = sample.key_expr().as_str();
-                match gaps.see(key, tag) {
-                    Seen::First => {
-                        tracing::info!(key, seq = tag.seq, "stream joined");
-                    }
-                    Seen::InOrder => {}
-                    Seen::Gap {
-                        lost,
-                        expected,
-                        new_origin,
-                    } => {
-                        self.counters.lost.fetch_add(lost, Ordering::Relaxed);
-                        tracing::warn!(
-                            key,
+                Ok(Sent::Full) if !self.stop.load(Ordering::Relaxed) => {}
+                Ok(Sent::Full) => return,
+                Ok(Sent::TooLarge { max }) => {
+                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                    if !st.dropped_too_large {
+                        tracing::error!(
                             topic = self.topic,
-                            lost,
-                            from_seq = expected,
-                            to_seq = tag.seq - 1,
-                            new_origin,
-                            "gap: samples lost on the way"
+                            len = data.len(),
+                            max,
+                            "sample larger than the topic's slots: dropped; recreate the topic with larger slots (--slot-size)"
                         );
+                        st.dropped_too_large = true;
                     }
-                    Seen::Restarted { expected } => {
-                        tracing::warn!(
-                            key,
-                            expected,
-                            seq = tag.seq,
-                            "numbering went back: the exporting topic was recreated"
-                        );
-                    }
+                    return;
                 }
-            }
-            let data = sample.payload().to_bytes();
-            // Lossless: nobody to read it here yet; wait (and so hold the network back).
-            while self.settings.lossless
-                && sink.subscribers() == 0
-                && !self.stop.load(Ordering::Relaxed)
-            {
-                thread::sleep(Duration::from_millis(5));
-            }
-            loop {
-                match sink.send(&data, TICK) {
-                    Ok(Sent::Yes) => {
-                        self.counters.add(data.len());
-                        break;
-                    }
-                    Ok(Sent::Full) if !self.stop.load(Ordering::Relaxed) => {}
-                    Ok(Sent::Full) => return,
-                    Ok(Sent::TooLarge { max }) => {
-                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                        if !dropped_too_large {
-                            tracing::error!(
-                                topic = self.topic,
-                                len = data.len(),
-                                max,
-                                "sample larger than the topic's slots: dropped; recreate the topic with larger slots (--slot-size)"
-                            );
-                            dropped_too_large = true;
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(topic = self.topic, "{e}; import stopped");
-                        return;
-                    }
+                Err(e) => {
+                    tracing::error!(topic = self.topic, "{e}; sample dropped");
+                    return;
                 }
             }
         }

@@ -60,9 +60,6 @@ struct Args {
     /// Subscriber places of a topic the bridge creates.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_subscribers: usize,
-    /// Samples queued per import between zenoh and the local topic.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    queue: usize,
     /// Seconds between rate logs (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     stats: f64,
@@ -143,7 +140,6 @@ fn main() -> ExitCode {
             slot_size: args.slot_size,
             max_subscribers: args.max_subscribers,
         },
-        queue: args.queue.max(1),
         stats: Duration::from_secs_f64(args.stats),
     };
     let stop = Arc::new(AtomicBool::new(false));
