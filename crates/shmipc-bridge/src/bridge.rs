@@ -420,9 +420,7 @@ impl Import {
     }
 
     fn on_sample(&self, st: &mut ImportState, sample: &zenoh::sample::Sample) {
-        let tag = sample
-            .attachment()
-            .and_then(|a| Tag::decode(&a.to_bytes()));
+        let tag = sample.attachment().and_then(|a| Tag::decode(&a.to_bytes()));
         if let Some(tag) = tag {
             if tag.origin == self.origin {
                 return; // our own put (zenoh routed it back): never re-published

@@ -156,3 +156,46 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_and_import_defaults() {
+        let p = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(parse_export("news"), Ok(p("news", "shmipc/news")));
+        assert_eq!(parse_export("news=a/b"), Ok(p("news", "a/b")));
+        assert_eq!(parse_import("a/b/news"), Ok(p("a/b/news", "news")));
+        assert_eq!(parse_import("a/*=news"), Ok(p("a/*", "news")));
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_a_reason() {
+        assert!(parse_import("a/*").unwrap_err().contains("wildcard"));
+        assert!(parse_export("news=a//b")
+            .unwrap_err()
+            .contains("not a zenoh key"));
+        assert!(parse_export("=k").unwrap_err().contains("not a topic name"));
+        assert!(parse_import("k=x/y")
+            .unwrap_err()
+            .contains("not a topic name"));
+    }
+
+    #[test]
+    fn cli_parses() {
+        let a = Args::try_parse_from([
+            "shmipc-bridge",
+            "--listen",
+            "tcp/127.0.0.1:7447",
+            "--export",
+            "news",
+            "--import",
+            "x/y",
+            "--lossless",
+        ])
+        .expect("parses");
+        assert!(a.lossless && !a.scout);
+        assert_eq!(a.import, vec![("x/y".to_owned(), "y".to_owned())]);
+    }
+}
