@@ -351,11 +351,7 @@ impl Export<'_> {
                 origin: self.origin,
                 seq: got.seq,
             };
-            if let Err(e) = publisher
-                .put(got.data)
-                .attachment(tag.encode().to_vec())
-                .wait()
-            {
+            if let Err(e) = publisher.put(got.data).attachment(tag.encode()).wait() {
                 tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}");
                 continue;
             }

@@ -86,9 +86,12 @@ pub struct Gaps {
 impl Gaps {
     /// Accounts for a sample on `key`.
     pub fn see(&mut self, key: &str, tag: Tag) -> Seen {
-        let Some(prev) = self.last.insert(key.to_owned(), tag) else {
+        // Looked up before inserting: no allocation per sample.
+        let Some(slot) = self.last.get_mut(key) else {
+            self.last.insert(key.to_owned(), tag);
             return Seen::First;
         };
+        let prev = std::mem::replace(slot, tag);
         let expected = prev.seq.wrapping_add(1);
         let new_origin = prev.origin != tag.origin;
         if tag.seq == expected {

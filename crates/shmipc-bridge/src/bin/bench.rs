@@ -212,7 +212,10 @@ impl Bridged {
                 Command::new(bridge)
                     .args(args)
                     .args(["--lossless", "--stats", "0"])
-                    .env("RUST_LOG", "warn")
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("SHMIPC_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+                    )
                     .spawn()
                     .expect("start shmipc-bridge"),
             )
@@ -237,6 +240,18 @@ impl Bridged {
             "--export".into(),
             format!("{}=bench/b/pong", t("pong-b")),
         ]);
+        // The bridges attach: a sample published before would find no subscriber.
+        let end = Instant::now() + Duration::from_secs(60);
+        while !(tp.subscribers() > 0
+            && ping.subscribers() > 0
+            && pong_b.subscribers() > 0
+            && pong.publisher_present()
+            && tp_b.publisher_present()
+            && ping_b.publisher_present())
+        {
+            assert!(Instant::now() < end, "the bridges never attached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, done) = mpsc::channel();
         let mut threads = Vec::new();
