@@ -31,11 +31,11 @@ use clap::Parser;
 #[command(name = "shmipc-bridge", version)]
 struct Args {
     /// Listen for zenoh peers at ENDPOINT (a zenoh locator, e.g. tcp/0.0.0.0:7447).
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_endpoint)]
     listen: Vec<String>,
     /// Connect to a zenoh peer at ENDPOINT (retried until it answers, and after it
     /// goes away).
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_endpoint)]
     connect: Vec<String>,
     /// Find peers by UDP multicast scouting too (off: explicit endpoints only).
     #[arg(long)]
@@ -63,6 +63,18 @@ struct Args {
     /// Seconds between rate logs (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     stats: f64,
+}
+
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let ep: zenoh::config::EndPoint = s.parse().map_err(|_| {
+        format!("`{s}` is not a zenoh endpoint: write tcp/ADDRESS:PORT, e.g. tcp/192.0.2.1:7447")
+    })?;
+    if ep.protocol().as_str() != "tcp" {
+        return Err(format!(
+            "`{s}`: only tcp endpoints are built into shmipc-bridge (tcp/ADDRESS:PORT)"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_export(s: &str) -> Result<(String, String), String> {
@@ -180,6 +192,17 @@ mod tests {
         assert!(parse_import("k=x/y")
             .unwrap_err()
             .contains("not a topic name"));
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert!(parse_endpoint("tcp/127.0.0.1:7447").is_ok());
+        assert!(parse_endpoint("bogus")
+            .unwrap_err()
+            .contains("not a zenoh endpoint"));
+        assert!(parse_endpoint("udp/127.0.0.1:7447")
+            .unwrap_err()
+            .contains("only tcp"));
     }
 
     #[test]
