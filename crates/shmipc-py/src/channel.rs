@@ -989,12 +989,13 @@ impl Consumer {
 
 // ---------------------------------------------------------------- pubsub
 
+/// Options to create a topic with, as `shmipc pub` makes them: the ring's worth of
+/// messages (`capacity - 1`) kept for late subscribers that ask for history.
 fn pubsub_opts(
     capacity: usize,
     slot_size: usize,
     max_subscribers: usize,
     overflow: &str,
-    history: usize,
     max_held: usize,
 ) -> PyResult<pubsub::Options> {
     let overflow = match overflow {
@@ -1012,7 +1013,7 @@ fn pubsub_opts(
         .max_subscribers(max_subscribers)
         .max_held(max_held)
         .overflow(overflow)
-        .history(history))
+        .history(capacity.saturating_sub(1).min(0xffff)))
 }
 
 /// The Rust default: samples a subscriber may hold at once.
@@ -1024,7 +1025,9 @@ const MAX_HELD: usize = 4;
 /// opens it if it exists (then its own parameters apply) — the same defaults as
 /// ``shmipc pub``: lossless (``"block"``: the publisher waits for a live subscriber
 /// that has not kept up); ``overflow="overwrite"`` never waits and slow
-/// subscribers lose the oldest messages (``Sample.lost`` counts them).
+/// subscribers lose the oldest messages (``Sample.lost`` counts them). A topic
+/// keeps its last ``capacity - 1`` messages in the ring for late subscribers that
+/// ask for ``history`` (at no cost: they never hold the publisher up).
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Publisher {
     cell: PublisherCell,
@@ -1055,7 +1058,7 @@ impl Publisher {
         overflow: &str,
         max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, 0, max_held)?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_or_open_publisher(topic))
             .map_err(errors::channel)?;
@@ -1076,7 +1079,7 @@ impl Publisher {
         overflow: &str,
         max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, 0, max_held)?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_publisher(topic))
             .map_err(errors::channel)?;
@@ -1318,16 +1321,9 @@ impl Subscriber {
         overflow: &str,
         max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(
-            capacity,
-            slot_size,
-            max_subscribers,
-            overflow,
-            history,
-            max_held,
-        )?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let s = py
-            .detach(|| o.create_or_open_subscriber(topic))
+            .detach(|| o.create_or_open_subscriber_with_history(topic, history))
             .map_err(errors::channel)?;
         Ok(Self::wrap(s))
     }
