@@ -1,6 +1,8 @@
 """Channels: spsc (zero copy) and pubsub, with the CLI, across processes."""
 
+import signal
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -316,3 +318,69 @@ def test_cli_overwrite_publisher_lost_count_in_python(name, shmipc_bin):
         lost += m.lost
         got.append(int(bytes(m)))
     assert lost > 0 and got[0] == lost and got == list(range(lost, 200))
+
+
+def test_pubsub_recv_releases_the_gil_and_samples_cross_threads(name):
+    pub = shmipc.Publisher(name)
+    sub = shmipc.Subscriber(name)
+    started = threading.Event()
+    got = []
+
+    def waiter():
+        started.set()
+        got.append(sub.recv(timeout=60))  # the sample outlives this thread
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    started.wait(30)
+    # Python runs here while the other thread waits in Rust; if the wait held the
+    # GIL, this thread would only get here after the 60 s timeout.
+    assert sum(i * i for i in range(200_000)) > 0
+    pub.send(b"across threads")
+    t.join(60)
+    assert bytes(got[0]) == b"across threads" and sub.held == 1
+    got.clear()  # released on this thread
+    assert sub.held == 0
+
+
+def test_ctrl_c_interrupts_a_pubsub_recv(name, child):
+    c = child(
+        """
+        import sys, shmipc
+        sub = shmipc.Subscriber(sys.argv[1])
+        try:
+            print("waiting", flush=True)  # inside the try: SIGINT may come at once
+            sub.recv()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """,
+        name,
+    )
+    c.expect("waiting")
+    c.proc.send_signal(signal.SIGINT)
+    c.expect("interrupted")
+    assert c.wait()[0] == 0
+
+
+def test_numpy_frames_from_a_python_publisher_process(name, child):
+    """Another Python process fills loaned chunks with NumPy; this one reads them in
+    place with NumPy."""
+    sub = shmipc.Subscriber(name, capacity=4, slot_size=1 << 20)
+    c = child(
+        """
+        import sys, numpy as np, shmipc
+        pub = shmipc.Publisher.open(sys.argv[1])
+        for i in range(8):  # twice the ring: lossless, waits for the reader
+            with pub.loan(1 << 20, timeout=30) as loan:
+                np.frombuffer(loan, dtype=np.uint64).fill(i)
+        print("sent", flush=True)
+        """,
+        name,
+    )
+    for i in range(8):
+        with sub.recv(timeout=30) as s:
+            a = np.frombuffer(s, dtype=np.uint64)
+            assert a.size == (1 << 17) and int(a.min()) == int(a.max()) == i
+            del a
+    c.expect("sent")
+    assert c.wait()[0] == 0
