@@ -294,7 +294,6 @@ fn scenario_b() {
 /// while a holder holds a mutex: a process started afterwards must not take the
 /// live holder's lock over.
 #[test]
-#[ignore = "issue 11 follow-up: reproduces a live holder judged dead once another user removes the liveness file it created"]
 fn a_user_who_made_the_liveness_file_cannot_make_a_live_owner_look_dead() {
     run(TEST_B, scenario_b);
 }
@@ -347,7 +346,6 @@ fn scenario_c() {
 /// a garbage collection (dry run) finds nothing to remove: shmipc's own files in
 /// /dev/shm are not objects.
 #[test]
-#[ignore = "issue 11 follow-up: gc --dry-run reports /dev/shm/.shmipc-liveness as a stale segment"]
 fn shmipc_internal_files_are_not_listed_or_collected() {
     run(TEST_C, scenario_c);
 }
