@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! bits 62..41  thread id (owners) or process id (endpoints), as its owner sees it
-//! bits 40..35  a tag of the owner's PID namespace (1..=63), to tell a foreign id
+//! bits 40..35  a tag of the owner's PID namespace (1..=62), to tell a foreign id
 //! bit  34      UNTRUSTED: its byte lives in a file its holder cannot trust (below)
 //! bits 33..0   a random nonce (never 0): the byte offset of its lock
 //! ```
@@ -314,12 +314,14 @@ impl AsRaw for BorrowedFd<'_> {
 // ---------------------------------------------------------------------------------
 // identities
 
-/// A tag of this process's PID namespace, 1..=63 (1 where it cannot be read).
+/// A tag of this process's PID namespace, 1..=62 (1 where it cannot be read).
+/// Tags 0 and 63 are never drawn: an identity with one is garbage (so that the
+/// likeliest garbage, all ones, reads as dead even with UNTRUSTED set).
 fn my_tag() -> u64 {
     static TAG: OnceLock<u64> = OnceLock::new();
     *TAG.get_or_init(|| {
         let ino = rfs::stat("/proc/self/ns/pid").map_or(0, |st| st.st_ino);
-        ino % TAG_MASK + 1
+        ino % (TAG_MASK - 1) + 1
     })
 }
 
@@ -360,8 +362,9 @@ fn new_identity(id: u64) -> io::Result<u64> {
 /// and that still has its name.
 fn identity_liveness(x: u64) -> Liveness {
     let n = x & NONCE_MASK;
-    if n == 0 || x >> 63 != 0 {
-        return Liveness::Dead; // garbage: no identity has nonce 0 or bit 63
+    let tag = x >> TAG_SHIFT & TAG_MASK;
+    if n == 0 || x >> 63 != 0 || tag == 0 || tag == TAG_MASK {
+        return Liveness::Dead; // garbage: no identity has nonce 0, bit 63, tag 0 or 63
     }
     if x & UNTRUSTED != 0 || !trusted() {
         return Liveness::Alive;
@@ -505,6 +508,12 @@ mod tests {
         };
         assert_eq!(owner_liveness(me ^ 1), expect);
         assert_eq!(owner_liveness((me ^ 1) | UNTRUSTED), Liveness::Alive);
+        // Tags 0 and 63 are never drawn: garbage, dead even when UNTRUSTED.
+        assert_eq!(owner_liveness(me | TAG_MASK << TAG_SHIFT), Liveness::Dead);
+        assert_eq!(
+            owner_liveness(me & !(TAG_MASK << TAG_SHIFT) | UNTRUSTED),
+            Liveness::Dead
+        );
         assert!(PATH.ends_with(FILE_NAME) && PATH.starts_with(DIR));
         assert_eq!(owner_liveness(0), Liveness::Dead);
         assert_eq!(owner_liveness(u64::MAX), Liveness::Dead);
