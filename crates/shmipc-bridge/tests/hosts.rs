@@ -156,8 +156,9 @@ fn netns_importer_restart_resumes() {
     let mut publ = h.a.publisher("news");
     feed(&mut publ, 1, 3_000);
     wait_lines(&out, 3_000);
-    bb.kill();
+    // The mark before the kill: A may log the lost subscriber right away.
     let mark = ba.log_text().lines().count();
+    bb.kill();
     ba.wait_log(mark, &["remote_subscribers=false"]);
     feed(&mut publ, 3_001, 5_000);
     let mut bb2 = h.b.bridge("bridge-b2", &args);
