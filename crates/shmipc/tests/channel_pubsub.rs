@@ -507,9 +507,11 @@ fn kill_storm(overflow: Overflow, rounds: u64) {
         .slot_size(32)
         .max_subscribers(4)
         .max_held(3)
-        .overflow(overflow)
-        .persistence(shmipc::Persistence::UntilRemoved);
+        .overflow(overflow);
     let watcher = opts.create_or_open_subscriber(&name.0).unwrap();
+    // A plain holder keeps the channel while every endpoint is dead (on every OS:
+    // Windows has no kernel persistence for memory segments).
+    let _holder = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
     let spawn_pub = || {
         Kid::spawn(
             ENTRY,
