@@ -837,6 +837,78 @@ impl Subscriber {
     }
 }
 
+/// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
+impl crate::waitset::sealed::Sealed for Subscriber {
+    fn announce(&mut self) -> bool {
+        self.chan.bell(OFF_DATA_BELL).announce();
+        true
+    }
+
+    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+        let Self {
+            chan,
+            core,
+            peer_check,
+            ..
+        } = self;
+        let chan = &*chan;
+        chan.bell(OFF_DATA_BELL).arm(|| {
+            if core.has_next(chan) {
+                return true;
+            }
+            let place = chan.publisher();
+            if place.left() || (peer_check.due() && place.gone()) {
+                // Let the receive that follows look at once.
+                peer_check.force();
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+/// Async receives: plain futures, any executor (see `crate::waitset`).
+impl Subscriber {
+    /// As [`Subscriber::recv_into`], as a future: the message is copied into `buf`
+    /// when it completes; returns how many messages were lost just before it.
+    ///
+    /// Cancel-safe: a message is taken only when the future completes; dropping it
+    /// while pending loses nothing.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv_into`].
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| loop {
+            pending.clear();
+            match self.next(buf, None) {
+                Err(RecvError::Empty) => {}
+                r => return std::task::Poll::Ready(r),
+            }
+            match crate::waitset::announce_and_arm(self) {
+                crate::waitset::Arm::Ready => {}
+                crate::waitset::Arm::Sleep(s) => {
+                    pending.register(&s, cx);
+                    return std::task::Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next message, as a future (cancel-safe like
+    /// [`Subscriber::recv_into_async`]).
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    pub async fn recv_async(&mut self) -> Result<Message, RecvError> {
+        let mut data = Vec::new();
+        let lost = self.recv_into_async(&mut data).await?;
+        Ok(Message { lost, data })
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.chan.subscriber(self.index).leave();

@@ -176,6 +176,15 @@ impl SubscriberCore {
         self.cursor
     }
 
+    /// Whether the next message is there, or was overwritten (a read would then
+    /// report it lost and move on): consumes nothing.
+    pub(crate) fn has_next(&self, slots: &impl PubSubSlots) -> bool {
+        let m = self.cursor;
+        // Acquire pairs with the writer's Release store of `done(m)`.
+        let s = slots.stamp(self.geo.slot(m)).load(Ordering::Acquire);
+        s.wrapping_sub(done(m)) as i64 >= 0
+    }
+
     /// Copies the next message into `buf` (replacing its contents).
     pub(crate) fn read(
         &mut self,

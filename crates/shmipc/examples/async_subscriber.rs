@@ -1,0 +1,46 @@
+//! Subscribes to a pubsub topic on a current-thread tokio runtime and prints each
+//! message as a line (as `shmipc sub` does), while a tokio interval ticks: the
+//! runtime is never blocked by the wait.
+//!
+//! `cargo run --release -p shmipc --example async_subscriber -- TOPIC COUNT`
+//!
+//! Exits 0 after COUNT messages; the tick count goes to stderr at exit.
+
+use std::time::Duration;
+
+use shmipc::channel::pubsub::Options;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(topic), Some(count)) = (args.next(), args.next()) else {
+        return Err("usage: async_subscriber TOPIC COUNT".into());
+    };
+    let count: u64 = count
+        .parse()
+        .map_err(|_| format!("COUNT `{count}` is not a number of messages"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    rt.block_on(async move {
+        let mut sub = Options::default().create_or_open_subscriber(&topic)?;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let mut ticks = 0u64;
+        let mut received = 0u64;
+        let mut buf = Vec::new();
+        while received < count {
+            tokio::select! {
+                _ = ticker.tick() => ticks += 1,
+                got = sub.recv_into_async(&mut buf) => {
+                    let lost = got.map_err(|e| format!("topic `{topic}`: {e}"))?;
+                    if lost > 0 {
+                        eprintln!("lost {lost} messages on topic `{topic}` before the next one");
+                    }
+                    println!("{}", String::from_utf8_lossy(&buf).escape_debug());
+                    received += 1;
+                }
+            }
+        }
+        eprintln!("ticks: {ticks}");
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}

@@ -1,0 +1,253 @@
+//! Async receives and the WaitSet across real processes: a child (this test binary
+//! re-run with a role) sends, the parent awaits on a current-thread tokio runtime.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{arg, hear_exactly, role, say, unique_name, Peer};
+use shmipc::channel::spsc::{Consumer, Producer};
+use shmipc::channel::RecvError;
+use shmipc::WaitSet;
+
+const CAP: usize = 8;
+const SLOT: usize = 64;
+
+/// Child roles: open the producer of `NAME`, then act.
+fn child() -> bool {
+    let Some(role) = role() else { return false };
+    let name = arg("NAME");
+    let mut p = Producer::open(&name).expect("open producer");
+    match role.as_str() {
+        // Tell the parent we are attached, wait for its go, pause, send one.
+        "send-later" => {
+            say("ready");
+            hear_exactly("go");
+            std::thread::sleep(Duration::from_millis(50));
+            p.send(b"hello").expect("send");
+            hear_exactly("bye");
+        }
+        // Send COUNT numbered messages, with a pause now and then.
+        "stream" => {
+            let n: u64 = arg("COUNT").parse().unwrap();
+            say("ready");
+            for i in 0..n {
+                p.send(&i.to_le_bytes()).expect("send");
+                if i % 97 == 0 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+            hear_exactly("bye");
+        }
+        // Attach and wait to be killed.
+        "idle" => {
+            say("ready");
+            let _ = common::hear();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    true
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn recv_async_returns_a_later_message_while_a_timer_ticks() {
+    if child() {
+        return;
+    }
+    let name = unique_name("async-later");
+    let mut c = Consumer::create(&name, CAP, SLOT).unwrap();
+    let mut peer = Peer::role(
+        "recv_async_returns_a_later_message_while_a_timer_ticks",
+        "send-later",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    peer.send("go");
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut ticks = 0u32;
+    let got = loop {
+        tokio::select! {
+            _ = ticker.tick() => ticks += 1,
+            r = c.recv_async() => break r.map(|s| s.to_vec()),
+        }
+    };
+    assert_eq!(got.unwrap(), b"hello");
+    // The runtime ran the timer while the receive waited.
+    assert!(ticks >= 1);
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn select_over_three_channels_picks_the_one_written() {
+    if child() {
+        return;
+    }
+    let names: Vec<String> = (0..3)
+        .map(|i| unique_name(&format!("async-sel{i}")))
+        .collect();
+    let mut cs: Vec<Consumer> = names
+        .iter()
+        .map(|n| Consumer::create(n, CAP, SLOT).unwrap())
+        .collect();
+    let mut peer = Peer::role(
+        "select_over_three_channels_picks_the_one_written",
+        "send-later",
+        &[("NAME", &names[1])],
+    );
+    peer.expect("ready");
+    peer.send("go");
+    let [a, b, c] = &mut cs[..] else {
+        unreachable!()
+    };
+    let (which, data) = tokio::select! {
+        r = a.recv_async() => (0, r.map(|s| s.to_vec())),
+        r = b.recv_async() => (1, r.map(|s| s.to_vec())),
+        r = c.recv_async() => (2, r.map(|s| s.to_vec())),
+    };
+    assert_eq!(which, 1);
+    assert_eq!(data.unwrap(), b"hello");
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_pending_receives_loses_nothing() {
+    if child() {
+        return;
+    }
+    const N: u64 = 5000;
+    let name = unique_name("async-cancel");
+    let mut c = Consumer::create(&name, CAP, SLOT).unwrap();
+    let mut peer = Peer::role(
+        "dropping_pending_receives_loses_nothing",
+        "stream",
+        &[("NAME", &name), ("COUNT", &N.to_string())],
+    );
+    peer.expect("ready");
+    let mut next = 0u64;
+    let mut cancelled = 0u64;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    while next < N {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Race each receive against a timer of 0-99 µs: many are dropped pending.
+        let pause = Duration::from_micros(rng % 100);
+        tokio::select! {
+            r = c.recv_async() => {
+                let s = r.expect("recv");
+                let v = u64::from_le_bytes(s[..8].try_into().unwrap());
+                assert_eq!(v, next, "a message was lost or reordered");
+                next += 1;
+            }
+            () = tokio::time::sleep(pause) => cancelled += 1,
+        }
+    }
+    eprintln!("{N} received in order, {cancelled} receives dropped pending");
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_killed_producer_gives_disconnected() {
+    if child() {
+        return;
+    }
+    let name = unique_name("async-kill");
+    let mut c = Consumer::create(&name, CAP, SLOT).unwrap();
+    let mut peer = Peer::role(
+        "a_killed_producer_gives_disconnected",
+        "idle",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let recv = c.recv_async();
+    let kill = async {
+        tokio::task::yield_now().await;
+        peer.kill();
+        std::future::pending::<()>().await;
+    };
+    let r = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            r = recv => r.map(|s| s.len()),
+            () = kill => unreachable!(),
+        }
+    })
+    .await
+    .expect("no Disconnected within 30 s");
+    assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+}
+
+#[test]
+fn a_wait_set_over_1000_channels_wakes_for_the_one_written() {
+    if child() {
+        return;
+    }
+    const N: usize = 1000;
+    const HIT: usize = 737;
+    let base = unique_name("ws");
+    let names: Vec<String> = (0..N).map(|i| format!("{base}-{i}")).collect();
+    let mut cs: Vec<Consumer> = names
+        .iter()
+        .map(|n| Consumer::create(n, 2, SLOT).unwrap())
+        .collect();
+    let mut set = WaitSet::new();
+    {
+        let mut members: Vec<&mut dyn shmipc::Waitable> = cs
+            .iter_mut()
+            .map(|c| c as &mut dyn shmipc::Waitable)
+            .collect();
+        // Nothing written yet: a short wait times out with nobody ready.
+        assert!(set
+            .wait(&mut members, Some(Duration::from_millis(20)))
+            .is_empty());
+    }
+    let mut peer = Peer::role(
+        "a_wait_set_over_1000_channels_wakes_for_the_one_written",
+        "send-later",
+        &[("NAME", &names[HIT])],
+    );
+    peer.expect("ready");
+    peer.send("go");
+    let ready = {
+        let mut members: Vec<&mut dyn shmipc::Waitable> = cs
+            .iter_mut()
+            .map(|c| c as &mut dyn shmipc::Waitable)
+            .collect();
+        set.wait(&mut members, Some(Duration::from_secs(30)))
+            .to_vec()
+    };
+    assert_eq!(ready, vec![HIT]);
+    assert_eq!(&*cs[HIT].try_recv().unwrap(), b"hello");
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn semaphore_and_event_waits_as_futures() {
+    use shmipc::sync::{EventReset, NamedEvent, NamedSemaphore};
+    if role().is_some() {
+        return;
+    }
+    let sname = unique_name("async-sem");
+    let ename = unique_name("async-ev");
+    let (sem, _) = NamedSemaphore::create_or_open(&sname, 0, 10).unwrap();
+    let (ev, _) = NamedEvent::create_or_open(&ename, EventReset::Auto, false).unwrap();
+    let s2 = NamedSemaphore::open(&sname).unwrap();
+    let e2 = NamedEvent::open(&ename).unwrap();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        s2.post().unwrap();
+        e2.set();
+    });
+    tokio::time::timeout(Duration::from_secs(30), sem.wait_async())
+        .await
+        .expect("semaphore");
+    tokio::time::timeout(Duration::from_secs(30), ev.wait_async())
+        .await
+        .expect("event");
+    assert!(!ev.is_set(), "auto reset: the wait took it");
+    t.join().unwrap();
+}
