@@ -18,6 +18,9 @@ const SLOT: usize = 64;
 fn child() -> bool {
     let Some(role) = role() else { return false };
     let name = arg("NAME");
+    if let Some(r) = mutex_child(&role, &name) {
+        return r;
+    }
     let mut p = Producer::open(&name).expect("open producer");
     match role.as_str() {
         // Tell the parent we are attached, wait for its go, pause, send one.
@@ -34,8 +37,8 @@ fn child() -> bool {
             say("ready");
             for i in 0..n {
                 p.send(&i.to_le_bytes()).expect("send");
-                if i % 97 == 0 {
-                    std::thread::sleep(Duration::from_micros(300));
+                if i % 23 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
             hear_exactly("bye");
@@ -117,7 +120,7 @@ async fn dropping_pending_receives_loses_nothing() {
     if child() {
         return;
     }
-    const N: u64 = 5000;
+    const N: u64 = 3000;
     let name = unique_name("async-cancel");
     let mut c = Consumer::create(&name, CAP, SLOT).unwrap();
     let mut peer = Peer::role(
@@ -133,8 +136,9 @@ async fn dropping_pending_receives_loses_nothing() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        // Race each receive against a timer of 0-99 µs: many are dropped pending.
-        let pause = Duration::from_micros(rng % 100);
+        // Race each receive against a timer of 0-2 ms (tokio's timer ticks in
+        // milliseconds) while the sender pauses 2 ms now and then.
+        let pause = Duration::from_micros(rng % 3000);
         tokio::select! {
             r = c.recv_async() => {
                 let s = r.expect("recv");
@@ -146,6 +150,10 @@ async fn dropping_pending_receives_loses_nothing() {
         }
     }
     eprintln!("{N} received in order, {cancelled} receives dropped pending");
+    assert!(
+        cancelled > 0,
+        "no receive was dropped pending: the test tested nothing"
+    );
     peer.send("bye");
     peer.finish();
 }
@@ -250,4 +258,117 @@ async fn semaphore_and_event_waits_as_futures() {
         .expect("event");
     assert!(!ev.is_set(), "auto reset: the wait took it");
     t.join().unwrap();
+}
+
+/// Mutex roles.
+fn mutex_child(role: &str, name: &str) -> Option<bool> {
+    use shmipc::NamedMutex;
+    match role {
+        // Take and release the lock ROUNDS times, holding it a little each time.
+        "mutex-churn" => {
+            let m = NamedMutex::open(name).expect("open mutex");
+            let rounds: u32 = arg("ROUNDS").parse().unwrap();
+            say("ready");
+            for _ in 0..rounds {
+                let g = m.lock().expect("lock");
+                std::thread::sleep(Duration::from_micros(1500));
+                drop(g);
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            say("done");
+            hear_exactly("bye");
+        }
+        // Take the lock and wait to be killed holding it.
+        "mutex-hold" => {
+            let m = NamedMutex::open(name).expect("open mutex");
+            let _g = m.lock().expect("lock");
+            say("ready");
+            let _ = common::hear();
+        }
+        _ => return None,
+    }
+    Some(true)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_pending_locks_leaks_nothing() {
+    use shmipc::NamedMutex;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-mutex");
+    let (m, _) = NamedMutex::create_or_open(&name).unwrap();
+    let mut peer = Peer::role(
+        "dropping_pending_locks_leaks_nothing",
+        "mutex-churn",
+        &[("NAME", &name), ("ROUNDS", "1000")],
+    );
+    peer.expect("ready");
+    let (mut got, mut cancelled) = (0u32, 0u32);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    while got < 200 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // tokio's timer ticks in milliseconds: 0-2 ms against holds of 1.5 ms.
+        let pause = Duration::from_micros(rng % 3000);
+        tokio::select! {
+            g = m.lock_async() => {
+                let g = g.expect("lock");
+                got += 1;
+                drop(g);
+                // Let the child take it again.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            () = tokio::time::sleep(pause) => cancelled += 1,
+        }
+    }
+    peer.expect("done");
+    // No dropped future left the lock held (or its waiters asleep).
+    drop(
+        m.try_lock()
+            .expect("the lock is free once the child is done"),
+    );
+    eprintln!("{got} locks taken, {cancelled} dropped pending");
+    assert!(
+        cancelled > 0,
+        "no lock was dropped pending: the test tested nothing"
+    );
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_killed_holder_gives_owner_died() {
+    use shmipc::sync::LockError;
+    use shmipc::NamedMutex;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-owner");
+    let (m, _) = NamedMutex::create_or_open(&name).unwrap();
+    let mut peer = Peer::role(
+        "a_killed_holder_gives_owner_died",
+        "mutex-hold",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let lock = m.lock_async();
+    let kill = async {
+        tokio::task::yield_now().await;
+        peer.kill();
+        std::future::pending::<()>().await;
+    };
+    let r = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            r = lock => r,
+            () = kill => unreachable!(),
+        }
+    })
+    .await
+    .expect("no OwnerDied within 30 s");
+    match r {
+        Err(LockError::OwnerDied(g)) => g.mark_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
 }

@@ -21,7 +21,7 @@ use crate::sys::wait::{self, Wake};
 /// where a spin is a yield that would steer the model away from the sleeps.
 const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 /// First sleep of a mutex waiter before it asks whether the owner lives.
-const FIRST_SLICE: Duration = Duration::from_millis(1);
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// Longest sleep of any waiter between checks: how long a dead owner, or a wake-up
 /// lost with a process that died while being woken, can keep a waiter asleep.
 pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
