@@ -27,6 +27,11 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.role.as_deref() {
         Some("peer") => peer::main(args.prefix.clone().unwrap_or_default(), &args.fds, args.pin),
+        Some("wake-peer") => crate::wake::peer(
+            args.prefix.as_deref().unwrap_or_default(),
+            &args.fds,
+            args.pin,
+        ),
         Some(other) => Err(format!("unknown --role {other}").into()),
         None => harness(&args),
     };
@@ -258,6 +263,9 @@ fn nonvoluntary_switches(pid: &str) -> u64 {
 }
 
 fn harness(args: &Args) -> Result<()> {
+    if crate::wake::wanted(args) {
+        return crate::wake::run(args);
+    }
     let sel = select(&args.only)?;
     if args.list {
         list();
