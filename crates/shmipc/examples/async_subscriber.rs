@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use shmipc::channel::pubsub::Options;
+use shmipc::channel::RecvError;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -31,11 +32,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::select! {
                 _ = ticker.tick() => ticks += 1,
                 got = sub.recv_into_async(&mut buf) => {
-                    let lost = got.map_err(|e| format!("topic `{topic}`: {e}"))?;
+                    let lost = match got {
+                        Ok(lost) => lost,
+                        // No publisher now (none yet, or it left and everything it
+                        // sent was read): look again soon, as `shmipc sub` does.
+                        Err(RecvError::Disconnected) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                        Err(e) => return Err(format!("topic `{topic}`: {e}").into()),
+                    };
                     if lost > 0 {
                         eprintln!("lost {lost} messages on topic `{topic}` before the next one");
                     }
-                    println!("{}", String::from_utf8_lossy(&buf).escape_debug());
+                    println!("{}", escape(&String::from_utf8_lossy(&buf)));
                     received += 1;
                 }
             }
@@ -43,4 +53,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("ticks: {ticks}");
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// One line for people, as `shmipc sub` prints it: control characters but tab
+/// escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

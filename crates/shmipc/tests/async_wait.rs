@@ -285,6 +285,15 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             say("ready");
             let _ = common::hear();
         }
+        // Publish one message on a pubsub topic after the parent's go.
+        "publish-later" => {
+            let mut p = shmipc::channel::pubsub::Publisher::open(name).expect("open publisher");
+            say("ready");
+            hear_exactly("go");
+            std::thread::sleep(Duration::from_millis(50));
+            p.send(b"shmipc sub").expect("publish");
+            hear_exactly("bye");
+        }
         _ => return None,
     }
     Some(true)
@@ -371,4 +380,35 @@ async fn a_killed_holder_gives_owner_died() {
         Err(LockError::OwnerDied(g)) => g.mark_consistent(),
         other => panic!("expected OwnerDied, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pubsub_recv_async_gets_a_later_message() {
+    use shmipc::channel::pubsub::Options;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-pubsub");
+    let mut sub = Options::default().create_or_open_subscriber(&name).unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut peer = Peer::role(
+        "pubsub_recv_async_gets_a_later_message",
+        "publish-later",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    peer.send("go");
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut ticks = 0u32;
+    let msg = loop {
+        tokio::select! {
+            _ = ticker.tick() => ticks += 1,
+            r = sub.recv_async() => break r.expect("recv"),
+        }
+    };
+    assert_eq!(msg.data, b"shmipc sub");
+    assert_eq!(msg.lost, 0);
+    assert!(ticks >= 1);
+    peer.send("bye");
+    peer.finish();
 }
