@@ -294,6 +294,42 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             p.send(b"shmipc sub").expect("publish");
             hear_exactly("bye");
         }
+        // mpmc: send one message after the parent's go.
+        "mpmc-send-later" => {
+            let mut p = shmipc::channel::mpmc::Producer::open(name).expect("open mpmc");
+            say("ready");
+            hear_exactly("go");
+            std::thread::sleep(Duration::from_millis(50));
+            p.send(b"mpmc").expect("send");
+            hear_exactly("bye");
+        }
+        // rpc: answer one request after a pause.
+        "rpc-server" => {
+            let mut srv =
+                shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
+            say("ready");
+            let req = srv.recv().expect("request");
+            std::thread::sleep(Duration::from_millis(50));
+            let mut answer = req.data.clone();
+            answer.reverse();
+            srv.respond(&req, &answer).expect("respond");
+            hear_exactly("bye");
+        }
+        // spsc: drain everything after the parent's go, until Disconnected.
+        "spsc-drain" => {
+            let mut c = Consumer::open(name).expect("open consumer");
+            say("ready");
+            hear_exactly("go");
+            let mut n = 0u32;
+            loop {
+                match c.recv_timeout(Duration::from_secs(30)) {
+                    Ok(_) => n += 1,
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            say(&format!("got {n}"));
+        }
         _ => return None,
     }
     Some(true)
@@ -410,5 +446,77 @@ async fn pubsub_recv_async_gets_a_later_message() {
     assert_eq!(msg.lost, 0);
     assert!(ticks >= 1);
     peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mpmc_recv_async_gets_a_later_message() {
+    if child() {
+        return;
+    }
+    let name = unique_name("async-mpmc");
+    let mut c = shmipc::channel::mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
+    let mut peer = Peer::role(
+        "mpmc_recv_async_gets_a_later_message",
+        "mpmc-send-later",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    peer.send("go");
+    let got = tokio::time::timeout(Duration::from_secs(30), c.recv_async())
+        .await
+        .expect("no message within 30 s");
+    assert_eq!(got.unwrap(), b"mpmc");
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn rpc_response_async() {
+    use shmipc::channel::rpc::Client;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-rpc");
+    // The child creates the channel and serves.
+    let mut peer = Peer::role("rpc_response_async", "rpc-server", &[("NAME", &name)]);
+    peer.expect("ready");
+    let mut client = Client::open(&name).unwrap();
+    let id = client.send_request(b"abc").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), client.recv_response_async(id))
+        .await
+        .expect("no response within 30 s");
+    assert_eq!(got.unwrap(), b"cba");
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn spsc_send_async_waits_for_room() {
+    if child() {
+        return;
+    }
+    let name = unique_name("async-full");
+    let mut p = Producer::create(&name, 2, SLOT).unwrap();
+    let mut peer = Peer::role(
+        "spsc_send_async_waits_for_room",
+        "spsc-drain",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let mut sent = 0u32;
+    while p.try_send(b"x").is_ok() {
+        sent += 1;
+    }
+    peer.send("go");
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(30), p.send_async(b"y"))
+            .await
+            .expect("no room within 30 s")
+            .unwrap();
+        sent += 1;
+    }
+    drop(p);
+    assert_eq!(peer.expect("got"), sent.to_string());
     peer.finish();
 }

@@ -55,7 +55,9 @@ use crate::deadline::Deadline;
 use crate::sys::wait::{
     coarse_now, heavy_barrier, register_heavy_barrier, wait, wake_all, Wake, HEAVY_BARRIER,
 };
-use crate::waitset::{self, Arm, Sleep, Undo};
+use std::task::{Context, Poll};
+
+use crate::waitset::{self, Arm, Pending, Sleep, Undo};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
 ///
@@ -171,6 +173,38 @@ impl<'a> Bell<'a> {
             recheck,
             undo,
         })
+    }
+
+    /// One poll of the async form of [`Bell::wait_for`]: `attempt` is the kind's
+    /// non-blocking try-call (`None`: would block; it may consume, since its result
+    /// completes the future). Try; announce, heavy barrier, read `seq`, try again;
+    /// else register for `cx` with the reactor and return `Pending` (see
+    /// `crate::waitset` for why no wake-up is lost). Dropping the future drops
+    /// `pending` and with it the registration; the count is left for the next
+    /// ringer to zero.
+    pub(crate) fn poll_async<R>(
+        &self,
+        pending: &mut Pending,
+        cx: &Context<'_>,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> Poll<R> {
+        pending.clear();
+        if let Some(r) = attempt() {
+            return Poll::Ready(r);
+        }
+        self.announce();
+        crate::sys::wait::heavy_barrier_checked();
+        match self.arm(|| false) {
+            Arm::Sleep(s) => {
+                if let Some(r) = attempt() {
+                    s.undo();
+                    return Poll::Ready(r);
+                }
+                pending.register(&s, cx);
+                Poll::Pending
+            }
+            Arm::Ready => unreachable!("arm(|| false) sleeps"),
+        }
     }
 
     /// Waits until `poll` returns `Some`, or `deadline` passes (`None` is

@@ -837,6 +837,34 @@ impl Subscriber {
     }
 }
 
+/// Async send (block mode): the try-call plus an async wait on the space bell.
+impl Publisher {
+    /// Publishes a copy of `msg`, waiting for room (block mode) as a future:
+    /// [`Publisher::send`] without blocking a thread. In overwrite mode it never
+    /// waits.
+    ///
+    /// Cancel-safe: the message is published only when the future completes;
+    /// dropping it while pending publishes nothing.
+    ///
+    /// # Errors
+    /// As [`Publisher::send`].
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_SPACE_BELL),
+                sleepers: words.u32(OFF_SPACE_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.send_with(msg, None) {
+                Err(SendError::Timeout(())) => None,
+                r => Some(r),
+            })
+        })
+        .await
+    }
+}
+
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Subscriber {
     fn announce(&mut self) -> bool {

@@ -772,6 +772,39 @@ impl Consumer {
     }
 }
 
+/// Async send: the try-call plus an async wait on the space bell.
+impl Producer {
+    /// Sends a copy of `msg`, waiting for room as a future: [`Producer::send`]
+    /// without blocking a thread.
+    ///
+    /// Cancel-safe: the message is written only when the future completes; dropping
+    /// it while pending sends nothing and holds no slot.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_SPACE_BELL),
+                sleepers: words.u32(OFF_SPACE_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
+                Err(TrySendError::Full(())) => None,
+                r => Some(r.map_err(|e| match e {
+                    TrySendError::Full(()) | TrySendError::Disconnected(()) => {
+                        SendError::Disconnected(())
+                    }
+                    TrySendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                    TrySendError::Corrupt(c) => SendError::Corrupt(c),
+                })),
+            })
+        })
+        .await
+    }
+}
+
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Consumer {
     fn announce(&mut self) -> bool {
