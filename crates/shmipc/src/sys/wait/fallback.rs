@@ -50,6 +50,7 @@ pub(crate) fn coarse_now() -> Duration {
 }
 
 /// No wait on many words: the reactor polls.
+#[cfg(not(loom))]
 pub(crate) fn wait_many(
     _ctl: &AtomicU32,
     _ctl_seen: u32,
@@ -60,4 +61,5 @@ pub(crate) fn wait_many(
 }
 
 /// Nothing to wake: the reactor polls.
+#[cfg(not(loom))]
 pub(crate) fn wake_private(_word: &AtomicU32) {}
