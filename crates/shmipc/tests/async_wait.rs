@@ -1,6 +1,6 @@
 //! Async receives and the WaitSet across real processes: a child (this test binary
 //! re-run with a role) sends, the parent awaits on a current-thread tokio runtime.
-#![cfg(target_os = "linux")]
+//! The same tests run under Wine (where the reactor polls: see `sys/wait/reactor.rs`).
 
 mod common;
 
