@@ -312,3 +312,72 @@ pub(crate) enum Many {
     /// This OS (or kernel) has no wait on many words: poll.
     Unsupported,
 }
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// More waits than one group holds: every one is woken by its own word's wake,
+    /// long before its recheck.
+    #[test]
+    fn wakes_every_waiter_across_groups() {
+        const N: usize = 3 * GROUP + 5;
+        let words: Vec<AtomicU32> = (0..N).map(|_| AtomicU32::new(0)).collect();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let far = Instant::now() + Duration::from_secs(3600);
+        let regs: Vec<Registration> = words.iter().map(|w| register(w, 0, far, &waker)).collect();
+        assert!(threads() >= N.div_ceil(GROUP));
+        for w in &words {
+            w.store(1, Ordering::Release);
+            super::super::wake_all(w);
+        }
+        wait_for("every waker", || count.0.load(Ordering::SeqCst) >= N);
+        drop(regs);
+    }
+
+    /// A dropped registration is not woken; a recheck fires by itself.
+    #[test]
+    fn drop_deregisters_and_recheck_fires() {
+        let word = AtomicU32::new(0);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let dropped = Arc::new(Count(AtomicUsize::new(0)));
+        let reg = register(&word, 0, far, &Waker::from(Arc::clone(&dropped)));
+        drop(reg);
+        word.store(1, Ordering::Release);
+        super::super::wake_all(&word);
+        // A second waiter whose recheck fires on its own; the reactor has passed
+        // the first one's change by then.
+        let timed = Arc::new(Count(AtomicUsize::new(0)));
+        let other = AtomicU32::new(0);
+        let _reg2 = register(
+            &other,
+            0,
+            Instant::now() + Duration::from_millis(5),
+            &Waker::from(Arc::clone(&timed)),
+        );
+        wait_for("the recheck", || timed.0.load(Ordering::SeqCst) == 1);
+        assert_eq!(
+            dropped.0.load(Ordering::SeqCst),
+            0,
+            "a dropped waiter was woken"
+        );
+    }
+}
