@@ -24,7 +24,8 @@
 //! 128th word of its `futex_waitv` call is a process-private *control word* that a new
 //! registration bumps (and wakes, if the thread sleeps) so that the thread re-reads
 //! its list. Groups are created on demand and their threads live as long as the
-//! process (an idle one sleeps on its control word alone).
+//! process (an idle one sleeps on its control word alone). A forked child, which
+//! inherits the list but not the threads, starts a list of its own.
 //!
 //! # No lost wake-up
 //!
@@ -118,9 +119,15 @@ pub(crate) fn register(
         waker: waker.clone(),
     };
     let groups = groups();
-    let mut all = groups
+    let mut guard = groups
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A forked child inherits the list but not the threads: start afresh.
+    let pid = std::process::id();
+    if guard.0 != pid {
+        *guard = (pid, Vec::new());
+    }
+    let all = &mut guard.1;
     for g in all.iter() {
         let mut st = g.lock();
         if st.entries.len() < GROUP {
@@ -153,12 +160,14 @@ pub(crate) fn threads() -> usize {
     groups()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .1
         .len()
 }
 
-fn groups() -> &'static Mutex<Vec<Arc<Group>>> {
-    static GROUPS: OnceLock<Mutex<Vec<Arc<Group>>>> = OnceLock::new();
-    GROUPS.get_or_init(|| Mutex::new(Vec::new()))
+/// The groups, with the id of the process whose threads serve them.
+fn groups() -> &'static Mutex<(u32, Vec<Arc<Group>>)> {
+    static GROUPS: OnceLock<Mutex<(u32, Vec<Arc<Group>>)>> = OnceLock::new();
+    GROUPS.get_or_init(|| Mutex::new((std::process::id(), Vec::new())))
 }
 
 /// Set once `futex_waitv` is found missing: every group polls from then on.
