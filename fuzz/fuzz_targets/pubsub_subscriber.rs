@@ -1,5 +1,5 @@
-//! Corrupt pubsub headers, cursors, stamps and lengths fed to subscribers and to a
-//! publisher: `cargo +nightly fuzz run pubsub_subscriber`.
+//! Corrupt pubsub headers, cursors, hold slots, ring entries and chunk headers fed
+//! to subscribers holding samples and to a (re-attached) publisher: `cargo +nightly fuzz run pubsub_subscriber`.
 //! The same entry point runs on stable in `crates/shmipc/tests/channel_fuzz.rs`.
 #![no_main]
 

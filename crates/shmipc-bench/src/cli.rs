@@ -62,6 +62,10 @@ pub struct Args {
     #[arg(long, hide = true, value_delimiter = ',', allow_hyphen_values = true)]
     pub fds: Vec<i32>,
 
+    /// Internal (fanout child): what to be.
+    #[arg(long, hide = true)]
+    pub fanout_spec: Option<String>,
+
     /// Internal (peer): the CPU to pin to.
     #[arg(long, hide = true)]
     pub pin: Option<usize>,
@@ -87,6 +91,8 @@ pub struct Plan {
     pub seg_per_batch: u32,
     /// Timed segment batches per operation and round.
     pub seg_batches: usize,
+    /// Fanout: about this many payload bytes per cell (and subscriber).
+    pub fanout_bytes: usize,
 }
 
 impl Plan {
@@ -102,6 +108,7 @@ impl Plan {
                 tp_batches: 2,
                 seg_per_batch: 2,
                 seg_batches: 2,
+                fanout_bytes: 256 << 10,
             }
         } else if args.quick {
             Plan {
@@ -113,6 +120,7 @@ impl Plan {
                 tp_batches: 200,
                 seg_per_batch: 5,
                 seg_batches: 80,
+                fanout_bytes: 32 << 20,
             }
         } else {
             Plan {
@@ -124,6 +132,7 @@ impl Plan {
                 tp_batches: 500,
                 seg_per_batch: 5,
                 seg_batches: 200,
+                fanout_bytes: 128 << 20,
             }
         };
         if let Some(r) = args.rounds {

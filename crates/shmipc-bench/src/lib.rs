@@ -25,6 +25,8 @@
 //!
 //! * `latency`: round trips at 8 B, 64 B, 4 KiB, 64 KiB ([`latency`]).
 //! * `throughput`: messages/s at 64 B, bytes/s at 4 KiB, 64 KiB, 1 MiB ([`throughput`]).
+//! * `fanout`: one publisher, 1 and 3 subscriber processes, samples/s delivered to
+//!   every subscriber at 64 B, 4 KiB, 64 KiB, 1 MiB ([`fanout`]; its own method).
 //! * `segment`: create+map+unmap+remove and open+map+unmap, shmipc against the bare
 //!   system calls ([`segment_ops`]).
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -33,6 +35,8 @@
 mod cli;
 #[cfg(target_os = "linux")]
 mod ctx;
+#[cfg(target_os = "linux")]
+pub mod fanout;
 #[cfg(target_os = "linux")]
 mod iceoryx;
 #[cfg(target_os = "linux")]

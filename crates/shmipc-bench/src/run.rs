@@ -32,6 +32,9 @@ pub fn main() -> ExitCode {
             &args.fds,
             args.pin,
         ),
+        Some("fanout-child") => {
+            crate::fanout::child(args.fanout_spec.as_deref().unwrap_or_default())
+        }
         Some(other) => Err(format!("unknown --role {other}").into()),
         None => harness(&args),
     };
@@ -55,12 +58,14 @@ struct Selection {
     tp_suite: bool,
     memcpy: bool,
     seg: bool,
+    /// The fanout suite runs.
+    fanout: bool,
     /// Asked-for contenders that this build does not have yet.
     unwired: Vec<String>,
 }
 
 fn all_names() -> Vec<&'static str> {
-    let mut v = vec!["latency", "throughput", "segment"];
+    let mut v = vec!["latency", "throughput", "segment", "fanout", "floor-fanout"];
     v.extend(latency::CONTENDERS.iter().map(|c| c.name));
     v.extend(throughput::CONTENDERS.iter().map(|c| c.name));
     v.push(throughput::MEMCPY);
@@ -116,6 +121,7 @@ fn select(only: &[String]) -> Result<Selection> {
         }
     }
     sel.seg = segment_ops::OPS.iter().any(|op| wanted(op, "segment"));
+    sel.fanout = wanted("floor-fanout", "fanout");
     Ok(sel)
 }
 
@@ -272,6 +278,9 @@ fn harness(args: &Args) -> Result<()> {
         return Ok(());
     }
     let plan = Plan::new(args);
+    if sel.fanout && sel.lat.is_empty() && !sel.tp_suite && !sel.seg {
+        return fanout_suite(args, &plan, None);
+    }
     let started = Instant::now();
     let loadavg_start = report::loadavg();
 
@@ -491,6 +500,39 @@ fn harness(args: &Args) -> Result<()> {
     }
     if let Some(path) = &args.svg {
         report::write_svg(path, &figures)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    drop(stdout);
+    if sel.fanout {
+        fanout_suite(args, &plan, args.json.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Runs the fanout suite (its own processes and method: `fanout.rs`), prints its
+/// table, and writes its rows to `--json` (added as `"fanout"` to the report in
+/// `merge_into`, else as `{"fanout": [...]}`).
+fn fanout_suite(args: &Args, plan: &Plan, merge_into: Option<&std::path::Path>) -> Result<()> {
+    let cells = plan.rounds * 24;
+    let bar = ProgressBar::new(cells as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}").map_err(|e| e.to_string())?,
+    );
+    let rows = crate::fanout::run(plan.rounds, plan.fanout_bytes, |m| {
+        bar.set_message(m);
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let mut stdout = std::io::stdout().lock();
+    crate::fanout::table(&mut stdout, &rows)?;
+    stdout.flush()?;
+    if let Some(path) = &args.json {
+        let mut doc = match merge_into {
+            Some(p) => serde_json::from_str(&std::fs::read_to_string(p)?)?,
+            None => serde_json::json!({}),
+        };
+        doc["fanout"] = serde_json::to_value(&rows)?;
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     Ok(())

@@ -187,7 +187,6 @@ struct PubSubRoundTrip {
     /// One (publisher, subscriber) pair per entry of `latency::PAYLOADS`.
     ends: Vec<(pubsub::Publisher, pubsub::Subscriber)>,
     current: usize,
-    buf: Vec<u8>,
 }
 
 /// This process's end of `shmipc-pubsub`.
@@ -214,11 +213,7 @@ pub fn open_pubsub(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
             ),
         });
     }
-    Ok(Box::new(PubSubRoundTrip {
-        ends,
-        current: 0,
-        buf: Vec::with_capacity(latency::MAX_PAYLOAD),
-    }))
+    Ok(Box::new(PubSubRoundTrip { ends, current: 0 }))
 }
 
 impl PubSubRoundTrip {
@@ -232,13 +227,14 @@ impl PubSubRoundTrip {
 
     #[inline]
     fn recv(&mut self, i: usize, out: &mut [u8], what: &'static str) -> Result<()> {
-        let sub = &mut self.ends[i].1;
+        let sub = &self.ends[i].1;
         let mut spinner = Spinner::new(what);
         loop {
-            match sub.try_recv_into(&mut self.buf) {
-                Ok(0) => return take(&self.buf, out),
-                Ok(lost) => {
-                    return Err(format!("shmipc-pubsub: lost {lost} messages").into());
+            // The sample is read in place and copied straight out.
+            match sub.try_recv() {
+                Ok(s) if s.lost() == 0 => return take(&s, out),
+                Ok(s) => {
+                    return Err(format!("shmipc-pubsub: lost {} messages", s.lost()).into());
                 }
                 Err(RecvError::Empty) => spinner.tick()?,
                 Err(e) => return Err(e.into()),

@@ -161,3 +161,42 @@ fn list_names_every_contender() {
         assert!(stdout.contains(name), "{name} missing from\n{stdout}");
     }
 }
+
+/// The fanout suite alone: every contender, payload and subscriber count gets a
+/// row with the documented keys, every subscriber's checksum matched (or the run
+/// fails), and nothing is left in /dev/shm.
+#[test]
+fn tiny_fanout_writes_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("fanout.json");
+    let out = bench()
+        .args(["--tiny", "--only", "fanout", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("fanout"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = doc["fanout"].as_array().expect("fanout rows");
+    assert_eq!(rows.len(), 3 * 4 * 2);
+    for r in rows {
+        assert_eq!(r["suite"], "fanout");
+        for key in [
+            "name",
+            "payload",
+            "subscribers",
+            "per_sec",
+            "ratio_to_iceoryx2",
+            "ratio_to_floor",
+        ] {
+            assert!(!r[key].is_null(), "{key} missing in {r}");
+        }
+        assert!(r["per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(leftovers("fo-"), Vec::<String>::new());
+}

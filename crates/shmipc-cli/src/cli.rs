@@ -40,7 +40,8 @@ JSON keys (stable):
                pubsub: {\"capacity\", \"max_message\", \"overflow\": \"overwrite\"|\"block\",
                         \"publisher\": int|null, \"subscribers\": int,
                         \"max_subscribers\": int, \"published\": int,
-                        \"max_lag\": int|null (block mode: the slowest subscriber)}
+                        \"max_lag\": int|null (messages the slowest subscriber
+                        has still to start)}
                mpmc:   {\"capacity\", \"max_message\", \"producers\": int,
                         \"consumers\": int, \"max_endpoints\": int, \"queued\": int|null}
                rpc:    {\"capacity\", \"max_message\", \"server\": int|null,
@@ -173,10 +174,17 @@ with none, one per line of stdin (the line without its \\n or \\r\\n), each publ
 as soon as it is read, so `tail -f log | shmipc pub TOPIC` works.
 
 The topic is created if it does not exist, with the settings below (ignored for an
-existing topic, which keeps its own): 256 messages of up to 4 KiB, 16 subscribers,
-overwrite-oldest (a publisher never waits: a subscriber that falls a whole ring behind
-loses the oldest messages and is told so). It stays until `shmipc rm TOPIC` (on Windows,
-which removes a section with its last handle: while a `pub` or `sub` holds it).
+existing topic, which keeps its own): a ring of 256 messages of up to 4 KiB, 16
+subscribers, lossless: a publisher waits for a live subscriber that has not kept up
+(at most --timeout), so `seq 1 1000 | shmipc pub T` reaches a running `shmipc sub T`
+whole and in order; a subscriber that dies is noticed within milliseconds and never
+holds the publisher up. --overwrite makes an overwrite-oldest topic instead: the
+publisher never waits, and a subscriber that falls a whole ring behind loses the oldest
+messages and is told so. It stays until `shmipc rm TOPIC` (on Windows, which removes
+a section with its last handle: while a `pub` or `sub` holds it).
+
+Messages are zero-copy samples: `pub` writes each into a chunk of the topic's shared
+memory and every `sub` reads it there.
 
 Pub/sub semantics: a message reaches the subscribers attached when it is published. A
 `shmipc sub` started before is attached (once `shmipc info TOPIC` counts it, it gets
@@ -185,7 +193,9 @@ a later `shmipc sub --history N` picks it up from the ring.
 
 A topic has one publisher at a time: if another process publishes, this command waits
 for it to finish, at most --timeout. A message larger than the topic's maximum is an
-error; with MESSAGE arguments nothing is published then.";
+error; with MESSAGE arguments nothing is published then. A command that fails leaves
+nothing new behind: the arguments are checked before the topic is created, and a topic
+this command created is removed again if it fails with no subscriber attached.";
 
 const LONG_SUB: &str = "\
 Print the messages published on a pubsub channel (a topic) as they arrive, one line
@@ -196,8 +206,13 @@ Publishers may come and go: `sub` keeps waiting for the next one.
 
 Text output: the message as UTF-8 (invalid bytes shown as U+FFFD), with \\n, \\r and
 other control characters (but tab) escaped as \\n, \\r, \\xNN, so that one message
-is one line; use --json for the exact bytes. Messages lost because this subscriber fell
-a whole ring behind are reported on stderr (`shmipc: lost N messages …`).
+is one line; use --json for the exact bytes. On an --overwrite topic, messages lost
+because this subscriber fell a whole ring behind are reported on stderr (`shmipc: lost
+N messages …`); a lossless topic loses none.
+
+Output to a terminal is flushed after every message; to a file or a pipe it is
+written in batches, flushed whenever no message is waiting (so a reader never waits
+for a line that has arrived).
 
 --json prints one object per line: {\"seq\": int (the message's number on the topic,
 from 0), \"lost\": int (messages lost just before it), \"len\": int (bytes), \"text\":
@@ -523,6 +538,11 @@ pub struct TopicOptions {
     /// Creating: most subscribers at a time
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_subscribers: usize,
+    /// Creating: overwrite-oldest instead of lossless: the publisher never waits,
+    /// and a subscriber that falls a ring behind loses the oldest messages (and is
+    /// told how many)
+    #[arg(long)]
+    pub overwrite: bool,
     /// Creating: permission bits in octal (read/write bits only)
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
     pub mode: u32,
@@ -537,7 +557,7 @@ pub struct PubArgs {
     #[arg(value_name = "MESSAGE")]
     pub messages: Vec<OsString>,
     /// Give up (exit status 1) if another publisher holds the topic this long, or
-    /// (a topic made by a program in block mode) a subscriber makes no room
+    /// (a lossless topic) a live subscriber makes no room for this long
     #[arg(long, short = 't', value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]

@@ -152,7 +152,12 @@ fn overflow_key(o: Overflow) -> &'static str {
 
 /// `process 42`, or `none`.
 fn peer(pid: Option<u32>) -> String {
-    pid.map_or_else(|| "none".to_owned(), |p| format!("process {p}"))
+    match pid {
+        None => "none".to_owned(),
+        // A live endpoint whose pid means nothing here (the library says 0).
+        Some(0) => "a process in another PID namespace".to_owned(),
+        Some(p) => format!("process {p}"),
+    }
 }
 
 /// `5 of 256 queued`, or `? of 256 queued` where unknown.

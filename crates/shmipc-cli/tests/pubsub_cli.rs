@@ -54,7 +54,7 @@ fn sub_started_first_prints_exactly_what_is_published_then_exits() {
     let s = state(&topic);
     assert_eq!(s["subscribers"], 1, "{s}");
     assert_eq!(s["publisher"], serde_json::Value::Null, "{s}");
-    assert_eq!(s["overflow"], "overwrite", "{s}");
+    assert_eq!(s["overflow"], "block", "{s}");
     assert_eq!(s["capacity"], 256, "{s}");
     assert_eq!(s["max_message"], 4096, "{s}");
 
@@ -289,7 +289,7 @@ fn a_slow_subscriber_is_told_how_many_it_lost() {
     const SENT: u64 = 300;
     let topic = unique("ps-lost");
     let _c = Cleanup(topic.clone());
-    let out = run_with_stdin(&["pub", &topic, "--capacity", "4"], b"");
+    let out = run_with_stdin(&["pub", &topic, "--capacity", "4", "--overwrite"], b"");
     assert_success(&out, &["pub"]);
     let child = shmipc()
         .args(["sub", &topic, "--json", "--timeout", "1s"])
@@ -325,4 +325,119 @@ fn a_slow_subscriber_is_told_how_many_it_lost() {
         lost_total > 0,
         "nothing was lost: the test did not stall the subscriber"
     );
+}
+
+/// A topic made by the CLI is lossless: `seq 1 1000 | shmipc pub T` reaches a
+/// live `shmipc sub T --count 1000` whole and in order, even through a ring of 4.
+#[test]
+fn seq_1_1000_reaches_a_live_sub_whole_and_in_order() {
+    let topic = unique("ps-seq");
+    let _c = Cleanup(topic.clone());
+    let out = run_with_stdin(&["pub", &topic, "--capacity", "4"], b"");
+    assert_success(&out, &["pub"]);
+    let child = shmipc()
+        .args(["sub", &topic, "--count", "1000", "--timeout", "30s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting shmipc sub");
+    let mut sub = Running(child);
+    wait_until("the subscriber to connect", || subscribers(&topic) == 1);
+    let input: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    let out = run_with_stdin(&["pub", &topic, "--timeout", "30s"], input.as_bytes());
+    assert_success(&out, &["pub"]);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(wait_exit(&mut sub.0).success());
+    assert_eq!(stdout, input, "not all 1000, in order");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(sub.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("lost"), "{stderr}");
+}
+
+/// A subscriber killed with SIGKILL never holds a lossless topic's publisher up.
+#[test]
+fn a_dead_subscriber_never_blocks_the_publisher() {
+    let topic = unique("ps-dead-sub");
+    let _c = Cleanup(topic.clone());
+    let out = run_with_stdin(&["pub", &topic, "--capacity", "4"], b"");
+    assert_success(&out, &["pub"]);
+    // A subscriber that never reads (its stdout a pipe nobody reads would only
+    // stall it later; this one is killed while attached).
+    let (mut sub, _lines) = subscriber(&topic, &[]);
+    sub.0.kill().unwrap();
+    wait_exit(&mut sub.0);
+    let input: String = (0..200).map(|i| format!("{i}\n")).collect();
+    let out = run_with_stdin(&["pub", &topic, "--timeout", "20s"], input.as_bytes());
+    assert_success(&out, &["pub"]);
+    assert_eq!(state(&topic)["published"], 200);
+}
+
+/// A failed `pub` leaves nothing behind (issue: `pub NEW --max-size 4 'hello
+/// world'` failed but left NEW as a topic): arguments are checked before anything
+/// is created, and a topic this command made is removed when it fails later.
+#[test]
+fn a_failed_pub_leaves_nothing_behind() {
+    let topic = unique("ps-fail");
+    let _c = Cleanup(topic.clone());
+    let args = ["pub", topic.as_str(), "--max-size", "4", "hello world"];
+    let line = assert_fails(&run(&args), 1, &args);
+    assert!(
+        line.contains("11 bytes") && line.contains("4-byte maximum"),
+        "{line}"
+    );
+    assert!(!left_behind(&topic), "the failed pub left the topic behind");
+    // Bad creation settings.
+    for bad in [["--capacity", "0"], ["--max-subscribers", "0"]] {
+        let mut args = vec!["pub", topic.as_str()];
+        args.extend_from_slice(&bad);
+        args.push("x");
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(line.contains("invalid"), "{line}");
+        assert!(!left_behind(&topic), "{bad:?} left the topic behind");
+    }
+    // A line of stdin too large, after the topic was made: removed again.
+    let out = run_with_stdin(&["pub", &topic, "--max-size", "4"], b"ok\nhello world\n");
+    let line = assert_fails(&out, 1, &["pub"]);
+    assert!(line.contains("line 2 of stdin"), "{line}");
+    assert!(!left_behind(&topic), "the failed pub left the topic behind");
+    // `sub` with bad settings creates nothing either.
+    let args = ["sub", topic.as_str(), "--capacity", "0", "--timeout", "1s"];
+    assert_fails(&run(&args), 1, &args);
+    assert!(!left_behind(&topic));
+}
+
+/// A corrupted shared index (`head` + 2^62) makes a running `sub` fail with one
+/// line naming it, instead of going silently deaf.
+#[test]
+fn a_corrupt_head_makes_a_running_sub_fail_in_one_line() {
+    let topic = unique("ps-corrupt");
+    let _c = Cleanup(topic.clone());
+    let child = shmipc()
+        .args(["sub", &topic, "--timeout", "30s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting shmipc sub");
+    let mut sub = Running(child);
+    wait_until("the subscriber to connect", || subscribers(&topic) == 1);
+    {
+        let seg = shmipc::Segment::open(&topic, shmipc::Access::ReadWrite).unwrap();
+        let view = seg.map_all().unwrap();
+        let head = view.atomic_u64(128).unwrap();
+        head.fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
+        // Wake it: a publisher that attaches and leaves rings the subscribers.
+    }
+    let _ = run(&["pub", &topic, "x", "--timeout", "1s"]);
+    let status = wait_exit(&mut sub.0);
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(sub.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("head"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

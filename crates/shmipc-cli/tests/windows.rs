@@ -168,3 +168,25 @@ fn lock_runs_a_command_and_sem_create_says_why_it_cannot_persist() {
     let line = assert_fails(&run(&args), 1, &args);
     assert!(line.contains("last handle"), "{line}");
 }
+
+/// COMMAND never outlives `shmipc lock` (issue 10): killing the `lock` process
+/// (TerminateProcess, which releases the mutex) kills COMMAND through the
+/// kill-on-close job object. COMMAND here is `shmipc create --hold`, whose segment
+/// lives exactly as long as it does.
+#[test]
+fn lock_command_dies_with_the_lock() {
+    let name = unique("win-lock-job");
+    let seg = unique("win-lock-job-seg");
+    let exe = env!("CARGO_BIN_EXE_shmipc");
+    let (mut lock, lines) = spawn_lines(&[
+        "lock", &name, "--", exe, "create", &seg, "--size", "4K", "--hold",
+    ]);
+    let first = next_line(&lines);
+    assert!(first.starts_with("holding segment"), "{first}");
+    ok(&["info", &seg]);
+    lock.0.kill().unwrap();
+    wait_exit(&mut lock.0);
+    wait_until("COMMAND to die with `shmipc lock`", || {
+        !run(&["info", &seg]).status.success()
+    });
+}

@@ -251,7 +251,7 @@ fn pubsub_rtt(size: usize, count: u64) -> f64 {
         .slot_size(size)
         .max_subscribers(4);
     let mut tx = opts.create_publisher(&a).expect("a");
-    let mut rx = opts.create_or_open_subscriber(&b).expect("b");
+    let rx = opts.create_or_open_subscriber(&b).expect("b");
     let kid = Kid::spawn("pubsub-echo", &format!("{a},{b}"), total(count));
     // The echo must have subscribed before the first message.
     spin_until(|| tx.subscribers() == 1);
@@ -268,7 +268,7 @@ fn pubsub_rtt(size: usize, count: u64) -> f64 {
 
 fn pubsub_echo(names: &str, count: u64) {
     let (a, b) = names.split_once(',').expect("names");
-    let mut rx = Subscriber::open(a).expect("open a");
+    let rx = Subscriber::open(a).expect("open a");
     let mut tx = Publisher::open(b).expect("open b");
     let mut buf = Vec::with_capacity(64);
     for _ in 0..count {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use shmipc::channel::pubsub::Options;
+use shmipc::channel::pubsub::{Options, Sample};
 use shmipc::channel::RecvError;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,17 +23,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_time()
         .build()?;
     rt.block_on(async move {
-        let mut sub = Options::default().create_or_open_subscriber(&topic)?;
+        let sub = Options::default().create_or_open_subscriber(&topic)?;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
         let mut ticks = 0u64;
         let mut received = 0u64;
-        let mut buf = Vec::new();
         while received < count {
             tokio::select! {
                 _ = ticker.tick() => ticks += 1,
-                got = sub.recv_into_async(&mut buf) => {
-                    let lost = match got {
-                        Ok(lost) => lost,
+                got = sub.recv_async() => {
+                    // The sample is read in place; it is released when dropped.
+                    let sample = match got {
+                        Ok(sample) => sample,
                         // No publisher now (none yet, or it left and everything it
                         // sent was read): look again soon, as `shmipc sub` does.
                         Err(RecvError::Disconnected) => {
@@ -42,10 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                         Err(e) => return Err(format!("topic `{topic}`: {e}").into()),
                     };
-                    if lost > 0 {
-                        eprintln!("lost {lost} messages on topic `{topic}` before the next one");
-                    }
-                    println!("{}", escape(&String::from_utf8_lossy(&buf)));
+                    print(&topic, &sample);
                     received += 1;
                 }
             }
@@ -53,6 +50,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("ticks: {ticks}");
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// Prints a sample as `shmipc sub` does: a warning for messages lost before it
+/// (to stderr), then the message as one line.
+fn print(topic: &str, sample: &Sample<'_>) {
+    let lost = sample.lost();
+    if lost > 0 {
+        eprintln!(
+            "async_subscriber: lost {lost} message{} on topic `{topic}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher)",
+            if lost == 1 { "" } else { "s" },
+        );
+    }
+    println!("{}", escape(&String::from_utf8_lossy(sample)));
 }
 
 /// One line for people, as `shmipc sub` prints it: control characters but tab

@@ -113,9 +113,8 @@ pub enum ObjectState {
         max_subscribers: u32,
         /// Messages published since the channel was created.
         published: u64,
-        /// Block mode: messages the slowest live subscriber has still to read
-        /// (`None` in overwrite mode, where subscribers do not publish their
-        /// position, or with no subscriber).
+        /// Messages the slowest live subscriber has still to start (`None` with no
+        /// subscriber).
         max_lag: Option<u64>,
     },
     /// An [`mpmc`](crate::channel::mpmc) queue.

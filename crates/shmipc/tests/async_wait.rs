@@ -294,6 +294,35 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             p.send(b"shmipc sub").expect("publish");
             hear_exactly("bye");
         }
+        // Publish COUNT numbered messages (block mode: none lost), with a pause
+        // now and then.
+        "pubsub-stream" => {
+            let mut p = shmipc::channel::pubsub::Publisher::open(name).expect("open publisher");
+            let n: u64 = arg("COUNT").parse().unwrap();
+            say("ready");
+            for i in 0..n {
+                p.send(&i.to_le_bytes()).expect("publish");
+                if i % 23 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            hear_exactly("bye");
+        }
+        // Subscribe; after the parent's go, count messages until Disconnected.
+        "pubsub-drain" => {
+            let sub = shmipc::channel::pubsub::Subscriber::open(name).expect("open subscriber");
+            say("ready");
+            hear_exactly("go");
+            let mut n = 0u32;
+            loop {
+                match sub.recv_timeout(Duration::from_secs(30)) {
+                    Ok(_) => n += 1,
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            say(&format!("got {n}"));
+        }
         // mpmc: send one message after the parent's go.
         "mpmc-send-later" => {
             let mut p = shmipc::channel::mpmc::Producer::open(name).expect("open mpmc");
@@ -425,7 +454,7 @@ async fn pubsub_recv_async_gets_a_later_message() {
         return;
     }
     let name = unique_name("async-pubsub");
-    let mut sub = Options::default().create_or_open_subscriber(&name).unwrap();
+    let sub = Options::default().create_or_open_subscriber(&name).unwrap();
     let _cleanup = common::Cleanup::guard(&name);
     let mut peer = Peer::role(
         "pubsub_recv_async_gets_a_later_message",
@@ -442,8 +471,11 @@ async fn pubsub_recv_async_gets_a_later_message() {
             r = sub.recv_async() => break r.expect("recv"),
         }
     };
-    assert_eq!(msg.data, b"shmipc sub");
-    assert_eq!(msg.lost, 0);
+    assert_eq!(&msg[..], b"shmipc sub");
+    assert_eq!(msg.lost(), 0);
+    assert_eq!(msg.seq(), 0);
+    drop(msg);
+    assert_eq!(sub.held(), 0, "the sample's hold is released with it");
     assert!(ticks >= 1);
     peer.send("bye");
     peer.finish();
@@ -519,4 +551,146 @@ async fn spsc_send_async_waits_for_room() {
     drop(p);
     assert_eq!(peer.expect("got"), sent.to_string());
     peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pubsub_dropping_pending_receives_loses_nothing_and_holds_nothing() {
+    use shmipc::channel::pubsub::{Options, Overflow};
+    if child() {
+        return;
+    }
+    const N: u64 = 3000;
+    let name = unique_name("async-pubsub-cancel");
+    let sub = Options::new()
+        .capacity(CAP)
+        .slot_size(SLOT)
+        .overflow(Overflow::Block)
+        .create_or_open_subscriber(&name)
+        .unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut peer = Peer::role(
+        "pubsub_dropping_pending_receives_loses_nothing_and_holds_nothing",
+        "pubsub-stream",
+        &[("NAME", &name), ("COUNT", &N.to_string())],
+    );
+    peer.expect("ready");
+    let mut next = 0u64;
+    let mut cancelled = 0u64;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    while next < N {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let pause = Duration::from_micros(rng % 3000);
+        tokio::select! {
+            r = sub.recv_async() => {
+                let s = r.expect("recv");
+                let v = u64::from_le_bytes(s[..8].try_into().unwrap());
+                assert_eq!(v, next, "a message was lost or reordered");
+                assert_eq!(s.seq(), next);
+                assert_eq!(s.lost(), 0);
+                next += 1;
+            }
+            () = tokio::time::sleep(pause) => cancelled += 1,
+        }
+        assert_eq!(sub.held(), 0, "a dropped receive or sample kept a hold");
+    }
+    eprintln!("{N} received in order, {cancelled} receives dropped pending");
+    assert!(
+        cancelled > 0,
+        "no receive was dropped pending: the test tested nothing"
+    );
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pubsub_send_async_waits_for_room_in_block_mode() {
+    use shmipc::channel::pubsub::{Options, Overflow};
+    if child() {
+        return;
+    }
+    let name = unique_name("async-pubsub-full");
+    let mut p = Options::new()
+        .capacity(2)
+        .slot_size(SLOT)
+        .overflow(Overflow::Block)
+        .create_publisher(&name)
+        .unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut peer = Peer::role(
+        "pubsub_send_async_waits_for_room_in_block_mode",
+        "pubsub-drain",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    // The child's subscriber is registered once `subscribers` counts it.
+    assert_eq!(p.subscribers(), 1);
+    let mut sent = 0u32;
+    while p.try_send(b"x").is_ok() {
+        sent += 1;
+    }
+    assert_eq!(
+        sent, 2,
+        "block mode: the ring is full for the idle subscriber"
+    );
+    peer.send("go");
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(30), p.send_async(b"y"))
+            .await
+            .expect("no room within 30 s")
+            .unwrap();
+        sent += 1;
+    }
+    drop(p);
+    assert_eq!(peer.expect("got"), sent.to_string());
+    peer.finish();
+}
+
+/// A subscriber in a WaitSet: ready exactly while a message is there, and the
+/// wait consumes nothing.
+#[test]
+fn a_wait_set_sees_a_pubsub_subscriber() {
+    use shmipc::channel::pubsub::Options;
+    if child() {
+        return;
+    }
+    let name = unique_name("ws-pubsub");
+    let mut p = Options::new().create_publisher(&name).unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut sub = shmipc::channel::pubsub::Subscriber::open(&name).unwrap();
+    let other = unique_name("ws-pubsub-spsc");
+    let mut c = Consumer::create(&other, CAP, SLOT).unwrap();
+    let _producer = Producer::open(&other).unwrap();
+    let mut set = WaitSet::new();
+    assert!(set
+        .wait(&mut [&mut c, &mut sub], Some(Duration::from_millis(20)))
+        .is_empty());
+    p.send(b"here").unwrap();
+    assert_eq!(
+        set.wait(&mut [&mut c, &mut sub], Some(Duration::from_secs(30))),
+        &[1]
+    );
+    // Level-triggered: still there.
+    assert_eq!(set.wait(&mut [&mut c, &mut sub], None), &[1]);
+    assert_eq!(&sub.try_recv().unwrap()[..], b"here");
+    assert!(set
+        .wait(&mut [&mut c, &mut sub], Some(Duration::from_millis(20)))
+        .is_empty());
+}
+
+/// `recv_into_async` (and the other `&mut self` futures) can move between threads.
+#[test]
+fn copying_receive_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    if child() {
+        return;
+    }
+    let name = unique_name("async-send");
+    let mut sub = shmipc::channel::pubsub::Options::new()
+        .create_or_open_subscriber(&name)
+        .unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut buf = Vec::new();
+    send(&sub.recv_into_async(&mut buf));
 }

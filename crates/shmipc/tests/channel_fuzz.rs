@@ -27,7 +27,7 @@ proptest! {
     }
 
     #[test]
-    fn pubsub_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..800, bytes in any::<[u8; 8]>()) {
+    fn pubsub_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1200, bytes in any::<[u8; 8]>()) {
         let mut data = vec![mode];
         data.resize(1 + pos, 0);
         data.extend_from_slice(&bytes);

@@ -193,3 +193,26 @@ fn bounds_and_errors() {
     drop(tx);
     assert_eq!(rx.recv_timeout(LIMIT), Err(RecvError::Disconnected));
 }
+
+/// A corrupted shared index is reported, never a consumer waiting for ever on an
+/// "empty" queue (the class of issue 10's deaf pubsub subscriber).
+#[test]
+fn corrupt_dequeue_position_is_reported() {
+    let name = Name::new("mpmc-corrupt");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .create_producer(&name.0)
+        .unwrap();
+    let mut rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // 128: the dequeue position (mpmc.rs layout).
+    view.atomic_u64(128)
+        .unwrap()
+        .fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
+    let e = rx.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}

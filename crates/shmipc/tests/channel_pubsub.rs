@@ -35,7 +35,7 @@ fn child_entry() {
         "checking-subscriber" => {
             // Everything until Disconnected: intact, in order, losses accounted.
             let lossless = std::env::var_os(LOSSLESS).is_some();
-            let mut sub = Subscriber::open(&name).expect("subscribe");
+            let sub = Subscriber::open(&name).expect("subscribe");
             let mut buf = Vec::new();
             let mut next = 0u64;
             let mut lost_total = 0u64;
@@ -58,19 +58,66 @@ fn child_entry() {
             eprintln!("subscriber: {count} accounted, {lost_total} lost");
         }
         "endless-publisher" => {
+            // Loans and fills in place (a kill may land inside a loan).
             let mut publisher = Publisher::open(&name).expect("publish");
-            let mut buf = [0u8; 32];
-            for seq in count.. {
-                fill(&mut buf, seq);
-                publisher.send_timeout(&buf, LIMIT).expect("send");
+            let first = if count == u64::MAX {
+                publisher.next_seq()
+            } else {
+                count
+            };
+            for seq in first.. {
+                let mut loan = publisher.loan_timeout(32, LIMIT).expect("loan");
+                fill(&mut loan, seq);
+                loan.send();
                 if seq % 64 == 0 {
                     std::thread::yield_now();
                 }
             }
         }
+        "holding-subscriber" => {
+            // Holds up to its bound of samples at once, in a random pattern, and
+            // checks each one again just before releasing it: a chunk rewritten
+            // while held fails here (the child then exits on its own, which the
+            // parent notices).
+            let sub = Subscriber::open(&name).expect("subscribe");
+            let mut rng = Rng::new(u64::from(std::process::id()));
+            let mut held = std::collections::VecDeque::new();
+            loop {
+                match sub.recv_timeout(LIMIT) {
+                    Ok(s) => {
+                        let seq = check(&s).expect("intact when received");
+                        held.push_back((seq, s));
+                    }
+                    Err(RecvError::Disconnected) => {
+                        // Wait for the next publisher.
+                        held.clear();
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => panic!("recv: {e}"),
+                }
+                let keep = (rng.next() % sub.max_held() as u64) as usize;
+                while held.len() > keep {
+                    let (seq, s) = held.pop_front().unwrap();
+                    assert_eq!(check(&s), Ok(seq), "a held sample changed");
+                }
+            }
+        }
+        "loaning-publisher" => {
+            // Takes a loan, says so on stdout's place (exit code of a sibling is not
+            // available): publishes one message, then holds a loan until killed.
+            let mut publisher = Publisher::open(&name).expect("publish");
+            let mut buf = [0u8; 32];
+            fill(&mut buf, publisher.next_seq());
+            publisher.send(&buf).expect("send");
+            let _loan = publisher.loan(16).expect("loan");
+            loop {
+                std::thread::park();
+            }
+        }
         "stalled-subscriber" => {
             // Subscribes, reads one message, then stops reading until killed.
-            let mut sub = Subscriber::open(&name).expect("subscribe");
+            let sub = Subscriber::open(&name).expect("subscribe");
             let _ = sub.recv_timeout(LIMIT).expect("first");
             loop {
                 std::thread::park();
@@ -130,7 +177,7 @@ fn killed_subscriber_is_reaped_and_the_publisher_goes_on() {
         .overflow(Overflow::Block)
         .create_publisher(&name.0)
         .unwrap();
-    let mut watcher = Subscriber::open(&name.0).unwrap();
+    let watcher = Subscriber::open(&name.0).unwrap();
     let stalled = Kid::spawn(ENTRY, "stalled-subscriber", &name.0, &[]);
     assert!(wait_until(LIMIT, || publisher.subscribers() == 2));
     // No room for a third.
@@ -146,7 +193,7 @@ fn killed_subscriber_is_reaped_and_the_publisher_goes_on() {
         match publisher.try_send(&buf) {
             Ok(()) => {
                 let got = watcher.recv_timeout(LIMIT).unwrap();
-                assert_eq!((got.lost, check(&got.data).unwrap()), (0, seq));
+                assert_eq!((got.lost(), check(&got).unwrap()), (0, seq));
                 seq += 1;
             }
             Err(TrySendError::Full(())) => break,
@@ -163,7 +210,7 @@ fn killed_subscriber_is_reaped_and_the_publisher_goes_on() {
         fill(&mut buf, seq);
         publisher.send_timeout(&buf, LIMIT).unwrap();
         let got = watcher.recv_timeout(LIMIT).unwrap();
-        assert_eq!((got.lost, check(&got.data).unwrap()), (0, seq));
+        assert_eq!((got.lost(), check(&got).unwrap()), (0, seq));
         seq += 1;
     }
     assert_eq!(publisher.subscribers(), 1);
@@ -177,18 +224,18 @@ fn killed_publisher_disconnects_and_a_new_one_is_picked_up() {
         .capacity(16)
         .slot_size(64)
         .overflow(Overflow::Block);
-    let mut sub = opts.create_or_open_subscriber(&name.0).unwrap();
+    let sub = opts.create_or_open_subscriber(&name.0).unwrap();
     let kid = Kid::spawn(ENTRY, "endless-publisher", &name.0, &[(COUNT, "0".into())]);
     for seq in 0..1000 {
         let m = sub.recv_timeout(LIMIT).unwrap();
-        assert_eq!((m.lost, check(&m.data).unwrap()), (0, seq));
+        assert_eq!((m.lost(), check(&m).unwrap()), (0, seq));
     }
     kid.kill();
     let mut next = 1000;
     loop {
         match sub.recv_timeout(LIMIT) {
             Ok(m) => {
-                assert_eq!(check(&m.data).unwrap(), next);
+                assert_eq!(check(&m).unwrap(), next);
                 next += 1;
             }
             Err(RecvError::Disconnected) => break,
@@ -204,7 +251,7 @@ fn killed_publisher_disconnects_and_a_new_one_is_picked_up() {
     let mut first = None;
     assert!(wait_until(LIMIT, || match sub.try_recv() {
         Ok(m) => {
-            first = Some(check(&m.data).unwrap());
+            first = Some(check(&m).unwrap());
             true
         }
         Err(RecvError::Empty | RecvError::Disconnected) => false,
@@ -213,7 +260,7 @@ fn killed_publisher_disconnects_and_a_new_one_is_picked_up() {
     assert_eq!(first, Some(7000));
     for seq in 7001..7100 {
         let m = sub.recv_timeout(LIMIT).unwrap();
-        assert_eq!((m.lost, check(&m.data).unwrap()), (0, seq));
+        assert_eq!((m.lost(), check(&m).unwrap()), (0, seq));
     }
     kid.kill();
 }
@@ -224,6 +271,7 @@ fn joining_rules_and_history() {
     let mut publisher = Options::new()
         .capacity(8)
         .slot_size(16)
+        .history(7)
         .create_publisher(&name.0)
         .unwrap();
     assert!(matches!(
@@ -236,20 +284,20 @@ fn joining_rules_and_history() {
     for i in 0..20u8 {
         publisher.send(&[i]).unwrap();
     }
-    let mut fresh = Subscriber::open(&name.0).unwrap();
-    let mut late = Subscriber::open_with_history(&name.0, 3).unwrap();
-    let mut greedy = Subscriber::open_with_history(&name.0, 1000).unwrap();
-    assert_eq!(fresh.try_recv(), Err(RecvError::Empty));
-    assert_eq!(late.try_recv().unwrap().data, [17]);
-    assert_eq!(greedy.try_recv().unwrap().data, [13]); // capacity - 1 back
+    let fresh = Subscriber::open(&name.0).unwrap();
+    let late = Subscriber::open_with_history(&name.0, 3).unwrap();
+    let greedy = Subscriber::open_with_history(&name.0, 1000).unwrap();
+    assert!(matches!(fresh.try_recv(), Err(RecvError::Empty)));
+    assert_eq!(*late.try_recv().unwrap(), [17]);
+    assert_eq!(*greedy.try_recv().unwrap(), [13]); // the 7 kept (capacity - 1)
     publisher.send(&[20]).unwrap();
-    assert_eq!(fresh.recv().unwrap().data, [20]);
+    assert_eq!(*fresh.recv().unwrap(), [20]);
     // Overwrite: a subscriber that sleeps through 20 messages is told.
     for i in 21..41u8 {
         publisher.send(&[i]).unwrap();
     }
     let m = fresh.recv().unwrap();
-    assert_eq!((m.lost, m.data), (13, vec![34]));
+    assert_eq!((m.lost(), &*m), (12, &[33][..]));
     assert!(matches!(
         publisher.try_send(&[0; 17]),
         Err(TrySendError::TooLarge { len: 17, max: 16 })
@@ -271,13 +319,13 @@ fn joining_rules_and_history() {
     drop(publisher);
     // Everything left is still delivered before Disconnected.
     let m = late.recv().unwrap();
-    assert_eq!((m.lost, m.data), (16, vec![34]));
+    assert_eq!((m.lost(), &*m), (15, &[33][..]));
     let mut rest = Vec::new();
     while let Ok(m) = late.try_recv() {
-        rest.push(m.data[0]);
+        rest.push(m[0]);
     }
-    assert_eq!(rest, [35, 36, 37, 38, 39, 40]);
-    assert_eq!(late.try_recv(), Err(RecvError::Disconnected));
+    assert_eq!(rest, [34, 35, 36, 37, 38, 39, 40]);
+    assert!(matches!(late.try_recv(), Err(RecvError::Disconnected)));
 }
 
 /// `create_or_open_*` on an existing channel opens it with its own parameters,
@@ -294,4 +342,251 @@ fn create_or_open_keeps_the_existing_parameters() {
     let subscriber = bigger.create_or_open_subscriber(&name.0).unwrap();
     assert_eq!(subscriber.slot_size(), 64);
     assert_eq!(publisher.slot_size(), 64);
+}
+
+/// Loans, typed samples, samples held at once and their bound, sizes, and the
+/// copying conveniences.
+#[test]
+fn loans_samples_holds_and_sizes() {
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, PartialEq, Debug)]
+    #[repr(C)]
+    struct Frame {
+        id: u64,
+        px: [u64; 7],
+    }
+    let name = Name::new("ps-loan");
+    let mut publisher = Options::new()
+        .capacity(4)
+        .slot_size(64)
+        .max_subscribers(2)
+        .max_held(3)
+        .overflow(Overflow::Block)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    assert_eq!(publisher.pool_chunks(), 4 + 2 * 3 + 1);
+    let mut loan = publisher.loan_pod::<Frame>().unwrap();
+    *loan.pod_mut::<Frame>().unwrap() = Frame { id: 7, px: [9; 7] };
+    loan.send();
+    for i in 0..3u8 {
+        let mut loan = publisher.loan(3).unwrap();
+        loan.copy_from_slice(&[i; 3]);
+        loan.send();
+    }
+    // Three held at once, read in place; the fourth is refused, stays queued.
+    let a = sub.try_recv().unwrap();
+    assert_eq!(a.pod::<Frame>(), Some(&Frame { id: 7, px: [9; 7] }));
+    let b = sub.try_recv().unwrap();
+    let c = sub.try_recv().unwrap();
+    assert_eq!(
+        (&*b, &*c, b.seq(), c.seq()),
+        (&[0u8; 3][..], &[1u8; 3][..], 1, 2)
+    );
+    assert_eq!(sub.held(), 3);
+    let e = sub.try_recv().unwrap_err();
+    assert!(matches!(e, RecvError::TooManyHeld { max: 3 }), "{e}");
+    assert!(e.to_string().contains("holds 3 samples"), "{e}");
+    drop(b);
+    assert_eq!(&*sub.try_recv().unwrap(), &[2u8; 3]);
+    drop((a, c));
+    // A loan larger than a chunk names both sizes.
+    let e = publisher.loan(65).unwrap_err();
+    assert!(matches!(e, SendError::TooLarge { len: 65, max: 64 }));
+    assert!(
+        e.to_string().contains("65") && e.to_string().contains("64"),
+        "{e}"
+    );
+    assert!(matches!(
+        publisher.try_send(&[0; 65]),
+        Err(TrySendError::TooLarge { len: 65, max: 64 })
+    ));
+    // A loan dropped unsent goes back to the pool.
+    drop(publisher.loan(10).unwrap());
+    // Copying forms.
+    publisher.send(b"copy").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(sub.recv_into(&mut buf).unwrap(), 0);
+    assert_eq!(buf, b"copy");
+    // Everything released: with the subscriber gone, the whole pool is free.
+    drop(sub);
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+}
+
+/// Overwrite mode takes back only samples a subscriber has not started: one it
+/// holds keeps its bytes while the publisher laps the ring many times, and the
+/// messages it skipped are counted.
+#[test]
+fn overwrite_never_takes_a_held_sample() {
+    let name = Name::new("ps-ow-held");
+    let mut publisher = Options::new()
+        .capacity(4)
+        .slot_size(32)
+        .max_subscribers(1)
+        .max_held(2)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    let mut buf = [0u8; 32];
+    fill(&mut buf, 0);
+    publisher.send(&buf).unwrap();
+    let held = sub.try_recv().unwrap();
+    for seq in 1..1000 {
+        fill(&mut buf, seq);
+        publisher.try_send(&buf).unwrap();
+        assert_eq!(check(&held), Ok(0), "held sample rewritten at {seq}");
+    }
+    let next = sub.try_recv().unwrap();
+    assert_eq!(check(&next), Ok(next.seq()));
+    assert_eq!(next.seq(), 1000 - 4, "the ring keeps the newest capacity");
+    assert_eq!(next.lost(), next.seq() - 1);
+    drop((held, next));
+    drop(sub);
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+}
+
+/// A corrupted shared index is reported, never a silently deaf subscriber
+/// (issue: `head` + 2^62 made `sub` print nothing, forever).
+#[test]
+fn corrupt_head_is_reported() {
+    let name = Name::new("ps-corrupt");
+    let mut publisher = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    publisher.send(b"one").unwrap();
+    assert_eq!(&*sub.recv().unwrap(), b"one");
+    let raw = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = raw.map_all().unwrap();
+    let head = view.atomic_u64(128).unwrap();
+    head.fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
+    let e = sub.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("head"), "{e}");
+    // A new publisher refuses it too.
+    drop(publisher);
+    assert!(matches!(
+        Publisher::open(&name.0),
+        Err(ChannelError::Corrupt { .. })
+    ));
+}
+
+/// A publisher killed while it holds a loan: the next one gets the chunk back.
+#[test]
+fn killed_publishers_loan_returns_to_the_pool() {
+    let name = Name::new("ps-kill-loan");
+    let sub = Options::new()
+        .capacity(4)
+        .slot_size(32)
+        .max_subscribers(1)
+        .max_held(1)
+        .overflow(Overflow::Block)
+        .create_or_open_subscriber(&name.0)
+        .unwrap();
+    let kid = Kid::spawn(ENTRY, "loaning-publisher", &name.0, &[]);
+    let first = sub.recv_timeout(LIMIT).unwrap();
+    assert_eq!(check(&first), Ok(0));
+    // The child sent, then loaned: it holds one chunk, we hold another.
+    kid.kill();
+    let mut publisher = Publisher::open(&name.0).unwrap();
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks() - 1);
+    drop(first);
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+    publisher.send(b"again").unwrap();
+    assert_eq!(&*sub.recv_timeout(LIMIT).unwrap(), b"again");
+}
+
+/// Publishers and holding subscribers killed by SIGKILL at random moments, over
+/// and over: no subscriber ever sees a torn or rewritten sample, and at the end,
+/// with everyone dead, every chunk of the pool is free again.
+fn kill_storm(overflow: Overflow, rounds: u64) {
+    let name = Name::new(&format!("ps-storm-{overflow:?}"));
+    let opts = Options::new()
+        .capacity(8)
+        .slot_size(32)
+        .max_subscribers(4)
+        .max_held(3)
+        .overflow(overflow)
+        .persistence(shmipc::Persistence::UntilRemoved);
+    let watcher = opts.create_or_open_subscriber(&name.0).unwrap();
+    let spawn_pub = || {
+        Kid::spawn(
+            ENTRY,
+            "endless-publisher",
+            &name.0,
+            &[(COUNT, u64::MAX.to_string())],
+        )
+    };
+    let spawn_sub = || Kid::spawn(ENTRY, "holding-subscriber", &name.0, &[]);
+    let mut publisher = spawn_pub();
+    let mut subs = vec![spawn_sub(), spawn_sub()];
+    let mut rng = Rng::new(0x5eed ^ rounds);
+    let alive = |k: &mut Kid| {
+        if let Some(st) = k.0.as_mut().unwrap().try_wait().unwrap() {
+            panic!("a child exited on its own ({st}): it found a bad sample");
+        }
+    };
+    let mut next = None::<u64>;
+    for round in 0..rounds {
+        // Let a random number of messages through (the watcher checks them).
+        let want = 1 + rng.next() % 40;
+        let mut seen = 0;
+        assert!(
+            wait_until(LIMIT, || {
+                match watcher.try_recv() {
+                    Ok(s) => {
+                        let seq = check(&s).expect("intact");
+                        if let Some(n) = next {
+                            assert!(seq >= n, "went back: {seq} < {n}");
+                            if overflow == Overflow::Block {
+                                assert_eq!(seq, n + s.lost(), "lost count");
+                            }
+                        }
+                        next = Some(seq + 1);
+                        seen += 1;
+                    }
+                    Err(RecvError::Empty | RecvError::Disconnected) => {}
+                    Err(e) => panic!("watcher: {e}"),
+                }
+                seen >= want
+            }),
+            "round {round}: no progress"
+        );
+        alive(&mut publisher);
+        for s in &mut subs {
+            alive(s);
+        }
+        match rng.next() % 3 {
+            0 => {
+                std::mem::replace(&mut publisher, Kid(None)).kill();
+                publisher = spawn_pub();
+            }
+            r => {
+                let i = (r as usize - 1) % subs.len();
+                std::mem::replace(&mut subs[i], spawn_sub()).kill();
+            }
+        }
+    }
+    publisher.kill();
+    for s in subs {
+        s.kill();
+    }
+    drop(watcher);
+    let mut last = Publisher::open(&name.0).unwrap();
+    assert_eq!(
+        last.free_chunks(),
+        last.pool_chunks(),
+        "chunks leaked after {rounds} kills"
+    );
+}
+
+#[test]
+fn kill_storm_block_never_leaks_a_chunk() {
+    kill_storm(Overflow::Block, stress_count(60, 300));
+}
+
+#[test]
+fn kill_storm_overwrite_never_leaks_a_chunk() {
+    kill_storm(Overflow::Overwrite, stress_count(60, 300));
 }

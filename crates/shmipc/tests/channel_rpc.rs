@@ -179,3 +179,22 @@ fn killed_client_does_not_stop_the_server() {
     assert_eq!(b.recv_response(ib, LIMIT).unwrap(), b"b");
     assert_eq!(a.recv_response(ia, LIMIT).unwrap(), b"a");
 }
+
+/// A corrupted request dequeue position is reported by the server, never waited
+/// on for ever (the class of issue 10's deaf pubsub subscriber).
+#[test]
+fn corrupt_request_position_is_reported() {
+    let name = Name::new("rpc-corrupt");
+    let mut server = Server::create(&name.0, 8, 64).unwrap();
+    let mut client = Client::open(&name.0).unwrap();
+    client.send_request(b"q").unwrap();
+    assert_eq!(server.recv_timeout(LIMIT).unwrap().data, b"q");
+    let seg = Segment::open(&name.0, Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // 192: the request dequeue position (rpc.rs layout).
+    view.atomic_u64(192)
+        .unwrap()
+        .fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
+    let e = server.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}

@@ -396,3 +396,22 @@ fn corrupt_memory_gives_errors_not_panics() {
         Err(ChannelError::Layout { .. })
     ));
 }
+
+/// A corrupted slot stamp with later messages published behind it is reported,
+/// never a consumer waiting for ever (the class of issue 10's deaf subscriber).
+#[test]
+fn corrupt_stamp_is_reported_not_waited_on() {
+    let name = Name::new("spsc-corrupt");
+    let mut tx = Producer::create(&name.0, 4, 32).unwrap();
+    let mut rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // 384: the first slot's stamp (spsc.rs layout).
+    view.atomic_u64(384)
+        .unwrap()
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let e = rx.recv_vec().unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}

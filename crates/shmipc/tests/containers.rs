@@ -182,6 +182,19 @@ fn channel_peer_death_is_seen_across_pid_namespaces() {
         consumer.expect("OPEN");
         let mut producer = peer(TEST, "produce", producer_inside, &[("NAME", name.name())]);
         producer.expect("SENT");
+        // A live producer: in another namespace shown as such (pid 0), not by its
+        // foreign pid; here by its pid.
+        let Contents::Object {
+            state: Some(ObjectState::Spsc {
+                producer: shown, ..
+            }),
+            ..
+        } = inspect(name.name()).unwrap()
+        else {
+            panic!("not an spsc state");
+        };
+        let expected = if producer_inside { 0 } else { producer.id() };
+        assert_eq!(shown, Some(expected));
         producer.kill();
         consumer.expect("DISCONNECTED");
         consumer.finish();

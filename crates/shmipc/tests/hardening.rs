@@ -196,3 +196,67 @@ fn sigbus_handler_names_the_segment() {
         }
     }
 }
+
+/// What an older shmipc left when its creator was killed between naming an object
+/// and writing its header (shmipc's mark, persistent, zero-filled, without the mark
+/// of a shmipc that names objects complete).
+fn plant_half_made(name: &str) {
+    use rustix::fs::{self as rfs, Mode, OFlags};
+    let fd = rfs::open(
+        shm_path(name),
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    rfs::fchmod(&fd, Mode::from_raw_mode(0o1600)).unwrap();
+    rfs::ftruncate(&fd, 1 << 20).unwrap();
+}
+
+type CreateChannel = dyn Fn(&str) -> Result<(), shmipc::channel::ChannelError>;
+
+/// Every channel kind's creator, like the sync objects', recognises an older
+/// shmipc's half-made leftover under its name and replaces it; gc finds it too.
+#[test]
+fn channel_creators_replace_half_made_leftovers() {
+    let kinds: [(&str, &CreateChannel); 4] = [
+        ("spsc", &|n| {
+            spsc::Options::new()
+                .persistence(Persistence::UntilRemoved)
+                .create_producer(n)
+                .map(drop)
+        }),
+        ("pubsub", &|n| {
+            shmipc::channel::pubsub::Options::new()
+                .persistence(Persistence::UntilRemoved)
+                .create_publisher(n)
+                .map(drop)
+        }),
+        ("mpmc", &|n| {
+            shmipc::channel::mpmc::Options::new()
+                .persistence(Persistence::UntilRemoved)
+                .create_producer(n)
+                .map(drop)
+        }),
+        ("rpc", &|n| {
+            shmipc::channel::rpc::Options::new()
+                .persistence(Persistence::UntilRemoved)
+                .create_server(n)
+                .map(drop)
+        }),
+    ];
+    for (kind, create) in kinds {
+        let guard = Cleanup::new(&format!("halfmade-{kind}"));
+        plant_half_made(guard.name());
+        create(guard.name()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(matches!(
+            inspect(guard.name()).unwrap(),
+            Contents::Object { .. }
+        ));
+    }
+    let guard = Cleanup::new("halfmade-gc");
+    plant_half_made(guard.name());
+    let name = guard.name().to_owned();
+    assert!(Segment::collect_garbage(true).unwrap().contains(&name));
+    assert!(Segment::collect_garbage(false).unwrap().contains(&name));
+    assert!(!shm_path(&name).exists());
+}

@@ -15,29 +15,39 @@ use crate::units;
 pub fn run(args: &PubArgs) -> Result {
     let name = &args.topic;
     topic::check_kind(name)?;
+    // Everything that can be checked is checked before anything is created: a
+    // failed command leaves nothing new behind.
+    let options = topic::options(&args.create);
+    options.validate(name).map_err(|e| topic::error(e, name))?;
+    let messages = args
+        .messages
+        .iter()
+        .map(|m| os_bytes(m))
+        .collect::<Result<Vec<_>>>()?;
+    if shmipc::inspect(name).is_err() {
+        // A topic this command would create: the messages must fit it.
+        let creatable = usize::try_from(args.create.max_size).unwrap_or(usize::MAX);
+        check_sizes(name, &messages, creatable)?;
+    }
     let deadline = Instant::now() + args.timeout;
-    let mut publisher = attach(args, deadline)?;
+    let (mut publisher, created) = attach(args, deadline)?;
+    let r = publish(args, &mut publisher, &messages);
+    if r.is_err() && created && publisher.subscribers() == 0 {
+        // Made by this command, which failed, and nobody listens: take it away.
+        drop(publisher);
+        let _ = shmipc::Segment::remove(name);
+    }
+    r
+}
+
+fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> Result {
+    let name = &args.topic;
     let max = publisher.slot_size();
-    if !args.messages.is_empty() {
+    if !messages.is_empty() {
         // Every message checked before the first is published: all or nothing.
-        let messages = args
-            .messages
-            .iter()
-            .map(|m| os_bytes(m))
-            .collect::<Result<Vec<_>>>()?;
-        for (i, m) in messages.iter().enumerate() {
-            if m.len() > max {
-                return Err(too_large(
-                    name,
-                    &format!("message {}", i + 1),
-                    m.len(),
-                    max,
-                    0,
-                ));
-            }
-        }
-        for m in &messages {
-            send(&mut publisher, name, m, args.timeout)?;
+        check_sizes(name, messages, max)?;
+        for m in messages {
+            send(publisher, name, m, args.timeout)?;
         }
         return Ok(());
     }
@@ -67,22 +77,36 @@ pub fn run(args: &PubArgs) -> Result {
                 sent,
             ));
         }
-        send(&mut publisher, name, &line, args.timeout)?;
+        send(publisher, name, &line, args.timeout)?;
         sent += 1;
     }
 }
 
+fn check_sizes(name: &str, messages: &[Vec<u8>], max: usize) -> Result {
+    for (i, m) in messages.iter().enumerate() {
+        if m.len() > max {
+            return Err(too_large(
+                name,
+                &format!("message {}", i + 1),
+                m.len(),
+                max,
+                0,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Attaches as the topic's publisher (creating it if needed), waiting until
-/// `deadline` for another live publisher to finish.
-fn attach(args: &PubArgs, deadline: Instant) -> Result<Publisher> {
+/// `deadline` for another live publisher to finish. True if this command created
+/// the topic.
+fn attach(args: &PubArgs, deadline: Instant) -> Result<(Publisher, bool)> {
     let name = &args.topic;
     let options = topic::options(&args.create);
     let mut pause = Duration::from_millis(1);
     loop {
-        match topic::open_or_create(
-            || Publisher::open(name),
-            || options.create_or_open_publisher(name),
-        ) {
+        let r = topic::open_or_create(|| Publisher::open(name), || options.create_publisher(name));
+        match r {
             Ok(p) => return Ok(p),
             Err(ChannelError::Busy { pid, .. }) => {
                 let now = Instant::now();
@@ -105,7 +129,7 @@ fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) ->
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
-            "timed out after {} publishing on topic `{name}`: it blocks when full and a subscriber has not read the oldest message; wait longer (--timeout) or check its subscribers (`shmipc info {name}`)",
+            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name}`), or use a topic created with --overwrite",
             units::human_duration(timeout)
         )
         .into()),

@@ -1,10 +1,11 @@
 //! `shmipc sub TOPIC [--count N] [--timeout DUR] [--history N] [--json] [creation options]`
 
 use std::fmt::Write as _;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmipc::channel::pubsub::Subscriber;
+use shmipc::channel::pubsub::{Sample, Subscriber};
 use shmipc::channel::RecvError;
 
 use super::topic;
@@ -19,28 +20,45 @@ const NO_PUBLISHER_POLL: Duration = Duration::from_millis(10);
 pub fn run(args: &SubArgs) -> Result {
     let name = &args.topic;
     topic::check_kind(name)?;
-    let options = topic::options(&args.create).history(args.history);
-    let mut sub = topic::open_or_create(
+    let options = topic::options(&args.create);
+    options.validate(name).map_err(|e| topic::error(e, name))?;
+    let (sub, _) = topic::open_or_create(
         || Subscriber::open_with_history(name, args.history),
-        || options.create_or_open_subscriber(name),
+        || options.create_or_open_subscriber_with_history(name, args.history),
     )
     .map_err(|e| topic::error(e, name))?;
+    let mut out = Out::new();
+    let r = receive(args, &sub, &mut out);
+    // Whatever happened, what was received is printed.
+    let flushed = out.flush();
+    r.and(flushed)
+}
+
+fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
+    let name = &args.topic;
     let mut received = 0u64;
-    let mut buf = Vec::new();
     let mut pause = Duration::from_millis(1);
     let mut deadline = args.timeout.map(|t| Instant::now() + t);
     loop {
         if args.count.is_some_and(|n| received >= n) {
             return Ok(());
         }
-        let got = match deadline {
-            None => sub.recv_into(&mut buf),
-            Some(d) => sub.recv_into_timeout(&mut buf, d.saturating_duration_since(Instant::now())),
+        // What is there already is taken without waiting; before waiting, what
+        // was printed is flushed, so a reader never waits for a line that came.
+        let got = match sub.try_recv() {
+            Err(RecvError::Empty) => {
+                out.flush()?;
+                match deadline {
+                    None => sub.recv(),
+                    Some(d) => sub.recv_timeout(d.saturating_duration_since(Instant::now())),
+                }
+            }
+            r => r,
         };
         match got {
-            Ok(lost) => {
+            Ok(sample) => {
                 pause = Duration::from_millis(1);
-                print(args, &sub, &buf, lost)?;
+                print(args, out, &sample)?;
                 received += 1;
                 deadline = args.timeout.map(|t| Instant::now() + t);
             }
@@ -75,6 +93,36 @@ pub fn run(args: &SubArgs) -> Result {
     }
 }
 
+/// Stdout, flushed after every message when it is a terminal, else in batches.
+struct Out {
+    w: BufWriter<Stdout>,
+    terminal: bool,
+}
+
+impl Out {
+    fn new() -> Self {
+        let stdout = std::io::stdout();
+        Self {
+            terminal: stdout.is_terminal(),
+            w: BufWriter::with_capacity(64 * 1024, stdout),
+        }
+    }
+
+    fn line(&mut self, text: &str) -> Result {
+        self.w.write_all(text.as_bytes())?;
+        self.w.write_all(b"\n")?;
+        if self.terminal {
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result {
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
 fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::output::Error {
     let so_far = match (args.count, received) {
         (Some(n), r) => format!(" ({r} of {n} messages received)"),
@@ -88,8 +136,8 @@ fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::o
     .into()
 }
 
-fn print(args: &SubArgs, sub: &Subscriber, msg: &[u8], lost: u64) -> Result {
-    let seq = sub.next_seq().wrapping_sub(1);
+fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
+    let (msg, seq, lost) = (&sample[..], sample.seq(), sample.lost());
     if args.json {
         let text = std::str::from_utf8(msg).ok();
         let line = json!({
@@ -99,16 +147,18 @@ fn print(args: &SubArgs, sub: &Subscriber, msg: &[u8], lost: u64) -> Result {
             "text": text,
             "hex": if text.is_some() { None } else { Some(hex(msg)) },
         });
-        return output::line(line.to_string());
+        return out.line(&line.to_string());
     }
     if lost > 0 {
+        // In order with the lines around it.
+        out.flush()?;
         output::warn(format!(
-            "lost {lost} message{} on topic `{}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher; a larger --capacity helps)",
+            "lost {lost} message{} on topic `{}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher; a larger --capacity helps, or a lossless topic: one created without --overwrite)",
             if lost == 1 { "" } else { "s" },
             args.topic
         ));
     }
-    output::line(escape(&String::from_utf8_lossy(msg)))
+    out.line(&escape(&String::from_utf8_lossy(msg)))
 }
 
 /// One line for people: control characters but tab escaped.

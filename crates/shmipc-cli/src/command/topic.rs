@@ -9,41 +9,48 @@ use shmipc::{Contents, Kind, LayoutError, OpenError, Persistence};
 use crate::cli::TopicOptions;
 use crate::output::Error;
 
-/// The channel options for a topic this command may create: overwrite-oldest (a
-/// publisher never waits for a slow or dead `sub`), kept until `shmipc rm`. Windows
-/// removes a section with its last handle, so there a topic lives while a `pub` or
-/// `sub` holds it.
+/// The channel options for a topic this command may create: lossless (a publisher
+/// waits for a live subscriber that has not kept up; a dead one is noticed and
+/// dropped) unless `--overwrite`, keeping a ring's worth of history for `sub
+/// --history`, kept until `shmipc rm`. Windows removes a section with its last
+/// handle, so there a topic lives while a `pub` or `sub` holds it.
 pub fn options(o: &TopicOptions) -> Options {
     let persistence = if cfg!(windows) {
         Persistence::UntilLastClose
     } else {
         Persistence::UntilRemoved
     };
+    let overflow = if o.overwrite {
+        Overflow::Overwrite
+    } else {
+        Overflow::Block
+    };
     Options::new()
         .capacity(o.capacity)
         .slot_size(usize::try_from(o.max_size).unwrap_or(usize::MAX))
         .max_subscribers(o.max_subscribers)
-        .overflow(Overflow::Overwrite)
+        .overflow(overflow)
+        .history(o.capacity.saturating_sub(1))
         .mode(o.mode)
         .persistence(persistence)
 }
 
 /// Opens the topic with `open`, or creates it with `create` where it does not
-/// exist. Opening first: an existing topic keeps its own settings (creating with
-/// other sizes would be refused), and two commands creating it at once both end up
-/// on the same topic.
+/// exist; says which (true: created). Opening first: an existing topic keeps its
+/// own settings (creating with other sizes would be refused), and two commands
+/// creating it at once both end up on the same topic.
 pub fn open_or_create<T>(
     open: impl Fn() -> Result<T, ChannelError>,
     create: impl Fn() -> Result<T, ChannelError>,
-) -> Result<T, ChannelError> {
+) -> Result<(T, bool), ChannelError> {
     let mut last = None;
     for _ in 0..3 {
         match open() {
             Err(ChannelError::Open(OpenError::NotFound { .. })) => {}
-            r => return r,
+            r => return r.map(|t| (t, false)),
         }
         match create() {
-            Ok(t) => return Ok(t),
+            Ok(t) => return Ok((t, true)),
             // Made by someone else meanwhile (with other settings), or not creatable:
             // look again.
             Err(e) => last = Some(e),

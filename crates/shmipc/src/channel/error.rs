@@ -141,6 +141,13 @@ pub enum RecvError {
         /// The buffer's length.
         buf: usize,
     },
+    /// The subscriber holds as many samples as it may (set at creation); the next
+    /// one stays queued.
+    #[error("this subscriber already holds {max} samples, the most it may: drop one before receiving another (or recreate the channel with a larger max held)")]
+    TooManyHeld {
+        /// The bound.
+        max: usize,
+    },
     /// The shared memory is corrupt.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),

@@ -75,9 +75,13 @@ pub fn spsc(data: &[u8]) {
     let _ = Segment::remove(&name);
 }
 
-/// As [`spsc`], for a pubsub channel: the first byte also picks the overflow mode;
-/// a subscriber reads over the corrupt memory, and a publisher (kept or
-/// re-attached) publishes over it.
+/// As [`spsc`], for a pubsub channel: the first byte also picks the overflow mode,
+/// where the corruption lands (the header, the control words and subscriber
+/// records with their cursors and hold slots, the ring entries, or the chunk
+/// headers of the pool) and whether a subscriber holds a sample across it; then
+/// subscribers take, hold and release samples over the corrupt memory, and a
+/// publisher (kept or re-attached, which rebuilds its pool from the shared words)
+/// loans and publishes over it.
 pub fn pubsub(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -92,41 +96,72 @@ pub fn pubsub(data: &[u8]) {
         .capacity(4)
         .slot_size(24)
         .max_subscribers(2)
+        .max_held(2)
+        .history(3)
         .overflow(overflow)
         .create_publisher(&name)
     else {
         return;
     };
     let early = Subscriber::open_with_history(&name, 3).ok();
-    for i in 0..(mode >> 4) {
+    for i in 0..(mode >> 5) {
         let _ = publisher.try_send(&[i; 20]);
     }
     let Some(raw) = raw(&name) else {
         return;
     };
-    let start = if mode & 1 != 0 { 24 } else { 64 };
-    let n = rest.len().min(raw.len() - start);
-    let _ = raw.write_at(start, &rest[..n]);
+    // Layout (pubsub.rs): records from 320 (2 x 64), entries from 448, chunks
+    // (64-byte header, then the payload) from 4096.
+    let start = match (mode >> 3) & 3 {
+        0 => 24,
+        1 => 64,
+        2 => 448,
+        _ => 4096,
+    };
+    {
+        // A sample held across the corruption and released after it.
+        let held = early.as_ref().and_then(|s| s.try_recv().ok());
+        let n = rest.len().min(raw.len() - start);
+        let _ = raw.write_at(start, &rest[..n]);
+        if let Some(h) = &held {
+            std::hint::black_box(h.iter().map(|&b| u64::from(b)).sum::<u64>());
+        }
+    }
     if mode & 2 != 0 {
         drop(publisher);
         if let Ok(mut p) = Publisher::open(&name) {
             for _ in 0..8 {
                 let _ = p.try_send(b"after");
             }
+            std::hint::black_box(p.free_chunks());
         }
     } else {
         for _ in 0..8 {
-            let _ = publisher.try_send(b"after");
+            if let Ok(mut loan) = publisher.try_loan(16) {
+                loan.fill(7);
+                loan.send();
+            }
         }
+        std::hint::black_box(publisher.free_chunks());
     }
     let mut buf = Vec::new();
-    for mut sub in early
+    for sub in early
         .into_iter()
         .chain(Subscriber::open_with_history(&name, 2).ok())
     {
+        let mut kept = Vec::new();
         for _ in 0..8 {
-            let _ = sub.try_recv_into(&mut buf);
+            match sub.try_recv() {
+                Ok(s) => {
+                    std::hint::black_box(s.iter().map(|&b| u64::from(b)).sum::<u64>());
+                    if mode & 1 != 0 {
+                        kept.push(s);
+                    }
+                }
+                Err(_) => kept.clear(),
+            }
         }
+        drop(kept);
         let _ = sub.recv_into_timeout(&mut buf, Duration::from_millis(1));
     }
     let _ = Segment::remove(&name);

@@ -19,7 +19,6 @@ use crate::layout::{Header, Kind, LayoutError};
 use crate::view::View;
 
 use super::peer;
-use super::pubsub::Overflow;
 use super::spsc_ring;
 
 /// Most slots whose stamps an spsc inspection scans to count the queued messages.
@@ -76,7 +75,8 @@ impl Reader<'_> {
         }
     }
 
-    /// The process id of the live endpoint whose token is at `off`, if any.
+    /// The process id of the live endpoint whose token is at `off`, if any (0 for
+    /// a live endpoint in another PID namespace, whose pid means nothing here).
     fn live(&self, off: u64) -> Option<u32> {
         let tok = self.u64(off);
         (tok != 0 && peer::alive(tok)).then(|| peer::pid(tok))
@@ -159,62 +159,34 @@ fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectSta
     })
 }
 
-// pubsub.rs: 64 publisher token, attaches; 128 head; 320 subscriber records of 64
-// bytes (token, attaches, cursor); then the slots.
-fn pubsub(r: &Reader<'_>, [p0, p1, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
+// pubsub.rs: 64 publisher token, attaches; 128 head; subscriber records (token,
+// attaches, cursor, holds) from `pubsub::SUBS_AT`; the parameters and the extent
+// are validated by `pubsub::shape`, the endpoints' own check.
+fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
     const KIND: &str = "pubsub";
-    let (capacity, max_subs) = (p0 & 0xffff_ffff, p0 >> 32);
-    let (slot_size, overflow) = (p1 & 0xffff_ffff, p1 >> 32);
-    let overflow = match overflow {
-        0 => Overflow::Overwrite,
-        1 => Overflow::Block,
-        v => return Err(bad(KIND, "overflow policy", v)),
-    };
-    if !capacity.is_power_of_two() || !(2..=1 << 31).contains(&capacity) {
-        return Err(bad(
-            KIND,
-            "capacity (not a power of two from 2 to 2^31)",
-            capacity,
-        ));
-    }
-    if slot_size > 1 << 31 {
-        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
-    }
-    if max_subs == 0 || max_subs > 1 << 16 {
-        return Err(bad(KIND, "max subscribers (not 1 to 65536)", max_subs));
-    }
-    let slots = (320 + max_subs * 64 + 127) & !127;
-    let stride =
-        line_up(16 + slot_size.div_ceil(8) * 8).ok_or(bad(KIND, "slot size", slot_size))?;
-    let size = stride
-        .checked_mul(capacity)
-        .and_then(|s| s.checked_add(slots))
-        .ok_or(bad(KIND, "ring size", capacity))?;
-    r.need("pubsub ring", size)?;
+    let shape = super::pubsub::shape(params).map_err(|(what, v)| bad(KIND, what, v))?;
+    r.need("pubsub pool", shape.size)?;
     let published = r.u64(128);
     let mut subscribers = 0u32;
     let mut max_lag: Option<u64> = None;
-    for i in 0..max_subs {
-        let rec = 320 + i * 64;
+    for i in 0..shape.max_subscribers {
+        let rec = super::pubsub::SUBS_AT + i * shape.rec;
         if r.live(rec).is_none() {
             continue;
         }
         subscribers += 1;
-        // Cursors are kept up to date only in block mode (overwrite: only at attach).
-        if overflow == Overflow::Block {
-            let lag = published.wrapping_sub(r.u64(rec + 16));
-            if lag <= capacity {
-                max_lag = Some(max_lag.map_or(lag, |m| m.max(lag)));
-            }
+        let lag = published.wrapping_sub(r.u64(rec + super::pubsub::REC_CURSOR));
+        if lag <= shape.capacity {
+            max_lag = Some(max_lag.map_or(lag, |m| m.max(lag)));
         }
     }
     Ok(ObjectState::PubSub {
-        capacity,
-        max_message: slot_size,
-        overflow,
+        capacity: shape.capacity,
+        max_message: shape.slot_size,
+        overflow: shape.overflow,
         publisher: r.live(64),
         subscribers,
-        max_subscribers: max_subs as u32,
+        max_subscribers: shape.max_subscribers as u32,
         published,
         max_lag,
     })
@@ -354,12 +326,12 @@ mod tests {
         let want = |subscribers, publisher| ObjectState::PubSub {
             capacity: 8,
             max_message: 100,
-            overflow: Overflow::Overwrite,
+            overflow: pubsub::Overflow::Overwrite,
             publisher,
             subscribers,
             max_subscribers: 4,
             published: 3,
-            max_lag: None,
+            max_lag: Some(3),
         };
         assert_eq!(state(&n), want(2, Some(me)));
         drop(s1);
@@ -373,7 +345,7 @@ mod tests {
             .overflow(pubsub::Overflow::Block)
             .create_publisher(&b)
             .unwrap();
-        let mut s = pubsub::Subscriber::open(&b).unwrap();
+        let s = pubsub::Subscriber::open(&b).unwrap();
         p.send(b"1").unwrap();
         p.send(b"2").unwrap();
         let lag = |st| match st {
@@ -462,7 +434,7 @@ mod tests {
     #[test]
     fn garbage_is_invalid_not_a_panic() {
         let n = name("garbage");
-        let seg = Segment::create(&n, 4096).unwrap();
+        let seg = Segment::create(&n, 16384).unwrap();
         let v = seg.map_all().unwrap();
         for (kind, params) in [
             (Kind::PubSub, [3, 0, 0, 0]),
@@ -481,7 +453,7 @@ mod tests {
             );
         }
         // Valid parameters, garbage words: a state, never a panic.
-        layout::init(&v, 0, Kind::PubSub, [2 | (4 << 32), 8, 0, 0]).unwrap();
+        layout::init(&v, 0, Kind::PubSub, [2 | (4 << 32), 8 | (1 << 40), 0, 0]).unwrap();
         v.write_at(64, &[0xFF; 512]).unwrap();
         assert!(matches!(
             inspect(&n).unwrap(),

@@ -4,8 +4,11 @@
 //!   `bytemuck::Pod` values; the producer writes in place into a loaned slot and the
 //!   consumer reads in place from a borrowed one.
 //! * [`pubsub`]: one publisher, many subscribers each with its own cursor; the
-//!   publisher waits for slow subscribers or overwrites them and tells them how
-//!   many messages they lost.
+//!   publisher loans a chunk from a pool in the channel, writes the sample in place
+//!   and sends its offset to every subscriber, each of which reads it in place as a
+//!   [`pubsub::Sample`] until it drops; the publisher waits for slow subscribers or
+//!   skips them past messages they have not started and tells them how many they
+//!   lost. See the module for what a hostile peer can do to a reader.
 //! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
 //!   goes to one consumer.
 //! * [`rpc`]: request/response between clients and one server, with correlation
@@ -32,7 +35,7 @@
 
 mod error;
 mod mpmc_ring;
-mod pubsub_ring;
+mod pubsub_pool;
 mod shim;
 mod spsc_ring;
 

@@ -158,7 +158,18 @@ pub(crate) fn pop(geo: Geometry, q: &impl MpmcSlots, buf: &mut Vec<u8>) -> Resul
             }
         } else if dif < 0 {
             // Free (empty), or claimed and not yet published.
-            let claimed = q.enqueue_pos().load(Ordering::Relaxed).wrapping_sub(pos) as i64 > 0;
+            let enq = q.enqueue_pos().load(Ordering::Relaxed);
+            let ahead = enq.wrapping_sub(pos);
+            // The queue holds at most `capacity` claimed positions past the
+            // dequeue position: anything else with the dequeue position unchanged
+            // (so not a stale read) is corrupt, not an empty queue to wait on.
+            if ahead > geo.capacity && deq.load(Ordering::Relaxed) == pos {
+                return Err(Corrupt {
+                    what: "mpmc dequeue position (impossible given the enqueue position and the capacity)",
+                    value: pos,
+                });
+            }
+            let claimed = ahead as i64 > 0;
             if seq == pos && claimed {
                 return Ok(Pop::Stall(q.owner(slot).load(Ordering::Relaxed)));
             }

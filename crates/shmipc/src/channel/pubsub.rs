@@ -1,62 +1,112 @@
-//! Publish/subscribe channels: one [`Publisher`], up to a bound of [`Subscriber`]s
-//! fixed at creation, each with its own cursor.
+//! Publish/subscribe channels with zero-copy samples: one [`Publisher`], up to a
+//! bound of [`Subscriber`]s fixed at creation, each with its own cursor.
+//!
+//! The publisher *loans* a chunk of the channel's shared memory, writes the sample
+//! in place and sends it; every subscriber receives a [`Sample`] that reads the same
+//! bytes in place (no copy by the channel), and the chunk goes back to the pool
+//! when the last subscriber that received it drops its sample.
 //!
 //! ```
 //! use shmipc::channel::pubsub::{Options, Overflow, Subscriber};
 //! # let name = format!("doc-pubsub-{}", std::process::id());
 //! let mut publisher = Options::new()
 //!     .capacity(64)
-//!     .slot_size(128)
-//!     .overflow(Overflow::Overwrite)
+//!     .slot_size(4096)
+//!     .overflow(Overflow::Block)
 //!     .create_publisher(&name)?;
-//! let mut a = Subscriber::open(&name)?; // usually other processes
-//! let mut b = Subscriber::open(&name)?;
-//! publisher.send(b"tick")?;
-//! assert_eq!(a.recv()?.data, b"tick");
-//! assert_eq!(b.recv()?.data, b"tick");
+//! let a = Subscriber::open(&name)?; // usually other processes
+//! let b = Subscriber::open(&name)?;
+//!
+//! let mut loan = publisher.loan(5)?; // a chunk of shared memory, ours alone
+//! loan.copy_from_slice(b"frame"); // or fill it in place: a camera, a decoder...
+//! loan.send(); // its offset goes to every subscriber
+//!
+//! let sa = a.recv()?; // read in place: `&*sa` points into the chunk
+//! let sb = b.recv()?;
+//! assert_eq!((&*sa, &*sb), (&b"frame"[..], &b"frame"[..]));
+//! drop((sa, sb)); // the last release returns the chunk to the pool
+//!
+//! // Plain-data types in place, and the copying conveniences:
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Tick { price: f64, qty: u64 }
+//! let mut loan = publisher.loan_pod::<Tick>()?;
+//! *loan.pod_mut::<Tick>().unwrap() = Tick { price: 1.5, qty: 3 };
+//! loan.send();
+//! assert_eq!(a.recv()?.pod::<Tick>().unwrap().qty, 3);
+//! publisher.send(b"copied in")?;
+//! let mut buf = Vec::new();
+//! a.recv_into(&mut buf)?; // the Tick sample above was dropped: its hold is free
+//! assert_eq!(buf, b"copied in");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! * A subscriber starts at the next message published after it joins, or up to
-//!   `history` messages earlier ([`Subscriber::open_with_history`]) if they are
-//!   still in the ring.
-//! * [`Overflow::Overwrite`]: the publisher never waits; a subscriber that falls a
-//!   ring behind loses the oldest messages and is told how many
-//!   ([`Message::lost`]). [`Overflow::Block`]: the publisher waits until every live
-//!   subscriber has read the message it would overwrite.
-//! * A subscriber never returns a torn message: every slot is guarded by a sequence
-//!   lock (`pubsub_ring.rs`), and payloads are copied in and out with atomic word
-//!   accesses, so messages are copied, not loaned, on both sides.
-//! * A subscriber that dies (even by SIGKILL) stops counting: in block mode the
-//!   publisher notices when it waits on it, frees its place and goes on; its place
-//!   is reused by the next subscriber. A publisher that leaves or dies makes
-//!   subscribers' receives return [`RecvError::Disconnected`] once they have read
-//!   everything; a new publisher carries on the numbering and existing subscribers
-//!   pick it up.
+//! * **Overflow.** [`Overflow::Block`]: the publisher waits (in `loan`) until every
+//!   live subscriber has *started* the message whose ring entry the next one reuses.
+//!   [`Overflow::Overwrite`]: the publisher never waits; it moves a lagging
+//!   subscriber past the oldest messages it has not started (never one it holds) and
+//!   the subscriber is told how many it lost ([`Sample::lost`]).
+//! * **History.** The publisher keeps the last [`Options::history`] messages for
+//!   late joiners ([`Subscriber::open_with_history`]).
+//! * **Holding.** A subscriber may hold up to [`Options::max_held`] samples at once;
+//!   receiving one more is [`RecvError::TooManyHeld`]. Held samples never stop the
+//!   publisher: the pool has a chunk for every message in the ring, every hold and
+//!   the loan.
+//! * **Peer death.** A subscriber that dies (even by SIGKILL) has its place, its
+//!   queued messages and its held samples given back when the publisher notices
+//!   (within milliseconds when it matters); a publisher that dies leaves its loan
+//!   free for the next one, which picks up the numbering, the ring and the pool
+//!   where it stopped; subscribers' receives return [`RecvError::Disconnected`] once
+//!   they have read everything the dead one sent, and messages again when a new
+//!   one publishes.
+//! * **Sizes.** A chunk holds up to [`Options::slot_size`] bytes; a larger loan fails
+//!   with [`SendError::TooLarge`] naming both sizes.
+//!
+//! # What a buggy or hostile peer can and cannot do to a reader
+//!
+//! A [`Sample`] is a `&[u8]` (or `&T` of a `bytemuck::Pod` type) over shared memory.
+//! The protocol guarantees that no *correct* publisher writes a chunk while any
+//! subscriber holds it (`pubsub_pool.rs` explains why). A process that maps the
+//! segment and ignores the protocol can still write those bytes while you read
+//! them: you may then see any bytes, even bytes that change between two reads. It
+//! cannot make shmipc read or write outside the segment, hand you a sample longer
+//! than a chunk, panic, loop forever or wait past your timeout: every index, count
+//! and length read from the shared memory is validated first, and an impossible
+//! one is [`RecvError::Corrupt`] (never a silently deaf subscriber). Validate what
+//! you parse out of a sample as you would data from a socket; if you must be sure
+//! the bytes do not change under you, copy them ([`Subscriber::recv_into`]).
 //!
 //! # Layout of the segment
 //!
 //! ```text
 //!   0  layout header (kind pubsub; params: capacity | max subscribers << 32,
-//!      slot size | overflow << 32, type size | align << 32, type hash)
+//!      chunk size | overflow << 32 | max held << 40 | kept history << 48,
+//!      type size | align << 32, type hash)
 //!  64  publisher token, attaches
 //! 128  head: messages published                       (publisher writes)
 //! 192  data bell: seq, sleepers                       (subscribers sleep)
-//! 256  space bell: seq, sleepers                      (block mode: publisher sleeps)
-//! 320  subscriber records, 64 bytes each: token, attaches, cursor
-//!  S   slots (S = 128-aligned): stamp, length, payload words; stride a multiple of 64
+//! 256  space bell: seq, sleepers                      (publisher sleeps)
+//! 320  subscriber records, R bytes each (a multiple of 64): token, attaches,
+//!      cursor, max-held hold slots
+//!  E   ring entries: capacity words, the chunk of message n at n % capacity
+//!  C   chunks (C page-aligned), stride 64 + chunk size rounded up to 64:
+//!      seq, len, then the payload at +64
 //! ```
 
+use std::cell::RefCell;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
 
 use crate::layout::{Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
-use super::pubsub_ring::{Geometry, PubSubSlots, PublisherCore, Read, SubscriberCore};
+use super::pubsub_pool::{self, Geometry, PoolMem, PublisherCore, SubscriberCore, Take, FREE};
 use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
 use super::shim::AtomicU64;
 use super::{ChannelError, RecvError, SendError, TrySendError};
@@ -66,21 +116,25 @@ const OFF_HEAD: usize = 128;
 const OFF_DATA_BELL: usize = 192;
 const OFF_SPACE_BELL: usize = 256;
 const OFF_SUBS: usize = 320;
-const SUB_LEN: usize = 64;
-const SLOT_HEADER: usize = 16;
+/// Words of a subscriber record before its hold slots.
+const REC_FIXED: usize = 24;
+const CHUNK_HEADER: usize = 64;
 const MAX_SLOT: u64 = 1 << 31;
 const MAX_CAPACITY: u64 = 1 << 31;
-const MAX_SUBSCRIBERS: u64 = 1 << 16;
+const MAX_SUBSCRIBERS: u64 = 1024;
+const MAX_HELD: u64 = 64;
+const MAX_KEEP: u64 = 0xffff;
 const PEER_CHECK: Duration = Duration::from_millis(10);
 
 /// What the publisher does when the ring is full of messages some subscriber has
-/// not read.
+/// not started reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
-    /// Overwrite the oldest; the slow subscriber is told how many it lost.
+    /// Skip the slow subscriber past the oldest messages it has not started (never
+    /// one it holds); it is told how many it lost.
     #[default]
     Overwrite,
-    /// Wait until every live subscriber has read the oldest.
+    /// Wait until every live subscriber has started the oldest.
     Block,
 }
 
@@ -90,6 +144,7 @@ pub struct Options {
     capacity: u64,
     slot_size: u64,
     max_subscribers: u64,
+    max_held: u64,
     overflow: Overflow,
     history: u64,
     common: Common,
@@ -103,12 +158,14 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Defaults: 256 slots of 1024 bytes, 16 subscribers, overwrite, no history.
+    /// Defaults: a ring of 256 messages, chunks of 1024 bytes, 16 subscribers
+    /// holding up to 4 samples each, overwrite, no history.
     pub fn new() -> Self {
         Self {
             capacity: 256,
             slot_size: 1024,
             max_subscribers: 16,
+            max_held: 4,
             overflow: Overflow::Overwrite,
             history: 0,
             common: Common::default(),
@@ -116,21 +173,28 @@ impl Options {
         }
     }
 
-    /// Slots in the ring, rounded up to a power of two (2 to 2^31).
+    /// Messages the ring holds, rounded up to a power of two (2 to 2^31).
     pub fn capacity(mut self, slots: usize) -> Self {
         self.capacity = slots as u64;
         self
     }
 
-    /// Largest message in bytes (at most 2^31).
+    /// Largest sample (a chunk's payload) in bytes (at most 2^31).
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes as u64;
         self
     }
 
-    /// Most subscribers at a time (1 to 65536).
+    /// Most subscribers at a time (1 to 1024).
     pub fn max_subscribers(mut self, n: usize) -> Self {
         self.max_subscribers = n as u64;
+        self
+    }
+
+    /// Most samples one subscriber may hold at once (1 to 64). The pool has
+    /// `capacity + max_subscribers * max_held + 1` chunks.
+    pub fn max_held(mut self, n: usize) -> Self {
+        self.max_held = n as u64;
         self
     }
 
@@ -140,8 +204,10 @@ impl Options {
         self
     }
 
-    /// For subscribers made with these options: how many already published
-    /// messages to start with, if still in the ring (at most capacity - 1).
+    /// Messages the publisher keeps for late joiners (at most capacity - 1 and
+    /// 65535; default 0), who ask for them with
+    /// [`Subscriber::open_with_history`]. Kept messages live in the ring: they cost
+    /// no extra memory and never hold the publisher up.
     pub fn history(mut self, messages: usize) -> Self {
         self.history = messages as u64;
         self
@@ -177,15 +243,37 @@ impl Options {
         Publisher::attach(Chan::get(name, How::CreateOrOpen, self)?)
     }
 
-    /// Creates the channel or opens it and attaches as a subscriber.
+    /// Creates the channel or opens it and attaches as a subscriber, starting with
+    /// the next message published.
     ///
     /// # Errors
     /// As [`Options::create_publisher`] and [`Subscriber::open`].
     pub fn create_or_open_subscriber(&self, name: &str) -> Result<Subscriber, ChannelError> {
-        Subscriber::attach(Chan::get(name, How::CreateOrOpen, self)?, self.history)
+        self.create_or_open_subscriber_with_history(name, 0)
     }
 
-    fn validate(&self, name: &str) -> Result<Params, ChannelError> {
+    /// As [`Options::create_or_open_subscriber`], starting up to `history`
+    /// messages back if the publisher kept them.
+    ///
+    /// # Errors
+    /// As [`Options::create_or_open_subscriber`].
+    pub fn create_or_open_subscriber_with_history(
+        &self,
+        name: &str,
+        history: usize,
+    ) -> Result<Subscriber, ChannelError> {
+        Subscriber::attach(Chan::get(name, How::CreateOrOpen, self)?, history as u64)
+    }
+
+    /// Checks the settings without creating anything.
+    ///
+    /// # Errors
+    /// [`ChannelError::InvalidParameter`] naming the setting out of range.
+    pub fn validate(&self, name: &str) -> Result<(), ChannelError> {
+        self.params(name).map(|_| ())
+    }
+
+    fn params(&self, name: &str) -> Result<Params, ChannelError> {
         let invalid = |what, value, reason| ChannelError::InvalidParameter {
             name: name.to_owned(),
             what,
@@ -196,7 +284,7 @@ impl Options {
             return Err(invalid(
                 "capacity",
                 self.capacity,
-                "it must be 1 to 2^31 slots",
+                "it must be 1 to 2^31 messages",
             ));
         }
         if self.slot_size > MAX_SLOT {
@@ -210,20 +298,30 @@ impl Options {
             return Err(invalid(
                 "max subscribers",
                 self.max_subscribers,
-                "it must be 1 to 65536",
+                "it must be 1 to 1024",
             ));
         }
+        if self.max_held == 0 || self.max_held > MAX_HELD {
+            return Err(invalid(
+                "max held samples",
+                self.max_held,
+                "it must be 1 to 64",
+            ));
+        }
+        let capacity = self.capacity.next_power_of_two().max(2);
         let p = Params {
-            capacity: self.capacity.next_power_of_two().max(2),
+            capacity,
             slot_size: self.slot_size,
             max_subscribers: self.max_subscribers,
+            max_held: self.max_held,
             overflow: self.overflow,
+            keep: self.history.min(capacity - 1).min(MAX_KEEP),
         };
         p.sizes().ok_or_else(|| {
             invalid(
                 "capacity x slot size",
                 self.capacity,
-                "the ring would not fit in memory",
+                "the pool would not fit in memory",
             )
         })?;
         Ok(p)
@@ -235,19 +333,44 @@ struct Params {
     capacity: u64,
     slot_size: u64,
     max_subscribers: u64,
+    max_held: u64,
     overflow: Overflow,
+    keep: u64,
+}
+
+/// Where the parts of a pubsub segment are.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    rec: u64,
+    entries: u64,
+    chunks_off: u64,
+    stride: u64,
+    chunks: u32,
+    size: u64,
 }
 
 impl Params {
-    /// Offset of the slots, slot stride, segment size; None on overflow.
-    fn sizes(&self) -> Option<(u64, u64, u64)> {
-        let subs_end =
-            (OFF_SUBS as u64).checked_add(self.max_subscribers.checked_mul(SUB_LEN as u64)?)?;
-        let slots = subs_end.checked_add(127)? & !127;
-        let words = self.slot_size.checked_add(7)? / 8;
-        let stride = line_up((SLOT_HEADER as u64).checked_add(words.checked_mul(8)?)?)?;
-        let size = stride.checked_mul(self.capacity)?.checked_add(slots)?;
-        (size <= isize::MAX as u64).then_some((slots, stride, size))
+    /// The layout; None on overflow.
+    fn sizes(&self) -> Option<Sizes> {
+        let rec = line_up((REC_FIXED as u64).checked_add(self.max_held.checked_mul(8)?)?)?;
+        let entries = (OFF_SUBS as u64).checked_add(self.max_subscribers.checked_mul(rec)?)?;
+        let chunks_off = entries
+            .checked_add(self.capacity.checked_mul(8)?)?
+            .checked_add(4095)?
+            & !4095;
+        let stride = (CHUNK_HEADER as u64).checked_add(line_up(self.slot_size)?)?;
+        let chunks = Geometry::chunks_for(self.capacity, self.max_subscribers, self.max_held)?;
+        let size = stride
+            .checked_mul(u64::from(chunks))?
+            .checked_add(chunks_off)?;
+        (size <= isize::MAX as u64).then_some(Sizes {
+            rec,
+            entries,
+            chunks_off,
+            stride,
+            chunks,
+            size,
+        })
     }
 
     fn pack(&self, msg: &MsgType) -> [u64; 4] {
@@ -257,12 +380,80 @@ impl Params {
         };
         [
             self.capacity | (self.max_subscribers << 32),
-            self.slot_size | (overflow << 32),
+            self.slot_size | (overflow << 32) | (self.max_held << 40) | (self.keep << 48),
             msg.packed(),
             msg.hash,
         ]
     }
+
+    /// Reads and validates the parameters of a header.
+    fn unpack([p0, p1, ..]: [u64; 4]) -> Result<Self, (&'static str, u64)> {
+        let capacity = p0 & 0xffff_ffff;
+        let max_subscribers = p0 >> 32;
+        let slot_size = p1 & 0xffff_ffff;
+        let overflow = match (p1 >> 32) & 0xff {
+            0 => Overflow::Overwrite,
+            1 => Overflow::Block,
+            v => return Err(("overflow policy", v)),
+        };
+        let max_held = (p1 >> 40) & 0xff;
+        let keep = p1 >> 48;
+        if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
+            return Err(("capacity (not a power of two from 2 to 2^31)", capacity));
+        }
+        if slot_size > MAX_SLOT {
+            return Err(("slot size (over 2^31)", slot_size));
+        }
+        if max_subscribers == 0 || max_subscribers > MAX_SUBSCRIBERS {
+            return Err(("max subscribers (not 1 to 1024)", max_subscribers));
+        }
+        if max_held == 0 || max_held > MAX_HELD {
+            return Err(("max held samples (not 1 to 64)", max_held));
+        }
+        if keep >= capacity {
+            return Err(("kept history (not below the capacity)", keep));
+        }
+        Ok(Self {
+            capacity,
+            slot_size,
+            max_subscribers,
+            max_held,
+            overflow,
+            keep,
+        })
+    }
 }
+
+/// What `shmipc info` shows of a pubsub channel: its parameters and the extent
+/// its segment must have (for `channel::inspect`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) capacity: u64,
+    pub(crate) slot_size: u64,
+    pub(crate) max_subscribers: u64,
+    pub(crate) overflow: Overflow,
+    pub(crate) rec: u64,
+    pub(crate) size: u64,
+}
+
+/// Validates a pubsub header's parameters (for `channel::inspect`).
+pub(crate) fn shape(params: [u64; 4]) -> Result<Shape, (&'static str, u64)> {
+    let p = Params::unpack(params)?;
+    let s = p.sizes().ok_or(("pool size", p.capacity))?;
+    Ok(Shape {
+        capacity: p.capacity,
+        slot_size: p.slot_size,
+        max_subscribers: p.max_subscribers,
+        overflow: p.overflow,
+        rec: s.rec,
+        size: s.size,
+    })
+}
+
+/// The offset of a subscriber record's cursor (for `channel::inspect`).
+pub(crate) const REC_CURSOR: u64 = 16;
+/// The offset of the subscriber records (for `channel::inspect`).
+pub(crate) const SUBS_AT: u64 = OFF_SUBS as u64;
 
 /// A mapped and validated pubsub segment.
 #[derive(Debug)]
@@ -271,19 +462,20 @@ struct Chan {
     words: Words,
     geo: Geometry,
     overflow: Overflow,
-    max_subscribers: usize,
-    slots: usize,
+    rec: usize,
+    entries: usize,
+    chunks_off: usize,
     stride: usize,
 }
 
 impl Chan {
     fn get(name: &str, how: How, opts: &Options) -> Result<Self, ChannelError> {
-        let (params, size) = if how == How::Open {
-            (opts.validate(name)?, 0)
+        let params = opts.params(name)?;
+        let create = params.sizes();
+        let size = if how == How::Open {
+            0
         } else {
-            let p = opts.validate(name)?;
-            let size = p.sizes().map_or(0, |s| s.2);
-            (p, size)
+            create.map_or(0, |s| s.size)
         };
         let (map, header) = shared::get(
             name,
@@ -292,13 +484,21 @@ impl Chan {
             &opts.common,
             size,
             params.pack(&opts.msg),
-            |_| Ok(()),
+            |view| {
+                // Every chunk starts free.
+                let Some(s) = create else { return Ok(()) };
+                for k in 0..u64::from(s.chunks) {
+                    let off = s.chunks_off + k * s.stride;
+                    view.write_at(off as usize, &FREE.to_le_bytes())?;
+                }
+                Ok(())
+            },
         )?;
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
         };
-        let [p0, p1, packed, hash] = header.params;
+        let [.., packed, hash] = header.params;
         opts.msg.check(Kind::PubSub, packed, hash).map_err(layout)?;
         let bad = |what, value| {
             layout(LayoutError::Mismatch {
@@ -308,37 +508,14 @@ impl Chan {
                 expected: 0,
             })
         };
-        let capacity = p0 & 0xffff_ffff;
-        let max_subscribers = p0 >> 32;
-        let slot_size = p1 & 0xffff_ffff;
-        let overflow = match p1 >> 32 {
-            0 => Overflow::Overwrite,
-            1 => Overflow::Block,
-            v => return Err(bad("overflow policy", v)),
-        };
-        if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
-            return Err(bad(
-                "capacity (not a power of two from 2 to 2^31)",
-                capacity,
-            ));
-        }
-        if slot_size > MAX_SLOT {
-            return Err(bad("slot size (over 2^31)", slot_size));
-        }
-        if max_subscribers == 0 || max_subscribers > MAX_SUBSCRIBERS {
-            return Err(bad("max subscribers (not 1 to 65536)", max_subscribers));
-        }
-        let found = Params {
-            capacity,
-            slot_size,
-            max_subscribers,
-            overflow,
-        };
-        let (slots, stride, size) = found.sizes().ok_or_else(|| bad("ring size", capacity))?;
-        let len = usize::try_from(size).map_err(|_| bad("ring size", size))?;
+        let found = Params::unpack(header.params).map_err(|(what, v)| bad(what, v))?;
+        let s = found
+            .sizes()
+            .ok_or_else(|| bad("pool size", found.capacity))?;
+        let len = usize::try_from(s.size).map_err(|_| bad("pool size", s.size))?;
         if len > map.view.len() {
             return Err(layout(LayoutError::TooSmall {
-                what: "pubsub ring",
+                what: "pubsub pool",
                 len: map.view.len(),
                 need: len,
             }));
@@ -348,13 +525,18 @@ impl Chan {
             map,
             words,
             geo: Geometry {
-                capacity,
-                max_len: slot_size as u32,
+                capacity: found.capacity,
+                chunks: s.chunks,
+                chunk_size: found.slot_size as u32,
+                max_subscribers: found.max_subscribers as u32,
+                max_held: found.max_held as u32,
+                keep: found.keep,
             },
-            overflow,
-            max_subscribers: max_subscribers as usize,
-            slots: slots as usize,
-            stride: stride as usize,
+            overflow: found.overflow,
+            rec: s.rec as usize,
+            entries: s.entries as usize,
+            chunks_off: s.chunks_off as usize,
+            stride: s.stride as usize,
         })
     }
 
@@ -366,15 +548,11 @@ impl Chan {
     }
 
     fn subscriber(&self, i: usize) -> Place<'_> {
-        let off = OFF_SUBS + i * SUB_LEN;
+        let off = OFF_SUBS + i * self.rec;
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
         }
-    }
-
-    fn cursor(&self, i: usize) -> &AtomicU64 {
-        self.words.u64(OFF_SUBS + i * SUB_LEN + 16)
     }
 
     fn bell(&self, off: usize) -> Bell<'_> {
@@ -384,39 +562,51 @@ impl Chan {
         }
     }
 
-    fn slot_off(&self, slot: usize) -> usize {
-        self.slots + slot * self.stride
+    /// The payload of chunk `k` (`k < chunks`, `len <= chunk size`).
+    #[inline]
+    fn payload(&self, k: u32, len: usize) -> *mut u8 {
+        self.words.bytes(
+            self.chunks_off + k as usize * self.stride + CHUNK_HEADER,
+            len,
+        )
     }
 
-    /// See `spsc::Chan::touch`.
-    #[inline]
-    fn touch(&self, slot: usize) {
-        if self.stride > 64 {
-            std::hint::black_box(
-                self.words
-                    .u64(self.slot_off(slot) + 64)
-                    .load(Ordering::Relaxed),
-            );
-        }
+    /// Live subscribers now (a SIGKILLed one counts until noticed).
+    fn subscribers(&self) -> usize {
+        (0..self.geo.max_subscribers as usize)
+            .filter(|&i| self.subscriber(i).token.load(Ordering::Relaxed) != 0)
+            .count()
     }
 }
 
-impl PubSubSlots for Chan {
-    #[inline]
-    fn stamp(&self, slot: usize) -> &AtomicU64 {
-        self.words.u64(self.slot_off(slot))
-    }
-    #[inline]
-    fn len(&self, slot: usize) -> &AtomicU64 {
-        self.words.u64(self.slot_off(slot) + 8)
-    }
-    #[inline]
-    fn word(&self, slot: usize, i: usize) -> &AtomicU64 {
-        self.words.u64(self.slot_off(slot) + SLOT_HEADER + 8 * i)
-    }
+impl PoolMem for Chan {
     #[inline]
     fn head(&self) -> &AtomicU64 {
         self.words.u64(OFF_HEAD)
+    }
+    #[inline]
+    fn entry(&self, i: usize) -> &AtomicU64 {
+        self.words.u64(self.entries + 8 * i)
+    }
+    #[inline]
+    fn seq(&self, k: usize) -> &AtomicU64 {
+        self.words.u64(self.chunks_off + k * self.stride)
+    }
+    #[inline]
+    fn len(&self, k: usize) -> &AtomicU64 {
+        self.words.u64(self.chunks_off + k * self.stride + 8)
+    }
+    #[inline]
+    fn token(&self, s: usize) -> &AtomicU64 {
+        self.words.u64(OFF_SUBS + s * self.rec)
+    }
+    #[inline]
+    fn cursor(&self, s: usize) -> &AtomicU64 {
+        self.words.u64(OFF_SUBS + s * self.rec + 16)
+    }
+    #[inline]
+    fn hold(&self, s: usize, j: usize) -> &AtomicU64 {
+        self.words.u64(OFF_SUBS + s * self.rec + REC_FIXED + 8 * j)
     }
 }
 
@@ -424,8 +614,8 @@ impl PubSubSlots for Chan {
 pub struct Publisher {
     chan: Chan,
     core: PublisherCore,
-    /// Block mode: messages up to this number may be written without looking at
-    /// the subscribers' cursors again.
+    /// Messages up to this number may be published without looking at the
+    /// subscribers' cursors again.
     free_until: u64,
     peer_check: Every,
 }
@@ -435,7 +625,7 @@ impl fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("name", &self.chan.map.name)
             .field("capacity", &self.chan.geo.capacity)
-            .field("slot_size", &self.chan.geo.max_len)
+            .field("slot_size", &self.chan.geo.chunk_size)
             .field("overflow", &self.chan.overflow)
             .field("next", &self.core.head())
             .finish()
@@ -443,8 +633,9 @@ impl fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Creates a channel of `capacity` slots of `slot_size` bytes (overwrite mode,
-    /// 16 subscribers; see [`Options`]) and attaches as its publisher.
+    /// Creates a channel of `capacity` messages of up to `slot_size` bytes
+    /// (overwrite mode, 16 subscribers; see [`Options`]) and attaches as its
+    /// publisher.
     ///
     /// # Errors
     /// As [`Options::create_publisher`].
@@ -459,7 +650,8 @@ impl Publisher {
     ///
     /// # Errors
     /// [`ChannelError::Open`] if it does not exist, [`ChannelError::Layout`] if it is
-    /// not a byte pubsub channel, [`ChannelError::Busy`] if a live publisher holds it.
+    /// not a byte pubsub channel, [`ChannelError::Busy`] if a live publisher holds it,
+    /// [`ChannelError::Corrupt`] if its message count is impossible.
     pub fn open(name: &str) -> Result<Self, ChannelError> {
         Self::attach(Chan::get(name, How::Open, &Options::new())?)
     }
@@ -472,13 +664,24 @@ impl Publisher {
                 pid,
             });
         }
-        let core = PublisherCore::attach(chan.geo, &chan);
-        Ok(Self {
+        let core = match PublisherCore::attach(chan.geo, &chan) {
+            Ok(c) => c,
+            Err(source) => {
+                chan.publisher().leave();
+                return Err(ChannelError::Corrupt {
+                    name: chan.map.name.clone(),
+                    source,
+                });
+            }
+        };
+        let mut p = Self {
             free_until: core.head(),
             chan,
             core,
             peer_check: Every::new(PEER_CHECK),
-        })
+        };
+        p.reclaim(true);
+        Ok(p)
     }
 
     /// The channel's name.
@@ -486,14 +689,14 @@ impl Publisher {
         &self.chan.map.name
     }
 
-    /// Slots in the ring.
+    /// Messages the ring holds.
     pub fn capacity(&self) -> usize {
         self.chan.geo.capacity as usize
     }
 
-    /// Largest message, in bytes.
+    /// Largest sample, in bytes.
     pub fn slot_size(&self) -> usize {
-        self.chan.geo.max_len as usize
+        self.chan.geo.chunk_size as usize
     }
 
     /// The overflow policy the channel was created with.
@@ -503,42 +706,106 @@ impl Publisher {
 
     /// Live subscribers now (a SIGKILLed one counts until noticed).
     pub fn subscribers(&self) -> usize {
-        (0..self.chan.max_subscribers)
-            .filter(|&i| self.chan.subscriber(i).token.load(Ordering::Relaxed) != 0)
-            .count()
+        self.chan.subscribers()
     }
 
-    /// Block mode: whether the next message may be written. Rescans the cursors
-    /// when the cached bound is reached, and at least every half ring so that a
-    /// subscriber that joined since is taken into account. With `reap`, frees the
-    /// places of dead subscribers that hold the publisher up.
-    fn has_room(&mut self, reap: bool) -> bool {
-        let head = self.core.head();
-        if self.chan.overflow == Overflow::Overwrite || head < self.free_until {
-            return true;
-        }
-        let cap = self.chan.geo.capacity;
-        let mut until = head.wrapping_add((cap / 2).max(1));
-        let mut blocked = false;
-        for i in 0..self.chan.max_subscribers {
-            let place = self.chan.subscriber(i);
-            let tok = place.token.load(Ordering::Acquire);
-            if tok == 0 {
-                continue;
-            }
-            // Acquire pairs with the subscriber's Release store after reading.
-            let c = self.chan.cursor(i).load(Ordering::Acquire);
-            if self.core.blocks(c) {
-                if reap && !peer::alive(tok) {
+    /// The number the next message will have (messages are numbered from 0 in
+    /// publishing order since the channel was created; a new publisher goes on).
+    pub fn next_seq(&self) -> u64 {
+        self.core.head()
+    }
+
+    /// Chunks in the pool.
+    pub fn pool_chunks(&self) -> usize {
+        self.chan.geo.chunks as usize
+    }
+
+    /// Frees every chunk no subscriber can still take or holds (dead subscribers'
+    /// places are given back first) and returns the chunks now free: with no
+    /// subscriber and no history, the whole pool ([`Publisher::pool_chunks`]).
+    pub fn free_chunks(&mut self) -> usize {
+        self.reclaim(true)
+    }
+
+    /// Frees what can be freed; with `reap`, first gives back the places of dead
+    /// subscribers (their holds and cursors then stop counting).
+    fn reclaim(&mut self, reap: bool) -> usize {
+        if reap {
+            for i in 0..self.chan.geo.max_subscribers as usize {
+                let place = self.chan.subscriber(i);
+                let tok = place.token.load(Ordering::Acquire);
+                if tok != 0 && !peer::alive(tok) {
                     // Dead: free its place (unless it changed hands meanwhile).
                     let _ =
                         place
                             .token
                             .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+            }
+        }
+        self.core.reclaim(&self.chan, |_| true)
+    }
+
+    /// Whether the next message may be published: in block mode, no live
+    /// subscriber has still to start the message whose entry it reuses (with
+    /// `reap`, dead ones that hold it up are given back); in overwrite mode, such
+    /// subscribers are moved on. Rescans the cursors when the cached bound is
+    /// reached, and at least every half ring so that a subscriber that joined since
+    /// is taken into account.
+    fn make_room(&mut self, reap: bool) -> bool {
+        let head = self.core.head();
+        if head < self.free_until {
+            return true;
+        }
+        let cap = self.chan.geo.capacity;
+        let mut until = head.wrapping_add((cap / 2).max(1));
+        let mut blocked = false;
+        for i in 0..self.chan.geo.max_subscribers as usize {
+            let place = self.chan.subscriber(i);
+            let tok = place.token.load(Ordering::Acquire);
+            if tok == 0 {
+                continue;
+            }
+            let cursor = self.chan.cursor(i);
+            // Acquire pairs with the subscriber's cursor CAS (AcqRel).
+            let mut c = cursor.load(Ordering::Acquire);
+            if self.core.blocks(c) {
+                if self.chan.overflow == Overflow::Overwrite {
+                    // Skip it past messages it has not started; it counts them as
+                    // lost. A failed CAS means it took one meanwhile: look again.
+                    for _ in 0..4 {
+                        if !self.core.blocks(c) {
+                            break;
+                        }
+                        match cursor.compare_exchange(
+                            c,
+                            self.core.oldest_after_next(),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => {
+                                c = self.core.oldest_after_next();
+                                break;
+                            }
+                            Err(now) => c = now,
+                        }
+                    }
+                    if self.core.blocks(c) {
+                        blocked = true;
+                        continue;
+                    }
+                } else if reap && !peer::alive(tok) {
+                    let _ =
+                        place
+                            .token
+                            .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed);
+                    continue;
+                } else {
+                    blocked = true;
                     continue;
                 }
-                blocked = true;
-            } else if head.wrapping_sub(c) < cap {
+            }
+            if head.wrapping_sub(c) < cap {
                 until = until.min(c.wrapping_add(cap));
             }
         }
@@ -549,55 +816,105 @@ impl Publisher {
         true
     }
 
-    fn send_with(
+    /// Room for the next message and a free chunk, or None.
+    fn ready(&mut self, reap: bool) -> Option<u32> {
+        if !self.make_room(reap) {
+            return None;
+        }
+        if let Some(k) = self.core.take() {
+            return Some(k);
+        }
+        self.reclaim(reap);
+        self.core.take()
+    }
+
+    fn loan_with(
         &mut self,
-        msg: &[u8],
+        len: usize,
         deadline: Option<Option<Instant>>,
-    ) -> Result<(), SendError> {
-        if msg.len() > self.chan.geo.max_len as usize {
+    ) -> Result<Loan<'_>, SendError> {
+        if len > self.slot_size() {
             return Err(SendError::TooLarge {
-                len: msg.len(),
+                len,
                 max: self.slot_size(),
             });
         }
-        if !self.has_room(false) {
-            let reap_now = self.peer_check.due();
-            if !self.has_room(reap_now) {
-                let Some(deadline) = deadline else {
-                    return Err(SendError::Timeout(()));
-                };
-                // A copy of the word accessor, so the bell does not borrow `self`.
-                let words = self.chan.words;
-                let bell = Bell {
-                    seq: words.u32(OFF_SPACE_BELL),
-                    sleepers: words.u32(OFF_SPACE_BELL + 4),
-                };
-                let ok = bell.wait_for(deadline, |deep| {
-                    let reap = deep && self.peer_check.due();
-                    self.has_room(reap).then_some(())
-                });
-                if ok.is_none() {
-                    return Err(SendError::Timeout(()));
+        let chunk = match self.ready(false) {
+            Some(k) => k,
+            None => {
+                let reap_now = self.peer_check.due();
+                match self.ready(reap_now) {
+                    Some(k) => k,
+                    None => {
+                        let Some(deadline) = deadline else {
+                            return Err(SendError::Timeout(()));
+                        };
+                        // A copy of the word accessor, so the bell does not borrow `self`.
+                        let words = self.chan.words;
+                        let bell = Bell {
+                            seq: words.u32(OFF_SPACE_BELL),
+                            sleepers: words.u32(OFF_SPACE_BELL + 4),
+                        };
+                        let got = bell.wait_for(deadline, |deep| {
+                            let reap = deep && self.peer_check.due();
+                            self.ready(reap)
+                        });
+                        got.ok_or(SendError::Timeout(()))?
+                    }
                 }
             }
-        }
-        self.core.write(&self.chan, msg);
-        self.chan.bell(OFF_DATA_BELL).ring();
-        Ok(())
+        };
+        Ok(Loan {
+            publisher: self,
+            chunk,
+            len,
+        })
+    }
+
+    /// Loans a chunk for a sample of `len` bytes, waiting as long as it takes for
+    /// room in block mode. The loan's bytes are those of an earlier sample (never
+    /// uninitialised memory, never zeroed: overwrite what you send).
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] naming both sizes.
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
+        self.loan_with(len, Some(None))
+    }
+
+    /// As [`Publisher::loan`], without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] (block mode: a live subscriber has not started the
+    /// oldest message), [`TrySendError::TooLarge`].
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
+        self.loan_with(len, None).map_err(try_error)
+    }
+
+    /// As [`Publisher::loan`], waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// [`SendError::Timeout`], [`SendError::TooLarge`].
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
+        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+    }
+
+    /// Loans a chunk sized for one `T` (write it with [`Loan::pod_mut`]).
+    ///
+    /// # Errors
+    /// As [`Publisher::loan`].
+    pub fn loan_pod<T: Pod>(&mut self) -> Result<Loan<'_>, SendError> {
+        self.loan(size_of::<T>())
     }
 
     /// Publishes a copy of `msg` without waiting.
     ///
     /// # Errors
-    /// [`TrySendError::Full`] (block mode: a live subscriber has not read the
-    /// oldest message), [`TrySendError::TooLarge`].
+    /// As [`Publisher::try_loan`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
-        self.send_with(msg, None).map_err(|e| match e {
-            SendError::Timeout(()) => TrySendError::Full(()),
-            SendError::Disconnected(()) => TrySendError::Disconnected(()),
-            SendError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
-            SendError::Corrupt(c) => TrySendError::Corrupt(c),
-        })
+        let mut loan = self.try_loan(msg.len())?;
+        loan.copy_from_slice(msg);
+        loan.send();
+        Ok(())
     }
 
     /// Publishes a copy of `msg`, waiting as long as it takes in block mode.
@@ -605,7 +922,10 @@ impl Publisher {
     /// # Errors
     /// [`SendError::TooLarge`].
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_with(msg, Some(None))
+        let mut loan = self.loan(msg.len())?;
+        loan.copy_from_slice(msg);
+        loan.send();
+        Ok(())
     }
 
     /// Publishes a copy of `msg`, waiting up to `timeout` in block mode.
@@ -613,7 +933,25 @@ impl Publisher {
     /// # Errors
     /// [`SendError::Timeout`], [`SendError::TooLarge`].
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_with(msg, Some(Some(Instant::now() + timeout)))
+        let mut loan = self.loan_timeout(msg.len(), timeout)?;
+        loan.copy_from_slice(msg);
+        loan.send();
+        Ok(())
+    }
+}
+
+fn try_error(e: SendError) -> TrySendError {
+    match e {
+        SendError::Timeout(()) => TrySendError::Full(()),
+        SendError::Disconnected(()) => TrySendError::Disconnected(()),
+        SendError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+        SendError::Corrupt(c) => TrySendError::Corrupt(c),
+    }
+}
+
+impl Chan {
+    fn cursor(&self, i: usize) -> &AtomicU64 {
+        PoolMem::cursor(self, i)
     }
 }
 
@@ -624,14 +962,77 @@ impl Drop for Publisher {
     }
 }
 
-/// A message received from a pubsub channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Messages overwritten before this subscriber read them, just before this one
-    /// (always 0 in block mode, except while joining).
-    pub lost: u64,
-    /// The message.
-    pub data: Vec<u8>,
+/// A chunk loaned to the publisher: write the sample in place, then
+/// [`Loan::send`] it. While the loan lives, the pool gives this chunk to this
+/// process alone. Dropped unsent, the chunk goes back to the pool.
+pub struct Loan<'a> {
+    publisher: &'a mut Publisher,
+    chunk: u32,
+    len: usize,
+}
+
+impl fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loan")
+            .field("chunk", &self.chunk)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Loan<'_> {
+    /// Publishes the sample to every subscriber (by offset: nothing is copied).
+    #[inline]
+    pub fn send(self) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let (chunk, len) = (this.chunk, this.len as u64);
+        let p = &mut *this.publisher;
+        // Overwrite mode: move lagging subscribers on (never fails there; block
+        // mode made room when loaning, and cursors only move forward).
+        if !p.make_room(false) {
+            let _ = p.make_room(true);
+        }
+        p.core.publish(&p.chan, chunk, len);
+        p.chan.bell(OFF_DATA_BELL).ring();
+    }
+
+    /// Shortens the sample to `len` bytes (no effect if longer than it is).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The sample as a `T`, if it is exactly `size_of::<T>()` bytes (chunks are
+    /// 64-byte aligned, so any `T` of alignment up to 64 fits).
+    pub fn pod_mut<T: Pod>(&mut self) -> Option<&mut T> {
+        bytemuck::try_from_bytes_mut(&mut self[..]).ok()
+    }
+}
+
+impl Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let p = self.publisher.chan.payload(self.chunk, self.len);
+        // SAFETY: `payload` checked that `len` bytes at the chunk's payload lie in
+        // the mapping (`len <= chunk size`, checked by `loan_with`). The pool gives a
+        // chunk off the publisher's private free list to this loan alone: no
+        // subscriber holds it (`pubsub_pool.rs`), and the loan borrows the publisher
+        // mutably, so nothing else in this process touches it.
+        unsafe { std::slice::from_raw_parts(p, self.len) }
+    }
+}
+
+impl DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let p = self.publisher.chan.payload(self.chunk, self.len);
+        // SAFETY: as in `deref`; the mapping is read-write (`Words::new` checked).
+        unsafe { std::slice::from_raw_parts_mut(p, self.len) }
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        self.publisher.core.put_back(self.chunk);
+    }
 }
 
 /// A subscribing end of a pubsub channel.
@@ -639,7 +1040,7 @@ pub struct Subscriber {
     chan: Chan,
     core: SubscriberCore,
     index: usize,
-    peer_check: Every,
+    peer_check: RefCell<Every>,
 }
 
 impl fmt::Debug for Subscriber {
@@ -647,7 +1048,7 @@ impl fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("name", &self.chan.map.name)
             .field("index", &self.index)
-            .field("next", &self.core.cursor())
+            .field("next", &self.core.next())
             .finish()
     }
 }
@@ -663,8 +1064,8 @@ impl Subscriber {
         Self::open_with_history(name, 0)
     }
 
-    /// As [`Subscriber::open`], starting up to `history` messages back if they are
-    /// still in the ring.
+    /// As [`Subscriber::open`], starting up to `history` messages back if the
+    /// publisher keeps them ([`Options::history`]).
     ///
     /// # Errors
     /// As [`Subscriber::open`].
@@ -673,25 +1074,32 @@ impl Subscriber {
     }
 
     fn attach(chan: Chan, history: u64) -> Result<Self, ChannelError> {
-        // The starting point is read before the place is taken: whoever sees this
-        // subscriber registered (an inspector, then a publisher it tells) sees its
-        // messages delivered, never one published between the two steps skipped.
-        let core = SubscriberCore::attach(chan.geo, &chan, history);
-        let Some(index) =
-            (0..chan.max_subscribers).find(|&i| chan.subscriber(i).claim() == Claim::Taken)
+        let Some(index) = (0..chan.geo.max_subscribers as usize)
+            .find(|&i| chan.subscriber(i).claim() == Claim::Taken)
         else {
             return Err(ChannelError::Full {
                 name: chan.map.name.clone(),
-                max: chan.max_subscribers as u32,
+                max: chan.geo.max_subscribers,
             });
         };
-        // Release pairs with the publisher's Acquire load in `has_room`.
-        chan.cursor(index).store(core.cursor(), Ordering::Release);
+        // The previous holder of the place is dead or gone: its holds are ours to
+        // clear, before we hold anything (pubsub_pool.rs).
+        pubsub_pool::clear_place(&chan.geo, &chan, index);
+        let core = match SubscriberCore::attach(chan.geo, &chan, index, history) {
+            Ok(c) => c,
+            Err(source) => {
+                chan.subscriber(index).leave();
+                return Err(ChannelError::Corrupt {
+                    name: chan.map.name.clone(),
+                    source,
+                });
+            }
+        };
         Ok(Self {
             chan,
             core,
             index,
-            peer_check: Every::new(PEER_CHECK),
+            peer_check: RefCell::new(Every::new(PEER_CHECK)),
         })
     }
 
@@ -708,12 +1116,22 @@ impl Subscriber {
     /// The number of the next message this subscriber will receive: messages are
     /// numbered from 0 in the order published since the channel was created.
     pub fn next_seq(&self) -> u64 {
-        self.core.cursor()
+        self.core.next()
     }
 
-    /// Largest message, in bytes.
+    /// Largest sample, in bytes.
     pub fn slot_size(&self) -> usize {
-        self.chan.geo.max_len as usize
+        self.chan.geo.chunk_size as usize
+    }
+
+    /// Most samples this subscriber may hold at once.
+    pub fn max_held(&self) -> usize {
+        self.chan.geo.max_held as usize
+    }
+
+    /// Samples this subscriber holds now.
+    pub fn held(&self) -> usize {
+        self.core.held() as usize
     }
 
     /// Whether a live publisher is attached now.
@@ -722,31 +1140,50 @@ impl Subscriber {
         tok != 0 && peer::alive(tok)
     }
 
-    fn next(
-        &mut self,
-        buf: &mut Vec<u8>,
-        deadline: Option<Option<Instant>>,
-    ) -> Result<u64, RecvError> {
-        let Self {
-            chan,
-            core,
-            index,
-            peer_check,
-        } = self;
-        let mut poll = |deep: bool| -> Option<Result<u64, RecvError>> {
-            match core.read(&*chan, buf) {
-                Ok(Read::Got { lost }) => Some(Ok(lost)),
-                Err(c) => Some(Err(RecvError::Corrupt(c))),
-                Ok(Read::Empty) => {
-                    chan.touch(chan.geo.slot(core.cursor()));
-                    let place = chan.publisher();
-                    if place.left() || (deep && peer_check.due() && place.gone()) {
+    fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {
+        match self.core.take(&self.chan)? {
+            Take::Empty => Ok(None),
+            Take::Full => Err(RecvError::TooManyHeld {
+                max: self.max_held(),
+            }),
+            Take::Got {
+                seq,
+                chunk,
+                len,
+                slot,
+                lost,
+            } => {
+                if self.chan.overflow == Overflow::Block {
+                    // Our cursor moved: a publisher waiting for room may go on.
+                    self.chan.bell(OFF_SPACE_BELL).ring();
+                }
+                Ok(Some(Sample {
+                    sub: self,
+                    ptr: self.chan.payload(chunk, len as usize),
+                    len: len as usize,
+                    slot,
+                    seq,
+                    lost,
+                }))
+            }
+        }
+    }
+
+    fn next(&self, deadline: Option<Option<Instant>>) -> Result<Sample<'_>, RecvError> {
+        let poll = |deep: bool| -> Option<Result<Sample<'_>, RecvError>> {
+            match self.take() {
+                Ok(Some(s)) => Some(Ok(s)),
+                Err(e) => Some(Err(e)),
+                Ok(None) => {
+                    let place = self.chan.publisher();
+                    let check = deep && self.peer_check.borrow_mut().due();
+                    if place.left() || (check && place.gone()) {
                         // Published just before leaving? (Its `leave` is a Release
                         // that our Acquire load saw.)
-                        Some(match core.read(&*chan, buf) {
-                            Ok(Read::Got { lost }) => Ok(lost),
-                            Ok(Read::Empty) => Err(RecvError::Disconnected),
-                            Err(c) => Err(RecvError::Corrupt(c)),
+                        Some(match self.take() {
+                            Ok(Some(s)) => Ok(s),
+                            Ok(None) => Err(RecvError::Disconnected),
+                            Err(e) => Err(e),
                         })
                     } else {
                         None
@@ -754,140 +1191,139 @@ impl Subscriber {
                 }
             }
         };
-        let r = match deadline {
+        match deadline {
             None => poll(true).unwrap_or(Err(RecvError::Empty)),
-            Some(deadline) => {
-                let first = poll(false);
-                match first {
-                    Some(r) => r,
-                    None => chan
-                        .bell(OFF_DATA_BELL)
-                        .wait_for(deadline, poll)
-                        .unwrap_or(Err(RecvError::Empty)),
-                }
-            }
-        };
-        if r.is_ok() && chan.overflow == Overflow::Block {
-            // Release pairs with the publisher's Acquire load in `has_room`: our
-            // copy of the slot is done before the publisher may overwrite it.
-            chan.cursor(*index).store(core.cursor(), Ordering::Release);
-            chan.bell(OFF_SPACE_BELL).ring();
+            Some(deadline) => match poll(false) {
+                Some(r) => r,
+                None => self
+                    .chan
+                    .bell(OFF_DATA_BELL)
+                    .wait_for(deadline, poll)
+                    .unwrap_or(Err(RecvError::Empty)),
+            },
         }
-        r
     }
 
-    /// Copies the next message into `buf` (replacing its contents), without
-    /// waiting; returns how many messages were lost just before it.
+    /// The next sample, read in place, without waiting.
     ///
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Disconnected`] (the publisher left or died
-    /// and everything it sent has been read), [`RecvError::Corrupt`].
-    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
-        self.next(buf, None)
+    /// and everything it sent has been received), [`RecvError::TooManyHeld`],
+    /// [`RecvError::Corrupt`].
+    pub fn try_recv(&self) -> Result<Sample<'_>, RecvError> {
+        self.next(None)
+    }
+
+    /// The next sample, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`], without `Empty`.
+    pub fn recv(&self) -> Result<Sample<'_>, RecvError> {
+        self.next(Some(None))
+    }
+
+    /// The next sample, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`]; `Empty` when nothing came in time.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
+        self.next(Some(Some(Instant::now() + timeout)))
+    }
+
+    /// Copies the next sample into `buf` (replacing its contents) and releases it,
+    /// without waiting; returns how many messages were lost just before it.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`].
+    pub fn try_recv_into(&self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        let s = self.try_recv()?;
+        buf.clear();
+        buf.extend_from_slice(&s);
+        Ok(s.lost)
     }
 
     /// As [`Subscriber::try_recv_into`], waiting as long as it takes.
     ///
     /// # Errors
-    /// As [`Subscriber::try_recv_into`], without `Empty`.
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
-        self.next(buf, Some(None))
+    /// As [`Subscriber::recv`].
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        let s = self.recv()?;
+        buf.clear();
+        buf.extend_from_slice(&s);
+        Ok(s.lost)
     }
 
     /// As [`Subscriber::try_recv_into`], waiting up to `timeout`.
     ///
     /// # Errors
-    /// As [`Subscriber::try_recv_into`]; `Empty` when nothing came in time.
+    /// As [`Subscriber::recv_timeout`].
     pub fn recv_into_timeout(
-        &mut self,
+        &self,
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<u64, RecvError> {
-        self.next(buf, Some(Some(Instant::now() + timeout)))
-    }
-
-    /// The next message, without waiting.
-    ///
-    /// # Errors
-    /// As [`Subscriber::try_recv_into`].
-    pub fn try_recv(&mut self) -> Result<Message, RecvError> {
-        let mut data = Vec::new();
-        let lost = self.try_recv_into(&mut data)?;
-        Ok(Message { lost, data })
-    }
-
-    /// The next message, waiting as long as it takes.
-    ///
-    /// # Errors
-    /// As [`Subscriber::recv_into`].
-    pub fn recv(&mut self) -> Result<Message, RecvError> {
-        let mut data = Vec::new();
-        let lost = self.recv_into(&mut data)?;
-        Ok(Message { lost, data })
-    }
-
-    /// The next message, waiting up to `timeout`.
-    ///
-    /// # Errors
-    /// As [`Subscriber::recv_into_timeout`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        let mut data = Vec::new();
-        let lost = self.recv_into_timeout(&mut data, timeout)?;
-        Ok(Message { lost, data })
+        let s = self.recv_timeout(timeout)?;
+        buf.clear();
+        buf.extend_from_slice(&s);
+        Ok(s.lost)
     }
 }
 
 /// Async send (block mode): the try-call plus an async wait on the space bell.
 impl Publisher {
     /// Publishes a copy of `msg`, waiting for room (block mode) as a future:
-    /// [`Publisher::send`] without blocking a thread. In overwrite mode it never
-    /// waits.
+    /// [`Publisher::send`] without blocking a thread. In overwrite mode it does not
+    /// wait (but for the moment a subscriber's cursor is contended, as `send`).
     ///
-    /// Cancel-safe: the message is published only when the future completes;
-    /// dropping it while pending publishes nothing.
+    /// Cancel-safe: the message is published only when the future completes (a
+    /// chunk is loaned, filled and published within one poll); dropping it while
+    /// pending publishes nothing and holds no chunk.
     ///
     /// # Errors
     /// As [`Publisher::send`].
     pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(|cx| {
+            // A copy of the word accessor, so the bell does not borrow `self`.
             let words = self.chan.words;
             let bell = Bell {
                 seq: words.u32(OFF_SPACE_BELL),
                 sleepers: words.u32(OFF_SPACE_BELL + 4),
             };
-            bell.poll_async(&mut pending, cx, || match self.send_with(msg, None) {
-                Err(SendError::Timeout(())) => None,
-                r => Some(r),
+            bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
+                Err(TrySendError::Full(())) => None,
+                r => Some(r.map_err(|e| match e {
+                    TrySendError::Full(()) | TrySendError::Disconnected(()) => {
+                        SendError::Disconnected(())
+                    }
+                    TrySendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                    TrySendError::Corrupt(c) => SendError::Corrupt(c),
+                })),
             })
         })
         .await
     }
 }
 
-/// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
-impl crate::waitset::sealed::Sealed for Subscriber {
-    fn announce(&mut self) -> bool {
+/// The WaitSet/async protocol, through a shared reference (the receives take
+/// `&self`): sleep on the data bell (see `crate::waitset`).
+impl Subscriber {
+    fn announce_data(&self) {
         self.chan.bell(OFF_DATA_BELL).announce();
-        true
     }
 
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
-        let Self {
-            chan,
-            core,
-            peer_check,
-            ..
-        } = self;
-        let chan = &*chan;
-        chan.bell(OFF_DATA_BELL).arm(|| {
-            if core.has_next(chan) {
+    /// Ready when a take would find something (`SubscriberCore::has_next`: a
+    /// message, a skip to report, or words to validate) or the publisher is gone.
+    fn arm_data(&self) -> crate::waitset::Arm<'_> {
+        self.chan.bell(OFF_DATA_BELL).arm(|| {
+            if self.core.has_next(&self.chan) {
                 return true;
             }
-            let place = chan.publisher();
-            if place.left() || (peer_check.due() && place.gone()) {
+            let place = self.chan.publisher();
+            let mut check = self.peer_check.borrow_mut();
+            if place.left() || (check.due() && place.gone()) {
                 // Let the receive that follows look at once.
-                peer_check.force();
+                check.force();
                 true
             } else {
                 false
@@ -896,25 +1332,43 @@ impl crate::waitset::sealed::Sealed for Subscriber {
     }
 }
 
+/// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
+impl crate::waitset::sealed::Sealed for Subscriber {
+    fn announce(&mut self) -> bool {
+        self.announce_data();
+        true
+    }
+
+    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+        self.arm_data()
+    }
+}
+
 /// Async receives: plain futures, any executor (see `crate::waitset`).
 impl Subscriber {
-    /// As [`Subscriber::recv_into`], as a future: the message is copied into `buf`
-    /// when it completes; returns how many messages were lost just before it.
+    /// The next sample, read in place, as a future: [`Subscriber::recv`] without
+    /// blocking a thread.
     ///
-    /// Cancel-safe: a message is taken only when the future completes; dropping it
-    /// while pending loses nothing.
+    /// Cancel-safe: a message is taken (and a hold slot used) only by the poll that
+    /// completes the future; dropping it while pending loses nothing.
+    ///
+    /// The future borrows the subscriber, which is `Send` but not `Sync`, so it is
+    /// not `Send`: await it on a current-thread runtime or a local task set, or use
+    /// [`Subscriber::recv_into_async`], whose future is.
     ///
     /// # Errors
-    /// As [`Subscriber::recv_into`].
-    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+    /// As [`Subscriber::recv`].
+    pub async fn recv_async(&self) -> Result<Sample<'_>, RecvError> {
         let mut pending = crate::waitset::Pending::default();
-        std::future::poll_fn(|cx| loop {
+        std::future::poll_fn(move |cx| loop {
             pending.clear();
-            match self.next(buf, None) {
+            match self.next(None) {
                 Err(RecvError::Empty) => {}
                 r => return std::task::Poll::Ready(r),
             }
-            match crate::waitset::announce_and_arm(self) {
+            self.announce_data();
+            crate::sys::wait::heavy_barrier_checked();
+            match self.arm_data() {
                 crate::waitset::Arm::Ready => {}
                 crate::waitset::Arm::Sleep(s) => {
                     pending.register(&s, cx);
@@ -925,22 +1379,118 @@ impl Subscriber {
         .await
     }
 
-    /// The next message, as a future (cancel-safe like
-    /// [`Subscriber::recv_into_async`]).
+    /// As [`Subscriber::recv_into`], as a future: the sample is copied into `buf`
+    /// (replacing its contents) and released when it completes; returns how many
+    /// messages were lost just before it.
+    ///
+    /// Takes `&mut self` so that the future is `Send` (for multi-threaded
+    /// runtimes); cancel-safe like [`Subscriber::recv_async`].
     ///
     /// # Errors
     /// As [`Subscriber::recv`].
-    pub async fn recv_async(&mut self) -> Result<Message, RecvError> {
-        let mut data = Vec::new();
-        let lost = self.recv_into_async(&mut data).await?;
-        Ok(Message { lost, data })
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        let this = &mut *self;
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(move |cx| loop {
+            pending.clear();
+            match this.next(None) {
+                Ok(s) => {
+                    buf.clear();
+                    buf.extend_from_slice(&s);
+                    return std::task::Poll::Ready(Ok(s.lost));
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+            match crate::waitset::announce_and_arm(this) {
+                crate::waitset::Arm::Ready => {}
+                crate::waitset::Arm::Sleep(s) => {
+                    pending.register(&s, cx);
+                    return std::task::Poll::Pending;
+                }
+            }
+        })
+        .await
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // Samples borrow the subscriber: none is held now.
+        self.core.release_all(&self.chan);
         self.chan.subscriber(self.index).leave();
         // A publisher waiting on this subscriber may go on.
         self.chan.bell(OFF_SPACE_BELL).ring_always();
+    }
+}
+
+/// A received sample, read in place in the channel's shared memory. Its chunk
+/// stays the subscriber's (no correct publisher writes it) until the sample is
+/// dropped; see the module doc for what a hostile peer can do.
+pub struct Sample<'a> {
+    sub: &'a Subscriber,
+    ptr: *const u8,
+    len: usize,
+    slot: u32,
+    seq: u64,
+    lost: u64,
+}
+
+impl fmt::Debug for Sample<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sample")
+            .field("seq", &self.seq)
+            .field("lost", &self.lost)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Sample<'_> {
+    /// Messages this subscriber lost just before this one (overwritten before it
+    /// started them; 0 in block mode except while joining).
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// The message's number (from 0, in publishing order).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The sample as a `T`, if it is exactly `size_of::<T>()` bytes.
+    pub fn pod<T: Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self).ok()
+    }
+
+    /// Copies the sample out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.deref().to_vec()
+    }
+}
+
+impl Deref for Sample<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` points at the `len` (<= chunk size, checked by `take`)
+        // payload bytes of a chunk inside the mapping (`Words::bytes` checked). The
+        // pool protocol (pubsub_pool.rs) keeps a correct publisher from writing the
+        // chunk while our hold slot names it, i.e. until this sample drops; what an
+        // incorrect one can do is documented on the module (the zero-copy contract).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Sample<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for Sample<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.sub.core.release(&self.sub.chan, self.slot);
     }
 }

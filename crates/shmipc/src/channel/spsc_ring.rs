@@ -174,7 +174,7 @@ impl ConsumerCore {
         // Acquire pairs with the producer's Release in `publish`.
         let s = slots.stamp(slot).load(Ordering::Acquire);
         if s as u32 != tag(self.tail) {
-            return Ok(None);
+            return self.check_empty(slots);
         }
         let len = (s >> 32) as u32;
         if len > self.geo.max_len {
@@ -184,6 +184,31 @@ impl ConsumerCore {
             });
         }
         Ok(Some((slot, len)))
+    }
+
+    /// The slow path of `peek` when our slot's stamp does not name our message: a
+    /// later message published (the producer publishes in order, Release) while
+    /// ours is not is a corrupt stamp, reported rather than waited on for ever.
+    #[cold]
+    fn check_empty(&self, slots: &impl SpscSlots) -> Result<Option<(usize, u32)>, Corrupt> {
+        let next = self.tail.wrapping_add(1);
+        // Acquire pairs with the producer's Release in `publish` of message `next`,
+        // which comes after its publication of ours.
+        let later = slots.stamp(self.geo.slot(next)).load(Ordering::Acquire);
+        if later as u32 != tag(next) {
+            return Ok(None);
+        }
+        let s = slots
+            .stamp(self.geo.slot(self.tail))
+            .load(Ordering::Acquire);
+        if s as u32 == tag(self.tail) {
+            // Published in between: the caller peeks again.
+            return Ok(None);
+        }
+        Err(Corrupt {
+            what: "spsc slot stamp (a later message is published, this one is not)",
+            value: s,
+        })
     }
 
     /// Hands the peeked slot back to the producer; the caller has finished every

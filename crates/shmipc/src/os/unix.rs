@@ -11,7 +11,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //! The child takes it back with [`from_fd`].
-#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -84,7 +83,7 @@ impl SegmentExt for Segment {
 
     fn inheritable_fd(&self) -> io::Result<OwnedFd> {
         let fd = self.try_clone_fd()?;
-        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
+        sys::fd::set_inheritable(fd.as_fd())?;
         Ok(fd)
     }
 }
@@ -94,21 +93,12 @@ impl SegmentExt for Segment {
 /// A fresh open through `/proc/self/fd` gets an open file, and a lock, of its own.
 #[cfg(target_os = "linux")]
 fn reopen_as_holder(seg: &Segment) -> io::Result<OwnedFd> {
-    use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
-    use std::os::fd::AsRawFd;
-    let access = match seg.access() {
-        Access::ReadWrite => OFlags::RDWR,
-        Access::Read | Access::CopyOnWrite => OFlags::RDONLY,
-    };
-    let path = format!("/proc/self/fd/{}", seg.as_fd().as_raw_fd());
-    let fd = match rfs::open(path.as_str(), access | OFlags::CLOEXEC, Mode::empty()) {
-        Ok(fd) => fd,
+    let writable = seg.access() == Access::ReadWrite;
+    match sys::fd::reopen_as_holder(seg.as_fd(), writable)? {
+        Some(fd) => Ok(fd),
         // No /proc: a duplicate is the best there is.
-        Err(rustix::io::Errno::NOENT) => return seg.as_fd().try_clone_to_owned(),
-        Err(e) => return Err(e.into()),
-    };
-    rfs::flock(&fd, FlockOperation::NonBlockingLockShared)?;
-    Ok(fd)
+        None => seg.as_fd().try_clone_to_owned(),
+    }
 }
 
 /// Makes a [`Segment`] of a descriptor received from another process (inherited,

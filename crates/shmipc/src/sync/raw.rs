@@ -615,13 +615,14 @@ mod loom_tests {
             let m = Arc::new((MutexWords::new(), UnsafeCell::new(0u32)));
             let m2 = Arc::clone(&m);
             let t = thread::spawn(move || {
-                let r = m2.0.lock(2, None, Some(&alive));
+                let r = m2.0.lock(2, Deadline::Never, Some(&alive));
                 assert_eq!(r, Ok(Acquired::Clean));
                 m2.1.with_mut(|p| unsafe { *p += 1 });
                 m2.0.unlock();
             });
             assert!(
-                m.0.try_lock(1, Some(&alive)).is_some() || m.0.lock(1, None, Some(&alive)).is_ok()
+                m.0.try_lock(1, Some(&alive)).is_some()
+                    || m.0.lock(1, Deadline::Never, Some(&alive)).is_ok()
             );
             m.1.with_mut(|p| unsafe { *p += 1 });
             m.0.unlock();
@@ -651,7 +652,7 @@ mod loom_tests {
                     Liveness::Alive
                 }
             };
-            let got = m.lock(2, None, Some(&probe)).unwrap();
+            let got = m.lock(2, Deadline::Never, Some(&probe)).unwrap();
             if got == Acquired::Recovered {
                 assert_eq!(m.flags.load(Ordering::Relaxed), INCONSISTENT);
             } else {

@@ -33,6 +33,8 @@ mod imp;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 mod unix_map;
 
+#[cfg(unix)]
+pub(crate) mod fd;
 pub(crate) mod kobj;
 pub(crate) mod liveness;
 pub(crate) mod wait;

@@ -1,0 +1,346 @@
+//! Two hosts joined by shmipc-bridge: each in its own network namespace with its own
+//! /dev/shm where permitted (skipped with a message where not), and the main case on
+//! loopback too. Real processes: the built `shmipc-bridge`, the `shmipc` CLI, Python.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{feed, numbers, wait_lines, Hosts, DEADLINE};
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// `seq 1 10000 | shmipc pub news` on A reaches `shmipc sub news --count 10000` on
+/// B, all of it, in order; `shmipc info` shows the bridges as subscriber/publisher.
+fn main_case(h: &Hosts) {
+    let (ta, tb) = (h.a.topic("news"), h.b.topic("news"));
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            "--listen",
+            &h.a.addr,
+            "--export",
+            &format!("{ta}=demo/news"),
+            "--lossless",
+        ]),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--import",
+            &format!("demo/news={tb}"),
+            "--lossless",
+        ]),
+    );
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    let (mut sub, out) = h.b.subscriber(&tb, 10_000);
+    let mut publ = h.a.publisher(&ta);
+    feed(&mut publ, 1, 10_000);
+    publ.close_stdin();
+    assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+    assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+    assert_eq!(numbers(&out), (1..=10_000).collect::<Vec<u64>>());
+
+    let ia = h.a.info(&ta);
+    assert!(
+        ia.contains(&format!("{} (shmipc-bridge)", ba.child.id())) && ia.contains("1 of "),
+        "the exporting bridge should show as a subscriber on A:\n{ia}"
+    );
+    let ib = h.b.info(&tb);
+    assert!(
+        ib.contains(&format!("publisher process {}", bb.child.id())),
+        "the importing bridge should show as the publisher on B:\n{ib}"
+    );
+    assert!(ba.log_text().contains("connected"), "{}", ba.log_text());
+}
+
+#[test]
+fn loopback_pub_to_sub_in_order() {
+    main_case(&Hosts::loopback());
+}
+
+#[test]
+fn netns_pub_to_sub_in_order() {
+    if let Some(h) = Hosts::namespaces_or_skip("netns_pub_to_sub_in_order") {
+        main_case(&h);
+    }
+}
+
+/// The exporting bridge (host A) is killed mid-stream and started again: the stream
+/// resumes, and the importing bridge reports the samples published meanwhile as a gap.
+#[test]
+fn netns_exporter_restart_resumes_and_reports_the_gap() {
+    let Some(h) = Hosts::namespaces_or_skip("netns_exporter_restart_resumes_and_reports_the_gap")
+    else {
+        return;
+    };
+    let args = s(&[
+        "--listen",
+        &h.a.addr,
+        "--export",
+        "news=demo/news",
+        "--lossless",
+    ]);
+    let mut ba = h.a.bridge("bridge-a", &args);
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--import",
+            "demo/news=news",
+            "--lossless",
+        ]),
+    );
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    let (mut sub, out) = h.b.subscriber("news", 8_000);
+    let mut publ = h.a.publisher("news");
+    feed(&mut publ, 1, 3_000);
+    wait_lines(&out, 3_000);
+    ba.kill();
+    // Published while no bridge is there: lost, and to be reported.
+    feed(&mut publ, 3_001, 5_000);
+    h.a.wait_info("news", "5000 published");
+    let mut ba2 = h.a.bridge("bridge-a2", &args);
+    ba2.wait_log(0, &["remote_subscribers=true"]);
+    feed(&mut publ, 5_001, 10_000);
+    publ.close_stdin();
+    assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+    let want: Vec<u64> = (1..=3_000).chain(5_001..=10_000).collect();
+    assert_eq!(numbers(&out), want);
+    let line = bb.wait_log(0, &["gap", "lost=2000"]);
+    let log = bb.log_text();
+    let gap = log.lines().nth(line).unwrap_or_default();
+    assert!(
+        gap.contains("from_seq=3000") && gap.contains("new_origin=true"),
+        "{gap}"
+    );
+}
+
+/// The importing bridge (host B) is killed mid-stream and started again: B's
+/// subscriber (never restarted) gets the rest in order; the new bridge logs where it
+/// joined the stream, which accounts for exactly what B's subscriber missed.
+#[test]
+fn netns_importer_restart_resumes() {
+    let Some(h) = Hosts::namespaces_or_skip("netns_importer_restart_resumes") else {
+        return;
+    };
+    let args = s(&[
+        "--connect",
+        &h.a.addr,
+        "--import",
+        "demo/news=news",
+        "--lossless",
+    ]);
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            "--listen",
+            &h.a.addr,
+            "--export",
+            "news=demo/news",
+            "--lossless",
+        ]),
+    );
+    let mut bb = h.b.bridge("bridge-b", &args);
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    let (mut sub, out) = h.b.subscriber("news", 1_000_000);
+    let mut publ = h.a.publisher("news");
+    feed(&mut publ, 1, 3_000);
+    wait_lines(&out, 3_000);
+    bb.kill();
+    let mark = ba.log_text().lines().count();
+    ba.wait_log(mark, &["remote_subscribers=false"]);
+    feed(&mut publ, 3_001, 5_000);
+    let mut bb2 = h.b.bridge("bridge-b2", &args);
+    let joined = bb2.wait_log(0, &["stream joined"]);
+    let line = bb2
+        .log_text()
+        .lines()
+        .nth(joined)
+        .unwrap_or_default()
+        .to_owned();
+    let seq: u64 = line
+        .rsplit("seq=")
+        .next()
+        .and_then(|x| x.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no seq in {line:?}"));
+    feed(&mut publ, 5_001, 10_000);
+    publ.close_stdin();
+    assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+    let end = std::time::Instant::now() + DEADLINE;
+    while numbers_upto_last_full_line(&out).last() != Some(&10_000) {
+        assert!(std::time::Instant::now() < end, "B never got 10000");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sub.kill();
+    let got = numbers(&out);
+    // seq is the topic's number of the sample (0-based): value seq + 1.
+    let want: Vec<u64> = (1..=3_000).chain(seq + 1..=10_000).collect();
+    assert!(seq >= 3_000, "joined at {seq}, before what B already had");
+    assert_eq!(got, want, "joined at seq {seq}");
+    eprintln!(
+        "importer restart: {} samples in flight were lost",
+        seq - 3_000
+    );
+}
+
+fn numbers_upto_last_full_line(out: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let full = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    full.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Two bridges export and import the same topic both ways; a third puts to the key:
+/// each host's subscriber gets every sample once, and nothing loops back.
+#[test]
+fn netns_both_ways_no_loop() {
+    let Some(h) = Hosts::namespaces_or_skip("netns_both_ways_no_loop") else {
+        return;
+    };
+    let both = [
+        "--export",
+        "news=shmipc/news",
+        "--import",
+        "shmipc/news=news",
+        "--lossless",
+    ];
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[&["--listen", &h.a.addr][..], &both].concat()),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[&["--listen", &h.b.addr, "--connect", &h.a.addr][..], &both].concat()),
+    );
+    for b in [&mut ba, &mut bb] {
+        b.wait_log(0, &["importing"]);
+        b.wait_log(0, &["exporting"]);
+    }
+    let (mut sa, out_a) = h.a.subscriber("news", 100);
+    let (mut sb, out_b) = h.b.subscriber("news", 100);
+    let mut bc = h.a.bridge(
+        "bridge-c",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--connect",
+            &h.b.addr,
+            "--export",
+            "src=shmipc/news",
+            "--lossless",
+        ]),
+    );
+    bc.wait_log(0, &["exporting"]);
+    let first = bc.wait_log(0, &["connected"]);
+    bc.wait_log(first + 1, &["connected"]);
+    let mut publ = h.a.publisher("src");
+    feed(&mut publ, 1, 100);
+    publ.close_stdin();
+    assert!(sa.wait_exit().success(), "{}", sa.log_text());
+    assert!(sb.wait_exit().success(), "{}", sb.log_text());
+    let want: Vec<u64> = (1..=100).collect();
+    assert_eq!(numbers(&out_a), want, "host A");
+    assert_eq!(numbers(&out_b), want, "host B");
+    // Each bridge published exactly the 100 samples on its topic, and exported none.
+    for (host, b) in [(&h.a, &ba), (&h.b, &bb)] {
+        let info = host.info("news");
+        assert!(
+            info.contains(" 100 published"),
+            "host {}:\n{info}",
+            host.label
+        );
+        assert!(
+            !b.log_text().contains("export news -> shmipc/news:"),
+            "{}",
+            b.log_text()
+        );
+    }
+}
+
+/// A Python program using zenoh's own package on host B receives the samples of a
+/// topic exported on host A by key, and its puts arrive on a topic imported on A.
+#[test]
+fn netns_python_zenoh_client() {
+    let python = std::env::var("SHMIPC_BRIDGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = Command::new(&python)
+        .args(["-c", "import zenoh"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has {
+        if std::env::var_os("SHMIPC_REQUIRE_PYTHON").is_some() {
+            panic!("{python} cannot import zenoh (pip install eclipse-zenoh==1.10.2)");
+        }
+        eprintln!("SKIPPED netns_python_zenoh_client: {python} has no zenoh module (pip install eclipse-zenoh)");
+        return;
+    }
+    let Some(h) = Hosts::namespaces_or_skip("netns_python_zenoh_client") else {
+        return;
+    };
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            "--listen",
+            &h.a.addr,
+            "--export",
+            "news",
+            "--import",
+            "shmipc/back",
+            "--lossless",
+        ]),
+    );
+    ba.wait_log(0, &["exporting"]);
+    ba.wait_log(0, &["importing"]);
+    let (mut back, back_out) = h.a.subscriber("back", 10);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zenoh_client.py");
+    let py_out = h.b.dir.join("python.out");
+    let mut cmd = h.b.command(&python);
+    cmd.arg(&script).args([
+        "--connect",
+        &h.a.addr,
+        "--sub",
+        "shmipc/news",
+        "--count",
+        "100",
+        "--put",
+        "shmipc/back",
+        "--puts",
+        "10",
+    ]);
+    cmd.stdout(std::fs::File::create(&py_out).expect("python output"))
+        .stderr(std::fs::File::create(h.b.dir.join("python.log")).expect("python log"));
+    let mut py = common::Proc {
+        name: "python zenoh client on host B".into(),
+        child: cmd.spawn().expect("start python"),
+        log: h.b.dir.join("python.log"),
+    };
+    py.wait_log(0, &["subscribed"]);
+    ba.wait_log(0, &["remote_subscribers=true"]);
+    let mut publ = h.a.publisher("news");
+    feed(&mut publ, 1, 100);
+    publ.close_stdin();
+    let st = py.wait_exit();
+    assert!(st.success(), "python: {st}\n{}", py.log_text());
+    assert_eq!(numbers(&py_out), (1..=100).collect::<Vec<u64>>());
+    assert!(
+        py.log_text().contains("100 with a bridge attachment"),
+        "{}",
+        py.log_text()
+    );
+    assert!(back.wait_exit().success(), "{}", back.log_text());
+    let got = std::fs::read_to_string(&back_out).unwrap_or_default();
+    let want: String = (1..=10).map(|i| format!("py-{i}\n")).collect();
+    assert_eq!(got, want);
+}
