@@ -1,14 +1,15 @@
 //! The only module that talks to shmipc: local topics as a [`Source`] (the bridge
 //! subscribes, for `--export`) and a [`Sink`] (the bridge publishes, for `--import`).
 //!
-//! Today this uses the copying forms of the pubsub API (`Subscriber::recv_into`,
-//! `Publisher::send_timeout`). When publishers loan samples and subscribers read them
-//! in place, only this file changes: [`Source::next`] hands out the received bytes
-//! (zenoh takes the `Vec` without copying it) and [`Sink::send`] writes one sample.
+//! Zero-copy on both sides: [`Source::next`] hands out each sample read in place in
+//! the topic's shared memory (the export copies it once, into the buffer zenoh's
+//! `put` must own), and [`Sink::send`] copies zenoh's received slices straight into
+//! a loaned chunk (the only copy on the import side).
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use shmipc::channel::pubsub::{Options, Overflow, Publisher, Subscriber};
+use shmipc::channel::pubsub::{Options, Overflow, Publisher, Sample, Subscriber};
 use shmipc::channel::{ChannelError, RecvError, SendError};
 use shmipc::OpenError;
 
@@ -71,22 +72,36 @@ fn open_or_create<T>(
     Err(last.expect("the loop ran at least once"))
 }
 
-/// One sample read from a local topic.
+/// One sample of a local topic, read in place in its shared memory (zero-copy: the
+/// bytes are the publisher's, not a copy). Its slot stays held, so a block-mode
+/// publisher cannot reuse it, until this is dropped: copy what you need and drop it.
 #[derive(Debug)]
-pub struct Received {
+pub struct Received<'a>(Sample<'a>);
+
+impl Received<'_> {
     /// The topic's number for this sample (0 for the first published on the topic).
-    pub seq: u64,
+    pub fn seq(&self) -> u64 {
+        self.0.seq()
+    }
+
     /// Samples overwritten just before this one, unread by the bridge.
-    pub lost: u64,
-    /// The bytes, owned: handed to zenoh as they are.
-    pub data: Vec<u8>,
+    pub fn lost(&self) -> u64 {
+        self.0.lost()
+    }
+}
+
+impl Deref for Received<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// What [`Source::next`] found.
 #[derive(Debug)]
-pub enum Next {
+pub enum Next<'a> {
     /// A sample.
-    Sample(Received),
+    Sample(Received<'a>),
     /// Nothing within the timeout.
     Idle,
     /// The topic has no publisher now (and everything it sent was read).
@@ -97,7 +112,6 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Source {
     sub: Subscriber,
-    last_len: usize,
 }
 
 impl Source {
@@ -113,22 +127,21 @@ impl Source {
             || options.create_or_open_subscriber(topic),
         )?;
         settings.check_mode(topic, sub.overflow());
-        Ok(Self { sub, last_len: 64 })
+        Ok(Self { sub })
     }
 
-    /// The next sample, waiting up to `timeout`.
+    /// The next sample, read in place, waiting up to `timeout` (zero: not at all).
     ///
     /// # Errors
     /// The topic's shared memory is corrupt.
-    pub fn next(&mut self, timeout: Duration) -> Result<Next, RecvError> {
-        // A fresh buffer each time, sized like the last sample: zenoh keeps it.
-        let mut data = Vec::with_capacity(self.last_len);
-        match self.sub.recv_into_timeout(&mut data, timeout) {
-            Ok(lost) => {
-                self.last_len = data.len().max(16);
-                let seq = self.sub.next_seq().wrapping_sub(1);
-                Ok(Next::Sample(Received { seq, lost, data }))
-            }
+    pub fn next(&self, timeout: Duration) -> Result<Next<'_>, RecvError> {
+        let got = if timeout.is_zero() {
+            self.sub.try_recv()
+        } else {
+            self.sub.recv_timeout(timeout)
+        };
+        match got {
+            Ok(s) => Ok(Next::Sample(Received(s))),
             Err(RecvError::Empty) => Ok(Next::Idle),
             Err(RecvError::Disconnected) => Ok(Next::NoPublisher),
             Err(e) => Err(e),
@@ -181,16 +194,34 @@ impl Sink {
         self.publisher.subscribers()
     }
 
-    /// Publishes a copy of `data`, waiting up to `timeout` for room in block mode.
+    /// Publishes one sample of `len` bytes made of `parts` (in order; they must add
+    /// up to `len`), copied straight into a loaned chunk of the topic: the only copy.
+    /// Waits up to `timeout` for room in block mode. `parts` is only read once a
+    /// chunk is loaned.
     ///
     /// # Errors
     /// The topic's shared memory is corrupt.
-    pub fn send(&mut self, data: &[u8], timeout: Duration) -> Result<Sent, SendError> {
-        match self.publisher.send_timeout(data, timeout) {
-            Ok(()) => Ok(Sent::Yes),
-            Err(SendError::Timeout(())) => Ok(Sent::Full),
-            Err(SendError::TooLarge { max, .. }) => Ok(Sent::TooLarge { max }),
-            Err(e) => Err(e),
+    pub fn send<'p>(
+        &mut self,
+        len: usize,
+        parts: impl IntoIterator<Item = &'p [u8]>,
+        timeout: Duration,
+    ) -> Result<Sent, SendError> {
+        let mut loan = match self.publisher.loan_timeout(len, timeout) {
+            Ok(loan) => loan,
+            Err(SendError::Timeout(())) => return Ok(Sent::Full),
+            Err(SendError::TooLarge { max, .. }) => return Ok(Sent::TooLarge { max }),
+            Err(e) => return Err(e),
+        };
+        let mut at = 0;
+        for part in parts {
+            let n = part.len().min(len - at);
+            loan[at..at + n].copy_from_slice(&part[..n]);
+            at += n;
         }
+        // Parts shorter than announced: send what came (never stale bytes).
+        loan.truncate(at);
+        loan.send();
+        Ok(Sent::Yes)
     }
 }

@@ -60,6 +60,12 @@ struct Args {
     /// Subscriber places of a topic the bridge creates.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_subscribers: usize,
+    /// After each sample, an export keeps polling its topic this long (yielding the
+    /// CPU between polls) before it sleeps: a stream with samples closer together
+    /// finds it awake, saving a cross-process wake-up (tens of µs) per sample; a
+    /// sparse one costs up to this much CPU time per sample. 0: sleep at once.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 1000)]
+    spin_us: u64,
     /// Seconds between rate logs (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     stats: f64,
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
             max_subscribers: args.max_subscribers,
         },
         stats: Duration::from_secs_f64(args.stats),
+        spin: Duration::from_micros(args.spin_us),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();

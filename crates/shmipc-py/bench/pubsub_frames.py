@@ -1,6 +1,8 @@
-"""Python pub/sub of 1 MiB NumPy frames between two processes: shmipc pubsub (which
-copies in and out today), shmipc spsc (loaned slots, zero copy), multiprocessing.Queue,
-and shared_memory blocks + a Queue of block numbers.
+"""Python pub/sub of 1 MiB NumPy frames between two processes: shmipc pubsub with
+loans (zero copy both ways: the writer fills a loaned chunk, the reader reads the
+sample in place), shmipc pubsub with send() (the frame copied in, read in place),
+shmipc spsc (loaned slots, zero copy), multiprocessing.Queue, and shared_memory
+blocks + a Queue of block numbers.
 
 Every contender does the same work: the writer fills every byte of each frame, the
 reader reads every byte (sums it). The three run interleaved (A B C A B C ...) for
@@ -27,12 +29,18 @@ def shmipc_reader(topic, frames, ready, done):
     ready.set()
     total = 0
     for _ in range(frames):
-        s = sub.recv(timeout=60)
-        total += int(np.frombuffer(s, dtype=np.uint64).sum())
+        with sub.recv(timeout=60) as s:
+            a = np.frombuffer(s, dtype=np.uint64)
+            total += int(a.sum())
+            del a  # before the with block hands the sample back
     done.put(total)
 
 
-def run_shmipc(frames, ctx):
+def run_shmipc_send(frames, ctx):
+    return run_shmipc(frames, ctx, loans=False)
+
+
+def run_shmipc(frames, ctx, loans=True):
     import shmipc
 
     topic = f"bench-py-{os.getpid()}-{time.monotonic_ns()}"
@@ -44,8 +52,12 @@ def run_shmipc(frames, ctx):
     frame = np.empty(FRAME // 8, dtype=np.uint64)
     t0 = time.perf_counter()
     for i in range(frames):
-        frame.fill(i)
-        pub.send(frame, timeout=60)
+        if loans:
+            with pub.loan(FRAME, timeout=60) as loan:
+                np.frombuffer(loan, dtype=np.uint64).fill(i)
+        else:
+            frame.fill(i)
+            pub.send(frame, timeout=60)
     done.get(timeout=120)
     dt = time.perf_counter() - t0
     p.join(60)
@@ -151,7 +163,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
-    runs = {"shmipc pubsub": run_shmipc, "shmipc spsc (loans)": run_spsc, "mp.Queue": run_queue, "shared_memory+Queue": run_shm_queue}
+    runs = {
+        "shmipc pubsub (loans)": run_shmipc,
+        "shmipc pubsub (send)": run_shmipc_send,
+        "shmipc spsc (loans)": run_spsc, "mp.Queue": run_queue, "shared_memory+Queue": run_shm_queue,
+    }
     results = {k: [] for k in runs}
     for _ in range(args.rounds):
         for k, f in runs.items():
@@ -159,8 +175,9 @@ def main():
     med = {k: statistics.median(v) for k, v in results.items()}
     for k, v in med.items():
         print(f"{k:22s} {v:10.0f} samples/s (1 MiB)   rounds: {', '.join(f'{x:.0f}' for x in results[k])}")
-    print(f"shmipc / mp.Queue            {med['shmipc pubsub'] / med['mp.Queue']:.1f}x")
-    print(f"shmipc / shared_memory+Queue {med['shmipc pubsub'] / med['shared_memory+Queue']:.1f}x")
+    for k in ("shmipc pubsub (loans)", "shmipc pubsub (send)"):
+        print(f"{k} / mp.Queue            {med[k] / med['mp.Queue']:.1f}x")
+        print(f"{k} / shared_memory+Queue {med[k] / med['shared_memory+Queue']:.1f}x")
     print(f"shmipc spsc / mp.Queue       {med['shmipc spsc (loans)'] / med['mp.Queue']:.1f}x")
 
 

@@ -6,24 +6,36 @@
 //!
 //! * spsc: a `Loan` is the channel's slot itself and a `Sample` reads the slot in
 //!   place (the Rust `spsc::Loan` / `spsc::Sample`).
-//! * pubsub: the Rust subscriber copies on receive today, so a `Sample` owns its
-//!   bytes (`Payload::Owned`) and a publisher's `Loan` is a local buffer sent by
-//!   copy. When pubsub hands out loaned samples, `Subscriber.recv` stores that
-//!   sample in a new `Payload` variant (see `SWITCH` below); nothing else changes
-//!   for Python.
+//! * pubsub: a `Loan` is a chunk of the topic's pool loaned to the publisher (the
+//!   Rust `pubsub::Loan`) and a `Sample` reads the chunk in place (the Rust
+//!   `pubsub::Sample`); a subscriber may hold up to its topic's `max_held` samples
+//!   at once.
 //!
 //! # Safety
 //!
-//! The Rust `Loan`/`Sample` borrow their endpoint mutably, but in Python they are
+//! The Rust loans and samples borrow their endpoint, but in Python they are
 //! separate objects that outlive the call that made them. So each endpoint lives
-//! in a heap cell (`Lender`) beside the one loan or sample it has out: the
-//! endpoint is boxed and only reached through a raw pointer, never moved, and the
-//! loan/sample field is dropped before the endpoint (`Drop for Lender`). The
+//! in a heap cell beside what it has out, and is only reached through that cell's
+//! lock:
+//!
+//! * a `Lender` (spsc producer and consumer, pubsub publisher) holds the one loan
+//!   or sample its endpoint lends at a time;
+//! * a `Holder` (pubsub subscriber) holds the samples its subscriber lends, up to
+//!   `max_held`, each under a key.
+//!
+//! In both the endpoint is boxed and only reached through a raw pointer, never
+//! moved, and the borrowed items are dropped before the endpoint (`Drop`), so the
+//! `'static` lifetime they are stored with never outlives what they borrow. The
 //! Python `Loan`/`Sample` reach their Rust counterpart only through the cell's lock
-//! and a generation number, so a stale Python object cannot touch a newer one.
-//! Exported buffers are counted: the loan/sample is not handed back (sent,
+//! and a generation number or key, so a stale Python object cannot touch a newer
+//! one. Exported buffers are counted: a loan or sample is not handed back (sent,
 //! released, or the endpoint closed) while a memoryview or array still points
 //! into it; `BufferError` says so instead, as Python's `mmap` does.
+//!
+//! The Rust pubsub `Sample` is neither `Send` nor `Sync` (it borrows a subscriber
+//! that keeps a `RefCell`), so a wait never carries one out of a GIL-released
+//! closure: the closure stores it in the `Holder` under the lock and returns plain
+//! numbers (pointer, length, key), which are `Send`.
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
@@ -48,6 +60,12 @@ fn closed(what: &str) -> PyErr {
     PyValueError::new_err(format!("the {what} is closed"))
 }
 
+fn still_exported(what: &str, n: usize) -> PyErr {
+    PyBufferError::new_err(format!(
+        "the {what} is still in use by {n} exported buffer(s) (memoryview, NumPy array, …): release them first (del the array, memoryview.release()), or copy with bytes()"
+    ))
+}
+
 /// An endpoint `E` and the one borrowed item `L` (a loan or a sample) it has out.
 struct Lender<E: 'static, L> {
     /// Declared first; `Drop` drops it before the endpoint it borrows.
@@ -60,11 +78,11 @@ struct Lender<E: 'static, L> {
     endpoint: NonNull<E>,
 }
 
-// SAFETY: the endpoints (spsc `Producer`/`Consumer`) are `Send`; the loan/sample
-// (raw pointers into the mapping plus a borrow of the endpoint) may be used and
-// dropped on any thread, since handing a slot back is an atomic store and a wake,
-// with no thread affinity; all access goes through the `StdMutex` around the
-// `Lender`.
+// SAFETY: the endpoints (spsc `Producer`/`Consumer`, pubsub `Publisher`) are
+// `Send`; the loan/sample (raw pointers into the mapping plus a borrow of the
+// endpoint) may be used and dropped on any thread, since handing a slot or chunk
+// back is atomic stores and a wake, with no thread affinity; all access goes
+// through the `StdMutex` around the `Lender`, one thread at a time.
 unsafe impl<E: Send + 'static, L> Send for Lender<E, L> {}
 
 impl<E: 'static, L> Lender<E, L> {
@@ -101,10 +119,7 @@ impl<E: 'static, L> Lender<E, L> {
     /// Gives `out` back, unless buffers still point into it.
     fn give_back(&mut self, what: &str) -> PyResult<()> {
         if self.out.is_some() && self.exports > 0 {
-            return Err(PyBufferError::new_err(format!(
-                "the {what} is still in use by {} exported buffer(s) (memoryview, NumPy array, …): release them first (del the array, memoryview.release()), or copy with bytes()",
-                self.exports
-            )));
+            return Err(still_exported(what, self.exports));
         }
         self.out = None;
         self.exports = 0;
@@ -121,115 +136,156 @@ impl<E: 'static, L> Drop for Lender<E, L> {
     }
 }
 
+/// A pubsub sample held by a Python `Sample`.
+struct Held {
+    key: u64,
+    /// Buffers exported from it.
+    exports: usize,
+    sample: pubsub::Sample<'static>,
+}
+
+/// A pubsub subscriber and the samples it has lent out (at most its `max_held`).
+struct Holder {
+    /// Declared first; `Drop` clears it before freeing the subscriber it borrows.
+    held: Vec<Held>,
+    /// The last key given out.
+    key: u64,
+    /// `Box::into_raw` of the subscriber; freed in `Drop`.
+    sub: NonNull<pubsub::Subscriber>,
+}
+
+// SAFETY: the subscriber is `Send` (it is `!Sync` for its `RefCell`); the held
+// samples are a borrow of it plus a raw pointer into the mapping, and releasing
+// one is atomic stores with no thread affinity. Every use of the subscriber and of
+// the samples goes through the `StdMutex` around the `Holder`, so one thread at a
+// time touches them, which is all `!Sync` asks.
+unsafe impl Send for Holder {}
+
+impl Holder {
+    fn new(sub: pubsub::Subscriber) -> Self {
+        Self {
+            held: Vec::new(),
+            key: 0,
+            sub: NonNull::from(Box::leak(Box::new(sub))),
+        }
+    }
+
+    /// The subscriber.
+    ///
+    /// The `'static` is a promise kept by this type: samples received through it
+    /// are only stored in `self.held`, which is cleared before the subscriber is
+    /// freed; other uses end while the caller holds `&mut self` (the cell's lock).
+    fn sub(&self) -> &'static pubsub::Subscriber {
+        // SAFETY: `sub` came from `Box::leak` and is freed only in `Drop`, after
+        // `held` (every sample that borrows it) is cleared; it is only read through
+        // shared references, and only by the thread holding the cell's lock.
+        unsafe { &*self.sub.as_ptr() }
+    }
+
+    fn find(&mut self, key: u64) -> Option<&mut Held> {
+        self.held.iter_mut().find(|h| h.key == key)
+    }
+
+    /// Releases sample `key` (a no-op if gone), unless buffers still point into it.
+    fn release(&mut self, key: u64) -> PyResult<()> {
+        if let Some(i) = self.held.iter().position(|h| h.key == key) {
+            if self.held[i].exports > 0 {
+                return Err(still_exported("sample", self.held[i].exports));
+            }
+            self.held.swap_remove(i);
+        }
+        Ok(())
+    }
+
+    /// Releases every sample, unless buffers still point into one (then none).
+    fn release_all(&mut self) -> PyResult<()> {
+        let n: usize = self.held.iter().map(|h| h.exports).sum();
+        if n > 0 {
+            return Err(still_exported("subscriber's samples", n));
+        }
+        self.held.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.held.clear();
+        // SAFETY: from `Box::leak` in `new`, freed only here; the samples, its only
+        // borrowers, were dropped just above.
+        drop(unsafe { Box::from_raw(self.sub.as_ptr()) });
+    }
+}
+
 type ConsumerCell = Arc<StdMutex<Option<Lender<spsc::Consumer, spsc::Sample<'static>>>>>;
 type ProducerCell = Arc<StdMutex<Option<Lender<spsc::Producer, spsc::Loan<'static>>>>>;
-type SubscriberCell = Arc<StdMutex<Option<pubsub::Subscriber>>>;
-type PublisherCell = Arc<StdMutex<Option<pubsub::Publisher>>>;
-
-/// Bytes owned by a Python object, writable through a raw pointer (a pubsub loan's
-/// local buffer, a copied sample).
-struct OwnedBytes {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a uniquely owned heap allocation.
-unsafe impl Send for OwnedBytes {}
-// SAFETY: Rust only reads it through `as_slice` (while no buffer is exported, for
-// loans) and Python writes it only through exported buffers.
-unsafe impl Sync for OwnedBytes {}
-
-impl OwnedBytes {
-    fn new(v: Vec<u8>) -> Self {
-        let b: Box<[u8]> = v.into_boxed_slice();
-        let len = b.len();
-        let ptr = NonNull::new(Box::into_raw(b).cast::<u8>()).unwrap_or(NonNull::dangling());
-        Self { ptr, len }
-    }
-
-    /// # Safety
-    /// No exported buffer writes the bytes while the slice lives.
-    unsafe fn as_slice(&self) -> &[u8] {
-        // SAFETY: the allocation of `len` bytes from `new` (or dangling for 0).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for OwnedBytes {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are the boxed slice from `new`.
-        drop(unsafe {
-            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr.as_ptr(),
-                self.len,
-            ))
-        });
-    }
-}
+type SubscriberCell = Arc<StdMutex<Option<Holder>>>;
+type PublisherCell = Arc<StdMutex<Option<Lender<pubsub::Publisher, pubsub::Loan<'static>>>>>;
 
 /// What a Python `Sample`'s bytes are.
 enum Payload {
-    /// A copy it owns (pubsub today), kept for the memory `ptr` points into.
-    Owned { _bytes: OwnedBytes },
     /// The slot of an spsc consumer's outstanding sample, generation `gen`.
     Spsc { cell: ConsumerCell, gen: u64 },
-    // SWITCH: zero-copy pubsub adds `PubSub(pubsub::Sample)` here: a loaned sample
-    // that releases on drop; `getbuffer` then points into it like `Owned`, and its
-    // release happens when this Python object is freed (or `release()`).
+    /// The chunk of a pubsub subscriber's held sample `key`.
+    PubSub { cell: SubscriberCell, key: u64 },
 }
 
-/// A received message: a read-only buffer (``memoryview(s)``,
-/// ``numpy.frombuffer(s, ...)``, ``bytes(s)`` for a copy).
+/// A received message: a read-only buffer over the channel's shared memory
+/// (``memoryview(s)``, ``numpy.frombuffer(s, ...)`` share it; ``bytes(s)`` is a
+/// copy).
 ///
-/// From an spsc ``Consumer`` it is the channel's slot itself, read in place: the
-/// slot goes back to the producer when the sample is released (``release()``,
-/// ``with``, garbage collection, or the consumer's next ``recv``), which
-/// ``BufferError`` refuses while a memoryview or array still uses it. Under the
-/// zero-copy contract a correct producer does not write a slot it lent; a buggy or
-/// hostile process that maps the channel can, and then you read changing bytes
-/// (never memory outside the slot). Validate what you read from untrusted peers.
+/// The memory stays lent to this process until the sample is released
+/// (``release()``, the end of a ``with`` block, or when the object is freed;
+/// for an spsc ``Consumer`` also its next ``recv``, for a pubsub ``Subscriber`` its
+/// ``close()``); ``BufferError`` refuses that while a memoryview or array still
+/// uses it. A pubsub subscriber may hold up to ``max_held`` samples at once.
+///
+/// Trust model: under the zero-copy contract a correct publisher or producer does
+/// not write memory it lent. A buggy or hostile process that maps the channel
+/// can, and then you read bytes that may change while you read them (never memory
+/// outside the sample, and shmipc itself validates everything it reads from the
+/// channel). Validate what you parse from untrusted peers, or copy with
+/// ``bytes(sample)`` first.
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Sample {
     payload: Payload,
     ptr: usize,
     dims: Dims,
     len: usize,
-    /// pubsub: messages overwritten before this one that this subscriber lost.
+    /// pubsub: messages this subscriber lost just before this one (overwrite
+    /// mode); 0 for spsc.
     #[pyo3(get)]
     lost: u64,
-    /// Exports of an `Owned` payload (informational; its memory lives as long as
-    /// this object does).
-    owned_exports: StdMutex<usize>,
+    /// pubsub: the message's number (from 0, in publishing order); None for spsc.
+    #[pyo3(get)]
+    seq: Option<u64>,
 }
 
 impl Sample {
-    fn owned(data: Vec<u8>, lost: u64) -> Self {
-        let bytes = OwnedBytes::new(data);
-        Self {
-            ptr: bytes.ptr.as_ptr() as usize,
-            len: bytes.len,
-            dims: Dims::new(bytes.len),
-            payload: Payload::Owned { _bytes: bytes },
-            lost,
-            owned_exports: StdMutex::new(0),
-        }
-    }
-
     fn released() -> PyErr {
         PyValueError::new_err(
-            "the sample was released (its slot went back to the producer, by release(), a with block, or the consumer's next recv): copy it with bytes(sample) to keep it",
+            "the sample was released (its memory went back to the channel, by release(), a with block, the consumer's next recv or the endpoint's close()): copy it with bytes(sample) to keep it",
         )
     }
 }
 
 impl Drop for Sample {
     fn drop(&mut self) {
-        if let Payload::Spsc { cell, gen } = &self.payload {
-            if let Some(l) = lock(cell).as_mut() {
-                // No buffer can be exported: each one holds a reference to this object.
-                if l.current(*gen) {
-                    l.out = None;
-                    l.exports = 0;
+        // No buffer can be exported: each one holds a reference to this object.
+        match &self.payload {
+            Payload::Spsc { cell, gen } => {
+                if let Some(l) = lock(cell).as_mut() {
+                    if l.current(*gen) {
+                        l.out = None;
+                        l.exports = 0;
+                    }
+                }
+            }
+            Payload::PubSub { cell, key } => {
+                if let Some(h) = lock(cell).as_mut() {
+                    if let Some(i) = h.held.iter().position(|s| s.key == *key) {
+                        h.held.swap_remove(i);
+                    }
                 }
             }
         }
@@ -242,13 +298,20 @@ impl Sample {
         self.len
     }
 
-    /// Hands the slot back to the producer now (spsc; a no-op for a copy).
+    /// Hands the memory back to the channel now (a no-op if already released).
     /// ``BufferError`` while a memoryview or array still uses it.
     fn release(&self) -> PyResult<()> {
-        if let Payload::Spsc { cell, gen } = &self.payload {
-            if let Some(l) = lock(cell).as_mut() {
-                if l.current(*gen) {
-                    l.give_back("sample")?;
+        match &self.payload {
+            Payload::Spsc { cell, gen } => {
+                if let Some(l) = lock(cell).as_mut() {
+                    if l.current(*gen) {
+                        l.give_back("sample")?;
+                    }
+                }
+            }
+            Payload::PubSub { cell, key } => {
+                if let Some(h) = lock(cell).as_mut() {
+                    h.release(*key)?;
                 }
             }
         }
@@ -266,7 +329,13 @@ impl Sample {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmipc.Sample len={} lost={}>", self.len, self.lost)
+        match self.seq {
+            Some(seq) => format!(
+                "<shmipc.Sample len={} seq={seq} lost={}>",
+                self.len, self.lost
+            ),
+            None => format!("<shmipc.Sample len={}>", self.len),
+        }
     }
 
     unsafe fn __getbuffer__(
@@ -277,12 +346,6 @@ impl Sample {
         let this = slf.get();
         let owner = slf.clone().into_any();
         match &this.payload {
-            Payload::Owned { .. } => {
-                // SAFETY: `ptr` is the `len` bytes this object owns; the buffer
-                // references this object, so they outlive it; read-only.
-                unsafe { buffer::fill(view, flags, this.ptr as *mut u8, true, &this.dims, owner)? };
-                *lock(&this.owned_exports) += 1;
-            }
             Payload::Spsc { cell, gen } => {
                 let mut g = lock(cell);
                 let l = g
@@ -295,16 +358,26 @@ impl Sample {
                 unsafe { buffer::fill(view, flags, this.ptr as *mut u8, true, &this.dims, owner)? };
                 l.exports += 1;
             }
+            Payload::PubSub { cell, key } => {
+                let mut g = lock(cell);
+                let h = g
+                    .as_mut()
+                    .and_then(|h| h.find(*key))
+                    .ok_or_else(Self::released)?;
+                // SAFETY: `ptr` is the payload of held sample `key` (`len` bytes
+                // inside the mapping, checked by the Rust subscriber), which stays
+                // held while `exports > 0` (release, release_all and the subscriber's
+                // close refuse; the Python object cannot be freed while a buffer
+                // references it); read-only.
+                unsafe { buffer::fill(view, flags, this.ptr as *mut u8, true, &this.dims, owner)? };
+                h.exports += 1;
+            }
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
         match &self.payload {
-            Payload::Owned { .. } => {
-                let mut n = lock(&self.owned_exports);
-                *n = n.saturating_sub(1);
-            }
             Payload::Spsc { cell, gen } => {
                 if let Some(l) = lock(cell).as_mut() {
                     if l.current(*gen) {
@@ -312,26 +385,61 @@ impl Sample {
                     }
                 }
             }
+            Payload::PubSub { cell, key } => {
+                if let Some(h) = lock(cell).as_mut().and_then(|h| h.find(*key)) {
+                    h.exports = h.exports.saturating_sub(1);
+                }
+            }
         }
+    }
+}
+
+/// A Rust loan the Python `Loan` can send.
+trait Lent {
+    fn cut(&mut self, len: usize);
+    fn publish(self);
+}
+
+impl Lent for spsc::Loan<'_> {
+    fn cut(&mut self, len: usize) {
+        self.truncate(len);
+    }
+    fn publish(self) {
+        self.send();
+    }
+}
+
+impl Lent for pubsub::Loan<'_> {
+    fn cut(&mut self, len: usize) {
+        self.truncate(len);
+    }
+    fn publish(self) {
+        self.send();
     }
 }
 
 /// What a Python `Loan`'s bytes are.
 enum LoanPayload {
-    /// A local buffer, published by copy through this publisher (pubsub today).
-    Local {
-        publisher: PublisherCell,
-        bytes: OwnedBytes,
-        state: StdMutex<LocalLoan>,
-    },
     /// The slot of an spsc producer's outstanding loan, generation `gen`.
     Spsc { cell: ProducerCell, gen: u64 },
+    /// The chunk of a pubsub publisher's outstanding loan, generation `gen`.
+    PubSub { cell: PublisherCell, gen: u64 },
 }
 
-#[derive(Default)]
-struct LocalLoan {
-    exports: usize,
-    done: bool,
+/// Runs `$body` with `$cell`/`$gen` bound to either kind of loan's cell.
+macro_rules! on_loan {
+    ($payload:expr, |$cell:ident, $gen:ident| $body:expr) => {
+        match $payload {
+            LoanPayload::Spsc {
+                cell: $cell,
+                gen: $gen,
+            } => $body,
+            LoanPayload::PubSub {
+                cell: $cell,
+                gen: $gen,
+            } => $body,
+        }
+    };
 }
 
 /// A buffer to fill and then ``send()`` (a ``with`` block sends it on success and
@@ -340,8 +448,10 @@ struct LocalLoan {
 /// before sending (``BufferError`` otherwise): after sending, the bytes belong to
 /// the receivers.
 ///
-/// From an spsc ``Producer`` it is the channel's slot itself (zero copy); from a
-/// ``Publisher`` it is a local buffer, copied into the channel on ``send()``.
+/// It is the channel's memory itself (zero copy): an spsc ``Producer``'s next slot,
+/// or a chunk of a ``Publisher``'s pool, lent to this process alone until sent or
+/// discarded. Fresh loans are not zeroed: they hold whatever an earlier message
+/// left there, so write every byte you send. One loan per endpoint at a time.
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Loan {
     payload: LoanPayload,
@@ -354,15 +464,40 @@ fn loan_gone() -> PyErr {
     PyValueError::new_err("the loan was already sent or discarded: loan a new one")
 }
 
+fn loan_send<E, L: Lent>(
+    cell: &StdMutex<Option<Lender<E, L>>>,
+    gen: u64,
+    n: usize,
+) -> PyResult<()> {
+    let mut g = lock(cell);
+    let l = g
+        .as_mut()
+        .filter(|l| l.current(gen))
+        .ok_or_else(loan_gone)?;
+    if l.exports > 0 {
+        return Err(PyBufferError::new_err(format!(
+            "the loan is still in use by {} exported buffer(s): release them (del the array, memoryview.release()) before sending",
+            l.exports
+        )));
+    }
+    let mut loan = l.out.take().ok_or_else(loan_gone)?;
+    loan.cut(n);
+    loan.publish();
+    Ok(())
+}
+
 #[pymethods]
 impl Loan {
     fn __len__(&self) -> usize {
         self.len
     }
 
-    /// Sends the first ``length`` bytes (default: all of them).
+    /// Sends the first ``length`` bytes (default: all of them). Never waits: the
+    /// room was made when the loan was taken.
     #[pyo3(signature = (length=None, timeout=None))]
-    fn send(&self, py: Python<'_>, length: Option<usize>, timeout: Option<f64>) -> PyResult<()> {
+    fn send(&self, length: Option<usize>, timeout: Option<f64>) -> PyResult<()> {
+        // Kept for compatibility: sending a loan never waits.
+        Timeout::new(timeout)?;
         let n = length.unwrap_or(self.len);
         if n > self.len {
             return Err(PyValueError::new_err(format!(
@@ -370,70 +505,19 @@ impl Loan {
                 self.len
             )));
         }
-        match &self.payload {
-            LoanPayload::Spsc { cell, gen } => {
-                let mut g = lock(cell);
-                let l = g
-                    .as_mut()
-                    .filter(|l| l.current(*gen))
-                    .ok_or_else(loan_gone)?;
-                if l.exports > 0 {
-                    return Err(PyBufferError::new_err(format!(
-                        "the loan is still in use by {} exported buffer(s): release them (del the array, memoryview.release()) before sending",
-                        l.exports
-                    )));
-                }
-                let mut loan = l.out.take().ok_or_else(loan_gone)?;
-                loan.truncate(n);
-                loan.send();
-                Ok(())
-            }
-            LoanPayload::Local {
-                publisher,
-                bytes,
-                state,
-            } => {
-                {
-                    let mut st = lock(state);
-                    if st.done {
-                        return Err(loan_gone());
-                    }
-                    if st.exports > 0 {
-                        return Err(PyBufferError::new_err(format!(
-                            "the loan is still in use by {} exported buffer(s): release them (del the array, memoryview.release()) before sending",
-                            st.exports
-                        )));
-                    }
-                    st.done = true;
-                }
-                // SAFETY: no buffer is exported (checked above, and `done` refuses new
-                // ones), so nothing writes the bytes while this slice lives.
-                let data = &unsafe { bytes.as_slice() }[..n];
-                publish(py, publisher, data, timeout)
-            }
-        }
+        on_loan!(&self.payload, |cell, gen| loan_send(cell, *gen, n))
     }
 
-    /// Gives the slot back unsent.
+    /// Gives the memory back unsent (a no-op if already sent or discarded).
+    /// ``BufferError`` while a memoryview or array still uses it.
     fn discard(&self) -> PyResult<()> {
-        match &self.payload {
-            LoanPayload::Spsc { cell, gen } => {
-                if let Some(l) = lock(cell).as_mut() {
-                    if l.current(*gen) {
-                        l.give_back("loan")?;
-                    }
+        on_loan!(&self.payload, |cell, gen| {
+            if let Some(l) = lock(cell).as_mut() {
+                if l.current(*gen) {
+                    l.give_back("loan")?;
                 }
             }
-            LoanPayload::Local { state, .. } => {
-                let mut st = lock(state);
-                if st.exports > 0 {
-                    return Err(PyBufferError::new_err(
-                        "the loan is still in use by exported buffers: release them first",
-                    ));
-                }
-                st.done = true;
-            }
-        }
+        });
         Ok(())
     }
 
@@ -444,7 +528,6 @@ impl Loan {
     #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
     fn __exit__(
         &self,
-        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
@@ -452,7 +535,7 @@ impl Loan {
         if exc_type.is_some_and(|t| !t.is_none()) {
             self.discard()?;
         } else if !self.done() {
-            self.send(py, None, None)?;
+            self.send(None, None)?;
         }
         Ok(false)
     }
@@ -468,76 +551,52 @@ impl Loan {
     ) -> PyResult<()> {
         let this = slf.get();
         let owner = slf.clone().into_any();
-        match &this.payload {
-            LoanPayload::Spsc { cell, gen } => {
-                let mut g = lock(cell);
-                let l = g
-                    .as_mut()
-                    .filter(|l| l.current(*gen))
-                    .ok_or_else(loan_gone)?;
-                // SAFETY: the slot of loan `gen`, lent to this process alone (the
-                // ring's protocol) until sent or discarded, which refuse while
-                // `exports > 0`; writable.
-                unsafe {
-                    buffer::fill(view, flags, this.ptr as *mut u8, false, &this.dims, owner)?
-                };
-                l.exports += 1;
-            }
-            LoanPayload::Local { state, .. } => {
-                let mut st = lock(state);
-                if st.done {
-                    return Err(loan_gone());
-                }
-                // SAFETY: bytes this object owns (the buffer references it); Rust
-                // reads them only when no buffer is exported.
-                unsafe {
-                    buffer::fill(view, flags, this.ptr as *mut u8, false, &this.dims, owner)?
-                };
-                st.exports += 1;
-            }
-        }
+        on_loan!(&this.payload, |cell, gen| {
+            let mut g = lock(cell);
+            let l = g
+                .as_mut()
+                .filter(|l| l.current(*gen))
+                .ok_or_else(loan_gone)?;
+            // SAFETY: `ptr` is the `len` bytes of loan `gen` (an spsc slot or a pubsub
+            // chunk inside the mapping, checked by the Rust endpoint), lent to this
+            // process alone (the channel's protocol) until sent or discarded, which
+            // refuse while `exports > 0`; writable.
+            unsafe { buffer::fill(view, flags, this.ptr as *mut u8, false, &this.dims, owner)? };
+            l.exports += 1;
+        });
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        match &self.payload {
-            LoanPayload::Spsc { cell, gen } => {
-                if let Some(l) = lock(cell).as_mut() {
-                    if l.current(*gen) {
-                        l.exports = l.exports.saturating_sub(1);
-                    }
+        on_loan!(&self.payload, |cell, gen| {
+            if let Some(l) = lock(cell).as_mut() {
+                if l.current(*gen) {
+                    l.exports = l.exports.saturating_sub(1);
                 }
             }
-            LoanPayload::Local { state, .. } => {
-                let mut st = lock(state);
-                st.exports = st.exports.saturating_sub(1);
-            }
-        }
+        });
     }
 }
 
 impl Loan {
     fn done(&self) -> bool {
-        match &self.payload {
-            LoanPayload::Spsc { cell, gen } => {
-                !lock(cell).as_ref().is_some_and(|l| l.current(*gen))
-            }
-            LoanPayload::Local { state, .. } => lock(state).done,
-        }
+        on_loan!(&self.payload, |cell, gen| !lock(cell)
+            .as_ref()
+            .is_some_and(|l| l.current(*gen)))
     }
 }
 
 impl Drop for Loan {
     fn drop(&mut self) {
-        if let LoanPayload::Spsc { cell, gen } = &self.payload {
+        on_loan!(&self.payload, |cell, gen| {
             if let Some(l) = lock(cell).as_mut() {
                 if l.current(*gen) {
-                    // Unsent: the Rust loan's drop gives the slot back.
+                    // Unsent: the Rust loan's drop gives the memory back.
                     l.out = None;
                     l.exports = 0;
                 }
             }
-        }
+        });
     }
 }
 
@@ -545,60 +604,6 @@ fn send_err_or_retry(e: SendError) -> Option<Result<(), SendError>> {
     match e {
         SendError::Timeout(()) => None,
         e => Some(Err(e)),
-    }
-}
-
-/// Publishes `data` on a pubsub publisher, in GIL-released slices.
-fn publish(
-    py: Python<'_>,
-    cell: &PublisherCell,
-    data: &[u8],
-    timeout: Option<f64>,
-) -> PyResult<()> {
-    let t = Timeout::new(timeout)?;
-    let data = SendSlice(data.as_ptr(), data.len());
-    let r = slices(py, t, |slice| {
-        let mut g = lock(cell);
-        let Some(p) = g.as_mut() else {
-            return Some(Err(None));
-        };
-        // SAFETY: `data` borrows the caller's slice for this whole call.
-        let msg = unsafe { data.get() };
-        match p.send_timeout(msg, slice) {
-            Ok(()) => Some(Ok(())),
-            Err(e) => send_err_or_retry(e).map(|r| r.map_err(Some)),
-        }
-    })?;
-    match r {
-        None => Err(errors::timeout(
-            "room in the channel (a subscriber is slow)",
-            t.secs(),
-        )),
-        Some(Ok(())) => Ok(()),
-        Some(Err(None)) => Err(closed("publisher")),
-        Some(Err(Some(e))) => Err(errors::send(e)),
-    }
-}
-
-/// A borrowed byte slice carried into a GIL-released closure on the same thread.
-#[derive(Clone, Copy)]
-struct SendSlice(*const u8, usize);
-
-// SAFETY: only used within the call that borrowed the slice, on its thread
-// (`Python::detach` runs the closure on the calling thread).
-unsafe impl Send for SendSlice {}
-// SAFETY: as for `Send`: read only, within the borrowing call.
-unsafe impl Sync for SendSlice {}
-
-impl SendSlice {
-    /// # Safety
-    /// The slice this was made from is still borrowed.
-    unsafe fn get(&self) -> &[u8] {
-        if self.1 == 0 {
-            return &[];
-        }
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts(self.0, self.1) }
     }
 }
 
@@ -868,7 +873,7 @@ impl Consumer {
                 dims: Dims::new(len),
                 len,
                 lost: 0,
-                owned_exports: StdMutex::new(0),
+                seq: None,
             }),
             Some(Err(None)) => Err(closed("consumer")),
             Some(Err(Some(Err(())))) => Err(PyValueError::new_err(
@@ -984,19 +989,21 @@ impl Consumer {
 
 // ---------------------------------------------------------------- pubsub
 
+/// Options to create a topic with, as `shmipc pub` makes them: the ring's worth of
+/// messages (`capacity - 1`) kept for late subscribers that ask for history.
 fn pubsub_opts(
     capacity: usize,
     slot_size: usize,
     max_subscribers: usize,
     overflow: &str,
-    history: usize,
+    max_held: usize,
 ) -> PyResult<pubsub::Options> {
     let overflow = match overflow {
         "overwrite" => pubsub::Overflow::Overwrite,
         "block" => pubsub::Overflow::Block,
         o => {
             return Err(PyValueError::new_err(format!(
-                "overflow {o:?} is not \"overwrite\" (slow subscribers lose the oldest) or \"block\" (the publisher waits)"
+                "overflow {o:?} is not \"block\" (lossless: the publisher waits for slow subscribers) or \"overwrite\" (slow subscribers lose the oldest)"
             )))
         }
     };
@@ -1004,14 +1011,23 @@ fn pubsub_opts(
         .capacity(capacity)
         .slot_size(slot_size)
         .max_subscribers(max_subscribers)
+        .max_held(max_held)
         .overflow(overflow)
-        .history(history))
+        .history(capacity.saturating_sub(1).min(0xffff)))
 }
+
+/// The Rust default: samples a subscriber may hold at once.
+const MAX_HELD: usize = 4;
 
 /// The publishing end of a pubsub channel (one publisher, many subscribers).
 /// ``Publisher(topic, capacity=256, slot_size=4096, max_subscribers=16,
-/// overflow="overwrite")`` creates the topic if the name is free and opens it if it
-/// exists (then its own parameters apply) — the same defaults as ``shmipc pub``.
+/// overflow="block", max_held=4)`` creates the topic if the name is free and
+/// opens it if it exists (then its own parameters apply) — the same defaults as
+/// ``shmipc pub``: lossless (``"block"``: the publisher waits for a live subscriber
+/// that has not kept up); ``overflow="overwrite"`` never waits and slow
+/// subscribers lose the oldest messages (``Sample.lost`` counts them). A topic
+/// keeps its last ``capacity - 1`` messages in the ring for late subscribers that
+/// ask for ``history`` (at no cost: they never hold the publisher up).
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Publisher {
     cell: PublisherCell,
@@ -1024,7 +1040,7 @@ impl Publisher {
         Self {
             name: p.name().to_owned(),
             slot_size: p.slot_size(),
-            cell: Arc::new(StdMutex::new(Some(p))),
+            cell: Arc::new(StdMutex::new(Some(Lender::new(p)))),
         }
     }
 }
@@ -1032,7 +1048,7 @@ impl Publisher {
 #[pymethods]
 impl Publisher {
     #[new]
-    #[pyo3(signature = (topic, capacity=256, slot_size=4096, max_subscribers=16, overflow="overwrite"))]
+    #[pyo3(signature = (topic, capacity=256, slot_size=4096, max_subscribers=16, overflow="block", max_held=MAX_HELD))]
     fn py_new(
         py: Python<'_>,
         topic: &str,
@@ -1040,8 +1056,9 @@ impl Publisher {
         slot_size: usize,
         max_subscribers: usize,
         overflow: &str,
+        max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, 0)?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_or_open_publisher(topic))
             .map_err(errors::channel)?;
@@ -1050,7 +1067,8 @@ impl Publisher {
 
     /// Creates the topic and attaches as its publisher.
     #[classmethod]
-    #[pyo3(signature = (topic, capacity=256, slot_size=4096, max_subscribers=16, overflow="overwrite"))]
+    #[pyo3(signature = (topic, capacity=256, slot_size=4096, max_subscribers=16, overflow="block", max_held=MAX_HELD))]
+    #[allow(clippy::too_many_arguments)]
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
@@ -1059,8 +1077,9 @@ impl Publisher {
         slot_size: usize,
         max_subscribers: usize,
         overflow: &str,
+        max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, 0)?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_publisher(topic))
             .map_err(errors::channel)?;
@@ -1088,52 +1107,118 @@ impl Publisher {
         self.slot_size
     }
 
-    /// Live subscribers now.
+    /// Live subscribers now. ``ValueError`` while a loan is outstanding.
     fn subscribers(&self) -> PyResult<usize> {
-        lock(&self.cell)
-            .as_ref()
-            .map(pubsub::Publisher::subscribers)
-            .ok_or_else(|| closed("publisher"))
+        let mut g = lock(&self.cell);
+        let l = g.as_mut().ok_or_else(|| closed("publisher"))?;
+        match l.endpoint() {
+            Some(p) => Ok(p.subscribers()),
+            None => Err(outstanding_loan()),
+        }
     }
 
-    /// Publishes a copy of ``data`` (any bytes-like object); in block mode waits at
-    /// most ``timeout`` seconds for slow subscribers (``None``: for ever).
+    /// Publishes a copy of ``data`` (any bytes-like object); on a lossless
+    /// (``"block"``) topic waits at most ``timeout`` seconds for slow subscribers
+    /// (``None``: for ever; the GIL is released and Ctrl-C interrupts).
+    /// ``TimeoutError``; ``ValueError`` if larger than ``slot_size``.
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let src = Source::new(data)?;
         let bytes = src.bytes();
-        // SAFETY: `src` lives until the end of this function.
-        let r = publish(py, &self.cell, unsafe { bytes.as_slice() }, timeout);
+        let t = Timeout::new(timeout)?;
+        let cell = &self.cell;
+        let r = slices(py, t, |slice| {
+            let mut g = lock(cell);
+            let Some(l) = g.as_mut() else {
+                return Some(Err(None));
+            };
+            let Some(p) = l.endpoint() else {
+                return Some(Err(Some(Err(()))));
+            };
+            // SAFETY: `src` keeps the buffer alive for this whole call.
+            let msg = unsafe { bytes.as_slice() };
+            match p.send_timeout(msg, slice) {
+                Ok(()) => Some(Ok(())),
+                Err(e) => send_err_or_retry(e).map(|r| r.map_err(|e| Some(Ok(e)))),
+            }
+        })?;
         drop(src);
-        r
+        match r {
+            None => Err(errors::timeout(
+                "room in the channel (a subscriber is slow)",
+                t.secs(),
+            )),
+            Some(Ok(())) => Ok(()),
+            Some(Err(None)) => Err(closed("publisher")),
+            Some(Err(Some(Err(())))) => Err(outstanding_loan()),
+            Some(Err(Some(Ok(e)))) => Err(errors::send(e)),
+        }
     }
 
-    /// A writable buffer of ``size`` bytes to fill and ``send()`` (or use
-    /// ``with``). Today it is a local buffer copied into the channel on send.
-    fn loan(&self, size: usize) -> PyResult<Loan> {
+    /// Loans a chunk of the topic's shared memory for a message of ``size`` bytes,
+    /// waiting at most ``timeout`` seconds for room on a lossless topic: a
+    /// writable buffer (zero copy: subscribers read these very bytes); fill it,
+    /// then ``loan.send()`` (or use ``with``: sent on success, discarded on an
+    /// exception). One loan at a time.
+    #[pyo3(signature = (size, timeout=None))]
+    fn loan(&self, py: Python<'_>, size: usize, timeout: Option<f64>) -> PyResult<Loan> {
         if size > self.slot_size {
             return Err(PyValueError::new_err(format!(
                 "a loan of {size} bytes does not fit a slot of {} bytes: loan less, or recreate the topic with larger slots",
                 self.slot_size
             )));
         }
-        let bytes = OwnedBytes::new(vec![0; size]);
-        Ok(Loan {
-            ptr: bytes.ptr.as_ptr() as usize,
-            dims: Dims::new(size),
-            len: size,
-            payload: LoanPayload::Local {
-                publisher: Arc::clone(&self.cell),
-                bytes,
-                state: StdMutex::new(LocalLoan::default()),
-            },
-        })
+        let t = Timeout::new(timeout)?;
+        let cell = &self.cell;
+        let r = slices(py, t, |slice| {
+            let mut g = lock(cell);
+            let Some(l) = g.as_mut() else {
+                return Some(Err(None));
+            };
+            let Some(p) = l.endpoint() else {
+                return Some(Err(Some(Err(()))));
+            };
+            match p.loan_timeout(size, slice) {
+                Ok(mut loan) => {
+                    let ptr = loan.as_mut_ptr() as usize;
+                    l.out = Some(loan);
+                    l.exports = 0;
+                    l.gen += 1;
+                    Some(Ok((ptr, l.gen)))
+                }
+                Err(e) => send_err_or_retry(e).map(|r| r.map(|()| (0, 0)).map_err(|e| Some(Ok(e)))),
+            }
+        })?;
+        match r {
+            None => Err(errors::timeout(
+                "room in the channel (a subscriber is slow)",
+                t.secs(),
+            )),
+            Some(Ok((ptr, gen))) => Ok(Loan {
+                payload: LoanPayload::PubSub {
+                    cell: Arc::clone(&self.cell),
+                    gen,
+                },
+                ptr,
+                dims: Dims::new(size),
+                len: size,
+            }),
+            Some(Err(None)) => Err(closed("publisher")),
+            Some(Err(Some(Err(())))) => Err(outstanding_loan()),
+            Some(Err(Some(Ok(e)))) => Err(errors::send(e)),
+        }
     }
 
     /// Detaches (subscribers get ``shmipc.Disconnected`` once they have read
-    /// everything).
-    fn close(&self) {
-        lock(&self.cell).take();
+    /// everything). An outstanding loan is discarded; ``BufferError`` while its
+    /// buffer is exported.
+    fn close(&self) -> PyResult<()> {
+        let mut g = lock(&self.cell);
+        if let Some(l) = g.as_mut() {
+            l.give_back("loan")?;
+        }
+        *g = None;
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1141,9 +1226,9 @@ impl Publisher {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close()?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
@@ -1155,39 +1240,66 @@ impl Publisher {
 /// subscribes, creating the topic if it does not exist yet (with the other
 /// arguments, as ``Publisher``), and receives the messages published from now on
 /// (or up to ``history`` earlier ones still in the ring).
+///
+/// Samples are read in place (zero copy) and held until released; a subscriber
+/// holds at most ``max_held`` at once (the topic's setting), and ``recv`` raises
+/// ``shmipc.TooManyHeld`` beyond that. On a lossless topic a held sample never
+/// stops the publisher; an unreceived message does.
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Subscriber {
     cell: SubscriberCell,
     name: String,
+    max_held: usize,
 }
 
 impl Subscriber {
     fn wrap(s: pubsub::Subscriber) -> Self {
         Self {
             name: s.name().to_owned(),
-            cell: Arc::new(StdMutex::new(Some(s))),
+            max_held: s.max_held(),
+            cell: Arc::new(StdMutex::new(Some(Holder::new(s)))),
         }
     }
 
     fn recv_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Sample> {
         let t = Timeout::new(timeout)?;
         let cell = &self.cell;
+        // Only plain numbers leave the GIL-released closure: the Rust sample (not
+        // `Send`) is stored in the holder under the lock.
         let r = slices(py, t, |slice| {
             let mut g = lock(cell);
-            let Some(s) = g.as_mut() else {
+            let Some(h) = g.as_mut() else {
                 return Some(Err(None));
             };
-            // SWITCH: with zero-copy pubsub, receive a loaned `pubsub::Sample` here
-            // and return `Payload::PubSub(sample)` below instead of a copy.
-            match s.recv_timeout(slice) {
-                Ok(m) => Some(Ok(m)),
+            match h.sub().recv_timeout(slice) {
+                Ok(s) => {
+                    let info = (s.as_ptr() as usize, s.len(), s.lost(), s.seq());
+                    h.key += 1;
+                    let key = h.key;
+                    h.held.push(Held {
+                        key,
+                        exports: 0,
+                        sample: s,
+                    });
+                    Some(Ok((info, key)))
+                }
                 Err(RecvError::Empty) => None,
                 Err(e) => Some(Err(Some(e))),
             }
         })?;
         match r {
             None => Err(errors::timeout("a message", t.secs())),
-            Some(Ok(m)) => Ok(Sample::owned(m.data, m.lost)),
+            Some(Ok(((ptr, len, lost, seq), key))) => Ok(Sample {
+                payload: Payload::PubSub {
+                    cell: Arc::clone(&self.cell),
+                    key,
+                },
+                ptr,
+                dims: Dims::new(len),
+                len,
+                lost,
+                seq: Some(seq),
+            }),
             Some(Err(None)) => Err(closed("subscriber")),
             Some(Err(Some(e))) => Err(errors::recv(e)),
         }
@@ -1197,7 +1309,8 @@ impl Subscriber {
 #[pymethods]
 impl Subscriber {
     #[new]
-    #[pyo3(signature = (topic, history=0, capacity=256, slot_size=4096, max_subscribers=16, overflow="overwrite"))]
+    #[pyo3(signature = (topic, history=0, capacity=256, slot_size=4096, max_subscribers=16, overflow="block", max_held=MAX_HELD))]
+    #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
         topic: &str,
@@ -1206,10 +1319,11 @@ impl Subscriber {
         slot_size: usize,
         max_subscribers: usize,
         overflow: &str,
+        max_held: usize,
     ) -> PyResult<Self> {
-        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, history)?;
+        let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let s = py
-            .detach(|| o.create_or_open_subscriber(topic))
+            .detach(|| o.create_or_open_subscriber_with_history(topic, history))
             .map_err(errors::channel)?;
         Ok(Self::wrap(s))
     }
@@ -1235,21 +1349,65 @@ impl Subscriber {
         &self.name
     }
 
+    /// Most samples this subscriber may hold at once (the topic's setting).
+    #[getter]
+    fn max_held(&self) -> usize {
+        self.max_held
+    }
+
+    /// Samples this subscriber holds now (received and not yet released).
+    #[getter]
+    fn held(&self) -> PyResult<usize> {
+        lock(&self.cell)
+            .as_ref()
+            .map(|h| h.sub().held())
+            .ok_or_else(|| closed("subscriber"))
+    }
+
     /// Whether a live publisher is attached now.
     fn publisher_present(&self) -> PyResult<bool> {
         lock(&self.cell)
             .as_ref()
-            .map(pubsub::Subscriber::publisher_present)
+            .map(|h| h.sub().publisher_present())
             .ok_or_else(|| closed("subscriber"))
     }
 
-    /// The next message as a ``Sample``, waiting at most ``timeout`` seconds
-    /// (``None``: for ever; the GIL is released and Ctrl-C interrupts).
-    /// ``TimeoutError``; ``shmipc.Disconnected`` when the publisher has gone and
-    /// everything it sent was received.
+    /// The next message as a ``Sample`` read in place, waiting at most
+    /// ``timeout`` seconds (``None``: for ever; the GIL is released and Ctrl-C
+    /// interrupts). ``TimeoutError``; ``shmipc.Disconnected`` when the publisher has
+    /// gone and everything it sent was received; ``shmipc.TooManyHeld`` when this
+    /// subscriber already holds ``max_held`` samples (release one first).
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Sample> {
         self.recv_impl(py, timeout)
+    }
+
+    /// The next message as ``bytes`` (a copy; the sample is released at once), as
+    /// ``recv``.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let s = self.recv_impl(py, timeout)?;
+        let key = match &s.payload {
+            Payload::PubSub { key, .. } => *key,
+            Payload::Spsc { .. } => return Err(Sample::released()),
+        };
+        // Allocated first (which may run Python code), then filled under the lock
+        // from the held sample, which is released when `s` drops.
+        let b = pyo3::types::PyBytes::new_with(py, s.len, |buf| {
+            let mut g = lock(&self.cell);
+            let h = g
+                .as_mut()
+                .and_then(|h| h.find(key))
+                .ok_or_else(Sample::released)?;
+            buf.copy_from_slice(&h.sample);
+            Ok(())
+        })?;
+        drop(s);
+        Ok(b)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -1264,9 +1422,15 @@ impl Subscriber {
         }
     }
 
-    /// Unsubscribes.
-    fn close(&self) {
-        lock(&self.cell).take();
+    /// Unsubscribes, releasing every sample still held (they then raise
+    /// ``ValueError`` when read). ``BufferError`` while one's buffer is exported.
+    fn close(&self) -> PyResult<()> {
+        let mut g = lock(&self.cell);
+        if let Some(h) = g.as_mut() {
+            h.release_all()?;
+        }
+        *g = None;
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -1274,9 +1438,9 @@ impl Subscriber {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close()?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

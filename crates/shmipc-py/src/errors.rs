@@ -43,6 +43,12 @@ create_exception!(
     Error,
     "The shared memory holds something no correct peer writes (or not a shmipc object of this kind)."
 );
+create_exception!(
+    shmipc,
+    TooManyHeld,
+    Error,
+    "The subscriber already holds as many samples as it may (its max_held): release one (sample.release(), the end of its with block, or del) before receiving another, or copy with Subscriber.recv_bytes()."
+);
 
 fn msg(e: &impl std::fmt::Display) -> String {
     e.to_string()
@@ -160,6 +166,9 @@ pub(crate) fn recv(e: RecvError) -> PyErr {
         ),
         RecvError::Empty => PyTimeoutError::new_err(m),
         RecvError::Corrupt(_) => Corrupt::new_err(m),
+        RecvError::TooManyHeld { max } => TooManyHeld::new_err(format!(
+            "this subscriber already holds {max} samples, the most it may (max_held): release one (sample.release(), the end of its with block, or del) before receiving another, copy with recv_bytes(), or subscribe to a topic created with a larger max_held"
+        )),
         _ => Error::new_err(m),
     }
 }
@@ -177,5 +186,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Disconnected", py.get_type::<Disconnected>())?;
     m.add("Busy", py.get_type::<Busy>())?;
     m.add("Corrupt", py.get_type::<Corrupt>())?;
+    m.add("TooManyHeld", py.get_type::<TooManyHeld>())?;
     Ok(())
 }

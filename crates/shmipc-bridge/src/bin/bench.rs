@@ -257,7 +257,7 @@ impl Bridged {
         let mut threads = Vec::new();
         let s1 = stop.clone();
         threads.push(std::thread::spawn(move || {
-            let (mut sub, mut buf) = (tp_b, Vec::with_capacity(SLOT));
+            let (sub, mut buf) = (tp_b, Vec::with_capacity(SLOT));
             while !s1.load(Ordering::Relaxed) {
                 if sub
                     .recv_into_timeout(&mut buf, Duration::from_millis(100))
@@ -273,7 +273,7 @@ impl Bridged {
         }));
         let s2 = stop.clone();
         threads.push(std::thread::spawn(move || {
-            let (mut sub, mut publ, mut buf) = (ping_b, pong_b, Vec::with_capacity(SLOT));
+            let (sub, mut publ, mut buf) = (ping_b, pong_b, Vec::with_capacity(SLOT));
             while !s2.load(Ordering::Relaxed) {
                 if sub
                     .recv_into_timeout(&mut buf, Duration::from_millis(100))

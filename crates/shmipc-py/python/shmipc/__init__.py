@@ -7,16 +7,19 @@ zero-copy channels, for Python (bindings of the shmipc Rust library).
   ``numpy.frombuffer``: no copy).
 * ``Mutex``, ``Semaphore``, ``Event``: named, inter-process; a mutex whose holder
   died raises ``OwnerDied`` with the lock held.
-* ``Producer``/``Consumer`` (spsc, zero copy) and ``Publisher``/``Subscriber``
-  (pubsub): ``send``, ``loan`` (a writable buffer), ``recv`` (a read-only
-  ``Sample``), iteration.
+* ``Producer``/``Consumer`` (spsc) and ``Publisher``/``Subscriber`` (pubsub), both
+  zero copy: ``send``, ``loan`` (a writable buffer over the channel's memory),
+  ``recv`` (a read-only ``Sample`` read in place), iteration.
 
 Trust model: memory shared with other processes can be written by them at any
 time. shmipc never lets memory you hold be unmapped under you (``close()``
 refuses while a memoryview or array uses it), and validates everything it reads
 from shared memory itself; the bytes you read through a buffer are as
 trustworthy as the processes that map the segment. Channel samples follow the
-zero-copy contract: a correct peer does not write a slot it lent you.
+zero-copy contract: a correct peer does not write memory it lent you; a buggy or
+hostile process that maps the channel can, and you then read bytes that may
+change while you read them (never memory outside the sample). Validate what you
+parse from untrusted peers, or copy with ``bytes(sample)`` first.
 """
 
 from ._shmipc import (
@@ -35,6 +38,7 @@ from ._shmipc import (
     Segment,
     Semaphore,
     Subscriber,
+    TooManyHeld,
     View,
 )
 
@@ -54,5 +58,6 @@ __all__ = [
     "Segment",
     "Semaphore",
     "Subscriber",
+    "TooManyHeld",
     "View",
 ]

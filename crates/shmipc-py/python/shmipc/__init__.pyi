@@ -26,6 +26,9 @@ class Busy(Error):
 class Corrupt(Error):
     """Shared memory holds something no correct peer writes."""
 
+class TooManyHeld(Error):
+    """A subscriber already holds ``max_held`` samples: release one first."""
+
 @final
 class Segment:
     """A named shared-memory segment with Win32 lifetime.
@@ -179,12 +182,21 @@ class Event:
 
 @final
 class Sample(Buffer):
-    """A received message: a read-only buffer; ``bytes(sample)`` copies it.
+    """A received message: a read-only buffer over the channel's shared memory
+    (``memoryview``/``numpy.frombuffer`` share it); ``bytes(sample)`` copies it.
 
-    From a Consumer it is the channel's slot read in place, lent until released
-    (release(), ``with``, garbage collection, or the next recv)."""
+    Lent until released: release(), ``with``, when the object is freed, a
+    Consumer's next recv, or the endpoint's close(); BufferError refuses that while
+    a memoryview or array still uses it. A Subscriber holds at most ``max_held``.
+
+    Trust model: a correct peer does not write memory it lent you; a buggy or
+    hostile process that maps the channel can, and then the bytes may change while
+    you read them (never memory outside the sample). Validate, or copy first."""
 
     lost: int
+    """pubsub: messages lost just before this one (overwrite mode); 0 for spsc."""
+    seq: int | None
+    """pubsub: the message's number (from 0, in publishing order); None for spsc."""
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __len__(self) -> int: ...
     def release(self) -> None: ...
@@ -195,7 +207,9 @@ class Sample(Buffer):
 
 @final
 class Loan(Buffer):
-    """A writable buffer to fill, then ``send()``; ``with`` sends on success."""
+    """A writable buffer over the channel's memory (zero copy), lent to this
+    process alone: fill it, then ``send()``; ``with`` sends on success and
+    discards on an exception. Not zeroed: write every byte you send."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __len__(self) -> int: ...
@@ -255,14 +269,26 @@ _Overflow = Literal["overwrite", "block"]
 
 @final
 class Publisher:
-    """The publishing end of a pubsub topic."""
+    """The publishing end of a pubsub topic (lossless ``"block"`` by default)."""
 
     def __init__(
-        self, topic: str, capacity: int = 256, slot_size: int = 4096, max_subscribers: int = 16, overflow: _Overflow = "overwrite"
+        self,
+        topic: str,
+        capacity: int = 256,
+        slot_size: int = 4096,
+        max_subscribers: int = 16,
+        overflow: _Overflow = "block",
+        max_held: int = 4,
     ) -> None: ...
     @classmethod
     def create(
-        cls, topic: str, capacity: int = 256, slot_size: int = 4096, max_subscribers: int = 16, overflow: _Overflow = "overwrite"
+        cls,
+        topic: str,
+        capacity: int = 256,
+        slot_size: int = 4096,
+        max_subscribers: int = 16,
+        overflow: _Overflow = "block",
+        max_held: int = 4,
     ) -> Publisher: ...
     @classmethod
     def open(cls, topic: str) -> Publisher: ...
@@ -272,7 +298,7 @@ class Publisher:
     def slot_size(self) -> int: ...
     def subscribers(self) -> int: ...
     def send(self, data: Buffer, timeout: float | None = None) -> None: ...
-    def loan(self, size: int) -> Loan: ...
+    def loan(self, size: int, timeout: float | None = None) -> Loan: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -281,7 +307,8 @@ class Publisher:
 
 @final
 class Subscriber:
-    """A subscribing end of a pubsub topic."""
+    """A subscribing end of a pubsub topic; samples are read in place and held
+    (at most ``max_held`` at once) until released."""
 
     def __init__(
         self,
@@ -290,14 +317,20 @@ class Subscriber:
         capacity: int = 256,
         slot_size: int = 4096,
         max_subscribers: int = 16,
-        overflow: _Overflow = "overwrite",
+        overflow: _Overflow = "block",
+        max_held: int = 4,
     ) -> None: ...
     @classmethod
     def open(cls, topic: str, history: int = 0) -> Subscriber: ...
     @property
     def name(self) -> str: ...
+    @property
+    def max_held(self) -> int: ...
+    @property
+    def held(self) -> int: ...
     def publisher_present(self) -> bool: ...
     def recv(self, timeout: float | None = None) -> Sample: ...
+    def recv_bytes(self, timeout: float | None = None) -> bytes: ...
     def __iter__(self) -> Iterator[Sample]: ...
     def __next__(self) -> Sample: ...
     def close(self) -> None: ...

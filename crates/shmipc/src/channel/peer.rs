@@ -1,15 +1,13 @@
 //! Which process holds an endpoint, and whether it still lives.
 //!
-//! An endpoint registers itself by storing a *token* in the segment: its process id
-//! in the high 32 bits and the low 32 bits of the process's start time in the low
-//! 32 bits. A peer is alive while a process with that id exists, has not exited,
-//! *and* started at that time, so a killed endpoint (which clears nothing) is
-//! recognised as dead, and a new process that got the same id later is not
-//! mistaken for it. No cleanup is needed on death and nothing stays locked.
-//!
-//! The OS is asked in `sys::liveness` (`process_token`, `process_alive`): Linux
-//! reads `/proc/PID/stat`; Windows asks `OpenProcess` + `GetProcessTimes`; other
-//! Unixes only `kill(pid, 0)`.
+//! An endpoint registers itself by storing its process's *token* (its endpoint
+//! identity from `sys::liveness`: `process_token`) in the segment; a peer is alive
+//! while `sys::liveness::process_alive` says so. Linux: a random nonce whose byte
+//! the process holds an open-file-description lock on, released by the kernel when
+//! the process dies (any PID namespace, no pid compared); Windows: process id and
+//! creation time; other Unixes: `kill(pid, 0)`. A killed endpoint clears nothing
+//! and is recognised as dead; nothing stays locked. Conservative: a peer whose
+//! liveness cannot be proven gone counts as alive.
 //!
 //! Token 0 means "nobody".
 

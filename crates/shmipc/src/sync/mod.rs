@@ -83,7 +83,10 @@
 //! # Trust
 //!
 //! Every word may be written by a broken or hostile peer. Any value is a state:
-//! garbage in a mutex word reads as an owner, which is checked and found dead; in a
+//! garbage in a mutex word reads as an owner, which is checked and found dead
+//! (on Linux, unless it claims to live in a liveness file that cannot be trusted:
+//! then it holds until the caller's timeout, as a hostile peer holding the lock
+//! would; see `sys/liveness/linux.rs`); in a
 //! semaphore or event, as units or a set event. Headers are validated on open
 //! (kind, version, parameters). Nothing read from shared memory can cause undefined
 //! behaviour, a panic, or a wait past the caller's timeout.

@@ -1178,6 +1178,11 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         let Some(s) = file_name.to_str() else {
             continue;
         };
+        if s == super::liveness::FILE_NAME {
+            // shmipc's own liveness file: no segment, never stale, never collected
+            // (it is removed by hand, if ever, when no shmipc process runs).
+            continue;
+        }
         let path = entry.path();
         let temp = s.starts_with(RESERVED_PREFIX);
         if !temp && Name::new(s).is_err() {

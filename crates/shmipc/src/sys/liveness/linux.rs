@@ -12,14 +12,33 @@
 //!
 //! ```text
 //! bits 62..41  thread id (owners) or process id (endpoints), as its owner sees it
-//! bits 40..35  a tag of the owner's PID namespace (1..=63), to tell a foreign id
-//! bits 34..0   a random nonce (never 0): the byte offset of its lock
+//! bits 40..35  a tag of the owner's PID namespace (1..=62), to tell a foreign id
+//! bit  34      UNTRUSTED: its byte lives in a file its holder cannot trust (below)
+//! bits 33..0   a random nonce (never 0): the byte offset of its lock
 //! ```
 //!
-//! Only the nonce decides liveness; the id and the tag are for people (`shmipc
-//! info` shows a thread id only when the tag is ours). Two live identities with the
-//! same nonce (a 1 in 2^35 draw) only make a dead one look alive while the other
-//! lives: a waiter then waits, two are never let in.
+//! Only the nonce (and UNTRUSTED) decide liveness; the id and the tag are for
+//! people (`shmipc info` shows a thread id only when the tag is ours). Two live
+//! identities with the same nonce (a 1 in 2^34 draw) only make a dead one look
+//! alive while the other lives: a waiter then waits, two are never let in.
+//!
+//! # Hostile users (issue 11)
+//!
+//! * **Replacing the file** would split processes between two inodes, each blind
+//!   to the other's locks, so that a live holder is judged dead. Only the file's
+//!   owner or root can remove it from the sticky `/dev/shm`; so a file is trusted
+//!   only when root or this process's user owns it (and `/dev/shm` is safe), an
+//!   identity made in an untrusted file carries UNTRUSTED, and nobody judges such an
+//!   identity dead, nor does a process whose own file is untrusted judge anybody
+//!   dead. Users who share objects with a non-root user who made the file first
+//!   therefore lose crash recovery (waits run to their timeouts), never soundness.
+//!   A "dead" verdict is also withheld once the file has lost its name.
+//! * **Still open: locking bytes.** The file must be readable by every user whose
+//!   processes share objects, so any local user can read-lock every byte of it and
+//!   make every dead owner and endpoint of every user look alive (a denial of crash
+//!   recovery, never two in a critical section). Closing that needs the lock bytes
+//!   on each object's own descriptor (only those who can open the object can lock
+//!   them); `tests/hostile_users.rs` holds the reproduction, ignored until then.
 //!
 //! Everybody sharing the objects must see the same liveness file, i.e. the same
 //! `/dev/shm` (which sharing named segments implies). Objects record the device of
@@ -45,7 +64,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
@@ -55,14 +74,21 @@ use super::Liveness;
 /// Lock owners can be named and checked here.
 pub(crate) const SUPPORTED: bool = true;
 
+/// The liveness file's name in `/dev/shm` (reserved: no object can take it).
+pub(crate) const FILE_NAME: &str = ".shmipc-liveness";
 /// The liveness file.
 const PATH: &str = "/dev/shm/.shmipc-liveness";
+/// The folder it lives in.
+const DIR: &str = "/dev/shm";
 
 const ID_SHIFT: u32 = 41;
 const ID_MASK: u64 = (1 << 22) - 1;
 const TAG_SHIFT: u32 = 35;
 const TAG_MASK: u64 = (1 << 6) - 1;
-const NONCE_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// Set in an identity whose byte lives in a file this process cannot trust to stay
+/// under its name (see [`trusted`]): nobody may ever call such an identity dead.
+const UNTRUSTED: u64 = 1 << 34;
+const NONCE_MASK: u64 = UNTRUSTED - 1;
 
 // ---------------------------------------------------------------------------------
 // fork detection, and the descriptor a forked child must not keep
@@ -81,6 +107,7 @@ extern "C" fn in_forked_child() {
     // Async-signal-safe: atomics and close(2), in the child right after fork.
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     PROCESS.store(0, Ordering::Relaxed);
+    TRUST.store(TRUST_UNKNOWN, Ordering::Relaxed);
     for slot in [&FD, &PROBE_FD] {
         let fd = slot.swap(-1, Ordering::Relaxed);
         if fd >= 0 {
@@ -194,6 +221,47 @@ fn open_file() -> io::Result<OwnedFd> {
     )))
 }
 
+const TRUST_UNKNOWN: u8 = 0;
+const TRUST_YES: u8 = 1;
+const TRUST_NO: u8 = 2;
+/// Whether this process's liveness file is [`trusted`], once judged (per fork
+/// generation: a forked child opens its own).
+static TRUST: AtomicU8 = AtomicU8::new(TRUST_UNKNOWN);
+
+/// Whether the liveness file this process holds its bytes in can only be removed
+/// or replaced by root or by this process's own user: it is owned by one of them,
+/// and `/dev/shm` is owned by one of them and sticky (or writable by nobody else).
+///
+/// A file another user owns can be unlinked and made again by that user at any
+/// time (the sticky bit lets a file's owner remove it), which would split the
+/// processes between two inodes, each blind to the other's locks: a live holder
+/// would be judged dead. So an identity whose byte lives in an untrusted file is
+/// marked [`UNTRUSTED`] and never judged dead by anyone, and a process whose own
+/// file is untrusted judges nobody dead: crash recovery then waits for the
+/// caller's timeout, but two processes are never let into one critical section.
+/// (Root, and the holder's own user, are trusted: they can corrupt the objects
+/// anyway.)
+fn trusted() -> bool {
+    match TRUST.load(Ordering::Relaxed) {
+        TRUST_YES => return true,
+        TRUST_NO => return false,
+        _ => {}
+    }
+    let Ok(fd) = file() else {
+        return false; // not cached: the file may appear later
+    };
+    let euid = rustix::process::geteuid().as_raw();
+    let ours = |uid: u32| uid == 0 || uid == euid;
+    let yes = match (rfs::fstat(fd), rfs::stat(DIR)) {
+        (Ok(f), Ok(d)) => {
+            ours(f.st_uid) && ours(d.st_uid) && (d.st_mode & 0o1000 != 0 || d.st_mode & 0o022 == 0)
+        }
+        _ => false,
+    };
+    TRUST.store(if yes { TRUST_YES } else { TRUST_NO }, Ordering::Relaxed);
+    yes
+}
+
 /// The device of the liveness file's file system: processes that see another
 /// cannot tell each other's liveness (0 if it cannot be opened).
 pub(crate) fn domain() -> u64 {
@@ -246,12 +314,14 @@ impl AsRaw for BorrowedFd<'_> {
 // ---------------------------------------------------------------------------------
 // identities
 
-/// A tag of this process's PID namespace, 1..=63 (1 where it cannot be read).
+/// A tag of this process's PID namespace, 1..=62 (1 where it cannot be read).
+/// Tags 0 and 63 are never drawn: an identity with one is garbage (so that the
+/// likeliest garbage, all ones, reads as dead even with UNTRUSTED set).
 fn my_tag() -> u64 {
     static TAG: OnceLock<u64> = OnceLock::new();
     *TAG.get_or_init(|| {
         let ino = rfs::stat("/proc/self/ns/pid").map_or(0, |st| st.st_ino);
-        ino % TAG_MASK + 1
+        ino % (TAG_MASK - 1) + 1
     })
 }
 
@@ -283,18 +353,29 @@ fn new_identity(id: u64) -> io::Result<u64> {
     let fd = file()?;
     let n = nonce();
     set(fd, n, true)?;
-    Ok(encode(id, n))
+    let untrusted = if trusted() { 0 } else { UNTRUSTED };
+    Ok(encode(id, n) | untrusted)
 }
 
 /// Whether the identity `x` is alive. `Dead` only when the kernel says nobody
-/// holds its byte.
+/// holds its byte in a file that both its holder and we trust (see [`trusted`])
+/// and that still has its name.
 fn identity_liveness(x: u64) -> Liveness {
     let n = x & NONCE_MASK;
-    if n == 0 || x >> 63 != 0 {
-        return Liveness::Dead; // garbage: no identity has nonce 0 or bit 63
+    let tag = x >> TAG_SHIFT & TAG_MASK;
+    if n == 0 || x >> 63 != 0 || tag == 0 || tag == TAG_MASK {
+        return Liveness::Dead; // garbage: no identity has nonce 0, bit 63, tag 0 or 63
     }
-    match probe_file().ok().and_then(|fd| held(fd, n)) {
-        Some(false) => Liveness::Dead,
+    if x & UNTRUSTED != 0 || !trusted() {
+        return Liveness::Alive;
+    }
+    let Ok(fd) = probe_file() else {
+        return Liveness::Alive;
+    };
+    match held(fd, n) {
+        // Still named (not removed by root or our user meanwhile, which would let
+        // a newcomer hold its bytes in another file).
+        Some(false) if rfs::fstat(fd).is_ok_and(|st| st.st_nlink > 0) => Liveness::Dead,
         _ => Liveness::Alive,
     }
 }
@@ -388,10 +469,10 @@ pub(crate) fn process_identity() -> u64 {
                 theirs
             }
         },
-        // No liveness file (no writable /dev/shm, where named objects live too):
-        // an identity whose byte nobody locks, so that a peer takes over this
-        // process's places. Nothing this process could share works here anyway.
-        Err(_) => encode(u64::from(std::process::id()), NONCE_MASK),
+        // No liveness file (no writable /dev/shm, or another user made it
+        // unreadable): an identity whose byte nobody locks, marked untrusted so
+        // that no peer ever judges this live process dead.
+        Err(_) => encode(u64::from(std::process::id()), NONCE_MASK) | UNTRUSTED,
     }
 }
 
@@ -418,8 +499,22 @@ mod tests {
             owner_thread(me),
             u32::try_from(rustix::thread::gettid().as_raw_nonzero().get()).ok()
         );
-        // Another nonce: nobody holds it.
-        assert_eq!(owner_liveness(me ^ 1), Liveness::Dead);
+        assert_eq!(me & UNTRUSTED == 0, trusted());
+        // Another nonce: nobody holds it (judged only in a trusted file).
+        let expect = if trusted() {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        };
+        assert_eq!(owner_liveness(me ^ 1), expect);
+        assert_eq!(owner_liveness((me ^ 1) | UNTRUSTED), Liveness::Alive);
+        // Tags 0 and 63 are never drawn: garbage, dead even when UNTRUSTED.
+        assert_eq!(owner_liveness(me | TAG_MASK << TAG_SHIFT), Liveness::Dead);
+        assert_eq!(
+            owner_liveness(me & !(TAG_MASK << TAG_SHIFT) | UNTRUSTED),
+            Liveness::Dead
+        );
+        assert!(PATH.ends_with(FILE_NAME) && PATH.starts_with(DIR));
         assert_eq!(owner_liveness(0), Liveness::Dead);
         assert_eq!(owner_liveness(u64::MAX), Liveness::Dead);
         // A thread that exited has unlocked its byte.
@@ -427,7 +522,7 @@ mod tests {
             .join()
             .unwrap();
         assert_ne!(other, me);
-        assert_eq!(owner_liveness(other), Liveness::Dead);
+        assert_eq!(owner_liveness(other), expect);
         // Another namespace's tag: its id is not shown.
         let foreign = me ^ (1 << TAG_SHIFT);
         assert_eq!(owner_thread(foreign), None);
