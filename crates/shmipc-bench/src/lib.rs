@@ -59,6 +59,8 @@ mod spin;
 mod stats;
 #[cfg(target_os = "linux")]
 pub mod throughput;
+#[cfg(target_os = "linux")]
+mod wake;
 
 /// Errors of the harness: a message that says what failed.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -27,6 +27,11 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.role.as_deref() {
         Some("peer") => peer::main(args.prefix.clone().unwrap_or_default(), &args.fds, args.pin),
+        Some("wake-peer") => crate::wake::peer(
+            args.prefix.as_deref().unwrap_or_default(),
+            &args.fds,
+            args.pin,
+        ),
         Some("fanout-child") => {
             crate::fanout::child(args.fanout_spec.as_deref().unwrap_or_default())
         }
@@ -264,6 +269,9 @@ fn nonvoluntary_switches(pid: &str) -> u64 {
 }
 
 fn harness(args: &Args) -> Result<()> {
+    if crate::wake::wanted(args) {
+        return crate::wake::run(args);
+    }
     let sel = select(&args.only)?;
     if args.list {
         list();

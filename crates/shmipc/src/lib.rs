@@ -56,6 +56,8 @@ mod shim;
 pub mod sync;
 mod sys;
 mod view;
+#[cfg(not(loom))]
+mod waitset;
 
 pub mod os;
 
@@ -70,6 +72,8 @@ pub use segment::{
     Access, Backing, Disposition, Origin, Persistence, Segment, SegmentInfo, SegmentOptions,
 };
 pub use view::View;
+#[cfg(not(loom))]
+pub use waitset::{WaitSet, Waitable};
 
 #[cfg(not(loom))]
 pub use sync::{NamedEvent, NamedMutex, NamedSemaphore};

@@ -539,6 +539,69 @@ impl Producer {
     }
 }
 
+/// Async send: the try-call plus an async wait on the space bell.
+impl Producer {
+    /// Copies `msg` into the queue, waiting for room as a future:
+    /// [`Producer::send`] without blocking a thread.
+    ///
+    /// Cancel-safe: the message is queued only when the future completes; dropping
+    /// it while pending queues nothing.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_SPACE_BELL),
+                sleepers: words.u32(OFF_SPACE_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.send_with(msg, None) {
+                Err(SendError::Timeout(())) => None,
+                r => Some(r),
+            })
+        })
+        .await
+    }
+}
+
+/// Async receive: the try-call plus an async wait on the data bell.
+impl Consumer {
+    /// As [`Consumer::recv_into`], as a future.
+    ///
+    /// Cancel-safe: a message is taken only when the future completes; dropping it
+    /// while pending takes nothing (another consumer gets the message).
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_into`].
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_DATA_BELL),
+                sleepers: words.u32(OFF_DATA_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.recv_with(buf, None) {
+                Err(RecvError::Empty) => None,
+                r => Some(r),
+            })
+        })
+        .await
+    }
+
+    /// As [`Consumer::recv`], as a future (cancel-safe like
+    /// [`Consumer::recv_into_async`]).
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub async fn recv_async(&mut self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into_async(&mut v).await.map(|()| v)
+    }
+}
+
 impl Drop for Producer {
     fn drop(&mut self) {
         self.chan.record(self.index).0.leave();

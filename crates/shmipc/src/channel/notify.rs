@@ -55,6 +55,9 @@ use crate::deadline::Deadline;
 use crate::sys::wait::{
     coarse_now, heavy_barrier, register_heavy_barrier, wait, wake_all, Wake, HEAVY_BARRIER,
 };
+use std::task::{Context, Poll};
+
+use crate::waitset::{self, Arm, Pending, Sleep, Undo};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
 ///
@@ -104,7 +107,7 @@ pub(crate) struct Bell<'a> {
     pub(crate) sleepers: &'a AtomicU32,
 }
 
-impl Bell<'_> {
+impl<'a> Bell<'a> {
     /// Wakes every sleeper, if any; call after making the condition true.
     #[inline]
     pub(crate) fn ring(&self) {
@@ -137,6 +140,71 @@ impl Bell<'_> {
         let _ = self
             .sleepers
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+
+    /// The async/WaitSet sleeper's announcement (the first step of `wait_for`'s
+    /// sleep phase); the caller runs the heavy barrier after it
+    /// (`sys::wait::heavy_barrier_checked`), then [`Bell::arm`].
+    pub(crate) fn announce(&self) {
+        // SeqCst RMW: the sleeper's half of the Dekker pattern (module doc).
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Reads `seq`, then re-checks `ready` (which must consume nothing): ready, or
+    /// where to sleep (see `crate::waitset`).
+    pub(crate) fn arm<'b>(&self, ready: impl FnOnce() -> bool) -> Arm<'b>
+    where
+        'a: 'b,
+    {
+        let seen = self.seq.load(Ordering::Acquire);
+        let undo = Undo::Bell(self.sleepers);
+        if ready() {
+            waitset::undo(undo, self.seq, seen);
+            return Arm::Ready;
+        }
+        let recheck = if crate::sys::wait::heavy_barrier_failed() && HEAVY_BARRIER {
+            SHORT_SLICE
+        } else {
+            SLICE
+        };
+        Arm::Sleep(Sleep {
+            word: self.seq,
+            expected: seen,
+            recheck,
+            undo,
+        })
+    }
+
+    /// One poll of the async form of [`Bell::wait_for`]: `attempt` is the kind's
+    /// non-blocking try-call (`None`: would block; it may consume, since its result
+    /// completes the future). Try; announce, heavy barrier, read `seq`, try again;
+    /// else register for `cx` with the reactor and return `Pending` (see
+    /// `crate::waitset` for why no wake-up is lost). Dropping the future drops
+    /// `pending` and with it the registration; the count is left for the next
+    /// ringer to zero.
+    pub(crate) fn poll_async<R>(
+        &self,
+        pending: &mut Pending,
+        cx: &Context<'_>,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> Poll<R> {
+        pending.clear();
+        if let Some(r) = attempt() {
+            return Poll::Ready(r);
+        }
+        self.announce();
+        crate::sys::wait::heavy_barrier_checked();
+        match self.arm(|| false) {
+            Arm::Sleep(s) => {
+                if let Some(r) = attempt() {
+                    s.undo();
+                    return Poll::Ready(r);
+                }
+                pending.register(&s, cx);
+                Poll::Pending
+            }
+            Arm::Ready => unreachable!("arm(|| false) sleeps"),
+        }
     }
 
     /// Waits until `poll` returns `Some`, or `deadline` passes (`None` is
@@ -207,6 +275,12 @@ pub(crate) struct Every {
 impl Every {
     pub(crate) const fn new(period: Duration) -> Self {
         Self { last: None, period }
+    }
+
+    /// Makes the next [`Every::due`] true (a check found something and the caller's
+    /// next look must confirm it).
+    pub(crate) fn force(&mut self) {
+        self.last = None;
     }
 
     /// True at most once per period (and at the first call).

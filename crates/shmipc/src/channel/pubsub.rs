@@ -1269,6 +1269,151 @@ impl Subscriber {
     }
 }
 
+/// Async send (block mode): the try-call plus an async wait on the space bell.
+impl Publisher {
+    /// Publishes a copy of `msg`, waiting for room (block mode) as a future:
+    /// [`Publisher::send`] without blocking a thread. In overwrite mode it does not
+    /// wait (but for the moment a subscriber's cursor is contended, as `send`).
+    ///
+    /// Cancel-safe: the message is published only when the future completes (a
+    /// chunk is loaned, filled and published within one poll); dropping it while
+    /// pending publishes nothing and holds no chunk.
+    ///
+    /// # Errors
+    /// As [`Publisher::send`].
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            // A copy of the word accessor, so the bell does not borrow `self`.
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_SPACE_BELL),
+                sleepers: words.u32(OFF_SPACE_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
+                Err(TrySendError::Full(())) => None,
+                r => Some(r.map_err(|e| match e {
+                    TrySendError::Full(()) | TrySendError::Disconnected(()) => {
+                        SendError::Disconnected(())
+                    }
+                    TrySendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                    TrySendError::Corrupt(c) => SendError::Corrupt(c),
+                })),
+            })
+        })
+        .await
+    }
+}
+
+/// The WaitSet/async protocol, through a shared reference (the receives take
+/// `&self`): sleep on the data bell (see `crate::waitset`).
+impl Subscriber {
+    fn announce_data(&self) {
+        self.chan.bell(OFF_DATA_BELL).announce();
+    }
+
+    /// Ready when a take would find something (`SubscriberCore::has_next`: a
+    /// message, a skip to report, or words to validate) or the publisher is gone.
+    fn arm_data(&self) -> crate::waitset::Arm<'_> {
+        self.chan.bell(OFF_DATA_BELL).arm(|| {
+            if self.core.has_next(&self.chan) {
+                return true;
+            }
+            let place = self.chan.publisher();
+            let mut check = self.peer_check.borrow_mut();
+            if place.left() || (check.due() && place.gone()) {
+                // Let the receive that follows look at once.
+                check.force();
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+/// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
+impl crate::waitset::sealed::Sealed for Subscriber {
+    fn announce(&mut self) -> bool {
+        self.announce_data();
+        true
+    }
+
+    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+        self.arm_data()
+    }
+}
+
+/// Async receives: plain futures, any executor (see `crate::waitset`).
+impl Subscriber {
+    /// The next sample, read in place, as a future: [`Subscriber::recv`] without
+    /// blocking a thread.
+    ///
+    /// Cancel-safe: a message is taken (and a hold slot used) only by the poll that
+    /// completes the future; dropping it while pending loses nothing.
+    ///
+    /// The future borrows the subscriber, which is `Send` but not `Sync`, so it is
+    /// not `Send`: await it on a current-thread runtime or a local task set, or use
+    /// [`Subscriber::recv_into_async`], whose future is.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    pub async fn recv_async(&self) -> Result<Sample<'_>, RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(move |cx| loop {
+            pending.clear();
+            match self.next(None) {
+                Err(RecvError::Empty) => {}
+                r => return std::task::Poll::Ready(r),
+            }
+            self.announce_data();
+            crate::sys::wait::heavy_barrier_checked();
+            match self.arm_data() {
+                crate::waitset::Arm::Ready => {}
+                crate::waitset::Arm::Sleep(s) => {
+                    pending.register(&s, cx);
+                    return std::task::Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+
+    /// As [`Subscriber::recv_into`], as a future: the sample is copied into `buf`
+    /// (replacing its contents) and released when it completes; returns how many
+    /// messages were lost just before it.
+    ///
+    /// Takes `&mut self` so that the future is `Send` (for multi-threaded
+    /// runtimes); cancel-safe like [`Subscriber::recv_async`].
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        let this = &mut *self;
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(move |cx| loop {
+            pending.clear();
+            match this.next(None) {
+                Ok(s) => {
+                    buf.clear();
+                    buf.extend_from_slice(&s);
+                    return std::task::Poll::Ready(Ok(s.lost));
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+            match crate::waitset::announce_and_arm(this) {
+                crate::waitset::Arm::Ready => {}
+                crate::waitset::Arm::Sleep(s) => {
+                    pending.register(&s, cx);
+                    return std::task::Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         // Samples borrow the subscriber: none is held now.

@@ -396,6 +396,32 @@ impl SubscriberCore {
         self.used.get().count_ones()
     }
 
+    /// Whether [`take`](Self::take) would find something other than `Empty`: the
+    /// next message is there, or our cursor was moved on by an overwriting
+    /// publisher (a take then reports the skipped messages lost with the next
+    /// one), or the shared words need a closer look (a joiner more than a ring
+    /// behind, or corruption, which the take reports). Consumes nothing (the async
+    /// and WaitSet re-check before sleeping).
+    pub(crate) fn has_next(&self, mem: &impl PoolMem) -> bool {
+        let geo = self.geo;
+        // Acquire pairs with the overwriting publisher's cursor CAS (AcqRel).
+        let c = mem.cursor(self.place).load(Ordering::Acquire);
+        if c != self.next.get() {
+            return true;
+        }
+        // Acquire pairs with the Release store of the entry in `publish`.
+        let e = mem.entry(geo.entry_of(c)).load(Ordering::Acquire);
+        if e >> 32 == tag(c) {
+            return true;
+        }
+        // As in `check_head`: `head == c` (nothing new) or `head == c + 1` (we took
+        // the last message by its entry before `head` landed) is empty; any other
+        // gap is for `take` to sort out.
+        // Acquire pairs with the Release store of `head` in `publish`.
+        let gap = mem.head().load(Ordering::Acquire).wrapping_sub(c);
+        gap != 0 && gap != u64::MAX
+    }
+
     /// Takes the next message and holds its chunk.
     ///
     /// # Errors
@@ -756,6 +782,61 @@ mod tests {
         s.release_all(&h);
         h.token(0).store(0, Ordering::Relaxed);
         assert_eq!(p2.reclaim(&h, |_| true), g.chunks as usize - 3);
+    }
+
+    /// `has_next` (the async re-check) says exactly whether the take that follows
+    /// finds something, consumes nothing, and sees an overwriting publisher's skip.
+    #[test]
+    fn has_next_agrees_with_take_and_consumes_nothing() {
+        let g = geo(4, 2, 4, 0);
+        let h = Heap::new(g);
+        let mut p = PublisherCore::attach(g, &h).unwrap();
+        let s = join(&h, 0, 0);
+        assert!(!s.has_next(&h), "nothing published");
+        send(&mut p, &h, 0, false);
+        assert!(s.has_next(&h));
+        assert!(s.has_next(&h), "asking twice consumes nothing");
+        assert_eq!(s.next(), 0);
+        let Take::Got { seq: 0, slot, .. } = s.take(&h).unwrap() else {
+            panic!()
+        };
+        s.release(&h, slot);
+        assert!(!s.has_next(&h), "taken");
+        // Overwritten past: the skip is news (reported lost with the next message).
+        for n in 1..10 {
+            send(&mut p, &h, n, true);
+        }
+        assert!(s.has_next(&h));
+        let Take::Got { lost, slot, .. } = s.take(&h).unwrap() else {
+            panic!()
+        };
+        assert!(lost > 0);
+        s.release(&h, slot);
+        // Drain, checking agreement at every step.
+        loop {
+            let ready = s.has_next(&h);
+            match s.take(&h).unwrap() {
+                Take::Got { slot, .. } => {
+                    assert!(ready, "a message has_next did not see");
+                    s.release(&h, slot);
+                }
+                Take::Empty => {
+                    assert!(!ready, "has_next saw a message take did not");
+                    break;
+                }
+                Take::Full => panic!("holds released"),
+            }
+        }
+        // The last message's `head` store in flight: empty, as for `take`.
+        let c = s.next();
+        h.head.store(c - 1, Ordering::Relaxed);
+        assert!(!s.has_next(&h));
+        assert_eq!(s.take(&h), Ok(Take::Empty));
+        h.head.store(c, Ordering::Relaxed);
+        // A corrupt head is for `take` to report: ready, not a sleep for ever.
+        h.head.store(c + (1 << 40), Ordering::Relaxed);
+        assert!(s.has_next(&h));
+        assert!(s.take(&h).is_err());
     }
 
     #[test]

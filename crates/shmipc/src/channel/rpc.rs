@@ -545,6 +545,28 @@ impl Server {
         self.recv_with(Some(None))
     }
 
+    /// The next request, as a future: [`Server::recv`] without blocking a thread.
+    ///
+    /// Cancel-safe: a request is taken only when the future completes.
+    ///
+    /// # Errors
+    /// As [`Server::recv`].
+    pub async fn recv_async(&mut self) -> Result<Request, RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_REQ_BELL),
+                sleepers: words.u32(OFF_REQ_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.recv_with(None) {
+                Err(RecvError::Empty) => None,
+                r => Some(r),
+            })
+        })
+        .await
+    }
+
     /// The next request, waiting up to `timeout`.
     ///
     /// # Errors
@@ -803,6 +825,35 @@ impl Client {
                 return Ok(data);
             }
         }
+    }
+
+    /// As [`Client::recv_response`], as a future, without a timeout (wrap it in your
+    /// runtime's timeout).
+    ///
+    /// Cancel-safe: a response is taken only when the future completes (responses
+    /// to other ids read on the way are dropped, as the blocking form does).
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] if the server left or died; [`RecvError::Corrupt`].
+    pub async fn recv_response_async(&mut self, id: u64) -> Result<Vec<u8>, RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell_off = OFF_CLIENTS + self.index * CLIENT_LEN + 128;
+            let bell = Bell {
+                seq: words.u32(bell_off),
+                sleepers: words.u32(bell_off + 4),
+            };
+            bell.poll_async(&mut pending, cx, || loop {
+                match self.next_response(None) {
+                    Err(RecvError::Empty) => return None,
+                    Ok((got, data)) if got == id => return Some(Ok(data)),
+                    Ok(_) => {}
+                    Err(e) => return Some(Err(e)),
+                }
+            })
+        })
+        .await
     }
 
     /// The next response (id, bytes), without waiting.

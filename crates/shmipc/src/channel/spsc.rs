@@ -772,6 +772,114 @@ impl Consumer {
     }
 }
 
+/// Async send: the try-call plus an async wait on the space bell.
+impl Producer {
+    /// Sends a copy of `msg`, waiting for room as a future: [`Producer::send`]
+    /// without blocking a thread.
+    ///
+    /// Cancel-safe: the message is written only when the future completes; dropping
+    /// it while pending sends nothing and holds no slot.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| {
+            let words = self.chan.words;
+            let bell = Bell {
+                seq: words.u32(OFF_SPACE_BELL),
+                sleepers: words.u32(OFF_SPACE_BELL + 4),
+            };
+            bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
+                Err(TrySendError::Full(())) => None,
+                r => Some(r.map_err(|e| match e {
+                    TrySendError::Full(()) | TrySendError::Disconnected(()) => {
+                        SendError::Disconnected(())
+                    }
+                    TrySendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                    TrySendError::Corrupt(c) => SendError::Corrupt(c),
+                })),
+            })
+        })
+        .await
+    }
+}
+
+/// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
+impl crate::waitset::sealed::Sealed for Consumer {
+    fn announce(&mut self) -> bool {
+        self.chan.bell(OFF_DATA_BELL).announce();
+        true
+    }
+
+    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+        let Self {
+            chan,
+            core,
+            peer_check,
+        } = self;
+        let chan = &*chan;
+        chan.bell(OFF_DATA_BELL).arm(|| match core.peek(chan) {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => {
+                let place = chan.place(OFF_PRODUCER);
+                if place.left() || (peer_check.due() && place.gone()) {
+                    // Let the receive that follows look at once.
+                    peer_check.force();
+                    true
+                } else {
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Async receives: plain futures, any executor (see `crate::waitset`).
+impl Consumer {
+    /// The next message, as a future: [`Consumer::recv`] without blocking a thread.
+    ///
+    /// Cancel-safe: a message is taken only when the future completes; dropping it
+    /// while pending loses nothing.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub async fn recv_async(&mut self) -> Result<Sample<'_>, RecvError> {
+        let x = self.next_async().await?;
+        Ok(self.sample(x))
+    }
+
+    /// As [`Consumer::recv_into`], as a future (cancel-safe like
+    /// [`Consumer::recv_async`]).
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
+        let x = self.next_async().await?;
+        self.copy_into(x, buf);
+        Ok(())
+    }
+
+    async fn next_async(&mut self) -> Result<(usize, u32), RecvError> {
+        let mut pending = crate::waitset::Pending::default();
+        std::future::poll_fn(|cx| loop {
+            pending.clear();
+            match self.next(None) {
+                Err(RecvError::Empty) => {}
+                r => return std::task::Poll::Ready(r),
+            }
+            match crate::waitset::announce_and_arm(self) {
+                crate::waitset::Arm::Ready => {}
+                crate::waitset::Arm::Sleep(s) => {
+                    pending.register(&s, cx);
+                    return std::task::Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+}
+
 /// Copying receives, for callers that want the bytes in their own buffer (the
 /// same forms as the other channel kinds).
 impl Consumer {

@@ -4,6 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::deadline::Deadline;
+use crate::sys::wait::reactor;
+use crate::waitset::{self, Arm, Sleep, SyncWait, Undo};
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -12,7 +16,7 @@ use crate::view::View;
 use super::error::{ObjectError, WaitTimeoutError};
 use super::imp::{self, NativeEvent};
 use super::named::{self, How, ObjectOptions, PATIENCE};
-use super::raw::EventWords;
+use super::raw::{EventWords, MAX_SLICE, SET};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
 
 const KIND: &str = "event";
@@ -195,6 +199,112 @@ impl<'a> Event<'a> {
             // A failed wait (cannot be: the handle is ours) reads as a timeout.
             Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),
         }
+    }
+}
+
+/// Async waits (see `crate::waitset`).
+impl<'a> Event<'a> {
+    /// Waits until it is set (auto reset: and resets it), as a future:
+    /// [`Event::wait`] without blocking a thread. A manual-reset waiter also returns
+    /// when a `set` came and went (a new generation), as the blocking form does.
+    ///
+    /// Cancel-safe: an auto-reset event is only taken when the future completes; a
+    /// future dropped while asleep takes back its announcement and passes on a
+    /// wake-up it may have been given.
+    pub async fn wait_async(&self) {
+        let this = *self;
+        let auto = self.auto();
+        let start = match self.inner {
+            Inner::Words(w, _) => w.state.load(Ordering::Acquire),
+            Inner::Native(_) => 0,
+        };
+        let mut state = SyncWait::default();
+        std::future::poll_fn(|cx| loop {
+            state.settle();
+            let passed = match this.inner {
+                Inner::Words(w, _) => w.try_pass(auto, start),
+                Inner::Native(n) => n.wait(Some(Duration::ZERO)).is_ok(),
+            };
+            if passed {
+                return Poll::Ready(());
+            }
+            this.announce_words();
+            match this.arm_words(Some(start)) {
+                Arm::Ready => {}
+                Arm::Sleep(s) => {
+                    state.sleep(s, cx);
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn announce_words(&self) {
+        if let Inner::Words(w, _) = self.inner {
+            w.waiters.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `start`: a waiter's first state (a new generation also releases it).
+    fn arm_words(&self, start: Option<u32>) -> Arm<'a> {
+        match self.inner {
+            Inner::Words(w, _) => {
+                // The RMW read of `EventWords`' doc.
+                let seen = w.state.fetch_add(0, Ordering::AcqRel);
+                let undo = Undo::Waiters(&w.waiters);
+                let moved = start.is_some_and(|s| s >> 1 != seen >> 1);
+                if seen & SET != 0 || (moved && !self.auto()) {
+                    waitset::undo(undo, &w.state, seen);
+                    return Arm::Ready;
+                }
+                Arm::Sleep(Sleep {
+                    word: &w.state,
+                    expected: seen,
+                    recheck: MAX_SLICE,
+                    undo,
+                })
+            }
+            Inner::Native(n) => {
+                if n.is_set() {
+                    return Arm::Ready;
+                }
+                Arm::Sleep(Sleep {
+                    word: &waitset::NEVER,
+                    expected: 0,
+                    recheck: reactor::POLL,
+                    undo: Undo::Nothing,
+                })
+            }
+        }
+    }
+}
+
+/// The WaitSet protocol: ready while set.
+impl waitset::sealed::Sealed for Event<'_> {
+    fn announce(&mut self) -> bool {
+        self.announce_words();
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.arm_words(None)
+    }
+}
+
+impl waitset::sealed::Sealed for NamedEvent {
+    fn announce(&mut self) -> bool {
+        self.as_event().announce_words();
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.as_event().arm_words(None)
+    }
+}
+
+impl NamedEvent {
+    /// As [`Event::wait_async`].
+    pub async fn wait_async(&self) {
+        self.as_event().wait_async().await;
     }
 }
 

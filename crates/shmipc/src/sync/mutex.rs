@@ -14,8 +14,14 @@ use crate::view::View;
 use super::error::{LockError, LockTimeoutError, ObjectError, TryLockError};
 use super::imp::{self, NativeMutex, NativeWaitError};
 use super::named::{self, How, ObjectOptions, PATIENCE};
-use super::raw::{Acquired, MutexWords, Probe};
+use super::raw::{Acquired, MutexWords, Probe, CONTENDED, FIRST_SLICE, MAX_SLICE};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
+use super::Liveness;
+use crate::sys::wait::reactor;
+use crate::waitset::{self, Arm, Sleep, SyncWait, Undo};
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Instant;
 
 const KIND: &str = "mutex";
 
@@ -245,6 +251,158 @@ impl<'a> Mutex<'a> {
     }
 }
 
+/// Async lock (see `crate::waitset`).
+impl<'a> Mutex<'a> {
+    /// Locks, as a future: [`Mutex::lock`] without blocking a thread.
+    ///
+    /// The guard is not `Send` (see [`MutexGuard`]): the lock belongs to the thread
+    /// that polled the future to completion, so hold it on that thread (a
+    /// current-thread runtime, a `LocalSet`, or drop it before the next `.await` on
+    /// a work-stealing runtime). Unlike [`Mutex::lock`] it never reports
+    /// `WouldDeadlock`: another task of the same thread may hold the lock, and the
+    /// future waits for it (a task that awaits a lock it holds waits for ever, as
+    /// with any async mutex).
+    ///
+    /// Cancel-safe: the lock is taken only when the future completes; a future
+    /// dropped while asleep passes on a wake-up it may have been given. A holder
+    /// that dies is detected as in the blocking form (its thread is probed at the
+    /// end of each slice, 1 ms doubling to 100 ms).
+    ///
+    /// # Errors
+    /// As [`Mutex::lock`], without `WouldDeadlock`.
+    pub async fn lock_async(&self) -> Result<MutexGuard<'a>, LockError<'a>> {
+        let this = *self;
+        let mut state = SyncWait::default();
+        let mut slice = FIRST_SLICE;
+        let mut probe_at = Instant::now() + slice;
+        let acquired = std::future::poll_fn(|cx| loop {
+            state.settle();
+            let got = match this.inner {
+                Inner::Words(words) => {
+                    let me = match imp::current_owner() {
+                        Ok(me) => me,
+                        Err(e) => return Poll::Ready(Err(LockError::Os(e))),
+                    };
+                    let now = Instant::now();
+                    if now >= probe_at {
+                        // End of a slice: may the holder be dead? (A system call.)
+                        slice = (slice * 2).min(MAX_SLICE);
+                        probe_at = now + slice;
+                        words.try_lock(me, probe())
+                    } else {
+                        words.try_lock_fast(me)
+                    }
+                }
+                Inner::Native(n) => match n.lock(Some(Duration::ZERO)) {
+                    Ok(a) => Some(a),
+                    Err(NativeWaitError::TimedOut | NativeWaitError::WouldDeadlock) => None,
+                    Err(NativeWaitError::Os(e)) => return Poll::Ready(Err(LockError::Os(e))),
+                },
+            };
+            if let Some(a) = got {
+                return Poll::Ready(Ok(a));
+            }
+            let arm = match this.inner {
+                Inner::Words(words) => arm_words(words, probe_at),
+                Inner::Native(_) => Arm::Sleep(Sleep {
+                    word: &waitset::NEVER,
+                    expected: 0,
+                    recheck: reactor::POLL,
+                    undo: Undo::Nothing,
+                }),
+            };
+            match arm {
+                Arm::Ready => {}
+                Arm::Sleep(s) => {
+                    state.sleep(s, cx);
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await?;
+        match acquired {
+            Acquired::Clean => Ok(self.guard()),
+            Acquired::Inconsistent | Acquired::Recovered => Err(LockError::OwnerDied(self.guard())),
+        }
+    }
+}
+
+/// Announces (sets CONTENDED, so the unlocker wakes `seq`) and arms: the protocol of
+/// `MutexWords::lock_contended`, one step.
+fn arm_words(words: &MutexWords, recheck_at: Instant) -> Arm<'_> {
+    let mut state = words.owner.load(Ordering::Relaxed);
+    loop {
+        if state & !CONTENDED == 0 {
+            return Arm::Ready;
+        }
+        if state & CONTENDED != 0 {
+            break;
+        }
+        match words.owner.compare_exchange(
+            state,
+            state | CONTENDED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(s) => state = s,
+        }
+    }
+    // Event count: read `seq`, re-check (Acquire pairs with the unlocker's Release
+    // increment).
+    let seq = words.seq.load(Ordering::Acquire);
+    if words.owner.load(Ordering::Relaxed) & !CONTENDED == 0 {
+        return Arm::Ready;
+    }
+    Arm::Sleep(Sleep {
+        word: &words.seq,
+        expected: seq,
+        recheck: recheck_at.saturating_duration_since(Instant::now()),
+        undo: Undo::Nothing,
+    })
+}
+
+impl<'a> Mutex<'a> {
+    /// The WaitSet's arm: ready while unlocked or its holder is dead (a `try_lock`
+    /// then takes it over).
+    fn arm_for_set(self) -> Arm<'a> {
+        match self.inner {
+            Inner::Words(words) => {
+                let holder = words.owner.load(Ordering::Relaxed) & !CONTENDED;
+                if holder != 0 && imp::liveness(holder) == Liveness::Dead {
+                    return Arm::Ready;
+                }
+                arm_words(words, Instant::now() + MAX_SLICE)
+            }
+            Inner::Native(_) => Arm::Sleep(Sleep {
+                word: &waitset::NEVER,
+                expected: 0,
+                recheck: reactor::POLL,
+                undo: Undo::Nothing,
+            }),
+        }
+    }
+}
+
+/// The WaitSet protocol (see [`Mutex::arm_for_set`]).
+impl waitset::sealed::Sealed for Mutex<'_> {
+    fn announce(&mut self) -> bool {
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.arm_for_set()
+    }
+}
+
+impl waitset::sealed::Sealed for NamedMutex {
+    fn announce(&mut self) -> bool {
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.as_mutex().arm_for_set()
+    }
+}
+
 /// Holds a [`Mutex`] locked; unlocks when dropped.
 ///
 /// Not `Send`, on every OS: the lock belongs to the thread that took it and is
@@ -440,6 +598,14 @@ impl NamedMutex {
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_>, TryLockError<'_>> {
         self.as_mutex().try_lock()
+    }
+
+    /// As [`Mutex::lock_async`].
+    ///
+    /// # Errors
+    /// As [`Mutex::lock_async`].
+    pub async fn lock_async(&self) -> Result<MutexGuard<'_>, LockError<'_>> {
+        self.as_mutex().lock_async().await
     }
 
     /// As [`Mutex::lock_timeout`].

@@ -21,10 +21,10 @@ use crate::sys::wait::{self, Wake};
 /// where a spin is a yield that would steer the model away from the sleeps.
 const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 /// First sleep of a mutex waiter before it asks whether the owner lives.
-const FIRST_SLICE: Duration = Duration::from_millis(1);
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// Longest sleep of any waiter between checks: how long a dead owner, or a wake-up
 /// lost with a process that died while being woken, can keep a waiter asleep.
-const MAX_SLICE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
 
 /// The deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,7 +500,7 @@ impl EventWords {
     /// Whether a waiter that started at `start` may return now (taking the bit, for
     /// auto-reset).
     #[inline]
-    fn try_pass(&self, auto: bool, start: u32) -> bool {
+    pub(crate) fn try_pass(&self, auto: bool, start: u32) -> bool {
         let mut s = self.state.load(Ordering::SeqCst);
         if !auto {
             return s & SET != 0 || s >> 1 != start >> 1;

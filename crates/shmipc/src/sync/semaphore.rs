@@ -4,6 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::deadline::Deadline;
+use crate::sys::wait::reactor;
+use crate::waitset::{self, Arm, Sleep, SyncWait, Undo};
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use crate::layout::{self, Kind, LayoutError};
 use crate::segment::Disposition;
@@ -13,6 +17,7 @@ use super::error::{ObjectError, PostError, TryWaitError, WaitTimeoutError};
 use super::imp::{self, NativeSemaphore};
 use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::SemaphoreWords;
+use super::raw::MAX_SLICE;
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
 
 const KIND: &str = "semaphore";
@@ -191,6 +196,99 @@ impl<'a> Semaphore<'a> {
             // A failed wait (cannot be: the handle is ours) reads as a timeout.
             Inner::Native(n) => n.wait(Some(timeout)).map_err(|_| timed_out),
         }
+    }
+}
+
+/// Async waits (see `crate::waitset`).
+impl<'a> Semaphore<'a> {
+    /// Takes a unit, as a future: [`Semaphore::wait`] without blocking a thread.
+    ///
+    /// Cancel-safe: a unit is taken only when the future completes; a future dropped
+    /// while asleep takes back its announcement and passes on a wake-up it may have
+    /// been given.
+    pub async fn wait_async(&self) {
+        let this = *self;
+        let mut state = SyncWait::default();
+        std::future::poll_fn(|cx| loop {
+            state.settle();
+            if this.try_wait().is_ok() {
+                return Poll::Ready(());
+            }
+            this.announce_words();
+            match this.arm_words() {
+                Arm::Ready => {}
+                Arm::Sleep(s) => {
+                    state.sleep(s, cx);
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn announce_words(&self) {
+        if let Inner::Words(w, _) = self.inner {
+            w.waiters.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn arm_words(&self) -> Arm<'a> {
+        match self.inner {
+            Inner::Words(w, _) => {
+                // The RMW read of `SemaphoreWords`' doc.
+                let seen = w.count.fetch_add(0, Ordering::AcqRel);
+                let undo = Undo::Waiters(&w.waiters);
+                if seen != 0 {
+                    waitset::undo(undo, &w.count, seen);
+                    return Arm::Ready;
+                }
+                Arm::Sleep(Sleep {
+                    word: &w.count,
+                    expected: 0,
+                    recheck: MAX_SLICE,
+                    undo,
+                })
+            }
+            Inner::Native(n) => {
+                if n.value() != 0 {
+                    return Arm::Ready;
+                }
+                Arm::Sleep(Sleep {
+                    word: &waitset::NEVER,
+                    expected: 0,
+                    recheck: reactor::POLL,
+                    undo: Undo::Nothing,
+                })
+            }
+        }
+    }
+}
+
+/// The WaitSet protocol: ready while the count is not 0.
+impl waitset::sealed::Sealed for Semaphore<'_> {
+    fn announce(&mut self) -> bool {
+        self.announce_words();
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.arm_words()
+    }
+}
+
+impl waitset::sealed::Sealed for NamedSemaphore {
+    fn announce(&mut self) -> bool {
+        self.as_semaphore().announce_words();
+        false
+    }
+    fn arm(&mut self) -> Arm<'_> {
+        self.as_semaphore().arm_words()
+    }
+}
+
+impl NamedSemaphore {
+    /// As [`Semaphore::wait_async`].
+    pub async fn wait_async(&self) {
+        self.as_semaphore().wait_async().await;
     }
 }
 

@@ -48,3 +48,18 @@ pub(crate) fn coarse_now() -> Duration {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed()
 }
+
+/// No wait on many words: the reactor polls.
+#[cfg(not(loom))]
+pub(crate) fn wait_many(
+    _ctl: &AtomicU32,
+    _ctl_seen: u32,
+    _words: &[(usize, u32)],
+    _until: Option<Instant>,
+) -> super::reactor::Many {
+    super::reactor::Many::Unsupported
+}
+
+/// Nothing to wake: the reactor polls.
+#[cfg(not(loom))]
+pub(crate) fn wake_private(_word: &AtomicU32) {}

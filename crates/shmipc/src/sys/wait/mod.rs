@@ -44,6 +44,10 @@ mod imp;
 #[path = "unsupported.rs"]
 mod imp;
 
+/// The reactor behind async waits and the WaitSet (`futex_waitv` on Linux).
+#[cfg(not(loom))]
+pub(crate) mod reactor;
+
 /// The portable stand-ins that OS files without a native form re-export.
 #[allow(dead_code)]
 mod fallback;
@@ -55,6 +59,25 @@ pub(crate) use imp::{coarse_now, heavy_barrier, register_heavy_barrier};
 /// get kernel doorbells.
 #[cfg(all(windows, not(loom)))]
 pub(crate) use imp::{register_mapping, unregister_mapping};
+
+/// Set when a heavy barrier run by an async waiter failed (its slices are then short).
+#[cfg(not(loom))]
+static HEAVY_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The heavy barrier of an async or WaitSet sleeper (see `channel/notify.rs`),
+/// remembering a failure for [`heavy_barrier_failed`].
+#[cfg(not(loom))]
+pub(crate) fn heavy_barrier_checked() {
+    if !heavy_barrier() {
+        HEAVY_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether a heavy barrier has failed in this process.
+#[cfg(not(loom))]
+pub(crate) fn heavy_barrier_failed() -> bool {
+    HEAVY_FAILED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// What ended a wait. Either way the caller re-checks its condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,3 +5,4 @@ pub(super) use super::fallback::{poll_wait as wait, poll_wake as wake};
 
 /// The wait polls.
 pub(super) const NATIVE: bool = false;
+pub(super) use super::fallback::{wait_many, wake_private};

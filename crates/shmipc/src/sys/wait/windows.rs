@@ -256,3 +256,4 @@ pub(super) fn wake(word: &AtomicU32, n: u32) -> usize {
     }
     0
 }
+pub(super) use super::fallback::{wait_many, wake_private};
