@@ -398,7 +398,7 @@ mod tests {
             }
         );
         let guard = m.lock().unwrap();
-        let tid = u32::try_from(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
+        let tid = crate::sys::liveness::current_tid();
         assert_eq!(
             inspect(&n).unwrap(),
             Contents::Object {

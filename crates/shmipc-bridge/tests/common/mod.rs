@@ -75,7 +75,7 @@ impl Proc {
     /// Waits until the log has a line containing every one of `words` after line
     /// `from`; returns that line's index.
     pub fn wait_log(&mut self, from: usize, words: &[&str]) -> usize {
-        let end = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let text = self.log_text();
             if let Some(i) = text
@@ -94,7 +94,7 @@ impl Proc {
                 );
             }
             assert!(
-                Instant::now() < end,
+                Instant::now() < deadline,
                 "{} did not log {words:?} in time:\n{text}",
                 self.name
             );

@@ -486,6 +486,12 @@ pub(crate) fn process_id(tok: u64) -> Option<u32> {
     local_id(tok)
 }
 
+/// This thread's kernel thread id (for tests that check what `inspect` shows).
+#[cfg(test)]
+pub(crate) fn current_tid() -> u32 {
+    u32::try_from(rustix::thread::gettid().as_raw_nonzero().get()).unwrap()
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

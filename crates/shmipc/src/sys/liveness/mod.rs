@@ -55,6 +55,8 @@ mod imp;
 #[path = "unsupported.rs"]
 mod imp;
 
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) use imp::current_tid;
 #[cfg(target_os = "linux")]
 pub(crate) use imp::FILE_NAME;
 pub(crate) use imp::{fork_generation, namespaces, owner_liveness, owner_thread, SUPPORTED};
