@@ -262,7 +262,12 @@ impl PublisherCore {
             // Acquire pairs with the subscriber's cursor CAS (AcqRel), so its hold
             // store before the CAS is visible to the hold scan below.
             let c = mem.cursor(s).load(Ordering::Acquire);
-            if c <= self.head {
+            // Only cursors in the window a live subscriber can be in (at most two
+            // rings behind, as in `blocks`) hold messages back: a corrupt cursor
+            // far behind must not stop every chunk from coming back. Ignoring it is
+            // safe: the `seq` re-check after the fence in `take` still protects a
+            // reader whose cursor is not counted here.
+            if c <= self.head && self.head - c <= 2 * geo.capacity {
                 bound = bound.min(c);
             }
         }
@@ -436,9 +441,12 @@ impl SubscriberCore {
         for _ in 0..64 {
             let c = cursor.load(Ordering::Acquire);
             let expected = self.next.get();
-            if c < expected || c - expected > MAX_SEQ {
+            // A cursor at or past MAX_SEQ is impossible (the publisher never gets
+            // there) and would overflow `c + 1` below: corrupt, and `next` keeps
+            // its last good value.
+            if c < expected || c - expected > MAX_SEQ || c >= MAX_SEQ {
                 return Err(Corrupt {
-                    what: "pubsub subscriber cursor (moved back)",
+                    what: "pubsub subscriber cursor (moved back, or past any message)",
                     value: c,
                 });
             }
@@ -871,6 +879,45 @@ mod tests {
         // A restarted publisher refuses an impossible head.
         h.head.store(1 << 62, Ordering::Relaxed);
         assert!(PublisherCore::attach(g, &h).is_err());
+    }
+
+    /// A hostile peer walking a subscriber's cursor up towards `u64::MAX` (each step
+    /// within `MAX_SEQ` of the last) gets `Corrupt` every time, never a sample of a
+    /// free chunk or an overflow.
+    #[test]
+    fn cursor_walked_to_the_top_is_corrupt() {
+        let g = geo(4, 1, 2, 0);
+        let h = Heap::new(g);
+        let mut p = PublisherCore::attach(g, &h).unwrap();
+        let s = join(&h, 0, 0);
+        send(&mut p, &h, 7, false);
+        let mut c = 0u64;
+        for _ in 0..3 {
+            c += MAX_SEQ;
+            h.cursor(0).store(c, Ordering::Relaxed);
+            assert!(s.take(&h).is_err(), "cursor {c:#x}");
+        }
+        for c in [u64::MAX, u64::MAX - 5, MAX_SEQ] {
+            h.cursor(0).store(c, Ordering::Relaxed);
+            assert!(s.take(&h).is_err(), "cursor {c:#x}");
+        }
+    }
+
+    /// A corrupt cursor far behind `head` does not stop chunks from coming back:
+    /// the publisher keeps publishing in overwrite mode.
+    #[test]
+    fn a_cursor_far_behind_never_starves_the_pool() {
+        let g = geo(4, 2, 2, 0);
+        let h = Heap::new(g);
+        let mut p = PublisherCore::attach(g, &h).unwrap();
+        let _s = join(&h, 0, 0);
+        for n in 0..20 {
+            send(&mut p, &h, n, true);
+        }
+        h.cursor(0).store(0, Ordering::Relaxed);
+        for n in 20..200 {
+            send(&mut p, &h, n, true);
+        }
     }
 
     /// A publisher overwriting two subscribers that hold samples while it reclaims:

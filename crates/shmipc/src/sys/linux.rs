@@ -242,11 +242,9 @@ impl Drop for Handle {
         }
         // The last holder is the one that can take the lock exclusively.
         if rfs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            // Still linked means still under its name: it is linked once, at
-            // creation, and a removed-and-recreated name leaves ours unlinked.
-            if rfs::fstat(&self.fd).is_ok_and(|st| st.st_nlink > 0) {
-                let _ = rfs::unlink(path);
-            }
+            // Unlink the name only while it still names this object: a name that
+            // was removed and made again since belongs to the new object.
+            unlink_if_same(path, &self.fd);
         }
         // Closing the descriptor releases whatever lock is left.
     }

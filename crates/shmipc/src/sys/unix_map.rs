@@ -181,8 +181,11 @@ fn decimal(mut v: usize, buf: &mut [u8; 20]) -> &[u8] {
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid `siginfo_t` to an SA_SIGINFO handler.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(slot) = find(addr) {
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault the kernel raised (si_code > 0) has a fault address; a SIGBUS
+    // sent with kill/sigqueue (si_code <= 0) carries a pid and uid there instead.
+    let slot = if code > 0 { find(addr) } else { None };
+    if let Some(slot) = slot {
         let mut name = [0u8; NAME_CAP];
         let len = slot.name_len.load(Ordering::Relaxed).min(NAME_CAP);
         for (b, cell) in name.iter_mut().zip(&slot.name).take(len) {
