@@ -353,7 +353,11 @@ mod tests {
         let waker = Waker::from(Arc::clone(&count));
         let far = Instant::now() + Duration::from_secs(3600);
         let regs: Vec<Registration> = words.iter().map(|w| register(w, 0, far, &waker)).collect();
-        assert!(threads() >= N.div_ceil(GROUP));
+        // One reactor thread per group where the kernel waits on many words (Linux);
+        // elsewhere the fallback polls without group threads.
+        if cfg!(target_os = "linux") {
+            assert!(threads() >= N.div_ceil(GROUP));
+        }
         for w in &words {
             w.store(1, Ordering::Release);
             super::super::wake_all(w);
