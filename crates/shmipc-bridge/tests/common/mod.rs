@@ -393,6 +393,13 @@ impl Drop for Hosts {
         for m in &self.mounts {
             let _ = run(&["umount", "-l", path_str(m)]);
         }
+        // On loopback the topics live in the machine's /dev/shm. The bridges and
+        // CLI processes were killed, so their topics are stale (invisible to `ls`,
+        // removed by the next create or `gc`): collect them now rather than leave
+        // their pages allocated. `gc` never removes a live object of a parallel test.
+        if self.namespaces.is_empty() {
+            let _ = Command::new(shmipc_cli()).arg("gc").output();
+        }
     }
 }
 
