@@ -27,7 +27,6 @@ fn child() -> bool {
         "send-later" => {
             say("ready");
             hear_exactly("go");
-            std::thread::sleep(Duration::from_millis(50));
             p.send(b"hello").expect("send");
             hear_exactly("bye");
         }
@@ -38,6 +37,9 @@ fn child() -> bool {
             for i in 0..n {
                 p.send(&i.to_le_bytes()).expect("send");
                 if i % 23 == 0 {
+                    // Pacing, not a wait for anything: the parent's receives must
+                    // sometimes find the ring empty, so that some are cancelled
+                    // while pending.
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -66,13 +68,23 @@ async fn recv_async_returns_a_later_message_while_a_timer_ticks() {
         &[("NAME", &name)],
     );
     peer.expect("ready");
-    peer.send("go");
+    let mut recv = std::pin::pin!(c.recv_async());
+    // The receive is pending (asleep) before the child is told to send.
+    assert!(poll_once(recv.as_mut()).await.is_none(), "nothing sent yet");
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     let mut ticks = 0u32;
+    // The timer ticks while the receive is pending on the same thread.
+    while ticks < 3 {
+        tokio::select! {
+            _ = ticker.tick() => ticks += 1,
+            r = recv.as_mut() => panic!("a receive completed before anything was sent: {}", r.is_ok()),
+        }
+    }
+    peer.send("go");
     let got = loop {
         tokio::select! {
             _ = ticker.tick() => ticks += 1,
-            r = c.recv_async() => break r.map(|s| s.to_vec()),
+            r = recv.as_mut() => break r.map(|s| s.to_vec()),
         }
     };
     assert_eq!(got.unwrap(), b"hello");
@@ -100,15 +112,20 @@ async fn select_over_three_channels_picks_the_one_written() {
         &[("NAME", &names[1])],
     );
     peer.expect("ready");
-    peer.send("go");
     let [a, b, c] = &mut cs[..] else {
         unreachable!()
     };
-    let (which, data) = tokio::select! {
-        r = a.recv_async() => (0, r.map(|s| s.to_vec())),
-        r = b.recv_async() => (1, r.map(|s| s.to_vec())),
-        r = c.recv_async() => (2, r.map(|s| s.to_vec())),
-    };
+    let mut pick = std::pin::pin!(async {
+        tokio::select! {
+            r = a.recv_async() => (0, r.map(|s| s.to_vec())),
+            r = b.recv_async() => (1, r.map(|s| s.to_vec())),
+            r = c.recv_async() => (2, r.map(|s| s.to_vec())),
+        }
+    });
+    // All three receives are pending before the child is told to send.
+    assert!(poll_once(pick.as_mut()).await.is_none(), "nothing sent yet");
+    peer.send("go");
+    let (which, data) = pick.await;
     assert_eq!(which, 1);
     assert_eq!(data.unwrap(), b"hello");
     peer.send("bye");
@@ -245,19 +262,42 @@ async fn semaphore_and_event_waits_as_futures() {
     let (ev, _) = NamedEvent::create_or_open(&ename, EventReset::Auto, false).unwrap();
     let s2 = NamedSemaphore::open(&sname).unwrap();
     let e2 = NamedEvent::open(&ename).unwrap();
+    let (go, gone) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
+        gone.recv().unwrap();
         s2.post().unwrap();
+        gone.recv().unwrap();
         e2.set();
     });
-    tokio::time::timeout(Duration::from_secs(30), sem.wait_async())
+    // Each wait is pending before the other thread is told to post / set.
+    let mut w = std::pin::pin!(sem.wait_async());
+    assert!(poll_once(w.as_mut()).await.is_none(), "nothing posted yet");
+    go.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), w)
         .await
         .expect("semaphore");
-    tokio::time::timeout(Duration::from_secs(30), ev.wait_async())
+    let mut w = std::pin::pin!(ev.wait_async());
+    assert!(poll_once(w.as_mut()).await.is_none(), "not set yet");
+    go.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), w)
         .await
         .expect("event");
     assert!(!ev.is_set(), "auto reset: the wait took it");
     t.join().unwrap();
+}
+
+/// Polls `fut` once: `Some` if it finished, `None` if it is pending (its waker is
+/// registered, so a later event wakes the task that awaits it next).
+async fn poll_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut fut = Some(fut);
+    std::future::poll_fn(|cx| {
+        let mut f = fut.take().expect("polled once");
+        std::task::Poll::Ready(match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// Mutex roles.
@@ -303,6 +343,9 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             for i in 0..n {
                 p.send(&i.to_le_bytes()).expect("publish");
                 if i % 23 == 0 {
+                    // Pacing, not a wait for anything: the parent's receives must
+                    // sometimes find the ring empty, so that some are cancelled
+                    // while pending.
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
