@@ -93,6 +93,9 @@ export SHMIPC_INTEROP_DIR SHMIPC_REQUIRE_INTEROP=1
 step "cargo test --workspace --target x86_64-pc-windows-gnu (under wine)"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 timeout "$STEP_TIMEOUT" cargo test --workspace --exclude shmipc-py --target x86_64-pc-windows-gnu </dev/null
+# Small CI disks (see .ci/run): each target's build dir goes once its step is done.
+reclaim() { if [ -n "${CI:-}" ]; then rm -rf "$@"; fi; }
+reclaim target/x86_64-pc-windows-gnu
 
 export PYO3_CROSS_PYTHON_VERSION="${PYO3_CROSS_PYTHON_VERSION:-3.11}"  # crates/shmipc-py
 step "cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu"
@@ -103,6 +106,7 @@ timeout "$STEP_TIMEOUT" cargo clippy --workspace --all-targets --target x86_64-p
 for t in aarch64-apple-darwin x86_64-apple-darwin; do
   step "cargo check --workspace --all-targets --target $t"
   timeout "$STEP_TIMEOUT" cargo check --workspace --all-targets --target "$t" </dev/null
+  reclaim "target/$t"
 done
 
 step "windows.sh done"
