@@ -377,12 +377,11 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
         }
         // rpc: answer one request after a pause.
         "rpc-server" => {
-            let mut srv =
-                shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
+            let srv = shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
             say("ready");
             let req = srv.recv().expect("request");
             std::thread::sleep(Duration::from_millis(50));
-            let mut answer = req.data.clone();
+            let mut answer = req.to_vec();
             answer.reverse();
             srv.respond(&req, &answer).expect("respond");
             hear_exactly("bye");
@@ -530,7 +529,7 @@ async fn mpmc_recv_async_gets_a_later_message() {
         return;
     }
     let name = unique_name("async-mpmc");
-    let mut c = shmipc::channel::mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
+    let c = shmipc::channel::mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
     let mut peer = Peer::role(
         "mpmc_recv_async_gets_a_later_message",
         "mpmc-send-later",

@@ -134,7 +134,7 @@ fn two_producers_two_consumers_exactly_once() {
 #[test]
 fn killed_producer_counts_as_gone() {
     let name = Name::new("mpmc-kill");
-    let mut rx = Options::new()
+    let rx = Options::new()
         .capacity(8)
         .slot_size(SLOT)
         .create_consumer(&name.0)
@@ -175,7 +175,7 @@ fn bounds_and_errors() {
         .max_endpoints(2)
         .create_producer(&name.0)
         .unwrap();
-    let mut rx = Consumer::open(&name.0).unwrap();
+    let rx = Consumer::open(&name.0).unwrap();
     assert!(matches!(
         Producer::open(&name.0),
         Err(ChannelError::Full { max: 2, .. })
@@ -204,7 +204,7 @@ fn corrupt_dequeue_position_is_reported() {
         .slot_size(16)
         .create_producer(&name.0)
         .unwrap();
-    let mut rx = Consumer::open(&name.0).unwrap();
+    let rx = Consumer::open(&name.0).unwrap();
     tx.send(b"one").unwrap();
     assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
     let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();

@@ -198,7 +198,7 @@ pub fn mpmc(data: &[u8]) {
             let _ = tx.try_send(b"after");
         }
     }
-    if let Ok(mut rx) = mpmc::Consumer::open(&name) {
+    if let Ok(rx) = mpmc::Consumer::open(&name) {
         let mut buf = Vec::new();
         for _ in 0..8 {
             let _ = rx.try_recv_into(&mut buf);
@@ -215,7 +215,7 @@ pub fn rpc(data: &[u8]) {
         return;
     };
     let name = unique("rpc");
-    let Ok(mut server) = rpc::Options::new()
+    let Ok(server) = rpc::Options::new()
         .capacity(4)
         .slot_size(24)
         .max_clients(2)

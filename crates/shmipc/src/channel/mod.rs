@@ -33,6 +33,43 @@
 //! reused process id is not mistaken for it.
 #![allow(unsafe_code)]
 
+/// Byte comparisons for a sample type that derefs to `[u8]` (so that samples
+/// compare with literals and vectors as `Vec<u8>` does).
+macro_rules! bytes_eq {
+    ($t:ident) => {
+        impl PartialEq for $t<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                **self == **other
+            }
+        }
+        impl PartialEq<[u8]> for $t<'_> {
+            fn eq(&self, other: &[u8]) -> bool {
+                **self == *other
+            }
+        }
+        impl PartialEq<&[u8]> for $t<'_> {
+            fn eq(&self, other: &&[u8]) -> bool {
+                **self == **other
+            }
+        }
+        impl PartialEq<Vec<u8>> for $t<'_> {
+            fn eq(&self, other: &Vec<u8>) -> bool {
+                **self == other[..]
+            }
+        }
+        impl<const N: usize> PartialEq<[u8; N]> for $t<'_> {
+            fn eq(&self, other: &[u8; N]) -> bool {
+                **self == other[..]
+            }
+        }
+        impl<const N: usize> PartialEq<&[u8; N]> for $t<'_> {
+            fn eq(&self, other: &&[u8; N]) -> bool {
+                **self == other[..]
+            }
+        }
+    };
+}
+
 mod error;
 mod mpmc_ring;
 mod pubsub_pool;
