@@ -204,11 +204,11 @@ fn settled(
     deq_side: bool,
 ) -> Result<(), Corrupt> {
     let (enq, deq) = if deq_side {
-        (q.enqueue_pos().load(Ordering::Relaxed), pos)
+        (q.enqueue_pos().load(Ordering::Acquire), pos)
     } else {
-        (pos, q.dequeue_pos().load(Ordering::Relaxed))
+        (pos, q.dequeue_pos().load(Ordering::Acquire))
     };
-    if apart(geo, enq, deq) && at.load(Ordering::Relaxed) == pos {
+    if apart(geo, enq, deq) && at.load(Ordering::Acquire) == pos {
         return Err(Corrupt {
             what: if deq_side {
                 "mpmc dequeue position (impossible given the enqueue position)"
@@ -221,13 +221,17 @@ fn settled(
     Ok(())
 }
 
-/// Moves `at` from `pos` to `pos + 1` unless someone did already.
+/// Moves `at` from `pos` to `pos + 1` unless someone did already. Release (and
+/// Acquire loads of the positions): whoever reads the new position also sees the
+/// slot state that justified the move (the claim or take of `pos`), so a
+/// position is never ahead of the states a reader sees (loom found the Relaxed
+/// version reporting a stale free slot as corrupt).
 #[inline]
 fn help(at: &AtomicU64, pos: u64) {
     let _ = at.compare_exchange(
         pos,
         pos.wrapping_add(1),
-        Ordering::Relaxed,
+        Ordering::Release,
         Ordering::Relaxed,
     );
 }
@@ -244,7 +248,7 @@ pub(crate) fn claim(
     let enq = q.enqueue_pos();
     let mut freed = false;
     for _ in 0..RETRIES {
-        let pos = enq.load(Ordering::Relaxed);
+        let pos = enq.load(Ordering::Acquire);
         let (slot, t) = (geo.slot(pos), geo.turn(pos));
         let st = q.state(slot);
         // Acquire pairs with the Release that put the slot in this state.
@@ -282,7 +286,7 @@ pub(crate) fn claim(
                 }
                 // Free for the last lap, yet the position passed it.
                 _ => {
-                    if enq.load(Ordering::Relaxed) == pos {
+                    if enq.load(Ordering::Acquire) == pos {
                         return Err(corrupt_state(s));
                     }
                 }
@@ -290,7 +294,7 @@ pub(crate) fn claim(
         } else if turn == next(t) {
             // The slot went round already: `pos` was claimed and consumed.
             help(enq, pos);
-        } else if enq.load(Ordering::Relaxed) == pos {
+        } else if enq.load(Ordering::Acquire) == pos {
             return Err(corrupt_state(s));
         }
     }
@@ -350,7 +354,7 @@ pub(crate) fn take(
     let mut freed = false;
     let none = |freed| if freed { Found::Freed } else { Found::None };
     for _ in 0..RETRIES {
-        let pos = deq.load(Ordering::Relaxed);
+        let pos = deq.load(Ordering::Acquire);
         let (slot, t) = (geo.slot(pos), geo.turn(pos));
         let st = q.state(slot);
         // Acquire pairs with the Release that put the slot in this state.
@@ -427,12 +431,12 @@ pub(crate) fn take(
                 settled(geo, q, deq, pos, true)?;
                 return Ok(none(freed));
             }
-            if deq.load(Ordering::Relaxed) == pos {
+            if deq.load(Ordering::Acquire) == pos {
                 return Err(corrupt_state(s));
             }
         } else if turn == next(t) {
             help(deq, pos);
-        } else if deq.load(Ordering::Relaxed) == pos {
+        } else if deq.load(Ordering::Acquire) == pos {
             return Err(corrupt_state(s));
         }
     }
