@@ -10,9 +10,10 @@
 //!   skips them past messages they have not started and tells them how many they
 //!   lost. See the module for what a hostile peer can do to a reader.
 //! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
-//!   goes to one consumer.
+//!   goes to one consumer. A producer loans a slot, writes in place and sends it; a
+//!   consumer reads it in place as an [`mpmc::Sample`] until it drops.
 //! * [`rpc`]: request/response between clients and one server, with correlation
-//!   ids.
+//!   ids; requests and responses are loaned and read in place the same way.
 //!
 //! A channel is a named segment (same names, permissions and lifetime rules as
 //! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
