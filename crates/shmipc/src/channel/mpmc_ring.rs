@@ -822,54 +822,61 @@ mod loom_tests {
         })
     }
 
-    /// Two producers (one cancels its first loan) race three loans through a
-    /// two-slot queue while a consumer takes, holds across a yield and releases:
-    /// every sent message arrives once, intact, and a held slot is never
-    /// rewritten. (Preemptions bounded to 3, as loom's own docs advise for tests of
-    /// this size.)
-    #[test]
-    fn mpmc_loans_and_holds() {
+    /// Takes, holding each message across a yield, until `n` have come.
+    fn take_all(q: &LoomQ, n: usize) -> Vec<u64> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match take(GEO, q, 3, |_| false).unwrap() {
+                Found::Got(o) => {
+                    let v1 = q.len(o.slot).load(Ordering::Relaxed);
+                    loom::thread::yield_now();
+                    let v2 = q.len(o.slot).load(Ordering::Relaxed);
+                    assert_eq!(v1, v2, "held slot rewritten");
+                    got.push(v1);
+                    release(GEO, q, 3, o).unwrap();
+                }
+                _ => loom::thread::yield_now(),
+            }
+        }
+        got
+    }
+
+    fn produce(q: &LoomQ, p: u64, v: u64) {
+        let o = loop {
+            match claim(GEO, q, p, |_| false).unwrap() {
+                Found::Got(o) => break o,
+                _ => loom::thread::yield_now(),
+            }
+        };
+        if v == 0 {
+            cancel(GEO, q, p, o);
+        } else {
+            publish(GEO, q, p, o, v).unwrap();
+        }
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut model = loom::model::Builder::new();
         if model.preemption_bound.is_none() {
             model.preemption_bound = Some(3);
         }
-        model.check(|| {
+        model.check(f);
+    }
+
+    /// Two producers race a loan each into a two-slot queue while a consumer takes
+    /// them: both arrive once, intact. (Preemptions bounded to 3, as loom's own
+    /// docs advise for tests of this size.)
+    #[test]
+    fn mpmc_two_producers() {
+        model(|| {
             let q = queue();
             let ts: Vec<_> = (1..=2u64)
                 .map(|p| {
                     let q = Arc::clone(&q);
-                    loom::thread::spawn(move || {
-                        let msgs: &[u64] = if p == 1 { &[0, 100] } else { &[200] };
-                        for &v in msgs {
-                            let o = loop {
-                                match claim(GEO, &*q, p, |_| false).unwrap() {
-                                    Found::Got(o) => break o,
-                                    _ => loom::thread::yield_now(),
-                                }
-                            };
-                            if v == 0 {
-                                cancel(GEO, &*q, p, o);
-                            } else {
-                                publish(GEO, &*q, p, o, v).unwrap();
-                            }
-                        }
-                    })
+                    loom::thread::spawn(move || produce(&q, p, 100 * p))
                 })
                 .collect();
-            let mut got = Vec::new();
-            while got.len() < 2 {
-                match take(GEO, &*q, 3, |_| false).unwrap() {
-                    Found::Got(o) => {
-                        let v1 = q.len(o.slot).load(Ordering::Relaxed);
-                        loom::thread::yield_now();
-                        let v2 = q.len(o.slot).load(Ordering::Relaxed);
-                        assert_eq!(v1, v2, "held slot rewritten");
-                        got.push(v1);
-                        release(GEO, &*q, 3, o).unwrap();
-                    }
-                    _ => loom::thread::yield_now(),
-                }
-            }
+            let mut got = take_all(&q, 2);
             got.sort_unstable();
             assert_eq!(got, [100, 200]);
             for t in ts {
@@ -878,16 +885,31 @@ mod loom_tests {
         });
     }
 
+    /// A producer cancels a loan, then sends three messages through the two-slot
+    /// queue (so slots are reused) while the consumer holds each one it takes
+    /// across a yield: the cancelled one never arrives, the others arrive in order,
+    /// and a held slot is never rewritten.
+    #[test]
+    fn mpmc_cancel_and_holds() {
+        model(|| {
+            let q = queue();
+            let q2 = Arc::clone(&q);
+            let t = loom::thread::spawn(move || {
+                for v in [0, 1, 2, 3] {
+                    produce(&q2, 1, v);
+                }
+            });
+            assert_eq!(take_all(&q, 3), [1, 2, 3]);
+            t.join().unwrap();
+        });
+    }
+
     /// A consumer "dies" holding a slot while a producer fills the queue; the
     /// producer, told the holder is dead, frees the slot exactly once, racing a
     /// scan by the process that took the dead consumer's record over.
     #[test]
     fn mpmc_dead_holder_reclaimed_once() {
-        let mut model = loom::model::Builder::new();
-        if model.preemption_bound.is_none() {
-            model.preemption_bound = Some(3);
-        }
-        model.check(|| {
+        model(|| {
             let q = queue();
             // Consumer 3 takes message 1 and dies holding it.
             let Found::Got(o) = claim(GEO, &*q, 1, |_| false).unwrap() else {
