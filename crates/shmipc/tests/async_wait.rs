@@ -736,3 +736,40 @@ fn copying_receive_futures_are_send() {
     let mut buf = Vec::new();
     send(&sub.recv_into_async(&mut buf));
 }
+
+/// An mpmc consumer in a WaitSet: ready exactly while a message is there (not
+/// while the head is only loaned), the wait consumes nothing, and a queue whose
+/// producers all left is ready (the receive says `Disconnected`).
+#[test]
+fn a_wait_set_sees_an_mpmc_consumer() {
+    use shmipc::channel::mpmc;
+    if child() {
+        return;
+    }
+    let name = unique_name("ws-mpmc");
+    let mut c = mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut p = mpmc::Producer::open(&name).unwrap();
+    let mut set = WaitSet::new();
+    assert!(set
+        .wait(&mut [&mut c], Some(Duration::from_millis(20)))
+        .is_empty());
+    let mut loan = p.loan(4).unwrap();
+    loan.copy_from_slice(b"here");
+    assert!(
+        set.wait(&mut [&mut c], Some(Duration::from_millis(20)))
+            .is_empty(),
+        "a loan not sent yet is not a message"
+    );
+    loan.send().unwrap();
+    assert_eq!(set.wait(&mut [&mut c], Some(Duration::from_secs(30))), &[0]);
+    // Level-triggered: still there.
+    assert_eq!(set.wait(&mut [&mut c], None), &[0]);
+    assert_eq!(c.try_recv().unwrap(), b"here");
+    assert!(set
+        .wait(&mut [&mut c], Some(Duration::from_millis(20)))
+        .is_empty());
+    drop(p);
+    assert_eq!(set.wait(&mut [&mut c], Some(Duration::from_secs(30))), &[0]);
+    assert_eq!(c.try_recv(), Err(shmipc::channel::RecvError::Disconnected));
+}

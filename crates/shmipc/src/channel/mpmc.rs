@@ -1116,6 +1116,39 @@ impl Consumer {
     }
 }
 
+/// The WaitSet protocol: sleep on the data bell (see `crate::waitset`).
+impl crate::waitset::sealed::Sealed for Consumer {
+    fn announce(&mut self) -> bool {
+        self.chan.data_bell().announce();
+        true
+    }
+
+    /// Ready when a take would find something (`mpmc_ring::head`: a message, a
+    /// slot to skip, words to report), the head's loan is a dead producer's, or
+    /// every producer is gone.
+    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+        let chan = &self.chan;
+        let check = &self.peer_check;
+        chan.data_bell().arm(|| {
+            let loaned = match mpmc_ring::head(chan.geo, chan) {
+                mpmc_ring::Head::Ready => return true,
+                mpmc_ring::Head::Empty => None,
+                mpmc_ring::Head::Loaned(ep) => Some(ep),
+            };
+            let mut check = check.borrow_mut();
+            if check.due()
+                && (loaned.is_some_and(|ep| chan.dead(ep)) || chan.all_gone(ROLE_PRODUCER))
+            {
+                // Let the receive that follows look at once.
+                check.force();
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         // Samples borrow the consumer: none is held now.

@@ -443,6 +443,32 @@ pub(crate) fn take(
     Ok(none(freed))
 }
 
+/// What a consumer would find at the head, consuming nothing (the WaitSet and
+/// async re-check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// A take would find something to do (a message, a slot to skip or report).
+    Ready,
+    /// Nothing published at the head.
+    Empty,
+    /// The head is loaned to producer `ep` (ready if it is dead).
+    Loaned(u64),
+}
+
+/// Looks at the head without taking: exactly the cases where [`take`] (with no
+/// owner dead) returns nothing are not ready.
+pub(crate) fn head(geo: Geometry, q: &impl MpmcSlots) -> Head {
+    let pos = q.dequeue_pos().load(Ordering::Acquire);
+    let t = geo.turn(pos);
+    let (turn, phase, ep) = unpack(q.state(geo.slot(pos)).load(Ordering::Acquire));
+    match (turn == t, phase) {
+        (true, FREE) => Head::Empty,
+        (true, WRITING) if ep < geo.endpoints => Head::Loaned(ep),
+        (false, TAKEN) if turn == prev(t) => Head::Empty,
+        _ => Head::Ready,
+    }
+}
+
 /// Releases a taken slot for the next lap.
 ///
 /// # Errors
