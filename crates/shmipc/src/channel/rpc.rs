@@ -44,7 +44,10 @@
 //! [`mpmc`](super::mpmc)); a response slot is the client's from the moment its
 //! stamp is published until the [`Response`] drops and the client's position moves
 //! past it (the spsc protocol: the server reserves a slot only behind that
-//! position). The server lends one response slot per client at a time.
+//! position). The server lends one response slot per client at a time. A request
+//! the server holds keeps its slot: the request queue's capacity counts requests
+//! waiting and requests held (answer by [`Request::caller`] after dropping one to
+//! free its slot early).
 //!
 //! A client whose server left or died gets [`RecvError::Disconnected`] /
 //! [`SendError::Disconnected`]; a server responding to a client that left or died
