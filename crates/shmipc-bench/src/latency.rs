@@ -110,7 +110,7 @@ pub struct Contender {
 }
 
 /// The latency contenders, in running order. The first is the floor.
-pub const CONTENDERS: [Contender; 8] = [
+pub const CONTENDERS: [Contender; 10] = [
     Contender {
         name: "floor",
         open: Some(open_floor),
@@ -126,6 +126,16 @@ pub const CONTENDERS: [Contender; 8] = [
         name: "shmipc-pubsub",
         open: shmipc_channels::PUBSUB_ROUND_TRIP,
         about: "two shmipc pubsub channels (one subscriber each), spinning receive",
+    },
+    Contender {
+        name: "shmipc-mpmc",
+        open: shmipc_channels::MPMC_ROUND_TRIP,
+        about: "two shmipc mpmc queues (one producer, one consumer each), loaned, spinning receive",
+    },
+    Contender {
+        name: "shmipc-rpc",
+        open: shmipc_channels::RPC_ROUND_TRIP,
+        about: "one shmipc rpc channel: request and response loaned and read in place, spinning",
     },
     Contender {
         name: "shmipc-spsc-blocking",

@@ -15,6 +15,14 @@
 //!   lock per slot, atomic word copies, no loans): `send` copies the message in,
 //!   `try_recv_into` copies it into this end's buffer, and that is copied into the
 //!   caller's buffer (one copy more on the receiving side than the other rows).
+//! * `shmipc-mpmc`: per payload size two mpmc queues (`mpmc-ping-<len>`,
+//!   `mpmc-pong-<len>`), one producer and one consumer on each: loan, copy in,
+//!   send; spin on `try_recv`, copy the sample out, drop it.
+//! * `shmipc-rpc`: per payload size one rpc channel: the client loans a request,
+//!   copies the message in and sends it, then spins on `try_recv_response`; the
+//!   server spins on `try_recv`, copies the request out, loans a response, copies
+//!   it back in and sends it. (The client side creates the channel as a server and
+//!   hands over to the peer's server at set-up.)
 //! * `shmipc-spsc` (throughput): per payload size one spsc channel of
 //!   `throughput::slots_for(len)` slots of `len` bytes, created by the client (the
 //!   consumer) at set-up and opened by the peer (the producer). The producer loans,
@@ -24,9 +32,12 @@
 //! Every shared object name comes from `ctx.name(..)`, unique to the run and removed
 //! with it.
 
+use std::time::Duration;
+
 use shmipc::channel::pubsub::{self, Overflow};
 use shmipc::channel::spsc::{self, Consumer, Producer};
 use shmipc::channel::RecvError;
+use shmipc::channel::{mpmc, rpc};
 
 use crate::ctx::{Ctx, Side};
 use crate::spin::Spinner;
@@ -42,6 +53,12 @@ pub const SPSC_ROUND_TRIP: Option<latency::OpenFn> = Some(open_spsc);
 
 /// `shmipc-pubsub` round trip (spinning).
 pub const PUBSUB_ROUND_TRIP: Option<latency::OpenFn> = Some(open_pubsub);
+
+/// `shmipc-mpmc` round trip (spinning).
+pub const MPMC_ROUND_TRIP: Option<latency::OpenFn> = Some(open_mpmc);
+
+/// `shmipc-rpc` round trip (spinning).
+pub const RPC_ROUND_TRIP: Option<latency::OpenFn> = Some(open_rpc);
 
 /// `shmipc-spsc-blocking` round trip (sleeping waits).
 pub const SPSC_BLOCKING_ROUND_TRIP: Option<latency::OpenFn> = Some(open_spsc_blocking);
@@ -256,6 +273,181 @@ impl latency::RoundTrip for PubSubRoundTrip {
         let i = self.select(buf.len())?;
         self.recv(i, buf, "shmipc-pubsub's ping")?;
         self.ends[i].0.send(buf)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- mpmc round trip
+
+#[derive(Debug)]
+struct MpmcRoundTrip {
+    /// One (producer, consumer) pair per entry of `latency::PAYLOADS`.
+    ends: Vec<(mpmc::Producer, mpmc::Consumer)>,
+    current: usize,
+}
+
+/// This process's end of `shmipc-mpmc`.
+pub fn open_mpmc(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    let mut ends = Vec::new();
+    for len in latency::PAYLOADS {
+        let ping = ctx.name(&format!("mpmc-ping-{len}"));
+        let pong = ctx.name(&format!("mpmc-pong-{len}"));
+        let opts = mpmc::Options::new()
+            .capacity(LAT_CAPACITY)
+            .slot_size(len)
+            .max_endpoints(2);
+        ends.push(match ctx.side {
+            Side::Client => (opts.create_producer(&ping)?, opts.create_consumer(&pong)?),
+            Side::Server => (mpmc::Producer::open(&pong)?, mpmc::Consumer::open(&ping)?),
+        });
+    }
+    Ok(Box::new(MpmcRoundTrip { ends, current: 0 }))
+}
+
+impl MpmcRoundTrip {
+    #[inline]
+    fn select(&mut self, len: usize) -> Result<usize> {
+        if latency::PAYLOADS.get(self.current) != Some(&len) {
+            self.current = index_of(&latency::PAYLOADS, len, "shmipc-mpmc")?;
+        }
+        Ok(self.current)
+    }
+
+    #[inline]
+    fn send(&mut self, i: usize, msg: &[u8]) -> Result<()> {
+        let mut loan = self.ends[i].0.loan(msg.len())?;
+        loan.copy_from_slice(msg);
+        loan.send()?;
+        Ok(())
+    }
+
+    #[inline]
+    fn recv(&mut self, i: usize, out: &mut [u8], what: &'static str) -> Result<()> {
+        let rx = &self.ends[i].1;
+        let mut spinner = Spinner::new(what);
+        loop {
+            match rx.try_recv() {
+                Ok(s) => return take(&s, out),
+                Err(RecvError::Empty) => spinner.tick()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl latency::RoundTrip for MpmcRoundTrip {
+    #[inline]
+    fn ping(&mut self, msg: &[u8], reply: &mut [u8]) -> Result<()> {
+        let i = self.select(msg.len())?;
+        self.send(i, msg)?;
+        self.recv(i, reply, "shmipc-mpmc's reply")
+    }
+
+    #[inline]
+    fn pong(&mut self, buf: &mut [u8]) -> Result<()> {
+        let i = self.select(buf.len())?;
+        self.recv(i, buf, "shmipc-mpmc's ping")?;
+        self.send(i, buf)
+    }
+}
+
+// ---------------------------------------------------------------- rpc round trip
+
+enum RpcEnd {
+    Client(rpc::Client),
+    Server(rpc::Server),
+}
+
+impl std::fmt::Debug for RpcEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RpcEnd::Client(c) => c.fmt(f),
+            RpcEnd::Server(s) => s.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RpcRoundTrip {
+    /// One end per entry of `latency::PAYLOADS`.
+    ends: Vec<RpcEnd>,
+    current: usize,
+}
+
+/// This process's end of `shmipc-rpc`.
+pub fn open_rpc(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
+    let mut ends = Vec::new();
+    for len in latency::PAYLOADS {
+        let name = ctx.name(&format!("rpc-{len}"));
+        ends.push(match ctx.side {
+            Side::Client => {
+                // Create the channel, keep it with a client, hand the server
+                // place over to the peer.
+                let server = rpc::Options::new()
+                    .capacity(LAT_CAPACITY)
+                    .responses(LAT_CAPACITY)
+                    .slot_size(len)
+                    .max_clients(1)
+                    .create_server(&name)?;
+                let client = rpc::Client::open(&name)?;
+                drop(server);
+                RpcEnd::Client(client)
+            }
+            Side::Server => RpcEnd::Server(rpc::Server::open(&name)?),
+        });
+    }
+    Ok(Box::new(RpcRoundTrip { ends, current: 0 }))
+}
+
+impl RpcRoundTrip {
+    #[inline]
+    fn select(&mut self, len: usize) -> Result<usize> {
+        if latency::PAYLOADS.get(self.current) != Some(&len) {
+            self.current = index_of(&latency::PAYLOADS, len, "shmipc-rpc")?;
+        }
+        Ok(self.current)
+    }
+}
+
+impl latency::RoundTrip for RpcRoundTrip {
+    #[inline]
+    fn ping(&mut self, msg: &[u8], reply: &mut [u8]) -> Result<()> {
+        let i = self.select(msg.len())?;
+        let RpcEnd::Client(client) = &mut self.ends[i] else {
+            return Err("shmipc-rpc: the peer end does not call".into());
+        };
+        let mut loan = client.loan_request(msg.len())?;
+        loan.copy_from_slice(msg);
+        let id = loan.send()?;
+        let mut spinner = Spinner::new("shmipc-rpc's response");
+        loop {
+            match client.try_recv_response() {
+                Ok(r) if r.id() == id => return take(&r, reply),
+                Ok(_) => {}
+                Err(RecvError::Empty) => spinner.tick()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    #[inline]
+    fn pong(&mut self, buf: &mut [u8]) -> Result<()> {
+        let i = self.select(buf.len())?;
+        let RpcEnd::Server(server) = &self.ends[i] else {
+            return Err("shmipc-rpc: the client end does not serve".into());
+        };
+        let mut spinner = Spinner::new("shmipc-rpc's request");
+        let req = loop {
+            match server.try_recv() {
+                Ok(r) => break r,
+                Err(RecvError::Empty) => spinner.tick()?,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        take(&req, buf)?;
+        let mut loan = server.loan_response(&req, buf.len(), Duration::from_secs(10))?;
+        loan.copy_from_slice(buf);
+        loan.send()?;
         Ok(())
     }
 }

@@ -399,12 +399,11 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
         }
         // rpc: answer one request after the parent's go.
         "rpc-server" => {
-            let mut srv =
-                shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
+            let srv = shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
             say("ready");
             let req = srv.recv().expect("request");
             hear_exactly("go");
-            let mut answer = req.data.clone();
+            let mut answer = req.to_vec();
             answer.reverse();
             srv.respond(&req, &answer).expect("respond");
             hear_exactly("bye");
@@ -582,7 +581,7 @@ async fn mpmc_recv_async_gets_a_later_message() {
         return;
     }
     let name = unique_name("async-mpmc");
-    let mut c = shmipc::channel::mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
+    let c = shmipc::channel::mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
     let mut peer = Peer::role(
         "mpmc_recv_async_gets_a_later_message",
         "mpmc-send-later",
@@ -805,4 +804,41 @@ fn copying_receive_futures_are_send() {
     let _cleanup = common::Cleanup::guard(&name);
     let mut buf = Vec::new();
     send(&sub.recv_into_async(&mut buf));
+}
+
+/// An mpmc consumer in a WaitSet: ready exactly while a message is there (not
+/// while the head is only loaned), the wait consumes nothing, and a queue whose
+/// producers all left is ready (the receive says `Disconnected`).
+#[test]
+fn a_wait_set_sees_an_mpmc_consumer() {
+    use shmipc::channel::mpmc;
+    if child() {
+        return;
+    }
+    let name = unique_name("ws-mpmc");
+    let mut c = mpmc::Consumer::create(&name, CAP, SLOT).unwrap();
+    let _cleanup = common::Cleanup::guard(&name);
+    let mut p = mpmc::Producer::open(&name).unwrap();
+    let mut set = WaitSet::new();
+    assert!(set
+        .wait(&mut [&mut c], Some(Duration::from_millis(20)))
+        .is_empty());
+    let mut loan = p.loan(4).unwrap();
+    loan.copy_from_slice(b"here");
+    assert!(
+        set.wait(&mut [&mut c], Some(Duration::from_millis(20)))
+            .is_empty(),
+        "a loan not sent yet is not a message"
+    );
+    loan.send().unwrap();
+    assert_eq!(set.wait(&mut [&mut c], Some(Duration::from_secs(30))), &[0]);
+    // Level-triggered: still there.
+    assert_eq!(set.wait(&mut [&mut c], None), &[0]);
+    assert_eq!(c.try_recv().unwrap(), b"here");
+    assert!(set
+        .wait(&mut [&mut c], Some(Duration::from_millis(20)))
+        .is_empty());
+    drop(p);
+    assert_eq!(set.wait(&mut [&mut c], Some(Duration::from_secs(30))), &[0]);
+    assert_eq!(c.try_recv(), Err(shmipc::channel::RecvError::Disconnected));
 }

@@ -32,11 +32,11 @@ fn child_entry() {
     match role.as_str() {
         "server" => {
             // Serves until killed (or `count` requests, if given).
-            let mut server = Server::open(&name).expect("open server");
+            let server = Server::open(&name).expect("open server");
             let mut served = 0;
             while count == 0 || served < count {
                 let req = server.recv_timeout(LIMIT).expect("request");
-                match server.respond_timeout(&req, &answer(&req.data), LIMIT) {
+                match server.respond_timeout(&req, &answer(&req), LIMIT) {
                     Ok(()) | Err(SendError::Disconnected(())) => {}
                     Err(e) => panic!("respond: {e}"),
                 }
@@ -61,6 +61,56 @@ fn child_entry() {
             loop {
                 let _ = client.send_request(b"never read");
                 std::thread::yield_now();
+            }
+        }
+        // Loans requests (some dropped unsent, some held across a yield) and reads
+        // responses in place, until killed.
+        "storm-client" => {
+            let mut client = Client::open(&name).expect("open client");
+            let mut rng = Rng::new(u64::from(std::process::id()));
+            loop {
+                let len = 16 + (rng.next() % 40) as usize;
+                let Ok(mut loan) = client.loan_request_timeout(len, Duration::from_millis(20))
+                else {
+                    continue;
+                };
+                fill(&mut loan, rng.next());
+                if rng.next() % 6 == 0 {
+                    drop(loan);
+                    continue;
+                }
+                if rng.next() % 3 == 0 {
+                    std::thread::yield_now();
+                }
+                let Ok(id) = loan.send() else { continue };
+                if let Ok(r) = client.recv_response(id, Duration::from_millis(20)) {
+                    check(&r).expect("intact response");
+                }
+            }
+        }
+        // Takes requests and holds up to three while answering them in place,
+        // until killed.
+        "storm-server" => {
+            let server = Server::open(&name).expect("open server");
+            let mut rng = Rng::new(u64::from(std::process::id()));
+            let mut held = std::collections::VecDeque::new();
+            loop {
+                match server.recv_timeout(Duration::from_millis(20)) {
+                    Ok(req) => {
+                        check(&req).expect("intact request");
+                        if let Ok(mut loan) =
+                            server.loan_response(&req, req.len(), Duration::from_millis(20))
+                        {
+                            loan.copy_from_slice(&req);
+                            let _ = loan.send();
+                        }
+                        held.push_back(req);
+                    }
+                    Err(_) => held.clear(),
+                }
+                while held.len() > (rng.next() % 4) as usize {
+                    held.pop_front();
+                }
             }
         }
         other => panic!("unknown role {other}"),
@@ -119,16 +169,19 @@ fn killed_server_disconnects_clients() {
     assert!(wait_until(LIMIT, || client.server_present()));
     assert_eq!(client.call(b"abc", LIMIT).unwrap(), b"cba");
     srv.kill();
-    assert_eq!(client.call(b"abc", LIMIT), Err(RecvError::Disconnected));
+    assert_eq!(
+        client.call(b"abc", LIMIT).err(),
+        Some(RecvError::Disconnected)
+    );
     // A new server is picked up.
-    let mut server = Server::open(&name.0).unwrap();
+    let server = Server::open(&name.0).unwrap();
     let id = client.send_request(b"xyz").unwrap();
     // It first gets the request sent while no server lived (the client has
     // given up on it and drops its answer by id).
     loop {
         let req = server.recv_timeout(LIMIT).unwrap();
-        server.respond(&req, &answer(&req.data)).unwrap();
-        if req.id == id {
+        server.respond(&req, &answer(&req)).unwrap();
+        if req.id() == id {
             break;
         }
     }
@@ -138,7 +191,7 @@ fn killed_server_disconnects_clients() {
 #[test]
 fn killed_client_does_not_stop_the_server() {
     let name = Name::new("rpc-kill-cli");
-    let mut server = Options::new()
+    let server = Options::new()
         .capacity(8)
         .responses(2)
         .max_clients(2)
@@ -154,15 +207,16 @@ fn killed_client_does_not_stop_the_server() {
             .unwrap_or_else(|e| panic!("response {answered} to {req:?}: {e}"));
         answered += 1;
     }
-    let req = server.recv_timeout(LIMIT).unwrap();
+    // A held request holds its slot: answer by its caller after dropping it.
+    let req = server.recv_timeout(LIMIT).unwrap().caller();
     assert_eq!(
-        server.respond_timeout(&req, b"ok", Duration::from_millis(50)),
+        server.respond_timeout(req, b"ok", Duration::from_millis(50)),
         Err(SendError::Timeout(()))
     );
     hung.kill();
     // Its place is free again; responses to it are refused.
     assert_eq!(
-        server.respond_timeout(&req, b"ok", LIMIT),
+        server.respond_timeout(req, b"ok", LIMIT),
         Err(SendError::Disconnected(()))
     );
     let mut a = Client::open(&name.0).unwrap();
@@ -173,7 +227,7 @@ fn killed_client_does_not_stop_the_server() {
     let ib = b.send_request(b"b").unwrap();
     for _ in 0..2 {
         let req = server.recv_timeout(LIMIT).unwrap();
-        let data = answer(&req.data);
+        let data = answer(&req);
         server.respond(&req, &data).unwrap();
     }
     assert_eq!(b.recv_response(ib, LIMIT).unwrap(), b"b");
@@ -185,10 +239,10 @@ fn killed_client_does_not_stop_the_server() {
 #[test]
 fn corrupt_request_position_is_reported() {
     let name = Name::new("rpc-corrupt");
-    let mut server = Server::create(&name.0, 8, 64).unwrap();
+    let server = Server::create(&name.0, 8, 64).unwrap();
     let mut client = Client::open(&name.0).unwrap();
     client.send_request(b"q").unwrap();
-    assert_eq!(server.recv_timeout(LIMIT).unwrap().data, b"q");
+    assert_eq!(server.recv_timeout(LIMIT).unwrap(), b"q");
     let seg = Segment::open(&name.0, Access::ReadWrite).unwrap();
     let view = seg.map_all().unwrap();
     // 192: the request dequeue position (rpc.rs layout).
@@ -197,4 +251,81 @@ fn corrupt_request_position_is_reported() {
         .fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
     let e = server.recv_timeout(LIMIT).unwrap_err();
     assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}
+
+/// Clients and servers SIGKILLed at random moments, with request loans out,
+/// requests held and response loans out: once all are gone and the queue drained,
+/// every request slot is free again (a crash never leaks one), and a new server
+/// and client talk as before.
+#[test]
+fn kill_storm_never_leaks_a_request_slot() {
+    let name = Name::new("rpc-storm");
+    let rounds = stress_count(30, 150);
+    let server = Options::new()
+        .capacity(8)
+        .slot_size(64)
+        .max_clients(8)
+        .responses(2)
+        .create_server(&name.0)
+        .unwrap();
+    let roles = [
+        "storm-server",
+        "storm-client",
+        "storm-client",
+        "storm-client",
+    ];
+    let spawn = |role: &str| Kid::spawn(ENTRY, role, &name.0, &[]);
+    // This client keeps the channel; the first server hands over by leaving.
+    let mut me = Client::open(&name.0).unwrap();
+    drop(server);
+    let mut kids: Vec<Kid> = roles.iter().map(|r| spawn(r)).collect();
+    let mut rng = Rng::new(11);
+    let mut answered = 0u64;
+    for round in 0..rounds {
+        assert!(wait_until(LIMIT, || me.server_present()), "no server came");
+        // A random moment: after a random number of calls from this client.
+        for _ in 0..1 + rng.next() % 10 {
+            let mut req = [0u8; 24];
+            fill(&mut req, round);
+            match me.call(&req, Duration::from_millis(200)) {
+                Ok(r) => {
+                    assert_eq!(r, req, "another request's response");
+                    answered += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let k = (rng.next() % roles.len() as u64) as usize;
+        // A server is replaced only after the old one is dead (one at a time).
+        kids[k] = {
+            let old = std::mem::replace(&mut kids[k], Kid(None));
+            old.kill();
+            spawn(roles[k])
+        };
+    }
+    for kid in kids {
+        kid.kill();
+    }
+    assert!(answered > 0, "no call was answered");
+    let server = Server::open(&name.0).unwrap();
+    drop(me);
+    loop {
+        match server.try_recv() {
+            Ok(req) => {
+                check(&req).expect("intact");
+            }
+            Err(RecvError::Empty) => break,
+            Err(e) => panic!("drain: {e}"),
+        }
+    }
+    assert_eq!(server.free_request_slots(), 8, "request slots leaked");
+    let mut client = Client::open(&name.0).unwrap();
+    let id = client.send_request(b"after the storm").unwrap();
+    let req = server.recv_timeout(LIMIT).unwrap();
+    server.respond(&req, &answer(&req)).unwrap();
+    drop(req);
+    assert_eq!(
+        client.recv_response(id, LIMIT).unwrap(),
+        answer(b"after the storm")
+    );
 }

@@ -188,23 +188,41 @@ pub fn mpmc(data: &[u8]) {
     let Some(raw) = raw(&name) else {
         return;
     };
-    let start = if mode & 1 != 0 { 24 } else { 64 };
-    let n = rest.len().min(raw.len() - start);
+    // From the header, the control words and records, or the slots' state words.
+    let start = [24, 64, 384, 512][usize::from(mode >> 2) & 3];
+    // A sample held across the corruption (and released after it).
+    let early = mpmc::Consumer::open(&name).ok();
+    let held = early.as_ref().and_then(|c| c.try_recv().ok());
+    let n = rest.len().min(raw.len().saturating_sub(start));
     let _ = raw.write_at(start, &rest[..n]);
+    drop(held);
     if mode & 2 != 0 {
         drop(tx);
     } else {
-        for _ in 0..4 {
+        for i in 0..4 {
             let _ = tx.try_send(b"after");
+            if let Ok(mut loan) = tx.try_loan(8) {
+                loan.fill(i);
+                if i % 2 == 0 {
+                    let _ = loan.send();
+                }
+            }
         }
+        std::hint::black_box(tx.free_slots());
     }
-    if let Ok(mut rx) = mpmc::Consumer::open(&name) {
+    if let Ok(rx) = mpmc::Consumer::open(&name) {
         let mut buf = Vec::new();
+        let mut kept = Vec::new();
         for _ in 0..8 {
-            let _ = rx.try_recv_into(&mut buf);
+            if let Ok(s) = rx.try_recv() {
+                std::hint::black_box(s.iter().map(|&b| u64::from(b)).sum::<u64>());
+                kept.push(s);
+            }
         }
+        drop(kept);
         let _ = rx.recv_into_timeout(&mut buf, Duration::from_millis(1));
     }
+    drop(early);
     let _ = Segment::remove(&name);
 }
 
@@ -215,7 +233,7 @@ pub fn rpc(data: &[u8]) {
         return;
     };
     let name = unique("rpc");
-    let Ok(mut server) = rpc::Options::new()
+    let Ok(server) = rpc::Options::new()
         .capacity(4)
         .slot_size(24)
         .max_clients(2)
@@ -238,14 +256,25 @@ pub fn rpc(data: &[u8]) {
     };
     let start = if mode & 1 != 0 { 24 } else { 64 };
     let n = rest.len().min(raw.len() - start);
-    let _ = raw.write_at(start, &rest[..n]);
+    {
+        // A request held across the corruption, answered in place after it.
+        let held = server.try_recv().ok();
+        let _ = raw.write_at(start, &rest[..n]);
+        if let Some(req) = held {
+            if let Ok(mut loan) = server.loan_response(&req, req.len(), Duration::ZERO) {
+                loan.copy_from_slice(&req);
+                let _ = loan.send();
+            }
+        }
+    }
     for _ in 0..4 {
         let _ = client.try_send_request(b"after");
-        let _ = client.try_recv_response();
+        let _ = client.try_recv_response().map(|r| r.to_vec());
         if let Ok(req) = server.try_recv() {
             let _ = server.respond_timeout(&req, b"x", Duration::ZERO);
         }
     }
+    std::hint::black_box(server.free_request_slots());
     let _ = server.recv_timeout(Duration::from_millis(1));
     let _ = client.recv_response(u64::MAX, Duration::from_millis(1));
     drop(client);

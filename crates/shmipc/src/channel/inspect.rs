@@ -192,8 +192,9 @@ fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> 
     })
 }
 
-// mpmc.rs: 64 enqueue position; 128 dequeue position; 384 endpoint records of 32
-// bytes (token, attaches, role: 1 producer, 2 consumer); then the slots.
+// mpmc.rs (its `Control`, `Record`, `SlotHeader` structs): 64 enqueue position;
+// 128 dequeue position; 384 endpoint records of 32 bytes (token, attaches, role: 1
+// producer, 2 consumer); then the slots (a 64-byte header, then the payload).
 fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
     const KIND: &str = "mpmc";
     let (capacity, max_endpoints) = (p0 & 0xffff_ffff, p0 >> 32);
@@ -211,8 +212,9 @@ fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, La
         return Err(bad(KIND, "max endpoints (not 1 to 65536)", max_endpoints));
     }
     let slots = (384 + max_endpoints * 32 + 127) & !127;
-    let stride =
-        line_up(24 + slot_size.div_ceil(8) * 8).ok_or(bad(KIND, "slot size", slot_size))?;
+    let stride = line_up(slot_size)
+        .map(|p| p + 64)
+        .ok_or(bad(KIND, "slot size", slot_size))?;
     let size = stride
         .checked_mul(capacity)
         .and_then(|s| s.checked_add(slots))
@@ -233,7 +235,7 @@ fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, La
 
 // rpc.rs: 64 server token, attaches; 128 request enqueue position; 192 dequeue
 // position; 384 client records of 256 bytes (token first); request slots (stride
-// line_up(24 + (slot + 16 + 7) / 8 * 8)); response rings (stride line_up(slot + 16)).
+// 64 + line_up(slot + 16)); response rings (stride line_up(slot + 16)).
 fn rpc(
     r: &Reader<'_>,
     [p0, slot_size, responses, zero]: [u64; 4],
@@ -256,8 +258,9 @@ fn rpc(
         return Err(bad(KIND, "max clients", max_clients));
     }
     let req_slots = (384 + max_clients * 256 + 127) & !127;
-    let req_stride =
-        line_up(24 + (slot_size + 16).div_ceil(8) * 8).ok_or(bad(KIND, "slot size", 0))?;
+    let req_stride = line_up(slot_size + 16)
+        .map(|p| p + 64)
+        .ok_or(bad(KIND, "slot size", 0))?;
     let resp_stride = line_up(slot_size + 16).ok_or(bad(KIND, "slot size", 0))?;
     let size = req_stride
         .checked_mul(capacity)
@@ -397,7 +400,7 @@ mod tests {
             .create_producer(&n)
             .unwrap();
         let _p2 = mpmc::Producer::open(&n).unwrap();
-        let mut c = mpmc::Consumer::open(&n).unwrap();
+        let c = mpmc::Consumer::open(&n).unwrap();
         for _ in 0..3 {
             p.send(b"job").unwrap();
         }

@@ -10,9 +10,10 @@
 //!   skips them past messages they have not started and tells them how many they
 //!   lost. See the module for what a hostile peer can do to a reader.
 //! * [`mpmc`]: a bounded queue for many producers and many consumers; each message
-//!   goes to one consumer.
+//!   goes to one consumer. A producer loans a slot, writes in place and sends it; a
+//!   consumer reads it in place as an [`mpmc::Sample`] until it drops.
 //! * [`rpc`]: request/response between clients and one server, with correlation
-//!   ids.
+//!   ids; requests and responses are loaned and read in place the same way.
 //!
 //! A channel is a named segment (same names, permissions and lifetime rules as
 //! [`Segment`](crate::Segment)) that starts with the validated shmipc header of its
@@ -32,6 +33,43 @@
 //! holds across PID namespaces; on Windows its process id and creation time), so a
 //! reused process id is not mistaken for it.
 #![allow(unsafe_code)]
+
+/// Byte comparisons for a sample type that derefs to `[u8]` (so that samples
+/// compare with literals and vectors as `Vec<u8>` does).
+macro_rules! bytes_eq {
+    ($t:ident) => {
+        impl PartialEq for $t<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                **self == **other
+            }
+        }
+        impl PartialEq<[u8]> for $t<'_> {
+            fn eq(&self, other: &[u8]) -> bool {
+                **self == *other
+            }
+        }
+        impl PartialEq<&[u8]> for $t<'_> {
+            fn eq(&self, other: &&[u8]) -> bool {
+                **self == **other
+            }
+        }
+        impl PartialEq<Vec<u8>> for $t<'_> {
+            fn eq(&self, other: &Vec<u8>) -> bool {
+                **self == other[..]
+            }
+        }
+        impl<const N: usize> PartialEq<[u8; N]> for $t<'_> {
+            fn eq(&self, other: &[u8; N]) -> bool {
+                **self == other[..]
+            }
+        }
+        impl<const N: usize> PartialEq<&[u8; N]> for $t<'_> {
+            fn eq(&self, other: &&[u8; N]) -> bool {
+                **self == other[..]
+            }
+        }
+    };
+}
 
 mod error;
 mod mpmc_ring;

@@ -1,30 +1,62 @@
 //! Request/response between many [`Client`]s and one [`Server`], with a
-//! correlation id per request.
+//! correlation id per request; requests and responses are zero-copy samples.
 //!
 //! ```
 //! use shmipc::channel::rpc::{Client, Server};
 //! use std::time::Duration;
 //! # let name = format!("doc-rpc-{}", std::process::id());
-//! let mut server = Server::create(&name, 64, 256)?; // 64 queued requests of <= 256 bytes
-//! let mut client = Client::open(&name)?;            // usually another process
-//! let id = client.send_request(b"2+2")?;
+//! let server = Server::create(&name, 64, 256)?; // 64 queued requests of <= 256 bytes
+//! let mut client = Client::open(&name)?;        // usually another process
+//!
+//! let mut loan = client.loan_request(3)?; // a request slot, written in place
+//! loan.copy_from_slice(b"2+2");
+//! let id = loan.send()?;
+//!
+//! let req = server.recv()?; // read in place
+//! let mut answer = server.loan_response(&req, 1, Duration::from_secs(1))?;
+//! answer[0] = b'0' + (req[0] - b'0') + (req[2] - b'0');
+//! answer.send()?;
+//! drop(req); // the request slot goes back to the clients
+//!
+//! let response = client.recv_response(id, Duration::from_secs(5))?; // in place
+//! assert_eq!(&*response, b"4");
+//! drop(response);
+//!
+//! // The copying conveniences:
+//! let id = client.send_request(b"3+3")?;
 //! let req = server.recv()?;
-//! server.respond(&req, b"4")?;
-//! assert_eq!(client.recv_response(id, Duration::from_secs(5))?, b"4");
+//! server.respond(&req, b"6")?;
+//! assert_eq!(client.recv_response(id, Duration::from_secs(5))?.to_vec(), b"6");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Requests travel in one Vyukov queue (`mpmc_ring.rs`: clients produce, the server
-//! consumes), each prefixed with the client's place and the request's id; each
-//! client has its own response ring (`spsc_ring.rs`: the server produces, the
-//! client consumes). An id is the client place's attach generation (high 32 bits)
-//! and a counter, so a response meant for an earlier holder of the same place, or
-//! for a call that timed out, is recognised and dropped, never taken for another.
+//! Requests travel in one queue of loaned slots (`mpmc_ring.rs`: clients produce,
+//! the server consumes, exactly as in [`mpmc`](super::mpmc)); each request slot
+//! starts with the client's place and the request's id, written by the library.
+//! Each client has its own response ring (`spsc_ring.rs`: the server loans a slot,
+//! the client reads it in place). An id is the client place's attach generation
+//! (high 32 bits) and a counter, so a response meant for an earlier holder of the
+//! same place, or for a call that timed out, is recognised and dropped, never
+//! taken for another.
+//!
+//! No slot is written while its reader holds it: a request slot is the server's
+//! from its take to the drop of the [`Request`] (the state-word protocol of
+//! [`mpmc`](super::mpmc)); a response slot is the client's from the moment its
+//! stamp is published until the [`Response`] drops and the client's position moves
+//! past it (the spsc protocol: the server reserves a slot only behind that
+//! position). The server lends one response slot per client at a time. A request
+//! the server holds keeps its slot: the request queue's capacity counts requests
+//! waiting and requests held (answer by [`Request::caller`] after dropping one to
+//! free its slot early).
 //!
 //! A client whose server left or died gets [`RecvError::Disconnected`] /
 //! [`SendError::Disconnected`]; a server responding to a client that left or died
-//! gets `Disconnected` and goes on. Requests of a client that died while sending
-//! are reclaimed as in mpmc.
+//! gets `Disconnected` and goes on. A client killed with a request loaned has it
+//! skipped; a server killed holding requests has their slots freed by the next
+//! client that needs them (or the next server); nothing is lost to a crash. What a
+//! hostile peer can do to a reader is what it can do to an [`mpmc`](super::mpmc)
+//! sample: change the bytes under it, never make shmipc read out of bounds, panic
+//! or hang (every position, state, length and client place is validated).
 //!
 //! # Layout of the segment
 //!
@@ -36,18 +68,23 @@
 //! 256  request bell (server sleeps); 320 request-space bell (clients sleep)
 //! 384  client records, 256 bytes each: token, attaches | response tail (own line)
 //!      | response bell (client sleeps) | response-space bell (server sleeps)
-//!  R   request slots: seq, length, owner, payload words (client u64, id u64, data)
+//!  R   request slots: state, length (64 bytes), then the payload at +64:
+//!      client u64, id u64, data
 //!  P   response rings, one per client place: stamp, payload (id u64, data)
 //! ```
 
+use std::cell::RefCell;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
 
 use crate::layout::{Kind, LayoutError};
 use crate::segment::Persistence;
 
-use super::mpmc_ring::{self, MpmcSlots, Pop, Push};
+use super::mpmc_ring::{self, Found, MpmcSlots, Owned};
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
 use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
@@ -62,7 +99,8 @@ const OFF_REQ_BELL: usize = 256;
 const OFF_REQ_SPACE_BELL: usize = 320;
 const OFF_CLIENTS: usize = 384;
 const CLIENT_LEN: usize = 256;
-const REQ_HEADER: usize = 24;
+/// State and length words before a request's payload (`mpmc::SlotHeader`).
+pub(crate) const REQ_HEADER: usize = super::mpmc::SLOT_HEADER;
 /// Client place and request id before the request's bytes.
 const REQ_PREFIX: usize = 16;
 /// Request id before the response's bytes.
@@ -177,8 +215,8 @@ impl Params {
         let clients_end =
             (OFF_CLIENTS as u64).checked_add(self.max_clients.checked_mul(CLIENT_LEN as u64)?)?;
         let req_slots = clients_end.checked_add(127)? & !127;
-        let req_words = self.slot_size.checked_add(REQ_PREFIX as u64 + 7)? / 8;
-        let req_stride = line_up((REQ_HEADER as u64).checked_add(req_words.checked_mul(8)?)?)?;
+        let req_stride = (REQ_HEADER as u64)
+            .checked_add(line_up(self.slot_size.checked_add(REQ_PREFIX as u64)?)?)?;
         let resp_rings = req_stride
             .checked_mul(self.capacity)?
             .checked_add(req_slots)?;
@@ -255,14 +293,10 @@ impl Chan {
             want.responses,
             0,
         ];
-        let init = |view: &crate::view::View| {
-            for i in 0..want.capacity {
-                let off = g0.req_slots + i * g0.req_stride;
-                view.atomic_u64(off as usize)?.store(i, Ordering::Relaxed);
-            }
-            Ok(())
-        };
-        let (map, header) = shared::get(name, how, Kind::Rpc, &o.common, g0.size, params, init)?;
+        // Request slots start free in turn 0: all zero bits, as created.
+        const _: () = assert!(mpmc_ring::INIT == 0);
+        let (map, header) =
+            shared::get(name, how, Kind::Rpc, &o.common, g0.size, params, |_| Ok(()))?;
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -310,7 +344,39 @@ impl Chan {
         mpmc_ring::Geometry {
             capacity: self.p.capacity,
             max_len: (self.p.slot_size + REQ_PREFIX as u64) as u32,
+            endpoints: self.p.max_clients + 1,
         }
+    }
+
+    /// The server's endpoint in the request queue (clients are their places).
+    fn server_ep(&self) -> u64 {
+        self.p.max_clients
+    }
+
+    /// Whether request-queue endpoint `ep` is gone (place free or holder dead).
+    /// Costs a liveness check: rate-limit it.
+    fn dead(&self, ep: u64) -> bool {
+        let place = if ep == self.server_ep() {
+            self.server()
+        } else {
+            self.client(ep as usize)
+        };
+        let tok = place.token.load(Ordering::Acquire);
+        tok == 0 || !peer::alive(tok)
+    }
+
+    /// Resolves request slots owned by `ep`'s dead previous holder (call right
+    /// after claiming its place, before using it).
+    fn adopt(&self, ep: u64) {
+        if mpmc_ring::scan(self.req_geo(), self, |e| e == ep).reclaimed > 0 {
+            self.bell(OFF_REQ_BELL).ring();
+            self.bell(OFF_REQ_SPACE_BELL).ring();
+        }
+    }
+
+    /// A request slot's payload (`len <= slot size + prefix`).
+    fn req_payload(&self, slot: usize, len: usize) -> *mut u8 {
+        self.words.bytes(self.req_off(slot) + REQ_HEADER, len)
     }
 
     fn resp_geo(&self) -> spsc_ring::Geometry {
@@ -367,17 +433,11 @@ impl Chan {
 }
 
 impl MpmcSlots for Chan {
-    fn seq(&self, slot: usize) -> &AtomicU64 {
+    fn state(&self, slot: usize) -> &AtomicU64 {
         self.words.u64(self.req_off(slot))
     }
     fn len(&self, slot: usize) -> &AtomicU64 {
         self.words.u64(self.req_off(slot) + 8)
-    }
-    fn owner(&self, slot: usize) -> &AtomicU64 {
-        self.words.u64(self.req_off(slot) + 16)
-    }
-    fn word(&self, slot: usize, i: usize) -> &AtomicU64 {
-        self.words.u64(self.req_off(slot) + REQ_HEADER + 8 * i)
     }
     fn enqueue_pos(&self) -> &AtomicU64 {
         self.words.u64(OFF_ENQ)
@@ -407,24 +467,46 @@ impl SpscSlots for Resp<'_> {
     }
 }
 
-/// A request as the server received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The client's place (for [`Server::respond`]).
+fn try_error(e: SendError) -> TrySendError {
+    match e {
+        SendError::Timeout(()) => TrySendError::Full(()),
+        SendError::Disconnected(()) => TrySendError::Disconnected(()),
+        SendError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+        SendError::Corrupt(c) => TrySendError::Corrupt(c),
+    }
+}
+
+/// Who asked a request: enough to answer it after the [`Request`] is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The client's place.
     pub client: u32,
     /// The request's correlation id.
     pub id: u64,
-    /// The request.
-    pub data: Vec<u8>,
+}
+
+impl From<&Request<'_>> for Caller {
+    fn from(r: &Request<'_>) -> Self {
+        r.caller()
+    }
+}
+
+/// The server's side of one client's response ring.
+#[derive(Debug)]
+struct Responder {
+    /// The attach generation of the client this core follows.
+    generation: u64,
+    core: ProducerCore,
+    /// A response loan is out for this client.
+    loaned: bool,
 }
 
 /// The serving end of an rpc channel.
 pub struct Server {
     chan: Chan,
-    /// Per client place: the attach generation our response producer follows.
-    responders: Vec<Option<(u64, ProducerCore)>>,
-    peer_check: Every,
-    buf: Vec<u8>,
+    /// Per client place (borrowed only inside a call, never across user code).
+    responders: RefCell<Vec<Option<Responder>>>,
+    peer_check: RefCell<Every>,
 }
 
 impl fmt::Debug for Server {
@@ -466,103 +548,125 @@ impl Server {
                 pid,
             });
         }
+        chan.adopt(chan.server_ep());
         Ok(Self {
-            responders: (0..chan.p.max_clients).map(|_| None).collect(),
+            responders: RefCell::new((0..chan.p.max_clients).map(|_| None).collect()),
             chan,
-            peer_check: Every::new(PEER_CHECK),
-            buf: Vec::new(),
+            peer_check: RefCell::new(Every::new(PEER_CHECK)),
         })
     }
 
-    fn attempt(&mut self, deep: bool) -> Option<Result<Request, RecvError>> {
-        let geo = self.chan.req_geo();
-        let got = match mpmc_ring::pop(geo, &self.chan, &mut self.buf) {
-            Err(c) => return Some(Err(c.into())),
-            Ok(Pop::Got) => true,
-            Ok(Pop::Stall(owner)) if deep && owner != 0 && !peer::alive(owner) => {
-                match mpmc_ring::reclaim(geo, &self.chan, owner, &mut self.buf) {
-                    Ok(Pop::Got) => true,
-                    Ok(_) => false,
-                    Err(c) => return Some(Err(c.into())),
-                }
-            }
-            Ok(_) => false,
-        };
-        if !got {
-            return None;
-        }
-        self.chan.bell(OFF_REQ_SPACE_BELL).ring();
-        if self.buf.len() < REQ_PREFIX {
-            return Some(Err(RecvError::Corrupt(Corrupt {
-                what: "request length (shorter than its header)",
-                value: self.buf.len() as u64,
-            })));
-        }
-        let client = u64::from_le_bytes(self.buf[..8].try_into().unwrap_or_default());
-        let id = u64::from_le_bytes(self.buf[8..16].try_into().unwrap_or_default());
-        if client >= self.chan.p.max_clients {
-            return Some(Err(RecvError::Corrupt(Corrupt {
-                what: "request's client place",
-                value: client,
-            })));
-        }
-        Some(Ok(Request {
-            client: client as u32,
-            id,
-            data: self.buf[REQ_PREFIX..].to_vec(),
-        }))
+    /// Largest request or response, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.chan.p.slot_size as usize
     }
 
-    fn recv_with(&mut self, deadline: Option<Option<Instant>>) -> Result<Request, RecvError> {
+    /// Request slots free now, after giving back those that clients which died
+    /// still own (and, with no request queued or held, the request capacity:
+    /// a crash never loses a slot). A scan: not for the data path.
+    pub fn free_request_slots(&self) -> usize {
+        let mut memo: Vec<Option<bool>> = vec![None; self.chan.p.max_clients as usize + 1];
+        let c = mpmc_ring::scan(self.chan.req_geo(), &self.chan, |ep| {
+            *memo[ep as usize].get_or_insert_with(|| self.chan.dead(ep))
+        });
+        if c.reclaimed > 0 {
+            self.chan.bell(OFF_REQ_SPACE_BELL).ring();
+        }
+        c.free as usize
+    }
+
+    fn request(&self, o: Owned) -> Result<Request<'_>, RecvError> {
+        let bad = |what, value| {
+            let _ = mpmc_ring::release(self.chan.req_geo(), &self.chan, self.chan.server_ep(), o);
+            self.chan.bell(OFF_REQ_SPACE_BELL).ring();
+            Err(RecvError::Corrupt(Corrupt { what, value }))
+        };
+        let len = o.len as usize;
+        if len < REQ_PREFIX {
+            return bad("request length (shorter than its header)", o.len);
+        }
+        let p = self.chan.req_payload(o.slot, len);
+        let mut prefix = [0u8; REQ_PREFIX];
+        // SAFETY: `p` covers `len >= REQ_PREFIX` bytes of the request slot inside
+        // the mapping (`Words::bytes` checked); the slot is this server's until
+        // released (`mpmc_ring::take`); a raw copy into our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(p, prefix.as_mut_ptr(), REQ_PREFIX) };
+        let client = u64::from_le_bytes(prefix[..8].try_into().unwrap_or_default());
+        let id = u64::from_le_bytes(prefix[8..].try_into().unwrap_or_default());
+        if client >= self.chan.p.max_clients {
+            return bad("request's client place", client);
+        }
+        Ok(Request {
+            server: self,
+            owned: o,
+            // SAFETY: in range: `REQ_PREFIX <= len` bytes of the slot (above).
+            ptr: unsafe { p.add(REQ_PREFIX) },
+            len: len - REQ_PREFIX,
+            caller: Caller {
+                client: client as u32,
+                id,
+            },
+        })
+    }
+
+    fn attempt(&self, deep: bool) -> Option<Result<Request<'_>, RecvError>> {
+        let chan = &self.chan;
+        let found = mpmc_ring::take(chan.req_geo(), chan, chan.server_ep(), |ep| {
+            deep && chan.dead(ep)
+        });
+        match found {
+            Err(c) => Some(Err(c.into())),
+            Ok(Found::Got(o)) => Some(self.request(o)),
+            Ok(Found::Freed) => {
+                chan.bell(OFF_REQ_SPACE_BELL).ring();
+                None
+            }
+            Ok(Found::None) => None,
+        }
+    }
+
+    fn recv_with(&self, deadline: Option<Option<Instant>>) -> Result<Request<'_>, RecvError> {
         if let Some(r) = self.attempt(false) {
             return r;
         }
         let Some(deadline) = deadline else {
             return self.attempt(true).unwrap_or(Err(RecvError::Empty));
         };
-        let words = self.chan.words;
-        let bell = Bell {
-            seq: words.u32(OFF_REQ_BELL),
-            sleepers: words.u32(OFF_REQ_BELL + 4),
-        };
-        bell.wait_for(deadline, |deep| self.attempt(deep))
+        self.chan
+            .bell(OFF_REQ_BELL)
+            .wait_for(deadline, |deep| self.attempt(deep))
             .unwrap_or(Err(RecvError::Empty))
     }
 
-    /// The next request, without waiting.
+    /// The next request, read in place, without waiting.
     ///
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Corrupt`].
-    pub fn try_recv(&mut self) -> Result<Request, RecvError> {
+    pub fn try_recv(&self) -> Result<Request<'_>, RecvError> {
         self.recv_with(None)
     }
 
-    /// The next request, waiting as long as it takes.
+    /// The next request, read in place, waiting as long as it takes.
     ///
     /// # Errors
     /// [`RecvError::Corrupt`].
-    pub fn recv(&mut self) -> Result<Request, RecvError> {
+    pub fn recv(&self) -> Result<Request<'_>, RecvError> {
         self.recv_with(Some(None))
     }
 
     /// The next request, as a future: [`Server::recv`] without blocking a thread.
     ///
-    /// Cancel-safe: a request is taken only when the future completes.
+    /// Cancel-safe: a request is taken only by the poll that completes the future.
+    /// The future borrows the server, which is not `Sync`, so it is not `Send`.
     ///
     /// # Errors
     /// As [`Server::recv`].
-    pub async fn recv_async(&mut self) -> Result<Request, RecvError> {
+    pub async fn recv_async(&self) -> Result<Request<'_>, RecvError> {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(|cx| {
-            let words = self.chan.words;
-            let bell = Bell {
-                seq: words.u32(OFF_REQ_BELL),
-                sleepers: words.u32(OFF_REQ_BELL + 4),
-            };
-            bell.poll_async(&mut pending, cx, || match self.recv_with(None) {
-                Err(RecvError::Empty) => None,
-                r => Some(r),
-            })
+            self.chan
+                .bell(OFF_REQ_BELL)
+                .poll_async(&mut pending, cx, || self.attempt(true))
         })
         .await
     }
@@ -571,94 +675,278 @@ impl Server {
     ///
     /// # Errors
     /// As [`Server::try_recv`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Request, RecvError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Request<'_>, RecvError> {
         self.recv_with(Some(Some(Instant::now() + timeout)))
     }
 
-    /// Sends the response to `req`, waiting up to `timeout` for room in the
-    /// client's response ring.
+    /// Loans a slot of `to`'s response ring for a response of `len` bytes, waiting
+    /// up to `timeout` for room: write it in place, then [`ResponseLoan::send`].
+    /// One response loan per client at a time (a second one waits like a full
+    /// ring).
     ///
     /// # Errors
     /// [`SendError::Disconnected`] if the client left or died (or its place has a
     /// new holder); [`SendError::Timeout`] if it does not read its responses;
     /// [`SendError::TooLarge`]; [`SendError::Corrupt`].
-    pub fn respond_timeout(
-        &mut self,
-        req: &Request,
-        data: &[u8],
+    pub fn loan_response(
+        &self,
+        to: impl Into<Caller>,
+        len: usize,
         timeout: Duration,
-    ) -> Result<(), SendError> {
-        if data.len() as u64 > self.chan.p.slot_size {
+    ) -> Result<ResponseLoan<'_>, SendError> {
+        let to = to.into();
+        if len as u64 > self.chan.p.slot_size {
             return Err(SendError::TooLarge {
-                len: data.len(),
-                max: self.chan.p.slot_size as usize,
+                len,
+                max: self.slot_size(),
             });
         }
-        let c = req.client as usize;
-        if c >= self.responders.len() {
+        let c = to.client as usize;
+        if c >= self.chan.p.max_clients as usize {
             return Err(SendError::Disconnected(()));
         }
-        let place = self.chan.client(c);
+        let chan = &self.chan;
+        let place = chan.client(c);
         // The client holding the place now must be the one that asked.
         let generation = place.attaches.load(Ordering::Acquire);
-        if place.token.load(Ordering::Acquire) == 0 || (req.id >> 32) != (generation & 0xffff_ffff)
-        {
+        if place.token.load(Ordering::Acquire) == 0 || (to.id >> 32) != (generation & 0xffff_ffff) {
             return Err(SendError::Disconnected(()));
         }
-        let geo = self.chan.resp_geo();
-        let chan = &self.chan;
-        let core = match &mut self.responders[c] {
-            Some((g, core)) if *g == generation => core,
-            other => {
-                let core = ProducerCore::attach(geo, &chan.resp(c));
-                &mut other.insert((generation, core)).1
+        let geo = chan.resp_geo();
+        let reserve = || -> Result<Option<usize>, Corrupt> {
+            let mut rs = self.responders.borrow_mut();
+            let r = match &mut rs[c] {
+                Some(r) if r.generation == generation => r,
+                other => other.insert(Responder {
+                    generation,
+                    core: ProducerCore::attach(geo, &chan.resp(c)),
+                    loaned: false,
+                }),
+            };
+            if r.loaned {
+                return Ok(None);
             }
+            let slot = r.core.try_reserve(&chan.resp(c))?;
+            r.loaned = slot.is_some();
+            Ok(slot)
         };
-        let deadline = Instant::now() + timeout;
-        let peer_check = &mut self.peer_check;
-        let slot = match core.try_reserve(&chan.resp(c))? {
+        let slot = match reserve()? {
             Some(s) => s,
             None => chan
                 .resp_space_bell(c)
-                .wait_for(Some(deadline), |deep| {
-                    match core.try_reserve(&chan.resp(c)) {
-                        Ok(Some(s)) => Some(Ok(s)),
-                        Err(e) => Some(Err(SendError::Corrupt(e))),
-                        Ok(None) => (place.left() || (deep && peer_check.due() && place.gone()))
-                            .then_some(Err(SendError::Disconnected(()))),
-                    }
+                .wait_for(Some(Instant::now() + timeout), |deep| match reserve() {
+                    Ok(Some(s)) => Some(Ok(s)),
+                    Err(e) => Some(Err(SendError::Corrupt(e))),
+                    Ok(None) => (place.left()
+                        || (deep && self.peer_check.borrow_mut().due() && place.gone()))
+                    .then_some(Err(SendError::Disconnected(()))),
                 })
                 .unwrap_or(Err(SendError::Timeout(())))?,
         };
-        let len = RESP_PREFIX + data.len();
-        let p = chan.resp_payload(c, slot, len);
-        // SAFETY: `p` covers `len` bytes of a response slot inside the mapping
-        // (`Words::bytes` checked); the spsc protocol gives the reserved slot to
-        // this server until `publish`; raw copies, no references.
-        unsafe {
-            std::ptr::copy_nonoverlapping(req.id.to_le_bytes().as_ptr(), p, RESP_PREFIX);
-            std::ptr::copy_nonoverlapping(data.as_ptr(), p.add(RESP_PREFIX), data.len());
-        }
-        core.publish(&chan.resp(c), len as u32);
-        chan.resp_bell(c).ring();
-        Ok(())
+        let p = chan.resp_payload(c, slot, RESP_PREFIX + len);
+        // SAFETY: `p` covers the prefix of the reserved response slot inside the
+        // mapping (`Words::bytes` checked); the spsc protocol gives the reserved
+        // slot to this server until `publish`; a raw copy.
+        unsafe { std::ptr::copy_nonoverlapping(to.id.to_le_bytes().as_ptr(), p, RESP_PREFIX) };
+        Ok(ResponseLoan {
+            server: self,
+            client: c,
+            generation,
+            // SAFETY: in range: `RESP_PREFIX + len` bytes were checked above.
+            ptr: unsafe { p.add(RESP_PREFIX) },
+            len,
+        })
     }
 
-    /// Sends the response to `req`, waiting up to a second for room.
+    /// Sends a copy of `data` as the response to `to`, waiting up to `timeout` for
+    /// room in the client's response ring.
     ///
     /// # Errors
-    /// As [`Server::respond_timeout`].
-    pub fn respond(&mut self, req: &Request, data: &[u8]) -> Result<(), SendError> {
-        self.respond_timeout(req, data, Duration::from_secs(1))
+    /// As [`Server::loan_response`].
+    pub fn respond_timeout(
+        &self,
+        to: impl Into<Caller>,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        let mut loan = self.loan_response(to, data.len(), timeout)?;
+        loan.copy_from_slice(data);
+        loan.send()
+    }
+
+    /// Sends a copy of `data` as the response to `to`, waiting up to a second for
+    /// room.
+    ///
+    /// # Errors
+    /// As [`Server::loan_response`].
+    pub fn respond(&self, to: impl Into<Caller>, data: &[u8]) -> Result<(), SendError> {
+        self.respond_timeout(to, data, Duration::from_secs(1))
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Requests and loans borrow the server: none is out now.
         self.chan.server().leave();
         for c in 0..self.chan.p.max_clients as usize {
             if self.chan.client(c).token.load(Ordering::Relaxed) != 0 {
                 self.chan.resp_bell(c).ring_always();
+            }
+        }
+    }
+}
+
+/// A request as the server received it, read in place in the channel's shared
+/// memory: derefs to the request's bytes. Its slot stays the server's (no correct
+/// client writes it) until it is dropped.
+pub struct Request<'a> {
+    server: &'a Server,
+    owned: Owned,
+    ptr: *const u8,
+    len: usize,
+    caller: Caller,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("rpc::Request")
+            .field("caller", &self.caller)
+            .field("data", &self.deref())
+            .finish()
+    }
+}
+
+impl Request<'_> {
+    /// The client's place.
+    pub fn client(&self) -> u32 {
+        self.caller.client
+    }
+
+    /// The request's correlation id.
+    pub fn id(&self) -> u64 {
+        self.caller.id
+    }
+
+    /// Who asked (to answer after dropping the request).
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+
+    /// The request as a `T`, if it is exactly `size_of::<T>()` bytes (request
+    /// bytes are 16-byte aligned).
+    pub fn pod<T: Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self).ok()
+    }
+
+    /// Copies the request's bytes out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.deref().to_vec()
+    }
+}
+
+impl Deref for Request<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` points at `len` bytes inside the request slot's payload
+        // (length checked against the slot by `mpmc_ring::take`, prefix by
+        // `Server::request`); the slot's state word names the server as its reader
+        // until this request drops, and no correct client writes it then
+        // (`mpmc_ring.rs`); see the module doc for a hostile one.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Request<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+bytes_eq!(Request);
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        let chan = &self.server.chan;
+        let _ = mpmc_ring::release(chan.req_geo(), chan, chan.server_ep(), self.owned);
+        chan.bell(OFF_REQ_SPACE_BELL).ring();
+    }
+}
+
+/// A response slot loaned to the server: write the response in place, then
+/// [`ResponseLoan::send`] it. Dropped unsent, nothing is sent.
+pub struct ResponseLoan<'a> {
+    server: &'a Server,
+    client: usize,
+    generation: u64,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl fmt::Debug for ResponseLoan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("rpc::ResponseLoan")
+            .field("client", &self.client)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl ResponseLoan<'_> {
+    /// Sends the response to its client (nothing is copied).
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if the client's place changed hands meanwhile.
+    pub fn send(self) -> Result<(), SendError> {
+        let this = std::mem::ManuallyDrop::new(self);
+        let chan = &this.server.chan;
+        let mut rs = this.server.responders.borrow_mut();
+        match &mut rs[this.client] {
+            Some(r) if r.generation == this.generation && r.loaned => {
+                r.loaned = false;
+                r.core
+                    .publish(&chan.resp(this.client), (RESP_PREFIX + this.len) as u32);
+                chan.resp_bell(this.client).ring();
+                Ok(())
+            }
+            _ => Err(SendError::Disconnected(())),
+        }
+    }
+
+    /// Shortens the response to `len` bytes (no effect if longer than it is).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The response as a `T`, if it is exactly `size_of::<T>()` bytes (response
+    /// bytes are 16-byte aligned).
+    pub fn pod_mut<T: Pod>(&mut self) -> Option<&mut T> {
+        bytemuck::try_from_bytes_mut(&mut self[..]).ok()
+    }
+}
+
+impl Deref for ResponseLoan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` covers `len` bytes of the reserved response slot inside the
+        // mapping (checked in `loan_response`); the spsc protocol keeps the client
+        // off it until `send` publishes it, and `loaned` keeps a second loan of this
+        // server off it.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl DerefMut for ResponseLoan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; the mapping is read-write (`Words::new` checked).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for ResponseLoan<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = &mut self.server.responders.borrow_mut()[self.client] {
+            if r.generation == self.generation {
+                r.loaned = false;
             }
         }
     }
@@ -699,6 +987,7 @@ impl Client {
                 max: chan.p.max_clients as u32,
             });
         };
+        chan.adopt(index as u64);
         let generation = chan.client(index).attaches.load(Ordering::Acquire) & 0xffff_ffff;
         let mut core = ConsumerCore::attach(chan.resp_geo(), &chan.resp(index), 1);
         // Responses left for an earlier holder of this place are not ours: drop
@@ -728,102 +1017,159 @@ impl Client {
         tok != 0 && peer::alive(tok)
     }
 
+    /// Largest request or response, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.chan.p.slot_size as usize
+    }
+
     fn server_gone(&mut self, deep: bool) -> bool {
         let place = self.chan.server();
         place.left() || (deep && self.peer_check.due() && place.gone())
     }
 
-    /// Queues a request without waiting; returns its id.
-    ///
-    /// # Errors
-    /// [`TrySendError::Full`], [`TrySendError::Disconnected`] (no server),
-    /// [`TrySendError::TooLarge`].
-    pub fn try_send_request(&mut self, data: &[u8]) -> Result<u64, TrySendError> {
-        self.send_with(data, None).map_err(|e| match e {
-            SendError::Timeout(()) => TrySendError::Full(()),
-            SendError::Disconnected(()) => TrySendError::Disconnected(()),
-            SendError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
-            SendError::Corrupt(c) => TrySendError::Corrupt(c),
-        })
+    fn attempt(&mut self, deep: bool) -> Option<Result<Owned, SendError>> {
+        let chan = &self.chan;
+        let found = mpmc_ring::claim(chan.req_geo(), chan, self.index as u64, |ep| {
+            deep && chan.dead(ep)
+        });
+        match found {
+            Ok(Found::Got(o)) => Some(Ok(o)),
+            Err(c) => Some(Err(SendError::Corrupt(c))),
+            Ok(found) => {
+                if found == Found::Freed {
+                    chan.bell(OFF_REQ_SPACE_BELL).ring();
+                }
+                self.server_gone(deep)
+                    .then_some(Err(SendError::Disconnected(())))
+            }
+        }
     }
 
-    /// Queues a request, waiting for room as long as it takes; returns its id.
-    ///
-    /// # Errors
-    /// As [`Client::try_send_request`], without `Full`.
-    pub fn send_request(&mut self, data: &[u8]) -> Result<u64, SendError> {
-        self.send_with(data, Some(None))
-    }
-
-    fn send_with(
+    fn loan_with(
         &mut self,
-        data: &[u8],
+        len: usize,
         deadline: Option<Option<Instant>>,
-    ) -> Result<u64, SendError> {
-        if data.len() as u64 > self.chan.p.slot_size {
+    ) -> Result<RequestLoan<'_>, SendError> {
+        if len as u64 > self.chan.p.slot_size {
             return Err(SendError::TooLarge {
-                len: data.len(),
-                max: self.chan.p.slot_size as usize,
+                len,
+                max: self.slot_size(),
             });
         }
         if self.server_gone(false) {
             return Err(SendError::Disconnected(()));
         }
-        let id = (self.generation << 32) | u64::from(self.next);
-        let mut msg = Vec::with_capacity(REQ_PREFIX + data.len());
-        msg.extend_from_slice(&(self.index as u64).to_le_bytes());
-        msg.extend_from_slice(&id.to_le_bytes());
-        msg.extend_from_slice(data);
-        let geo = self.chan.req_geo();
-        let attempt = |this: &mut Self, deep: bool| match mpmc_ring::push(
-            geo,
-            &this.chan,
-            peer::me(),
-            &msg,
-        ) {
-            Push::Done => Some(Ok(())),
-            Push::Reclaimed => Some(Err(SendError::Corrupt(Corrupt {
-                what: "request slot reclaimed from a live client",
-                value: u64::from(std::process::id()),
-            }))),
-            Push::Full => this
-                .server_gone(deep)
-                .then_some(Err(SendError::Disconnected(()))),
-        };
-        let r = match attempt(self, false) {
-            Some(r) => r,
+        let owned = match self.attempt(false) {
+            Some(r) => r?,
             None => match deadline {
-                None => attempt(self, true).unwrap_or(Err(SendError::Timeout(()))),
+                None => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
                 Some(deadline) => {
                     let words = self.chan.words;
                     let bell = Bell {
                         seq: words.u32(OFF_REQ_SPACE_BELL),
                         sleepers: words.u32(OFF_REQ_SPACE_BELL + 4),
                     };
-                    bell.wait_for(deadline, |deep| attempt(self, deep))
-                        .unwrap_or(Err(SendError::Timeout(())))
+                    bell.wait_for(deadline, |deep| self.attempt(deep))
+                        .unwrap_or(Err(SendError::Timeout(())))?
                 }
             },
         };
-        r?;
-        self.next = self.next.wrapping_add(1);
-        self.chan.bell(OFF_REQ_BELL).ring();
-        Ok(id)
+        let id = (self.generation << 32) | u64::from(self.next);
+        let p = self.chan.req_payload(owned.slot, REQ_PREFIX + len);
+        let mut prefix = [0u8; REQ_PREFIX];
+        prefix[..8].copy_from_slice(&(self.index as u64).to_le_bytes());
+        prefix[8..].copy_from_slice(&id.to_le_bytes());
+        // SAFETY: `p` covers `REQ_PREFIX + len` bytes of the loaned request slot
+        // inside the mapping (`Words::bytes` checked); the slot's state word names
+        // this client as its writer (`mpmc_ring::claim`); a raw copy.
+        unsafe { std::ptr::copy_nonoverlapping(prefix.as_ptr(), p, REQ_PREFIX) };
+        Ok(RequestLoan {
+            // SAFETY: in range, as above.
+            ptr: unsafe { p.add(REQ_PREFIX) },
+            client: self,
+            owned,
+            len,
+            id,
+        })
+    }
+
+    /// Loans a request slot for a request of `len` bytes, waiting as long as it
+    /// takes for one: write it in place, then [`RequestLoan::send`]. The bytes are
+    /// those of an earlier request or zero (overwrite what you send).
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] (no server), [`SendError::TooLarge`],
+    /// [`SendError::Corrupt`].
+    pub fn loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, SendError> {
+        self.loan_with(len, Some(None))
+    }
+
+    /// As [`Client::loan_request`], without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`], [`TrySendError::Disconnected`],
+    /// [`TrySendError::TooLarge`], [`TrySendError::Corrupt`].
+    pub fn try_loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, TrySendError> {
+        self.loan_with(len, None).map_err(try_error)
+    }
+
+    /// As [`Client::loan_request`], waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`Client::loan_request`], and [`SendError::Timeout`].
+    pub fn loan_request_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<RequestLoan<'_>, SendError> {
+        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+    }
+
+    /// Queues a copy of `data` as a request without waiting; returns its id.
+    ///
+    /// # Errors
+    /// As [`Client::try_loan_request`].
+    pub fn try_send_request(&mut self, data: &[u8]) -> Result<u64, TrySendError> {
+        let mut loan = self.try_loan_request(data.len())?;
+        loan.copy_from_slice(data);
+        loan.send().map_err(try_error)
+    }
+
+    /// Queues a copy of `data` as a request, waiting for room as long as it
+    /// takes; returns its id.
+    ///
+    /// # Errors
+    /// As [`Client::loan_request`].
+    pub fn send_request(&mut self, data: &[u8]) -> Result<u64, SendError> {
+        let mut loan = self.loan_request(data.len())?;
+        loan.copy_from_slice(data);
+        loan.send()
+    }
+
+    /// The next response in place (any id), without waiting.
+    ///
+    /// # Errors
+    /// [`RecvError::Empty`], [`RecvError::Disconnected`], [`RecvError::Corrupt`].
+    pub fn try_recv_response(&mut self) -> Result<Response<'_>, RecvError> {
+        let (slot, len, id) = self.next_response(None)?;
+        Ok(self.response(slot, len, id))
     }
 
     /// Reads responses until the one for `id` comes (dropping responses to
-    /// earlier requests that were given up), waiting up to `timeout`.
+    /// earlier requests that were given up), waiting up to `timeout`; the
+    /// response is read in place.
     ///
     /// # Errors
     /// [`RecvError::Empty`] if it does not come in time; [`RecvError::Disconnected`]
     /// if the server left or died; [`RecvError::Corrupt`].
-    pub fn recv_response(&mut self, id: u64, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+    pub fn recv_response(&mut self, id: u64, timeout: Duration) -> Result<Response<'_>, RecvError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let (got, data) = self.next_response(Some(deadline))?;
+            let (slot, len, got) = self.next_response(Some(deadline))?;
             if got == id {
-                return Ok(data);
+                return Ok(self.response(slot, len, got));
             }
+            self.release_response();
         }
     }
 
@@ -835,9 +1181,9 @@ impl Client {
     ///
     /// # Errors
     /// [`RecvError::Disconnected`] if the server left or died; [`RecvError::Corrupt`].
-    pub async fn recv_response_async(&mut self, id: u64) -> Result<Vec<u8>, RecvError> {
+    pub async fn recv_response_async(&mut self, id: u64) -> Result<Response<'_>, RecvError> {
         let mut pending = crate::waitset::Pending::default();
-        std::future::poll_fn(|cx| {
+        let (slot, len) = std::future::poll_fn(|cx| {
             let words = self.chan.words;
             let bell_off = OFF_CLIENTS + self.index * CLIENT_LEN + 128;
             let bell = Bell {
@@ -847,24 +1193,38 @@ impl Client {
             bell.poll_async(&mut pending, cx, || loop {
                 match self.next_response(None) {
                     Err(RecvError::Empty) => return None,
-                    Ok((got, data)) if got == id => return Some(Ok(data)),
-                    Ok(_) => {}
+                    Ok((slot, len, got)) if got == id => return Some(Ok((slot, len))),
+                    Ok(_) => self.release_response(),
                     Err(e) => return Some(Err(e)),
                 }
             })
         })
-        .await
+        .await?;
+        Ok(self.response(slot, len, id))
     }
 
-    /// The next response (id, bytes), without waiting.
-    ///
-    /// # Errors
-    /// [`RecvError::Empty`], [`RecvError::Disconnected`], [`RecvError::Corrupt`].
-    pub fn try_recv_response(&mut self) -> Result<(u64, Vec<u8>), RecvError> {
-        self.next_response(None)
+    fn response(&mut self, slot: usize, len: usize, id: u64) -> Response<'_> {
+        let p = self.chan.resp_payload(self.index, slot, RESP_PREFIX + len);
+        Response {
+            // SAFETY: in range: `RESP_PREFIX + len` bytes were checked by
+            // `resp_payload`.
+            ptr: unsafe { p.add(RESP_PREFIX) },
+            client: self,
+            len,
+            id,
+        }
     }
 
-    fn next_response(&mut self, deadline: Option<Instant>) -> Result<(u64, Vec<u8>), RecvError> {
+    fn release_response(&mut self) {
+        let _ = self.core.release(&self.chan.resp(self.index));
+        self.chan.resp_space_bell(self.index).ring();
+    }
+
+    /// The next response's (slot, data length, id), not released.
+    fn next_response(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<(usize, usize, u64), RecvError> {
         let ring = self.chan.resp(self.index);
         let found = match self.core.peek(&ring)? {
             Some(x) => Some(x),
@@ -906,34 +1266,30 @@ impl Client {
             return Err(RecvError::Empty);
         };
         let len = len as usize;
-        let ring = self.chan.resp(self.index);
         if len < RESP_PREFIX {
-            let _ = self.core.release(&ring);
+            self.release_response();
             return Err(RecvError::Corrupt(Corrupt {
                 what: "response length (shorter than its header)",
                 value: len as u64,
             }));
         }
         let p = self.chan.resp_payload(self.index, slot, len);
-        let mut out = vec![0u8; len];
-        // SAFETY: `p` covers `len` (<= slot, checked by `peek`) bytes of a published
-        // response slot inside the mapping; the server does not write it until we
-        // release it below; a raw copy into our own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), len) };
-        let _ = self.core.release(&ring);
-        self.chan.resp_space_bell(self.index).ring();
-        let id = u64::from_le_bytes(out[..RESP_PREFIX].try_into().unwrap_or_default());
-        out.drain(..RESP_PREFIX);
-        Ok((id, out))
+        let mut id = [0u8; RESP_PREFIX];
+        // SAFETY: `p` covers `len >= RESP_PREFIX` bytes (<= slot, checked by `peek`)
+        // of a published response slot inside the mapping; the server does not
+        // write it until we release it; a raw copy into our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(p, id.as_mut_ptr(), RESP_PREFIX) };
+        Ok((slot, len - RESP_PREFIX, u64::from_le_bytes(id)))
     }
 
-    /// Sends a request and waits up to `timeout` for its response.
+    /// Sends a copy of `data` as a request and waits up to `timeout` for its
+    /// response (read in place).
     ///
     /// # Errors
     /// As [`Client::send_request`] (as `RecvError::Disconnected`,
     /// `RecvError::Corrupt`, or `Empty` for a full queue) and
     /// [`Client::recv_response`].
-    pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Vec<u8>, RecvError> {
+    pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Response<'_>, RecvError> {
         let id = match self.send_request(data) {
             Ok(id) => id,
             Err(SendError::Disconnected(())) => return Err(RecvError::Disconnected),
@@ -949,7 +1305,152 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        // Loans and responses borrow the client: none is out now.
         self.chan.client(self.index).leave();
         self.chan.resp_space_bell(self.index).ring_always();
+    }
+}
+
+/// A request slot loaned to a client: write the request in place, then
+/// [`RequestLoan::send`] it. Dropped unsent, the slot is skipped by the server.
+pub struct RequestLoan<'a> {
+    client: &'a mut Client,
+    owned: Owned,
+    ptr: *mut u8,
+    len: usize,
+    id: u64,
+}
+
+impl fmt::Debug for RequestLoan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("rpc::RequestLoan")
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl RequestLoan<'_> {
+    /// The id the request will have.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Queues the request for the server (nothing is copied); returns its id.
+    ///
+    /// # Errors
+    /// [`SendError::Corrupt`] if the slot was taken from this client (corrupt
+    /// memory or a hostile peer; the request is lost).
+    pub fn send(self) -> Result<u64, SendError> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let chan = &this.client.chan;
+        let r = mpmc_ring::publish(
+            chan.req_geo(),
+            chan,
+            this.client.index as u64,
+            this.owned,
+            (REQ_PREFIX + this.len) as u64,
+        );
+        chan.bell(OFF_REQ_BELL).ring();
+        r.map_err(SendError::Corrupt)?;
+        this.client.next = this.client.next.wrapping_add(1);
+        Ok(this.id)
+    }
+
+    /// Shortens the request to `len` bytes (no effect if longer than it is).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The request as a `T`, if it is exactly `size_of::<T>()` bytes (request
+    /// bytes are 16-byte aligned).
+    pub fn pod_mut<T: Pod>(&mut self) -> Option<&mut T> {
+        bytemuck::try_from_bytes_mut(&mut self[..]).ok()
+    }
+}
+
+impl Deref for RequestLoan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` covers `len` bytes of the loaned request slot inside the
+        // mapping (checked in `loan_with`); the slot's state word names this client
+        // as its writer until `send`, and the loan borrows the client mutably.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl DerefMut for RequestLoan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; the mapping is read-write (`Words::new` checked).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for RequestLoan<'_> {
+    fn drop(&mut self) {
+        let chan = &self.client.chan;
+        mpmc_ring::cancel(chan.req_geo(), chan, self.client.index as u64, self.owned);
+        chan.bell(OFF_REQ_BELL).ring();
+    }
+}
+
+/// A response read in place in the client's response ring: derefs to the
+/// response's bytes. The slot stays the client's until it is dropped.
+pub struct Response<'a> {
+    client: &'a mut Client,
+    ptr: *const u8,
+    len: usize,
+    id: u64,
+}
+
+impl fmt::Debug for Response<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("rpc::Response")
+            .field("id", &self.id)
+            .field("data", &self.deref())
+            .finish()
+    }
+}
+
+impl Response<'_> {
+    /// The id of the request answered.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The response as a `T`, if it is exactly `size_of::<T>()` bytes (response
+    /// bytes are 16-byte aligned).
+    pub fn pod<T: Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self).ok()
+    }
+
+    /// Copies the response's bytes out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.deref().to_vec()
+    }
+}
+
+impl Deref for Response<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` covers `len` bytes of a published response slot inside the
+        // mapping (length checked by `ConsumerCore::peek` and `next_response`); the
+        // spsc protocol keeps the server from reserving it until the client's
+        // position moves past it, which happens when this response drops.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Response<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+bytes_eq!(Response);
+
+impl Drop for Response<'_> {
+    fn drop(&mut self) {
+        self.client.release_response();
     }
 }
