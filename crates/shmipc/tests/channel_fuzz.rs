@@ -1,8 +1,41 @@
-//! The fuzz entry points of `fuzz/` (which need nightly `cargo fuzz`) run here over
-//! random bytes with proptest, on stable: corrupt headers, indices, stamps and
-//! lengths must give errors, never a panic, a hang or a crash.
+//! The fuzz entry points of `fuzz/` (which need `cargo fuzz`) run here over random
+//! bytes with proptest, on stable: corrupt headers, indices, stamps, lengths, pool
+//! offsets and hold slots must give errors, never a panic, a hang or a crash. The
+//! input: a scenario byte, a placement byte (bit 0: word patches instead of a run
+//! of bytes), then the bytes (`channel::fuzzing`).
 
 use proptest::prelude::*;
+
+/// A run of bytes from the offset the scenario byte picks.
+fn run(mode: u8, pos: usize, bytes: [u8; 8]) -> Vec<u8> {
+    let mut data = vec![mode, 0];
+    data.resize(2 + pos, 0);
+    data.extend_from_slice(&bytes);
+    data
+}
+
+/// Word patches: (index, value) pairs anywhere in the segment.
+fn patches(mode: u8, words: &[(u16, u64)]) -> Vec<u8> {
+    let mut data = vec![mode, 1];
+    for (at, value) in words {
+        data.extend_from_slice(&at.to_le_bytes());
+        data.extend_from_slice(&value.to_le_bytes());
+    }
+    data
+}
+
+/// Values that reach deep: small counts and indices, the pool's FREE and FREEING
+/// marks, values near the top of u64, and noise.
+fn word() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..16,
+        Just(u64::MAX),
+        (0u64..16).prop_map(|n| n | 1 << 63),
+        (0u64..16).prop_map(|n| u64::MAX - n),
+        (0u64..16).prop_map(|n| n + (1 << 62)),
+        any::<u64>(),
+    ]
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
@@ -15,10 +48,12 @@ proptest! {
     /// Mostly-valid memory: a few bytes changed reach deeper than pure noise.
     #[test]
     fn spsc_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..600, bytes in any::<[u8; 8]>()) {
-        let mut data = vec![mode];
-        data.resize(1 + pos, 0);
-        data.extend_from_slice(&bytes);
-        shmipc::channel::fuzzing::spsc(&data);
+        shmipc::channel::fuzzing::spsc(&run(mode, pos, bytes));
+    }
+
+    #[test]
+    fn spsc_survives_word_patches(mode in any::<u8>(), words in proptest::collection::vec((0u16..80, word()), 1..4)) {
+        shmipc::channel::fuzzing::spsc(&patches(mode, &words));
     }
 
     #[test]
@@ -28,10 +63,13 @@ proptest! {
 
     #[test]
     fn pubsub_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1200, bytes in any::<[u8; 8]>()) {
-        let mut data = vec![mode];
-        data.resize(1 + pos, 0);
-        data.extend_from_slice(&bytes);
-        shmipc::channel::fuzzing::pubsub(&data);
+        shmipc::channel::fuzzing::pubsub(&run(mode, pos, bytes));
+    }
+
+    /// The pool: entries, chunk seq/len words, cursors and hold slots.
+    #[test]
+    fn pubsub_survives_word_patches(mode in any::<u8>(), words in proptest::collection::vec((0u16..700, word()), 1..4)) {
+        shmipc::channel::fuzzing::pubsub(&patches(mode, &words));
     }
 
     #[test]
@@ -41,10 +79,12 @@ proptest! {
 
     #[test]
     fn mpmc_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1000, bytes in any::<[u8; 8]>()) {
-        let mut data = vec![mode];
-        data.resize(1 + pos, 0);
-        data.extend_from_slice(&bytes);
-        shmipc::channel::fuzzing::mpmc(&data);
+        shmipc::channel::fuzzing::mpmc(&run(mode, pos, bytes));
+    }
+
+    #[test]
+    fn mpmc_survives_word_patches(mode in any::<u8>(), words in proptest::collection::vec((0u16..150, word()), 1..4)) {
+        shmipc::channel::fuzzing::mpmc(&patches(mode, &words));
     }
 
     #[test]
@@ -54,9 +94,11 @@ proptest! {
 
     #[test]
     fn rpc_survives_small_corruptions(mode in any::<u8>(), pos in 0usize..1300, bytes in any::<[u8; 8]>()) {
-        let mut data = vec![mode];
-        data.resize(1 + pos, 0);
-        data.extend_from_slice(&bytes);
-        shmipc::channel::fuzzing::rpc(&data);
+        shmipc::channel::fuzzing::rpc(&run(mode, pos, bytes));
+    }
+
+    #[test]
+    fn rpc_survives_word_patches(mode in any::<u8>(), words in proptest::collection::vec((0u16..200, word()), 1..4)) {
+        shmipc::channel::fuzzing::rpc(&patches(mode, &words));
     }
 }

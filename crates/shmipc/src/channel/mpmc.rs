@@ -39,7 +39,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::mpmc_ring::{self, Geometry, MpmcSlots, Pop, Push};
@@ -247,6 +247,24 @@ impl Chan {
             Ok(())
         };
         let (map, header) = shared::get(name, how, Kind::Mpmc, &opts.common, size, params, init)?;
+        Self::checked(name, map, header, opts)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::Mpmc)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        _opts: &Options,
+    ) -> Result<Self, ChannelError> {
+        let msg = MsgType::BYTES;
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -776,5 +794,23 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         self.chan.record(self.index).0.leave();
         self.chan.bell(OFF_SPACE_BELL).ring_always();
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Producer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Consumer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
     }
 }

@@ -101,7 +101,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
@@ -494,6 +494,23 @@ impl Chan {
                 Ok(())
             },
         )?;
+        Self::checked(name, map, header, opts)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::PubSub)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        opts: &Options,
+    ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -1507,5 +1524,23 @@ impl Drop for Sample<'_> {
     #[inline]
     fn drop(&mut self) {
         self.sub.core.release(&self.sub.chan, self.slot);
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Publisher {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Subscriber {
+    pub(super) fn fuzz_over(map: &Mapped, history: u64) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?, history)
     }
 }
