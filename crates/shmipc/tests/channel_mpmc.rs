@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chan_common::*;
 use shmipc::channel::mpmc::{Consumer, Options, Producer};
-use shmipc::channel::{ChannelError, RecvError, TrySendError};
+use shmipc::channel::{ChannelError, RecvError, SendError, TrySendError};
 
 const ENTRY: &str = "child_entry";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -215,4 +215,59 @@ fn corrupt_dequeue_position_is_reported() {
         .fetch_add(1 << 62, std::sync::atomic::Ordering::SeqCst);
     let e = rx.recv_timeout(LIMIT).unwrap_err();
     assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}
+
+/// A slot whose sequence is ahead of the dequeue position that names it (a lap
+/// or more, as only a consumer that moved the position past it could have made
+/// it) is reported: the consumer does not spin over it and call the queue empty
+/// for ever (found by the mpmc_consumer fuzz target).
+#[test]
+fn slot_sequence_ahead_of_dequeue_position_is_reported() {
+    let name = Name::new("mpmc-seq-ahead");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .max_endpoints(4)
+        .create_producer(&name.0)
+        .unwrap();
+    let mut rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // Slots from 384 + 4 x 32 = 512, 64 bytes each, `seq` first (mpmc.rs
+    // layout); the dequeue position is 1: its slot's seq 1 means free, 2 a
+    // message; 1 + 8 (the next lap's) is impossible while the position is 1.
+    let seq = view.atomic_u64(512 + 64).unwrap();
+    assert_eq!(seq.load(std::sync::atomic::Ordering::SeqCst), 1);
+    seq.store(1 + 8 + 1, std::sync::atomic::Ordering::SeqCst);
+    let e = rx.try_recv().unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+    let e = rx.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}
+
+/// The producer's side of the same: a slot ahead of the enqueue position that
+/// names it is reported, not taken for a full queue for ever.
+#[test]
+fn slot_sequence_ahead_of_enqueue_position_is_reported() {
+    let name = Name::new("mpmc-seq-ahead-tx");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .max_endpoints(4)
+        .create_producer(&name.0)
+        .unwrap();
+    let _rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // The enqueue position is 1; its slot (layout above) is free for it at seq 1.
+    let seq = view.atomic_u64(512 + 64).unwrap();
+    assert_eq!(seq.load(std::sync::atomic::Ordering::SeqCst), 1);
+    seq.store(1 + 8, std::sync::atomic::Ordering::SeqCst);
+    let e = tx.try_send(b"two").unwrap_err();
+    assert!(matches!(e, TrySendError::Corrupt(_)), "{e}");
+    let e = tx.send_timeout(b"two", LIMIT).unwrap_err();
+    assert!(matches!(e, SendError::Corrupt(_)), "{e}");
 }

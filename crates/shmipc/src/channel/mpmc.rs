@@ -493,6 +493,7 @@ impl Producer {
                 what: "slot reclaimed from this live producer",
                 value: u64::from(std::process::id()),
             }))),
+            Push::Corrupt(c) => Some(Err(SendError::Corrupt(c))),
             Push::Full => (deep && self.peer_check.due() && self.chan.all_gone(ROLE_CONSUMER))
                 .then_some(Err(SendError::Disconnected(()))),
         }

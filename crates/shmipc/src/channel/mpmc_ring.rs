@@ -66,6 +66,8 @@ pub(crate) enum Push {
     Full,
     /// A consumer reclaimed the slot, believing this producer dead.
     Reclaimed,
+    /// The queue's words are impossible.
+    Corrupt(Corrupt),
 }
 
 /// What a pop found.
@@ -109,7 +111,19 @@ pub(crate) fn push(geo: Geometry, q: &impl MpmcSlots, me: u64, data: &[u8]) -> P
         } else if dif < 0 {
             return Push::Full;
         } else {
-            pos = enq.load(Ordering::Relaxed);
+            // The slot is ahead of `pos`: a producer claimed `pos` (its enqueue
+            // CAS comes before the Release store of `seq` our Acquire load saw,
+            // directly or through the consumers of later laps), so the enqueue
+            // position has moved past it. Unmoved, it is corrupt: spinning over
+            // it would make a "full" queue for ever.
+            let now = enq.load(Ordering::Relaxed);
+            if now == pos {
+                return Push::Corrupt(Corrupt {
+                    what: "mpmc slot sequence (ahead of the enqueue position)",
+                    value: seq,
+                });
+            }
+            pos = now;
         }
     }
     let Some(pos) = claimed else {
@@ -175,7 +189,19 @@ pub(crate) fn pop(geo: Geometry, q: &impl MpmcSlots, buf: &mut Vec<u8>) -> Resul
             }
             return Ok(Pop::Empty);
         } else {
-            pos = deq.load(Ordering::Relaxed);
+            // The slot is a lap or more ahead: a consumer took position `pos`
+            // (its dequeue CAS comes before its Release store of `seq`, which our
+            // Acquire load saw), so the dequeue position has moved past `pos`.
+            // Unmoved, it is corrupt: spinning over it would make an "empty"
+            // queue for ever.
+            let now = deq.load(Ordering::Relaxed);
+            if now == pos {
+                return Err(Corrupt {
+                    what: "mpmc slot sequence (a lap ahead of the dequeue position)",
+                    value: seq,
+                });
+            }
+            pos = now;
         }
     }
     Ok(Pop::Empty)

@@ -806,6 +806,7 @@ impl Client {
                 what: "request slot reclaimed from a live client",
                 value: u64::from(std::process::id()),
             }))),
+            Push::Corrupt(c) => Some(Err(SendError::Corrupt(c))),
             Push::Full => this
                 .server_gone(deep)
                 .then_some(Err(SendError::Disconnected(()))),
