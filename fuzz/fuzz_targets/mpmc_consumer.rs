@@ -1,5 +1,5 @@
 //! Corrupt mpmc headers, positions, sequences and lengths fed to a consumer and a
-//! producer: `cargo +nightly fuzz run mpmc_consumer`.
+//! producer: `RUSTC_BOOTSTRAP=1 cargo fuzz run mpmc_consumer`.
 //! The same entry point runs on stable in `crates/shmipc/tests/channel_fuzz.rs`.
 #![no_main]
 
