@@ -51,6 +51,14 @@ fn pubsub_head_ahead_of_the_publisher() {
     ]);
 }
 
+/// Found by `pubsub_subscriber`: the capacity in the header rewritten (4 to 8)
+/// under the kept publisher; a subscriber attached after it was deaf to the
+/// publisher's messages. The publisher now reports the change.
+#[test]
+fn pubsub_header_rewritten_under_the_publisher() {
+    shmipc::channel::fuzzing::pubsub(&[0, 0, 8, 0, 0, 0, 2, 0, 0, 0, 0, 0]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
