@@ -1,5 +1,7 @@
-//! Corrupt mpmc headers, positions, sequences and lengths fed to a consumer and a
-//! producer: `cargo +nightly fuzz run mpmc_consumer`.
+//! Corrupt mpmc headers, positions, endpoint records, slot states and lengths fed
+//! to a consumer holding a sample across the corruption, to a producer that loans,
+//! sends and cancels over it, and to a consumer taking and holding samples:
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run mpmc_consumer`.
 //! The same entry point runs on stable in `crates/shmipc/tests/channel_fuzz.rs`.
 #![no_main]
 

@@ -34,7 +34,7 @@ const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
 const OFF_KIND: usize = 12;
 const OFF_STATE: usize = 16;
-const OFF_PARAMS: usize = 24;
+pub(crate) const OFF_PARAMS: usize = 24;
 
 /// What a structured segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

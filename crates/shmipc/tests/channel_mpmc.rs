@@ -3,11 +3,12 @@
 
 mod chan_common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chan_common::*;
 use shmipc::channel::mpmc::{Consumer, Options, Producer};
-use shmipc::channel::{ChannelError, RecvError, TrySendError};
+use shmipc::channel::{ChannelError, RecvError, SendError, TrySendError};
 
 const ENTRY: &str = "child_entry";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -319,3 +320,95 @@ fn kill_storm_never_leaks_a_slot() {
     tx.send(b"after the storm").unwrap();
     assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"after the storm");
 }
+
+/// A slot whose state is two or more laps ahead of the dequeue position that
+/// names it (only a consumer that moved the position past it could have made it
+/// one lap ahead, none two) is reported: the consumer does not spin over it and
+/// call the queue empty for ever (the old ring's failure, found by the
+/// mpmc_consumer fuzz target).
+#[test]
+fn slot_state_laps_ahead_of_dequeue_position_is_reported() {
+    let name = Name::new("mpmc-seq-ahead");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .max_endpoints(4)
+        .create_producer(&name.0)
+        .unwrap();
+    let rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // The dequeue position is 1: its slot's state (turn 0, free) is 0.
+    let state = view.atomic_u64(slot_state(1)).unwrap();
+    assert_eq!(state.load(Ordering::SeqCst), 0);
+    state.store(2 << TURN_SHIFT, Ordering::SeqCst);
+    let e = rx.try_recv().unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+    let e = rx.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(e, RecvError::Corrupt(_)), "{e}");
+}
+
+/// The producer's side of the same: a slot laps ahead of the enqueue position
+/// that names it is reported, not taken for a full queue for ever.
+#[test]
+fn slot_state_laps_ahead_of_enqueue_position_is_reported() {
+    let name = Name::new("mpmc-seq-ahead-tx");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .max_endpoints(4)
+        .create_producer(&name.0)
+        .unwrap();
+    let _rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // The enqueue position is 1; its slot is free for it in turn 0.
+    let state = view.atomic_u64(slot_state(1)).unwrap();
+    assert_eq!(state.load(Ordering::SeqCst), 0);
+    state.store(2 << TURN_SHIFT, Ordering::SeqCst);
+    let e = tx.try_send(b"two").unwrap_err();
+    assert!(matches!(e, TrySendError::Corrupt(_)), "{e}");
+    let e = tx.send_timeout(b"two", LIMIT).unwrap_err();
+    assert!(matches!(e, SendError::Corrupt(_)), "{e}");
+}
+
+/// One lap ahead is what a position lagging behind the claim or take that moved
+/// its slot on looks like, so both sides help the position past it: the queue
+/// is not deaf (nothing spins over it, and every message sent after it arrives,
+/// in order, through the laps that reuse the slot).
+#[test]
+fn slot_state_a_lap_ahead_is_passed_not_deaf() {
+    let name = Name::new("mpmc-lap-ahead");
+    let mut tx = Options::new()
+        .capacity(8)
+        .slot_size(16)
+        .max_endpoints(4)
+        .create_producer(&name.0)
+        .unwrap();
+    let rx = Consumer::open(&name.0).unwrap();
+    tx.send(b"one").unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    let state = view.atomic_u64(slot_state(1)).unwrap();
+    state.store(1 << TURN_SHIFT, Ordering::SeqCst);
+    assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    for i in 0..20u8 {
+        tx.send_timeout(&[i; 4], LIMIT).unwrap();
+        assert_eq!(rx.recv_timeout(LIMIT).unwrap(), [i; 4]);
+    }
+}
+
+/// Where slot `i`'s state word is, for a queue of 4 endpoints and 16-byte slots
+/// (mpmc.rs layout: records from 384, 32 bytes each; slots from 512, a 64-byte
+/// header with the state first, then the payload lined up to 64).
+fn slot_state(i: usize) -> usize {
+    512 + i * 128
+}
+
+/// A slot state's turn (its lap) is above the phase and endpoint bits
+/// (mpmc_ring.rs).
+const TURN_SHIFT: u32 = 19;

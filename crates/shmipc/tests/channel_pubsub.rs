@@ -622,3 +622,30 @@ fn kill_storm_block_never_leaks_a_chunk() {
 fn kill_storm_overwrite_never_leaks_a_chunk() {
     kill_storm(Overflow::Overwrite, stress_count(60, 300));
 }
+
+/// Header parameters rewritten under a running publisher (found by the
+/// `pubsub_subscriber` fuzz target): a subscriber attaching afterwards lays the
+/// ring and the pool out by the new ones and never meets a message the publisher
+/// sends by the old ones. The publisher reports it instead of publishing to a
+/// deaf subscriber.
+#[test]
+fn header_parameters_rewritten_under_the_publisher_are_reported() {
+    let name = Name::new("pubsub-params");
+    let mut publisher = Options::new()
+        .capacity(4)
+        .slot_size(24)
+        .max_subscribers(2)
+        .create_publisher(&name.0)
+        .unwrap();
+    publisher.send(b"before").unwrap();
+    let seg = shmipc::Segment::open(&name.0, shmipc::Access::ReadWrite).unwrap();
+    let view = seg.map_all().unwrap();
+    // 24: the first parameter word (capacity | max subscribers << 32), layout.rs.
+    view.atomic_u64(24)
+        .unwrap()
+        .store(8 | (2 << 32), std::sync::atomic::Ordering::SeqCst);
+    let e = publisher.try_send(b"after").unwrap_err();
+    assert!(matches!(e, TrySendError::Corrupt(_)), "{e}");
+    let e = publisher.send_timeout(b"after", LIMIT).unwrap_err();
+    assert!(matches!(e, SendError::Corrupt(_)), "{e}");
+}

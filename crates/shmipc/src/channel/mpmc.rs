@@ -103,7 +103,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::mpmc_ring::{self, Found, Geometry, MpmcSlots, Owned};
@@ -368,6 +368,24 @@ impl Chan {
                 params,
                 |_| Ok(()),
             )?;
+        Self::checked(name, map, header, opts)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::Mpmc)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        _opts: &Options,
+    ) -> Result<Self, ChannelError> {
+        let msg = MsgType::BYTES;
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -1217,5 +1235,23 @@ impl Drop for Sample<'_> {
         // give back.
         let _ = mpmc_ring::release(chan.geo, chan, self.cons.index as u64, self.owned);
         chan.space_bell().ring();
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Producer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Consumer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
     }
 }

@@ -738,6 +738,59 @@ mod tests {
         }
     }
 
+    /// The old (sequence-number) ring spun over a slot a lap ahead of the position
+    /// naming it and then called the queue empty (full) for ever. Here one lap
+    /// ahead is what a lagging position looks like, and both sides help the
+    /// position past it, in every phase: the queue goes on and nothing sent after
+    /// it is lost, through the laps that reuse the slot (its owner, if it names
+    /// one, dead: a live one's loan or hold would stall the queue, by design). Two
+    /// or more laps ahead, with the position unmoved, is corrupt.
+    #[test]
+    fn a_slot_laps_ahead_is_passed_or_corrupt_never_deaf() {
+        let dead5 = |ep| ep == 5;
+        // A free slot, a dead producer's loan, a cancelled message, a dead
+        // consumer's hold.
+        for (phase, ep) in [(FREE, 0), (WRITING, 5), (READY, VOID), (TAKEN, 5)] {
+            let q = Heap::new(4);
+            assert!(send(&q, 2, 1));
+            assert_eq!(recv(&q, 1), Some(1));
+            // Both positions are 1 (turn 0); its slot jumps a lap.
+            q.state(1).store(pack(1, phase, ep), Ordering::Relaxed);
+            assert!(
+                matches!(take(GEO, &q, 1, dead5), Ok(Found::None | Found::Freed)),
+                "phase {phase}"
+            );
+            for v in 10..20 {
+                let o = loop {
+                    match claim(GEO, &q, 2, dead5).unwrap() {
+                        Found::Got(o) => break o,
+                        Found::Freed => continue,
+                        Found::None => panic!("phase {phase}: full for ever"),
+                    }
+                };
+                q.word(o.slot).store(v, Ordering::Relaxed);
+                publish(GEO, &q, 2, o, 8).unwrap();
+                let o = loop {
+                    match take(GEO, &q, 1, dead5).unwrap() {
+                        Found::Got(o) => break o,
+                        Found::Freed => continue,
+                        Found::None => panic!("phase {phase}: deaf"),
+                    }
+                };
+                assert_eq!(q.word(o.slot).load(Ordering::Relaxed), v, "phase {phase}");
+                release(GEO, &q, 1, o).unwrap();
+            }
+        }
+        for turns in [2, 3, TURN_MASK] {
+            let q = Heap::new(4);
+            assert!(send(&q, 2, 1));
+            assert_eq!(recv(&q, 1), Some(1));
+            q.state(1).store(pack(turns, FREE, 0), Ordering::Relaxed);
+            assert!(take(GEO, &q, 1, alive).is_err(), "{turns} laps: take");
+            assert!(claim(GEO, &q, 2, alive).is_err(), "{turns} laps: claim");
+        }
+    }
+
     /// Two producers, two consumers over a tiny queue, consumers holding a sample
     /// across the next take: every message exactly once, each producer's in
     /// order, and a held slot never rewritten. Runs under miri.

@@ -208,8 +208,9 @@ impl<'a> Bell<'a> {
     }
 
     /// Waits until `poll` returns `Some`, or `deadline` passes (`None` is
-    /// returned). `poll(true)` is asked after every sleep slice: it may then do
-    /// costly checks (is the peer alive?).
+    /// returned). `poll(true)` is asked after every sleep slice and once more when
+    /// the deadline has passed: it may then do costly checks (is the peer alive?).
+    /// A deadline passed on entry (a zero timeout) costs two polls and nothing else.
     pub(crate) fn wait_for<R>(
         &self,
         deadline: impl Into<Deadline>,
@@ -223,12 +224,20 @@ impl<'a> Bell<'a> {
             if let Some(r) = poll(false) {
                 return Some(r);
             }
+            // A deadline already passed (a zero timeout) ends the wait with one
+            // last, deep poll: no spinning, no sleeper count, no barrier.
+            if i == 0 && deadline.passed() {
+                return poll(true);
+            }
             std::hint::spin_loop();
             i = i.wrapping_add(1);
             if i % 64 == 0 {
                 let now = Instant::now();
-                if now.duration_since(start) >= SPIN || deadline.passed() {
+                if now.duration_since(start) >= SPIN {
                     break;
+                }
+                if deadline.passed() {
+                    return poll(true);
                 }
             }
         }

@@ -101,7 +101,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
@@ -109,7 +109,7 @@ use super::peer::{self, Claim, Place};
 use super::pubsub_pool::{self, Geometry, PoolMem, PublisherCore, SubscriberCore, Take, FREE};
 use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
 use super::shim::AtomicU64;
-use super::{ChannelError, RecvError, SendError, TrySendError};
+use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
 const OFF_PUBLISHER: usize = 64;
 const OFF_HEAD: usize = 128;
@@ -460,6 +460,8 @@ pub(crate) const SUBS_AT: u64 = OFF_SUBS as u64;
 struct Chan {
     map: Mapped,
     words: Words,
+    /// The header parameters this endpoint's geometry comes from.
+    params: [u64; 4],
     geo: Geometry,
     overflow: Overflow,
     rec: usize,
@@ -494,6 +496,23 @@ impl Chan {
                 Ok(())
             },
         )?;
+        Self::checked(name, map, header, opts)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::PubSub)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        opts: &Options,
+    ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -524,6 +543,7 @@ impl Chan {
         Ok(Self {
             map,
             words,
+            params: header.params,
             geo: Geometry {
                 capacity: found.capacity,
                 chunks: s.chunks,
@@ -537,6 +557,19 @@ impl Chan {
             entries: s.entries as usize,
             chunks_off: s.chunks_off as usize,
             stride: s.stride as usize,
+        })
+    }
+
+    /// The header parameters now, if they differ from those this endpoint
+    /// attached with: an endpoint attaching now would lay the ring and the pool out
+    /// otherwise, and its messages would never meet ours.
+    fn params_changed(&self) -> Option<u64> {
+        (0..4).find_map(|i| {
+            let now = self
+                .words
+                .u64(crate::layout::OFF_PARAMS + 8 * i)
+                .load(Ordering::Relaxed);
+            (now != self.params[i]).then_some(now)
         })
     }
 
@@ -849,6 +882,14 @@ impl Publisher {
                 len,
                 max: self.slot_size(),
             });
+        }
+        // Four words on a line nobody writes: a subscriber that attached after
+        // something rewrote them would be deaf to everything we publish.
+        if let Some(value) = self.chan.params_changed() {
+            return Err(SendError::Corrupt(Corrupt {
+                what: "pubsub header parameters (changed since the publisher attached)",
+                value,
+            }));
         }
         let chunk = match self.ready(false) {
             Some(k) => k,
@@ -1507,5 +1548,23 @@ impl Drop for Sample<'_> {
     #[inline]
     fn drop(&mut self) {
         self.sub.core.release(&self.sub.chan, self.slot);
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Publisher {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Subscriber {
+    pub(super) fn fuzz_over(map: &Mapped, history: u64) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?, history)
     }
 }

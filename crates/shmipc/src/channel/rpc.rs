@@ -81,7 +81,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::mpmc_ring::{self, Found, MpmcSlots, Owned};
@@ -297,6 +297,23 @@ impl Chan {
         const _: () = assert!(mpmc_ring::INIT == 0);
         let (map, header) =
             shared::get(name, how, Kind::Rpc, &o.common, g0.size, params, |_| Ok(()))?;
+        Self::checked(name, map, header, o)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::Rpc)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        _o: &Options,
+    ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -978,7 +995,10 @@ impl Client {
     /// [`ChannelError::Open`], [`ChannelError::Layout`], [`ChannelError::Full`] when
     /// every client place is held by a live process.
     pub fn open(name: &str) -> Result<Self, ChannelError> {
-        let chan = Chan::get(name, How::Open, &Options::new())?;
+        Self::attach(Chan::get(name, How::Open, &Options::new())?)
+    }
+
+    fn attach(chan: Chan) -> Result<Self, ChannelError> {
         let Some(index) =
             (0..chan.p.max_clients as usize).find(|&i| chan.client(i).claim() == Claim::Taken)
         else {
@@ -1452,5 +1472,23 @@ bytes_eq!(Response);
 impl Drop for Response<'_> {
     fn drop(&mut self) {
         self.client.release_response();
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Server {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Client {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::layout::{self, Header, Kind, LayoutError};
@@ -91,8 +92,32 @@ impl Default for Common {
 /// A channel's mapped segment.
 #[derive(Debug)]
 pub(crate) struct Mapped {
-    pub(crate) view: View,
+    /// Shared only by `Mapped::again` (the fuzz harness's endpoints over one
+    /// mapping); an endpoint opened by name has its own.
+    pub(crate) view: Arc<View>,
     pub(crate) name: String,
+}
+
+impl Mapped {
+    /// Another handle on this mapping, its header read and checked again as an
+    /// opener does (without waiting for an unfinished creator): for
+    /// `channel::fuzzing`, whose endpoints attach to one mapping per process and
+    /// so go through every check of an open but make no system call.
+    pub(crate) fn again(&self, kind: Kind) -> Result<(Mapped, Header), ChannelError> {
+        let header = layout::expect(&self.view, 0, kind, Duration::ZERO).map_err(|source| {
+            ChannelError::Layout {
+                name: self.name.clone(),
+                source,
+            }
+        })?;
+        Ok((
+            Mapped {
+                view: Arc::clone(&self.view),
+                name: self.name.clone(),
+            },
+            header,
+        ))
+    }
 }
 
 /// How to get the segment.
@@ -154,7 +179,7 @@ pub(crate) fn get(
     let header = layout::expect(&view, 0, kind, INIT_PATIENCE).map_err(layout_err)?;
     Ok((
         Mapped {
-            view,
+            view: Arc::new(view),
             name: name.to_owned(),
         },
         header,

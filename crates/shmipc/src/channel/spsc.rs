@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::layout::{Kind, LayoutError};
+use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
@@ -261,6 +261,23 @@ impl Chan {
                 params,
                 |_| Ok(()),
             )?;
+        Self::checked(name, map, header, opts)
+    }
+
+    /// For `channel::fuzzing`: the same checks as an open, over `map` again.
+    fn again(map: &Mapped, opts: &Options) -> Result<Self, ChannelError> {
+        let (map, header) = map.again(Kind::Spsc)?;
+        let name = map.name.clone();
+        Self::checked(&name, map, header, opts)
+    }
+
+    /// Validates a mapped channel's header parameters and extent.
+    fn checked(
+        name: &str,
+        map: Mapped,
+        header: Header,
+        opts: &Options,
+    ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
@@ -1249,5 +1266,23 @@ impl<T: Pod> Deref for TypedSample<'_, T> {
     fn deref(&self) -> &T {
         // Length checked in `typed`; 8-aligned payload and `align_of::<T>() <= 8`.
         bytemuck::from_bytes(&self.inner)
+    }
+}
+
+/// For `channel::fuzzing`: endpoints over one mapping made once per process,
+/// through every check an open makes (`Mapped::again`).
+impl Producer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
+    }
+
+    pub(super) fn fuzz_mapped(&self) -> &Mapped {
+        &self.chan.map
+    }
+}
+
+impl Consumer {
+    pub(super) fn fuzz_over(map: &Mapped) -> Result<Self, ChannelError> {
+        Self::attach(Chan::again(map, &Options::new())?)
     }
 }
