@@ -254,7 +254,6 @@ fn scenario_a() {
 /// file in /dev/shm it can open; a killed mutex holder and a killed producer are
 /// still seen dead.
 #[test]
-#[ignore = "issue 11 follow-up: the global /dev/shm/.shmipc-liveness is world-readable, so any user can read-lock every byte of it and make every dead owner and endpoint look alive forever; needs the lock bytes on each object's own descriptor (see sys/liveness/linux.rs)"]
 fn a_user_who_cannot_open_our_objects_cannot_hide_their_dead_owners() {
     run(TEST_A, scenario_a);
 }

@@ -112,6 +112,7 @@ pub fn from_fd(fd: OwnedFd, access: Access) -> io::Result<Segment> {
     let handle = sys::Handle::from_fd(fd)?;
     Ok(Segment {
         inner: Arc::new(Inner {
+            anchor: crate::sys::liveness::Anchor::new(),
             name: None,
             handle,
             access,
