@@ -77,12 +77,15 @@
 //! that a `pthread_atfork` child handler closes (async-signal-safe: atomics and
 //! `close(2)`); the handler also bumps a generation, so that identities cached
 //! before the fork are drawn anew, and the child opens fresh anchors on first
-//! use. (`posix_spawn`, which runs no fork handlers, execs at once, and anchors
-//! are close-on-exec.)
+//! use. A descriptor is opened and entered in the table under a small spin lock
+//! that the prepare handler also takes, so that no fork copies one the table does
+//! not list yet. (`posix_spawn`, which runs no fork handlers, execs at once, and
+//! anchors are close-on-exec.)
 //!
 //! # Safety
 //!
-//! `pthread_atfork`, whose handler only does atomic operations and `close(2)`;
+//! `pthread_atfork`, whose child handler only does atomic operations and
+//! `close(2)`;
 //! `close(2)` of descriptors this module owns; and `fcntl(F_OFD_SETLK/F_OFD_GETLK)`
 //! with a `struct flock` on the stack.
 #![allow(unsafe_code)]
@@ -91,7 +94,7 @@ use std::cell::{Cell, RefCell};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -126,6 +129,7 @@ extern "C" fn in_forked_child() {
     // Async-signal-safe: atomics and close(2), in the child right after fork.
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     PROCESS.store(0, Ordering::Relaxed);
+    OPENING.store(false, Ordering::Release);
     let mut chunk: *const Chunk = &FIRST;
     while !chunk.is_null() {
         // SAFETY: chunks are never freed (`FIRST` is static, the others leaked).
@@ -155,8 +159,14 @@ pub(crate) fn namespaces() -> [u64; 2] {
 pub(crate) fn fork_generation() -> Option<u64> {
     let registered = *ATFORK_REGISTERED.get_or_init(|| {
         // SAFETY: `pthread_atfork` takes three optional `extern "C" fn()` handlers;
-        // ours lives for the whole program and is async-signal-safe.
-        unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) == 0 }
+        // ours live for the whole program; the child's is async-signal-safe.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(in_forked_child),
+            ) == 0
+        }
     });
     registered.then(|| FORK_GENERATION.load(Ordering::Relaxed))
 }
@@ -210,10 +220,19 @@ fn epoch_of(state: u64) -> u32 {
     (state >> 32) as u32
 }
 
-/// The slot with global index `i` (allocating chunks up to it).
-fn slot(i: usize) -> &'static Slot {
+/// Takes a free slot (allocating a chunk if all are taken).
+fn claim_slot() -> &'static Slot {
     let mut chunk: &'static Chunk = &FIRST;
-    for _ in 0..i / CHUNK {
+    loop {
+        for s in &chunk.slots {
+            if !s.used.load(Ordering::Relaxed)
+                && s.used
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return s;
+            }
+        }
         let mut next = chunk.next.load(Ordering::Acquire);
         if next.is_null() {
             let new = Box::into_raw(Box::new(Chunk::new()));
@@ -234,28 +253,10 @@ fn slot(i: usize) -> &'static Slot {
         // SAFETY: published chunks are never freed.
         chunk = unsafe { &*next };
     }
-    &chunk.slots[i % CHUNK]
-}
-
-/// Takes a free slot; returns its index.
-fn claim_slot() -> usize {
-    let mut i = 0;
-    loop {
-        let s = slot(i);
-        if !s.used.load(Ordering::Relaxed)
-            && s.used
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            return i;
-        }
-        i += 1;
-    }
 }
 
 /// Closes the slot's descriptor (its locks go with it) and frees the slot.
-fn release_slot(i: usize) {
-    let s = slot(i);
+fn release_slot(s: &Slot) {
     s.process.store(0, Ordering::Relaxed);
     let state = s.state.swap(0, Ordering::AcqRel);
     if state != 0 {
@@ -266,20 +267,56 @@ fn release_slot(i: usize) {
     s.used.store(false, Ordering::Release);
 }
 
+/// A slot, from the address [`key`] made of it.
+fn slot_at(addr: usize) -> &'static Slot {
+    // SAFETY: `addr` came from `key` of a `&'static Slot` (slots live in chunks
+    // that are never freed).
+    unsafe { &*(addr as *const Slot) }
+}
+
+/// A slot's address, to name it in a thread's records.
+fn key(s: &'static Slot) -> usize {
+    std::ptr::from_ref(s) as usize
+}
+
+/// Held by a thread between opening a new anchor descriptor and publishing it in
+/// the table, and by a forking thread (the `pthread_atfork` prepare handler)
+/// until the fork is done: so that no child is ever forked holding an anchor
+/// descriptor that its fork handler cannot find and close.
+static OPENING: AtomicBool = AtomicBool::new(false);
+
+fn lock_opening() {
+    while OPENING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn before_fork() {
+    lock_opening();
+}
+
+extern "C" fn after_fork_in_parent() {
+    OPENING.store(false, Ordering::Release);
+}
+
 /// The description through which this process holds its liveness bytes on one
 /// object handle's object (see the module docs). Opened on first use, closed
 /// with the handle.
 #[derive(Debug, Default)]
 pub(crate) struct Anchor {
-    /// Index + 1 of its slot, 0 until claimed.
-    slot: AtomicUsize,
+    /// Its slot, null until claimed.
+    slot: AtomicPtr<Slot>,
 }
 
 impl Drop for Anchor {
     fn drop(&mut self) {
-        let i = *self.slot.get_mut();
-        if i != 0 {
-            release_slot(i - 1);
+        let s = *self.slot.get_mut();
+        if !s.is_null() {
+            // SAFETY: slots live in chunks that are never freed.
+            release_slot(unsafe { &*s });
         }
     }
 }
@@ -287,7 +324,7 @@ impl Drop for Anchor {
 /// An anchor's open descriptor: where to lock, and which epoch it is.
 #[derive(Clone, Copy)]
 struct Open {
-    slot: usize,
+    slot: &'static Slot,
     fd: BorrowedFd<'static>,
     epoch: u32,
 }
@@ -296,7 +333,7 @@ impl Anchor {
     /// An anchor whose descriptor is opened on first use.
     pub(crate) const fn new() -> Self {
         Self {
-            slot: AtomicUsize::new(0),
+            slot: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -309,46 +346,57 @@ impl Anchor {
                 "cannot register a fork handler (pthread_atfork): liveness would be wrong in forked children",
             ));
         }
-        let mut i = self.slot.load(Ordering::Acquire);
-        if i == 0 {
-            let mine = claim_slot() + 1;
-            i = match self
-                .slot
-                .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire)
-            {
+        let mut p = self.slot.load(Ordering::Acquire);
+        if p.is_null() {
+            let mine = std::ptr::from_ref(claim_slot()).cast_mut();
+            p = match self.slot.compare_exchange(
+                std::ptr::null_mut(),
+                mine,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => mine,
                 Err(theirs) => {
-                    release_slot(mine - 1);
+                    // SAFETY: slots live in chunks that are never freed.
+                    release_slot(unsafe { &*mine });
                     theirs
                 }
             };
         }
-        let s = slot(i - 1);
+        // SAFETY: slots live in chunks that are never freed.
+        let s: &'static Slot = unsafe { &*p };
         let mut state = s.state.load(Ordering::Acquire);
         if state == 0 {
-            let new = reopen(object)?.into_raw_fd();
-            let epoch = loop {
-                let e = EPOCH.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-                if e != 0 {
-                    break e;
+            // No fork may copy the new descriptor before it is in the table.
+            lock_opening();
+            let opened = reopen(object);
+            let published = opened.map(|new| {
+                let new = new.into_raw_fd();
+                let epoch = loop {
+                    let e = EPOCH.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+                    if e != 0 {
+                        break e;
+                    }
+                };
+                let mine = u64::from(epoch) << 32 | u64::from(new as u32);
+                match s
+                    .state
+                    .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => mine,
+                    Err(theirs) => {
+                        // Another thread opened it first: keep theirs.
+                        // SAFETY: `new` is ours, never published.
+                        unsafe { libc::close(new) };
+                        theirs
+                    }
                 }
-            };
-            let mine = u64::from(epoch) << 32 | u64::from(new as u32);
-            state = match s
-                .state
-                .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => mine,
-                Err(theirs) => {
-                    // Another thread opened it first: keep theirs.
-                    // SAFETY: `new` is ours, never published.
-                    unsafe { libc::close(new) };
-                    theirs
-                }
-            };
+            });
+            OPENING.store(false, Ordering::Release);
+            state = published?;
         }
         Ok(Open {
-            slot: i - 1,
+            slot: s,
             // SAFETY: the descriptor stays open until the anchor is dropped (which
             // needs `&mut`, so not while `&self` is borrowed for this call's
             // caller) or the fork handler closes it in a child (where no borrow
@@ -505,9 +553,9 @@ fn local_id(x: u64) -> Option<u32> {
 struct ThreadIdentity {
     generation: Cell<u64>,
     id: Cell<u64>,
-    /// The last anchor (slot, epoch) its byte was locked on: the fast path.
+    /// The last anchor (slot address, epoch) its byte was locked on: the fast path.
     last: Cell<(usize, u32)>,
-    /// Every (slot, epoch) its byte is locked on.
+    /// Every (slot address, epoch) its byte is locked on.
     held: RefCell<Vec<(usize, u32)>>,
 }
 
@@ -521,7 +569,7 @@ impl ThreadIdentity {
         };
         if id != 0 && fork_generation() == Some(self.generation.get()) {
             for &(i, epoch) in held.iter() {
-                let state = slot(i).state.load(Ordering::Acquire);
+                let state = slot_at(i).state.load(Ordering::Acquire);
                 if state != 0 && epoch_of(state) == epoch {
                     // SAFETY: the descriptor is open unless its
                     // anchor is being dropped on another thread right now; then
@@ -580,7 +628,7 @@ pub(super) fn compute_owner() -> io::Result<u64> {
 /// object of `scope`, before the thread names itself in any of its lock words.
 pub(crate) fn hold_owner(scope: Scope<'_>, id: u64) -> io::Result<u64> {
     let open = scope.anchor.open(scope.fd)?;
-    let key = (open.slot, open.epoch);
+    let key = (key(open.slot), open.epoch);
     THREAD
         .try_with(|t| {
             if t.last.get() == key {
@@ -595,7 +643,9 @@ pub(crate) fn hold_owner(scope: Scope<'_>, id: u64) -> io::Result<u64> {
                     )
                 })?;
                 // Forget anchors closed or reopened since.
-                held.retain(|&(i, epoch)| epoch_of(slot(i).state.load(Ordering::Relaxed)) == epoch);
+                held.retain(|&(i, epoch)| {
+                    epoch_of(slot_at(i).state.load(Ordering::Relaxed)) == epoch
+                });
                 held.push(key);
             }
             t.last.set(key);
@@ -641,7 +691,7 @@ pub(crate) fn hold_process(scope: Scope<'_>, tok: u64) -> u64 {
     let Ok(open) = scope.anchor.open(scope.fd) else {
         return tok | UNTRUSTED;
     };
-    let s = slot(open.slot);
+    let s = open.slot;
     if s.process.load(Ordering::Acquire) == open.epoch {
         return tok;
     }
