@@ -417,10 +417,7 @@ fn reopen(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
     )?;
-    let (a, b) = (rfs::fstat(&new)?, rfs::fstat(fd)?);
-    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
-        return Err(io::Error::other("/proc/self/fd re-opened another file"));
-    }
+    // `fd` is open (borrowed) throughout, so its /proc link names its file.
     Ok(new)
 }
 
@@ -622,6 +619,28 @@ pub(super) fn compute_owner() -> io::Result<u64> {
             Ok(id)
         })
         .map_err(|_| io::Error::other("thread is exiting"))?
+}
+
+/// This thread's owner id, its byte locked on the object of `scope` first (so
+/// that it can be named in the object's lock words).
+#[inline]
+pub(crate) fn current_owner(scope: Scope<'_>) -> io::Result<u64> {
+    // Fast path (every lock): the anchor is open and this thread's byte was last
+    // locked through this very descriptor (an epoch is never reused; in a forked
+    // child the handler emptied every slot, so none matches, and the thread's id
+    // is drawn anew on the slow path).
+    let p = scope.anchor.slot.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: slots live in chunks that are never freed.
+        let state = unsafe { &*p }.state.load(Ordering::Acquire);
+        if state != 0 {
+            let key = (p as usize, epoch_of(state));
+            if let Ok(Some(id)) = THREAD.try_with(|t| (t.last.get() == key).then(|| t.id.get())) {
+                return Ok(id);
+            }
+        }
+    }
+    hold_owner(scope, compute_owner()?)
 }
 
 /// Makes sure this thread's byte (`id`, from [`compute_owner`]) is locked on the

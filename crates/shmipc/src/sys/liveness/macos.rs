@@ -10,7 +10,7 @@ pub(crate) use super::no_owners::{
 };
 pub(crate) use super::pid_token::{process_id, process_identity, process_liveness_of};
 pub(crate) use super::unscoped::{
-    hold_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
+    current_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
 };
 
 /// Existence only.

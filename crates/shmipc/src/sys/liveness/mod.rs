@@ -8,7 +8,7 @@
 //! * a [`Scope`]: the object a holder proves itself alive on and an asker asks
 //!   about (a segment handle and its [`Anchor`]; on Linux the proof is a lock on
 //!   the object's own file, so only those who can open the object can touch it);
-//! * **fork detection**: [`fork_generation`], bumped in every forked child by one
+//! * **fork detection**: `fork_generation`, bumped in every forked child by one
 //!   `pthread_atfork` handler, so that cached identities are drawn again there;
 //! * [`namespaces`]: what an object records so that an opener that cannot judge its
 //!   creator's liveness refuses it (0 where anything goes).
@@ -23,13 +23,13 @@
 //! would let two processes into a critical section; a wrong "alive" only makes a
 //! waiter wait for its timeout).
 //!
-//! Items every OS file exports: `SUPPORTED`, `Anchor`, `Scope`, `compute_owner`,
-//! `hold_owner`, `owner_liveness`, `owner_thread`, `namespaces`, `fork_generation`,
-//! `process_identity`, `hold_process`, `is_process`, `process_liveness`,
-//! `process_id` (OSes whose identities need no object get the scoped ones from
-//! `unscoped.rs`).
+//! Items every OS file exports: `SUPPORTED`, `Anchor`, `Scope`, `current_owner`,
+//! `owner_liveness`, `owner_thread`, `namespaces`, `process_identity`,
+//! `hold_process`, `is_process`, `process_liveness`, `process_id` (OSes whose
+//! identities need no object get the scoped ones from `unscoped.rs`, built on
+//! their `compute_owner`, `fork_generation`, `owner_liveness_of` and
+//! `process_liveness_of`).
 
-use std::cell::Cell;
 use std::io;
 
 #[cfg(target_os = "macos")]
@@ -68,7 +68,7 @@ mod imp;
 pub(crate) use imp::current_tid;
 #[cfg(target_os = "linux")]
 pub(crate) use imp::FILE_NAME;
-pub(crate) use imp::{fork_generation, namespaces, owner_thread, Anchor, Scope, SUPPORTED};
+pub(crate) use imp::{namespaces, owner_thread, Anchor, Scope, SUPPORTED};
 
 /// What the OS says about an owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,11 +96,6 @@ pub(crate) enum Probe {
 // ---------------------------------------------------------------------------------
 // lock owners
 
-thread_local! {
-    /// This thread's owner id and the fork generation it was computed in (0: none).
-    static ME: Cell<(u64, u64)> = const { Cell::new((u64::MAX, 0)) };
-}
-
 /// This thread's owner id (never 0, bit 63 clear), computed once per thread (and
 /// again in a forked child, which is a new thread with the same memory), and
 /// proven alive on the object of `scope` before it is returned (so that it can be
@@ -111,16 +106,7 @@ thread_local! {
 /// be locked on the object (`/proc` not mounted, no descriptors left).
 #[inline]
 pub(crate) fn current_owner(scope: Scope<'_>) -> io::Result<u64> {
-    let generation = fork_generation();
-    let (g, id) = ME.with(Cell::get);
-    if id != 0 && Some(g) == generation {
-        return imp::hold_owner(scope, id);
-    }
-    let id = imp::compute_owner()?;
-    if let Some(g) = generation {
-        ME.with(|me| me.set((g, id)));
-    }
-    imp::hold_owner(scope, id)
+    imp::current_owner(scope)
 }
 
 /// Whether the thread `id` names still runs, asked on the object of `scope`.

@@ -2,6 +2,7 @@
 //! object (ids and creation times, asked of the OS directly): the scope and the
 //! anchor are empty, and holding an identity on an object is a no-op.
 
+use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
 
@@ -29,8 +30,24 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// Nothing to lock: the OS knows the thread.
-pub(crate) fn hold_owner(_scope: Scope<'_>, id: u64) -> io::Result<u64> {
+thread_local! {
+    /// This thread's owner id and the fork generation it was computed in (0: none).
+    static ME: Cell<(u64, u64)> = const { Cell::new((u64::MAX, 0)) };
+}
+
+/// This thread's owner id, computed once per thread (and again in a forked
+/// child); nothing to prove on the object: the OS knows the thread.
+#[inline]
+pub(crate) fn current_owner(_scope: Scope<'_>) -> io::Result<u64> {
+    let generation = imp::fork_generation();
+    let (g, id) = ME.with(Cell::get);
+    if id != 0 && Some(g) == generation {
+        return Ok(id);
+    }
+    let id = imp::compute_owner()?;
+    if let Some(g) = generation {
+        ME.with(|me| me.set((g, id)));
+    }
     Ok(id)
 }
 

@@ -48,7 +48,7 @@ use super::{Liveness, Probe};
 
 pub(crate) use super::pid_token::{process_id, process_identity, process_liveness_of};
 pub(crate) use super::unscoped::{
-    hold_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
+    current_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
 };
 
 /// Lock owners can be named and checked here.
