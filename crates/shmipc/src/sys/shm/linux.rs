@@ -1176,7 +1176,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         let Some(s) = file_name.to_str() else {
             continue;
         };
-        if s == super::liveness::FILE_NAME {
+        if s == crate::sys::liveness::FILE_NAME {
             // The liveness file of older shmipc builds: no segment, never stale,
             // never collected (it is removed by hand, if ever, when no process of
             // such a build runs).
