@@ -6,13 +6,18 @@
 //!   `/dev/shm` it can open (shmipc's former liveness file included, made by it
 //!   if missing): a killed owner must still be seen dead (`OwnerDied`,
 //!   `Disconnected`);
-//! * (d) the same against a mutex placed in our own segment (`Mutex::init_at`), a
-//!   publish-subscribe publisher, and holders that forked a child before dying
-//!   (the child, alive, must not keep its dead parent looking alive);
-//! * (b) a user who creates shmipc's liveness file first and removes it while a lock
-//!   is held must not make the live holder look dead to a process started later;
+//! * (b) a user who creates shmipc's (former) liveness file first and removes it
+//!   while a lock is held must not make the live holder look dead to a process
+//!   started later (liveness now lives on each object's own file, which such a
+//!   user cannot open; the case stays as a guard);
 //! * (c) shmipc's own files in `/dev/shm` are neither listed as objects nor
-//!   collected as stale segments.
+//!   collected as stale segments;
+//! * (d) as (a), against a mutex placed in our own segment (`Mutex::init_at`), a
+//!   publish-subscribe publisher, and holders that forked a child before dying
+//!   (the child, alive, must not keep its dead parent looking alive).
+//!
+//! What a user who *can* open an object (its mode lets it read) can do to its
+//! liveness is a participant's power, described in `sys/liveness/linux.rs`.
 //!
 //! Each scenario runs as root in a private mount namespace with an empty tmpfs on
 //! `/dev/shm` (`unshare --mount`), so that the attacks never touch the machine's
