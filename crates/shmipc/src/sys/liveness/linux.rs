@@ -20,9 +20,12 @@
 //! ```
 //!
 //! Only the nonce (and UNTRUSTED) decide liveness; the id and the tag are for
-//! people (`shmipc info` shows a thread id only when the tag is ours). Two live
-//! identities with the same nonce (a 1 in 2^34 draw) only make a dead one look
-//! alive while the other lives: a waiter then waits, two are never let in. The
+//! people (`shmipc info` shows a thread id only when the tag is ours). The
+//! identities of one process never share a nonce (a random start plus a distinct
+//! step per draw: they hold their bytes on the same descriptions, where one's
+//! unlock would release the other's). Two live identities of different processes
+//! with the same nonce (a 1 in 2^34 draw) only make a dead one look alive while
+//! the other lives: a waiter then waits, two are never let in. The
 //! bytes lie at `LOCK_BASE` = 2^62, far past any object's data, so that they
 //! never meet the byte-range locks a user takes on a file-backed segment's data.
 //!
@@ -129,6 +132,7 @@ extern "C" fn in_forked_child() {
     // Async-signal-safe: atomics and close(2), in the child right after fork.
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     PROCESS.store(0, Ordering::Relaxed);
+    NONCE_BASE.store(0, Ordering::Relaxed);
     OPENING.store(false, Ordering::Release);
     let mut chunk: *const Chunk = &FIRST;
     while !chunk.is_null() {
@@ -492,19 +496,38 @@ fn my_tag() -> u64 {
     })
 }
 
-/// A fresh random nonce (never 0), from std's randomly keyed hasher.
+/// This process's random start for its nonces (with bit 63 set; 0 until drawn,
+/// and again in a forked child).
+static NONCE_BASE: AtomicU64 = AtomicU64::new(0);
+/// How many nonces this process has drawn.
+static NONCE_COUNT: AtomicU64 = AtomicU64::new(0);
+/// An odd step: `k * STEP` modulo 2^34 is a bijection, so the first 2^34 draws of
+/// a process are all different.
+const NONCE_STEP: u64 = 0x2_9E37_79B9 | 1;
+
+/// A fresh nonce (never 0): a random start per process plus a distinct step per
+/// draw, so that no two identities of one process (which hold their bytes on the
+/// same descriptions: a thread's exit unlocks its byte) ever share a nonce, and
+/// those of different processes differ at random.
 fn nonce() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
+    let mut base = NONCE_BASE.load(Ordering::Acquire);
+    if base == 0 {
         let mut h = std::hash::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         h.write_u32(std::process::id());
         h.write_u128(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
         );
-        let n = h.finish() & NONCE_MASK;
+        let mine = h.finish() | 1 << 63;
+        base = match NONCE_BASE.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => mine,
+            Err(theirs) => theirs,
+        };
+    }
+    loop {
+        let k = NONCE_COUNT.fetch_add(1, Ordering::Relaxed);
+        let n = base.wrapping_add(k.wrapping_mul(NONCE_STEP)) & NONCE_MASK;
         if n != 0 {
             return n;
         }
@@ -785,6 +808,13 @@ pub(super) mod tests {
             );
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn a_process_never_draws_a_nonce_twice() {
+        let drawn: std::collections::HashSet<u64> = (0..100_000).map(|_| nonce()).collect();
+        assert_eq!(drawn.len(), 100_000);
+        assert!(drawn.iter().all(|&n| n != 0 && n & !NONCE_MASK == 0));
     }
 
     #[test]
