@@ -309,6 +309,7 @@ impl Chan {
             Place {
                 token: self.words.u64(off),
                 attaches: self.words.u64(off + 8),
+                scope: self.map.view.liveness(),
             },
             self.words.u64(off + 16),
         )
@@ -349,7 +350,7 @@ impl Chan {
         !(0..self.max_endpoints).any(|i| {
             let (place, r) = self.record(i);
             let tok = place.token.load(Ordering::Acquire);
-            tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(tok)
+            tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(place.scope, tok)
         })
     }
 
@@ -359,7 +360,7 @@ impl Chan {
             .filter(|&i| {
                 let (place, r) = self.record(i);
                 let tok = place.token.load(Ordering::Acquire);
-                tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(tok)
+                tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(place.scope, tok)
             })
             .count()
     }
@@ -466,7 +467,12 @@ impl Producer {
     }
 
     fn attempt(&mut self, msg: &[u8], deep: bool) -> Option<Result<(), SendError>> {
-        match mpmc_ring::push(self.chan.geo, &self.chan, peer::me(), msg) {
+        match mpmc_ring::push(
+            self.chan.geo,
+            &self.chan,
+            peer::me(self.chan.map.view.liveness()),
+            msg,
+        ) {
             Push::Done => {
                 self.chan.bell(OFF_DATA_BELL).ring();
                 Some(Ok(()))
@@ -669,7 +675,9 @@ impl Consumer {
         let got = match mpmc_ring::pop(geo, &self.chan, buf) {
             Err(c) => return Some(Err(RecvError::Corrupt(c))),
             Ok(Pop::Got) => true,
-            Ok(Pop::Stall(owner)) if deep && owner != 0 && !peer::alive(owner) => {
+            Ok(Pop::Stall(owner))
+                if deep && owner != 0 && !peer::alive(self.chan.map.view.liveness(), owner) =>
+            {
                 match mpmc_ring::reclaim(geo, &self.chan, owner, buf) {
                     Ok(Pop::Got) => true,
                     Ok(_) => return None,

@@ -544,6 +544,7 @@ impl Chan {
         Place {
             token: self.words.u64(OFF_PUBLISHER),
             attaches: self.words.u64(OFF_PUBLISHER + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -552,6 +553,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -734,7 +736,7 @@ impl Publisher {
             for i in 0..self.chan.geo.max_subscribers as usize {
                 let place = self.chan.subscriber(i);
                 let tok = place.token.load(Ordering::Acquire);
-                if tok != 0 && !peer::alive(tok) {
+                if tok != 0 && !peer::alive(place.scope, tok) {
                     // Dead: free its place (unless it changed hands meanwhile).
                     let _ =
                         place
@@ -794,7 +796,7 @@ impl Publisher {
                         blocked = true;
                         continue;
                     }
-                } else if reap && !peer::alive(tok) {
+                } else if reap && !peer::alive(self.chan.map.view.liveness(), tok) {
                     let _ =
                         place
                             .token
@@ -1152,7 +1154,7 @@ impl Subscriber {
     /// Whether a live publisher is attached now.
     pub fn publisher_present(&self) -> bool {
         let tok = self.chan.publisher().token.load(Ordering::Acquire);
-        tok != 0 && peer::alive(tok)
+        tok != 0 && peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {

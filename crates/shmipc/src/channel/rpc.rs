@@ -324,6 +324,7 @@ impl Chan {
         Place {
             token: self.words.u64(OFF_SERVER),
             attaches: self.words.u64(OFF_SERVER + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -332,6 +333,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -479,7 +481,9 @@ impl Server {
         let got = match mpmc_ring::pop(geo, &self.chan, &mut self.buf) {
             Err(c) => return Some(Err(c.into())),
             Ok(Pop::Got) => true,
-            Ok(Pop::Stall(owner)) if deep && owner != 0 && !peer::alive(owner) => {
+            Ok(Pop::Stall(owner))
+                if deep && owner != 0 && !peer::alive(self.chan.map.view.liveness(), owner) =>
+            {
                 match mpmc_ring::reclaim(geo, &self.chan, owner, &mut self.buf) {
                     Ok(Pop::Got) => true,
                     Ok(_) => false,
@@ -725,7 +729,7 @@ impl Client {
     /// server: calls fail with `Disconnected` until one is).
     pub fn server_present(&self) -> bool {
         let tok = self.chan.server().token.load(Ordering::Acquire);
-        tok != 0 && peer::alive(tok)
+        tok != 0 && peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn server_gone(&mut self, deep: bool) -> bool {
@@ -778,7 +782,7 @@ impl Client {
         let attempt = |this: &mut Self, deep: bool| match mpmc_ring::push(
             geo,
             &this.chan,
-            peer::me(),
+            peer::me(this.chan.map.view.liveness()),
             &msg,
         ) {
             Push::Done => Some(Ok(())),

@@ -307,6 +307,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -431,7 +432,7 @@ impl Producer {
     /// Whether a live consumer is attached now.
     pub fn consumer_present(&self) -> bool {
         let tok = self.chan.place(OFF_CONSUMER).token.load(Ordering::Acquire);
-        tok != 0 && super::peer::alive(tok)
+        tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn check_len(&self, len: usize) -> Result<u32, (usize, usize)> {
@@ -689,7 +690,7 @@ impl Consumer {
     /// Whether a live producer is attached now.
     pub fn producer_present(&self) -> bool {
         let tok = self.chan.place(OFF_PRODUCER).token.load(Ordering::Acquire);
-        tok != 0 && super::peer::alive(tok)
+        tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn next(&mut self, deadline: Option<Option<Instant>>) -> Result<(usize, u32), RecvError> {
