@@ -807,31 +807,35 @@ impl Producer {
 
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Consumer {
-    fn announce(&mut self) -> bool {
-        self.chan.bell(OFF_DATA_BELL).announce();
-        true
+    fn announce(&mut self) -> (bool, u32) {
+        (true, self.chan.bell(OFF_DATA_BELL).announce())
     }
 
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+    fn disarm(&mut self, token: u32) {
+        self.chan.bell(OFF_DATA_BELL).take_back(token);
+    }
+
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
         let Self {
             chan,
             core,
             peer_check,
         } = self;
         let chan = &*chan;
-        chan.bell(OFF_DATA_BELL).arm(|| match core.peek(chan) {
-            Ok(Some(_)) | Err(_) => true,
-            Ok(None) => {
-                let place = chan.place(OFF_PRODUCER);
-                if place.left() || (peer_check.due() && place.gone()) {
-                    // Let the receive that follows look at once.
-                    peer_check.force();
-                    true
-                } else {
-                    false
+        chan.bell(OFF_DATA_BELL)
+            .arm(token, || match core.peek(chan) {
+                Ok(Some(_)) | Err(_) => true,
+                Ok(None) => {
+                    let place = chan.place(OFF_PRODUCER);
+                    if place.left() || (peer_check.due() && place.gone()) {
+                        // Let the receive that follows look at once.
+                        peer_check.force();
+                        true
+                    } else {
+                        false
+                    }
                 }
-            }
-        })
+            })
     }
 }
 
