@@ -1,6 +1,12 @@
 //! Async receives and the WaitSet across real processes: a child (this test binary
 //! re-run with a role) sends, the parent awaits on a current-thread tokio runtime.
-//! The same tests run under Wine (where the reactor polls: see `sys/wait/reactor.rs`).
+//! The same tests run under Wine (where the reactor waits on the words' doorbells:
+//! see `sys/wait/reactor.rs`).
+//!
+//! No sleeping to wait: where a receive or lock must be pending when the peer acts,
+//! the parent polls it once (pending) before it tells the peer to act; where a
+//! stream must run dry now and then, the child stops at fixed points until the
+//! parent, having drained it and dropped a pending receive, says "more".
 
 mod common;
 
@@ -30,17 +36,16 @@ fn child() -> bool {
             p.send(b"hello").expect("send");
             hear_exactly("bye");
         }
-        // Send COUNT numbered messages, with a pause now and then.
+        // Send COUNT numbered messages; after each stop point (see `stops_after`)
+        // wait for the parent's "more" (it drains the ring and drops a pending
+        // receive meanwhile).
         "stream" => {
             let n: u64 = arg("COUNT").parse().unwrap();
             say("ready");
             for i in 0..n {
                 p.send(&i.to_le_bytes()).expect("send");
-                if i % 23 == 0 {
-                    // Pacing, not a wait for anything: the parent's receives must
-                    // sometimes find the ring empty, so that some are cancelled
-                    // while pending.
-                    std::thread::sleep(Duration::from_millis(2));
+                if stops_after(i, n) {
+                    hear_exactly("more");
                 }
             }
             hear_exactly("bye");
@@ -53,6 +58,11 @@ fn child() -> bool {
         other => panic!("unknown role {other}"),
     }
     true
+}
+
+/// Whether the streaming child stops after message `i` of `n` until told "more".
+fn stops_after(i: u64, n: u64) -> bool {
+    i % 23 == 0 && i + 1 < n
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -154,16 +164,28 @@ async fn dropping_pending_receives_loses_nothing() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         // Race each receive against a timer of 0-2 ms (tokio's timer ticks in
-        // milliseconds) while the sender pauses 2 ms now and then.
+        // milliseconds).
         let pause = Duration::from_micros(rng % 3000);
+        let mut got = None;
         tokio::select! {
             r = c.recv_async() => {
                 let s = r.expect("recv");
-                let v = u64::from_le_bytes(s[..8].try_into().unwrap());
-                assert_eq!(v, next, "a message was lost or reordered");
-                next += 1;
+                got = Some(u64::from_le_bytes(s[..8].try_into().unwrap()));
             }
             () = tokio::time::sleep(pause) => cancelled += 1,
+        }
+        let Some(v) = got else { continue };
+        assert_eq!(v, next, "a message was lost or reordered");
+        next += 1;
+        if stops_after(v, N) {
+            // The child sends nothing until it hears "more": a receive now is
+            // pending; drop it so, then let the child go on.
+            {
+                let mut f = std::pin::pin!(c.recv_async());
+                assert!(poll_once(f.as_mut()).await.is_none(), "the ring is drained");
+            }
+            cancelled += 1;
+            peer.send("more");
         }
     }
     eprintln!("{N} received in order, {cancelled} receives dropped pending");
@@ -304,19 +326,24 @@ async fn poll_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Option
 fn mutex_child(role: &str, name: &str) -> Option<bool> {
     use shmipc::NamedMutex;
     match role {
-        // Take and release the lock ROUNDS times, holding it a little each time.
+        // On "lock": take the lock, say "held", and hold it until "release"; then
+        // say "released". Until "bye".
         "mutex-churn" => {
             let m = NamedMutex::open(name).expect("open mutex");
-            let rounds: u32 = arg("ROUNDS").parse().unwrap();
             say("ready");
-            for _ in 0..rounds {
-                let g = m.lock().expect("lock");
-                std::thread::sleep(Duration::from_micros(1500));
-                drop(g);
-                std::thread::sleep(Duration::from_micros(100));
+            loop {
+                match common::hear().as_deref() {
+                    Some("lock") => {
+                        let g = m.lock().expect("lock");
+                        say("held");
+                        hear_exactly("release");
+                        drop(g);
+                        say("released");
+                    }
+                    Some("bye") | None => break,
+                    Some(other) => panic!("mutex-churn: unexpected {other:?}"),
+                }
             }
-            say("done");
-            hear_exactly("bye");
         }
         // Take the lock and wait to be killed holding it.
         "mutex-hold" => {
@@ -330,23 +357,19 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             let mut p = shmipc::channel::pubsub::Publisher::open(name).expect("open publisher");
             say("ready");
             hear_exactly("go");
-            std::thread::sleep(Duration::from_millis(50));
             p.send(b"shmipc sub").expect("publish");
             hear_exactly("bye");
         }
-        // Publish COUNT numbered messages (block mode: none lost), with a pause
-        // now and then.
+        // Publish COUNT numbered messages (block mode: none lost), stopping as
+        // "stream" does.
         "pubsub-stream" => {
             let mut p = shmipc::channel::pubsub::Publisher::open(name).expect("open publisher");
             let n: u64 = arg("COUNT").parse().unwrap();
             say("ready");
             for i in 0..n {
                 p.send(&i.to_le_bytes()).expect("publish");
-                if i % 23 == 0 {
-                    // Pacing, not a wait for anything: the parent's receives must
-                    // sometimes find the ring empty, so that some are cancelled
-                    // while pending.
-                    std::thread::sleep(Duration::from_millis(2));
+                if stops_after(i, n) {
+                    hear_exactly("more");
                 }
             }
             hear_exactly("bye");
@@ -371,21 +394,47 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             let mut p = shmipc::channel::mpmc::Producer::open(name).expect("open mpmc");
             say("ready");
             hear_exactly("go");
-            std::thread::sleep(Duration::from_millis(50));
             p.send(b"mpmc").expect("send");
             hear_exactly("bye");
         }
-        // rpc: answer one request after a pause.
+        // rpc: answer one request after the parent's go.
         "rpc-server" => {
             let mut srv =
                 shmipc::channel::rpc::Server::create(name, CAP, SLOT).expect("create server");
             say("ready");
             let req = srv.recv().expect("request");
-            std::thread::sleep(Duration::from_millis(50));
+            hear_exactly("go");
             let mut answer = req.data.clone();
             answer.reverse();
             srv.respond(&req, &answer).expect("respond");
             hear_exactly("bye");
+        }
+        // Typed spsc of u64: send 42 after the parent's go.
+        "typed-send-later" => {
+            let mut p = shmipc::channel::spsc::TypedProducer::<u64>::open(name).expect("open");
+            say("ready");
+            hear_exactly("go");
+            p.send(42).expect("send");
+            hear_exactly("bye");
+        }
+        // Typed spsc of u64: after the parent's go, sum everything until
+        // Disconnected.
+        "typed-drain" => {
+            let mut c = shmipc::channel::spsc::TypedConsumer::<u64>::open(name).expect("open");
+            say("ready");
+            hear_exactly("go");
+            let (mut n, mut sum) = (0u32, 0u64);
+            loop {
+                match c.recv_timeout(Duration::from_secs(30)) {
+                    Ok(v) => {
+                        n += 1;
+                        sum += v;
+                    }
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            say(&format!("got {n} {sum}"));
         }
         // spsc: drain everything after the parent's go, until Disconnected.
         "spsc-drain" => {
@@ -418,39 +467,60 @@ async fn dropping_pending_locks_leaks_nothing() {
     let mut peer = Peer::role(
         "dropping_pending_locks_leaks_nothing",
         "mutex-churn",
-        &[("NAME", &name), ("ROUNDS", "1000")],
+        &[("NAME", &name)],
     );
     peer.expect("ready");
-    let (mut got, mut cancelled) = (0u32, 0u32);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    while got < 200 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        // tokio's timer ticks in milliseconds: 0-2 ms against holds of 1.5 ms.
-        let pause = Duration::from_micros(rng % 3000);
-        tokio::select! {
-            g = m.lock_async() => {
-                let g = g.expect("lock");
-                got += 1;
-                drop(g);
-                // Let the child take it again.
-                tokio::time::sleep(Duration::from_millis(1)).await;
+    let within = Duration::from_secs(30);
+    let mut cancelled = [0u32; 3];
+    for round in 0..150u32 {
+        // The child holds the lock: every lock future below is pending when polled.
+        peer.send("lock");
+        peer.expect("held");
+        match round % 3 {
+            // Dropped asleep, while the lock is held; then the lock is free for us.
+            0 => {
+                {
+                    let mut f = std::pin::pin!(m.lock_async());
+                    assert!(poll_once(f.as_mut()).await.is_none(), "the child holds it");
+                }
+                peer.send("release");
+                peer.expect("released");
+                let g = tokio::time::timeout(within, m.lock_async())
+                    .await
+                    .expect("no lock within 30 s");
+                drop(g.expect("lock"));
             }
-            () = tokio::time::sleep(pause) => cancelled += 1,
+            // Dropped after the unlock woke it, unpolled: it must not keep the
+            // lock or its wake-up.
+            1 => {
+                let mut f = Box::pin(m.lock_async());
+                assert!(poll_once(f.as_mut()).await.is_none(), "the child holds it");
+                peer.send("release");
+                peer.expect("released");
+                drop(f);
+                drop(m.try_lock().expect("a dropped lock future kept the lock"));
+            }
+            // Two pending; the first is dropped after the unlock: the second must
+            // still get the lock (a wake-one spent on the first is passed on).
+            _ => {
+                let mut a = Box::pin(m.lock_async());
+                let mut b = Box::pin(m.lock_async());
+                assert!(poll_once(a.as_mut()).await.is_none(), "the child holds it");
+                assert!(poll_once(b.as_mut()).await.is_none(), "the child holds it");
+                peer.send("release");
+                peer.expect("released");
+                drop(a);
+                let g = tokio::time::timeout(within, b)
+                    .await
+                    .expect("the second lock future was never woken");
+                drop(g.expect("lock"));
+            }
         }
+        cancelled[(round % 3) as usize] += 1;
     }
-    peer.expect("done");
-    // No dropped future left the lock held (or its waiters asleep).
-    drop(
-        m.try_lock()
-            .expect("the lock is free once the child is done"),
-    );
-    eprintln!("{got} locks taken, {cancelled} dropped pending");
-    assert!(
-        cancelled > 0,
-        "no lock was dropped pending: the test tested nothing"
-    );
+    // No dropped future left the lock held.
+    drop(m.try_lock().expect("the lock is free at the end"));
+    eprintln!("lock futures dropped: {cancelled:?} (asleep, woken, one of two)");
     peer.send("bye");
     peer.finish();
 }
@@ -505,13 +575,22 @@ async fn pubsub_recv_async_gets_a_later_message() {
         &[("NAME", &name)],
     );
     peer.expect("ready");
-    peer.send("go");
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     let mut ticks = 0u32;
+    let mut recv = std::pin::pin!(sub.recv_async());
+    assert!(poll_once(recv.as_mut()).await.is_none(), "nothing sent yet");
+    // The timer ticks while the receive is pending on the same thread.
+    while ticks < 3 {
+        tokio::select! {
+            _ = ticker.tick() => ticks += 1,
+            r = recv.as_mut() => panic!("a receive completed before anything was sent: {}", r.is_ok()),
+        }
+    }
+    peer.send("go");
     let msg = loop {
         tokio::select! {
             _ = ticker.tick() => ticks += 1,
-            r = sub.recv_async() => break r.expect("recv"),
+            r = recv.as_mut() => break r.expect("recv"),
         }
     };
     assert_eq!(&msg[..], b"shmipc sub");
@@ -537,8 +616,10 @@ async fn mpmc_recv_async_gets_a_later_message() {
         &[("NAME", &name)],
     );
     peer.expect("ready");
+    let mut recv = std::pin::pin!(c.recv_async());
+    assert!(poll_once(recv.as_mut()).await.is_none(), "nothing sent yet");
     peer.send("go");
-    let got = tokio::time::timeout(Duration::from_secs(30), c.recv_async())
+    let got = tokio::time::timeout(Duration::from_secs(30), recv)
         .await
         .expect("no message within 30 s");
     assert_eq!(got.unwrap(), b"mpmc");
@@ -558,7 +639,10 @@ async fn rpc_response_async() {
     peer.expect("ready");
     let mut client = Client::open(&name).unwrap();
     let id = client.send_request(b"abc").unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(30), client.recv_response_async(id))
+    let mut resp = std::pin::pin!(client.recv_response_async(id));
+    assert!(poll_once(resp.as_mut()).await.is_none(), "not answered yet");
+    peer.send("go");
+    let got = tokio::time::timeout(Duration::from_secs(30), resp)
         .await
         .expect("no response within 30 s");
     assert_eq!(got.unwrap(), b"cba");
@@ -625,6 +709,7 @@ async fn pubsub_dropping_pending_receives_loses_nothing_and_holds_nothing() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let pause = Duration::from_micros(rng % 3000);
+        let mut got = None;
         tokio::select! {
             r = sub.recv_async() => {
                 let s = r.expect("recv");
@@ -633,10 +718,21 @@ async fn pubsub_dropping_pending_receives_loses_nothing_and_holds_nothing() {
                 assert_eq!(s.seq(), next);
                 assert_eq!(s.lost(), 0);
                 next += 1;
+                got = Some(v);
             }
             () = tokio::time::sleep(pause) => cancelled += 1,
         }
         assert_eq!(sub.held(), 0, "a dropped receive or sample kept a hold");
+        if got.is_some_and(|v| stops_after(v, N)) {
+            // As in the spsc test: a receive now is pending; drop it so.
+            {
+                let mut f = std::pin::pin!(sub.recv_async());
+                assert!(poll_once(f.as_mut()).await.is_none(), "the ring is drained");
+            }
+            cancelled += 1;
+            assert_eq!(sub.held(), 0, "a dropped receive kept a hold");
+            peer.send("more");
+        }
     }
     eprintln!("{N} received in order, {cancelled} receives dropped pending");
     assert!(
@@ -736,4 +832,72 @@ fn copying_receive_futures_are_send() {
     let _cleanup = common::Cleanup::guard(&name);
     let mut buf = Vec::new();
     send(&sub.recv_into_async(&mut buf));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typed_spsc_recv_async_gets_a_later_message() {
+    use shmipc::channel::spsc::TypedConsumer;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-typed");
+    let mut c = TypedConsumer::<u64>::create(&name, 2).unwrap();
+    let mut peer = Peer::role(
+        "typed_spsc_recv_async_gets_a_later_message",
+        "typed-send-later",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let mut recv = std::pin::pin!(c.recv_async());
+    assert!(poll_once(recv.as_mut()).await.is_none(), "nothing sent yet");
+    peer.send("go");
+    let got = tokio::time::timeout(Duration::from_secs(30), recv)
+        .await
+        .expect("no message within 30 s");
+    assert_eq!(got.unwrap(), 42);
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typed_spsc_send_async_waits_for_room() {
+    use shmipc::channel::spsc::TypedProducer;
+    use shmipc::channel::TrySendError;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-typed-send");
+    let mut p = TypedProducer::<u64>::create(&name, 2).unwrap();
+    let mut peer = Peer::role(
+        "typed_spsc_send_async_waits_for_room",
+        "typed-drain",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let (mut n, mut sum) = (0u32, 0u64);
+    for v in 1.. {
+        match p.try_send(v) {
+            Ok(()) => {
+                n += 1;
+                sum += v;
+            }
+            Err(TrySendError::Full(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    {
+        let mut send = std::pin::pin!(p.send_async(1000));
+        assert!(poll_once(send.as_mut()).await.is_none(), "the ring is full");
+        peer.send("go");
+        tokio::time::timeout(Duration::from_secs(30), send)
+            .await
+            .expect("no room within 30 s")
+            .expect("send");
+    }
+    n += 1;
+    sum += 1000;
+    drop(p);
+    let line = peer.next_line();
+    assert_eq!(line, format!("got {n} {sum}"));
+    peer.finish();
 }

@@ -1096,6 +1096,20 @@ impl<T: Pod> TypedProducer<T> {
             _t: PhantomData,
         })
     }
+
+    /// Sends a copy of `msg`, as a future: [`TypedProducer::send`] without blocking
+    /// a thread (see [`Producer::send_async`]).
+    ///
+    /// Cancel-safe: the message is written only when the future completes.
+    ///
+    /// # Errors
+    /// As [`TypedProducer::send`].
+    pub async fn send_async(&mut self, msg: T) -> Result<(), SendError<T>> {
+        self.inner
+            .send_async(bytemuck::bytes_of(&msg))
+            .await
+            .map_err(|e| with_msg(e, msg))
+    }
 }
 
 fn with_msg<T>(e: SendError, msg: T) -> SendError<T> {
@@ -1233,6 +1247,41 @@ impl<T: Pod> TypedConsumer<T> {
     /// As [`Consumer::recv_timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
         Ok(*Self::typed(self.inner.recv_timeout(timeout)?)?)
+    }
+
+    /// The next message, borrowed in place, as a future: [`TypedConsumer::recv_ref`]
+    /// without blocking a thread (see [`Consumer::recv_async`]).
+    ///
+    /// Cancel-safe: a message is taken only when the future completes.
+    ///
+    /// # Errors
+    /// As [`TypedConsumer::recv_ref`].
+    pub async fn recv_ref_async(&mut self) -> Result<TypedSample<'_, T>, RecvError> {
+        Self::typed(self.inner.recv_async().await?)
+    }
+
+    /// A copy of the next message, as a future (cancel-safe like
+    /// [`TypedConsumer::recv_ref_async`]).
+    ///
+    /// # Errors
+    /// As [`TypedConsumer::recv`].
+    pub async fn recv_async(&mut self) -> Result<T, RecvError> {
+        Ok(*self.recv_ref_async().await?)
+    }
+}
+
+/// The WaitSet protocol: as [`Consumer`]'s.
+impl<T: Pod> crate::waitset::sealed::Sealed for TypedConsumer<T> {
+    fn announce(&mut self) -> (bool, u32) {
+        self.inner.announce()
+    }
+
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
+        self.inner.arm(token)
+    }
+
+    fn disarm(&mut self, token: u32) {
+        self.inner.disarm(token);
     }
 }
 

@@ -29,8 +29,7 @@ use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateMutexW, CreateSemaphoreW, OpenEventW, OpenMutexW, OpenSemaphoreW,
     ReleaseMutex, ReleaseSemaphore, ResetEvent, SetEvent, WaitForMultipleObjects,
-    WaitForSingleObject, EVENT_MODIFY_STATE,
-    INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE,
+    WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE,
 };
 
 use super::{Fail, Signalled, WaitFail};
