@@ -293,6 +293,13 @@ impl<'a> Bell<'a> {
             if wait(self.seq, seen, until) == Wake::TimedOut {
                 // Not woken: our count may still be there.
                 take_back(self.sleepers, token);
+            } else if let Some(r) = poll(false) {
+                // Woken with the condition true: take it at once, without a new
+                // announcement and heavy barrier on the wake-up's path. (The
+                // ringer zeroed our count; if the wake-up was spurious, the epoch
+                // says whether the count is still ours to take back.)
+                take_back(self.sleepers, token);
+                return Some(r);
             }
             // Woken: the ringer zeroed the count; the next turn registers again.
         }
