@@ -208,6 +208,18 @@ pub(crate) fn threads() -> usize {
         .len()
 }
 
+/// How many registrations wait on a doorbell now (Windows; for tests).
+#[cfg(all(test, windows))]
+pub(crate) fn doorbell_entries() -> usize {
+    groups()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .1
+        .iter()
+        .map(|g| g.lock().entries.iter().filter(|e| e.bell.is_some()).count())
+        .sum()
+}
+
 /// The groups, with the id of the process whose threads serve them.
 fn groups() -> &'static Mutex<(u32, Vec<Arc<Group>>)> {
     static GROUPS: OnceLock<Mutex<(u32, Vec<Arc<Group>>)>> = OnceLock::new();
@@ -537,6 +549,41 @@ mod tests {
         }
         wait_for("every waker", || count.0.load(Ordering::SeqCst) >= N);
         drop(regs);
+    }
+
+    /// Windows: a pending receive on a channel (a named segment) waits on its word's
+    /// doorbell, not by polling, and the send's wake-up reaches it.
+    #[cfg(windows)]
+    #[test]
+    fn a_pending_receive_waits_on_the_doorbell() {
+        use crate::channel::spsc::{Consumer, Producer};
+        use std::future::Future;
+        let name = format!("reactor-bell-{}", std::process::id());
+        let mut c = Consumer::create(&name, 2, 8).unwrap();
+        let mut p = Producer::open(&name).unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = std::task::Context::from_waker(&waker);
+        {
+            let mut f = std::pin::pin!(c.recv_async());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(
+                doorbell_entries(),
+                1,
+                "the receive does not wait on a doorbell"
+            );
+            p.send(b"hi").unwrap();
+            wait_for("the receive's wake-up", || {
+                count.0.load(Ordering::SeqCst) >= 1
+            });
+            match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(s)) => assert_eq!(&*s, b"hi"),
+                other => panic!(
+                    "not ready after its wake-up: {:?}",
+                    other.map(|r| r.map(|s| s.len()))
+                ),
+            }
+        }
     }
 
     /// A dropped registration is not woken; a recheck fires by itself.
