@@ -16,7 +16,8 @@
 //!    the condition without consuming anything. Ready: go to 1;
 //! 3. register `(word, value, recheck, waker)` with the process's reactor
 //!    (`sys/wait/reactor.rs`: a thread per 127 waits sleeping in `futex_waitv` on
-//!    Linux) and return `Pending`.
+//!    Linux; per 63 waits in `WaitForMultipleObjects` on the words' doorbells on
+//!    Windows) and return `Pending`.
 //!
 //! No lost wake-up: the announcement comes before the value is read and the condition
 //! re-checked, exactly as in the blocking forms, so a waker either sees the
