@@ -567,22 +567,20 @@ mod tests {
         {
             let mut f = std::pin::pin!(c.recv_async());
             assert!(f.as_mut().poll(&mut cx).is_pending());
-            assert_eq!(
-                doorbell_entries(),
-                1,
+            // (Other tests of this binary may wait on doorbells too: at least ours.)
+            assert!(
+                doorbell_entries() >= 1,
                 "the receive does not wait on a doorbell"
             );
             p.send(b"hi").unwrap();
             wait_for("the receive's wake-up", || {
                 count.0.load(Ordering::SeqCst) >= 1
             });
-            match f.as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(Ok(s)) => assert_eq!(&*s, b"hi"),
-                other => panic!(
-                    "not ready after its wake-up: {:?}",
-                    other.map(|r| r.map(|s| s.len()))
-                ),
-            }
+            let got = match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(r) => r.map(|s| s.to_vec()),
+                std::task::Poll::Pending => panic!("not ready after its wake-up"),
+            };
+            assert_eq!(got.unwrap(), b"hi");
         }
     }
 
