@@ -378,11 +378,15 @@ impl WaitSet {
             todo.sort_unstable();
             todo.dedup();
             todo.retain(|&i| slots[i].is_some());
+            let mut queued = vec![false; slots.len()];
+            for &i in &todo {
+                queued[i] = true;
+            }
             // Rechecks due: arm again in place (the announcement stands).
             let now = Instant::now();
             for (i, slot) in slots.iter_mut().enumerate() {
                 let Some(s) = slot else { continue };
-                if s.recheck_at > now || todo.binary_search(&i).is_ok() {
+                if s.recheck_at > now || queued[i] {
                     continue;
                 }
                 match members[i].arm(s.token) {
