@@ -13,11 +13,53 @@
 //!
 //! Token 0 means "nobody".
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::sys::wait::coarse_now;
 
 pub(crate) use crate::sys::liveness::{
     is_me, process_alive as alive, process_token as me, token_pid as pid, Scope,
 };
+
+/// How long a thread trusts that a process it found alive still is, in
+/// [`Place::gone`]: a WaitSet re-checks the peers of all its idle members at the end
+/// of each slice, often many channels of one peer process, and pays one system
+/// call per peer process and sweep instead of one per member. A death is noticed at
+/// most this much later.
+pub(crate) const ALIVE_FOR: Duration = Duration::from_millis(2);
+
+/// `alive(scope, tok)`, answered from this thread's last few "alive" answers
+/// younger than [`ALIVE_FOR`] (a "dead" answer is final and never needs a cache).
+/// The cache is keyed by identity alone: an identity alive on one object a moment
+/// ago but gone from this one is noticed at most [`ALIVE_FOR`] later, the same
+/// conservative error (a wrong "alive" only delays).
+fn alive_recently(scope: Scope<'_>, tok: u64) -> bool {
+    const N: usize = 4;
+    thread_local! {
+        static SEEN: Cell<[(u64, Duration); N]> = const { Cell::new([(0, Duration::ZERO); N]) };
+    }
+    let now = coarse_now();
+    let mut seen = SEEN.with(Cell::get);
+    if seen
+        .iter()
+        .any(|&(t, at)| t == tok && now.saturating_sub(at) < ALIVE_FOR)
+    {
+        return true;
+    }
+    let alive = alive(scope, tok);
+    if alive {
+        // Replace this token's entry, or the oldest.
+        let i = seen
+            .iter()
+            .position(|&(t, _)| t == tok)
+            .unwrap_or_else(|| (0..N).min_by_key(|&i| seen[i].1).unwrap_or(0));
+        seen[i] = (tok, now);
+        SEEN.with(|c| c.set(seen));
+    }
+    alive
+}
 
 /// One endpoint's place in the segment: its token, and how many endpoints have
 /// ever attached there (so "never had a peer" and "the peer left" differ), and the
@@ -74,13 +116,14 @@ impl Place<'_> {
     }
 
     /// True once an endpoint has attached and none is attached and alive now.
-    /// Costs a file read when the place is held by another process: rate-limit it.
+    /// Costs a system call when the place is held by another process (unless this
+    /// thread saw that process alive within [`ALIVE_FOR`]): rate-limit it.
     pub(crate) fn gone(&self) -> bool {
         let tok = self.token.load(Ordering::Acquire);
         if tok == 0 {
             return self.attaches.load(Ordering::Acquire) > 0;
         }
-        !alive(self.scope, tok)
+        !alive_recently(self.scope, tok)
     }
 
     /// True once an endpoint has attached and none is attached now (cheap: does not

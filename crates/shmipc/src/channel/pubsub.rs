@@ -1325,14 +1325,14 @@ impl Publisher {
 /// The WaitSet/async protocol, through a shared reference (the receives take
 /// `&self`): sleep on the data bell (see `crate::waitset`).
 impl Subscriber {
-    fn announce_data(&self) {
-        self.chan.bell(OFF_DATA_BELL).announce();
+    fn announce_data(&self) -> u32 {
+        self.chan.bell(OFF_DATA_BELL).announce()
     }
 
     /// Ready when a take would find something (`SubscriberCore::has_next`: a
     /// message, a skip to report, or words to validate) or the publisher is gone.
-    fn arm_data(&self) -> crate::waitset::Arm<'_> {
-        self.chan.bell(OFF_DATA_BELL).arm(|| {
+    fn arm_data(&self, token: u32) -> crate::waitset::Arm<'_> {
+        self.chan.bell(OFF_DATA_BELL).arm(token, || {
             if self.core.has_next(&self.chan) {
                 return true;
             }
@@ -1351,13 +1351,16 @@ impl Subscriber {
 
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Subscriber {
-    fn announce(&mut self) -> bool {
-        self.announce_data();
-        true
+    fn announce(&mut self) -> (bool, u32) {
+        (true, self.announce_data())
     }
 
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
-        self.arm_data()
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
+        self.arm_data(token)
+    }
+
+    fn disarm(&mut self, token: u32) {
+        self.chan.bell(OFF_DATA_BELL).take_back(token);
     }
 }
 
@@ -1383,9 +1386,9 @@ impl Subscriber {
                 Err(RecvError::Empty) => {}
                 r => return std::task::Poll::Ready(r),
             }
-            self.announce_data();
+            let token = self.announce_data();
             crate::sys::wait::heavy_barrier_checked();
-            match self.arm_data() {
+            match self.arm_data(token) {
                 crate::waitset::Arm::Ready => {}
                 crate::waitset::Arm::Sleep(s) => {
                     pending.register(&s, cx);

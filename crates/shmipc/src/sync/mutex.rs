@@ -388,19 +388,21 @@ impl<'a> Mutex<'a> {
 
 /// The WaitSet protocol (see [`Mutex::arm_for_set`]).
 impl waitset::sealed::Sealed for Mutex<'_> {
-    fn announce(&mut self) -> bool {
-        false
+    fn announce(&mut self) -> (bool, u32) {
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn disarm(&mut self, _: u32) {}
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.arm_for_set()
     }
 }
 
 impl waitset::sealed::Sealed for NamedMutex {
-    fn announce(&mut self) -> bool {
-        false
+    fn announce(&mut self) -> (bool, u32) {
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn disarm(&mut self, _: u32) {}
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.as_mutex().arm_for_set()
     }
 }
