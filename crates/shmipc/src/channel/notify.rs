@@ -1,5 +1,6 @@
-//! Spin, then sleep on the futex; and the sender's side that skips the wake system
-//! call when nobody sleeps.
+//! Spin (the first microseconds back to back, then yielding the CPU between polls),
+//! then sleep on the futex; and the sender's side that skips the wake system call
+//! when nobody sleeps.
 //!
 //! Each direction of a channel has a *bell*: two 32-bit words in their own cache
 //! line, `seq` (the futex word, bumped by every ring that wakes) and `sleepers`: in
@@ -130,6 +131,16 @@ pub(crate) fn take_back(sleepers: &AtomicU32, epoch: u32) {
     });
 }
 
+/// How long of [`SPIN`] a blocking call polls back to back; for the rest it yields
+/// the CPU between polls. A peer answering within a few microseconds (a ping-pong,
+/// a consumer keeping up) is caught by the back-to-back polls; a longer wait is one
+/// where the peer is doing real work, and on a machine with more runnable threads
+/// than CPUs (a pipeline of processes: publisher, bridge, network stack,
+/// subscriber) a thread that spins there takes its CPU from the very threads it is
+/// waiting for. With nothing else runnable the yield returns at once (a system
+/// call, a few hundred ns), so an idle machine loses next to nothing.
+pub(crate) const SPIN_EAGER: Duration = Duration::from_micros(2);
+
 /// One direction's bell.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bell<'a> {
@@ -256,20 +267,28 @@ impl<'a> Bell<'a> {
         mut poll: impl FnMut(bool) -> Option<R>,
     ) -> Option<R> {
         let deadline: Deadline = deadline.into();
-        // Spin phase: the peer is likely busy on the other CPU.
+        // Spin phase: the peer is likely busy on the other CPU. The first
+        // [`SPIN_EAGER`] polls back to back; after that each poll gives the CPU to
+        // any other runnable thread first (see [`SPIN_EAGER`]).
         let start = Instant::now();
         let mut i: u32 = 0;
+        let mut polite = false;
         loop {
             if let Some(r) = poll(false) {
                 return Some(r);
             }
-            std::hint::spin_loop();
             i = i.wrapping_add(1);
-            if i % 64 == 0 {
-                let now = Instant::now();
-                if now.duration_since(start) >= SPIN || deadline.passed() {
+            if polite {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            if polite || i % 64 == 0 {
+                let spun = Instant::now().duration_since(start);
+                if spun >= SPIN || deadline.passed() {
                     break;
                 }
+                polite = spun >= SPIN_EAGER;
             }
         }
         // Sleep phase.
