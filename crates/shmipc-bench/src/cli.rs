@@ -66,6 +66,10 @@ pub struct Args {
     #[arg(long, hide = true)]
     pub fanout_spec: Option<String>,
 
+    /// Internal (wake peer): how many idle producers to hold.
+    #[arg(long, hide = true)]
+    pub idle: Option<usize>,
+
     /// Internal (peer): the CPU to pin to.
     #[arg(long, hide = true)]
     pub pin: Option<usize>,

@@ -31,6 +31,7 @@ pub fn main() -> ExitCode {
             args.prefix.as_deref().unwrap_or_default(),
             &args.fds,
             args.pin,
+            args.idle.unwrap_or(0),
         ),
         Some("fanout-child") => {
             crate::fanout::child(args.fanout_spec.as_deref().unwrap_or_default())
@@ -158,6 +159,13 @@ fn list() {
     for op in segment_ops::OPS {
         println!("  {op}");
     }
+    println!(
+        "wake (--only wake; runs alone; round trip with the receiver asleep, the sender pausing {} µs; then an idle WaitSet's CPU):",
+        crate::wake::PAUSE.as_micros()
+    );
+    for (name, about) in crate::wake::CONTENDERS.iter().zip(crate::wake::ABOUT) {
+        println!("  {name:<22} {about}");
+    }
 }
 
 /// Per-(contender, payload) state of the client's latency cells.
@@ -269,14 +277,14 @@ fn nonvoluntary_switches(pid: &str) -> u64 {
 }
 
 fn harness(args: &Args) -> Result<()> {
-    if crate::wake::wanted(args) {
-        return crate::wake::run(args);
-    }
-    let sel = select(&args.only)?;
     if args.list {
         list();
         return Ok(());
     }
+    if crate::wake::wanted(args) {
+        return crate::wake::run(args);
+    }
+    let sel = select(&args.only)?;
     let plan = Plan::new(args);
     if sel.fanout && sel.lat.is_empty() && !sel.tp_suite && !sel.seg {
         return fanout_suite(args, &plan, None);

@@ -157,15 +157,25 @@ impl Contents {
     /// channel's state needs the view to cover the whole channel (its records and
     /// slots); a shorter view reads as [`Contents::Invalid`].
     pub fn of(view: &View, offset: usize) -> Self {
+        Self::of_in(view, offset, view.liveness())
+    }
+
+    /// As [`Contents::of`], with holders' liveness asked on the object of `scope`
+    /// (for a copy of an object's bytes: on the object itself).
+    pub(crate) fn of_in(
+        view: &View,
+        offset: usize,
+        scope: crate::sys::liveness::Scope<'_>,
+    ) -> Self {
         match layout::read(view, offset, Duration::ZERO) {
             Ok(header) => Self::Object {
                 kind: header.kind,
                 state: match header.kind {
                     Kind::Mutex | Kind::Semaphore | Kind::Event => {
-                        crate::sync::inspect::state(view, offset, &header)
+                        crate::sync::inspect::state(view, offset, &header, scope)
                     }
                     Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc => {
-                        match crate::channel::inspect::state(view, offset, &header) {
+                        match crate::channel::inspect::state(view, offset, &header, scope) {
                             Ok(state) => state,
                             Err(e) => return Self::Invalid(e),
                         }
@@ -236,9 +246,12 @@ const COPY_LIMIT: u64 = 64 << 20;
 fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
     let valid = crate::name::Name::new(name)?;
     let mut head = Vec::new();
-    let size = crate::sys::peek(&valid, INSPECT_LEN, &mut |_, chunk| {
+    let (size, fd) = crate::sys::peek(&valid, INSPECT_LEN, &mut |_, chunk| {
         head.extend_from_slice(chunk);
     })?;
+    // Holders prove their liveness on the object itself, not on the copy.
+    let anchor = crate::sys::liveness::Anchor::new();
+    let scope = crate::sys::liveness::Scope::asking(std::os::fd::AsFd::as_fd(&fd), &anchor);
     if head.len() < HEADER_LEN {
         return Ok(Contents::Plain);
     }
@@ -267,11 +280,11 @@ fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
                 .is_ok()
             });
         return Ok(match all {
-            Some(all) => Contents::of(&all, 0),
+            Some(all) => Contents::of_in(&all, 0, scope),
             None => Contents::Object { kind, state: None },
         });
     }
-    Ok(Contents::of(&view, 0))
+    Ok(Contents::of_in(&view, 0, scope))
 }
 
 /// A view of `len` bytes of private, sparse, zero-filled memory.

@@ -111,9 +111,16 @@ pub(crate) struct Inner {
     pub(crate) name: Option<Name>,
     pub(crate) handle: sys::Handle,
     pub(crate) access: Access,
+    /// Where this handle's holders prove that they live (`sys::liveness`).
+    pub(crate) anchor: sys::liveness::Anchor,
 }
 
 impl Inner {
+    /// What lock owners and endpoints on this segment prove their liveness on.
+    pub(crate) fn liveness(&self) -> sys::liveness::Scope<'_> {
+        sys::liveness::Scope::of(&self.handle, &self.anchor)
+    }
+
     pub(crate) fn display_name(&self) -> String {
         self.name
             .as_ref()
@@ -174,6 +181,12 @@ fn check_size(name: &str, size: u64) -> Result<(), CreateError> {
 }
 
 impl Segment {
+    /// What lock owners and endpoints on this segment prove their liveness on.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn liveness(&self) -> sys::liveness::Scope<'_> {
+        self.inner.liveness()
+    }
+
     /// Creates a segment of `size` bytes in system memory, owner-only (0600), that
     /// lives until its last holder closes it. Fails if the name exists.
     ///
@@ -507,6 +520,7 @@ impl SegmentOptions {
         let handle = sys::create(&name, &self.params())?;
         Ok(Segment {
             inner: Arc::new(Inner {
+                anchor: sys::liveness::Anchor::new(),
                 name: Some(name),
                 handle,
                 access: Access::ReadWrite,
@@ -537,6 +551,7 @@ impl SegmentOptions {
         let handle = sys::create(&name, &params).map_err(InitError::Create)?;
         let seg = Segment {
             inner: Arc::new(Inner {
+                anchor: sys::liveness::Anchor::new(),
                 name: Some(name),
                 handle,
                 access: Access::ReadWrite,
@@ -559,6 +574,7 @@ impl SegmentOptions {
         let handle = sys::open(&name, self.access)?;
         Ok(Segment {
             inner: Arc::new(Inner {
+                anchor: sys::liveness::Anchor::new(),
                 name: Some(name),
                 handle,
                 access: self.access,
@@ -605,6 +621,7 @@ impl SegmentOptions {
         let handle = sys::create_unnamed(self.size, self.reserve)?;
         Ok(Segment {
             inner: Arc::new(Inner {
+                anchor: sys::liveness::Anchor::new(),
                 name: None,
                 handle,
                 access: Access::ReadWrite,

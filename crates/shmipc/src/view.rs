@@ -134,6 +134,11 @@ impl fmt::Debug for View {
 }
 
 impl View {
+    /// What lock owners and endpoints in this view prove their liveness on.
+    pub(crate) fn liveness(&self) -> crate::sys::liveness::Scope<'_> {
+        self.seg.liveness()
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len

@@ -16,7 +16,8 @@
 //!    the condition without consuming anything. Ready: go to 1;
 //! 3. register `(word, value, recheck, waker)` with the process's reactor
 //!    (`sys/wait/reactor.rs`: a thread per 127 waits sleeping in `futex_waitv` on
-//!    Linux) and return `Pending`.
+//!    Linux; per 63 waits in `WaitForMultipleObjects` on the words' doorbells on
+//!    Windows) and return `Pending`.
 //!
 //! No lost wake-up: the announcement comes before the value is read and the condition
 //! re-checked, exactly as in the blocking forms, so a waker either sees the
@@ -39,10 +40,18 @@
 //! # The WaitSet
 //!
 //! [`WaitSet::wait`] announces and arms every member, then registers the ones not
-//! ready with the same reactor and parks the calling thread until one is woken or
-//! the timeout passes; it returns the indices of the ready members. It is
-//! level-triggered and consumes nothing: call the member's `try_*` afterwards. 1 000
-//! members cost 8 reactor threads on Linux, not 1 000.
+//! ready with the same reactor, each with a waker of its own, and parks the calling
+//! thread until one is woken or the timeout passes; it returns the indices of the
+//! ready members. Only the members whose registration fired are announced, armed
+//! and registered again; the others keep their announcement and registration, and
+//! at the end of their slice (their peer's liveness is due) the set re-arms them in
+//! place on its own timer, without a new registration or heavy barrier. So an idle
+//! member costs one arm per slice and nothing in the reactor. It is level-triggered
+//! and consumes nothing: call the member's `try_*` afterwards. 1 000 members cost 8
+//! reactor threads on Linux, not 1 000.
+//!
+//! A bell's announcement carries a token (the bell's epoch, `channel/notify.rs`),
+//! so that one sleeper taking its announcement back never takes another's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,9 +78,9 @@ pub struct Sleep<'a> {
 pub enum Undo<'a> {
     /// Nothing to take back (a bit the waker clears, e.g. CONTENDED).
     Nothing,
-    /// A bell's `sleepers`: decrement unless a ringer already zeroed it (it did if
-    /// the word moved).
-    Bell(&'a AtomicU32),
+    /// A bell's `sleepers` and the epoch the count was added in: decrement unless
+    /// a ringer zeroed the count since (`channel/notify.rs`).
+    Bell(&'a AtomicU32, u32),
     /// A `waiters` count: always decrement.
     Waiters(&'a AtomicU32),
 }
@@ -79,18 +88,14 @@ pub enum Undo<'a> {
 impl Sleep<'_> {
     /// Takes back the announcement.
     pub(crate) fn undo(&self) {
-        undo(self.undo, self.word, self.expected);
+        undo(self.undo);
     }
 }
 
-pub(crate) fn undo(undo: Undo<'_>, word: &AtomicU32, expected: u32) {
+pub(crate) fn undo(undo: Undo<'_>) {
     match undo {
         Undo::Nothing => {}
-        Undo::Bell(s) => {
-            if word.load(Ordering::Relaxed) == expected {
-                let _ = s.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-            }
-        }
+        Undo::Bell(s, epoch) => crate::channel::notify::take_back(s, epoch),
         Undo::Waiters(w) => {
             let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
@@ -110,11 +115,15 @@ pub(crate) mod sealed {
     /// The wait protocol of one waitable kind (see the module doc).
     pub trait Sealed {
         /// Announces an intent to sleep (the sleeper's half of the protocol).
-        /// Returns whether a heavy barrier must follow before arming.
-        fn announce(&mut self) -> bool;
+        /// Returns whether a heavy barrier must follow before arming, and a token
+        /// for [`Sealed::arm`] (a bell's epoch; 0 where unused).
+        fn announce(&mut self) -> (bool, u32);
         /// Reads the word, re-checks readiness (consuming nothing), and says whether
         /// to sleep. May run the costly peer-liveness check when due.
-        fn arm(&mut self) -> super::Arm<'_>;
+        fn arm(&mut self, token: u32) -> super::Arm<'_>;
+        /// Takes back the announcement of an arm that said `Sleep` (an arm that
+        /// said `Ready` took it back itself).
+        fn disarm(&mut self, token: u32);
     }
 }
 
@@ -127,10 +136,11 @@ impl<T: sealed::Sealed + ?Sized> Waitable for T {}
 
 /// Announce, one heavy barrier if needed, arm.
 pub(crate) fn announce_and_arm<W: sealed::Sealed + ?Sized>(w: &mut W) -> Arm<'_> {
-    if w.announce() {
+    let (heavy, token) = w.announce();
+    if heavy {
         crate::sys::wait::heavy_barrier_checked();
     }
-    w.arm()
+    w.arm(token)
 }
 
 /// One-shot registration state kept in a future between polls.
@@ -218,21 +228,48 @@ pub struct WaitSet {
     ready: Vec<usize>,
 }
 
-/// Unparks the waiting thread.
-struct Unpark {
+/// What the members' wakers share with the waiting thread.
+struct Shared {
     thread: Thread,
-    woken: AtomicBool,
+    /// Indices of the members whose registration fired, not yet looked at.
+    fired: std::sync::Mutex<Vec<usize>>,
+    any: AtomicBool,
 }
 
-impl Wake for Unpark {
+/// One member's waker: records which member fired and unparks the waiting thread.
+struct MemberWake {
+    idx: usize,
+    shared: Arc<Shared>,
+}
+
+impl Wake for MemberWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
+        self.shared
+            .fired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(self.idx);
+        self.shared.any.store(true, Ordering::Release);
+        self.shared.thread.unpark();
     }
 }
+
+/// A sleeping member: its registration, what it sleeps on, its announcement's
+/// token, and when to look at it again.
+struct Slot {
+    reg: Registration,
+    addr: usize,
+    expected: u32,
+    token: u32,
+    recheck_at: Instant,
+}
+
+/// How far ahead a WaitSet registration's reactor timer is set: the set runs the
+/// members' rechecks itself, on one timer (see [`WaitSet::wait`]).
+const FAR: Duration = Duration::from_secs(24 * 3600);
 
 impl WaitSet {
     /// An empty set (it holds only reusable buffers; the members are passed to each
@@ -249,55 +286,139 @@ impl WaitSet {
     /// Consumes nothing (level-triggered): receive or take with the member's `try_*`
     /// afterwards; another thread or process may have taken it first, so expect
     /// `Empty`/`WouldBlock` sometimes.
+    ///
+    /// Cost while it sleeps: every member is announced, armed and registered once;
+    /// after that only the members whose word was woken are armed again. At the end
+    /// of each member's slice (10 ms for channels, where the peer's liveness is
+    /// due) the set re-checks it in place, without a new announcement, heavy
+    /// barrier or registration, all on one timer of the calling thread.
     pub fn wait(
         &mut self,
         members: &mut [&mut dyn Waitable],
         timeout: Option<Duration>,
     ) -> &[usize] {
         let deadline = timeout.map_or(Deadline::Never, Deadline::after);
+        self.ready.clear();
+        let shared = Arc::new(Shared {
+            thread: std::thread::current(),
+            fired: std::sync::Mutex::new(Vec::new()),
+            any: AtomicBool::new(false),
+        });
+        let wakers: Vec<Waker> = (0..members.len())
+            .map(|idx| {
+                Waker::from(Arc::new(MemberWake {
+                    idx,
+                    shared: Arc::clone(&shared),
+                }))
+            })
+            .collect();
+        let mut slots: Vec<Option<Slot>> = members.iter().map(|_| None).collect();
+        // Members to announce and arm afresh: all of them first, then the fired.
+        let mut todo: Vec<usize> = (0..members.len()).collect();
+        let mut tokens: Vec<u32> = Vec::with_capacity(members.len());
         loop {
-            self.ready.clear();
+            tokens.clear();
             let mut heavy = false;
-            for m in members.iter_mut() {
-                heavy |= m.announce();
+            for &i in &todo {
+                if let Some(s) = slots[i].take() {
+                    drop(s.reg);
+                    members[i].disarm(s.token);
+                }
+                let (h, t) = members[i].announce();
+                heavy |= h;
+                tokens.push(t);
             }
             if heavy {
                 crate::sys::wait::heavy_barrier_checked();
             }
-            let unpark = Arc::new(Unpark {
-                thread: std::thread::current(),
-                woken: AtomicBool::new(false),
-            });
-            let waker = Waker::from(Arc::clone(&unpark));
-            let mut sleeps = Vec::with_capacity(members.len());
-            for (i, m) in members.iter_mut().enumerate() {
-                match m.arm() {
-                    Arm::Ready => self.ready.push(i),
-                    Arm::Sleep(s) => sleeps.push(s),
-                }
-            }
-            if !self.ready.is_empty() || deadline.passed() {
-                for s in &sleeps {
-                    s.undo();
-                }
-                return &self.ready;
-            }
             let now = Instant::now();
-            let regs: Vec<Registration> = sleeps
-                .iter()
-                .map(|s| reactor::register(s.word, s.expected, now + s.recheck, &waker))
-                .collect();
-            while !unpark.woken.load(Ordering::Acquire) {
-                match deadline.left() {
+            for (&i, &token) in todo.iter().zip(&tokens) {
+                match members[i].arm(token) {
+                    Arm::Ready => self.ready.push(i),
+                    Arm::Sleep(s) => {
+                        let reg = reactor::register(s.word, s.expected, now + FAR, &wakers[i]);
+                        slots[i] = Some(Slot {
+                            reg,
+                            addr: std::ptr::from_ref(s.word) as usize,
+                            expected: s.expected,
+                            token,
+                            recheck_at: now + s.recheck,
+                        });
+                    }
+                }
+            }
+            todo.clear();
+            if !self.ready.is_empty() || deadline.passed() {
+                break;
+            }
+            // Sleep until a member fires, the first recheck, or the deadline.
+            let next = slots.iter().flatten().map(|s| s.recheck_at).min();
+            while !shared.any.swap(false, Ordering::AcqRel) {
+                let now = Instant::now();
+                let left = match (deadline.left(), next) {
+                    (None, None) => None,
+                    (Some(d), None) => Some(d),
+                    (d, Some(n)) => {
+                        let n = n.saturating_duration_since(now);
+                        Some(d.map_or(n, |d| d.min(n)))
+                    }
+                };
+                match left {
                     None => std::thread::park(),
                     Some(left) if left.is_zero() => break,
                     Some(left) => std::thread::park_timeout(left),
                 }
             }
-            drop(regs);
-            for s in &sleeps {
-                s.undo();
+            todo.append(
+                &mut shared
+                    .fired
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            todo.sort_unstable();
+            todo.dedup();
+            todo.retain(|&i| slots[i].is_some());
+            let mut queued = vec![false; slots.len()];
+            for &i in &todo {
+                queued[i] = true;
+            }
+            // Rechecks due: arm again in place (the announcement stands).
+            let now = Instant::now();
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let Some(s) = slot else { continue };
+                if s.recheck_at > now || queued[i] {
+                    continue;
+                }
+                match members[i].arm(s.token) {
+                    // The arm took the announcement back.
+                    Arm::Ready => {
+                        *slot = None;
+                        self.ready.push(i);
+                    }
+                    Arm::Sleep(n) => {
+                        if std::ptr::from_ref(n.word) as usize == s.addr && n.expected == s.expected
+                        {
+                            s.recheck_at = now + n.recheck;
+                        } else {
+                            todo.push(i);
+                        }
+                    }
+                }
+            }
+            if !self.ready.is_empty() {
+                break;
+            }
+            if deadline.passed() && todo.is_empty() {
+                break;
             }
         }
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Some(s) = slot.take() {
+                drop(s.reg);
+                members[i].disarm(s.token);
+            }
+        }
+        self.ready.sort_unstable();
+        &self.ready
     }
 }

@@ -408,6 +408,33 @@ fn mutex_child(role: &str, name: &str) -> Option<bool> {
             srv.respond(&req, &answer).expect("respond");
             hear_exactly("bye");
         }
+        // Typed spsc of u64: send 42 after the parent's go.
+        "typed-send-later" => {
+            let mut p = shmipc::channel::spsc::TypedProducer::<u64>::open(name).expect("open");
+            say("ready");
+            hear_exactly("go");
+            p.send(42).expect("send");
+            hear_exactly("bye");
+        }
+        // Typed spsc of u64: after the parent's go, sum everything until
+        // Disconnected.
+        "typed-drain" => {
+            let mut c = shmipc::channel::spsc::TypedConsumer::<u64>::open(name).expect("open");
+            say("ready");
+            hear_exactly("go");
+            let (mut n, mut sum) = (0u32, 0u64);
+            loop {
+                match c.recv_timeout(Duration::from_secs(30)) {
+                    Ok(v) => {
+                        n += 1;
+                        sum += v;
+                    }
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            say(&format!("got {n} {sum}"));
+        }
         // spsc: drain everything after the parent's go, until Disconnected.
         "spsc-drain" => {
             let mut c = Consumer::open(name).expect("open consumer");
@@ -841,4 +868,72 @@ fn a_wait_set_sees_an_mpmc_consumer() {
     drop(p);
     assert_eq!(set.wait(&mut [&mut c], Some(Duration::from_secs(30))), &[0]);
     assert_eq!(c.try_recv(), Err(shmipc::channel::RecvError::Disconnected));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typed_spsc_recv_async_gets_a_later_message() {
+    use shmipc::channel::spsc::TypedConsumer;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-typed");
+    let mut c = TypedConsumer::<u64>::create(&name, 2).unwrap();
+    let mut peer = Peer::role(
+        "typed_spsc_recv_async_gets_a_later_message",
+        "typed-send-later",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let mut recv = std::pin::pin!(c.recv_async());
+    assert!(poll_once(recv.as_mut()).await.is_none(), "nothing sent yet");
+    peer.send("go");
+    let got = tokio::time::timeout(Duration::from_secs(30), recv)
+        .await
+        .expect("no message within 30 s");
+    assert_eq!(got.unwrap(), 42);
+    peer.send("bye");
+    peer.finish();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typed_spsc_send_async_waits_for_room() {
+    use shmipc::channel::spsc::TypedProducer;
+    use shmipc::channel::TrySendError;
+    if child() {
+        return;
+    }
+    let name = unique_name("async-typed-send");
+    let mut p = TypedProducer::<u64>::create(&name, 2).unwrap();
+    let mut peer = Peer::role(
+        "typed_spsc_send_async_waits_for_room",
+        "typed-drain",
+        &[("NAME", &name)],
+    );
+    peer.expect("ready");
+    let (mut n, mut sum) = (0u32, 0u64);
+    for v in 1.. {
+        match p.try_send(v) {
+            Ok(()) => {
+                n += 1;
+                sum += v;
+            }
+            Err(TrySendError::Full(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    {
+        let mut send = std::pin::pin!(p.send_async(1000));
+        assert!(poll_once(send.as_mut()).await.is_none(), "the ring is full");
+        peer.send("go");
+        tokio::time::timeout(Duration::from_secs(30), send)
+            .await
+            .expect("no room within 30 s")
+            .expect("send");
+    }
+    n += 1;
+    sum += 1000;
+    drop(p);
+    let line = peer.next_line();
+    assert_eq!(line, format!("got {n} {sum}"));
+    peer.finish();
 }

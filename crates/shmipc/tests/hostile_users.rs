@@ -3,12 +3,21 @@
 //! already open, and never make a live owner look dead):
 //!
 //! * (a) a user who cannot open our objects read-locks every byte of every file in
-//!   `/dev/shm` it can open: a killed owner must still be seen dead (`OwnerDied`,
+//!   `/dev/shm` it can open (shmipc's former liveness file included, made by it
+//!   if missing): a killed owner must still be seen dead (`OwnerDied`,
 //!   `Disconnected`);
-//! * (b) a user who creates shmipc's liveness file first and removes it while a lock
-//!   is held must not make the live holder look dead to a process started later;
+//! * (b) a user who creates shmipc's (former) liveness file first and removes it
+//!   while a lock is held must not make the live holder look dead to a process
+//!   started later (liveness now lives on each object's own file, which such a
+//!   user cannot open; the case stays as a guard);
 //! * (c) shmipc's own files in `/dev/shm` are neither listed as objects nor
-//!   collected as stale segments.
+//!   collected as stale segments;
+//! * (d) as (a), against a mutex placed in our own segment (`Mutex::init_at`), a
+//!   publish-subscribe publisher, and holders that forked a child before dying
+//!   (the child, alive, must not keep its dead parent looking alive).
+//!
+//! What a user who *can* open an object (its mode lets it read) can do to its
+//! liveness is a participant's power, described in `sys/liveness/linux.rs`.
 //!
 //! Each scenario runs as root in a private mount namespace with an empty tmpfs on
 //! `/dev/shm` (`unshare --mount`), so that the attacks never touch the machine's
@@ -24,10 +33,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use common::{arg, hear, say, Peer};
+use shmipc::channel::pubsub;
 use shmipc::channel::spsc::{Consumer, Producer};
 use shmipc::channel::RecvError;
-use shmipc::sync::{LockTimeoutError, NamedMutex, ObjectOptions, TryLockError};
-use shmipc::{Persistence, Segment};
+use shmipc::sync::{LockTimeoutError, Mutex, NamedMutex, ObjectOptions, TryLockError};
+use shmipc::{Access, Persistence, Segment};
 
 const LONG: Duration = Duration::from_secs(30);
 const LIVENESS_FILE: &str = "/dev/shm/.shmipc-liveness";
@@ -124,6 +134,33 @@ fn lock_every_byte(path: &std::path::Path) -> bool {
     rc == 0
 }
 
+/// Forks a child that sleeps until killed (it shares all our descriptions);
+/// returns its pid. Its parent is a role process, which exits soon after.
+fn fork_sleeper() -> i32 {
+    // SAFETY: the child only calls `pause`, async-signal-safe, in a loop.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        loop {
+            // SAFETY: no preconditions.
+            unsafe { libc::pause() };
+        }
+    }
+    pid
+}
+
+/// SIGKILLs the process `pid` (not our child) and waits until it has exited.
+fn kill_and_wait_gone(pid: i32) {
+    let p = rustix::process::Pid::from_raw(pid).expect("a pid");
+    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    common::wait_until("a killed grandchild to exit", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    });
+}
+
 /// Runs `test`: in the test's own run, its scenario in a private /dev/shm; in a
 /// child, that child's role.
 fn run(test: &str, scenario: fn()) {
@@ -147,8 +184,14 @@ fn run(test: &str, scenario: fn()) {
 /// The children's roles.
 fn play(role: &str) {
     match role {
-        // nobody: read-locks everything it can open in /dev/shm, then waits.
+        // nobody: read-locks everything it can open in /dev/shm (after making
+        // shmipc's former liveness file, world-readable, if nobody has), then waits.
         "lock-everything" => {
+            rustix::process::umask(rustix::fs::Mode::empty());
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(LIVENESS_FILE);
             let mut n = 0;
             for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
                 if lock_every_byte(&e.path()) {
@@ -199,6 +242,22 @@ fn play(role: &str) {
             let mut tx = Producer::open(&arg("NAME")).unwrap();
             tx.send(b"hello").unwrap();
             say("SENT");
+            let _ = hear();
+        }
+        // A mutex at offset 0 of the segment NAME, locked; then a forked child
+        // that outlives us (it prints its pid), holding our descriptors.
+        "hold-in-segment-and-fork" => {
+            let seg = Segment::open(&arg("NAME"), Access::ReadWrite).unwrap();
+            let view = seg.map_all().unwrap();
+            let m = Mutex::open_at(&view, 0).unwrap();
+            let _g = m.lock().unwrap();
+            say(&format!("HELD {}", fork_sleeper()));
+            let _ = hear();
+        }
+        "publish-and-fork" => {
+            let mut tx = pubsub::Publisher::open(&arg("NAME")).unwrap();
+            tx.send(b"news").unwrap();
+            say(&format!("SENT {}", fork_sleeper()));
             let _ = hear();
         }
         other => panic!("unknown role {other}"),
@@ -254,7 +313,6 @@ fn scenario_a() {
 /// file in /dev/shm it can open; a killed mutex holder and a killed producer are
 /// still seen dead.
 #[test]
-#[ignore = "issue 11 follow-up: the global /dev/shm/.shmipc-liveness is world-readable, so any user can read-lock every byte of it and make every dead owner and endpoint look alive forever; needs the lock bytes on each object's own descriptor (see sys/liveness/linux.rs)"]
 fn a_user_who_cannot_open_our_objects_cannot_hide_their_dead_owners() {
     run(TEST_A, scenario_a);
 }
@@ -348,4 +406,71 @@ fn scenario_c() {
 #[test]
 fn shmipc_internal_files_are_not_listed_or_collected() {
     run(TEST_C, scenario_c);
+}
+
+// ---------------------------------------------------------------------------------
+// (d)
+
+const TEST_D: &str =
+    "a_user_who_cannot_open_our_objects_cannot_hide_dead_segment_mutex_owners_or_publishers";
+
+/// (d) inside the private /dev/shm.
+fn scenario_d() {
+    // A mutex in a segment of our own (owner-only), and a publish-subscribe
+    // channel whose subscriber we are.
+    let seg_name = common::unique_name("hostile-d-seg");
+    let chan_name = common::unique_name("hostile-d-pubsub");
+    let seg = Segment::create(&seg_name, 4096).unwrap();
+    let view = seg.map_all().unwrap();
+    let m = Mutex::init_at(&view, 0).unwrap();
+    drop(m.lock().unwrap());
+    let sub = pubsub::Options::new()
+        .capacity(8)
+        .slot_size(64)
+        .create_or_open_subscriber(&chan_name)
+        .unwrap();
+
+    let mut evil = attacker(TEST_D, "lock-everything");
+    let n = evil.expect("LOCKED");
+    eprintln!("the attacker read-locked every byte of {n} file(s) in /dev/shm");
+
+    // The holder forks a child that lives on; the holder is killed.
+    let mut holder = child(TEST_D, "hold-in-segment-and-fork", &seg_name);
+    let grandchild: i32 = holder.expect("HELD").trim().parse().unwrap();
+    holder.kill();
+    let took_over = match m.lock_timeout(LONG) {
+        Err(LockTimeoutError::OwnerDied(g)) => {
+            g.mark_consistent();
+            Ok(())
+        }
+        Ok(_) => Err("the killed holder's lock came back clean".to_owned()),
+        Err(e) => Err(format!(
+            "a killed holder's mutex must be taken over despite the attacker and the holder's live forked child: {e}"
+        )),
+    };
+    kill_and_wait_gone(grandchild);
+    took_over.unwrap();
+
+    let mut publisher = child(TEST_D, "publish-and-fork", &chan_name);
+    let grandchild: i32 = publisher.expect("SENT").trim().parse().unwrap();
+    publisher.kill();
+    let got = sub.recv_timeout(LONG).map(|s| s.to_vec());
+    let then = sub.recv_timeout(LONG).map(|s| s.to_vec());
+    kill_and_wait_gone(grandchild);
+    assert_eq!(got.as_deref(), Ok(&b"news"[..]));
+    match then {
+        Err(RecvError::Disconnected) => {}
+        other => panic!(
+            "a killed publisher must be seen gone despite the attacker and its live forked child, got {other:?}"
+        ),
+    }
+    evil.finish();
+}
+
+/// (d): as (a), against a mutex placed in our own segment and a publish-subscribe
+/// publisher, whose killed processes each leave a forked child alive: the
+/// killed holder and publisher are still seen dead.
+#[test]
+fn a_user_who_cannot_open_our_objects_cannot_hide_dead_segment_mutex_owners_or_publishers() {
+    run(TEST_D, scenario_d);
 }

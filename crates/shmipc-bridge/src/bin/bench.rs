@@ -4,8 +4,15 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path crates/shmipc-bridge/Cargo.toml \
-//!     --bin shmipc-bridge-bench -- [--rounds 5]
+//!     --bin shmipc-bridge-bench -- [--rounds 5] [--bridge NAME=PATH[,ARG...]]...
 //! ```
+//!
+//! Each `--bridge` is one more bridged contender, run side by side with the others
+//! and zenoh, round by round in rotating order: e.g. a copy of the binary from before
+//! a change against the new one, or `--spin-us` settings (`ARG`s are added to both
+//! bridges' command lines). It prints medians, and the median of the per-round
+//! ratios to zenoh. `--only zenoh|bridge [--size BYTES] [--what tp|rtt] [--secs S]`
+//! runs one contender alone, repeatedly, for profiling (`perf record`, `perf stat`).
 //!
 //! The zenoh side: this process puts, a child process (this binary in the
 //! `zenoh-peer` role) receives with callbacks, echoes pings and says when the last
@@ -186,7 +193,7 @@ impl Zenoh {
 }
 
 struct Bridged {
-    _bridges: [Kill; 2],
+    bridges: Vec<Kill>,
     stop: Arc<AtomicBool>,
     tp: Publisher,
     ping: Publisher,
@@ -196,9 +203,12 @@ struct Bridged {
 }
 
 impl Bridged {
-    fn start(bridge: &PathBuf) -> Self {
+    fn start(bridge: &PathBuf, extra: &[String]) -> Self {
+        // Unique per contender: several run side by side in one process.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = std::process::id();
-        let t = |n: &str| format!("bb-{n}-{id}");
+        let nth = NEXT.fetch_add(1, Ordering::Relaxed);
+        let t = |n: &str| format!("bb-{n}-{id}-{nth}");
         let o = topic_options();
         let tp = o.create_publisher(&t("tp-a")).expect("tp-a");
         let ping = o.create_publisher(&t("ping-a")).expect("ping-a");
@@ -212,6 +222,7 @@ impl Bridged {
                 Command::new(bridge)
                     .args(args)
                     .args(["--lossless", "--stats", "0"])
+                    .args(extra)
                     .env(
                         "RUST_LOG",
                         std::env::var("SHMIPC_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
@@ -284,7 +295,7 @@ impl Bridged {
             }
         }));
         Self {
-            _bridges: [a, b],
+            bridges: vec![a, b],
             stop,
             tp,
             ping,
@@ -321,6 +332,9 @@ impl Bridged {
 
 impl Drop for Bridged {
     fn drop(&mut self) {
+        // The bridges go first (killed and reaped), so that this process closes each
+        // topic last and it is removed with it (nothing left in /dev/shm).
+        self.bridges.clear();
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -345,49 +359,160 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|r| r.parse().expect("--rounds N"))
         .unwrap_or(5);
-    let bridge = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("shmipc-bridge");
-    assert!(
-        bridge.exists(),
-        "{} missing: build the crate first",
-        bridge.display()
-    );
-    let z = Zenoh::start();
-    let mut b = Bridged::start(&bridge);
-    // Warm both paths up (connections, routes, pages).
-    z.rtt(64, 100);
-    b.rtt(64, 100);
-    z.throughput(64, 1000);
-    b.throughput(64, 1000);
-    println!("size    path    samples/s      rtt");
-    for (size, n_tp, n_rtt) in [(64usize, 50_000u64, 2_000u64), (65536, 5_000, 500)] {
-        let (mut ztp, mut btp, mut zrtt, mut brtt) = (vec![], vec![], vec![], vec![]);
-        for r in 0..rounds {
-            // Alternate who goes first.
-            if r % 2 == 0 {
-                ztp.push(z.throughput(size, n_tp));
-                btp.push(b.throughput(size, n_tp));
-                zrtt.push(z.rtt(size, n_rtt));
-                brtt.push(b.rtt(size, n_rtt));
-            } else {
-                btp.push(b.throughput(size, n_tp));
-                ztp.push(z.throughput(size, n_tp));
-                brtt.push(b.rtt(size, n_rtt));
-                zrtt.push(z.rtt(size, n_rtt));
+    // For profiling one contender alone: `--only zenoh|bridge`, `--size 64|65536`,
+    // `--secs S` (repeat that contender's throughput burst for S seconds).
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = opt("--only");
+    let only_size: Option<usize> = opt("--size").map(|s| s.parse().expect("--size BYTES"));
+    let secs: f64 = opt("--secs").map_or(0.0, |s| s.parse().expect("--secs S"));
+    let what = opt("--what").unwrap_or_else(|| "both".into());
+    let (do_tp, do_rtt) = (what != "rtt", what != "tp");
+    // Bridge contenders: `--bridge NAME=PATH[,ARG...]`, repeated (e.g. the binary
+    // before and after a change, or other settings, in the same interleaved run);
+    // default: this binary's sibling `shmipc-bridge` with its defaults.
+    let mut bridges: Vec<(String, PathBuf, Vec<String>)> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "--bridge")
+        .map(|(i, _)| {
+            let spec = args.get(i + 1).expect("--bridge NAME=PATH[,ARG...]");
+            let (name, rest) = spec.split_once('=').expect("--bridge NAME=PATH[,ARG...]");
+            let mut parts = rest.split(',').map(str::to_owned);
+            let path = PathBuf::from(parts.next().expect("a path"));
+            (name.to_owned(), path, parts.collect())
+        })
+        .collect();
+    if bridges.is_empty() {
+        let sibling = std::env::current_exe()
+            .expect("exe")
+            .with_file_name("shmipc-bridge");
+        bridges.push(("bridge".into(), sibling, vec![]));
+    }
+    for (_, path, _) in &bridges {
+        assert!(
+            path.exists(),
+            "{} missing: build the crate first",
+            path.display()
+        );
+    }
+    if let Some(only) = only {
+        let size = only_size.unwrap_or(64);
+        let (n_tp, n_rtt) = if size > 4096 {
+            (5_000, 500)
+        } else {
+            (50_000, 2_000)
+        };
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let mut tp = vec![];
+        let mut rtt = vec![];
+        match only.as_str() {
+            "zenoh" => {
+                let z = Zenoh::start();
+                z.rtt(size, 100);
+                loop {
+                    if do_tp {
+                        tp.push(z.throughput(size, n_tp));
+                    }
+                    if do_rtt {
+                        rtt.push(z.rtt(size, n_rtt));
+                    }
+                    if Instant::now() >= end {
+                        break;
+                    }
+                }
             }
-            eprintln!(
-                "round {r} size {size}: zenoh {:.0}/s {:?}, bridge {:.0}/s {:?}",
-                ztp[r], zrtt[r], btp[r], brtt[r]
+            "bridge" => {
+                let mut b = Bridged::start(&bridges[0].1, &bridges[0].2);
+                b.rtt(size, 100);
+                loop {
+                    if do_tp {
+                        tp.push(b.throughput(size, n_tp));
+                    }
+                    if do_rtt {
+                        rtt.push(b.rtt(size, n_rtt));
+                    }
+                    if Instant::now() >= end {
+                        break;
+                    }
+                }
+            }
+            o => panic!("--only {o}: zenoh or bridge"),
+        }
+        println!(
+            "{only} {size} B: {} bursts, median {:.0} samples/s, rtt {:.1?}",
+            tp.len().max(rtt.len()),
+            if tp.is_empty() { 0.0 } else { median(tp) },
+            if rtt.is_empty() {
+                Duration::ZERO
+            } else {
+                median(rtt)
+            }
+        );
+        return;
+    }
+    let z = Zenoh::start();
+    let mut bs: Vec<Bridged> = bridges
+        .iter()
+        .map(|(_, path, extra)| Bridged::start(path, extra))
+        .collect();
+    // Warm every path up (connections, routes, pages).
+    z.rtt(64, 100);
+    z.throughput(64, 1000);
+    for b in &mut bs {
+        b.rtt(64, 100);
+        b.throughput(64, 1000);
+    }
+    let k = bs.len();
+    println!("size    path          samples/s        rtt   ratio tp  ratio rtt  (median of per-round ratios to zenoh; goals >= 0.9x, <= 1.2x)");
+    for (size, n_tp, n_rtt) in [(64usize, 50_000u64, 2_000u64), (65536, 5_000, 500)] {
+        // Per contender (0: zenoh, then the bridges): throughputs and round trips.
+        let mut tp = vec![vec![]; k + 1];
+        let mut rtt = vec![vec![]; k + 1];
+        for r in 0..rounds {
+            // Rotate who goes first, round by round.
+            let order: Vec<usize> = (0..=k).map(|i| (i + r) % (k + 1)).collect();
+            for &c in &order {
+                tp[c].push(if c == 0 {
+                    z.throughput(size, n_tp)
+                } else {
+                    bs[c - 1].throughput(size, n_tp)
+                });
+            }
+            for &c in &order {
+                rtt[c].push(if c == 0 {
+                    z.rtt(size, n_rtt)
+                } else {
+                    bs[c - 1].rtt(size, n_rtt)
+                });
+            }
+            let line: Vec<String> = (0..=k)
+                .map(|c| {
+                    let name = if c == 0 { "zenoh" } else { &bridges[c - 1].0 };
+                    format!("{name} {:.0}/s {:.1?}", tp[c][r], rtt[c][r])
+                })
+                .collect();
+            eprintln!("round {r} size {size}: {}", line.join(", "));
+        }
+        for c in 0..=k {
+            let name = if c == 0 { "zenoh" } else { &bridges[c - 1].0 };
+            let ratio_tp: Vec<f64> = tp[c].iter().zip(&tp[0]).map(|(b, z)| b / z).collect();
+            let ratio_rtt: Vec<f64> = rtt[c]
+                .iter()
+                .zip(&rtt[0])
+                .map(|(b, z)| b.as_secs_f64() / z.as_secs_f64())
+                .collect();
+            println!(
+                "{size:<7} {name:<12} {:>10.0}   {:>9.1?}   {:>6.2}x   {:>6.2}x",
+                median(tp[c].clone()),
+                median(rtt[c].clone()),
+                median(ratio_tp),
+                median(ratio_rtt),
             );
         }
-        let (zt, bt, zr, br) = (median(ztp), median(btp), median(zrtt), median(brtt));
-        println!("{size:<7} zenoh   {zt:>10.0}   {zr:>9.1?}");
-        println!("{size:<7} bridge  {bt:>10.0}   {br:>9.1?}");
-        println!(
-            "{size:<7} ratio   {:>10.2}x  {:>8.2}x   (bridge/zenoh; goals >= 0.9x, <= 1.2x)",
-            bt / zt,
-            br.as_secs_f64() / zr.as_secs_f64()
-        );
     }
 }

@@ -29,13 +29,19 @@ const SPSC_SCAN: u64 = 1 << 16;
 ///
 /// # Errors
 /// The header's parameters are not those of a valid channel, or the view is too
-/// small for the layout they describe.
+/// small for the layout they describe. Endpoints' liveness is asked on the
+/// object of `scope`.
 pub(crate) fn state(
     view: &View,
     offset: usize,
     header: &Header,
+    scope: peer::Scope<'_>,
 ) -> Result<Option<ObjectState>, LayoutError> {
-    let r = Reader { view, offset };
+    let r = Reader {
+        view,
+        offset,
+        scope,
+    };
     Ok(Some(match header.kind {
         Kind::Spsc => spsc(&r, header.params)?,
         Kind::PubSub => pubsub(&r, header.params)?,
@@ -49,6 +55,7 @@ pub(crate) fn state(
 struct Reader<'a> {
     view: &'a View,
     offset: usize,
+    scope: peer::Scope<'a>,
 }
 
 impl Reader<'_> {
@@ -79,7 +86,7 @@ impl Reader<'_> {
     /// a live endpoint in another PID namespace, whose pid means nothing here).
     fn live(&self, off: u64) -> Option<u32> {
         let tok = self.u64(off);
-        (tok != 0 && peer::alive(tok)).then(|| peer::pid(tok))
+        (tok != 0 && peer::alive(self.scope, tok)).then(|| peer::pid(tok))
     }
 
     /// How many of `n` records of `len` bytes from `first` hold a live token (at

@@ -85,7 +85,7 @@ pub(crate) mod inspect;
 #[cfg(not(loom))]
 pub mod mpmc;
 #[cfg(not(loom))]
-mod notify;
+pub(crate) mod notify;
 #[cfg(not(loom))]
 mod peer;
 #[cfg(not(loom))]

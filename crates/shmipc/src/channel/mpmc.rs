@@ -448,6 +448,7 @@ impl Chan {
             Place {
                 token: self.words.u64(off + offset_of!(Record, token)),
                 attaches: self.words.u64(off + offset_of!(Record, attaches)),
+                scope: self.map.view.liveness(),
             },
             self.words.u64(off + offset_of!(Record, role)),
         )
@@ -487,8 +488,9 @@ impl Chan {
     /// Whether the holder of record `ep` (`< endpoints`) is gone: the record is
     /// free, or its holder is dead. Costs a liveness check: rate-limit it.
     fn dead(&self, ep: u64) -> bool {
-        let tok = self.record(ep as usize).0.token.load(Ordering::Acquire);
-        tok == 0 || !peer::alive(tok)
+        let place = self.record(ep as usize).0;
+        let tok = place.token.load(Ordering::Acquire);
+        tok == 0 || !peer::alive(place.scope, tok)
     }
 
     /// True when endpoints of `role` have attached and none is attached and alive.
@@ -506,7 +508,7 @@ impl Chan {
             .filter(|&i| {
                 let (place, r) = self.record(i);
                 let tok = place.token.load(Ordering::Acquire);
-                tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(tok)
+                tok != 0 && r.load(Ordering::Acquire) == role && peer::alive(place.scope, tok)
             })
             .count()
     }
@@ -1136,18 +1138,21 @@ impl Consumer {
 
 /// The WaitSet protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Consumer {
-    fn announce(&mut self) -> bool {
-        self.chan.data_bell().announce();
-        true
+    fn announce(&mut self) -> (bool, u32) {
+        (true, self.chan.data_bell().announce())
+    }
+
+    fn disarm(&mut self, token: u32) {
+        self.chan.data_bell().take_back(token);
     }
 
     /// Ready when a take would find something (`mpmc_ring::head`: a message, a
     /// slot to skip, words to report), the head's loan is a dead producer's, or
     /// every producer is gone.
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
         let chan = &self.chan;
         let check = &self.peer_check;
-        chan.data_bell().arm(|| {
+        chan.data_bell().arm(token, || {
             let loaned = match mpmc_ring::head(chan.geo, chan) {
                 mpmc_ring::Head::Ready => return true,
                 mpmc_ring::Head::Empty => None,

@@ -1,17 +1,30 @@
-//! Spin, then sleep on the futex; and the sender's side that skips the wake system
-//! call when nobody sleeps.
+//! Spin (the first microseconds back to back, then yielding the CPU between polls),
+//! then sleep on the futex; and the sender's side that skips the wake system call
+//! when nobody sleeps.
 //!
 //! Each direction of a channel has a *bell*: two 32-bit words in their own cache
-//! line, `seq` (the futex word, bumped by every ring that wakes) and `sleepers` (how
-//! many are about to sleep or sleeping).
+//! line, `seq` (the futex word, bumped by every ring that wakes) and `sleepers`: in
+//! its low 16 bits how many are about to sleep or sleeping, in its high 16 bits an
+//! *epoch* that every ringer bumps when it zeroes the count.
+//!
+//! # Taking back an announcement
+//!
+//! A sleeper that stops waiting without being rung (its slice ended, its future was
+//! dropped) takes its count back, but only if the epoch is still the one its
+//! increment saw: once a ringer has zeroed the count, the count left belongs to
+//! sleepers that announced after it, and taking one of theirs would let the next
+//! ringer skip its wake while they sleep (they would wake only at the end of their
+//! slice). The epoch is the sleeper's token ([`Bell::announce`] returns it); it wraps
+//! after 65 536 zeroing rings, which could only make one such late wake-up possible
+//! again.
 //!
 //! # No lost wake-ups
 //!
 //! Sleeper: `sleepers += 1` (SeqCst RMW), `seen = seq`, re-check the condition
 //! (e.g. the slot's stamp), then `futex_wait(seq, seen)`.
 //! Ringer: make the condition true (e.g. store the stamp), `fence(SeqCst)`, load
-//! `sleepers`; if non-zero, swap it to 0, and if the swap found sleepers, `seq += 1`
-//! and `futex_wake` all.
+//! `sleepers`; if its count is non-zero, zero it (and bump the epoch, one CAS), and
+//! if that found sleepers, `seq += 1` and `futex_wake` all.
 //!
 //! The sleeper's increment and the ringer's fence are both in the single total order
 //! of SeqCst operations (the Dekker pattern). If the ringer's fence comes first, the
@@ -100,6 +113,34 @@ fn light_fence() {
 /// about 20 µs on the target machines, so spinning less than that is cheap).
 pub(crate) const SPIN: Duration = Duration::from_micros(20);
 
+/// The count bits of a bell's `sleepers` (the rest is the epoch; module doc).
+pub(crate) const COUNT: u32 = 0xffff;
+/// One epoch step in a bell's `sleepers`.
+const EPOCH: u32 = COUNT + 1;
+
+/// `sleepers` with its count zeroed and its epoch bumped.
+#[inline]
+fn next_epoch(v: u32) -> u32 {
+    (v & !COUNT).wrapping_add(EPOCH)
+}
+
+/// Takes back one count announced in `epoch`, unless a ringer zeroed it since.
+pub(crate) fn take_back(sleepers: &AtomicU32, epoch: u32) {
+    let _ = sleepers.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        (v / EPOCH == epoch && v & COUNT != 0).then(|| v - 1)
+    });
+}
+
+/// How long of [`SPIN`] a blocking call polls back to back; for the rest it yields
+/// the CPU between polls. A peer answering within a few microseconds (a ping-pong,
+/// a consumer keeping up) is caught by the back-to-back polls; a longer wait is one
+/// where the peer is doing real work, and on a machine with more runnable threads
+/// than CPUs (a pipeline of processes: publisher, bridge, network stack,
+/// subscriber) a thread that spins there takes its CPU from the very threads it is
+/// waiting for. With nothing else runnable the yield returns at once (a system
+/// call, a few hundred ns), so an idle machine loses next to nothing.
+pub(crate) const SPIN_EAGER: Duration = Duration::from_micros(2);
+
 /// One direction's bell.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bell<'a> {
@@ -114,14 +155,20 @@ impl<'a> Bell<'a> {
         // SeqCst fence, or its asymmetric stand-in: see the module doc (pairs with
         // the sleeper's SeqCst RMW and heavy barrier).
         light_fence();
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.sleepers.load(Ordering::Relaxed) & COUNT != 0 {
             self.ring_slow();
         }
     }
 
     #[cold]
     fn ring_slow(&self) {
-        if self.sleepers.swap(0, Ordering::AcqRel) != 0 {
+        let found = self
+            .sleepers
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                (v & COUNT != 0).then(|| next_epoch(v))
+            })
+            .is_ok();
+        if found {
             self.seq.fetch_add(1, Ordering::Release);
             wake_all(self.seq);
         }
@@ -130,36 +177,40 @@ impl<'a> Bell<'a> {
     /// Wakes every sleeper unconditionally (e.g. when an endpoint leaves).
     pub(crate) fn ring_always(&self) {
         fence(Ordering::SeqCst);
-        self.sleepers.store(0, Ordering::Relaxed);
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(next_epoch(v))
+            });
         self.seq.fetch_add(1, Ordering::Release);
         wake_all(self.seq);
     }
 
-    /// Takes back this sleeper's count, unless a ringer already zeroed it.
-    fn unregister(&self) {
-        let _ = self
-            .sleepers
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-    }
-
     /// The async/WaitSet sleeper's announcement (the first step of `wait_for`'s
     /// sleep phase); the caller runs the heavy barrier after it
-    /// (`sys::wait::heavy_barrier_checked`), then [`Bell::arm`].
-    pub(crate) fn announce(&self) {
+    /// (`sys::wait::heavy_barrier_checked`), then [`Bell::arm`] with the token
+    /// returned here (the epoch the count was added in).
+    pub(crate) fn announce(&self) -> u32 {
         // SeqCst RMW: the sleeper's half of the Dekker pattern (module doc).
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst) / EPOCH
+    }
+
+    /// Takes back an announcement made with `token` (see [`take_back`]).
+    pub(crate) fn take_back(&self, token: u32) {
+        take_back(self.sleepers, token);
     }
 
     /// Reads `seq`, then re-checks `ready` (which must consume nothing): ready, or
-    /// where to sleep (see `crate::waitset`).
-    pub(crate) fn arm<'b>(&self, ready: impl FnOnce() -> bool) -> Arm<'b>
+    /// where to sleep (see `crate::waitset`). `token`: what [`Bell::announce`]
+    /// returned.
+    pub(crate) fn arm<'b>(&self, token: u32, ready: impl FnOnce() -> bool) -> Arm<'b>
     where
         'a: 'b,
     {
         let seen = self.seq.load(Ordering::Acquire);
-        let undo = Undo::Bell(self.sleepers);
+        let undo = Undo::Bell(self.sleepers, token);
         if ready() {
-            waitset::undo(undo, self.seq, seen);
+            waitset::undo(undo);
             return Arm::Ready;
         }
         let recheck = if crate::sys::wait::heavy_barrier_failed() && HEAVY_BARRIER {
@@ -192,9 +243,9 @@ impl<'a> Bell<'a> {
         if let Some(r) = attempt() {
             return Poll::Ready(r);
         }
-        self.announce();
+        let token = self.announce();
         crate::sys::wait::heavy_barrier_checked();
-        match self.arm(|| false) {
+        match self.arm(token, || false) {
             Arm::Sleep(s) => {
                 if let Some(r) = attempt() {
                     s.undo();
@@ -203,7 +254,7 @@ impl<'a> Bell<'a> {
                 pending.register(&s, cx);
                 Poll::Pending
             }
-            Arm::Ready => unreachable!("arm(|| false) sleeps"),
+            Arm::Ready => unreachable!("arm(_, || false) sleeps"),
         }
     }
 
@@ -217,9 +268,12 @@ impl<'a> Bell<'a> {
         mut poll: impl FnMut(bool) -> Option<R>,
     ) -> Option<R> {
         let deadline: Deadline = deadline.into();
-        // Spin phase: the peer is likely busy on the other CPU.
+        // Spin phase: the peer is likely busy on the other CPU. The first
+        // [`SPIN_EAGER`] polls back to back; after that each poll gives the CPU to
+        // any other runnable thread first (see [`SPIN_EAGER`]).
         let start = Instant::now();
         let mut i: u32 = 0;
+        let mut polite = false;
         loop {
             if let Some(r) = poll(false) {
                 return Some(r);
@@ -229,30 +283,35 @@ impl<'a> Bell<'a> {
             if i == 0 && deadline.passed() {
                 return poll(true);
             }
-            std::hint::spin_loop();
             i = i.wrapping_add(1);
-            if i % 64 == 0 {
-                let now = Instant::now();
-                if now.duration_since(start) >= SPIN {
-                    break;
-                }
+            if polite {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            if polite || i % 64 == 0 {
+                let spun = Instant::now().duration_since(start);
                 if deadline.passed() {
                     return poll(true);
                 }
+                if spun >= SPIN {
+                    break;
+                }
+                polite = spun >= SPIN_EAGER;
             }
         }
         // Sleep phase.
         loop {
             // SeqCst RMW, then the heavy barrier: see the module doc.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let token = self.announce();
             let heavy_done = heavy_barrier();
             let seen = self.seq.load(Ordering::Acquire);
             if let Some(r) = poll(true) {
-                self.unregister();
+                take_back(self.sleepers, token);
                 return Some(r);
             }
             if deadline.passed() {
-                self.unregister();
+                take_back(self.sleepers, token);
                 return None;
             }
             // A short slice only where a ringer may have skipped its fence (it
@@ -261,7 +320,14 @@ impl<'a> Bell<'a> {
             let until = deadline.capped(if short { SHORT_SLICE } else { SLICE });
             if wait(self.seq, seen, until) == Wake::TimedOut {
                 // Not woken: our count may still be there.
-                self.unregister();
+                take_back(self.sleepers, token);
+            } else if let Some(r) = poll(false) {
+                // Woken with the condition true: take it at once, without a new
+                // announcement and heavy barrier on the wake-up's path. (The
+                // ringer zeroed our count; if the wake-up was spurious, the epoch
+                // says whether the count is still ours to take back.)
+                take_back(self.sleepers, token);
+                return Some(r);
             }
             // Woken: the ringer zeroed the count; the next turn registers again.
         }
@@ -303,5 +369,73 @@ impl Every {
                 true
             }
         }
+    }
+}
+
+#[cfg(all(test, not(miri), not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A sleeper that stops waiting after a ringer zeroed its count (its slice
+    /// ended, its future was dropped) must not take the count of a sleeper that
+    /// announced after that ring: the next ringer would skip its wake-up.
+    #[test]
+    fn a_late_take_back_leaves_a_newer_sleepers_count() {
+        let seq = AtomicU32::new(0);
+        let sleepers = AtomicU32::new(0);
+        let bell = Bell {
+            seq: &seq,
+            sleepers: &sleepers,
+        };
+        let a = bell.announce();
+        bell.ring(); // zeroes A's count, moves `seq`
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
+        let b = bell.announce();
+        bell.take_back(a); // A gives up late
+        assert_eq!(
+            sleepers.load(Ordering::Relaxed) & COUNT,
+            1,
+            "a stale take-back removed another sleeper's announcement"
+        );
+        // B is still announced: the next ring wakes it.
+        let before = seq.load(Ordering::Relaxed);
+        bell.ring();
+        assert_ne!(seq.load(Ordering::Relaxed), before);
+        bell.take_back(b); // already zeroed: nothing to take
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
+        // Within one epoch a take-back is exact.
+        let c = bell.announce();
+        let d = bell.announce();
+        bell.take_back(c);
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 1);
+        bell.take_back(d);
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
+    }
+
+    /// The same through the async path: a dropped pending sleeper's undo after a
+    /// ring leaves a later sleeper's announcement alone.
+    #[test]
+    fn a_dropped_async_sleeper_keeps_a_newer_announcement() {
+        let seq = AtomicU32::new(0);
+        let sleepers = AtomicU32::new(0);
+        let bell = Bell {
+            seq: &seq,
+            sleepers: &sleepers,
+        };
+        let ta = bell.announce();
+        let Arm::Sleep(a) = bell.arm(ta, || false) else {
+            panic!("nothing is ready")
+        };
+        // A ringer between its zeroing and its `seq` bump: `seq` has not moved
+        // yet, which the old take-back (guarded by `seq`) could not tell apart.
+        sleepers.store(
+            next_epoch(sleepers.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        let tb = bell.announce();
+        a.undo();
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 1);
+        bell.take_back(tb);
+        assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
     }
 }

@@ -577,6 +577,7 @@ impl Chan {
         Place {
             token: self.words.u64(OFF_PUBLISHER),
             attaches: self.words.u64(OFF_PUBLISHER + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -585,6 +586,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -767,7 +769,7 @@ impl Publisher {
             for i in 0..self.chan.geo.max_subscribers as usize {
                 let place = self.chan.subscriber(i);
                 let tok = place.token.load(Ordering::Acquire);
-                if tok != 0 && !peer::alive(tok) {
+                if tok != 0 && !peer::alive(place.scope, tok) {
                     // Dead: free its place (unless it changed hands meanwhile).
                     let _ =
                         place
@@ -827,7 +829,7 @@ impl Publisher {
                         blocked = true;
                         continue;
                     }
-                } else if reap && !peer::alive(tok) {
+                } else if reap && !peer::alive(self.chan.map.view.liveness(), tok) {
                     let _ =
                         place
                             .token
@@ -1193,7 +1195,7 @@ impl Subscriber {
     /// Whether a live publisher is attached now.
     pub fn publisher_present(&self) -> bool {
         let tok = self.chan.publisher().token.load(Ordering::Acquire);
-        tok != 0 && peer::alive(tok)
+        tok != 0 && peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {
@@ -1364,14 +1366,14 @@ impl Publisher {
 /// The WaitSet/async protocol, through a shared reference (the receives take
 /// `&self`): sleep on the data bell (see `crate::waitset`).
 impl Subscriber {
-    fn announce_data(&self) {
-        self.chan.bell(OFF_DATA_BELL).announce();
+    fn announce_data(&self) -> u32 {
+        self.chan.bell(OFF_DATA_BELL).announce()
     }
 
     /// Ready when a take would find something (`SubscriberCore::has_next`: a
     /// message, a skip to report, or words to validate) or the publisher is gone.
-    fn arm_data(&self) -> crate::waitset::Arm<'_> {
-        self.chan.bell(OFF_DATA_BELL).arm(|| {
+    fn arm_data(&self, token: u32) -> crate::waitset::Arm<'_> {
+        self.chan.bell(OFF_DATA_BELL).arm(token, || {
             if self.core.has_next(&self.chan) {
                 return true;
             }
@@ -1390,13 +1392,16 @@ impl Subscriber {
 
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Subscriber {
-    fn announce(&mut self) -> bool {
-        self.announce_data();
-        true
+    fn announce(&mut self) -> (bool, u32) {
+        (true, self.announce_data())
     }
 
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
-        self.arm_data()
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
+        self.arm_data(token)
+    }
+
+    fn disarm(&mut self, token: u32) {
+        self.chan.bell(OFF_DATA_BELL).take_back(token);
     }
 }
 
@@ -1422,9 +1427,9 @@ impl Subscriber {
                 Err(RecvError::Empty) => {}
                 r => return std::task::Poll::Ready(r),
             }
-            self.announce_data();
+            let token = self.announce_data();
             crate::sys::wait::heavy_barrier_checked();
-            match self.arm_data() {
+            match self.arm_data(token) {
                 crate::waitset::Arm::Ready => {}
                 crate::waitset::Arm::Sleep(s) => {
                     pending.register(&s, cx);

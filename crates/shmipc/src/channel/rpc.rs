@@ -379,7 +379,7 @@ impl Chan {
             self.client(ep as usize)
         };
         let tok = place.token.load(Ordering::Acquire);
-        tok == 0 || !peer::alive(tok)
+        tok == 0 || !peer::alive(place.scope, tok)
     }
 
     /// Resolves request slots owned by `ep`'s dead previous holder (call right
@@ -407,6 +407,7 @@ impl Chan {
         Place {
             token: self.words.u64(OFF_SERVER),
             attaches: self.words.u64(OFF_SERVER + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -415,6 +416,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -1033,8 +1035,9 @@ impl Client {
     /// Whether a live server is attached now (a client may start before its
     /// server: calls fail with `Disconnected` until one is).
     pub fn server_present(&self) -> bool {
-        let tok = self.chan.server().token.load(Ordering::Acquire);
-        tok != 0 && peer::alive(tok)
+        let server = self.chan.server();
+        let tok = server.token.load(Ordering::Acquire);
+        tok != 0 && peer::alive(server.scope, tok)
     }
 
     /// Largest request or response, in bytes.

@@ -324,6 +324,7 @@ impl Chan {
         Place {
             token: self.words.u64(off),
             attaches: self.words.u64(off + 8),
+            scope: self.map.view.liveness(),
         }
     }
 
@@ -448,7 +449,7 @@ impl Producer {
     /// Whether a live consumer is attached now.
     pub fn consumer_present(&self) -> bool {
         let tok = self.chan.place(OFF_CONSUMER).token.load(Ordering::Acquire);
-        tok != 0 && super::peer::alive(tok)
+        tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn check_len(&self, len: usize) -> Result<u32, (usize, usize)> {
@@ -706,7 +707,7 @@ impl Consumer {
     /// Whether a live producer is attached now.
     pub fn producer_present(&self) -> bool {
         let tok = self.chan.place(OFF_PRODUCER).token.load(Ordering::Acquire);
-        tok != 0 && super::peer::alive(tok)
+        tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
     fn next(&mut self, deadline: Option<Option<Instant>>) -> Result<(usize, u32), RecvError> {
@@ -824,31 +825,35 @@ impl Producer {
 
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Consumer {
-    fn announce(&mut self) -> bool {
-        self.chan.bell(OFF_DATA_BELL).announce();
-        true
+    fn announce(&mut self) -> (bool, u32) {
+        (true, self.chan.bell(OFF_DATA_BELL).announce())
     }
 
-    fn arm(&mut self) -> crate::waitset::Arm<'_> {
+    fn disarm(&mut self, token: u32) {
+        self.chan.bell(OFF_DATA_BELL).take_back(token);
+    }
+
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
         let Self {
             chan,
             core,
             peer_check,
         } = self;
         let chan = &*chan;
-        chan.bell(OFF_DATA_BELL).arm(|| match core.peek(chan) {
-            Ok(Some(_)) | Err(_) => true,
-            Ok(None) => {
-                let place = chan.place(OFF_PRODUCER);
-                if place.left() || (peer_check.due() && place.gone()) {
-                    // Let the receive that follows look at once.
-                    peer_check.force();
-                    true
-                } else {
-                    false
+        chan.bell(OFF_DATA_BELL)
+            .arm(token, || match core.peek(chan) {
+                Ok(Some(_)) | Err(_) => true,
+                Ok(None) => {
+                    let place = chan.place(OFF_PRODUCER);
+                    if place.left() || (peer_check.due() && place.gone()) {
+                        // Let the receive that follows look at once.
+                        peer_check.force();
+                        true
+                    } else {
+                        false
+                    }
                 }
-            }
-        })
+            })
     }
 }
 
@@ -1109,6 +1114,20 @@ impl<T: Pod> TypedProducer<T> {
             _t: PhantomData,
         })
     }
+
+    /// Sends a copy of `msg`, as a future: [`TypedProducer::send`] without blocking
+    /// a thread (see [`Producer::send_async`]).
+    ///
+    /// Cancel-safe: the message is written only when the future completes.
+    ///
+    /// # Errors
+    /// As [`TypedProducer::send`].
+    pub async fn send_async(&mut self, msg: T) -> Result<(), SendError<T>> {
+        self.inner
+            .send_async(bytemuck::bytes_of(&msg))
+            .await
+            .map_err(|e| with_msg(e, msg))
+    }
 }
 
 fn with_msg<T>(e: SendError, msg: T) -> SendError<T> {
@@ -1246,6 +1265,41 @@ impl<T: Pod> TypedConsumer<T> {
     /// As [`Consumer::recv_timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
         Ok(*Self::typed(self.inner.recv_timeout(timeout)?)?)
+    }
+
+    /// The next message, borrowed in place, as a future: [`TypedConsumer::recv_ref`]
+    /// without blocking a thread (see [`Consumer::recv_async`]).
+    ///
+    /// Cancel-safe: a message is taken only when the future completes.
+    ///
+    /// # Errors
+    /// As [`TypedConsumer::recv_ref`].
+    pub async fn recv_ref_async(&mut self) -> Result<TypedSample<'_, T>, RecvError> {
+        Self::typed(self.inner.recv_async().await?)
+    }
+
+    /// A copy of the next message, as a future (cancel-safe like
+    /// [`TypedConsumer::recv_ref_async`]).
+    ///
+    /// # Errors
+    /// As [`TypedConsumer::recv`].
+    pub async fn recv_async(&mut self) -> Result<T, RecvError> {
+        Ok(*self.recv_ref_async().await?)
+    }
+}
+
+/// The WaitSet protocol: as [`Consumer`]'s.
+impl<T: Pod> crate::waitset::sealed::Sealed for TypedConsumer<T> {
+    fn announce(&mut self) -> (bool, u32) {
+        self.inner.announce()
+    }
+
+    fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
+        self.inner.arm(token)
+    }
+
+    fn disarm(&mut self, token: u32) {
+        self.inner.disarm(token);
     }
 }
 

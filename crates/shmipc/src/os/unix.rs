@@ -83,7 +83,7 @@ impl SegmentExt for Segment {
 
     fn inheritable_fd(&self) -> io::Result<OwnedFd> {
         let fd = self.try_clone_fd()?;
-        sys::fd::set_inheritable(fd.as_fd())?;
+        sys::shm::fd::set_inheritable(fd.as_fd())?;
         Ok(fd)
     }
 }
@@ -94,7 +94,7 @@ impl SegmentExt for Segment {
 #[cfg(target_os = "linux")]
 fn reopen_as_holder(seg: &Segment) -> io::Result<OwnedFd> {
     let writable = seg.access() == Access::ReadWrite;
-    match sys::fd::reopen_as_holder(seg.as_fd(), writable)? {
+    match sys::shm::fd::reopen_as_holder(seg.as_fd(), writable)? {
         Some(fd) => Ok(fd),
         // No /proc: a duplicate is the best there is.
         None => seg.as_fd().try_clone_to_owned(),
@@ -112,6 +112,7 @@ pub fn from_fd(fd: OwnedFd, access: Access) -> io::Result<Segment> {
     let handle = sys::Handle::from_fd(fd)?;
     Ok(Segment {
         inner: Arc::new(Inner {
+            anchor: crate::sys::liveness::Anchor::new(),
             name: None,
             handle,
             access,

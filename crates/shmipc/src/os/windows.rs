@@ -92,6 +92,7 @@ pub fn from_handle_sized(handle: OwnedHandle, size: u64, access: Access) -> io::
 fn wrap(handle: sys::Handle, access: Access) -> io::Result<Segment> {
     Ok(Segment {
         inner: Arc::new(Inner {
+            anchor: crate::sys::liveness::Anchor::new(),
             name: None,
             handle,
             access,
@@ -124,6 +125,7 @@ pub fn create_global(name: &str, size: u64) -> Result<Segment, CreateError> {
     let handle = sys::create_in(&name, &params, sys::Namespace::Global)?;
     Ok(Segment {
         inner: Arc::new(Inner {
+            anchor: crate::sys::liveness::Anchor::new(),
             name: Some(name),
             handle,
             access: Access::ReadWrite,
@@ -140,6 +142,7 @@ pub fn open_global(name: &str, access: Access) -> Result<Segment, OpenError> {
     let handle = sys::open_in(&name, access, sys::Namespace::Global)?;
     Ok(Segment {
         inner: Arc::new(Inner {
+            anchor: crate::sys::liveness::Anchor::new(),
             name: Some(name),
             handle,
             access,

@@ -246,6 +246,12 @@ impl<'a> Event<'a> {
         }
     }
 
+    fn disarm_words(&self) {
+        if let Inner::Words(w, _) = self.inner {
+            waitset::undo(Undo::Waiters(&w.waiters));
+        }
+    }
+
     /// `start`: a waiter's first state (a new generation also releases it).
     fn arm_words(&self, start: Option<u32>) -> Arm<'a> {
         match self.inner {
@@ -255,7 +261,7 @@ impl<'a> Event<'a> {
                 let undo = Undo::Waiters(&w.waiters);
                 let moved = start.is_some_and(|s| s >> 1 != seen >> 1);
                 if seen & SET != 0 || (moved && !self.auto()) {
-                    waitset::undo(undo, &w.state, seen);
+                    waitset::undo(undo);
                     return Arm::Ready;
                 }
                 Arm::Sleep(Sleep {
@@ -282,22 +288,28 @@ impl<'a> Event<'a> {
 
 /// The WaitSet protocol: ready while set.
 impl waitset::sealed::Sealed for Event<'_> {
-    fn announce(&mut self) -> bool {
+    fn announce(&mut self) -> (bool, u32) {
         self.announce_words();
-        false
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.arm_words(None)
+    }
+    fn disarm(&mut self, _: u32) {
+        self.disarm_words();
     }
 }
 
 impl waitset::sealed::Sealed for NamedEvent {
-    fn announce(&mut self) -> bool {
+    fn announce(&mut self) -> (bool, u32) {
         self.as_event().announce_words();
-        false
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.as_event().arm_words(None)
+    }
+    fn disarm(&mut self, _: u32) {
+        self.as_event().disarm_words();
     }
 }
 

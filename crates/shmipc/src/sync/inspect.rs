@@ -21,7 +21,13 @@ pub(crate) fn named(name: &str) -> Option<(Kind, ObjectState)> {
 
 /// The state of the object whose validated `header` is at `offset`; `None` if its
 /// words cannot be read or its parameters are not those of a valid object.
-pub(crate) fn state(view: &View, offset: usize, header: &Header) -> Option<ObjectState> {
+/// A holder's liveness is asked on the object of `scope`.
+pub(crate) fn state(
+    view: &View,
+    offset: usize,
+    header: &Header,
+    scope: imp::Scope<'_>,
+) -> Option<ObjectState> {
     let words = offset.checked_add(HEADER_LEN)?;
     match header.kind {
         Kind::Mutex => {
@@ -33,7 +39,7 @@ pub(crate) fn state(view: &View, offset: usize, header: &Header) -> Option<Objec
                 locked,
                 owner_thread: if locked { imp::owner_thread(id) } else { None },
                 owner_alive: (locked && imp::SUPPORTED)
-                    .then(|| imp::liveness(id) == Liveness::Alive),
+                    .then(|| imp::liveness(scope, id) == Liveness::Alive),
                 consistent: flags & INCONSISTENT == 0,
             })
         }

@@ -37,10 +37,14 @@
 //!   the kernel whether that owner still lives. The identity (`sys::liveness`) is
 //!   packed in the same 64-bit word as the lock state, so taking the lock and naming
 //!   the taker are one CAS: there is no instant at which a holder can die unnamed.
-//!   On Linux it is a random nonce whose byte in `/dev/shm/.shmipc-liveness` the
+//!   On Linux it is a random nonce whose byte *of the mutex's own segment* the
 //!   owner's process holds an open-file-description lock on (`F_OFD_SETLK`) while
 //!   the thread lives: the kernel drops it when the process dies, in any PID
-//!   namespace, so neither pid reuse nor containers fool it. On Windows it is the
+//!   namespace, so neither pid reuse nor containers fool it, and only users who
+//!   can open the segment can lock its bytes (so no other user can make a dead
+//!   owner look alive, and nobody can make a live one look dead; see
+//!   `sys/liveness/linux.rs`). A thread proves itself there before it first names
+//!   itself in the mutex's lock word. On Windows it is the
 //!   thread id and creation time. The check is conservative: only an owner the
 //!   kernel says is gone counts as dead.
 //!
@@ -84,7 +88,7 @@
 //!
 //! Every word may be written by a broken or hostile peer. Any value is a state:
 //! garbage in a mutex word reads as an owner, which is checked and found dead
-//! (on Linux, unless it claims to live in a liveness file that cannot be trusted:
+//! (on Linux, unless it is marked as one whose liveness could not be proven:
 //! then it holds until the caller's timeout, as a hostile peer holding the lock
 //! would; see `sys/liveness/linux.rs`); in a
 //! semaphore or event, as units or a set event. Headers are validated on open
@@ -138,7 +142,7 @@ mod native;
 #[allow(unused_imports)] // under loom only the state machines are built
 mod imp {
     pub(crate) use crate::sys::liveness::{
-        current_owner, namespaces, owner_liveness as liveness, owner_thread, SUPPORTED,
+        current_owner, namespaces, owner_liveness as liveness, owner_thread, Scope, SUPPORTED,
     };
 
     #[cfg(not(loom))]

@@ -14,7 +14,7 @@ use crate::view::View;
 use super::error::{LockError, LockTimeoutError, ObjectError, TryLockError};
 use super::imp::{self, NativeMutex, NativeWaitError};
 use super::named::{self, How, ObjectOptions, PATIENCE};
-use super::raw::{Acquired, MutexWords, Probe, CONTENDED, FIRST_SLICE, MAX_SLICE};
+use super::raw::{Acquired, MutexWords, CONTENDED, FIRST_SLICE, MAX_SLICE};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
 use super::Liveness;
 use crate::sys::wait::reactor;
@@ -25,8 +25,9 @@ use std::time::Instant;
 
 const KIND: &str = "mutex";
 
-fn probe() -> Probe<'static> {
-    Some(&imp::liveness)
+/// Asks whether a holder lives, on the object of `scope`.
+fn probe<'s>(scope: &'s imp::Scope<'_>) -> impl Fn(u64) -> Liveness + 's {
+    move |id| imp::liveness(*scope, id)
 }
 
 /// An inter-process mutex placed in a segment at an offset, for guarding your own
@@ -68,7 +69,8 @@ pub struct Mutex<'a> {
 /// a named mutex on Windows) a kernel mutex.
 #[derive(Clone, Copy)]
 enum Inner<'a> {
-    Words(&'a MutexWords),
+    /// The words, and the object whose liveness bytes their owners hold.
+    Words(&'a MutexWords, imp::Scope<'a>),
     Native(&'a NativeMutex),
 }
 
@@ -99,7 +101,7 @@ impl<'a> Mutex<'a> {
         }
         let words: &MutexWords = region::words(view, offset, KIND)?;
         words.init();
-        let inner = Inner::Words(words);
+        let inner = Inner::Words(words, view.liveness());
         let [domain, spare] = imp::namespaces();
         layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0]).map_err(|e| {
             ObjectError::Invalid {
@@ -130,7 +132,7 @@ impl<'a> Mutex<'a> {
             }
         }
         Ok(Self {
-            inner: Inner::Words(words),
+            inner: Inner::Words(words, view.liveness()),
         })
     }
 
@@ -154,8 +156,8 @@ impl<'a> Mutex<'a> {
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'a>, LockError<'a>> {
         let acquired = match self.inner {
-            Inner::Words(words) => {
-                let me = imp::current_owner().map_err(LockError::Os)?;
+            Inner::Words(words, scope) => {
+                let me = imp::current_owner(scope).map_err(LockError::Os)?;
                 if let Some(a) = words.try_lock_fast(me) {
                     a
                 } else if words.held_by(me) {
@@ -164,7 +166,7 @@ impl<'a> Mutex<'a> {
                     loop {
                         // Without a deadline it never times out; the loop only
                         // satisfies the type.
-                        if let Ok(a) = words.lock(me, Deadline::Never, probe()) {
+                        if let Ok(a) = words.lock(me, Deadline::Never, Some(&probe(&scope))) {
                             break a;
                         }
                     }
@@ -197,9 +199,9 @@ impl<'a> Mutex<'a> {
     #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'a>, TryLockError<'a>> {
         let acquired = match self.inner {
-            Inner::Words(words) => {
-                let me = imp::current_owner().map_err(TryLockError::Os)?;
-                words.try_lock(me, probe())
+            Inner::Words(words, scope) => {
+                let me = imp::current_owner(scope).map_err(TryLockError::Os)?;
+                words.try_lock(me, Some(&probe(&scope)))
             }
             Inner::Native(n) => match n.lock(Some(Duration::ZERO)) {
                 Ok(a) => Some(a),
@@ -223,8 +225,8 @@ impl<'a> Mutex<'a> {
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'a>, LockTimeoutError<'a>> {
         let acquired = match self.inner {
-            Inner::Words(words) => {
-                let me = imp::current_owner().map_err(LockTimeoutError::Os)?;
+            Inner::Words(words, scope) => {
+                let me = imp::current_owner(scope).map_err(LockTimeoutError::Os)?;
                 if let Some(a) = words.try_lock_fast(me) {
                     a
                 } else if words.held_by(me) {
@@ -232,7 +234,7 @@ impl<'a> Mutex<'a> {
                 } else {
                     let deadline = Deadline::after(timeout);
                     words
-                        .lock(me, deadline, probe())
+                        .lock(me, deadline, Some(&probe(&scope)))
                         .map_err(|_| LockTimeoutError::Timeout(timeout))?
                 }
             }
@@ -278,8 +280,8 @@ impl<'a> Mutex<'a> {
         let acquired = std::future::poll_fn(|cx| loop {
             state.settle();
             let got = match this.inner {
-                Inner::Words(words) => {
-                    let me = match imp::current_owner() {
+                Inner::Words(words, scope) => {
+                    let me = match imp::current_owner(scope) {
                         Ok(me) => me,
                         Err(e) => return Poll::Ready(Err(LockError::Os(e))),
                     };
@@ -288,7 +290,7 @@ impl<'a> Mutex<'a> {
                         // End of a slice: may the holder be dead? (A system call.)
                         slice = (slice * 2).min(MAX_SLICE);
                         probe_at = now + slice;
-                        words.try_lock(me, probe())
+                        words.try_lock(me, Some(&probe(&scope)))
                     } else {
                         words.try_lock_fast(me)
                     }
@@ -303,7 +305,7 @@ impl<'a> Mutex<'a> {
                 return Poll::Ready(Ok(a));
             }
             let arm = match this.inner {
-                Inner::Words(words) => arm_words(words, probe_at),
+                Inner::Words(words, _) => arm_words(words, probe_at),
                 Inner::Native(_) => Arm::Sleep(Sleep {
                     word: &waitset::NEVER,
                     expected: 0,
@@ -367,9 +369,9 @@ impl<'a> Mutex<'a> {
     /// then takes it over).
     fn arm_for_set(self) -> Arm<'a> {
         match self.inner {
-            Inner::Words(words) => {
+            Inner::Words(words, scope) => {
                 let holder = words.owner.load(Ordering::Relaxed) & !CONTENDED;
-                if holder != 0 && imp::liveness(holder) == Liveness::Dead {
+                if holder != 0 && imp::liveness(scope, holder) == Liveness::Dead {
                     return Arm::Ready;
                 }
                 arm_words(words, Instant::now() + MAX_SLICE)
@@ -386,19 +388,21 @@ impl<'a> Mutex<'a> {
 
 /// The WaitSet protocol (see [`Mutex::arm_for_set`]).
 impl waitset::sealed::Sealed for Mutex<'_> {
-    fn announce(&mut self) -> bool {
-        false
+    fn announce(&mut self) -> (bool, u32) {
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn disarm(&mut self, _: u32) {}
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.arm_for_set()
     }
 }
 
 impl waitset::sealed::Sealed for NamedMutex {
-    fn announce(&mut self) -> bool {
-        false
+    fn announce(&mut self) -> (bool, u32) {
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn disarm(&mut self, _: u32) {}
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.as_mutex().arm_for_set()
     }
 }
@@ -427,7 +431,7 @@ impl MutexGuard<'_> {
     #[doc(alias = "pthread_mutex_consistent")]
     pub fn mark_consistent(&self) {
         match self.inner {
-            Inner::Words(w) => w.mark_consistent(),
+            Inner::Words(w, _) => w.mark_consistent(),
             Inner::Native(n) => n.mark_consistent(),
         }
     }
@@ -438,7 +442,7 @@ impl Drop for MutexGuard<'_> {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
         match self.inner {
-            Inner::Words(w) => {
+            Inner::Words(w, _) => {
                 if panicking {
                     // Like std's poisoning: the data may be half-updated.
                     w.mark_inconsistent();
@@ -576,7 +580,7 @@ impl NamedMutex {
     pub fn as_mutex(&self) -> Mutex<'_> {
         Mutex {
             inner: match &self.inner {
-                Named::Segment(p) => Inner::Words(p.get()),
+                Named::Segment(p) => Inner::Words(p.get(), p.view().liveness()),
                 Named::Native(n) => Inner::Native(n),
             },
         }

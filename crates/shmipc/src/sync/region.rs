@@ -93,7 +93,7 @@ pub(crate) struct Placed<T: Words + 'static> {
     // Points into `view`'s mapping: valid while `view` lives, and only lent out for
     // borrows of `self`.
     words: &'static T,
-    _view: View,
+    view: View,
 }
 
 impl<T: Words + Sync + 'static> Placed<T> {
@@ -104,11 +104,16 @@ impl<T: Words + Sync + 'static> Placed<T> {
         // into `Self`, and `Self` keeps the view (the mapping) alive as long as the
         // reference; `get` lends it only for borrows of `self`.
         let words = unsafe { &*(w as *const T) };
-        Ok(Self { words, _view: view })
+        Ok(Self { words, view })
     }
 
     /// The words, for as long as `self` is borrowed.
     pub(crate) fn get(&self) -> &T {
         self.words
+    }
+
+    /// The view the words are in.
+    pub(crate) fn view(&self) -> &View {
+        &self.view
     }
 }

@@ -232,6 +232,12 @@ impl<'a> Semaphore<'a> {
         }
     }
 
+    fn disarm_words(&self) {
+        if let Inner::Words(w, _) = self.inner {
+            waitset::undo(Undo::Waiters(&w.waiters));
+        }
+    }
+
     fn arm_words(&self) -> Arm<'a> {
         match self.inner {
             Inner::Words(w, _) => {
@@ -239,7 +245,7 @@ impl<'a> Semaphore<'a> {
                 let seen = w.count.fetch_add(0, Ordering::AcqRel);
                 let undo = Undo::Waiters(&w.waiters);
                 if seen != 0 {
-                    waitset::undo(undo, &w.count, seen);
+                    waitset::undo(undo);
                     return Arm::Ready;
                 }
                 Arm::Sleep(Sleep {
@@ -266,22 +272,28 @@ impl<'a> Semaphore<'a> {
 
 /// The WaitSet protocol: ready while the count is not 0.
 impl waitset::sealed::Sealed for Semaphore<'_> {
-    fn announce(&mut self) -> bool {
+    fn announce(&mut self) -> (bool, u32) {
         self.announce_words();
-        false
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.arm_words()
+    }
+    fn disarm(&mut self, _: u32) {
+        self.disarm_words();
     }
 }
 
 impl waitset::sealed::Sealed for NamedSemaphore {
-    fn announce(&mut self) -> bool {
+    fn announce(&mut self) -> (bool, u32) {
         self.as_semaphore().announce_words();
-        false
+        (false, 0)
     }
-    fn arm(&mut self) -> Arm<'_> {
+    fn arm(&mut self, _: u32) -> Arm<'_> {
         self.as_semaphore().arm_words()
+    }
+    fn disarm(&mut self, _: u32) {
+        self.as_semaphore().disarm_words();
     }
 }
 

@@ -28,8 +28,8 @@ use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
 use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateMutexW, CreateSemaphoreW, OpenEventW, OpenMutexW, OpenSemaphoreW,
-    ReleaseMutex, ReleaseSemaphore, ResetEvent, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE,
-    INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE,
+    ReleaseMutex, ReleaseSemaphore, ResetEvent, SetEvent, WaitForMultipleObjects,
+    WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE,
 };
 
 use super::{Fail, Signalled, WaitFail};
@@ -331,6 +331,37 @@ impl Kobj {
     pub(crate) fn event(&self) -> Option<EventInfo> {
         // SAFETY: as for `mutant`, for NtQueryEvent.
         unsafe { nt_query(NtQueryEvent, &self.0) }
+    }
+}
+
+/// The most objects one [`wait_any`] takes (`MAXIMUM_WAIT_OBJECTS`).
+pub(crate) const WAIT_ANY_MAX: usize = 64;
+
+/// `WaitForMultipleObjects` (wait for any) on up to [`WAIT_ANY_MAX`] objects until
+/// `deadline`: the index of one that was signalled (a semaphore's unit or an
+/// auto-reset event's signal is taken, a mutex is now ours), the lowest if several.
+pub(crate) fn wait_any(objs: &[&Kobj], deadline: Deadline) -> Result<(usize, Signalled), WaitFail> {
+    let handles: Vec<HANDLE> = objs.iter().map(|o| o.0.as_raw_handle()).collect();
+    let n = u32::try_from(handles.len().min(WAIT_ANY_MAX)).unwrap_or(0);
+    loop {
+        let ms = wait_ms(deadline);
+        // SAFETY: `handles` holds `n` live waitable handles (each borrowed from a
+        // `Kobj` in `objs`, alive for the call), none twice (the caller's duty;
+        // otherwise the call fails with ERROR_INVALID_PARAMETER, no harm done).
+        let r = unsafe { WaitForMultipleObjects(n, handles.as_ptr(), 0, ms) };
+        if (WAIT_OBJECT_0..WAIT_OBJECT_0 + n).contains(&r) {
+            return Ok(((r - WAIT_OBJECT_0) as usize, Signalled::Yes));
+        }
+        if (WAIT_ABANDONED..WAIT_ABANDONED + n).contains(&r) {
+            return Ok(((r - WAIT_ABANDONED) as usize, Signalled::Abandoned));
+        }
+        if r == WAIT_TIMEOUT {
+            if ms != INFINITE && deadline.passed() {
+                return Err(WaitFail::TimedOut);
+            }
+            continue;
+        }
+        return Err(WaitFail::Os(io::Error::last_os_error()));
     }
 }
 

@@ -6,9 +6,12 @@ use super::unix::kill0;
 use super::Probe;
 
 pub(crate) use super::no_owners::{
-    compute_owner, fork_generation, namespaces, owner_liveness, owner_thread, SUPPORTED,
+    compute_owner, fork_generation, namespaces, owner_liveness_of, owner_thread, SUPPORTED,
 };
-pub(crate) use super::pid_token::{process_id, process_identity, process_liveness};
+pub(crate) use super::pid_token::{process_id, process_identity, process_liveness_of};
+pub(crate) use super::unscoped::{
+    current_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
+};
 
 /// Existence only.
 pub(super) fn probe(pid: u32) -> Probe {

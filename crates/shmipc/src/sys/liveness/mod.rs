@@ -5,14 +5,17 @@
 //!   thread; [`owner_liveness`] asks the kernel about one; [`owner_thread`] shows
 //!   its thread id where it means something here;
 //! * **endpoints** (processes): [`process_token`], [`process_alive`], [`token_pid`];
-//! * **fork detection**: [`fork_generation`], bumped in every forked child by one
+//! * a [`Scope`]: the object a holder proves itself alive on and an asker asks
+//!   about (a segment handle and its [`Anchor`]; on Linux the proof is a lock on
+//!   the object's own file, so only those who can open the object can touch it);
+//! * **fork detection**: `fork_generation`, bumped in every forked child by one
 //!   `pthread_atfork` handler, so that cached identities are drawn again there;
 //! * [`namespaces`]: what an object records so that an opener that cannot judge its
 //!   creator's liveness refuses it (0 where anything goes).
 //!
 //! | OS | identity | alive while |
 //! |----|----|----|
-//! | Linux | random nonce (+ id, namespace tag) | the kernel holds its `F_OFD_SETLK` byte lock in `/dev/shm/.shmipc-liveness`: any PID namespace, immune to pid reuse |
+//! | Linux | random nonce (+ id, namespace tag) | the kernel holds its `F_OFD_SETLK` byte lock on the object's own file: any PID namespace, immune to pid reuse, out of reach of users who cannot open the object |
 //! | Windows | thread/process id + creation time | `OpenThread`/`OpenProcess` finds it unexited with that creation time |
 //! | macOS | process id | `kill(pid, 0)` finds it (owners: unsupported) |
 //!
@@ -20,15 +23,21 @@
 //! would let two processes into a critical section; a wrong "alive" only makes a
 //! waiter wait for its timeout).
 //!
-//! Items every OS file exports: `SUPPORTED`, `compute_owner`, `owner_liveness`,
-//! `owner_thread`, `namespaces`, `fork_generation`, `process_identity`,
-//! `process_liveness`, `process_id`.
+//! Items every OS file exports: `SUPPORTED`, `Anchor`, `Scope`, `current_owner`,
+//! `owner_liveness`, `owner_thread`, `namespaces`, `process_identity`,
+//! `hold_process`, `is_process`, `process_liveness`, `process_id` (OSes whose
+//! identities need no object get the scoped ones from `unscoped.rs`, built on
+//! their `compute_owner`, `fork_generation`, `owner_liveness_of` and
+//! `process_liveness_of`).
 
-use std::cell::Cell;
 use std::io;
 
 #[cfg(target_os = "macos")]
 mod unix;
+
+/// The object-scoped half for OSes whose identities need no object.
+#[cfg(not(target_os = "linux"))]
+mod unscoped;
 
 /// Identities made of a process id and its start time, for OSes whose kernel has
 /// no lock that outlives pids (Windows, macOS, others).
@@ -59,7 +68,7 @@ mod imp;
 pub(crate) use imp::current_tid;
 #[cfg(target_os = "linux")]
 pub(crate) use imp::FILE_NAME;
-pub(crate) use imp::{fork_generation, namespaces, owner_liveness, owner_thread, SUPPORTED};
+pub(crate) use imp::{namespaces, owner_thread, Anchor, Scope, SUPPORTED};
 
 /// What the OS says about an owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,41 +96,43 @@ pub(crate) enum Probe {
 // ---------------------------------------------------------------------------------
 // lock owners
 
-thread_local! {
-    /// This thread's owner id and the fork generation it was computed in (0: none).
-    static ME: Cell<(u64, u64)> = const { Cell::new((u64::MAX, 0)) };
-}
-
 /// This thread's owner id (never 0, bit 63 clear), computed once per thread (and
-/// again in a forked child, which is a new thread with the same memory).
+/// again in a forked child, which is a new thread with the same memory), and
+/// proven alive on the object of `scope` before it is returned (so that it can be
+/// written into the object's lock words).
 ///
 /// # Errors
-/// If the OS does not say who this thread is (Linux: `/proc` not mounted).
+/// If the OS does not say who this thread is, or (Linux) its liveness byte cannot
+/// be locked on the object (`/proc` not mounted, no descriptors left).
 #[inline]
-pub(crate) fn current_owner() -> io::Result<u64> {
-    let generation = fork_generation();
-    let (g, id) = ME.with(Cell::get);
-    if id != 0 && Some(g) == generation {
-        return Ok(id);
-    }
-    let id = imp::compute_owner()?;
-    if let Some(g) = generation {
-        ME.with(|me| me.set((g, id)));
-    }
-    Ok(id)
+pub(crate) fn current_owner(scope: Scope<'_>) -> io::Result<u64> {
+    imp::current_owner(scope)
+}
+
+/// Whether the thread `id` names still runs, asked on the object of `scope`.
+pub(crate) fn owner_liveness(scope: Scope<'_>, id: u64) -> Liveness {
+    imp::owner_liveness(scope, id)
 }
 
 // ---------------------------------------------------------------------------------
 // processes
 
-/// This process's endpoint identity (never 0).
-pub(crate) fn process_token() -> u64 {
-    imp::process_identity()
+/// This process's endpoint identity on the object of `scope` (never 0), proven
+/// alive there before it is returned (so that it can be written into the object).
+pub(crate) fn process_token(scope: Scope<'_>) -> u64 {
+    imp::hold_process(scope, imp::process_identity())
 }
 
-/// Whether the process an endpoint identity names is alive. 0 is nobody.
-pub(crate) fn process_alive(tok: u64) -> bool {
-    tok != 0 && (tok == process_token() || imp::process_liveness(tok) == Liveness::Alive)
+/// Whether `tok` is this process's endpoint identity (as [`process_token`] gave
+/// it on any object).
+pub(crate) fn is_me(tok: u64) -> bool {
+    tok != 0 && imp::is_process(tok, imp::process_identity())
+}
+
+/// Whether the process an endpoint identity names is alive, asked on the object
+/// of `scope`. 0 is nobody.
+pub(crate) fn process_alive(scope: Scope<'_>, tok: u64) -> bool {
+    tok != 0 && (is_me(tok) || imp::process_liveness(scope, tok) == Liveness::Alive)
 }
 
 /// The process id in an endpoint identity, for people; 0 where it means nothing
@@ -133,37 +144,65 @@ pub(crate) fn token_pid(tok: u64) -> u32 {
 #[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
+    use crate::Segment;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    /// Runs this test binary as a child that prints its endpoint identity and then
-    /// waits to be killed (see `child`).
-    fn child() -> (std::process::Child, u64) {
+    const SEG_ENV: &str = "SHMIPC_LIVENESS_CHILD";
+
+    fn segment() -> (Segment, String) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "shmipc-liveness-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        (Segment::create(&name, 4096).unwrap(), name)
+    }
+
+    /// Runs this test binary as a child that opens segment `name`, prints its
+    /// endpoint identity and a thread's owner identity there (and the pid of a
+    /// forked grandchild on Unix), then waits to be killed (see `child_body`).
+    fn child(name: &str) -> (std::process::Child, u64, u64, u32) {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "sys::liveness::tests::child_body", "--nocapture"])
-            .env("SHMIPC_LIVENESS_CHILD", "1")
+            .env(SEG_ENV, name)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
         let mut lines = BufReader::new(out).lines();
-        let tok = loop {
+        let got = loop {
             let line = lines
                 .next()
                 .expect("the child prints its identity")
                 .unwrap();
             if let Some(t) = line.strip_prefix("identity=") {
-                break t.trim().parse().unwrap();
+                let v: Vec<u64> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                break v;
             }
         };
-        (child, tok)
+        (child, got[0], got[1], u32::try_from(got[2]).unwrap())
     }
 
     /// Not a test on its own: the body of the child above.
     #[test]
     fn child_body() {
-        if std::env::var_os("SHMIPC_LIVENESS_CHILD").is_some() {
-            println!("identity={}", process_token());
+        if let Some(name) = std::env::var_os(SEG_ENV) {
+            let seg = Segment::open(name.to_str().unwrap(), crate::Access::ReadWrite).unwrap();
+            let scope = seg.liveness();
+            let tok = process_token(scope);
+            let owner = if SUPPORTED {
+                current_owner(scope).unwrap()
+            } else {
+                0
+            };
+            // A forked child must not keep our identities alive after we die.
+            #[cfg(target_os = "linux")]
+            let grandchild = crate::sys::liveness::imp::tests::fork_sleeper();
+            #[cfg(not(target_os = "linux"))]
+            let grandchild = 0u32;
+            println!("identity={tok},{owner},{grandchild}");
             loop {
                 std::thread::park();
             }
@@ -172,18 +211,35 @@ mod tests {
 
     #[test]
     fn my_process_is_alive_and_a_killed_one_is_not() {
-        assert!(process_alive(process_token()));
-        assert_ne!(process_token(), 0);
-        assert!(!process_alive(0));
-        assert_eq!(token_pid(process_token()), std::process::id());
-        let (mut child, tok) = child();
-        assert!(process_alive(tok), "a running child is alive");
+        let (seg, name) = segment();
+        let scope = seg.liveness();
+        let me = process_token(scope);
+        assert!(process_alive(scope, me));
+        assert!(is_me(me));
+        assert_ne!(me, 0);
+        assert!(!process_alive(scope, 0));
+        assert_eq!(token_pid(me), std::process::id());
+        let (mut child, tok, owner, grandchild) = child(&name);
+        assert!(process_alive(scope, tok), "a running child is alive");
+        assert!(!is_me(tok));
         assert_eq!(token_pid(tok), child.id());
+        if SUPPORTED {
+            assert_eq!(owner_liveness(scope, owner), Liveness::Alive);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!process_alive(tok), "a killed child is dead");
+        assert!(
+            !process_alive(scope, tok),
+            "a killed child is dead, though its forked child lives"
+        );
+        if SUPPORTED {
+            assert_eq!(owner_liveness(scope, owner), Liveness::Dead);
+        }
+        #[cfg(target_os = "linux")]
+        crate::sys::liveness::imp::tests::kill(grandchild);
+        let _ = grandchild;
         drop(child);
-        assert!(!process_alive(tok), "a killed child is dead");
+        assert!(!process_alive(scope, tok), "a killed child is dead");
     }
 
     #[test]
@@ -191,15 +247,21 @@ mod tests {
         if !SUPPORTED {
             return;
         }
-        let me = current_owner().unwrap();
-        assert_eq!(current_owner().unwrap(), me);
-        assert_eq!(owner_liveness(me), Liveness::Alive);
-        assert_eq!(owner_liveness(0), Liveness::Dead);
-        let other = std::thread::spawn(|| current_owner().unwrap())
-            .join()
-            .unwrap();
+        let (seg, name) = segment();
+        let scope = seg.liveness();
+        let me = current_owner(scope).unwrap();
+        assert_eq!(current_owner(scope).unwrap(), me);
+        assert_eq!(owner_liveness(scope, me), Liveness::Alive);
+        assert_eq!(owner_liveness(scope, 0), Liveness::Dead);
+        let other =
+            std::thread::scope(|s| s.spawn(|| current_owner(scope).unwrap()).join()).unwrap();
         assert_ne!(other, me);
         // That thread has exited.
-        assert_eq!(owner_liveness(other), Liveness::Dead);
+        assert_eq!(owner_liveness(scope, other), Liveness::Dead);
+        // Another handle of the same object (read-only) sees the same.
+        let again = Segment::open(&name, crate::Access::Read).unwrap();
+        let other_scope = again.liveness();
+        assert_eq!(owner_liveness(other_scope, me), Liveness::Alive);
+        assert_eq!(owner_liveness(other_scope, other), Liveness::Dead);
     }
 }

@@ -15,7 +15,7 @@ pub(crate) fn compute_owner() -> io::Result<u64> {
 }
 
 /// Never called (no object can be opened), but conservative: alive.
-pub(crate) fn owner_liveness(_id: u64) -> Liveness {
+pub(crate) fn owner_liveness_of(_id: u64) -> Liveness {
     Liveness::Alive
 }
 

@@ -28,7 +28,7 @@ pub(crate) fn process_identity() -> u64 {
 }
 
 /// Whether the process a token names runs and started when the token says.
-pub(crate) fn process_liveness(tok: u64) -> Liveness {
+pub(crate) fn process_liveness_of(tok: u64) -> Liveness {
     let Some(pid) = process_id(tok) else {
         return Liveness::Dead;
     };

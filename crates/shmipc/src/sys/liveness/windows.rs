@@ -46,6 +46,11 @@ use windows_sys::Win32::System::Threading::{
 
 use super::{Liveness, Probe};
 
+pub(crate) use super::pid_token::{process_id, process_identity, process_liveness_of};
+pub(crate) use super::unscoped::{
+    current_owner, hold_process, is_process, owner_liveness, process_liveness, Anchor, Scope,
+};
+
 /// Lock owners can be named and checked here.
 pub(crate) const SUPPORTED: bool = true;
 
@@ -103,7 +108,7 @@ pub(super) fn compute_owner() -> io::Result<u64> {
 }
 
 /// Whether the thread `id` names still runs. `Dead` only when that is certain.
-pub(crate) fn owner_liveness(id: u64) -> Liveness {
+pub(crate) fn owner_liveness_of(id: u64) -> Liveness {
     let Some(tid) = owner_thread(id) else {
         return Liveness::Dead; // bit 63 set, beyond a DWORD, or 0: garbage
     };
@@ -211,10 +216,8 @@ mod tests {
 
     #[test]
     fn garbage_owner_ids_are_dead() {
-        assert_eq!(owner_liveness(u64::MAX), Liveness::Dead);
-        assert_eq!(owner_liveness(0x1234_5678_9abc_def0), Liveness::Dead);
-        assert_eq!(owner_liveness(u64::MAX >> 1), Liveness::Dead);
+        assert_eq!(owner_liveness_of(u64::MAX), Liveness::Dead);
+        assert_eq!(owner_liveness_of(0x1234_5678_9abc_def0), Liveness::Dead);
+        assert_eq!(owner_liveness_of(u64::MAX >> 1), Liveness::Dead);
     }
 }
-
-pub(crate) use super::pid_token::{process_id, process_identity, process_liveness};

@@ -61,13 +61,24 @@
 //!
 //! # Elsewhere
 //!
-//! Without `futex_waitv` (macOS, Windows, other Unixes, Linux older than 5.16 where the
-//! call returns `ENOSYS`) the reactor falls back to *polling*: each group's thread
-//! wakes every registered waker every [`POLL`] (1 ms) and the futures re-check. It is
-//! correct (every waiter re-checks) and bounded (a wake-up is at most 1 ms late), but it
-//! costs a poll per waiter per millisecond; Windows' kernel-object waits
-//! (`RegisterWaitForSingleObject` on the doorbells of `windows.rs`) would remove that
-//! cost and are the next step there.
+//! Windows: a word in a named segment has a *doorbell* (a named semaphore and a shared
+//! count of its sleepers, see `windows.rs`). [`register`] runs the sleeper's half of
+//! the doorbell protocol in the registering thread (count, then re-read the word: if
+//! it moved, the waker is woken at once), and a group is one thread blocked in
+//! `WaitForMultipleObjects` on the distinct doorbells of its up to 63 registrations
+//! and its control event (64 handles, the call's limit). A signalled doorbell gave the
+//! thread one unit: it wakes that doorbell's registrations (the others of them take
+//! their counts back, or absorb the units a waker released for them); a unit taken
+//! for nobody (its registration was dropped meanwhile) is put back. So a pending
+//! future or a WaitSet sleeps in the kernel, and an idle registration costs nothing.
+//! Words without a doorbell (in unnamed segments; the named kernel objects, which
+//! have no word) are re-polled every [`POLL`] (1 ms).
+//!
+//! Without `futex_waitv` or doorbells (macOS, other Unixes, Linux older than 5.16
+//! where the call returns `ENOSYS`) the reactor falls back to *polling*: each group's
+//! thread wakes every registered waker every [`POLL`] (1 ms) and the futures
+//! re-check. It is correct (every waiter re-checks) and bounded (a wake-up is at most
+//! 1 ms late), but it costs a poll per waiter per millisecond.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -76,9 +87,10 @@ use std::time::{Duration, Instant};
 
 use crate::shim::AtomicU32;
 
-/// Registrations per group (one `futex_waitv` call takes 128 words; the last is the
-/// group's control word).
-pub(crate) const GROUP: usize = 127;
+/// Registrations per group (one `futex_waitv` call takes 128 words, one
+/// `WaitForMultipleObjects` 64 handles; the last is the group's control word or
+/// event).
+pub(crate) const GROUP: usize = if cfg!(windows) { 63 } else { 127 };
 
 /// The fallback's poll period (see the module doc).
 pub(crate) const POLL: Duration = Duration::from_millis(1);
@@ -86,18 +98,33 @@ pub(crate) const POLL: Duration = Duration::from_millis(1);
 /// A registered wait, removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
-    group: Arc<Group>,
+    /// `None`: fired at once (the word had moved).
+    group: Option<Arc<Group>>,
     key: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut st = self.group.lock();
+        let Some(group) = &self.group else { return };
+        let mut st = group.lock();
         if let Some(i) = st.entries.iter().position(|e| e.key == self.key) {
-            st.entries.swap_remove(i);
+            let _e = st.entries.swap_remove(i);
+            #[cfg(windows)]
+            if let Some((bell, token)) = &_e.bell {
+                leave(bell, *token);
+            }
         }
         // No need to wake the thread: a stale word in its current call costs nothing
         // (see the module doc), and it rebuilds its list at its next return.
+    }
+}
+
+/// A doorbell registration that ends without its unit: take the count back, or
+/// absorb the unit a waker released (or will release) for it.
+#[cfg(windows)]
+fn leave(bell: &super::imp::Doorbell, token: u32) {
+    if !bell.take_back(token) {
+        bell.absorb();
     }
 }
 
@@ -111,12 +138,26 @@ pub(crate) fn register(
     recheck: Instant,
     waker: &Waker,
 ) -> Registration {
-    let entry = |key| Entry {
+    #[cfg(windows)]
+    let (bell, recheck) = match super::imp::arm(word, expected) {
+        super::imp::Armed::Changed => {
+            waker.wake_by_ref();
+            return Registration {
+                group: None,
+                key: 0,
+            };
+        }
+        super::imp::Armed::Bell(b, token) => (Some((b, token)), recheck),
+        super::imp::Armed::NoBell => (None, recheck.min(Instant::now() + POLL)),
+    };
+    let entry = move |key| Entry {
         key,
         addr: std::ptr::from_ref(word) as usize,
         expected,
         recheck,
         waker: waker.clone(),
+        #[cfg(windows)]
+        bell,
     };
     let groups = groups();
     let mut guard = groups
@@ -136,7 +177,7 @@ pub(crate) fn register(
             st.entries.push(entry(key));
             g.poke(&mut st);
             return Registration {
-                group: Arc::clone(g),
+                group: Some(Arc::clone(g)),
                 key,
             };
         }
@@ -151,7 +192,10 @@ pub(crate) fn register(
         key
     };
     all.push(Arc::clone(&g));
-    Registration { group: g, key }
+    Registration {
+        group: Some(g),
+        key,
+    }
 }
 
 /// How many reactor threads run now (for tests and docs).
@@ -164,6 +208,18 @@ pub(crate) fn threads() -> usize {
         .len()
 }
 
+/// How many registrations wait on a doorbell now (Windows; for tests).
+#[cfg(all(test, windows))]
+pub(crate) fn doorbell_entries() -> usize {
+    groups()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .1
+        .iter()
+        .map(|g| g.lock().entries.iter().filter(|e| e.bell.is_some()).count())
+        .sum()
+}
+
 /// The groups, with the id of the process whose threads serve them.
 fn groups() -> &'static Mutex<(u32, Vec<Arc<Group>>)> {
     static GROUPS: OnceLock<Mutex<(u32, Vec<Arc<Group>>)>> = OnceLock::new();
@@ -171,7 +227,7 @@ fn groups() -> &'static Mutex<(u32, Vec<Arc<Group>>)> {
 }
 
 /// Set once `futex_waitv` is found missing: every group polls from then on.
-static POLLING: AtomicBool = AtomicBool::new(!cfg!(target_os = "linux"));
+static POLLING: AtomicBool = AtomicBool::new(!cfg!(any(target_os = "linux", windows)));
 
 #[derive(Debug)]
 struct Entry {
@@ -181,6 +237,9 @@ struct Entry {
     expected: u32,
     recheck: Instant,
     waker: Waker,
+    /// Windows: the word's doorbell and this sleeper's token (`None`: polled).
+    #[cfg(windows)]
+    bell: Option<(Arc<super::imp::Doorbell>, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +255,10 @@ struct Group {
     state: Mutex<State>,
     /// Process-private control word: bumped by every registration.
     ctl: AtomicU32,
+    /// Windows: the control event (auto-reset), set by a registration while the
+    /// thread sleeps; `None` if it could not be made (the group polls).
+    #[cfg(windows)]
+    ctl_event: Option<crate::sys::kobj::Kobj>,
 }
 
 impl Group {
@@ -203,6 +266,18 @@ impl Group {
         let g = Arc::new(Self {
             state: Mutex::new(State::default()),
             ctl: AtomicU32::new(0),
+            #[cfg(windows)]
+            ctl_event: crate::sys::kobj::Kobj::create(
+                None,
+                crate::sys::kobj::New::Event {
+                    manual: false,
+                    set: false,
+                },
+                None,
+                false,
+            )
+            .ok()
+            .map(|(k, _)| k),
         });
         let g2 = Arc::clone(&g);
         // A thread that cannot be spawned leaves its registrations to their
@@ -226,11 +301,20 @@ impl Group {
         self.ctl.fetch_add(1, Ordering::Release);
         if st.sleeping {
             st.sleeping = false;
+            #[cfg(windows)]
+            if let Some(e) = &self.ctl_event {
+                e.set_event();
+            }
+            #[cfg(not(windows))]
             super::imp::wake_private(&self.ctl);
         }
     }
 
     fn run(&self) {
+        #[cfg(windows)]
+        if let Some(ctl) = &self.ctl_event {
+            self.run_doorbells(ctl);
+        }
         let mut words: Vec<(usize, u32)> = Vec::with_capacity(GROUP);
         let mut keys: Vec<u64> = Vec::with_capacity(GROUP);
         let mut fire: Vec<Waker> = Vec::new();
@@ -281,6 +365,107 @@ impl Group {
                     POLLING.store(true, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// Windows: the group's loop on its doorbells and control event (module doc).
+    #[cfg(windows)]
+    fn run_doorbells(&self, ctl: &crate::sys::kobj::Kobj) -> ! {
+        use crate::deadline::Deadline;
+        use crate::sys::kobj::{wait_any, WaitFail};
+        let mut bells: Vec<Arc<super::imp::Doorbell>> = Vec::with_capacity(GROUP);
+        let mut fire: Vec<Waker> = Vec::new();
+        loop {
+            let until = {
+                let mut st = self.lock();
+                let now = Instant::now();
+                let mut i = 0;
+                while i < st.entries.len() {
+                    if st.entries[i].recheck <= now {
+                        let e = st.entries.swap_remove(i);
+                        if let Some((bell, token)) = &e.bell {
+                            leave(bell, *token);
+                        }
+                        fire.push(e.waker);
+                    } else {
+                        i += 1;
+                    }
+                }
+                bells.clear();
+                let mut until: Option<Instant> = None;
+                for e in &st.entries {
+                    if let Some((b, _)) = &e.bell {
+                        if !bells.iter().any(|x| Arc::ptr_eq(x, b)) {
+                            bells.push(Arc::clone(b));
+                        }
+                    }
+                    until = Some(until.map_or(e.recheck, |u| u.min(e.recheck)));
+                }
+                st.sleeping = true;
+                until
+            };
+            for w in fire.drain(..) {
+                w.wake();
+            }
+            let mut objs = Vec::with_capacity(bells.len() + 1);
+            objs.push(ctl);
+            objs.extend(bells.iter().map(|b| b.kobj()));
+            let deadline = until.map_or(Deadline::Never, Deadline::At);
+            match wait_any(&objs, deadline) {
+                Ok((0, _)) | Err(WaitFail::TimedOut) => {}
+                Ok((i, _)) => self.fire_bell(&bells[i - 1]),
+                Err(WaitFail::Os(_)) => {
+                    // Never spin on a failing wait: a poll's worth, then every
+                    // entry re-checks.
+                    std::thread::sleep(POLL);
+                    let mut st = self.lock();
+                    st.sleeping = false;
+                    for e in st.entries.drain(..) {
+                        if let Some((bell, token)) = &e.bell {
+                            leave(bell, *token);
+                        }
+                        fire.push(e.waker);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Windows: `bell` gave this thread one unit: it is the first of its entries'
+    /// (woken); the others are woken too and leave (module doc). A unit taken for
+    /// no entry goes back.
+    #[cfg(windows)]
+    fn fire_bell(&self, bell: &Arc<super::imp::Doorbell>) {
+        let mut wakers = Vec::new();
+        {
+            let mut st = self.lock();
+            st.sleeping = false;
+            let mut first = true;
+            let mut i = 0;
+            while i < st.entries.len() {
+                let mine = st.entries[i]
+                    .bell
+                    .as_ref()
+                    .is_some_and(|(b, _)| Arc::ptr_eq(b, bell));
+                if mine {
+                    let e = st.entries.swap_remove(i);
+                    if !first {
+                        if let Some((b, token)) = &e.bell {
+                            leave(b, *token);
+                        }
+                    }
+                    first = false;
+                    wakers.push(e.waker);
+                } else {
+                    i += 1;
+                }
+            }
+            if first {
+                bell.give_back();
+            }
+        }
+        for w in wakers {
+            w.wake();
         }
     }
 
@@ -364,6 +549,39 @@ mod tests {
         }
         wait_for("every waker", || count.0.load(Ordering::SeqCst) >= N);
         drop(regs);
+    }
+
+    /// Windows: a pending receive on a channel (a named segment) waits on its word's
+    /// doorbell, not by polling, and the send's wake-up reaches it.
+    #[cfg(windows)]
+    #[test]
+    fn a_pending_receive_waits_on_the_doorbell() {
+        use crate::channel::spsc::{Consumer, Producer};
+        use std::future::Future;
+        let name = format!("reactor-bell-{}", std::process::id());
+        let mut c = Consumer::create(&name, 2, 8).unwrap();
+        let mut p = Producer::open(&name).unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = std::task::Context::from_waker(&waker);
+        {
+            let mut f = std::pin::pin!(c.recv_async());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            // (Other tests of this binary may wait on doorbells too: at least ours.)
+            assert!(
+                doorbell_entries() >= 1,
+                "the receive does not wait on a doorbell"
+            );
+            p.send(b"hi").unwrap();
+            wait_for("the receive's wake-up", || {
+                count.0.load(Ordering::SeqCst) >= 1
+            });
+            let got = match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(r) => r.map(|s| s.to_vec()),
+                std::task::Poll::Pending => panic!("not ready after its wake-up"),
+            };
+            assert_eq!(got.unwrap(), b"hi");
+        }
     }
 
     /// A dropped registration is not woken; a recheck fires by itself.

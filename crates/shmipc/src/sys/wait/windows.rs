@@ -22,17 +22,30 @@
 //! Waker: the caller changed the word; `fence(SeqCst)`, load `count`; if non-zero,
 //! take `k = min(count, n)` off it (CAS) and release the semaphore `k` times.
 //!
+//! The count word holds the count in its low 16 bits and an epoch in its high 16
+//! bits, bumped by every waker's CAS; a sleeper takes its count back only in the
+//! epoch it added it in (as a channel bell's `sleepers`, `channel/notify.rs`), so
+//! it never takes a count a later sleeper added. Where a waker took fewer than all
+//! (a wake-one), the others' counts stay after they leave: a later waker releases
+//! units for them, which cost a spurious wake-up each, never a late one.
+//!
 //! The sleeper's increment and the waker's fence are in the single total order of
 //! SeqCst operations (the Dekker pattern, as in `channel/notify.rs`): either the
 //! sleeper's re-load sees the new word and it does not sleep, or the waker sees its
 //! count and releases a unit. A released unit stays in the semaphore until taken,
 //! so a sleeper that has not reached `WaitForSingleObject` yet still wakes at once:
-//! unlike a futex, the kernel object remembers the wake. Residual cases: a sleeper
+//! unlike a futex, the kernel object remembers the wake. Residual case: a sleeper
 //! that times out after a waker took its count leaves a unit (a later sleeper wakes
-//! spuriously and re-checks), and its taking back a count may take another
-//! sleeper's (that one then sleeps to the end of its slice). Every caller sleeps in
-//! slices of at most 100 ms and re-checks, so these cost time, never correctness;
-//! a hostile process can cause the same, no more.
+//! spuriously and re-checks). Every caller sleeps in slices of at most 100 ms and
+//! re-checks, so these cost time, never correctness; a hostile process can cause
+//! the same, no more.
+//!
+//! # Async waits and the WaitSet
+//!
+//! The reactor (`reactor.rs`) runs the sleeper's half in the registering thread
+//! ([`arm`]: count, re-load the word), then one thread per 63 registrations waits
+//! on their doorbells and its control event with `WaitForMultipleObjects`, and
+//! wakes the registrations of the doorbell that was signalled.
 //!
 //! # Safety
 //!
@@ -177,9 +190,43 @@ fn doorbell(word: &AtomicU32) -> Option<Arc<Doorbell>> {
 // doorbells
 
 /// A word's doorbell: a named semaphore and the shared count of its sleepers.
-struct Doorbell {
+pub(super) struct Doorbell {
     sem: Kobj,
     count: SharedWord,
+}
+
+/// The count bits of a doorbell's count word (the rest is the epoch).
+const COUNT: u32 = 0xffff;
+/// One epoch step.
+const EPOCH: u32 = COUNT + 1;
+
+impl std::fmt::Debug for Doorbell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doorbell").finish_non_exhaustive()
+    }
+}
+
+/// What [`arm`] found.
+pub(super) enum Armed {
+    /// The word no longer holds the expected value: ready now.
+    Changed,
+    /// Counted as a sleeper of this doorbell, with this token (its epoch).
+    Bell(Arc<Doorbell>, u32),
+    /// The word has no doorbell (unnamed segment, process memory): poll it.
+    NoBell,
+}
+
+/// The sleeper's half of the doorbell protocol, for the reactor (module doc).
+pub(super) fn arm(word: &AtomicU32, expected: u32) -> Armed {
+    let Some(bell) = doorbell(word) else {
+        return Armed::NoBell;
+    };
+    let token = bell.announce();
+    if word.load(Ordering::SeqCst) != expected {
+        bell.take_back(token);
+        return Armed::Changed;
+    }
+    Armed::Bell(bell, token)
 }
 
 impl Doorbell {
@@ -201,12 +248,36 @@ impl Doorbell {
         Some(Self { sem, count })
     }
 
-    /// Takes one sleeper's count back, unless a waker took it already.
-    fn unregister(&self) {
-        let _ = self
-            .count
+    /// Counts a sleeper (SeqCst RMW: the sleeper's half of the Dekker pattern);
+    /// returns its token.
+    fn announce(&self) -> u32 {
+        self.count.word().fetch_add(1, Ordering::SeqCst) / EPOCH
+    }
+
+    /// Takes back a count added with `token`, unless a waker took counts since;
+    /// true if taken back (false: a unit was or will be released for it).
+    pub(super) fn take_back(&self, token: u32) -> bool {
+        self.count
             .word()
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v / EPOCH == token && v & COUNT != 0).then(|| v - 1)
+            })
+            .is_ok()
+    }
+
+    /// The semaphore, to wait on.
+    pub(super) fn kobj(&self) -> &Kobj {
+        &self.sem
+    }
+
+    /// Takes a unit released for a sleeper that left, if it is there.
+    pub(super) fn absorb(&self) {
+        let _ = self.sem.wait(Deadline::Now);
+    }
+
+    /// Puts back a unit taken for nobody (its sleeper left meanwhile).
+    pub(super) fn give_back(&self) {
+        self.sem.release_semaphore();
     }
 }
 
@@ -215,20 +286,20 @@ pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
         return poll_wait(word, expected, timeout);
     };
     // SeqCst RMW then SeqCst load: the sleeper's half of the Dekker pattern.
-    bell.count.word().fetch_add(1, Ordering::SeqCst);
+    let token = bell.announce();
     if word.load(Ordering::SeqCst) != expected {
-        bell.unregister();
+        bell.take_back(token);
         return Wake::Maybe;
     }
     let deadline = timeout.map_or(Deadline::Never, Deadline::after);
     match bell.sem.wait(deadline) {
         Ok(_) => Wake::Maybe, // the waker took our count
         Err(WaitFail::TimedOut) => {
-            bell.unregister();
+            bell.take_back(token);
             Wake::TimedOut
         }
         Err(WaitFail::Os(_)) => {
-            bell.unregister();
+            bell.take_back(token);
             // Never spin on a broken doorbell: sleep a poll's worth instead.
             poll_wait(word, expected, timeout)
         }
@@ -242,18 +313,21 @@ pub(super) fn wake(word: &AtomicU32, n: u32) -> usize {
         return poll_wake(word, n);
     };
     let count = bell.count.word();
-    let mut c = count.load(Ordering::Relaxed);
-    while c != 0 {
-        let k = c.min(n);
-        match count.compare_exchange(c, c - k, Ordering::AcqRel, Ordering::Relaxed) {
+    let mut v = count.load(Ordering::Relaxed);
+    while v & COUNT != 0 {
+        let k = (v & COUNT).min(n);
+        // Take k, and start a new epoch (module doc).
+        let new = (v & !COUNT).wrapping_add(EPOCH) | ((v & COUNT) - k);
+        match count.compare_exchange(v, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
                 bell.sem
                     .release_semaphore_by(i32::try_from(k).unwrap_or(i32::MAX));
                 return usize::try_from(k).unwrap_or(usize::MAX);
             }
-            Err(now) => c = now,
+            Err(now) => v = now,
         }
     }
     0
 }
-pub(super) use super::fallback::{wait_many, wake_private};
+
+pub(super) use super::fallback::wait_many;

@@ -1176,9 +1176,10 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         let Some(s) = file_name.to_str() else {
             continue;
         };
-        if s == super::liveness::FILE_NAME {
-            // shmipc's own liveness file: no segment, never stale, never collected
-            // (it is removed by hand, if ever, when no shmipc process runs).
+        if s == crate::sys::liveness::FILE_NAME {
+            // The liveness file of older shmipc builds: no segment, never stale,
+            // never collected (it is removed by hand, if ever, when no process of
+            // such a build runs).
             continue;
         }
         let path = entry.path();
@@ -1287,8 +1288,13 @@ pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
 /// taken or waited for (so another user's lock never stalls an inspection), no
 /// mapping (so no `SIGBUS`), and a stale object is left for `gc`. Hands `f` the
 /// bytes in chunks with their offsets (fewer than `max` in all for a smaller
-/// object, or one truncated meanwhile) and returns the object's size.
-pub(crate) fn peek(name: &Name, max: u64, f: &mut dyn FnMut(u64, &[u8])) -> Result<u64, OpenError> {
+/// object, or one truncated meanwhile) and returns the object's size and the
+/// descriptor read (to ask about its holders' liveness locks).
+pub(crate) fn peek(
+    name: &Name,
+    max: u64,
+    f: &mut dyn FnMut(u64, &[u8]),
+) -> Result<(u64, OwnedFd), OpenError> {
     let n = || name.to_string();
     let path = path_of(name);
     let open = |p: &Path, extra: OFlags| {
@@ -1356,7 +1362,7 @@ pub(crate) fn peek(name: &Name, max: u64, f: &mut dyn FnMut(u64, &[u8])) -> Resu
             }
         }
     }
-    Ok(size)
+    Ok((size, fd))
 }
 
 /// Whether the kernel's `protected_symlinks` rule lets this process follow the

@@ -1,5 +1,5 @@
-//! Unix descriptor helpers for `shmipc::os::unix` (to join the shm backend when it
-//! moves to `sys/shm/`).
+//! Unix descriptor helpers for `shmipc::os::unix`, part of the shared-memory
+//! backend.
 
 use std::io;
 use std::os::fd::BorrowedFd;

@@ -972,7 +972,7 @@ unsafe impl Sync for Mapping {}
 impl Drop for Mapping {
     fn drop(&mut self) {
         // Hook: its words' doorbells go with it (sys/wait/windows.rs).
-        super::wait::unregister_mapping(self.ptr.as_ptr());
+        crate::sys::wait::unregister_mapping(self.ptr.as_ptr());
         // SAFETY: `ptr` is the base address `MapViewOfFile` returned, unmapped only
         // here, once; `View` guarantees no reference into it outlives the `Mapping`.
         unsafe {
@@ -1013,7 +1013,7 @@ pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Re
     } else {
         len
     };
-    super::wait::register_mapping(m.ptr.as_ptr(), mapped, h.section.as_raw_handle(), offset);
+    crate::sys::wait::register_mapping(m.ptr.as_ptr(), mapped, h.section.as_raw_handle(), offset);
     Ok(m)
 }
 
