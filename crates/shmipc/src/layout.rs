@@ -28,7 +28,11 @@ use crate::view::View;
 /// Bytes the header occupies; what follows starts 64-byte (cache-line) aligned.
 pub(crate) const HEADER_LEN: usize = 64;
 pub(crate) const MAGIC: [u8; 8] = *b"shmipc\0\x01";
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever an object's shared layout or protocol changes, so that builds
+/// that would misread each other refuse with a clear error instead.
+/// 2: zero-copy mpmc and rpc (slot rings with loans and owners); endpoint and lock
+/// owner identities proven by locks on the object's own file (Linux).
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 const STATE_READY: u32 = 1;
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
