@@ -78,6 +78,11 @@
 //! sample as you would data from a socket; copy it ([`Consumer::recv_into`]) if you
 //! must be sure it does not change.
 //!
+//! It can stall the queue: a head slot marked *loaned* to a live endpoint is what a
+//! slow producer's loan legitimately looks like, and the queue is FIFO, so receives
+//! then wait (and time out) as they would with nothing sent; they never wait past
+//! their timeout, and the stall ends when that endpoint dies or sends.
+//!
 //! # Layout of the segment
 //!
 //! The `#[repr(C)]` structs `Control`, `Record` and `SlotHeader` (in this file),
