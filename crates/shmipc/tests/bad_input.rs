@@ -324,3 +324,81 @@ fn error_messages_name_the_segment_and_a_remedy() {
     let e = Segment::create(&name, 0).unwrap_err();
     assert!(e.to_string().contains(&name), "{e}");
 }
+
+/// A timeout too long to add to `Instant::now()` (`Duration::MAX`, as callers of
+/// std's `recv_timeout` write for "no limit") waits without a limit, as std does:
+/// never a panic on the overflow. Each call here finds its message or room at once,
+/// so a panic is the only way for it to fail.
+#[test]
+fn a_timeout_too_long_to_represent_waits_without_a_limit() {
+    use shmipc::channel::{mpmc, pubsub, rpc, spsc};
+    use shmipc::sync::{EventReset, NamedEvent, NamedMutex, NamedSemaphore};
+    use std::time::Duration;
+    const FOREVER: Duration = Duration::MAX;
+
+    let name = Cleanup::new("huge-timeout-spsc");
+    let mut tx = spsc::Producer::create(name.name(), 4, 64).unwrap();
+    let mut rx = spsc::Consumer::open(name.name()).unwrap();
+    tx.send_timeout(b"one", FOREVER).unwrap();
+    tx.loan_timeout(3, FOREVER).unwrap().send();
+    assert_eq!(&*rx.recv_timeout(FOREVER).unwrap(), b"one");
+    let mut buf = Vec::new();
+    rx.recv_into_timeout(&mut buf, FOREVER).unwrap();
+    assert_eq!(buf.len(), 3);
+
+    let name = Cleanup::new("huge-timeout-tspsc");
+    let mut tx = spsc::TypedProducer::<u64>::create(name.name(), 4).unwrap();
+    let mut rx = spsc::TypedConsumer::<u64>::open(name.name()).unwrap();
+    tx.send_timeout(7, FOREVER).unwrap();
+    assert_eq!(rx.recv_timeout(FOREVER).unwrap(), 7);
+
+    let name = Cleanup::new("huge-timeout-pubsub");
+    let mut publisher = pubsub::Publisher::create(name.name(), 4, 64).unwrap();
+    let sub = pubsub::Subscriber::open(name.name()).unwrap();
+    publisher.send_timeout(b"two", FOREVER).unwrap();
+    publisher.loan_timeout(3, FOREVER).unwrap().send();
+    assert_eq!(&*sub.recv_timeout(FOREVER).unwrap(), b"two");
+    sub.recv_into_timeout(&mut buf, FOREVER).unwrap();
+    assert_eq!(buf.len(), 3);
+
+    let name = Cleanup::new("huge-timeout-mpmc");
+    let mut tx = mpmc::Producer::create(name.name(), 4, 64).unwrap();
+    let rx = mpmc::Consumer::open(name.name()).unwrap();
+    tx.send_timeout(b"three", FOREVER).unwrap();
+    tx.loan_timeout(3, FOREVER).unwrap().send().unwrap();
+    assert_eq!(&*rx.recv_timeout(FOREVER).unwrap(), b"three");
+    rx.recv_into_timeout(&mut buf, FOREVER).unwrap();
+    assert_eq!(buf.len(), 3);
+
+    let name = Cleanup::new("huge-timeout-rpc");
+    let server = rpc::Server::create(name.name(), 4, 64).unwrap();
+    let mut client = rpc::Client::open(name.name()).unwrap();
+    let id = client
+        .loan_request_timeout(4, FOREVER)
+        .map(|mut loan| {
+            loan.copy_from_slice(b"ping");
+            loan
+        })
+        .unwrap()
+        .send()
+        .unwrap();
+    let req = server.recv_timeout(FOREVER).unwrap();
+    server.respond_timeout(&req, b"pong", FOREVER).unwrap();
+    drop(req);
+    assert_eq!(&*client.recv_response(id, FOREVER).unwrap(), b"pong");
+    let id = client.send_request(b"again").unwrap();
+    let req = server.recv_timeout(FOREVER).unwrap();
+    server.respond_timeout(&req, b"back", FOREVER).unwrap();
+    drop(req);
+    assert_eq!(&*client.recv_response(id, FOREVER).unwrap(), b"back");
+
+    let name = Cleanup::new("huge-timeout-mutex");
+    let m = NamedMutex::create(name.name()).unwrap();
+    drop(m.lock_timeout(FOREVER).unwrap());
+    let name = Cleanup::new("huge-timeout-sem");
+    let s = NamedSemaphore::create(name.name(), 1, 1).unwrap();
+    s.wait_timeout(FOREVER).unwrap();
+    let name = Cleanup::new("huge-timeout-event");
+    let e = NamedEvent::create(name.name(), EventReset::Manual, true).unwrap();
+    e.wait_timeout(FOREVER).unwrap();
+}

@@ -744,7 +744,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::loan`], and [`SendError::Timeout`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
     }
 
     /// Loans a slot sized for one `T` (write it with [`Loan::pod_mut`]).
@@ -1054,7 +1054,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(Some(Instant::now() + timeout)))
+        self.next(Some(Instant::now().checked_add(timeout)))
     }
 
     /// Copies the next message into `buf` (replacing its contents) and releases

@@ -949,7 +949,7 @@ impl Publisher {
     /// # Errors
     /// [`SendError::Timeout`], [`SendError::TooLarge`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
     }
 
     /// Loans a chunk sized for one `T` (write it with [`Loan::pod_mut`]).
@@ -1285,7 +1285,7 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(Some(Instant::now() + timeout)))
+        self.next(Some(Instant::now().checked_add(timeout)))
     }
 
     /// Copies the next sample into `buf` (replacing its contents) and releases it,

@@ -81,6 +81,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::deadline::Deadline;
 use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
@@ -695,7 +696,7 @@ impl Server {
     /// # Errors
     /// As [`Server::try_recv`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Request<'_>, RecvError> {
-        self.recv_with(Some(Some(Instant::now() + timeout)))
+        self.recv_with(Some(Instant::now().checked_add(timeout)))
     }
 
     /// Loans a slot of `to`'s response ring for a response of `len` bytes, waiting
@@ -753,7 +754,7 @@ impl Server {
             Some(s) => s,
             None => chan
                 .resp_space_bell(c)
-                .wait_for(Some(Instant::now() + timeout), |deep| match reserve() {
+                .wait_for(Deadline::after(timeout), |deep| match reserve() {
                     Ok(Some(s)) => Some(Ok(s)),
                     Err(e) => Some(Err(SendError::Corrupt(e))),
                     Ok(None) => (place.left()
@@ -1145,7 +1146,7 @@ impl Client {
         len: usize,
         timeout: Duration,
     ) -> Result<RequestLoan<'_>, SendError> {
-        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
     }
 
     /// Queues a copy of `data` as a request without waiting; returns its id.
@@ -1174,7 +1175,7 @@ impl Client {
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Disconnected`], [`RecvError::Corrupt`].
     pub fn try_recv_response(&mut self) -> Result<Response<'_>, RecvError> {
-        let (slot, len, id) = self.next_response(None)?;
+        let (slot, len, id) = self.next_response(Deadline::Now)?;
         Ok(self.response(slot, len, id))
     }
 
@@ -1186,9 +1187,9 @@ impl Client {
     /// [`RecvError::Empty`] if it does not come in time; [`RecvError::Disconnected`]
     /// if the server left or died; [`RecvError::Corrupt`].
     pub fn recv_response(&mut self, id: u64, timeout: Duration) -> Result<Response<'_>, RecvError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
-            let (slot, len, got) = self.next_response(Some(deadline))?;
+            let (slot, len, got) = self.next_response(deadline)?;
             if got == id {
                 return Ok(self.response(slot, len, got));
             }
@@ -1214,7 +1215,7 @@ impl Client {
                 sleepers: words.u32(bell_off + 4),
             };
             bell.poll_async(&mut pending, cx, || loop {
-                match self.next_response(None) {
+                match self.next_response(Deadline::Now) {
                     Err(RecvError::Empty) => return None,
                     Ok((slot, len, got)) if got == id => return Some(Ok((slot, len))),
                     Ok(_) => self.release_response(),
@@ -1244,10 +1245,7 @@ impl Client {
     }
 
     /// The next response's (slot, data length, id), not released.
-    fn next_response(
-        &mut self,
-        deadline: Option<Instant>,
-    ) -> Result<(usize, usize, u64), RecvError> {
+    fn next_response(&mut self, deadline: Deadline) -> Result<(usize, usize, u64), RecvError> {
         let ring = self.chan.resp(self.index);
         let found = match self.core.peek(&ring)? {
             Some(x) => Some(x),
@@ -1279,8 +1277,8 @@ impl Client {
                             }),
                     };
                 let r = match deadline {
-                    None => poll(true),
-                    Some(d) => bell.wait_for(Some(d), poll),
+                    Deadline::Now => poll(true),
+                    d => bell.wait_for(d, poll),
                 };
                 Some(r.unwrap_or(Err(RecvError::Empty))?)
             }

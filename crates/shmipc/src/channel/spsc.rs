@@ -535,7 +535,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::loan`], and [`SendError::Timeout`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Some(Instant::now() + timeout)))
+        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
     }
 
     /// Copies `msg` into the channel, without waiting.
@@ -785,7 +785,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        let x = self.next(Some(Some(Instant::now() + timeout)))?;
+        let x = self.next(Some(Instant::now().checked_add(timeout)))?;
         Ok(self.sample(x))
     }
 }
@@ -941,7 +941,7 @@ impl Consumer {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<(), RecvError> {
-        let x = self.next(Some(Some(Instant::now() + timeout)))?;
+        let x = self.next(Some(Instant::now().checked_add(timeout)))?;
         self.copy_into(x, buf);
         Ok(())
     }
