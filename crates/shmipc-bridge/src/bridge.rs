@@ -231,7 +231,10 @@ fn ctx_stop(stop: &AtomicBool) {
 fn watch(session: &Session, rates: &[(String, Arc<Counters>)], every: Duration, stop: &AtomicBool) {
     let mut peers = BTreeSet::new();
     let mut last: Vec<(u64, u64, u64)> = vec![(0, 0, 0); rates.len()];
-    let mut next_stats = Instant::now() + every;
+    // None: never (no rate lines, or a period too long to add to now).
+    let mut next_stats = Instant::now()
+        .checked_add(every)
+        .filter(|_| !every.is_zero());
     while !stop.load(Ordering::Relaxed) {
         let now: BTreeSet<String> = session
             .info()
@@ -246,7 +249,7 @@ fn watch(session: &Session, rates: &[(String, Arc<Counters>)], every: Duration, 
             tracing::info!(peer = %p, "disconnected");
         }
         peers = now;
-        if !every.is_zero() && Instant::now() >= next_stats {
+        if next_stats.is_some_and(|t| Instant::now() >= t) {
             let secs = every.as_secs_f64();
             for ((name, c), prev) in rates.iter().zip(last.iter_mut()) {
                 let cur = (
@@ -265,7 +268,7 @@ fn watch(session: &Session, rates: &[(String, Arc<Counters>)], every: Duration, 
                 }
                 *prev = cur;
             }
-            next_stats += every;
+            next_stats = next_stats.and_then(|t| t.checked_add(every));
         }
         thread::sleep(TICK);
     }

@@ -139,13 +139,14 @@ fn main() -> ExitCode {
     if args.export.is_empty() && args.import.is_empty() {
         tracing::warn!("nothing to bridge: give --export or --import");
     }
-    if !args.stats.is_finite() || args.stats < 0.0 {
+    let Ok(stats) = Duration::try_from_secs_f64(args.stats) else {
         eprintln!(
-            "shmipc-bridge: --stats {} is not a number of seconds >= 0",
+            "shmipc-bridge: --stats {} is not a number of seconds >= 0 that fits a duration \
+             (0 turns the rate lines off)",
             args.stats
         );
         return ExitCode::from(2);
-    }
+    };
     let plan = bridge::Plan {
         listen: args.listen,
         connect: args.connect,
@@ -158,7 +159,7 @@ fn main() -> ExitCode {
             slot_size: args.slot_size,
             max_subscribers: args.max_subscribers,
         },
-        stats: Duration::from_secs_f64(args.stats),
+        stats,
         spin: Duration::from_micros(args.spin_us),
     };
     let stop = Arc::new(AtomicBool::new(false));
