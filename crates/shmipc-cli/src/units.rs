@@ -168,8 +168,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let nanos = value / scale;
     let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_long())?;
     let sub = u32::try_from(nanos % 1_000_000_000).map_err(|_| too_long())?;
-    Ok(Duration::new(secs, sub))
+    let d = Duration::new(secs, sub);
+    if d > MAX_DURATION {
+        // Longer would not fit a deadline (`Instant::now() + d`) everywhere.
+        return Err(format!(
+            "`{text}` is too long a duration: the longest is 876000h (100 years)"
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest duration an option takes: 100 years (a deadline this far ahead fits
+/// every OS's clock).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parses octal permission bits such as `600`, `0600` or `0o660` (read/write bits only).
 pub fn parse_mode(text: &str) -> Result<u32, String> {
@@ -289,6 +300,11 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
+        for long in ["876001h", "18446744073709551615s", "99999999999999999h"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("too long a duration"), "{long}: {e}");
+        }
         for bad in ["", "5", "5x", "ms", "-1s", "999999999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
