@@ -15,14 +15,13 @@
 
 use std::time::Duration;
 
-use crate::channel::pubsub::Overflow;
 use crate::error::OpenError;
 use crate::layout::{self, Header, Kind, LayoutError, HEADER_LEN};
 #[cfg(not(target_os = "linux"))]
 use crate::segment::Access;
 use crate::segment::Segment;
-use crate::sync::EventReset;
 use crate::view::View;
+pub use crate::vocab::ObjectState;
 
 /// Bytes of a segment an inspection maps: the header and one cache line of the
 /// object's own words.
@@ -47,108 +46,6 @@ pub enum Contents {
     /// A shmipc header that cannot be read by this build: another layout version, an
     /// unknown kind, a corrupt header.
     Invalid(LayoutError),
-}
-
-/// A snapshot of a shmipc object's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ObjectState {
-    /// A [`Mutex`](crate::sync::Mutex) or [`NamedMutex`](crate::NamedMutex).
-    Mutex {
-        /// Whether some thread holds it (or held it when it died).
-        locked: bool,
-        /// The holder's thread id (for a single-threaded program, its process id),
-        /// where the OS has one.
-        owner_thread: Option<u32>,
-        /// Whether that holder still runs; `Some(false)`: it died holding the lock,
-        /// and the next locker will be told so.
-        owner_alive: Option<bool>,
-        /// `false` after a holder died inside and nobody has called
-        /// [`mark_consistent`](crate::sync::MutexGuard::mark_consistent) since.
-        consistent: bool,
-    },
-    /// A [`Semaphore`](crate::sync::Semaphore) or
-    /// [`NamedSemaphore`](crate::NamedSemaphore).
-    Semaphore {
-        /// Units available now.
-        value: u32,
-        /// Its maximum.
-        max: u32,
-    },
-    /// An [`Event`](crate::sync::Event) or [`NamedEvent`](crate::NamedEvent).
-    Event {
-        /// Whether it is set.
-        set: bool,
-        /// How it resets.
-        reset: EventReset,
-    },
-    /// An [`spsc`](crate::channel::spsc) channel.
-    Spsc {
-        /// Slots in the ring.
-        capacity: u64,
-        /// Largest message, in bytes.
-        max_message: u64,
-        /// The live producer's process id, if one is attached.
-        producer: Option<u32>,
-        /// The live consumer's process id, if one is attached.
-        consumer: Option<u32>,
-        /// Messages sent and not yet handed back by the consumer (which hands slots
-        /// back in batches, so this may count up to a sixteenth of the ring that
-        /// it has already read); `None` for a ring too large to scan.
-        queued: Option<u64>,
-    },
-    /// A [`pubsub`](crate::channel::pubsub) channel.
-    PubSub {
-        /// Slots in the ring.
-        capacity: u64,
-        /// Largest message, in bytes.
-        max_message: u64,
-        /// What the publisher does when the ring is full.
-        overflow: Overflow,
-        /// The live publisher's process id, if one is attached.
-        publisher: Option<u32>,
-        /// Live subscribers attached.
-        subscribers: u32,
-        /// Most subscribers at a time.
-        max_subscribers: u32,
-        /// Messages published since the channel was created.
-        published: u64,
-        /// Messages the slowest live subscriber has still to start (`None` with no
-        /// subscriber).
-        max_lag: Option<u64>,
-    },
-    /// An [`mpmc`](crate::channel::mpmc) queue.
-    Mpmc {
-        /// Slots in the queue.
-        capacity: u64,
-        /// Largest message, in bytes.
-        max_message: u64,
-        /// Live producers attached.
-        producers: u32,
-        /// Live consumers attached.
-        consumers: u32,
-        /// Most producers and consumers together.
-        max_endpoints: u32,
-        /// Messages waiting for a consumer (`None` if the positions read make no
-        /// sense).
-        queued: Option<u64>,
-    },
-    /// An [`rpc`](crate::channel::rpc) channel.
-    Rpc {
-        /// Requests that may wait for the server.
-        capacity: u64,
-        /// Largest request or response, in bytes.
-        max_message: u64,
-        /// The live server's process id, if one is attached.
-        server: Option<u32>,
-        /// Live clients attached.
-        clients: u32,
-        /// Most clients at a time.
-        max_clients: u32,
-        /// Requests waiting for the server (`None` if the positions read make no
-        /// sense).
-        queued: Option<u64>,
-    },
 }
 
 impl Contents {

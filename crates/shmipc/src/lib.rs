@@ -56,6 +56,7 @@ mod shim;
 pub mod sync;
 mod sys;
 mod view;
+mod vocab;
 #[cfg(not(loom))]
 mod waitset;
 

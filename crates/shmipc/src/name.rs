@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use crate::sys;
-
 /// Prefix of the names shmipc uses internally (temporary objects during creation).
 /// Users cannot create names with this prefix.
 pub(crate) const RESERVED_PREFIX: &str = ".shmipc-";
@@ -77,8 +75,15 @@ impl Name {
         Ok(Self(bare.to_owned()))
     }
 
-    /// The longest name, in bytes, that this OS accepts.
-    pub const MAX_LEN: usize = sys::MAX_NAME_LEN;
+    /// The longest name, in bytes, that this OS accepts (each shared-memory backend
+    /// in `sys/shm/` says why, and checks at compile time that this is its limit).
+    pub const MAX_LEN: usize = if cfg!(windows) {
+        239
+    } else if cfg!(target_os = "macos") {
+        30
+    } else {
+        255
+    };
 
     /// The name without a leading `/`.
     pub fn as_str(&self) -> &str {

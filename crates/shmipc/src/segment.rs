@@ -2,131 +2,16 @@
 //! `OpenFileMapping`, POSIX `shm_open`).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{CreateError, ListError, MapError, OpenError, RemoveError};
 use crate::name::Name;
 use crate::sys;
+pub(crate) use crate::view::Inner;
 use crate::view::{self, View};
-
-/// How a segment or a view may be accessed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// Read only (`FILE_MAP_READ`, `PROT_READ`). Writing is an error, not a crash.
-    Read,
-    /// Read and write, shared with every other holder (`FILE_MAP_WRITE`).
-    ReadWrite,
-    /// Private copy-on-write (`FILE_MAP_COPY`, `MAP_PRIVATE`): writes stay in this
-    /// view and are never seen by others or written back.
-    CopyOnWrite,
-}
-
-/// How long a named segment lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Persistence {
-    /// Win32 semantics (the default): the segment lives while any process holds it
-    /// (a [`Segment`] or a [`View`]) and is gone when the last holder closes it or
-    /// dies, even by SIGKILL.
-    #[default]
-    UntilLastClose,
-    /// POSIX kernel persistence: the segment lives until [`Segment::remove`] (or
-    /// `shmipc rm`) or a reboot.
-    UntilRemoved,
-}
-
-/// What stores a segment's bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Backing {
-    /// System memory (POSIX shm, the Windows paging file).
-    Memory,
-    /// A file at this path: the data persists with the file.
-    File(PathBuf),
-    /// An unnamed segment (memfd / unnamed section), shared by handing on its handle.
-    Unnamed,
-}
-
-/// Who made a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// shmipc made it, and follows its lifetime rules.
-    Shmipc,
-    /// Another program made it (e.g. with `shm_open` or Python); shmipc never removes
-    /// it unless asked.
-    Foreign,
-}
-
-/// What the OS says about a named segment (for `shmipc ls` / `info`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SegmentInfo {
-    /// The segment's name.
-    pub name: String,
-    /// Its size in bytes (page-rounded where the OS cannot tell more).
-    pub size: u64,
-    /// What stores it.
-    pub backing: Backing,
-    /// Who made it.
-    pub origin: Origin,
-    /// How long it lives.
-    pub persistence: Persistence,
-    /// Unix permission bits, where the OS has them.
-    pub mode: Option<u32>,
-    /// Owner's user id, where the OS has one.
-    pub owner: Option<u32>,
-    /// Process ids of the live holders, where the OS can tell.
-    pub holders: Option<Vec<u32>>,
-    /// True when it should have died with its holders, who are all gone (removed
-    /// by the next `open`, `create` or `shmipc gc`).
-    pub stale: bool,
-}
-
-/// Whether [`Segment::create_or_open`] created the segment or opened an existing one
-/// (the seed's `GetLastError() == ERROR_ALREADY_EXISTS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// This call created it.
-    Created,
-    /// It existed already and was opened.
-    Opened,
-}
-
-/// Parameters a backend needs to create a segment.
-#[derive(Debug, Clone)]
-pub(crate) struct CreateParams<'a> {
-    pub(crate) size: u64,
-    pub(crate) mode: u32,
-    pub(crate) persistence: Persistence,
-    pub(crate) file: Option<&'a Path>,
-    pub(crate) reserve: bool,
-    /// Build the object but leave it unnamed until `sys::publish` (where the OS
-    /// can; elsewhere it is named at once).
-    pub(crate) defer_publish: bool,
-}
-
-/// The shared state of a segment: the OS handle, kept open while a [`Segment`] or
-/// any of its [`View`]s lives.
-pub(crate) struct Inner {
-    pub(crate) name: Option<Name>,
-    pub(crate) handle: sys::Handle,
-    pub(crate) access: Access,
-    /// Where this handle's holders prove that they live (`sys::liveness`).
-    pub(crate) anchor: sys::liveness::Anchor,
-}
-
-impl Inner {
-    /// What lock owners and endpoints on this segment prove their liveness on.
-    pub(crate) fn liveness(&self) -> sys::liveness::Scope<'_> {
-        sys::liveness::Scope::of(&self.handle, &self.anchor)
-    }
-
-    pub(crate) fn display_name(&self) -> String {
-        self.name
-            .as_ref()
-            .map_or_else(|| "(unnamed)".to_owned(), Name::to_string)
-    }
-}
+pub(crate) use crate::vocab::CreateParams;
+pub use crate::vocab::{Access, Backing, Disposition, Origin, Persistence, SegmentInfo};
 
 /// A named (or unnamed) shared-memory segment: the mapping object itself.
 ///

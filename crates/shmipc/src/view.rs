@@ -18,8 +18,9 @@ use std::sync::Arc;
 use bytemuck::{AnyBitPattern, NoUninit};
 
 use crate::error::{AccessError, FlushError, MapError};
-use crate::segment::{Access, Inner};
+use crate::name::Name;
 use crate::sys;
+use crate::vocab::Access;
 
 /// Where a requested range lands once page alignment is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,29 @@ pub(crate) fn map(
         offset,
         access,
     })
+}
+
+/// The shared state of a segment: the OS handle, kept open while a [`Segment`](crate::Segment) or
+/// any of its [`View`]s lives.
+pub(crate) struct Inner {
+    pub(crate) name: Option<Name>,
+    pub(crate) handle: sys::Handle,
+    pub(crate) access: Access,
+    /// Where this handle's holders prove that they live (`sys::liveness`).
+    pub(crate) anchor: sys::liveness::Anchor,
+}
+
+impl Inner {
+    /// What lock owners and endpoints on this segment prove their liveness on.
+    pub(crate) fn liveness(&self) -> sys::liveness::Scope<'_> {
+        sys::liveness::Scope::of(&self.handle, &self.anchor)
+    }
+
+    pub(crate) fn display_name(&self) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| "(unnamed)".to_owned(), Name::to_string)
+    }
 }
 
 /// One mapped range of a [`Segment`](crate::Segment). Dropping it unmaps it

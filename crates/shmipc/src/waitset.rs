@@ -95,11 +95,29 @@ impl Sleep<'_> {
 pub(crate) fn undo(undo: Undo<'_>) {
     match undo {
         Undo::Nothing => {}
-        Undo::Bell(s, epoch) => crate::channel::notify::take_back(s, epoch),
+        Undo::Bell(s, epoch) => take_back(s, epoch),
         Undo::Waiters(w) => {
             let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
     }
+}
+
+/// The count bits of a bell's `sleepers` (the rest is the epoch; see `channel/notify.rs`).
+pub(crate) const COUNT: u32 = 0xffff;
+/// One epoch step in a bell's `sleepers`.
+pub(crate) const EPOCH: u32 = COUNT + 1;
+
+/// `sleepers` with its count zeroed and its epoch bumped.
+#[inline]
+pub(crate) fn next_epoch(v: u32) -> u32 {
+    (v & !COUNT).wrapping_add(EPOCH)
+}
+
+/// Takes back one count announced in `epoch`, unless a ringer zeroed it since.
+pub(crate) fn take_back(sleepers: &AtomicU32, epoch: u32) {
+    let _ = sleepers.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        (v / EPOCH == epoch && v & COUNT != 0).then(|| v - 1)
+    });
 }
 
 /// The result of arming.

@@ -14,9 +14,9 @@
 //! read as "unknown" (`None`). Peers count only while their process lives
 //! (`peer.rs`), so a SIGKILLed endpoint is not shown as connected.
 
-use crate::inspect::ObjectState;
 use crate::layout::{Header, Kind, LayoutError};
 use crate::view::View;
+use crate::vocab::ObjectState;
 
 use super::peer;
 use super::spsc_ring;

@@ -70,7 +70,7 @@ use crate::sys::wait::{
 };
 use std::task::{Context, Poll};
 
-use crate::waitset::{self, Arm, Pending, Sleep, Undo};
+use crate::waitset::{self, next_epoch, take_back, Arm, Pending, Sleep, Undo, COUNT, EPOCH};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
 ///
@@ -112,24 +112,6 @@ fn light_fence() {
 /// How long a blocking receive spins before it sleeps (a blocked wake-up costs
 /// about 20 µs on the target machines, so spinning less than that is cheap).
 pub(crate) const SPIN: Duration = Duration::from_micros(20);
-
-/// The count bits of a bell's `sleepers` (the rest is the epoch; module doc).
-pub(crate) const COUNT: u32 = 0xffff;
-/// One epoch step in a bell's `sleepers`.
-const EPOCH: u32 = COUNT + 1;
-
-/// `sleepers` with its count zeroed and its epoch bumped.
-#[inline]
-fn next_epoch(v: u32) -> u32 {
-    (v & !COUNT).wrapping_add(EPOCH)
-}
-
-/// Takes back one count announced in `epoch`, unless a ringer zeroed it since.
-pub(crate) fn take_back(sleepers: &AtomicU32, epoch: u32) {
-    let _ = sleepers.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-        (v / EPOCH == epoch && v & COUNT != 0).then(|| v - 1)
-    });
-}
 
 /// How long of [`SPIN`] a blocking call polls back to back; for the rest it yields
 /// the CPU between polls. A peer answering within a few microseconds (a ping-pong,

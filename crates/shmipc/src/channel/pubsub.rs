@@ -126,17 +126,7 @@ const MAX_HELD: u64 = 64;
 const MAX_KEEP: u64 = 0xffff;
 const PEER_CHECK: Duration = Duration::from_millis(10);
 
-/// What the publisher does when the ring is full of messages some subscriber has
-/// not started reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Skip the slow subscriber past the oldest messages it has not started (never
-    /// one it holds); it is told how many it lost.
-    #[default]
-    Overwrite,
-    /// Wait until every live subscriber has started the oldest.
-    Block,
-}
+pub use crate::vocab::Overflow;
 
 /// Settings for creating a pubsub channel.
 #[derive(Debug, Clone, Copy)]

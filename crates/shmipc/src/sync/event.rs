@@ -19,17 +19,9 @@ use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::{EventWords, MAX_SLICE, SET};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
 
-const KIND: &str = "event";
+pub use crate::vocab::EventReset;
 
-/// How an event resets (Win32 `bManualReset`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventReset {
-    /// `set` releases every waiter and the event stays set until `reset`.
-    Manual,
-    /// `set` releases one waiter, which resets it; with nobody waiting it stays set
-    /// until one comes.
-    Auto,
-}
+const KIND: &str = "event";
 
 impl EventReset {
     fn code(self) -> u64 {

@@ -4,9 +4,9 @@
 
 use std::mem::offset_of;
 
-use crate::inspect::ObjectState;
 use crate::layout::{Header, Kind, HEADER_LEN};
 use crate::view::View;
+use crate::vocab::ObjectState;
 
 use super::event::EventReset;
 use super::raw::{EventWords, MutexWords, SemaphoreWords, CONTENDED, INCONSISTENT, SET};

@@ -29,7 +29,7 @@ pub(crate) enum NativeWaitError {
 /// No named kernel objects to inspect here (named objects are segments).
 pub(crate) fn inspect_named(
     _name: &str,
-) -> Option<(crate::layout::Kind, crate::inspect::ObjectState)> {
+) -> Option<(crate::layout::Kind, crate::vocab::ObjectState)> {
     None
 }
 

@@ -46,11 +46,11 @@ use std::time::Duration;
 
 use crate::deadline::Deadline;
 use crate::error::{CreateError, OpenError};
-use crate::inspect::ObjectState;
 use crate::layout::Kind;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::segment::{Disposition, Persistence};
 use crate::sys::kobj::{Fail, Kobj, New, SharedWord, Signalled, WaitFail, Which};
+use crate::vocab::ObjectState;
 
 use super::error::ObjectError;
 use super::named::{How, ObjectOptions};

@@ -82,7 +82,7 @@ use rustix::io::Errno;
 
 use crate::error::{CreateError, ListError, OpenError, RemoveError};
 use crate::name::{Name, RESERVED_PREFIX};
-use crate::segment::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
 /// Longest name: a file name in `/dev/shm` (`NAME_MAX`).
 pub(crate) const MAX_NAME_LEN: usize = 255;

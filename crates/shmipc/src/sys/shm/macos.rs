@@ -67,7 +67,7 @@ use rustix::shm;
 
 use crate::error::{CreateError, ListError, OpenError, RemoveError};
 use crate::name::{Name, RESERVED_PREFIX};
-use crate::segment::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
 /// Longest name: `PSHMNAMLEN` (31) less the leading `/`.
 pub(crate) const MAX_NAME_LEN: usize = 30;

@@ -31,3 +31,6 @@ mod unix_map;
 pub(crate) mod fd;
 
 pub(crate) use imp::*;
+
+// The name rules (`name.rs`, below `sys/`) state each OS's limit; the backend says why.
+const _: () = assert!(crate::name::Name::MAX_LEN == imp::MAX_NAME_LEN);

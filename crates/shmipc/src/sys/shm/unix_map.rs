@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 
 use rustix::mm::{self, MapFlags, MsyncFlags, ProtFlags};
 
-use crate::segment::Access;
+use crate::vocab::Access;
 
 fn io_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())

@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use crate::error::{CreateError, ListError, OpenError, RemoveError};
 use crate::name::Name;
-use crate::segment::{Access, Backing, CreateParams, Persistence, SegmentInfo};
+use crate::vocab::{Access, Backing, CreateParams, Persistence, SegmentInfo};
 
 pub(crate) const MAX_NAME_LEN: usize = 255;
 const WHAT: &str = "shared memory";

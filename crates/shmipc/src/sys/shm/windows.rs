@@ -103,7 +103,7 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken}
 
 use crate::error::{CreateError, ListError, OpenError, RemoveError};
 use crate::name::{Name, RESERVED_PREFIX};
-use crate::segment::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
 /// Longest name: `MAX_PATH` (260, with its NUL) less the longest prefix shmipc adds,
 /// `Global\.shmipc-meta-` (20). Counted in UTF-8 bytes, never fewer than UTF-16 units.
