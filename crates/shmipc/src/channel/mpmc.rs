@@ -104,10 +104,11 @@ use std::fmt;
 use std::mem::offset_of;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::deadline::Deadline;
 use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
@@ -684,11 +685,7 @@ impl Producer {
         }
     }
 
-    fn loan_with(
-        &mut self,
-        len: usize,
-        deadline: Option<Option<Instant>>,
-    ) -> Result<Loan<'_>, SendError> {
+    fn loan_with(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>, SendError> {
         if len > self.slot_size() {
             return Err(SendError::TooLarge {
                 len,
@@ -698,8 +695,8 @@ impl Producer {
         let owned = match self.attempt(false) {
             Some(r) => r?,
             None => match deadline {
-                None => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
-                Some(deadline) => {
+                Deadline::Now => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
+                deadline => {
                     // A copy of the word accessor, so the bell does not borrow `self`.
                     let words = self.chan.words;
                     let off = offset_of!(Control, space_bell);
@@ -727,7 +724,7 @@ impl Producer {
     /// [`SendError::TooLarge`] naming both sizes, [`SendError::Disconnected`]
     /// (full, and no consumer left), [`SendError::Corrupt`].
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(None))
+        self.loan_with(len, Deadline::Never)
     }
 
     /// As [`Producer::loan`], without waiting.
@@ -736,7 +733,7 @@ impl Producer {
     /// [`TrySendError::Full`], [`TrySendError::Disconnected`],
     /// [`TrySendError::TooLarge`], [`TrySendError::Corrupt`].
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
-        self.loan_with(len, None).map_err(try_error)
+        self.loan_with(len, Deadline::Now).map_err(try_error)
     }
 
     /// As [`Producer::loan`], waiting up to `timeout`.
@@ -744,7 +741,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::loan`], and [`SendError::Timeout`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
+        self.loan_with(len, Deadline::after(timeout))
     }
 
     /// Loans a slot sized for one `T` (write it with [`Loan::pod_mut`]).
@@ -1019,11 +1016,11 @@ impl Consumer {
         None
     }
 
-    fn next(&self, deadline: Option<Option<Instant>>) -> Result<Sample<'_>, RecvError> {
+    fn next(&self, deadline: Deadline) -> Result<Sample<'_>, RecvError> {
         if let Some(r) = self.attempt(false) {
             return r;
         }
-        let Some(deadline) = deadline else {
+        if deadline == Deadline::Now {
             return self.attempt(true).unwrap_or(Err(RecvError::Empty));
         };
         self.chan
@@ -1038,7 +1035,7 @@ impl Consumer {
     /// [`RecvError::Empty`], [`RecvError::Disconnected`] (producers attached, none
     /// is left, and the queue is empty), [`RecvError::Corrupt`].
     pub fn try_recv(&self) -> Result<Sample<'_>, RecvError> {
-        self.next(None)
+        self.next(Deadline::Now)
     }
 
     /// The next message, read in place, waiting as long as it takes.
@@ -1046,7 +1043,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`], without `Empty`.
     pub fn recv(&self) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(None))
+        self.next(Deadline::Never)
     }
 
     /// The next message, read in place, waiting up to `timeout`.
@@ -1054,7 +1051,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(Instant::now().checked_add(timeout)))
+        self.next(Deadline::after(timeout))
     }
 
     /// Copies the next message into `buf` (replacing its contents) and releases

@@ -97,10 +97,11 @@ use std::cell::RefCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::deadline::Deadline;
 use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
@@ -864,11 +865,7 @@ impl Publisher {
         self.core.take()
     }
 
-    fn loan_with(
-        &mut self,
-        len: usize,
-        deadline: Option<Option<Instant>>,
-    ) -> Result<Loan<'_>, SendError> {
+    fn loan_with(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>, SendError> {
         if len > self.slot_size() {
             return Err(SendError::TooLarge {
                 len,
@@ -890,7 +887,7 @@ impl Publisher {
                 match self.ready(reap_now) {
                     Some(k) => k,
                     None => {
-                        let Some(deadline) = deadline else {
+                        if deadline == Deadline::Now {
                             return Err(SendError::Timeout(()));
                         };
                         // A copy of the word accessor, so the bell does not borrow `self`.
@@ -922,7 +919,7 @@ impl Publisher {
     /// # Errors
     /// [`SendError::TooLarge`] naming both sizes.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(None))
+        self.loan_with(len, Deadline::Never)
     }
 
     /// As [`Publisher::loan`], without waiting.
@@ -931,7 +928,7 @@ impl Publisher {
     /// [`TrySendError::Full`] (block mode: a live subscriber has not started the
     /// oldest message), [`TrySendError::TooLarge`].
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
-        self.loan_with(len, None).map_err(try_error)
+        self.loan_with(len, Deadline::Now).map_err(try_error)
     }
 
     /// As [`Publisher::loan`], waiting up to `timeout`.
@@ -939,7 +936,7 @@ impl Publisher {
     /// # Errors
     /// [`SendError::Timeout`], [`SendError::TooLarge`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
+        self.loan_with(len, Deadline::after(timeout))
     }
 
     /// Loans a chunk sized for one `T` (write it with [`Loan::pod_mut`]).
@@ -1217,7 +1214,7 @@ impl Subscriber {
         }
     }
 
-    fn next(&self, deadline: Option<Option<Instant>>) -> Result<Sample<'_>, RecvError> {
+    fn next(&self, deadline: Deadline) -> Result<Sample<'_>, RecvError> {
         let poll = |deep: bool| -> Option<Result<Sample<'_>, RecvError>> {
             match self.take() {
                 Ok(Some(s)) => Some(Ok(s)),
@@ -1240,8 +1237,8 @@ impl Subscriber {
             }
         };
         match deadline {
-            None => poll(true).unwrap_or(Err(RecvError::Empty)),
-            Some(deadline) => match poll(false) {
+            Deadline::Now => poll(true).unwrap_or(Err(RecvError::Empty)),
+            deadline => match poll(false) {
                 Some(r) => r,
                 None => self
                     .chan
@@ -1259,7 +1256,7 @@ impl Subscriber {
     /// and everything it sent has been received), [`RecvError::TooManyHeld`],
     /// [`RecvError::Corrupt`].
     pub fn try_recv(&self) -> Result<Sample<'_>, RecvError> {
-        self.next(None)
+        self.next(Deadline::Now)
     }
 
     /// The next sample, waiting as long as it takes.
@@ -1267,7 +1264,7 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::try_recv`], without `Empty`.
     pub fn recv(&self) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(None))
+        self.next(Deadline::Never)
     }
 
     /// The next sample, waiting up to `timeout`.
@@ -1275,7 +1272,7 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        self.next(Some(Instant::now().checked_add(timeout)))
+        self.next(Deadline::after(timeout))
     }
 
     /// Copies the next sample into `buf` (replacing its contents) and releases it,
@@ -1413,7 +1410,7 @@ impl Subscriber {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(move |cx| loop {
             pending.clear();
-            match self.next(None) {
+            match self.next(Deadline::Now) {
                 Err(RecvError::Empty) => {}
                 r => return std::task::Poll::Ready(r),
             }
@@ -1444,7 +1441,7 @@ impl Subscriber {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(move |cx| loop {
             pending.clear();
-            match this.next(None) {
+            match this.next(Deadline::Now) {
                 Ok(s) => {
                     buf.clear();
                     buf.extend_from_slice(&s);

@@ -77,7 +77,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
@@ -645,11 +645,11 @@ impl Server {
         }
     }
 
-    fn recv_with(&self, deadline: Option<Option<Instant>>) -> Result<Request<'_>, RecvError> {
+    fn recv_with(&self, deadline: Deadline) -> Result<Request<'_>, RecvError> {
         if let Some(r) = self.attempt(false) {
             return r;
         }
-        let Some(deadline) = deadline else {
+        if deadline == Deadline::Now {
             return self.attempt(true).unwrap_or(Err(RecvError::Empty));
         };
         self.chan
@@ -663,7 +663,7 @@ impl Server {
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Corrupt`].
     pub fn try_recv(&self) -> Result<Request<'_>, RecvError> {
-        self.recv_with(None)
+        self.recv_with(Deadline::Now)
     }
 
     /// The next request, read in place, waiting as long as it takes.
@@ -671,7 +671,7 @@ impl Server {
     /// # Errors
     /// [`RecvError::Corrupt`].
     pub fn recv(&self) -> Result<Request<'_>, RecvError> {
-        self.recv_with(Some(None))
+        self.recv_with(Deadline::Never)
     }
 
     /// The next request, as a future: [`Server::recv`] without blocking a thread.
@@ -696,7 +696,7 @@ impl Server {
     /// # Errors
     /// As [`Server::try_recv`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Request<'_>, RecvError> {
-        self.recv_with(Some(Instant::now().checked_add(timeout)))
+        self.recv_with(Deadline::after(timeout))
     }
 
     /// Loans a slot of `to`'s response ring for a response of `len` bytes, waiting
@@ -1069,11 +1069,7 @@ impl Client {
         }
     }
 
-    fn loan_with(
-        &mut self,
-        len: usize,
-        deadline: Option<Option<Instant>>,
-    ) -> Result<RequestLoan<'_>, SendError> {
+    fn loan_with(&mut self, len: usize, deadline: Deadline) -> Result<RequestLoan<'_>, SendError> {
         if len as u64 > self.chan.p.slot_size {
             return Err(SendError::TooLarge {
                 len,
@@ -1086,8 +1082,8 @@ impl Client {
         let owned = match self.attempt(false) {
             Some(r) => r?,
             None => match deadline {
-                None => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
-                Some(deadline) => {
+                Deadline::Now => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
+                deadline => {
                     let words = self.chan.words;
                     let bell = Bell {
                         seq: words.u32(OFF_REQ_SPACE_BELL),
@@ -1125,7 +1121,7 @@ impl Client {
     /// [`SendError::Disconnected`] (no server), [`SendError::TooLarge`],
     /// [`SendError::Corrupt`].
     pub fn loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, SendError> {
-        self.loan_with(len, Some(None))
+        self.loan_with(len, Deadline::Never)
     }
 
     /// As [`Client::loan_request`], without waiting.
@@ -1134,7 +1130,7 @@ impl Client {
     /// [`TrySendError::Full`], [`TrySendError::Disconnected`],
     /// [`TrySendError::TooLarge`], [`TrySendError::Corrupt`].
     pub fn try_loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, TrySendError> {
-        self.loan_with(len, None).map_err(try_error)
+        self.loan_with(len, Deadline::Now).map_err(try_error)
     }
 
     /// As [`Client::loan_request`], waiting up to `timeout`.
@@ -1146,7 +1142,7 @@ impl Client {
         len: usize,
         timeout: Duration,
     ) -> Result<RequestLoan<'_>, SendError> {
-        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
+        self.loan_with(len, Deadline::after(timeout))
     }
 
     /// Queues a copy of `data` as a request without waiting; returns its id.

@@ -56,10 +56,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::deadline::Deadline;
 use crate::layout::{Header, Kind, LayoutError};
 use crate::segment::Persistence;
 
@@ -466,14 +467,14 @@ impl Producer {
         place.left() || (deep && self.peer_check.due() && place.gone())
     }
 
-    fn reserve(&mut self, deadline: Option<Option<Instant>>) -> Result<usize, SendError> {
+    fn reserve(&mut self, deadline: Deadline) -> Result<usize, SendError> {
         if self.consumer_gone(false) {
             return Err(SendError::Disconnected(()));
         }
         if let Some(slot) = self.core.try_reserve(&self.chan)? {
             return Ok(slot);
         }
-        let Some(deadline) = deadline else {
+        if deadline == Deadline::Now {
             return Err(if self.consumer_gone(true) {
                 SendError::Disconnected(())
             } else {
@@ -496,11 +497,7 @@ impl Producer {
             .unwrap_or(Err(SendError::Timeout(())))
     }
 
-    fn loan_with(
-        &mut self,
-        len: usize,
-        deadline: Option<Option<Instant>>,
-    ) -> Result<Loan<'_>, SendError> {
+    fn loan_with(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>, SendError> {
         let len32 = self
             .check_len(len)
             .map_err(|(len, max)| SendError::TooLarge { len, max })?;
@@ -519,7 +516,7 @@ impl Producer {
     /// [`TrySendError::Full`], [`TrySendError::Disconnected`] (the consumer left or
     /// died), [`TrySendError::TooLarge`], [`TrySendError::Corrupt`].
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
-        self.loan_with(len, None).map_err(to_try)
+        self.loan_with(len, Deadline::Now).map_err(to_try)
     }
 
     /// Loans the next slot, waiting for room as long as it takes.
@@ -527,7 +524,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::try_loan`], without `Full`.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(None))
+        self.loan_with(len, Deadline::Never)
     }
 
     /// Loans the next slot, waiting for room up to `timeout`.
@@ -535,7 +532,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::loan`], and [`SendError::Timeout`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.loan_with(len, Some(Instant::now().checked_add(timeout)))
+        self.loan_with(len, Deadline::after(timeout))
     }
 
     /// Copies `msg` into the channel, without waiting.
@@ -710,7 +707,7 @@ impl Consumer {
         tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
-    fn next(&mut self, deadline: Option<Option<Instant>>) -> Result<(usize, u32), RecvError> {
+    fn next(&mut self, deadline: Deadline) -> Result<(usize, u32), RecvError> {
         if let Some(x) = self.core.peek(&self.chan)? {
             return Ok(x);
         }
@@ -743,8 +740,8 @@ impl Consumer {
             }
         };
         match deadline {
-            None => poll(true).unwrap_or(Err(RecvError::Empty)),
-            Some(deadline) => chan
+            Deadline::Now => poll(true).unwrap_or(Err(RecvError::Empty)),
+            deadline => chan
                 .bell(OFF_DATA_BELL)
                 .wait_for(deadline, poll)
                 .unwrap_or(Err(RecvError::Empty)),
@@ -766,7 +763,7 @@ impl Consumer {
     /// [`RecvError::Empty`], [`RecvError::Disconnected`] (the producer left or died
     /// and everything it sent has been received), [`RecvError::Corrupt`].
     pub fn try_recv(&mut self) -> Result<Sample<'_>, RecvError> {
-        let x = self.next(None)?;
+        let x = self.next(Deadline::Now)?;
         Ok(self.sample(x))
     }
 
@@ -776,7 +773,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`], without `Empty`.
     pub fn recv(&mut self) -> Result<Sample<'_>, RecvError> {
-        let x = self.next(Some(None))?;
+        let x = self.next(Deadline::Never)?;
         Ok(self.sample(x))
     }
 
@@ -785,7 +782,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`]; `Empty` when nothing came in time.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        let x = self.next(Some(Instant::now().checked_add(timeout)))?;
+        let x = self.next(Deadline::after(timeout))?;
         Ok(self.sample(x))
     }
 }
@@ -886,7 +883,7 @@ impl Consumer {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(|cx| loop {
             pending.clear();
-            match self.next(None) {
+            match self.next(Deadline::Now) {
                 Err(RecvError::Empty) => {}
                 r => return std::task::Poll::Ready(r),
             }
@@ -917,7 +914,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`].
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
-        let x = self.next(None)?;
+        let x = self.next(Deadline::Now)?;
         self.copy_into(x, buf);
         Ok(())
     }
@@ -927,7 +924,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
-        let x = self.next(Some(None))?;
+        let x = self.next(Deadline::Never)?;
         self.copy_into(x, buf);
         Ok(())
     }
@@ -941,7 +938,7 @@ impl Consumer {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<(), RecvError> {
-        let x = self.next(Some(Instant::now().checked_add(timeout)))?;
+        let x = self.next(Deadline::after(timeout))?;
         self.copy_into(x, buf);
         Ok(())
     }
