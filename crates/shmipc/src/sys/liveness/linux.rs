@@ -771,19 +771,44 @@ pub(super) mod tests {
     use crate::Segment;
 
     /// Forks a child that sleeps until killed (it inherits this process's
-    /// anchors, which the fork handler must close); returns its pid.
+    /// anchors, which the fork handler must close); returns its pid once the
+    /// child has run that handler (it says so through a pipe: until then it still
+    /// shares our anchors' descriptions, and with them our locks).
     pub(in crate::sys::liveness) fn fork_sleeper() -> u32 {
         // Registers the handler (it is, once any anchor is open).
         assert!(fork_generation().is_some());
-        // SAFETY: the child only calls `pause` (async-signal-safe) after the
-        // fork handler (atomics and `close`) ran.
+        let mut ends = [0 as libc::c_int; 2];
+        // SAFETY: `ends` has room for the two descriptors `pipe` writes.
+        assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0, "pipe");
+        let [read_end, write_end] = ends;
+        // SAFETY: the child only calls `write`, `close`, `alarm` and `pause` (all
+        // async-signal-safe) after the fork handler (atomics and `close`) ran.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
         if pid == 0 {
+            // SAFETY: our own pipe's write end, one byte from the stack; closing
+            // our copies of stdout and stderr (so that a sleeper a failed test
+            // never killed holds no harness pipe open) and an alarm that ends it
+            // within two minutes whatever happens.
+            unsafe {
+                libc::write(write_end, [1u8].as_ptr().cast(), 1);
+                libc::close(write_end);
+                libc::close(1);
+                libc::close(2);
+                libc::alarm(120);
+            }
             loop {
                 // SAFETY: no preconditions.
                 unsafe { libc::pause() };
             }
+        }
+        let mut byte = [0u8];
+        // SAFETY: our own pipe's ends; one byte into the stack buffer. The read
+        // blocks until the child has written (its handler ran) or died.
+        unsafe {
+            libc::close(write_end);
+            libc::read(read_end, byte.as_mut_ptr().cast(), 1);
+            libc::close(read_end);
         }
         u32::try_from(pid).unwrap()
     }
