@@ -31,6 +31,24 @@ impl Drop for Name {
     }
 }
 
+/// Starts `cmd`. Under Wine, `CreateProcess` now and then fails with
+/// `ERROR_INTERNAL_ERROR` (1359) while other test processes are being killed (seen
+/// once in a kill storm on a loaded machine); that start is tried again, up to
+/// five times. Any other failure, or the fifth, fails the test.
+fn spawn_retrying(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 4 => {
+                tries += 1;
+                eprintln!("spawn child: {e} (Wine); trying again");
+            }
+            Err(e) => panic!("spawn child: {e:?}"),
+        }
+    }
+}
+
 /// A child process that is killed if the test fails before waiting for it.
 pub struct Kid(pub Option<Child>);
 
@@ -46,7 +64,7 @@ impl Kid {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Self(Some(cmd.spawn().expect("spawn child")))
+        Self(Some(spawn_retrying(&mut cmd)))
     }
 
     pub fn pid(&self) -> u32 {
