@@ -1,7 +1,7 @@
 //! Windows: a blocked wait sleeps in the kernel. A consumer blocked in a receive (and
-//! a thread blocked on an in-segment semaphore) for 4 s uses under 1 % of a CPU, as
-//! the OS counts it (`GetProcessTimes`), and wakes when the message is sent (the
-//! unit is posted). Before the doorbells of `sys/wait/windows.rs`, such a waiter
+//! a thread blocked on an in-segment semaphore) for 4 s, until its timeout, uses
+//! under 1 % of a CPU, as the OS counts it (`GetProcessTimes`), and the next wait
+//! wakes when the message is sent (the unit is posted). Before the doorbells of `sys/wait/windows.rs`, such a waiter
 //! polled every 200 µs: 10-30 ms of CPU a second under Wine, against a fixed
 //! 10-20 ms for the whole wait with the doorbells (Wine counts CPU in 10 ms ticks,
 //! so the window is long enough that the fixed cost of starting the wait stays
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::{arg, say, Cleanup, Peer};
 use shmipc::channel::spsc::{Consumer, Producer};
+use shmipc::channel::RecvError;
 use shmipc::sync::Semaphore;
 use shmipc::{Access, Segment};
 
@@ -46,14 +47,13 @@ fn cpu_time() -> Duration {
     Duration::from_nanos((t(k) + t(u)) * 100)
 }
 
-/// In the child: a thread that measures the CPU this process uses over [`WATCH`]
-/// while its main thread blocks, and says it (`CPU <nanoseconds>`).
-fn watch() {
-    std::thread::spawn(|| {
-        let before = cpu_time();
-        std::thread::sleep(WATCH); // the measured period itself, not a wait for an event
-        say(&format!("CPU {}", (cpu_time() - before).as_nanos()));
-    });
+/// In the child: runs `wait`, a wait under test that nothing ends before its
+/// [`WATCH`] timeout (so the measured period is the blocked wait itself), and says
+/// the CPU this process used meanwhile (`CPU <nanoseconds>`).
+fn measure(wait: impl FnOnce()) {
+    let before = cpu_time();
+    wait();
+    say(&format!("CPU {}", (cpu_time() - before).as_nanos()));
 }
 
 /// In the parent: the child's figure, checked.
@@ -72,8 +72,10 @@ fn blocked_waiters_sleep_in_the_kernel() {
         match role.as_str() {
             "recv" => {
                 let mut rx = Consumer::open(&arg("NAME")).unwrap();
-                say("WAITING");
-                watch();
+                measure(|| {
+                    let r = rx.recv_timeout(WATCH).map(|s| s.to_vec());
+                    assert_eq!(r, Err(RecvError::Empty), "nothing was sent yet");
+                });
                 let got = rx.recv_timeout(LONG).map(|s| s.to_vec());
                 say(&format!("GOT {}", String::from_utf8_lossy(&got.unwrap())));
             }
@@ -81,8 +83,10 @@ fn blocked_waiters_sleep_in_the_kernel() {
                 let seg = Segment::open(&arg("NAME"), Access::ReadWrite).unwrap();
                 let view = seg.map_all().unwrap();
                 let sem = Semaphore::open_at(&view, 0).unwrap();
-                say("WAITING");
-                watch();
+                measure(|| {
+                    let r = sem.wait_timeout(WATCH);
+                    assert!(r.is_err(), "nothing was posted yet: {r:?}");
+                });
                 sem.wait_timeout(LONG).unwrap();
                 say("GOT unit");
             }
@@ -96,7 +100,6 @@ fn blocked_waiters_sleep_in_the_kernel() {
     let name = Cleanup::new("idle-spsc");
     let mut tx = Producer::create(name.name(), 8, 64).unwrap();
     let mut child = Peer::role(TEST, "recv", &[("NAME", name.name())]);
-    child.expect("WAITING");
     assert_idle(&mut child, "spsc recv");
     tx.send(b"hello").unwrap();
     assert_eq!(child.expect("GOT"), "hello");
@@ -108,7 +111,6 @@ fn blocked_waiters_sleep_in_the_kernel() {
     let view = seg.map_all().unwrap();
     let sem = Semaphore::init_at(&view, 0, 0, 1).unwrap();
     let mut child = Peer::role(TEST, "sem", &[("NAME", name.name())]);
-    child.expect("WAITING");
     assert_idle(&mut child, "semaphore wait");
     sem.post().unwrap();
     assert_eq!(child.expect("GOT"), "unit");
