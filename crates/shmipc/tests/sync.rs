@@ -8,6 +8,10 @@
 //! ones poll (see `sync/windows.rs`).
 #![cfg(all(any(target_os = "linux", windows), not(loom)))]
 
+#[path = "common/spawn.rs"]
+#[allow(dead_code)]
+mod spawn;
+
 use std::env;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -48,7 +52,7 @@ fn spawn(role: &str, args: &[(&str, &str)]) -> Child {
     for (k, v) in args {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawning a child")
+    spawn::spawn_retrying(&mut cmd, "a child")
 }
 
 /// Kills the children left when a test fails half-way.

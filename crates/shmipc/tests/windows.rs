@@ -10,7 +10,11 @@
 //! into a failure). Without the variable they say so and pass.
 #![cfg(windows)]
 
+#[path = "common/spawn.rs"]
+#[allow(dead_code)]
+mod spawn;
 mod windows_support;
+use spawn::SpawnRetrying;
 
 use std::io::Write;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -112,9 +116,7 @@ fn two_processes_share_by_name() {
     let seg = Segment::create(&name, 10_000).unwrap();
     let view = seg.map_all().unwrap();
     view.write_at(0, b"hello").unwrap();
-    let mut c = child("answer", &[("SHM_NAME", name.clone())])
-        .spawn()
-        .unwrap();
+    let mut c = child("answer", &[("SHM_NAME", name.clone())]).spawn_retrying();
     let lines = Lines::of(&mut c);
     lines.expect("done");
     assert!(wait_exit(&mut c).success());
@@ -131,9 +133,7 @@ fn create_reports_already_exists_across_processes() {
         Segment::create(&name, 8192),
         Err(CreateError::AlreadyExists { .. })
     ));
-    let mut c = child("create-existing", &[("SHM_NAME", name.clone())])
-        .spawn()
-        .unwrap();
+    let mut c = child("create-existing", &[("SHM_NAME", name.clone())]).spawn_retrying();
     let lines = Lines::of(&mut c);
     lines.expect("done");
     assert!(wait_exit(&mut c).success());
@@ -206,9 +206,7 @@ fn gone_with_the_last_handle() {
 #[test]
 fn killed_holder_takes_the_segment_with_it() {
     let name = unique("killed");
-    let mut c = child("hold", &[("SHM_NAME", name.clone())])
-        .spawn()
-        .unwrap();
+    let mut c = child("hold", &[("SHM_NAME", name.clone())]).spawn_retrying();
     let lines = Lines::of(&mut c);
     lines.expect("ready");
     {
@@ -243,8 +241,7 @@ fn unnamed_section_through_an_inherited_handle() {
             ("SHM_SIZE", size.to_string()),
         ],
     )
-    .spawn()
-    .unwrap();
+    .spawn_retrying();
     drop(handle); // the child has its copy
     let lines = Lines::of(&mut c);
     lines.expect("done");
@@ -333,9 +330,7 @@ fn the_os_stops_a_raw_write_into_a_read_only_view() {
     let seg = Segment::create(&name, 4096).unwrap();
     let view = seg.map_all().unwrap();
     view.write_at(0, b"A").unwrap();
-    let mut c = child("raw-write-read-only", &[("SHM_NAME", name.clone())])
-        .spawn()
-        .unwrap();
+    let mut c = child("raw-write-read-only", &[("SHM_NAME", name.clone())]).spawn_retrying();
     let lines = Lines::of(&mut c);
     lines.expect("writing");
     let status = wait_exit(&mut c);
@@ -488,8 +483,7 @@ fn seed_process1_writes_shmipc_reads() {
     let mut p1 = Command::new(exe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_retrying();
     let lines = Lines::of(&mut p1);
     lines.expect("ready");
 

@@ -6,8 +6,12 @@
 //! `tests/sync.rs`, which runs here too.
 #![cfg(windows)]
 
+#[path = "common/spawn.rs"]
+#[allow(dead_code)]
+mod spawn;
 #[allow(dead_code)] // shared with tests/windows.rs, which uses all of it
 mod windows_support;
+use spawn::SpawnRetrying;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -54,8 +58,7 @@ fn a_win32_program_shares_the_objects_and_its_abandoned_mutex_is_owner_died() {
         .arg(&base)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_retrying();
     let lines = Lines::of(&mut peer);
     sem.post().unwrap();
     // While we hold the mutex the peer cannot have set the event.

@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../common/spawn.rs"]
+#[allow(dead_code)]
+mod spawn;
+use spawn::spawn_retrying;
+
 pub const ROLE: &str = "SHMIPC_CHAN_ROLE";
 pub const NAME: &str = "SHMIPC_CHAN_NAME";
 pub const COUNT: &str = "SHMIPC_CHAN_COUNT";
@@ -31,24 +36,6 @@ impl Drop for Name {
     }
 }
 
-/// Starts `cmd`. Under Wine, `CreateProcess` now and then fails with
-/// `ERROR_INTERNAL_ERROR` (1359) while other test processes are being killed (seen
-/// once in a kill storm on a loaded machine); that start is tried again, up to
-/// five times. Any other failure, or the fifth, fails the test.
-fn spawn_retrying(cmd: &mut Command) -> Child {
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Ok(c) => return c,
-            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 4 => {
-                tries += 1;
-                eprintln!("spawn child: {e} (Wine); trying again");
-            }
-            Err(e) => panic!("spawn child: {e:?}"),
-        }
-    }
-}
-
 /// A child process that is killed if the test fails before waiting for it.
 pub struct Kid(pub Option<Child>);
 
@@ -64,7 +51,7 @@ impl Kid {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Self(Some(spawn_retrying(&mut cmd)))
+        Self(Some(spawn_retrying(&mut cmd, role)))
     }
 
     pub fn pid(&self) -> u32 {

@@ -20,6 +20,8 @@
 //! hanging it.
 #![allow(dead_code)]
 
+pub mod spawn;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,9 +197,7 @@ impl Peer {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting child {label}: {e}"));
+        let mut child = spawn::spawn_retrying(&mut cmd, label);
         let stdout = child.stdout.take().expect("piped stdout");
         let mut err = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
