@@ -4,6 +4,8 @@
 //! carry at their start, so that an opener refuses garbage, another program's bytes,
 //! another version, another kind of object or another layout with a clear error.
 //!
+//! The `#[repr(C)]` struct [`HeaderWords`], checked by the compiler:
+//!
 //! ```text
 //! offset  size  field
 //!      0     8  magic    b"shmipc\0\x01"  (written last-but-one; see `state`)
@@ -19,14 +21,43 @@
 //! waits (bounded) for READY with Acquire, then checks every field. The header is read
 //! by copying, never by reference, so a hostile writer can only make validation fail.
 
+use std::mem::offset_of;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::AccessError;
 use crate::view::View;
 
+/// The header at the start of a structured segment, as laid out in shared memory
+/// (always read by copying: see the module docs).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct HeaderWords {
+    /// [`MAGIC`].
+    pub(crate) magic: [u8; 8],
+    /// [`LAYOUT_VERSION`].
+    pub(crate) version: u32,
+    /// [`Kind`] as u32.
+    pub(crate) kind: u32,
+    /// 0 while being initialised, `STATE_READY` once ready.
+    pub(crate) state: u32,
+    _reserved: u32,
+    /// What the kind's layout needs (capacities, sizes, type identity).
+    pub(crate) params: [u64; 4],
+    _reserved2: u64,
+}
+
+const _: () = {
+    assert!(size_of::<HeaderWords>() == 64);
+    assert!(offset_of!(HeaderWords, magic) == 0);
+    assert!(offset_of!(HeaderWords, version) == 8);
+    assert!(offset_of!(HeaderWords, kind) == 12);
+    assert!(offset_of!(HeaderWords, state) == 16);
+    assert!(offset_of!(HeaderWords, params) == 24);
+};
+
 /// Bytes the header occupies; what follows starts 64-byte (cache-line) aligned.
-pub(crate) const HEADER_LEN: usize = 64;
+pub(crate) const HEADER_LEN: usize = size_of::<HeaderWords>();
 pub(crate) const MAGIC: [u8; 8] = *b"shmipc\0\x01";
 /// Bumped whenever an object's shared layout or protocol changes, so that builds
 /// that would misread each other refuse with a clear error instead.
@@ -34,11 +65,6 @@ pub(crate) const MAGIC: [u8; 8] = *b"shmipc\0\x01";
 /// owner identities proven by locks on the object's own file (Linux).
 pub(crate) const LAYOUT_VERSION: u32 = 2;
 const STATE_READY: u32 = 1;
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_KIND: usize = 12;
-const OFF_STATE: usize = 16;
-pub(crate) const OFF_PARAMS: usize = 24;
 
 /// What a structured segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,12 +187,12 @@ pub(crate) fn init(
     kind: Kind,
     params: [u64; 4],
 ) -> Result<(), AccessError> {
-    let state = view.atomic_u32(offset + OFF_STATE)?;
+    let state = view.atomic_u32(offset + offset_of!(HeaderWords, state))?;
     state.store(0, Ordering::Relaxed);
-    view.write_at(offset + OFF_MAGIC, &MAGIC)?;
-    view.write_pod(offset + OFF_VERSION, &LAYOUT_VERSION)?;
-    view.write_pod(offset + OFF_KIND, &(kind as u32))?;
-    view.write_pod(offset + OFF_PARAMS, &params)?;
+    view.write_at(offset + offset_of!(HeaderWords, magic), &MAGIC)?;
+    view.write_pod(offset + offset_of!(HeaderWords, version), &LAYOUT_VERSION)?;
+    view.write_pod(offset + offset_of!(HeaderWords, kind), &(kind as u32))?;
+    view.write_pod(offset + offset_of!(HeaderWords, params), &params)?;
     // Release pairs with the Acquire load in `read`.
     state.store(STATE_READY, Ordering::Release);
     Ok(())
@@ -188,9 +214,9 @@ pub(crate) fn read(view: &View, offset: usize, patience: Duration) -> Result<Hea
     let deadline = Instant::now() + patience;
     loop {
         // Acquire (via the fence) pairs with the Release store in `init`.
-        let state: u32 = view.read_pod(offset + OFF_STATE)?;
+        let state: u32 = view.read_pod(offset + offset_of!(HeaderWords, state))?;
         std::sync::atomic::fence(Ordering::Acquire);
-        let magic: [u8; 8] = view.read_pod(offset + OFF_MAGIC)?;
+        let magic: [u8; 8] = view.read_pod(offset + offset_of!(HeaderWords, magic))?;
         if state == STATE_READY {
             if magic != MAGIC {
                 return Err(LayoutError::NotShmipc);
@@ -205,19 +231,19 @@ pub(crate) fn read(view: &View, offset: usize, patience: Duration) -> Result<Hea
         }
         std::thread::yield_now();
     }
-    let version: u32 = view.read_pod(offset + OFF_VERSION)?;
+    let version: u32 = view.read_pod(offset + offset_of!(HeaderWords, version))?;
     if version != LAYOUT_VERSION {
         return Err(LayoutError::Version {
             found: version,
             expected: LAYOUT_VERSION,
         });
     }
-    let code: u32 = view.read_pod(offset + OFF_KIND)?;
+    let code: u32 = view.read_pod(offset + offset_of!(HeaderWords, kind))?;
     let kind = Kind::from_u32(code).ok_or(LayoutError::Kind {
         found: format!("unknown kind {code}"),
         expected: "shmipc object",
     })?;
-    let params: [u64; 4] = view.read_pod(offset + OFF_PARAMS)?;
+    let params: [u64; 4] = view.read_pod(offset + offset_of!(HeaderWords, params))?;
     Ok(Header { kind, params })
 }
 
@@ -243,13 +269,7 @@ pub(crate) fn check_unmapped(seg: &crate::Segment, patience: Duration) -> Result
     loop {
         let mut head = [0u8; HEADER_LEN];
         let n = seg.read_at(0, &mut head).unwrap_or(0);
-        let state = u32::from_ne_bytes([
-            head[OFF_STATE],
-            head[OFF_STATE + 1],
-            head[OFF_STATE + 2],
-            head[OFF_STATE + 3],
-        ]);
-        let magic = &head[OFF_MAGIC..OFF_MAGIC + 8];
+        let HeaderWords { state, magic, .. } = bytemuck::pod_read_unaligned(&head);
         if n == HEADER_LEN && state == STATE_READY && magic == MAGIC {
             return Ok(());
         }
@@ -324,13 +344,16 @@ mod tests {
         v.write_at(0, &[0xAB; 64]).unwrap();
         assert_eq!(read(&v, 0, Duration::ZERO), Err(LayoutError::NotShmipc));
         init(&v, 0, Kind::Event, [0; 4]).unwrap();
-        v.write_pod(OFF_VERSION, &99u32).unwrap();
+        v.write_pod(offset_of!(HeaderWords, version), &99u32)
+            .unwrap();
         assert!(matches!(
             read(&v, 0, Duration::ZERO),
             Err(LayoutError::Version { found: 99, .. })
         ));
-        v.write_pod(OFF_VERSION, &LAYOUT_VERSION).unwrap();
-        v.write_pod(OFF_KIND, &12345u32).unwrap();
+        v.write_pod(offset_of!(HeaderWords, version), &LAYOUT_VERSION)
+            .unwrap();
+        v.write_pod(offset_of!(HeaderWords, kind), &12345u32)
+            .unwrap();
         assert!(matches!(
             read(&v, 0, Duration::ZERO),
             Err(LayoutError::Kind { .. })

@@ -23,11 +23,12 @@
 //! without disturbing the rest.
 
 use std::cell::OnceCell;
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::LocalKey;
 use std::time::Duration;
 
-use crate::layout::Kind;
+use crate::layout::{HeaderWords, Kind, HEADER_LEN};
 use crate::segment::Segment;
 
 use super::mpmc;
@@ -36,6 +37,10 @@ use super::rpc;
 use super::shared::Mapped;
 use super::spsc::{Consumer, Producer};
 use super::RecvError;
+
+/// Where a run laid over a channel's memory starts: the header's parameters
+/// (magic, version, kind and ready flag stay unless patched), or past the header.
+const PARAMS_AT: usize = offset_of!(HeaderWords, params);
 
 /// One channel, made once, and its bytes as just made (no endpoint attached).
 struct Arena {
@@ -138,7 +143,8 @@ pub fn spsc(data: &[u8]) {
         for i in 0..(mode >> 4) {
             let _ = tx.try_send(&[i; 20]);
         }
-        arena.corrupt(how, if mode & 1 != 0 { 24 } else { 64 }, rest);
+        let start = if mode & 1 != 0 { PARAMS_AT } else { HEADER_LEN };
+        arena.corrupt(how, start, rest);
         let keep_producer = mode & 2 == 0;
         if !keep_producer {
             drop(tx);
@@ -219,13 +225,15 @@ pub fn pubsub(data: &[u8]) {
         for i in 0..(mode >> 5) {
             let _ = publisher.try_send(&[i; 20]);
         }
-        // Layout (pubsub.rs): records from 320 (2 x 64), entries from 448, chunks
-        // (64-byte header, then the payload) from 4096.
+        // Layout (pubsub.rs): control words and subscriber records past the
+        // header, then the ring entries, then the chunks (their `ChunkHeader`
+        // first).
+        let (entries, chunks) = publisher.fuzz_regions();
         let start = match (mode >> 3) & 3 {
-            0 => 24,
-            1 => 64,
-            2 => 448,
-            _ => 4096,
+            0 => PARAMS_AT,
+            1 => HEADER_LEN,
+            2 => entries,
+            _ => chunks,
         };
         {
             // A sample held across the corruption and released after it.
@@ -341,9 +349,10 @@ pub fn mpmc(data: &[u8]) {
         for i in 0..(mode >> 4) {
             let _ = tx.try_send(&[i; 20]);
         }
-        // Layout (mpmc.rs): control words from 64, records from 384 (3 x 32),
-        // slots (a 64-byte header with the state first, then the payload) from 512.
-        let start = [24, 64, 384, 512][usize::from(mode >> 2) & 3];
+        // Layout (mpmc.rs): `Control` past the header, the `Record`s, then the
+        // slots (their `SlotHeader`, state first, then the payload).
+        let start = [PARAMS_AT, HEADER_LEN, mpmc::RECORDS_AT, tx.fuzz_slots_at()]
+            [usize::from(mode >> 2) & 3];
         let early = mpmc::Consumer::fuzz_over(map).ok();
         {
             // A sample held across the corruption and released after it.
@@ -422,7 +431,8 @@ pub fn rpc(data: &[u8]) {
         {
             // A request held across the corruption, answered in place after it.
             let held = server.try_recv().ok();
-            arena.corrupt(how, if mode & 1 != 0 { 24 } else { 64 }, rest);
+            let start = if mode & 1 != 0 { PARAMS_AT } else { HEADER_LEN };
+            arena.corrupt(how, start, rest);
             if let Some(req) = held {
                 if let Ok(mut loan) = server.loan_response(&req, req.len(), Duration::ZERO) {
                     loan.copy_from_slice(&req);

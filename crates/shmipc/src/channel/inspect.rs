@@ -2,11 +2,11 @@
 //! peers and fill, copied out of a (possibly read-only) view, never referenced,
 //! never locked, never waited for.
 //!
-//! The offsets below repeat the layouts documented at the top of `spsc.rs`,
-//! `pubsub.rs`, `mpmc.rs` and `rpc.rs` (kept here so that inspecting touches none of
-//! the endpoint code); the tests at the end create a channel of each kind with real
-//! endpoints and check what is read here, so a layout change that is not mirrored
-//! fails them.
+//! The offsets are those of the `#[repr(C)]` layout structs of `spsc.rs`,
+//! `pubsub.rs`, `mpmc.rs` and `rpc.rs` (taken with `offset_of!`), and the extents
+//! come from the same size functions the endpoints use, so there is one layout per
+//! kind; words are only copied out here, never referenced. The tests at the end
+//! create a channel of each kind with real endpoints and check what is read here.
 //!
 //! Everything read is validated as the endpoints validate it: header parameters out
 //! of range, or a segment too small for them, give [`LayoutError`] (what opening the
@@ -14,12 +14,14 @@
 //! read as "unknown" (`None`). Peers count only while their process lives
 //! (`peer.rs`), so a SIGKILLed endpoint is not shown as connected.
 
+use std::mem::offset_of;
+
 use crate::layout::{Header, Kind, LayoutError};
 use crate::view::View;
 use crate::vocab::ObjectState;
 
-use super::peer;
-use super::spsc_ring;
+use super::shared::PeerWords;
+use super::{mpmc, peer, pubsub, rpc, spsc, spsc_ring};
 
 /// Most slots whose stamps an spsc inspection scans to count the queued messages.
 const SPSC_SCAN: u64 = 1 << 16;
@@ -89,15 +91,30 @@ impl Reader<'_> {
         (tok != 0 && peer::alive(self.scope, tok)).then(|| peer::pid(tok))
     }
 
+    /// As [`Reader::live`], for the registration ([`PeerWords`]) at `off`.
+    fn live_peer(&self, off: usize) -> Option<u32> {
+        self.live(at(off + offset_of!(PeerWords, token)))
+    }
+
     /// How many of `n` records of `len` bytes from `first` hold a live token (at
-    /// the record's start) for which `keep(record offset)` holds.
-    fn live_count(&self, first: u64, len: u64, n: u64, keep: impl Fn(u64) -> bool) -> u32 {
+    /// `token` into the record) for which `keep(record offset)` holds.
+    fn live_count(
+        &self,
+        (first, len, token): (usize, usize, usize),
+        n: u64,
+        keep: impl Fn(u64) -> bool,
+    ) -> u32 {
         let live = (0..n)
-            .map(|i| first + i * len)
-            .filter(|&off| keep(off) && self.live(off).is_some())
+            .map(|i| at(first) + i * at(len))
+            .filter(|&off| keep(off) && self.live(off + at(token)).is_some())
             .count();
         u32::try_from(live).unwrap_or(u32::MAX)
     }
+}
+
+/// A layout offset as the `u64` the reader computes in.
+const fn at(off: usize) -> u64 {
+    off as u64
 }
 
 fn bad(kind: &'static str, what: &'static str, found: u64) -> LayoutError {
@@ -107,11 +124,6 @@ fn bad(kind: &'static str, what: &'static str, found: u64) -> LayoutError {
         found,
         expected: 0,
     }
-}
-
-/// Rounds up to a cache line.
-fn line_up(n: u64) -> Option<u64> {
-    n.checked_add(63).map(|v| v & !63)
 }
 
 /// `enq - dequeue` of a bounded queue when it makes sense (garbage, or positions
@@ -125,8 +137,8 @@ fn queued(enq: u64, deq: u64, capacity: u64) -> Option<u64> {
     Some(d.min(capacity))
 }
 
-// spsc.rs: 64 producer token, attaches; 80 consumer token, attaches; 128 tail;
-// 384 slots of stride line_up(slot size + 8), each starting with its stamp.
+// spsc.rs's `Control` (producer, consumer, tail), then the slots from
+// `spsc::SLOTS_AT`, each starting with its `SlotHeader` (the stamp).
 fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
     const KIND: &str = "spsc";
     if !capacity.is_power_of_two() || capacity > 1 << 31 {
@@ -139,19 +151,17 @@ fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectSta
     if slot_size > 1 << 31 {
         return Err(bad(KIND, "slot size (over 2^31)", slot_size));
     }
-    let stride = line_up(slot_size + 8).ok_or(bad(KIND, "slot size", slot_size))?;
-    let size = stride
-        .checked_mul(capacity)
-        .and_then(|s| s.checked_add(384))
-        .ok_or(bad(KIND, "ring size (overflows)", capacity))?;
+    let (stride, size) =
+        spsc::sizes(capacity, slot_size).ok_or(bad(KIND, "ring size (overflows)", capacity))?;
     r.need("spsc ring", size)?;
     // Messages published and not yet handed back: the stamps from the consumer's
     // tail on that carry their message's tag.
-    let tail = r.u64(128);
+    let tail = r.u64(at(offset_of!(spsc::Control, tail)));
     let mut n = 0;
     while n < capacity.min(SPSC_SCAN) {
         let seq = tail.wrapping_add(n);
-        let stamp = r.u64(384 + (seq & (capacity - 1)) * stride);
+        let slot = at(spsc::SLOTS_AT) + (seq & (capacity - 1)) * stride;
+        let stamp = r.u64(slot + at(offset_of!(spsc::SlotHeader, stamp)));
         if stamp as u32 != spsc_ring::tag(seq) {
             break;
         }
@@ -160,29 +170,31 @@ fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectSta
     Ok(ObjectState::Spsc {
         capacity,
         max_message: slot_size,
-        producer: r.live(64),
-        consumer: r.live(80),
+        producer: r.live_peer(offset_of!(spsc::Control, producer)),
+        consumer: r.live_peer(offset_of!(spsc::Control, consumer)),
         queued: (n < SPSC_SCAN || capacity <= SPSC_SCAN).then_some(n),
     })
 }
 
-// pubsub.rs: 64 publisher token, attaches; 128 head; subscriber records (token,
-// attaches, cursor, holds) from `pubsub::SUBS_AT`; the parameters and the extent
-// are validated by `pubsub::shape`, the endpoints' own check.
+// pubsub.rs's `Control` (publisher, head), then the subscriber records
+// (`SubRecord`: registration, cursor; then the holds) from `pubsub::SUBS_AT`; the
+// parameters and the extent are validated by `pubsub::shape`, the endpoints' own
+// check.
 fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
     const KIND: &str = "pubsub";
-    let shape = super::pubsub::shape(params).map_err(|(what, v)| bad(KIND, what, v))?;
+    let shape = pubsub::shape(params).map_err(|(what, v)| bad(KIND, what, v))?;
     r.need("pubsub pool", shape.size)?;
-    let published = r.u64(128);
+    let published = r.u64(at(offset_of!(pubsub::Control, head)));
     let mut subscribers = 0u32;
     let mut max_lag: Option<u64> = None;
     for i in 0..shape.max_subscribers {
-        let rec = super::pubsub::SUBS_AT + i * shape.rec;
-        if r.live(rec).is_none() {
+        let rec = at(pubsub::SUBS_AT) + i * shape.rec;
+        let token = rec + at(offset_of!(pubsub::SubRecord, peer) + offset_of!(PeerWords, token));
+        if r.live(token).is_none() {
             continue;
         }
         subscribers += 1;
-        let lag = published.wrapping_sub(r.u64(rec + super::pubsub::REC_CURSOR));
+        let lag = published.wrapping_sub(r.u64(rec + at(offset_of!(pubsub::SubRecord, cursor))));
         if lag <= shape.capacity {
             max_lag = Some(max_lag.map_or(lag, |m| m.max(lag)));
         }
@@ -191,7 +203,7 @@ fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> 
         capacity: shape.capacity,
         max_message: shape.slot_size,
         overflow: shape.overflow,
-        publisher: r.live(64),
+        publisher: r.live_peer(offset_of!(pubsub::Control, publisher)),
         subscribers,
         max_subscribers: shape.max_subscribers as u32,
         published,
@@ -199,9 +211,9 @@ fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> 
     })
 }
 
-// mpmc.rs (its `Control`, `Record`, `SlotHeader` structs): 64 enqueue position;
-// 128 dequeue position; 384 endpoint records of 32 bytes (token, attaches, role: 1
-// producer, 2 consumer); then the slots (a 64-byte header, then the payload).
+// mpmc.rs's `Control` (enqueue and dequeue positions), then the endpoint
+// `Record`s (token, attaches, role: 1 producer, 2 consumer) from
+// `mpmc::RECORDS_AT`; then the slots, whose extent `mpmc::Params::sizes` gives.
 fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
     const KIND: &str = "mpmc";
     let (capacity, max_endpoints) = (p0 & 0xffff_ffff, p0 >> 32);
@@ -218,31 +230,35 @@ fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, La
     if max_endpoints == 0 || max_endpoints > 1 << 16 {
         return Err(bad(KIND, "max endpoints (not 1 to 65536)", max_endpoints));
     }
-    let slots = (384 + max_endpoints * 32 + 127) & !127;
-    let stride = line_up(slot_size)
-        .map(|p| p + 64)
-        .ok_or(bad(KIND, "slot size", slot_size))?;
-    let size = stride
-        .checked_mul(capacity)
-        .and_then(|s| s.checked_add(slots))
-        .ok_or(bad(KIND, "queue size", capacity))?;
+    let (_, _, size) = mpmc::Params {
+        capacity,
+        slot_size,
+        max_endpoints,
+    }
+    .sizes()
+    .ok_or(bad(KIND, "queue size", capacity))?;
     r.need("mpmc queue", size)?;
-    let deq = r.u64(128);
-    let enq = r.u64(64);
-    let role = |want: u64| move |off: u64| r.u64(off + 16) == want;
+    let deq = r.u64(at(offset_of!(mpmc::Control, dequeue_pos)));
+    let enq = r.u64(at(offset_of!(mpmc::Control, enqueue_pos)));
+    let role = |want: u64| move |off: u64| r.u64(off + at(offset_of!(mpmc::Record, role))) == want;
+    let records = (
+        mpmc::RECORDS_AT,
+        mpmc::RECORD_LEN,
+        offset_of!(mpmc::Record, token),
+    );
     Ok(ObjectState::Mpmc {
         capacity,
         max_message: slot_size,
-        producers: r.live_count(384, 32, max_endpoints, role(1)),
-        consumers: r.live_count(384, 32, max_endpoints, role(2)),
+        producers: r.live_count(records, max_endpoints, role(mpmc::ROLE_PRODUCER)),
+        consumers: r.live_count(records, max_endpoints, role(mpmc::ROLE_CONSUMER)),
         max_endpoints: max_endpoints as u32,
         queued: queued(enq, deq, capacity),
     })
 }
 
-// rpc.rs: 64 server token, attaches; 128 request enqueue position; 192 dequeue
-// position; 384 client records of 256 bytes (token first); request slots (stride
-// 64 + line_up(slot + 16)); response rings (stride line_up(slot + 16)).
+// rpc.rs's `Control` (server, request enqueue and dequeue positions), then the
+// `ClientRecord`s from `rpc::CLIENTS_AT` (registration first); the extent of the
+// request slots and response rings is `rpc::size_for`'s.
 fn rpc(
     r: &Reader<'_>,
     [p0, slot_size, responses, zero]: [u64; 4],
@@ -264,30 +280,21 @@ fn rpc(
     if max_clients == 0 || max_clients > 1 << 12 {
         return Err(bad(KIND, "max clients", max_clients));
     }
-    let req_slots = (384 + max_clients * 256 + 127) & !127;
-    let req_stride = line_up(slot_size + 16)
-        .map(|p| p + 64)
-        .ok_or(bad(KIND, "slot size", 0))?;
-    let resp_stride = line_up(slot_size + 16).ok_or(bad(KIND, "slot size", 0))?;
-    let size = req_stride
-        .checked_mul(capacity)
-        .and_then(|s| s.checked_add(req_slots))
-        .and_then(|s| {
-            s.checked_add(
-                resp_stride
-                    .checked_mul(responses)?
-                    .checked_mul(max_clients)?,
-            )
-        })
+    let size = rpc::size_for(capacity, slot_size, max_clients, responses)
         .ok_or(bad(KIND, "size", capacity))?;
     r.need("rpc channel", size)?;
-    let deq = r.u64(192);
-    let enq = r.u64(128);
+    let deq = r.u64(at(offset_of!(rpc::Control, dequeue_pos)));
+    let enq = r.u64(at(offset_of!(rpc::Control, enqueue_pos)));
+    let clients = (
+        rpc::CLIENTS_AT,
+        rpc::CLIENT_LEN,
+        offset_of!(rpc::ClientRecord, peer) + offset_of!(PeerWords, token),
+    );
     Ok(ObjectState::Rpc {
         capacity,
         max_message: slot_size,
-        server: r.live(64),
-        clients: r.live_count(384, 256, max_clients, |_| true),
+        server: r.live_peer(offset_of!(rpc::Control, server)),
+        clients: r.live_count(clients, max_clients, |_| true),
         max_clients: max_clients as u32,
         queued: queued(enq, deq, capacity),
     })

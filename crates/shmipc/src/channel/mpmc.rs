@@ -109,13 +109,13 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::deadline::Deadline;
-use crate::layout::{Header, Kind, LayoutError};
+use crate::layout::{Header, HeaderWords, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::mpmc_ring::{self, Found, Geometry, MpmcSlots, Owned};
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
-use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
+use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, Words};
 use super::shim::AtomicU64;
 use super::{ChannelError, RecvError, SendError, TrySendError};
 
@@ -125,7 +125,7 @@ use super::{ChannelError, RecvError, SendError, TrySendError};
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Control {
     /// The layout header (`layout.rs`).
-    pub(crate) header: [u64; 8],
+    pub(crate) header: HeaderWords,
     /// Next position a producer claims (a hint every producer moves on).
     pub(crate) enqueue_pos: u64,
     _enq_line: [u64; 7],
@@ -133,10 +133,10 @@ pub(crate) struct Control {
     pub(crate) dequeue_pos: u64,
     _deq_line: [u64; 7],
     /// Bell consumers sleep on: seq, sleepers.
-    pub(crate) data_bell: [u32; 2],
+    pub(crate) data_bell: BellWords,
     _data_line: [u32; 14],
     /// Bell producers sleep on: seq, sleepers.
-    pub(crate) space_bell: [u32; 2],
+    pub(crate) space_bell: BellWords,
     _space_line: [u32; 14],
     /// Producers ever attached.
     pub(crate) producers_ever: u64,
@@ -180,7 +180,8 @@ const _: () = {
     assert!(size_of::<SlotHeader>() == 64);
 };
 
-pub(crate) const OFF_RECORDS: usize = size_of::<Control>();
+/// Where the endpoint records start.
+pub(crate) const RECORDS_AT: usize = size_of::<Control>();
 pub(crate) const RECORD_LEN: usize = size_of::<Record>();
 pub(crate) const SLOT_HEADER: usize = size_of::<SlotHeader>();
 const MAX_SLOT: u64 = 1 << 31;
@@ -290,7 +291,7 @@ impl Params {
     /// Offset of the slots, stride, segment size; None on overflow.
     pub(crate) fn sizes(&self) -> Option<(u64, u64, u64)> {
         let recs =
-            (OFF_RECORDS as u64).checked_add(self.max_endpoints.checked_mul(RECORD_LEN as u64)?)?;
+            (RECORDS_AT as u64).checked_add(self.max_endpoints.checked_mul(RECORD_LEN as u64)?)?;
         let slots = recs.checked_add(127)? & !127;
         let stride = (SLOT_HEADER as u64).checked_add(line_up(self.slot_size)?)?;
         let size = stride.checked_mul(self.capacity)?.checked_add(slots)?;
@@ -449,7 +450,7 @@ impl Chan {
     }
 
     fn record(&self, i: usize) -> (Place<'_>, &AtomicU64) {
-        let off = OFF_RECORDS + i * RECORD_LEN;
+        let off = RECORDS_AT + i * RECORD_LEN;
         (
             Place {
                 token: self.words.u64(off + offset_of!(Record, token)),
@@ -520,10 +521,7 @@ impl Chan {
     }
 
     fn bell(&self, off: usize) -> Bell<'_> {
-        Bell {
-            seq: self.words.u32(off),
-            sleepers: self.words.u32(off + 4),
-        }
+        self.words.bell(off)
     }
 
     fn data_bell(&self) -> Bell<'_> {
@@ -699,11 +697,7 @@ impl Producer {
                 deadline => {
                     // A copy of the word accessor, so the bell does not borrow `self`.
                     let words = self.chan.words;
-                    let off = offset_of!(Control, space_bell);
-                    let bell = Bell {
-                        seq: words.u32(off),
-                        sleepers: words.u32(off + 4),
-                    };
+                    let bell = words.bell(offset_of!(Control, space_bell));
                     bell.wait_for(deadline, |deep| self.attempt(deep))
                         .unwrap_or(Err(SendError::Timeout(())))?
                 }
@@ -802,11 +796,7 @@ impl Producer {
         let mut pending = crate::waitset::Pending::default();
         let owned = std::future::poll_fn(|cx| {
             let words = self.chan.words;
-            let off = offset_of!(Control, space_bell);
-            let bell = Bell {
-                seq: words.u32(off),
-                sleepers: words.u32(off + 4),
-            };
+            let bell = words.bell(offset_of!(Control, space_bell));
             bell.poll_async(&mut pending, cx, || self.attempt(true))
         })
         .await?;
@@ -1125,11 +1115,7 @@ impl Consumer {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(move |cx| {
             let words = this.chan.words;
-            let off = offset_of!(Control, data_bell);
-            let bell = Bell {
-                seq: words.u32(off),
-                sleepers: words.u32(off + 4),
-            };
+            let bell = words.bell(offset_of!(Control, data_bell));
             bell.poll_async(&mut pending, cx, || {
                 this.attempt(true).map(|r| r.map(|s| copy(s, buf)))
             })
@@ -1254,6 +1240,11 @@ impl Producer {
 
     pub(super) fn fuzz_mapped(&self) -> &Mapped {
         &self.chan.map
+    }
+
+    /// Where the slots start.
+    pub(super) fn fuzz_slots_at(&self) -> usize {
+        self.chan.slots
     }
 }
 

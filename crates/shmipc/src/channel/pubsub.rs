@@ -78,23 +78,27 @@
 //!
 //! # Layout of the segment
 //!
+//! The `#[repr(C)]` structs `Control`, `SubRecord` and `ChunkHeader` (in this
+//! file), checked by the compiler:
+//!
 //! ```text
 //!   0  layout header (kind pubsub; params: capacity | max subscribers << 32,
 //!      chunk size | overflow << 32 | max held << 40 | kept history << 48,
 //!      type size | align << 32, type hash)
-//!  64  publisher token, attaches
+//!  64  Control: publisher token, attaches
 //! 128  head: messages published                       (publisher writes)
 //! 192  data bell: seq, sleepers                       (subscribers sleep)
 //! 256  space bell: seq, sleepers                      (publisher sleeps)
-//! 320  subscriber records, R bytes each (a multiple of 64): token, attaches,
-//!      cursor, max-held hold slots
+//! 320  subscriber records, R bytes each (a multiple of 64): SubRecord (token,
+//!      attaches, cursor), then max-held hold slots
 //!  E   ring entries: capacity words, the chunk of message n at n % capacity
 //!  C   chunks (C page-aligned), stride 64 + chunk size rounded up to 64:
-//!      seq, len, then the payload at +64
+//!      ChunkHeader (seq, len), then the payload at +64
 //! ```
 
 use std::cell::RefCell;
 use std::fmt;
+use std::mem::offset_of;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -102,24 +106,78 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::deadline::Deadline;
-use crate::layout::{Header, Kind, LayoutError};
+use crate::layout::{Header, HeaderWords, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
 use super::pubsub_pool::{self, Geometry, PoolMem, PublisherCore, SubscriberCore, Take, FREE};
-use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
+use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
 use super::shim::AtomicU64;
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
-const OFF_PUBLISHER: usize = 64;
-const OFF_HEAD: usize = 128;
-const OFF_DATA_BELL: usize = 192;
-const OFF_SPACE_BELL: usize = 256;
-const OFF_SUBS: usize = 320;
-/// Words of a subscriber record before its hold slots.
-const REC_FIXED: usize = 24;
-const CHUNK_HEADER: usize = 64;
+/// The words before the subscriber records. Fields that different sides write
+/// sit on their own cache lines.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Control {
+    /// The layout header (`layout.rs`).
+    pub(crate) header: HeaderWords,
+    /// The publisher's registration.
+    pub(crate) publisher: PeerWords,
+    _publisher_line: [u64; 6],
+    /// Messages published (the publisher writes it).
+    pub(crate) head: u64,
+    _head_line: [u64; 7],
+    /// Bell subscribers sleep on.
+    pub(crate) data_bell: BellWords,
+    _data_line: [u32; 14],
+    /// Bell the publisher sleeps on.
+    pub(crate) space_bell: BellWords,
+    _space_line: [u32; 14],
+}
+
+/// The fixed words of a subscriber record; its hold slots (one `u64` each) follow,
+/// and the record is padded to a multiple of 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SubRecord {
+    /// The subscriber's registration.
+    pub(crate) peer: PeerWords,
+    /// The next message it reads.
+    pub(crate) cursor: u64,
+}
+
+/// The words before each chunk's payload.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ChunkHeader {
+    /// Which message the chunk holds (`pubsub_pool.rs`).
+    seq: u64,
+    /// Payload bytes.
+    len: u64,
+    _pad: [u64; 6],
+}
+
+const _: () = {
+    assert!(size_of::<Control>() == 320);
+    assert!(offset_of!(Control, publisher) == 64);
+    assert!(offset_of!(Control, head) == 128);
+    assert!(offset_of!(Control, data_bell) == 192);
+    assert!(offset_of!(Control, space_bell) == 256);
+    assert!(size_of::<SubRecord>() == 24);
+    assert!(offset_of!(SubRecord, peer) == 0);
+    assert!(offset_of!(SubRecord, cursor) == 16);
+    assert!(size_of::<ChunkHeader>() == 64);
+    assert!(offset_of!(ChunkHeader, seq) == 0);
+    assert!(offset_of!(ChunkHeader, len) == 8);
+};
+
+/// Where the subscriber records start.
+pub(crate) const SUBS_AT: usize = size_of::<Control>();
+/// Bytes of a subscriber record before its hold slots.
+const REC_FIXED: usize = size_of::<SubRecord>();
+const CHUNK_HEADER: usize = size_of::<ChunkHeader>();
 const MAX_SLOT: u64 = 1 << 31;
 const MAX_CAPACITY: u64 = 1 << 31;
 const MAX_SUBSCRIBERS: u64 = 1024;
@@ -344,7 +402,7 @@ impl Params {
     /// The layout; None on overflow.
     fn sizes(&self) -> Option<Sizes> {
         let rec = line_up((REC_FIXED as u64).checked_add(self.max_held.checked_mul(8)?)?)?;
-        let entries = (OFF_SUBS as u64).checked_add(self.max_subscribers.checked_mul(rec)?)?;
+        let entries = (SUBS_AT as u64).checked_add(self.max_subscribers.checked_mul(rec)?)?;
         let chunks_off = entries
             .checked_add(self.capacity.checked_mul(8)?)?
             .checked_add(4095)?
@@ -440,11 +498,6 @@ pub(crate) fn shape(params: [u64; 4]) -> Result<Shape, (&'static str, u64)> {
         size: s.size,
     })
 }
-
-/// The offset of a subscriber record's cursor (for `channel::inspect`).
-pub(crate) const REC_CURSOR: u64 = 16;
-/// The offset of the subscriber records (for `channel::inspect`).
-pub(crate) const SUBS_AT: u64 = OFF_SUBS as u64;
 
 /// A mapped and validated pubsub segment.
 #[derive(Debug)]
@@ -558,34 +611,36 @@ impl Chan {
         (0..4).find_map(|i| {
             let now = self
                 .words
-                .u64(crate::layout::OFF_PARAMS + 8 * i)
+                .u64(offset_of!(Control, header) + offset_of!(HeaderWords, params) + 8 * i)
                 .load(Ordering::Relaxed);
             (now != self.params[i]).then_some(now)
         })
     }
 
     fn publisher(&self) -> Place<'_> {
-        Place {
-            token: self.words.u64(OFF_PUBLISHER),
-            attaches: self.words.u64(OFF_PUBLISHER + 8),
-            scope: self.map.view.liveness(),
-        }
+        self.words
+            .place(offset_of!(Control, publisher), self.map.view.liveness())
+    }
+
+    /// Where subscriber record `s` starts.
+    #[inline]
+    fn sub_off(&self, s: usize) -> usize {
+        SUBS_AT + s * self.rec
     }
 
     fn subscriber(&self, i: usize) -> Place<'_> {
-        let off = OFF_SUBS + i * self.rec;
-        Place {
-            token: self.words.u64(off),
-            attaches: self.words.u64(off + 8),
-            scope: self.map.view.liveness(),
-        }
+        self.words.place(
+            self.sub_off(i) + offset_of!(SubRecord, peer),
+            self.map.view.liveness(),
+        )
     }
 
-    fn bell(&self, off: usize) -> Bell<'_> {
-        Bell {
-            seq: self.words.u32(off),
-            sleepers: self.words.u32(off + 4),
-        }
+    fn data_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, data_bell))
+    }
+
+    fn space_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, space_bell))
     }
 
     /// The payload of chunk `k` (`k < chunks`, `len <= chunk size`).
@@ -608,7 +663,7 @@ impl Chan {
 impl PoolMem for Chan {
     #[inline]
     fn head(&self) -> &AtomicU64 {
-        self.words.u64(OFF_HEAD)
+        self.words.u64(offset_of!(Control, head))
     }
     #[inline]
     fn entry(&self, i: usize) -> &AtomicU64 {
@@ -616,23 +671,27 @@ impl PoolMem for Chan {
     }
     #[inline]
     fn seq(&self, k: usize) -> &AtomicU64 {
-        self.words.u64(self.chunks_off + k * self.stride)
+        self.words
+            .u64(self.chunks_off + k * self.stride + offset_of!(ChunkHeader, seq))
     }
     #[inline]
     fn len(&self, k: usize) -> &AtomicU64 {
-        self.words.u64(self.chunks_off + k * self.stride + 8)
+        self.words
+            .u64(self.chunks_off + k * self.stride + offset_of!(ChunkHeader, len))
     }
     #[inline]
     fn token(&self, s: usize) -> &AtomicU64 {
-        self.words.u64(OFF_SUBS + s * self.rec)
+        self.words
+            .u64(self.sub_off(s) + offset_of!(SubRecord, peer) + offset_of!(PeerWords, token))
     }
     #[inline]
     fn cursor(&self, s: usize) -> &AtomicU64 {
-        self.words.u64(OFF_SUBS + s * self.rec + 16)
+        self.words
+            .u64(self.sub_off(s) + offset_of!(SubRecord, cursor))
     }
     #[inline]
     fn hold(&self, s: usize, j: usize) -> &AtomicU64 {
-        self.words.u64(OFF_SUBS + s * self.rec + REC_FIXED + 8 * j)
+        self.words.u64(self.sub_off(s) + REC_FIXED + 8 * j)
     }
 }
 
@@ -892,10 +951,7 @@ impl Publisher {
                         };
                         // A copy of the word accessor, so the bell does not borrow `self`.
                         let words = self.chan.words;
-                        let bell = Bell {
-                            seq: words.u32(OFF_SPACE_BELL),
-                            sleepers: words.u32(OFF_SPACE_BELL + 4),
-                        };
+                        let bell = words.bell(offset_of!(Control, space_bell));
                         let got = bell.wait_for(deadline, |deep| {
                             let reap = deep && self.peer_check.due();
                             self.ready(reap)
@@ -999,7 +1055,7 @@ impl Chan {
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.chan.publisher().leave();
-        self.chan.bell(OFF_DATA_BELL).ring_always();
+        self.chan.data_bell().ring_always();
     }
 }
 
@@ -1038,7 +1094,7 @@ impl Loan<'_> {
             let _ = p.make_room(true);
         }
         p.core.publish(&p.chan, chunk, len);
-        p.chan.bell(OFF_DATA_BELL).ring();
+        p.chan.data_bell().ring();
     }
 
     /// Shortens the sample to `len` bytes (no effect if longer than it is).
@@ -1200,7 +1256,7 @@ impl Subscriber {
             } => {
                 if self.chan.overflow == Overflow::Block {
                     // Our cursor moved: a publisher waiting for room may go on.
-                    self.chan.bell(OFF_SPACE_BELL).ring();
+                    self.chan.space_bell().ring();
                 }
                 Ok(Some(Sample {
                     sub: self,
@@ -1242,7 +1298,7 @@ impl Subscriber {
                 Some(r) => r,
                 None => self
                     .chan
-                    .bell(OFF_DATA_BELL)
+                    .data_bell()
                     .wait_for(deadline, poll)
                     .unwrap_or(Err(RecvError::Empty)),
             },
@@ -1331,10 +1387,7 @@ impl Publisher {
         std::future::poll_fn(|cx| {
             // A copy of the word accessor, so the bell does not borrow `self`.
             let words = self.chan.words;
-            let bell = Bell {
-                seq: words.u32(OFF_SPACE_BELL),
-                sleepers: words.u32(OFF_SPACE_BELL + 4),
-            };
+            let bell = words.bell(offset_of!(Control, space_bell));
             bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
                 Err(TrySendError::Full(())) => None,
                 r => Some(r.map_err(|e| match e {
@@ -1354,13 +1407,13 @@ impl Publisher {
 /// `&self`): sleep on the data bell (see `crate::waitset`).
 impl Subscriber {
     fn announce_data(&self) -> u32 {
-        self.chan.bell(OFF_DATA_BELL).announce()
+        self.chan.data_bell().announce()
     }
 
     /// Ready when a take would find something (`SubscriberCore::has_next`: a
     /// message, a skip to report, or words to validate) or the publisher is gone.
     fn arm_data(&self, token: u32) -> crate::waitset::Arm<'_> {
-        self.chan.bell(OFF_DATA_BELL).arm(token, || {
+        self.chan.data_bell().arm(token, || {
             if self.core.has_next(&self.chan) {
                 return true;
             }
@@ -1388,7 +1441,7 @@ impl crate::waitset::sealed::Sealed for Subscriber {
     }
 
     fn disarm(&mut self, token: u32) {
-        self.chan.bell(OFF_DATA_BELL).take_back(token);
+        self.chan.data_bell().take_back(token);
     }
 }
 
@@ -1468,7 +1521,7 @@ impl Drop for Subscriber {
         self.core.release_all(&self.chan);
         self.chan.subscriber(self.index).leave();
         // A publisher waiting on this subscriber may go on.
-        self.chan.bell(OFF_SPACE_BELL).ring_always();
+        self.chan.space_bell().ring_always();
     }
 }
 
@@ -1552,6 +1605,11 @@ impl Publisher {
 
     pub(super) fn fuzz_mapped(&self) -> &Mapped {
         &self.chan.map
+    }
+
+    /// Where the ring entries and the chunks start.
+    pub(super) fn fuzz_regions(&self) -> (usize, usize) {
+        (self.chan.entries, self.chan.chunks_off)
     }
 }
 

@@ -60,21 +60,26 @@
 //!
 //! # Layout of the segment
 //!
+//! The `#[repr(C)]` structs `Control` and `ClientRecord` (in this file), with
+//! `mpmc::SlotHeader` and `spsc::SlotHeader` for the slots, checked by the compiler:
+//!
 //! ```text
 //!   0  layout header (kind rpc; params: request capacity | max clients << 32,
 //!      slot size, response capacity, 0)
-//!  64  server token, attaches
+//!  64  Control: server token, attaches
 //! 128  request enqueue position; 192 dequeue position   (own cache lines)
 //! 256  request bell (server sleeps); 320 request-space bell (clients sleep)
-//! 384  client records, 256 bytes each: token, attaches | response tail (own line)
-//!      | response bell (client sleeps) | response-space bell (server sleeps)
-//!  R   request slots: state, length (64 bytes), then the payload at +64:
-//!      client u64, id u64, data
-//!  P   response rings, one per client place: stamp, payload (id u64, data)
+//! 384  ClientRecord per client, 256 bytes: token, attaches | response tail (own
+//!      line) | response bell (client sleeps) | response-space bell (server sleeps)
+//!  R   request slots: mpmc SlotHeader (state, length; 64 bytes), then the payload
+//!      at +64: client u64, id u64, data
+//!  P   response rings, one per client place: spsc SlotHeader (stamp), payload
+//!      (id u64, data)
 //! ```
 
 use std::cell::RefCell;
 use std::fmt;
+use std::mem::offset_of;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -82,26 +87,82 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::deadline::Deadline;
-use crate::layout::{Header, Kind, LayoutError};
+use crate::layout::{Header, HeaderWords, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::mpmc_ring::{self, Found, MpmcSlots, Owned};
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
-use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
+use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
 use super::shim::AtomicU64;
 use super::spsc_ring::{self, ConsumerCore, ProducerCore, SpscSlots};
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
-const OFF_SERVER: usize = 64;
-const OFF_ENQ: usize = 128;
-const OFF_DEQ: usize = 192;
-const OFF_REQ_BELL: usize = 256;
-const OFF_REQ_SPACE_BELL: usize = 320;
-const OFF_CLIENTS: usize = 384;
-const CLIENT_LEN: usize = 256;
+/// The words before the client records. Fields that different sides write sit on
+/// their own cache lines.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Control {
+    /// The layout header (`layout.rs`).
+    pub(crate) header: HeaderWords,
+    /// The server's registration.
+    pub(crate) server: PeerWords,
+    _server_line: [u64; 6],
+    /// Next request position a client claims.
+    pub(crate) enqueue_pos: u64,
+    _enq_line: [u64; 7],
+    /// Next request position the server takes.
+    pub(crate) dequeue_pos: u64,
+    _deq_line: [u64; 7],
+    /// Bell the server sleeps on (requests).
+    pub(crate) req_bell: BellWords,
+    _req_line: [u32; 14],
+    /// Bell clients sleep on (room for requests).
+    pub(crate) req_space_bell: BellWords,
+    _req_space_line: [u32; 14],
+}
+
+/// One client place: its registration and its response ring's control words,
+/// each on its own cache line.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ClientRecord {
+    /// The client's registration.
+    pub(crate) peer: PeerWords,
+    _peer_line: [u64; 6],
+    /// Responses the client has finished with (`spsc_ring.rs`'s tail).
+    pub(crate) resp_tail: u64,
+    _tail_line: [u64; 7],
+    /// Bell the client sleeps on (responses).
+    pub(crate) resp_bell: BellWords,
+    _resp_line: [u32; 14],
+    /// Bell the server sleeps on (room for responses).
+    pub(crate) resp_space_bell: BellWords,
+    _resp_space_line: [u32; 14],
+}
+
+const _: () = {
+    assert!(size_of::<Control>() == 384);
+    assert!(offset_of!(Control, server) == 64);
+    assert!(offset_of!(Control, enqueue_pos) == 128);
+    assert!(offset_of!(Control, dequeue_pos) == 192);
+    assert!(offset_of!(Control, req_bell) == 256);
+    assert!(offset_of!(Control, req_space_bell) == 320);
+    assert!(size_of::<ClientRecord>() == 256);
+    assert!(offset_of!(ClientRecord, peer) == 0);
+    assert!(offset_of!(ClientRecord, resp_tail) == 64);
+    assert!(offset_of!(ClientRecord, resp_bell) == 128);
+    assert!(offset_of!(ClientRecord, resp_space_bell) == 192);
+};
+
+/// Where the client records start.
+pub(crate) const CLIENTS_AT: usize = size_of::<Control>();
+/// Bytes of a client record.
+pub(crate) const CLIENT_LEN: usize = size_of::<ClientRecord>();
 /// State and length words before a request's payload (`mpmc::SlotHeader`).
 pub(crate) const REQ_HEADER: usize = super::mpmc::SLOT_HEADER;
+/// The stamp before a response's payload (`spsc::SlotHeader`).
+const RESP_HEADER: usize = super::spsc::STAMP_LEN;
 /// Client place and request id before the request's bytes.
 const REQ_PREFIX: usize = 16;
 /// Request id before the response's bytes.
@@ -211,17 +272,37 @@ struct Geo {
     size: u64,
 }
 
+/// The segment size a channel of these parameters needs, None on overflow (for
+/// `channel::inspect`).
+pub(crate) fn size_for(
+    capacity: u64,
+    slot_size: u64,
+    max_clients: u64,
+    responses: u64,
+) -> Option<u64> {
+    let p = Params {
+        capacity,
+        slot_size,
+        max_clients,
+        responses,
+    };
+    p.geo().map(|g| g.size)
+}
+
 impl Params {
     fn geo(&self) -> Option<Geo> {
         let clients_end =
-            (OFF_CLIENTS as u64).checked_add(self.max_clients.checked_mul(CLIENT_LEN as u64)?)?;
+            (CLIENTS_AT as u64).checked_add(self.max_clients.checked_mul(CLIENT_LEN as u64)?)?;
         let req_slots = clients_end.checked_add(127)? & !127;
         let req_stride = (REQ_HEADER as u64)
             .checked_add(line_up(self.slot_size.checked_add(REQ_PREFIX as u64)?)?)?;
         let resp_rings = req_stride
             .checked_mul(self.capacity)?
             .checked_add(req_slots)?;
-        let resp_stride = line_up(self.slot_size.checked_add(8 + RESP_PREFIX as u64)?)?;
+        let resp_stride = line_up(
+            self.slot_size
+                .checked_add((RESP_HEADER + RESP_PREFIX) as u64)?,
+        )?;
         let size = resp_stride
             .checked_mul(self.responses)?
             .checked_mul(self.max_clients)?
@@ -387,8 +468,8 @@ impl Chan {
     /// after claiming its place, before using it).
     fn adopt(&self, ep: u64) {
         if mpmc_ring::scan(self.req_geo(), self, |e| e == ep).reclaimed > 0 {
-            self.bell(OFF_REQ_BELL).ring();
-            self.bell(OFF_REQ_SPACE_BELL).ring();
+            self.req_bell().ring();
+            self.req_space_bell().ring();
         }
     }
 
@@ -405,35 +486,33 @@ impl Chan {
     }
 
     fn server(&self) -> Place<'_> {
-        Place {
-            token: self.words.u64(OFF_SERVER),
-            attaches: self.words.u64(OFF_SERVER + 8),
-            scope: self.map.view.liveness(),
-        }
+        self.words
+            .place(offset_of!(Control, server), self.map.view.liveness())
     }
 
     fn client(&self, i: usize) -> Place<'_> {
-        let off = OFF_CLIENTS + i * CLIENT_LEN;
-        Place {
-            token: self.words.u64(off),
-            attaches: self.words.u64(off + 8),
-            scope: self.map.view.liveness(),
-        }
+        self.words.place(
+            client_off(i) + offset_of!(ClientRecord, peer),
+            self.map.view.liveness(),
+        )
     }
 
-    fn bell(&self, off: usize) -> Bell<'_> {
-        Bell {
-            seq: self.words.u32(off),
-            sleepers: self.words.u32(off + 4),
-        }
+    fn req_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, req_bell))
+    }
+
+    fn req_space_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, req_space_bell))
     }
 
     fn resp_bell(&self, client: usize) -> Bell<'_> {
-        self.bell(OFF_CLIENTS + client * CLIENT_LEN + 128)
+        self.words
+            .bell(client_off(client) + offset_of!(ClientRecord, resp_bell))
     }
 
     fn resp_space_bell(&self, client: usize) -> Bell<'_> {
-        self.bell(OFF_CLIENTS + client * CLIENT_LEN + 192)
+        self.words
+            .bell(client_off(client) + offset_of!(ClientRecord, resp_space_bell))
     }
 
     fn resp(&self, client: usize) -> Resp<'_> {
@@ -443,7 +522,7 @@ impl Chan {
     fn resp_payload(&self, client: usize, slot: usize, len: usize) -> *mut u8 {
         let off = self.g.resp_rings as usize
             + (client * self.p.responses as usize + slot) * self.g.resp_stride as usize
-            + 8;
+            + RESP_HEADER;
         self.words.bytes(off, len)
     }
 
@@ -454,17 +533,25 @@ impl Chan {
 
 impl MpmcSlots for Chan {
     fn state(&self, slot: usize) -> &AtomicU64 {
-        self.words.u64(self.req_off(slot))
+        self.words
+            .u64(self.req_off(slot) + offset_of!(super::mpmc::SlotHeader, state))
     }
     fn len(&self, slot: usize) -> &AtomicU64 {
-        self.words.u64(self.req_off(slot) + 8)
+        self.words
+            .u64(self.req_off(slot) + offset_of!(super::mpmc::SlotHeader, len))
     }
     fn enqueue_pos(&self) -> &AtomicU64 {
-        self.words.u64(OFF_ENQ)
+        self.words.u64(offset_of!(Control, enqueue_pos))
     }
     fn dequeue_pos(&self) -> &AtomicU64 {
-        self.words.u64(OFF_DEQ)
+        self.words.u64(offset_of!(Control, dequeue_pos))
     }
+}
+
+/// Where client record `i` starts.
+#[inline]
+fn client_off(i: usize) -> usize {
+    CLIENTS_AT + i * CLIENT_LEN
 }
 
 /// One client's response ring.
@@ -478,12 +565,13 @@ impl SpscSlots for Resp<'_> {
         let c = self.chan;
         let off = c.g.resp_rings as usize
             + (self.client * c.p.responses as usize + slot) * c.g.resp_stride as usize;
-        c.words.u64(off)
+        c.words
+            .u64(off + offset_of!(super::spsc::SlotHeader, stamp))
     }
     fn tail(&self) -> &AtomicU64 {
         self.chan
             .words
-            .u64(OFF_CLIENTS + self.client * CLIENT_LEN + 64)
+            .u64(client_off(self.client) + offset_of!(ClientRecord, resp_tail))
     }
 }
 
@@ -590,7 +678,7 @@ impl Server {
             *memo[ep as usize].get_or_insert_with(|| self.chan.dead(ep))
         });
         if c.reclaimed > 0 {
-            self.chan.bell(OFF_REQ_SPACE_BELL).ring();
+            self.chan.req_space_bell().ring();
         }
         c.free as usize
     }
@@ -598,7 +686,7 @@ impl Server {
     fn request(&self, o: Owned) -> Result<Request<'_>, RecvError> {
         let bad = |what, value| {
             let _ = mpmc_ring::release(self.chan.req_geo(), &self.chan, self.chan.server_ep(), o);
-            self.chan.bell(OFF_REQ_SPACE_BELL).ring();
+            self.chan.req_space_bell().ring();
             Err(RecvError::Corrupt(Corrupt { what, value }))
         };
         let len = o.len as usize;
@@ -638,7 +726,7 @@ impl Server {
             Err(c) => Some(Err(c.into())),
             Ok(Found::Got(o)) => Some(self.request(o)),
             Ok(Found::Freed) => {
-                chan.bell(OFF_REQ_SPACE_BELL).ring();
+                chan.req_space_bell().ring();
                 None
             }
             Ok(Found::None) => None,
@@ -653,7 +741,7 @@ impl Server {
             return self.attempt(true).unwrap_or(Err(RecvError::Empty));
         };
         self.chan
-            .bell(OFF_REQ_BELL)
+            .req_bell()
             .wait_for(deadline, |deep| self.attempt(deep))
             .unwrap_or(Err(RecvError::Empty))
     }
@@ -685,7 +773,7 @@ impl Server {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(|cx| {
             self.chan
-                .bell(OFF_REQ_BELL)
+                .req_bell()
                 .poll_async(&mut pending, cx, || self.attempt(true))
         })
         .await
@@ -888,7 +976,7 @@ impl Drop for Request<'_> {
     fn drop(&mut self) {
         let chan = &self.server.chan;
         let _ = mpmc_ring::release(chan.req_geo(), chan, chan.server_ep(), self.owned);
-        chan.bell(OFF_REQ_SPACE_BELL).ring();
+        chan.req_space_bell().ring();
     }
 }
 
@@ -1061,7 +1149,7 @@ impl Client {
             Err(c) => Some(Err(SendError::Corrupt(c))),
             Ok(found) => {
                 if found == Found::Freed {
-                    chan.bell(OFF_REQ_SPACE_BELL).ring();
+                    chan.req_space_bell().ring();
                 }
                 self.server_gone(deep)
                     .then_some(Err(SendError::Disconnected(())))
@@ -1085,10 +1173,7 @@ impl Client {
                 Deadline::Now => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
                 deadline => {
                     let words = self.chan.words;
-                    let bell = Bell {
-                        seq: words.u32(OFF_REQ_SPACE_BELL),
-                        sleepers: words.u32(OFF_REQ_SPACE_BELL + 4),
-                    };
+                    let bell = words.bell(offset_of!(Control, req_space_bell));
                     bell.wait_for(deadline, |deep| self.attempt(deep))
                         .unwrap_or(Err(SendError::Timeout(())))?
                 }
@@ -1205,11 +1290,7 @@ impl Client {
         let mut pending = crate::waitset::Pending::default();
         let (slot, len) = std::future::poll_fn(|cx| {
             let words = self.chan.words;
-            let bell_off = OFF_CLIENTS + self.index * CLIENT_LEN + 128;
-            let bell = Bell {
-                seq: words.u32(bell_off),
-                sleepers: words.u32(bell_off + 4),
-            };
+            let bell = words.bell(client_off(self.index) + offset_of!(ClientRecord, resp_bell));
             bell.poll_async(&mut pending, cx, || loop {
                 match self.next_response(Deadline::Now) {
                     Err(RecvError::Empty) => return None,
@@ -1247,11 +1328,7 @@ impl Client {
             Some(x) => Some(x),
             None => {
                 let words = self.chan.words;
-                let bell_off = OFF_CLIENTS + self.index * CLIENT_LEN + 128;
-                let bell = Bell {
-                    seq: words.u32(bell_off),
-                    sleepers: words.u32(bell_off + 4),
-                };
+                let bell = words.bell(client_off(self.index) + offset_of!(ClientRecord, resp_bell));
                 let Self {
                     chan,
                     core,
@@ -1368,7 +1445,7 @@ impl RequestLoan<'_> {
             this.owned,
             (REQ_PREFIX + this.len) as u64,
         );
-        chan.bell(OFF_REQ_BELL).ring();
+        chan.req_bell().ring();
         r.map_err(SendError::Corrupt)?;
         this.client.next = this.client.next.wrapping_add(1);
         Ok(this.id)
@@ -1407,7 +1484,7 @@ impl Drop for RequestLoan<'_> {
     fn drop(&mut self) {
         let chan = &self.client.chan;
         mpmc_ring::cancel(chan.req_geo(), chan, self.client.index as u64, self.owned);
-        chan.bell(OFF_REQ_BELL).ring();
+        chan.req_bell().ring();
     }
 }
 

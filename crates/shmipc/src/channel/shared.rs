@@ -1,6 +1,9 @@
 //! What every channel kind shares: creating or opening its segment with a checked
-//! header, the message type identity, and typed access to words at fixed offsets.
+//! header, the message type identity, the `#[repr(C)]` words every layout is built
+//! of ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken
+//! from those structs with `offset_of!`.
 
+use std::mem::offset_of;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use crate::layout::{self, Header, Kind, LayoutError};
 use crate::segment::{Access, InitError, Persistence, Segment};
 use crate::view::View;
 
+use super::notify::Bell;
+use super::peer::{Place, Scope};
 use super::ChannelError;
 
 /// How long an opener waits for a creator that is still initialising the channel.
@@ -211,6 +216,33 @@ fn create_or_open(
     open(opts)
 }
 
+/// An endpoint's registration (`peer.rs`'s [`Place`]): the holder's liveness
+/// token (0: free), then how many holders it has had.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PeerWords {
+    pub(crate) token: u64,
+    pub(crate) attaches: u64,
+}
+
+/// A bell's words (`notify.rs`'s [`Bell`]): the sequence sleepers wait on, and how
+/// many sleep.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BellWords {
+    pub(crate) seq: u32,
+    pub(crate) sleepers: u32,
+}
+
+const _: () = {
+    assert!(size_of::<PeerWords>() == 16);
+    assert!(offset_of!(PeerWords, token) == 0);
+    assert!(offset_of!(PeerWords, attaches) == 8);
+    assert!(size_of::<BellWords>() == 8);
+    assert!(offset_of!(BellWords, seq) == 0);
+    assert!(offset_of!(BellWords, sleepers) == 4);
+};
+
 /// Typed access to the words of a mapped channel at offsets validated once.
 ///
 /// # Safety (of the users)
@@ -264,6 +296,26 @@ impl Words {
         );
         // SAFETY: as in `u64`.
         unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    /// The endpoint registration ([`PeerWords`]) at `off`, its liveness asked on
+    /// the object of `scope`.
+    #[inline]
+    pub(crate) fn place<'a>(&'a self, off: usize, scope: Scope<'a>) -> Place<'a> {
+        Place {
+            token: self.u64(off + offset_of!(PeerWords, token)),
+            attaches: self.u64(off + offset_of!(PeerWords, attaches)),
+            scope,
+        }
+    }
+
+    /// The bell ([`BellWords`]) at `off`.
+    #[inline]
+    pub(crate) fn bell(&self, off: usize) -> Bell<'_> {
+        Bell {
+            seq: self.u32(off + offset_of!(BellWords, seq)),
+            sleepers: self.u32(off + offset_of!(BellWords, sleepers)),
+        }
     }
 
     /// A raw pointer to `len` bytes at `off`, in range.

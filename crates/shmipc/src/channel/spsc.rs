@@ -24,13 +24,16 @@
 //!
 //! # Layout of the segment
 //!
+//! The `#[repr(C)]` structs `Control` and `SlotHeader` (in this file), checked by
+//! the compiler:
+//!
 //! ```text
 //!   0  layout header (kind spsc; params: capacity, slot size, type size|align<<32, type hash)
-//!  64  producer token, producer attaches, consumer token, consumer attaches (peer.rs)
+//!  64  Control: producer token, producer attaches, consumer token, consumer attaches (peer.rs)
 //! 128  tail: messages the consumer has finished with      (own cache line, consumer writes)
 //! 192  data bell: seq, sleepers                           (consumer sleeps, producer rings)
 //! 256  space bell: seq, sleepers                          (producer sleeps, consumer rings)
-//! 384  slots: `capacity` x stride (64-byte multiple): stamp u64, payload
+//! 384  slots: `capacity` x stride (64-byte multiple): SlotHeader (stamp u64), payload
 //! ```
 //!
 //! The ring algorithm is in `spsc_ring.rs`. The consumer stores `tail` (hands
@@ -54,6 +57,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -61,22 +65,62 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::deadline::Deadline;
-use crate::layout::{Header, Kind, LayoutError};
+use crate::layout::{Header, HeaderWords, Kind, LayoutError};
 use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
 use super::peer::{Claim, Place};
-use super::shared::{self, line_up, Common, How, Mapped, MsgType, Words};
+use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
 use super::spsc_ring::{ConsumerCore, Geometry, ProducerCore, SpscSlots};
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
-const OFF_PRODUCER: usize = 64;
-const OFF_CONSUMER: usize = 80;
-const OFF_TAIL: usize = 128;
-const OFF_DATA_BELL: usize = 192;
-const OFF_SPACE_BELL: usize = 256;
-const OFF_SLOTS: usize = 384;
-const STAMP_LEN: usize = 8;
+/// The words before the slots. Fields that different sides write sit on their own
+/// cache lines.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Control {
+    /// The layout header (`layout.rs`).
+    pub(crate) header: HeaderWords,
+    /// The producer's registration.
+    pub(crate) producer: PeerWords,
+    /// The consumer's registration.
+    pub(crate) consumer: PeerWords,
+    _peer_line: [u64; 4],
+    /// Messages the consumer has finished with (the consumer writes it).
+    pub(crate) tail: u64,
+    _tail_line: [u64; 7],
+    /// Bell the consumer sleeps on (the producer rings it).
+    pub(crate) data_bell: BellWords,
+    _data_line: [u32; 14],
+    /// Bell the producer sleeps on (the consumer rings it).
+    pub(crate) space_bell: BellWords,
+    _space_line: [u32; 14],
+    _reserved: [u64; 8],
+}
+
+/// The words before each slot's payload.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SlotHeader {
+    /// The tag of the message in the slot (`spsc_ring.rs`).
+    pub(crate) stamp: u64,
+}
+
+const _: () = {
+    assert!(size_of::<Control>() == 384);
+    assert!(offset_of!(Control, producer) == 64);
+    assert!(offset_of!(Control, consumer) == 80);
+    assert!(offset_of!(Control, tail) == 128);
+    assert!(offset_of!(Control, data_bell) == 192);
+    assert!(offset_of!(Control, space_bell) == 256);
+    assert!(size_of::<SlotHeader>() == 8);
+    assert!(offset_of!(SlotHeader, stamp) == 0);
+};
+
+/// Where the slots start.
+pub(crate) const SLOTS_AT: usize = size_of::<Control>();
+/// Where a slot's payload starts: right after its stamp.
+pub(crate) const STAMP_LEN: usize = size_of::<SlotHeader>();
 /// Largest slot payload: lengths travel in 32 bits.
 const MAX_SLOT: u64 = 1 << 31;
 /// Most slots (a power of two).
@@ -214,12 +258,11 @@ impl Options {
     }
 }
 
-/// Stride of a slot and size of the segment, or None on overflow.
-fn sizes(capacity: u64, slot_size: u64) -> Option<(u64, u64)> {
+/// Stride of a slot and size of the segment, or None on overflow (also for
+/// `channel::inspect`).
+pub(crate) fn sizes(capacity: u64, slot_size: u64) -> Option<(u64, u64)> {
     let stride = line_up(slot_size.checked_add(STAMP_LEN as u64)?)?;
-    let size = stride
-        .checked_mul(capacity)?
-        .checked_add(OFF_SLOTS as u64)?;
+    let size = stride.checked_mul(capacity)?.checked_add(SLOTS_AT as u64)?;
     (size <= isize::MAX as u64).then_some((stride, size))
 }
 
@@ -321,23 +364,26 @@ impl Chan {
         })
     }
 
-    fn place(&self, off: usize) -> Place<'_> {
-        Place {
-            token: self.words.u64(off),
-            attaches: self.words.u64(off + 8),
-            scope: self.map.view.liveness(),
-        }
+    fn producer(&self) -> Place<'_> {
+        self.words
+            .place(offset_of!(Control, producer), self.map.view.liveness())
     }
 
-    fn bell(&self, off: usize) -> Bell<'_> {
-        Bell {
-            seq: self.words.u32(off),
-            sleepers: self.words.u32(off + 4),
-        }
+    fn consumer(&self) -> Place<'_> {
+        self.words
+            .place(offset_of!(Control, consumer), self.map.view.liveness())
+    }
+
+    fn data_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, data_bell))
+    }
+
+    fn space_bell(&self) -> Bell<'_> {
+        self.words.bell(offset_of!(Control, space_bell))
     }
 
     fn slot_off(&self, slot: usize) -> usize {
-        OFF_SLOTS + slot * self.stride
+        SLOTS_AT + slot * self.stride
     }
 
     fn payload(&self, slot: usize, len: usize) -> *mut u8 {
@@ -370,11 +416,12 @@ impl Chan {
 impl SpscSlots for Chan {
     #[inline]
     fn stamp(&self, slot: usize) -> &super::shim::AtomicU64 {
-        self.words.u64(self.slot_off(slot))
+        self.words
+            .u64(self.slot_off(slot) + offset_of!(SlotHeader, stamp))
     }
     #[inline]
     fn tail(&self) -> &super::shim::AtomicU64 {
-        self.words.u64(OFF_TAIL)
+        self.words.u64(offset_of!(Control, tail))
     }
 }
 
@@ -420,7 +467,7 @@ impl Producer {
     }
 
     fn attach(chan: Chan) -> Result<Self, ChannelError> {
-        match chan.place(OFF_PRODUCER).claim() {
+        match chan.producer().claim() {
             Claim::Taken => {}
             Claim::Held(pid) => return Err(chan.busy("producer", pid)),
         }
@@ -449,7 +496,7 @@ impl Producer {
 
     /// Whether a live consumer is attached now.
     pub fn consumer_present(&self) -> bool {
-        let tok = self.chan.place(OFF_CONSUMER).token.load(Ordering::Acquire);
+        let tok = self.chan.consumer().token.load(Ordering::Acquire);
         tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
@@ -463,7 +510,7 @@ impl Producer {
     /// Whether the consumer left (cheap), or, at most every `PEER_CHECK` when
     /// `deep`, whether it died.
     fn consumer_gone(&mut self, deep: bool) -> bool {
-        let place = self.chan.place(OFF_CONSUMER);
+        let place = self.chan.consumer();
         place.left() || (deep && self.peer_check.due() && place.gone())
     }
 
@@ -486,8 +533,8 @@ impl Producer {
             core,
             peer_check,
         } = self;
-        let place = chan.place(OFF_CONSUMER);
-        chan.bell(OFF_SPACE_BELL)
+        let place = chan.consumer();
+        chan.space_bell()
             .wait_for(deadline, |deep| match core.try_reserve(&*chan) {
                 Ok(Some(slot)) => Some(Ok(slot)),
                 Err(c) => Some(Err(SendError::Corrupt(c))),
@@ -580,9 +627,9 @@ fn to_try(e: SendError) -> TrySendError {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        self.chan.place(OFF_PRODUCER).leave();
+        self.chan.producer().leave();
         // Wake a sleeping consumer so that it sees the producer gone.
-        self.chan.bell(OFF_DATA_BELL).ring_always();
+        self.chan.data_bell().ring_always();
     }
 }
 
@@ -605,7 +652,7 @@ impl Loan<'_> {
     #[inline]
     pub fn send(self) {
         self.producer.core.publish(&self.producer.chan, self.len);
-        self.producer.chan.bell(OFF_DATA_BELL).ring();
+        self.producer.chan.data_bell().ring();
     }
 
     /// Shortens the message to `len` bytes (no effect if longer than it is).
@@ -673,7 +720,7 @@ impl Consumer {
     }
 
     fn attach(chan: Chan) -> Result<Self, ChannelError> {
-        match chan.place(OFF_CONSUMER).claim() {
+        match chan.consumer().claim() {
             Claim::Taken => {}
             Claim::Held(pid) => return Err(chan.busy("consumer", pid)),
         }
@@ -703,7 +750,7 @@ impl Consumer {
 
     /// Whether a live producer is attached now.
     pub fn producer_present(&self) -> bool {
-        let tok = self.chan.place(OFF_PRODUCER).token.load(Ordering::Acquire);
+        let tok = self.chan.producer().token.load(Ordering::Acquire);
         tok != 0 && super::peer::alive(self.chan.map.view.liveness(), tok)
     }
 
@@ -716,14 +763,14 @@ impl Consumer {
             core,
             peer_check,
         } = self;
-        let place = chan.place(OFF_PRODUCER);
+        let place = chan.producer();
         let mut poll = |deep: bool| match core.peek(&*chan) {
             Ok(Some(x)) => Some(Ok(x)),
             Err(c) => Some(Err(RecvError::Corrupt(c))),
             Ok(None) => {
                 // Empty: the producer may be waiting for the slots we finished.
                 if core.flush(&*chan) {
-                    chan.bell(OFF_SPACE_BELL).ring();
+                    chan.space_bell().ring();
                 }
                 chan.touch(core.next_slot());
                 if place.left() || (deep && peer_check.due() && place.gone()) {
@@ -742,7 +789,7 @@ impl Consumer {
         match deadline {
             Deadline::Now => poll(true).unwrap_or(Err(RecvError::Empty)),
             deadline => chan
-                .bell(OFF_DATA_BELL)
+                .data_bell()
                 .wait_for(deadline, poll)
                 .unwrap_or(Err(RecvError::Empty)),
         }
@@ -801,10 +848,7 @@ impl Producer {
         let mut pending = crate::waitset::Pending::default();
         std::future::poll_fn(|cx| {
             let words = self.chan.words;
-            let bell = Bell {
-                seq: words.u32(OFF_SPACE_BELL),
-                sleepers: words.u32(OFF_SPACE_BELL + 4),
-            };
+            let bell = words.bell(offset_of!(Control, space_bell));
             bell.poll_async(&mut pending, cx, || match self.try_send(msg) {
                 Err(TrySendError::Full(())) => None,
                 r => Some(r.map_err(|e| match e {
@@ -823,11 +867,11 @@ impl Producer {
 /// The WaitSet/async protocol: sleep on the data bell (see `crate::waitset`).
 impl crate::waitset::sealed::Sealed for Consumer {
     fn announce(&mut self) -> (bool, u32) {
-        (true, self.chan.bell(OFF_DATA_BELL).announce())
+        (true, self.chan.data_bell().announce())
     }
 
     fn disarm(&mut self, token: u32) {
-        self.chan.bell(OFF_DATA_BELL).take_back(token);
+        self.chan.data_bell().take_back(token);
     }
 
     fn arm(&mut self, token: u32) -> crate::waitset::Arm<'_> {
@@ -837,20 +881,19 @@ impl crate::waitset::sealed::Sealed for Consumer {
             peer_check,
         } = self;
         let chan = &*chan;
-        chan.bell(OFF_DATA_BELL)
-            .arm(token, || match core.peek(chan) {
-                Ok(Some(_)) | Err(_) => true,
-                Ok(None) => {
-                    let place = chan.place(OFF_PRODUCER);
-                    if place.left() || (peer_check.due() && place.gone()) {
-                        // Let the receive that follows look at once.
-                        peer_check.force();
-                        true
-                    } else {
-                        false
-                    }
+        chan.data_bell().arm(token, || match core.peek(chan) {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => {
+                let place = chan.producer();
+                if place.left() || (peer_check.due() && place.gone()) {
+                    // Let the receive that follows look at once.
+                    peer_check.force();
+                    true
+                } else {
+                    false
                 }
-            })
+            }
+        })
     }
 }
 
@@ -957,8 +1000,8 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.core.flush(&self.chan);
-        self.chan.place(OFF_CONSUMER).leave();
-        self.chan.bell(OFF_SPACE_BELL).ring_always();
+        self.chan.consumer().leave();
+        self.chan.space_bell().ring_always();
     }
 }
 
@@ -1000,7 +1043,7 @@ impl Drop for Sample<'_> {
     fn drop(&mut self) {
         let c = &mut *self.consumer;
         if c.core.release(&c.chan) {
-            c.chan.bell(OFF_SPACE_BELL).ring();
+            c.chan.space_bell().ring();
         }
     }
 }
