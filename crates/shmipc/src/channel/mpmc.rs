@@ -85,13 +85,13 @@
 //!
 //! # Layout of the segment
 //!
-//! The `#[repr(C)]` structs `Control`, `Record` and `SlotHeader` (in this file),
-//! checked by the compiler:
+//! The `#[repr(C)]` structs `Control` (the first 384 bytes, layout header
+//! included), `Record` and `SlotHeader` (in this file), checked by the compiler:
 //!
 //! ```text
 //!   0  layout header (kind mpmc; params: capacity | max endpoints << 32, slot size,
 //!      type size | align << 32, type hash)
-//!  64  Control: enqueue position, dequeue position (own cache lines), data bell
+//!  64  enqueue position, dequeue position (own cache lines), data bell
 //!      (consumers sleep), space bell (producers sleep), producers and consumers
 //!      ever attached
 //! 384  Record per endpoint, 32 bytes: token, attaches, role (1 producer, 2 consumer)

@@ -78,14 +78,15 @@
 //!
 //! # Layout of the segment
 //!
-//! The `#[repr(C)]` structs `Control`, `SubRecord` and `ChunkHeader` (in this
-//! file), checked by the compiler:
+//! The `#[repr(C)]` structs `Control` (the first 320 bytes, layout header
+//! included), `SubRecord` and `ChunkHeader` (in this file), checked by the
+//! compiler:
 //!
 //! ```text
 //!   0  layout header (kind pubsub; params: capacity | max subscribers << 32,
 //!      chunk size | overflow << 32 | max held << 40 | kept history << 48,
 //!      type size | align << 32, type hash)
-//!  64  Control: publisher token, attaches
+//!  64  publisher token, attaches
 //! 128  head: messages published                       (publisher writes)
 //! 192  data bell: seq, sleepers                       (subscribers sleep)
 //! 256  space bell: seq, sleepers                      (publisher sleeps)

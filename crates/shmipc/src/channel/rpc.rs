@@ -60,13 +60,14 @@
 //!
 //! # Layout of the segment
 //!
-//! The `#[repr(C)]` structs `Control` and `ClientRecord` (in this file), with
-//! `mpmc::SlotHeader` and `spsc::SlotHeader` for the slots, checked by the compiler:
+//! The `#[repr(C)]` structs `Control` (the first 384 bytes, layout header
+//! included) and `ClientRecord` (in this file), with `mpmc::SlotHeader` and
+//! `spsc::SlotHeader` for the slots, checked by the compiler:
 //!
 //! ```text
 //!   0  layout header (kind rpc; params: request capacity | max clients << 32,
 //!      slot size, response capacity, 0)
-//!  64  Control: server token, attaches
+//!  64  server token, attaches
 //! 128  request enqueue position; 192 dequeue position   (own cache lines)
 //! 256  request bell (server sleeps); 320 request-space bell (clients sleep)
 //! 384  ClientRecord per client, 256 bytes: token, attaches | response tail (own

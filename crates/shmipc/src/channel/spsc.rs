@@ -24,15 +24,16 @@
 //!
 //! # Layout of the segment
 //!
-//! The `#[repr(C)]` structs `Control` and `SlotHeader` (in this file), checked by
-//! the compiler:
+//! The `#[repr(C)]` structs `Control` (the first 384 bytes, layout header
+//! included) and `SlotHeader` (in this file), checked by the compiler:
 //!
 //! ```text
 //!   0  layout header (kind spsc; params: capacity, slot size, type size|align<<32, type hash)
-//!  64  Control: producer token, producer attaches, consumer token, consumer attaches (peer.rs)
+//!  64  producer token, producer attaches, consumer token, consumer attaches (peer.rs)
 //! 128  tail: messages the consumer has finished with      (own cache line, consumer writes)
 //! 192  data bell: seq, sleepers                           (consumer sleeps, producer rings)
 //! 256  space bell: seq, sleepers                          (producer sleeps, consumer rings)
+//! 320  reserved (zero)
 //! 384  slots: `capacity` x stride (64-byte multiple): SlotHeader (stamp u64), payload
 //! ```
 //!
