@@ -72,6 +72,7 @@
 //!      client u64, id u64, data
 //!  P   response rings, one per client place: stamp, payload (id u64, data)
 //! ```
+#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::fmt;

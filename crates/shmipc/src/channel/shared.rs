@@ -1,5 +1,6 @@
 //! What every channel kind shares: creating or opening its segment with a checked
 //! header, the message type identity, and typed access to words at fixed offsets.
+#![allow(unsafe_code)]
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
