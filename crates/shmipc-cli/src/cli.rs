@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::units::{parse_duration, parse_mode, parse_size};
+use crate::units::{parse_count, parse_count_usize, parse_duration, parse_mode, parse_size};
 
 /// The JSON keys of `info --json` and `ls --json`, for their help.
 macro_rules! json_keys {
@@ -313,7 +313,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Give up (and stop both processes) if the demo takes longer than this
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 }
 
@@ -445,7 +445,7 @@ pub struct LockArgs {
     /// Mutex name (created if it does not exist; stays until `shmipc rm NAME`)
     pub name: String,
     /// Give up (exit status 1) if the mutex stays held this long [default: wait for ever]
-    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// The command to run while holding the mutex, and its arguments
     #[arg(
@@ -487,7 +487,7 @@ pub enum SemAction {
     /// Take a unit, waiting for one if there is none
     Wait {
         /// Give up (exit status 1) after this long [default: wait for ever]
-        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         timeout: Option<Duration>,
     },
 }
@@ -521,7 +521,7 @@ pub enum EventAction {
     /// Wait until it is set
     Wait {
         /// Give up (exit status 1) after this long [default: wait for ever]
-        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         timeout: Option<Duration>,
     },
 }
@@ -530,13 +530,13 @@ pub enum EventAction {
 #[derive(Debug, Args)]
 pub struct TopicOptions {
     /// Creating: messages the ring holds (rounded up to a power of two)
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value = "256", value_parser = parse_count_usize)]
     pub capacity: usize,
     /// Creating: largest message in bytes
     #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = parse_size)]
     pub max_size: u64,
     /// Creating: most subscribers at a time
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value = "16", value_parser = parse_count_usize)]
     pub max_subscribers: usize,
     /// Creating: overwrite-oldest instead of lossless: the publisher never waits,
     /// and a subscriber that falls a ring behind loses the oldest messages (and is
@@ -558,7 +558,7 @@ pub struct PubArgs {
     pub messages: Vec<OsString>,
     /// Give up (exit status 1) if another publisher holds the topic this long, or
     /// (a lossless topic) a live subscriber makes no room for this long
-    #[arg(long, short = 't', value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, short = 't', value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
     #[command(flatten)]
     pub create: TopicOptions,
@@ -570,13 +570,13 @@ pub struct SubArgs {
     /// Topic name (a pubsub channel; created if it does not exist)
     pub topic: String,
     /// Exit (status 0) after this many messages [default: run until interrupted]
-    #[arg(long, short = 'n', value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
     /// Fail (exit status 1) when no message arrives for this long [default: wait for ever]
-    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// Start with up to N messages published before, if still in the ring
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count_usize)]
     pub history: usize,
     /// Print one JSON object per message (keys above)
     #[arg(long)]

@@ -8,14 +8,20 @@ mod units;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     // A segment truncated by another program under one of our mappings (or a
     // sparse one on a full /dev/shm) is reported by name, not a raw SIGBUS death.
     #[cfg(unix)]
     let _ = shmipc::os::unix::install_sigbus_handler();
-    match cli::Cli::try_parse() {
+    // `--size -1` reaches the size parser, which says why it is wrong, instead of
+    // clap calling `-1` an unknown flag.
+    let command = cli::Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m));
+    match parsed {
         Ok(cli) => match command::run(cli.command) {
             Ok(code) => code,
             Err(e) => output::fail(&e),

@@ -139,6 +139,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     u64::try_from(value / scale).map_err(|_| too_large())
 }
 
+/// A count of things (messages, slots, subscribers): a plain whole number.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` is not a count: write a whole number such as 0, 16 or 1000"
+        ));
+    }
+    s.parse()
+        .map_err(|_| format!("`{text}` is too large: the largest count is {}", u64::MAX))
+}
+
+/// [`parse_count`], for counts that size memory on this machine.
+pub fn parse_count_usize(text: &str) -> Result<usize, String> {
+    let n = parse_count(text)?;
+    usize::try_from(n)
+        .map_err(|_| format!("`{text}` is too large: the largest count is {}", usize::MAX))
+}
+
 /// Parses a duration such as `500ms`, `2s`, `1.5m` (see the module doc).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
@@ -246,6 +265,20 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("0"), Ok(0));
+        assert_eq!(parse_count(" 16 "), Ok(16));
+        assert_eq!(parse_count("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["", "-1", "+1", "1.5", "1e3", "16K", "x"] {
+            let e = parse_count(bad).unwrap_err();
+            assert!(e.contains("is not a count"), "{bad:?}: {e}");
+        }
+        assert!(parse_count("18446744073709551616")
+            .unwrap_err()
+            .contains("too large"));
+    }
 
     #[test]
     fn sizes() {

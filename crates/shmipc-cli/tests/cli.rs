@@ -519,6 +519,18 @@ fn bad_input_fails_in_one_line_and_leaks_nothing() {
         (&["create", n, "-s", "64KB"], 2, "ambiguous"),
         (&["create", n, "-s", "1.3K"], 2, "whole number"),
         (&["create", n, "--size=-1"], 2, "not a size"),
+        (&["create", n, "-s", "-1"], 2, "not a size"),
+        (&["read", n, "--offset", "-5"], 2, "not a size"),
+        (&["demo", "--timeout", "-5s"], 2, "not a duration"),
+        (&["sub", n, "--count", "-3"], 2, "not a count"),
+        (&["sub", n, "--history", "x"], 2, "not a count"),
+        (&["pub", n, "--capacity", "-1", "m"], 2, "not a count"),
+        (
+            &["pub", n, "--max-subscribers", "99999999999999999999", "m"],
+            2,
+            "too large",
+        ),
+        (&["lock", n, "--timeout", "-1s"], 2, "not a duration"),
         (&["create", n], 2, "--size"),
         // modes and flags
         (

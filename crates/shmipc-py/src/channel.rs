@@ -48,6 +48,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 use shmipc::channel::{pubsub, spsc, RecvError, SendError};
 
+use crate::args;
 use crate::buffer::{self, Dims, Source};
 use crate::errors::{self, Disconnected};
 use crate::wait::{slices, Timeout};
@@ -495,7 +496,11 @@ impl Loan {
     /// Sends the first ``length`` bytes (default: all of them). Never waits: the
     /// room was made when the loan was taken.
     #[pyo3(signature = (length=None, timeout=None))]
-    fn send(&self, length: Option<usize>, timeout: Option<f64>) -> PyResult<()> {
+    fn send(
+        &self,
+        #[pyo3(from_py_with = args::send_length)] length: Option<usize>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         // Kept for compatibility: sending a loan never waits.
         Timeout::new(timeout)?;
         let n = length.unwrap_or(self.len);
@@ -639,7 +644,12 @@ fn spsc_opts(capacity: usize, slot_size: usize) -> spsc::Options {
 impl Producer {
     #[new]
     #[pyo3(signature = (name, capacity=256, slot_size=4096))]
-    fn py_new(py: Python<'_>, name: &str, capacity: usize, slot_size: usize) -> PyResult<Self> {
+    fn py_new(
+        py: Python<'_>,
+        name: &str,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
+    ) -> PyResult<Self> {
         let p = py
             .detach(|| spsc_opts(capacity, slot_size).create_or_open_producer(name))
             .map_err(errors::channel)?;
@@ -653,8 +663,8 @@ impl Producer {
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         name: &str,
-        capacity: usize,
-        slot_size: usize,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
         let p = py
             .detach(|| spsc_opts(capacity, slot_size).create_producer(name))
@@ -730,7 +740,12 @@ impl Producer {
     /// ``timeout`` seconds for room: a writable buffer; fill it, then
     /// ``loan.send()`` (or use ``with``). One loan at a time.
     #[pyo3(signature = (size, timeout=None))]
-    fn loan(&self, py: Python<'_>, size: usize, timeout: Option<f64>) -> PyResult<Loan> {
+    fn loan(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::loan_size)] size: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Loan> {
         let t = Timeout::new(timeout)?;
         let cell = &self.cell;
         let r = slices(py, t, |slice| {
@@ -888,7 +903,12 @@ impl Consumer {
 impl Consumer {
     #[new]
     #[pyo3(signature = (name, capacity=256, slot_size=4096))]
-    fn py_new(py: Python<'_>, name: &str, capacity: usize, slot_size: usize) -> PyResult<Self> {
+    fn py_new(
+        py: Python<'_>,
+        name: &str,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
+    ) -> PyResult<Self> {
         let c = py
             .detach(|| spsc_opts(capacity, slot_size).create_or_open_consumer(name))
             .map_err(errors::channel)?;
@@ -902,8 +922,8 @@ impl Consumer {
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         name: &str,
-        capacity: usize,
-        slot_size: usize,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
         let c = py
             .detach(|| spsc_opts(capacity, slot_size).create_consumer(name))
@@ -1052,11 +1072,11 @@ impl Publisher {
     fn py_new(
         py: Python<'_>,
         topic: &str,
-        capacity: usize,
-        slot_size: usize,
-        max_subscribers: usize,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
+        #[pyo3(from_py_with = args::max_subscribers)] max_subscribers: usize,
         overflow: &str,
-        max_held: usize,
+        #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
@@ -1073,11 +1093,11 @@ impl Publisher {
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         topic: &str,
-        capacity: usize,
-        slot_size: usize,
-        max_subscribers: usize,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
+        #[pyo3(from_py_with = args::max_subscribers)] max_subscribers: usize,
         overflow: &str,
-        max_held: usize,
+        #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
@@ -1161,7 +1181,12 @@ impl Publisher {
     /// then ``loan.send()`` (or use ``with``: sent on success, discarded on an
     /// exception). One loan at a time.
     #[pyo3(signature = (size, timeout=None))]
-    fn loan(&self, py: Python<'_>, size: usize, timeout: Option<f64>) -> PyResult<Loan> {
+    fn loan(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::loan_size)] size: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Loan> {
         if size > self.slot_size {
             return Err(PyValueError::new_err(format!(
                 "a loan of {size} bytes does not fit a slot of {} bytes: loan less, or recreate the topic with larger slots",
@@ -1314,12 +1339,12 @@ impl Subscriber {
     fn py_new(
         py: Python<'_>,
         topic: &str,
-        history: usize,
-        capacity: usize,
-        slot_size: usize,
-        max_subscribers: usize,
+        #[pyo3(from_py_with = args::history)] history: usize,
+        #[pyo3(from_py_with = args::capacity)] capacity: usize,
+        #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
+        #[pyo3(from_py_with = args::max_subscribers)] max_subscribers: usize,
         overflow: &str,
-        max_held: usize,
+        #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let s = py
@@ -1335,7 +1360,7 @@ impl Subscriber {
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         topic: &str,
-        history: usize,
+        #[pyo3(from_py_with = args::history)] history: usize,
     ) -> PyResult<Self> {
         let s = py
             .detach(|| pubsub::Subscriber::open_with_history(topic, history))

@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+mod args;
 mod buffer;
 mod channel;
 mod errors;

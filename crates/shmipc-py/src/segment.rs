@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmipc::{Access, Backing, Disposition, Persistence};
 
+use crate::args;
 use crate::buffer::{self, Dims, Source};
 use crate::errors;
 
@@ -102,10 +103,10 @@ impl Segment {
     fn py_new(
         py: Python<'_>,
         name: &str,
-        size: u64,
+        #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
-        mode: u32,
+        #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
         Self::create_or_open(py, name, size, file, persistent, mode)
     }
@@ -121,10 +122,10 @@ impl Segment {
         _cls: &Bound<'_, pyo3::types::PyType>,
         py: Python<'_>,
         name: &str,
-        size: u64,
+        #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
-        mode: u32,
+        #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
         let o = options(size, file, persistent, mode);
         let seg = py.detach(|| o.create(name)).map_err(errors::create)?;
@@ -157,10 +158,10 @@ impl Segment {
     fn create_or_open(
         py: Python<'_>,
         name: &str,
-        size: u64,
+        #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
-        mode: u32,
+        #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
         let o = options(size, file, persistent, mode);
         let (seg, d) = py
@@ -221,8 +222,8 @@ impl Segment {
     fn map(
         &self,
         py: Python<'_>,
-        offset: u64,
-        length: usize,
+        #[pyo3(from_py_with = args::offset)] offset: u64,
+        #[pyo3(from_py_with = args::length)] length: usize,
         access: Option<&str>,
     ) -> PyResult<View> {
         let seg = self.get()?;
@@ -241,8 +242,8 @@ impl Segment {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: u64,
-        n: Option<usize>,
+        #[pyo3(from_py_with = args::offset)] offset: u64,
+        #[pyo3(from_py_with = args::count)] n: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let seg = self.get()?;
         let n = match n {
@@ -260,7 +261,12 @@ impl Segment {
 
     /// Copies ``data`` (any bytes-like object) in at ``offset``.
     #[pyo3(signature = (offset, data))]
-    fn write(&self, py: Python<'_>, offset: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::offset)] offset: u64,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let seg = self.get()?;
         let src = Source::new(data)?;
         if src.len() == 0 {
@@ -418,8 +424,8 @@ impl View {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: usize,
-        n: Option<usize>,
+        #[pyo3(from_py_with = args::view_offset)] offset: usize,
+        #[pyo3(from_py_with = args::count)] n: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let v = self.get()?;
         let n = n.unwrap_or_else(|| self.len.saturating_sub(offset));
@@ -428,7 +434,12 @@ impl View {
 
     /// Copies ``data`` (any bytes-like object) in at ``offset``.
     #[pyo3(signature = (offset, data))]
-    fn write(&self, py: Python<'_>, offset: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::view_offset)] offset: usize,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let v = self.get()?;
         let src = Source::new(data)?;
         write_view(py, &v, offset, &src)

@@ -25,6 +25,7 @@ use shmipc::sync::{
 };
 use shmipc::Disposition;
 
+use crate::args;
 use crate::errors::{self, OwnerDied};
 use crate::wait::{slices, Timeout};
 
@@ -259,7 +260,12 @@ const SEM_MAX: u32 = i32::MAX as u32;
 impl Semaphore {
     #[new]
     #[pyo3(signature = (name, initial=0, maximum=SEM_MAX))]
-    fn py_new(py: Python<'_>, name: &str, initial: u32, maximum: u32) -> PyResult<Self> {
+    fn py_new(
+        py: Python<'_>,
+        name: &str,
+        #[pyo3(from_py_with = args::initial)] initial: u32,
+        #[pyo3(from_py_with = args::maximum)] maximum: u32,
+    ) -> PyResult<Self> {
         let (s, d) = py
             .detach(|| NamedSemaphore::create_or_open(name, initial, maximum))
             .map_err(errors::object)?;
@@ -276,8 +282,8 @@ impl Semaphore {
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         name: &str,
-        initial: u32,
-        maximum: u32,
+        #[pyo3(from_py_with = args::initial)] initial: u32,
+        #[pyo3(from_py_with = args::maximum)] maximum: u32,
     ) -> PyResult<Self> {
         let s = py
             .detach(|| NamedSemaphore::create(name, initial, maximum))

@@ -125,7 +125,7 @@ def test_bad_arguments_raise_clear_exceptions(name):
         shmipc.Segment.create("a/b", 10)
     with pytest.raises(ValueError):
         shmipc.Segment.create(name, 0)
-    with pytest.raises(OverflowError):
+    with pytest.raises(ValueError, match="size must be a whole number from 0 to"):
         shmipc.Segment.create(name, -1)
     with pytest.raises(ValueError, match="access"):
         shmipc.Segment.open(name, "x")
@@ -141,6 +141,40 @@ def test_bad_arguments_raise_clear_exceptions(name):
     seg.close()
     with pytest.raises(ValueError, match="closed"):
         seg.read(0, 1)
+
+
+# Every whole-number argument, given a negative number, one too large for any OS,
+# or a non-integer: a ValueError / TypeError naming the argument (not Python's bare
+# OverflowError), and nothing is created.
+INT_ARGS = [
+    ("size", lambda n, v: shmipc.Segment.create(n, v)),
+    ("mode", lambda n, v: shmipc.Segment.create(n, 64, mode=v)),
+    ("offset", lambda n, v: shmipc.Segment.create(n, 64).map(offset=v)),
+    ("length", lambda n, v: shmipc.Segment.create(n, 64).map(length=v)),
+    ("n", lambda n, v: shmipc.Segment.create(n, 64).read(0, v)),
+    ("offset", lambda n, v: shmipc.Segment.create(n, 64).map().write(v, b"x")),
+    ("initial", lambda n, v: shmipc.Semaphore(n, initial=v)),
+    ("maximum", lambda n, v: shmipc.Semaphore(n, maximum=v)),
+    ("capacity", lambda n, v: shmipc.Producer(n, capacity=v)),
+    ("slot_size", lambda n, v: shmipc.Consumer(n, slot_size=v)),
+    ("capacity", lambda n, v: shmipc.Publisher(n, capacity=v)),
+    ("max_subscribers", lambda n, v: shmipc.Publisher(n, max_subscribers=v)),
+    ("max_held", lambda n, v: shmipc.Publisher(n, max_held=v)),
+    ("history", lambda n, v: shmipc.Subscriber(n, history=v)),
+    ("size", lambda n, v: shmipc.Publisher(n).loan(v)),
+    ("size", lambda n, v: shmipc.Producer(n).loan(v)),
+]
+
+
+@pytest.mark.parametrize("arg,call", INT_ARGS)
+def test_bad_whole_number_arguments_name_the_argument(name, arg, call):
+    for bad in (-1, 1 << 70):
+        with pytest.raises(ValueError, match=f"^{arg} must be a whole number from 0 to "):
+            call(name, bad)
+    with pytest.raises(TypeError, match=f"^argument '{arg}': expected a whole number"):
+        call(name, 1.5)
+    if LINUX:
+        assert not [f for f in os.listdir("/dev/shm") if name in f]
 
 
 def test_multiprocessing_shared_memory_interop(name):

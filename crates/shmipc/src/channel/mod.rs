@@ -32,7 +32,10 @@
 //! (`sys::liveness`: on Linux a lock byte the kernel drops with the process, so it
 //! holds across PID namespaces; on Windows its process id and creation time), so a
 //! reused process id is not mistaken for it.
-#![allow(unsafe_code)]
+//!
+//! `unsafe` is allowed only in the modules that have it (the endpoint files and
+//! `shared.rs`, which place samples and words in a mapping; `spsc_ring.rs`), each
+//! block with its `// SAFETY:` argument.
 
 /// Byte comparisons for a sample type that derefs to `[u8]` (so that samples
 /// compare with literals and vectors as `Vec<u8>` does).

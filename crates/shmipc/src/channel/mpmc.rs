@@ -98,6 +98,7 @@
 //!  S   slots (S 128-aligned), stride 64 + slot size rounded up to 64:
 //!      SlotHeader (state, length), then the payload at +64
 //! ```
+#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::fmt;

@@ -96,6 +96,7 @@
 //!  C   chunks (C page-aligned), stride 64 + chunk size rounded up to 64:
 //!      ChunkHeader (seq, len), then the payload at +64
 //! ```
+#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::fmt;

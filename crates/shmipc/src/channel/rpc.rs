@@ -77,6 +77,7 @@
 //!  P   response rings, one per client place: spsc SlotHeader (stamp), payload
 //!      (id u64, data)
 //! ```
+#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::fmt;

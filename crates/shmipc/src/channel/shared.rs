@@ -2,6 +2,7 @@
 //! header, the message type identity, the `#[repr(C)]` words every layout is built
 //! of ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken
 //! from those structs with `offset_of!`.
+#![allow(unsafe_code)]
 
 use std::mem::offset_of;
 use std::ptr::NonNull;

@@ -55,6 +55,7 @@
 //! producer or consumer may attach later and carries on where the old one stopped:
 //! messages in the ring are delivered to the next consumer (one that was being
 //! read when its consumer died is delivered again).
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -25,6 +25,7 @@
 //! Neither side trusts the other: a `tail` that is ahead of the producer or more than
 //! a ring behind it, and a stamp whose length exceeds the slot, are reported as
 //! [`Corrupt`] rather than used.
+#![allow(unsafe_code)]
 
 use super::shim::{AtomicU64, Ordering};
 use super::Corrupt;
