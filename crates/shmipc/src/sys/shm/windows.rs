@@ -551,8 +551,8 @@ pub(crate) fn set_inheritable(h: &OwnedHandle) -> io::Result<()> {
 // create
 
 const HINT_PERSIST: &str = ": Windows removes a paging-file section with its last handle; \
-keep a holder while it is in use (`shmipc create --hold`), or back it by a file \
-(`SegmentOptions::file`, `--file`) to keep its data after every handle closes";
+keep a holder while it is in use, or back it by a file \
+(`SegmentOptions::file`) to keep its data after every handle closes";
 
 pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     create_in(name, p, Namespace::Local)
@@ -886,7 +886,7 @@ pub(crate) fn list() -> Result<Vec<SegmentInfo>, Error> {
     Err(Error::Unsupported {
         what: "listing segments",
         hint: "Windows has no documented way to enumerate named sections; \
-ask about a name you know with `Segment::info` (`shmipc info NAME`)",
+ask about a name you know with `Segment::info`",
     })
 }
 
