@@ -102,6 +102,10 @@ const MARK_COMPLETE: u32 = 0o2000;
 /// The permission bits a user may choose.
 pub(crate) const PERMISSION_BITS: u32 = 0o666;
 
+/// The liveness file older shmipc builds kept in `/dev/shm` (reserved: no object
+/// can take the name, and listings skip it).
+const LEGACY_LIVENESS_FILE: &str = ".shmipc-liveness";
+
 /// How long an opener waits for a closing holder that has the object locked
 /// exclusively (it holds it for two system calls) before calling it busy.
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
@@ -1119,7 +1123,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, Error> {
         let Some(s) = file_name.to_str() else {
             continue;
         };
-        if s == crate::sys::liveness::FILE_NAME {
+        if s == LEGACY_LIVENESS_FILE {
             // The liveness file of older shmipc builds: no segment, never stale,
             // never collected (it is removed by hand, if ever, when no process of
             // such a build runs).
