@@ -942,8 +942,6 @@ unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // Hook: its words' doorbells go with it (sys/wait/windows.rs).
-        crate::sys::wait::unregister_mapping(self.ptr.as_ptr());
         // SAFETY: `ptr` is the base address `MapViewOfFile` returned, unmapped only
         // here, once; `View` guarantees no reference into it outlives the `Mapping`.
         unsafe {
@@ -976,16 +974,9 @@ pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Re
         Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
         Access::CopyOnWrite => FILE_MAP_COPY,
     };
-    let m = map_raw(h.section.as_raw_handle(), rights, offset, len)?;
-    // Hook: words in this view can be waited on with a kernel doorbell
-    // (sys/wait/windows.rs); 0 maps the whole section from `offset`.
-    let mapped = if len == 0 {
-        usize::MAX - m.ptr.as_ptr() as usize
-    } else {
-        len
-    };
-    crate::sys::wait::register_mapping(m.ptr.as_ptr(), mapped, h.section.as_raw_handle(), offset);
-    Ok(m)
+    // (The layer above tells `sys::wait` about the view, so that words in it get
+    // kernel doorbells: see `wait::view_mapped`.)
+    map_raw(h.section.as_raw_handle(), rights, offset, len)
 }
 
 /// Writes dirty pages of `start..start+len` (inside `m`) back to the backing file.
