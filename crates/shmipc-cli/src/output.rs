@@ -60,7 +60,7 @@ pub fn fail(e: &Error) -> ExitCode {
 /// The command that helps with a library error, if any: the library's texts say
 /// what to do in its own terms; the commands that do it are the CLI's to name.
 fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use shmipc::{CreateError, OpenError, RemoveError};
+    use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
         CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
         _ => None,
@@ -83,6 +83,12 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     if let Some(RemoveError::NotFound { .. }) = e.downcast_ref::<RemoveError>() {
         return Some("`shmipc ls --all` lists names".to_owned());
+    }
+    if let (true, Some(ListError::Unsupported { .. })) =
+        (cfg!(windows), e.downcast_ref::<ListError>())
+    {
+        // Windows: no enumeration; one name can still be asked about.
+        return Some("`shmipc info NAME`".to_owned());
     }
     match e.downcast_ref::<shmipc::sync::ObjectError>() {
         Some(shmipc::sync::ObjectError::Create(e)) => return create(e),

@@ -6,6 +6,7 @@
 use std::io;
 
 use crate::name::NameError;
+use crate::sys;
 
 /// Why [`Segment::create`](crate::Segment::create) (or `create_or_open`) failed.
 #[derive(Debug, thiserror::Error)]
@@ -294,4 +295,142 @@ pub enum FlushError {
         #[source]
         source: io::Error,
     },
+}
+
+// ---------------------------------------------------------------------------------
+// The one place where the shared-memory backends' failures (`sys::Error`) become the
+// public errors above: each operation's enum, named after its object.
+
+impl CreateError {
+    /// Creating `name` failed in the backend.
+    pub(crate) fn from_sys(name: &str, e: sys::Error) -> Self {
+        let name = name.to_owned();
+        match e {
+            sys::Error::AlreadyExists => Self::AlreadyExists { name },
+            sys::Error::PermissionDenied(source) => Self::PermissionDenied { name, source },
+            sys::Error::NoSpace {
+                size,
+                available,
+                store,
+            } => Self::NoSpace {
+                name,
+                size,
+                available,
+                store,
+            },
+            sys::Error::InvalidSize { size, reason } => Self::InvalidSize { name, size, reason },
+            sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
+            sys::Error::Os { op, source } => Self::Os { name, op, source },
+            // Kinds no backend's create reports.
+            e => Self::Os {
+                name,
+                op: "create",
+                source: e.into(),
+            },
+        }
+    }
+}
+
+impl OpenError {
+    /// Opening (or looking at) `name` failed in the backend.
+    pub(crate) fn from_sys(name: &str, e: sys::Error) -> Self {
+        let name = name.to_owned();
+        match e {
+            sys::Error::NotFound => Self::NotFound { name },
+            sys::Error::PermissionDenied(source) => Self::PermissionDenied { name, source },
+            sys::Error::Empty => Self::Empty { name },
+            sys::Error::Busy => Self::Busy { name },
+            sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
+            sys::Error::Os { op, source } => Self::Os { name, op, source },
+            // Kinds no backend's open reports.
+            e => Self::Os {
+                name,
+                op: "open",
+                source: e.into(),
+            },
+        }
+    }
+}
+
+impl RemoveError {
+    /// Removing `name` failed in the backend.
+    pub(crate) fn from_sys(name: &str, e: sys::Error) -> Self {
+        let name = name.to_owned();
+        match e {
+            sys::Error::NotFound => Self::NotFound { name },
+            sys::Error::PermissionDenied(source) => Self::PermissionDenied { name, source },
+            sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
+            sys::Error::Os { op, source } => Self::Os { name, op, source },
+            // Kinds no backend's remove reports.
+            e => Self::Os {
+                name,
+                op: "remove",
+                source: e.into(),
+            },
+        }
+    }
+}
+
+impl From<sys::Error> for ListError {
+    /// Listing (or collecting) failed in the backend.
+    fn from(e: sys::Error) -> Self {
+        match e {
+            sys::Error::Unsupported { hint, .. } => Self::Unsupported { hint },
+            sys::Error::List { place, source } => Self::Os { place, source },
+            // Kinds no backend's list reports.
+            e => Self::Os {
+                place: "segments".into(),
+                source: e.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_errors_become_each_operations_error_named() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let e = CreateError::from_sys(
+            "seg",
+            sys::Error::Os {
+                op: "fstat",
+                source: denied(),
+            },
+        );
+        assert!(matches!(&e, CreateError::Os { name, op: "fstat", .. } if name == "seg"));
+        assert!(
+            e.to_string().starts_with("segment `seg`: fstat failed: "),
+            "{e}"
+        );
+        assert!(matches!(
+            CreateError::from_sys("seg", sys::Error::AlreadyExists),
+            CreateError::AlreadyExists { name } if name == "seg"
+        ));
+        assert!(matches!(
+            OpenError::from_sys("seg", sys::Error::Busy),
+            OpenError::Busy { name } if name == "seg"
+        ));
+        assert!(matches!(
+            OpenError::from_sys("seg", sys::Error::PermissionDenied(denied())),
+            OpenError::PermissionDenied { name, .. } if name == "seg"
+        ));
+        assert!(matches!(
+            RemoveError::from_sys("seg", sys::Error::NotFound),
+            RemoveError::NotFound { name } if name == "seg"
+        ));
+        let e = ListError::from(sys::Error::List {
+            place: "/dev/shm".into(),
+            source: denied(),
+        });
+        assert!(
+            e.to_string().starts_with("listing /dev/shm failed: "),
+            "{e}"
+        );
+        // A kind the operation never gets still names the object, as an OS failure.
+        let e = CreateError::from_sys("seg", sys::Error::NotFound);
+        assert!(matches!(&e, CreateError::Os { op: "create", .. }), "{e}");
+    }
 }

@@ -145,7 +145,8 @@ fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
     let mut head = Vec::new();
     let (size, fd) = crate::sys::peek(&valid, INSPECT_LEN, &mut |_, chunk| {
         head.extend_from_slice(chunk);
-    })?;
+    })
+    .map_err(|e| OpenError::from_sys(valid.as_str(), e))?;
     // Holders prove their liveness on the object itself, not on the copy.
     let anchor = crate::sys::liveness::Anchor::new();
     let scope = crate::sys::liveness::Scope::asking(std::os::fd::AsFd::as_fd(&fd), &anchor);

@@ -122,7 +122,7 @@ impl Segment {
     #[doc(alias = "shm_unlink")]
     pub fn remove(name: &str) -> Result<(), RemoveError> {
         let name = Name::new(name)?;
-        sys::remove(&name)
+        sys::remove(&name).map_err(|e| RemoveError::from_sys(name.as_str(), e))
     }
 
     /// Every named segment on the machine, shmipc's and other programs' (see
@@ -140,7 +140,7 @@ impl Segment {
     /// [`OpenError::NotFound`] if nothing has the name or it is stale.
     pub fn info(name: &str) -> Result<SegmentInfo, OpenError> {
         let name = Name::new(name)?;
-        match sys::info(&name)? {
+        match sys::info(&name).map_err(|e| OpenError::from_sys(name.as_str(), e))? {
             i if i.stale => Err(OpenError::NotFound {
                 name: name.to_string(),
             }),
@@ -155,7 +155,7 @@ impl Segment {
     /// # Errors
     /// As [`Segment::list`].
     pub fn collect_garbage(dry_run: bool) -> Result<Vec<String>, ListError> {
-        sys::gc(dry_run)
+        Ok(sys::gc(dry_run)?)
     }
 
     /// The name, or `None` for an unnamed segment.
@@ -402,7 +402,8 @@ impl SegmentOptions {
         if self.file.is_none() || self.size > i64::MAX as u64 {
             check_size(name.as_str(), self.size)?;
         }
-        let handle = sys::create(&name, &self.params())?;
+        let handle = sys::create(&name, &self.params())
+            .map_err(|e| CreateError::from_sys(name.as_str(), e))?;
         Ok(Segment {
             inner: Arc::new(Inner {
                 anchor: sys::liveness::Anchor::new(),
@@ -433,7 +434,8 @@ impl SegmentOptions {
         }
         let mut params = self.params();
         params.defer_publish = true;
-        let handle = sys::create(&name, &params).map_err(InitError::Create)?;
+        let handle = sys::create(&name, &params)
+            .map_err(|e| InitError::Create(CreateError::from_sys(name.as_str(), e)))?;
         let seg = Segment {
             inner: Arc::new(Inner {
                 anchor: sys::liveness::Anchor::new(),
@@ -445,7 +447,8 @@ impl SegmentOptions {
         let view = seg.map_all().map_err(InitError::Map)?;
         init(&view).map_err(InitError::Init)?;
         if let Some(name) = &seg.inner.name {
-            sys::publish(name, &seg.inner.handle).map_err(InitError::Create)?;
+            sys::publish(&seg.inner.handle)
+                .map_err(|e| InitError::Create(CreateError::from_sys(name.as_str(), e)))?;
         }
         Ok((seg, view))
     }
@@ -456,7 +459,8 @@ impl SegmentOptions {
     /// See [`OpenError`].
     pub fn open(&self, name: &str) -> Result<Segment, OpenError> {
         let name = Name::new(name)?;
-        let handle = sys::open(&name, self.access)?;
+        let handle =
+            sys::open(&name, self.access).map_err(|e| OpenError::from_sys(name.as_str(), e))?;
         Ok(Segment {
             inner: Arc::new(Inner {
                 anchor: sys::liveness::Anchor::new(),
@@ -503,7 +507,8 @@ impl SegmentOptions {
     /// See [`CreateError`].
     pub fn create_unnamed(&self) -> Result<Segment, CreateError> {
         check_size("(unnamed)", self.size)?;
-        let handle = sys::create_unnamed(self.size, self.reserve)?;
+        let handle = sys::create_unnamed(self.size, self.reserve)
+            .map_err(|e| CreateError::from_sys("(unnamed)", e))?;
         Ok(Segment {
             inner: Arc::new(Inner {
                 anchor: sys::liveness::Anchor::new(),

@@ -101,6 +101,13 @@ pub(crate) fn map(
         }
     })?;
     mapping.label(&name());
+    // Words in the view can now be waited on across processes (Windows: doorbells).
+    sys::wait::view_mapped(
+        mapping.ptr().as_ptr(),
+        s.map_len,
+        &inner.handle,
+        s.map_offset,
+    );
     Ok(View {
         mapping,
         seg: Arc::clone(inner),
@@ -144,6 +151,13 @@ pub struct View {
     len: usize,
     offset: u64,
     access: Access,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // Before the mapping (a field) is unmapped.
+        sys::wait::view_unmapping(self.mapping.ptr().as_ptr());
+    }
 }
 
 impl fmt::Debug for View {

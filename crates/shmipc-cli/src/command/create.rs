@@ -34,7 +34,18 @@ pub fn run(args: &CreateArgs) -> Result {
         }
         options = options.file(file);
     }
-    let segment = options.create(&args.name)?;
+    let segment = match options.create(&args.name) {
+        Ok(segment) => segment,
+        // Windows: a memory segment cannot outlive its last handle; say which
+        // options of this command keep one.
+        Err(e @ CreateError::Unsupported { .. }) if !args.hold && args.file.is_none() => {
+            return Err(format!(
+                "{e} (`shmipc create --hold` keeps a holder while it runs; `--file PATH` backs it by a file)"
+            )
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let name = &args.name;
     let what = describe(&segment);
 

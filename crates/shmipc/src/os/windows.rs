@@ -122,7 +122,8 @@ pub fn create_global(name: &str, size: u64) -> Result<Segment, CreateError> {
         reserve: false,
         defer_publish: false,
     };
-    let handle = sys::create_in(&name, &params, sys::Namespace::Global)?;
+    let handle = sys::create_in(&name, &params, sys::Namespace::Global)
+        .map_err(|e| CreateError::from_sys(name.as_str(), e))?;
     Ok(Segment {
         inner: Arc::new(Inner {
             anchor: crate::sys::liveness::Anchor::new(),
@@ -139,7 +140,8 @@ pub fn create_global(name: &str, size: u64) -> Result<Segment, CreateError> {
 /// As [`Segment::open`].
 pub fn open_global(name: &str, access: Access) -> Result<Segment, OpenError> {
     let name = Name::new(name)?;
-    let handle = sys::open_in(&name, access, sys::Namespace::Global)?;
+    let handle = sys::open_in(&name, access, sys::Namespace::Global)
+        .map_err(|e| OpenError::from_sys(name.as_str(), e))?;
     Ok(Segment {
         inner: Arc::new(Inner {
             anchor: crate::sys::liveness::Anchor::new(),

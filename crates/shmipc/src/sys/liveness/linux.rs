@@ -107,10 +107,6 @@ use super::Liveness;
 /// Lock owners can be named and checked here.
 pub(crate) const SUPPORTED: bool = true;
 
-/// The name of the liveness file older builds kept in `/dev/shm` (reserved: no
-/// object can take it, and listings skip it).
-pub(crate) const FILE_NAME: &str = ".shmipc-liveness";
-
 const ID_SHIFT: u32 = 41;
 const ID_MASK: u64 = (1 << 22) - 1;
 const TAG_SHIFT: u32 = 35;

@@ -66,8 +66,6 @@ mod imp;
 
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) use imp::current_tid;
-#[cfg(target_os = "linux")]
-pub(crate) use imp::FILE_NAME;
 pub(crate) use imp::{namespaces, owner_thread, Anchor, Scope, SUPPORTED};
 
 /// What the OS says about an owner.

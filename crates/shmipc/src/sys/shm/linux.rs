@@ -80,7 +80,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
@@ -101,6 +101,10 @@ const MARK_TRANSIENT: u32 = 0o100;
 const MARK_COMPLETE: u32 = 0o2000;
 /// The permission bits a user may choose.
 pub(crate) const PERMISSION_BITS: u32 = 0o666;
+
+/// The liveness file older shmipc builds kept in `/dev/shm` (reserved: no object
+/// can take the name, and listings skip it).
+const LEGACY_LIVENESS_FILE: &str = ".shmipc-liveness";
 
 /// How long an opener waits for a closing holder that has the object locked
 /// exclusively (it holds it for two system calls) before calling it busy.
@@ -288,10 +292,8 @@ fn is_regular(st: &rfs::Stat) -> bool {
 
 /// The error for a name that is something other than a shared-memory object (a
 /// directory, FIFO or device someone put in `/dev/shm`).
-fn not_a_segment(name: &Name, path: &Path) -> OpenError {
-    OpenError::Os {
-        name: name.to_string(),
-        op: "checking the object",
+fn not_a_segment(path: &Path) -> Error {
+    Error::Os { op: "checking the object",
         source: io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -376,11 +378,9 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 // ---------------------------------------------------------------------------------
 // create
 
-pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
-    let n = || name.to_string();
+pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     let os = |op: &'static str| {
-        move |e: Errno| CreateError::Os {
-            name: n(),
+        move |e: Errno| Error::Os {
             op,
             source: io_err(e),
         }
@@ -388,14 +388,12 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     if let Some(file) = p.file {
         return create_file_backed(name, file, p);
     }
-    let avail = shm_available(Path::new(SHM_DIR)).map_err(|source| CreateError::Os {
-        name: n(),
+    let avail = shm_available(Path::new(SHM_DIR)).map_err(|source| Error::Os {
         op: "statvfs(/dev/shm)",
         source,
     })?;
     if p.size > avail {
-        return Err(CreateError::NoSpace {
-            name: n(),
+        return Err(Error::NoSpace {
             size: p.size,
             available: avail,
             store: SHM_DIR.into(),
@@ -427,15 +425,14 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
             (fd, Some(temp))
         }
         Err(Errno::ACCESS | Errno::PERM) => {
-            return Err(CreateError::PermissionDenied {
-                name: n(),
-                source: io::Error::from(io::ErrorKind::PermissionDenied),
-            })
+            return Err(Error::PermissionDenied(io::Error::from(
+                io::ErrorKind::PermissionDenied,
+            )))
         }
         Err(e) => return Err(os("open(/dev/shm, O_TMPFILE)")(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
-    let cleanup = |e: CreateError| {
+    let cleanup = |e: Error| {
         if let Some(t) = &temp {
             let _ = rfs::unlink(t);
         }
@@ -443,8 +440,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     };
     prepare(&fd, p.size, mode, p.reserve)
         .map_err(|(op, e)| match e {
-            Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
-                name: n(),
+            Errno::NOSPC | Errno::FBIG => Error::NoSpace {
                 size: p.size,
                 available: avail,
                 store: SHM_DIR.into(),
@@ -468,7 +464,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
         })),
     };
     if !p.defer_publish {
-        publish(name, &handle)?;
+        publish(&handle)?;
     }
     Ok(handle)
 }
@@ -477,8 +473,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
 /// without replacing anything (a stale or half-made object under the name is
 /// cleared once). Until then nobody can open it; if this fails, or the handle is
 /// dropped first, nothing stays behind.
-pub(crate) fn publish(name: &Name, h: &Handle) -> Result<(), CreateError> {
-    let n = || name.to_string();
+pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
     let mut slot = h
         .pending
         .lock()
@@ -497,21 +492,19 @@ pub(crate) fn publish(name: &Name, h: &Handle) -> Result<(), CreateError> {
             Err(Errno::EXIST) if !cleared_stale => {
                 cleared_stale = true;
                 if !clear_if_stale(&p.target) {
-                    return Err(CreateError::AlreadyExists { name: n() });
+                    return Err(Error::AlreadyExists);
                 }
             }
-            Err(Errno::EXIST) => return Err(CreateError::AlreadyExists { name: n() }),
+            Err(Errno::EXIST) => return Err(Error::AlreadyExists),
             Err(Errno::NOSPC) => {
-                return Err(CreateError::NoSpace {
-                    name: n(),
+                return Err(Error::NoSpace {
                     size: p.size,
                     available: p.available,
                     store: SHM_DIR.into(),
                 })
             }
             Err(e) => {
-                return Err(CreateError::Os {
-                    name: n(),
+                return Err(Error::Os {
                     op: "link into /dev/shm",
                     source: io_err(e),
                 })
@@ -606,29 +599,18 @@ fn clear_if_stale(path: &Path) -> bool {
     false
 }
 
-fn create_file_backed(
-    name: &Name,
-    file: &Path,
-    p: &CreateParams<'_>,
-) -> Result<Handle, CreateError> {
-    let n = || name.to_string();
-    let abs = std::path::absolute(file).map_err(|source| CreateError::Os {
-        name: n(),
+fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<Handle, Error> {
+    let abs = std::path::absolute(file).map_err(|source| Error::Os {
         op: "resolving the file path",
         source,
     })?;
     let open_err = |e: Errno| match e {
-        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
-            name: n(),
-            source: io_err(e),
-        },
-        Errno::LOOP => CreateError::Os {
-            name: n(),
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied(io_err(e)),
+        Errno::LOOP => Error::Os {
             op: "opening the backing file",
             source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", abs.display())),
         },
-        e => CreateError::Os {
-            name: n(),
+        e => Error::Os {
             op: "opening the backing file",
             source: io::Error::new(
                 io_err(e).kind(),
@@ -655,8 +637,7 @@ fn create_file_backed(
     if made_file {
         if let Err(e) = rfs::fchmod(&fd, Mode::from_raw_mode(p.mode & PERMISSION_BITS)) {
             let _ = rfs::unlink(&abs);
-            return Err(CreateError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "fchmod",
                 source: io_err(e),
             });
@@ -668,8 +649,7 @@ fn create_file_backed(
             if made_file {
                 let _ = rfs::unlink(&abs);
             }
-            return Err(CreateError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "fstat",
                 source: io_err(e),
             });
@@ -678,7 +658,7 @@ fn create_file_backed(
     // Never smaller than the file: an opener sees the file's size, and so must the
     // creator (0 = the file's current size; more extends the file).
     let size = p.size.max(current);
-    let undo = |e: CreateError| {
+    let undo = |e: Error| {
         if made_file {
             let _ = rfs::unlink(&abs);
         } else if size > current {
@@ -687,8 +667,7 @@ fn create_file_backed(
         e
     };
     if size == 0 {
-        return Err(undo(CreateError::InvalidSize {
-            name: n(),
+        return Err(undo(Error::InvalidSize {
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
         }));
@@ -696,14 +675,12 @@ fn create_file_backed(
     if size > current {
         rfs::ftruncate(&fd, size)
             .map_err(|e| match e {
-                Errno::NOSPC | Errno::FBIG => CreateError::NoSpace {
-                    name: n(),
+                Errno::NOSPC | Errno::FBIG => Error::NoSpace {
                     size,
                     available: current,
                     store: abs.display().to_string(),
                 },
-                e => CreateError::Os {
-                    name: n(),
+                e => Error::Os {
                     op: "extending the backing file",
                     source: io_err(e),
                 },
@@ -711,15 +688,13 @@ fn create_file_backed(
             .map_err(undo)?;
     }
     rfs::flock(&fd, FlockOperation::LockShared)
-        .map_err(|e| CreateError::Os {
-            name: n(),
+        .map_err(|e| Error::Os {
             op: "flock",
             source: io_err(e),
         })
         .map_err(undo)?;
     let target = path_of(name);
-    let symlink_err = |e: Errno| CreateError::Os {
-        name: n(),
+    let symlink_err = |e: Errno| Error::Os {
         op: "symlink into /dev/shm",
         source: io_err(e),
     };
@@ -729,7 +704,7 @@ fn create_file_backed(
             if clear_if_stale(&target) {
                 rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
             } else {
-                return Err(undo(CreateError::AlreadyExists { name: n() }));
+                return Err(undo(Error::AlreadyExists));
             }
         }
         Err(e) => return Err(undo(symlink_err(e))),
@@ -744,10 +719,9 @@ fn create_file_backed(
     })
 }
 
-pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateError> {
+pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, Error> {
     let os = |op: &'static str| {
-        move |e: Errno| CreateError::Os {
-            name: "(unnamed)".into(),
+        move |e: Errno| Error::Os {
             op,
             source: io_err(e),
         }
@@ -758,8 +732,7 @@ pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateE
     )
     .map_err(os("memfd_create"))?;
     rfs::ftruncate(&fd, size).map_err(|e| match e {
-        Errno::NOSPC | Errno::FBIG | Errno::INVAL => CreateError::InvalidSize {
-            name: "(unnamed)".into(),
+        Errno::NOSPC | Errno::FBIG | Errno::INVAL => Error::InvalidSize {
             size,
             reason: "the OS refused this size",
         },
@@ -787,8 +760,7 @@ pub(crate) fn create_unnamed(size: u64, reserve: bool) -> Result<Handle, CreateE
 // ---------------------------------------------------------------------------------
 // open
 
-pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
-    let n = || name.to_string();
+pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
     let path = path_of(name);
     let flags = match access {
         Access::ReadWrite => OFlags::RDWR,
@@ -805,26 +777,21 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
-            Err(Errno::LOOP) => return open_file_backed(name, &path, flags),
-            Err(Errno::ISDIR) => return Err(not_a_segment(name, &path)),
+            Err(Errno::NOENT) => return Err(Error::NotFound),
+            Err(Errno::LOOP) => return open_file_backed(&path, flags),
+            Err(Errno::ISDIR) => return Err(not_a_segment(&path)),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-                return Err(OpenError::PermissionDenied {
-                    name: n(),
-                    source: io_err(e),
-                })
+                return Err(Error::PermissionDenied(io_err(e)))
             }
             Err(e) => {
-                return Err(OpenError::Os {
-                    name: n(),
+                return Err(Error::Os {
                     op: "shm_open",
                     source: io_err(e),
                 })
             }
         };
         let fstat = |fd: &OwnedFd| {
-            rfs::fstat(fd).map_err(|e| OpenError::Os {
-                name: n(),
+            rfs::fstat(fd).map_err(|e| Error::Os {
                 op: "fstat",
                 source: io_err(e),
             })
@@ -836,34 +803,31 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                 // Nobody holds it.
                 let st = fstat(&fd)?;
                 if !is_regular(&st) {
-                    return Err(not_a_segment(name, &path));
+                    return Err(not_a_segment(&path));
                 }
                 if is_transient(st.st_mode) {
                     // Its holders died without cleaning up: stale.
                     unlink_if_same(&path, &fd);
-                    return Err(OpenError::NotFound { name: n() });
+                    return Err(Error::NotFound);
                 }
                 // Persistent or made by another program: join as a holder.
-                rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| OpenError::Os {
-                    name: n(),
+                rfs::flock(&fd, FlockOperation::LockShared).map_err(|e| Error::Os {
                     op: "flock",
                     source: io_err(e),
                 })?;
             }
             Err(Errno::WOULDBLOCK) => match lock_shared(&fd) {
                 Ok(()) => {}
-                Err(None) => return Err(OpenError::Busy { name: n() }),
+                Err(None) => return Err(Error::Busy),
                 Err(Some(e)) => {
-                    return Err(OpenError::Os {
-                        name: n(),
+                    return Err(Error::Os {
                         op: "flock",
                         source: io_err(e),
                     })
                 }
             },
             Err(e) => {
-                return Err(OpenError::Os {
-                    name: n(),
+                return Err(Error::Os {
                     op: "flock",
                     source: io_err(e),
                 })
@@ -871,14 +835,14 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
         }
         let st = fstat(&fd)?;
         if !is_regular(&st) {
-            return Err(not_a_segment(name, &path));
+            return Err(not_a_segment(&path));
         }
         if st.st_nlink == 0 {
             continue; // unlinked by the last holder while we waited: look again
         }
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size == 0 {
-            return Err(OpenError::Empty { name: n() });
+            return Err(Error::Empty);
         }
         let transient = is_transient(st.st_mode);
         return Ok(Handle {
@@ -894,12 +858,11 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             pending: std::sync::Mutex::new(None),
         });
     }
-    Err(OpenError::Busy { name: n() })
+    Err(Error::Busy)
 }
 
-fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, OpenError> {
-    let n = || name.to_string();
-    let target = follow_link(name, link)?;
+fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
+    let target = follow_link(link)?;
     let fd = match open_trusted(
         &target,
         flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
@@ -907,42 +870,33 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
     ) {
         Ok(fd) => fd,
         Err(Errno::LOOP) => {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "opening the backing file",
                 source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
             })
         }
-        Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
-        Err(Errno::ISDIR) => return Err(not_a_segment(name, &target)),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-            return Err(OpenError::PermissionDenied {
-                name: n(),
-                source: io_err(e),
-            })
-        }
+        Err(Errno::NOENT) => return Err(Error::NotFound),
+        Err(Errno::ISDIR) => return Err(not_a_segment(&target)),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "opening the backing file",
                 source: io_err(e),
             })
         }
     };
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
-        name: n(),
+    let st = rfs::fstat(&fd).map_err(|e| Error::Os {
         op: "fstat",
         source: io_err(e),
     })?;
     if !is_regular(&st) {
-        return Err(not_a_segment(name, &target));
+        return Err(not_a_segment(&target));
     }
     match lock_shared(&fd) {
         Ok(()) => {}
-        Err(None) => return Err(OpenError::Busy { name: n() }),
+        Err(None) => return Err(Error::Busy),
         Err(Some(e)) => {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "flock",
                 source: io_err(e),
             })
@@ -950,7 +904,7 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
-        return Err(OpenError::Empty { name: n() });
+        return Err(Error::Empty);
     }
     Ok(Handle {
         fd,
@@ -965,19 +919,14 @@ fn open_file_backed(name: &Name, link: &Path, flags: OFlags) -> Result<Handle, O
 // ---------------------------------------------------------------------------------
 // remove, list, info, gc
 
-pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
-    let n = || name.to_string();
+pub(crate) fn remove(name: &Name) -> Result<(), Error> {
     // The name only: a file-backed segment's file stays, as does the memory of
     // processes that still map it (POSIX `shm_unlink` semantics).
     match rfs::unlink(path_of(name)) {
         Ok(()) => Ok(()),
-        Err(Errno::NOENT) => Err(RemoveError::NotFound { name: n() }),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(RemoveError::PermissionDenied {
-            name: n(),
-            source: io_err(e),
-        }),
-        Err(e) => Err(RemoveError::Os {
-            name: n(),
+        Err(Errno::NOENT) => Err(Error::NotFound),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(Error::PermissionDenied(io_err(e))),
+        Err(e) => Err(Error::Os {
             op: "shm_unlink",
             source: io_err(e),
         }),
@@ -1121,8 +1070,8 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
     })
 }
 
-pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
-    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, Error> {
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| Error::List {
         place: SHM_DIR.into(),
         source,
     })?;
@@ -1135,14 +1084,12 @@ pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
     Ok(out)
 }
 
-pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
+pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     info_of(
         OsStr::from_bytes(name.as_str().as_bytes()),
         read_locks().as_deref(),
     )
-    .ok_or_else(|| OpenError::NotFound {
-        name: name.to_string(),
-    })
+    .ok_or(Error::NotFound)
 }
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
@@ -1164,8 +1111,8 @@ fn older_than(st: &rfs::Stat, age: Duration) -> bool {
     now.saturating_sub(mtime) >= age.as_secs()
 }
 
-pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
-    let dir = fs::read_dir(SHM_DIR).map_err(|source| ListError::Os {
+pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, Error> {
+    let dir = fs::read_dir(SHM_DIR).map_err(|source| Error::List {
         place: SHM_DIR.into(),
         source,
     })?;
@@ -1176,7 +1123,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
         let Some(s) = file_name.to_str() else {
             continue;
         };
-        if s == crate::sys::liveness::FILE_NAME {
+        if s == LEGACY_LIVENESS_FILE {
             // The liveness file of older shmipc builds: no segment, never stale,
             // never collected (it is removed by hand, if ever, when no process of
             // such a build runs).
@@ -1294,8 +1241,7 @@ pub(crate) fn peek(
     name: &Name,
     max: u64,
     f: &mut dyn FnMut(u64, &[u8]),
-) -> Result<(u64, OwnedFd), OpenError> {
-    let n = || name.to_string();
+) -> Result<(u64, OwnedFd), Error> {
     let path = path_of(name);
     let open = |p: &Path, extra: OFlags| {
         rfs::open(
@@ -1306,7 +1252,7 @@ pub(crate) fn peek(
     };
     let fd = match open(&path, OFlags::NOFOLLOW) {
         Err(Errno::LOOP) => {
-            let target = follow_link(name, &path)?;
+            let target = follow_link(&path)?;
             open_trusted(
                 &target,
                 OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
@@ -1317,28 +1263,21 @@ pub(crate) fn peek(
     };
     let fd = match fd {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-            return Err(OpenError::PermissionDenied {
-                name: n(),
-                source: io_err(e),
-            })
-        }
+        Err(Errno::NOENT) => return Err(Error::NotFound),
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "open",
                 source: io_err(e),
             })
         }
     };
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
-        name: n(),
+    let st = rfs::fstat(&fd).map_err(|e| Error::Os {
         op: "fstat",
         source: io_err(e),
     })?;
     if !is_regular(&st) {
-        return Err(not_a_segment(name, &path));
+        return Err(not_a_segment(&path));
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
     let end = size.min(max);
@@ -1354,8 +1293,7 @@ pub(crate) fn peek(
             }
             Err(Errno::INTR) => {}
             Err(e) => {
-                return Err(OpenError::Os {
-                    name: n(),
+                return Err(Error::Os {
                     op: "pread",
                     source: io_err(e),
                 })
@@ -1412,20 +1350,16 @@ fn open_trusted(path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno
 const UNTRUSTED_LINK: &str = "a symbolic link loop, or a link owned by another user in a shared (sticky, world-writable) directory, which is not followed";
 
 /// The target of the file-backed segment link `link`, if this user may follow it.
-fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
-    let n = || name.to_string();
+fn follow_link(link: &Path) -> Result<PathBuf, Error> {
     let lst = rfs::lstat(link).map_err(|e| match e {
-        Errno::NOENT => OpenError::NotFound { name: n() },
-        e => OpenError::Os {
-            name: n(),
+        Errno::NOENT => Error::NotFound,
+        e => Error::Os {
             op: "lstat",
             source: io_err(e),
         },
     })?;
     if !may_follow(&lst) {
-        return Err(OpenError::Os {
-            name: n(),
-            op: "following its link in /dev/shm",
+        return Err(Error::Os { op: "following its link in /dev/shm",
             source: io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
@@ -1436,8 +1370,7 @@ fn follow_link(name: &Name, link: &Path) -> Result<PathBuf, OpenError> {
             ),
         });
     }
-    fs::read_link(link).map_err(|source| OpenError::Os {
-        name: n(),
+    fs::read_link(link).map_err(|source| Error::Os {
         op: "readlink",
         source,
     })

@@ -65,7 +65,7 @@ use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
-use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
@@ -313,15 +313,8 @@ impl Drop for Handle {
 
 /// Opens this user's lock file for `name` and locks it exclusively, or says the name
 /// is held.
-fn lock_for_create(name: &Name, mode: u32) -> Result<(OwnedFd, PathBuf), CreateError> {
-    let n = || name.to_string();
-    let os = |op: &'static str| {
-        move |source: io::Error| CreateError::Os {
-            name: n(),
-            op,
-            source,
-        }
-    };
+fn lock_for_create(name: &Name, mode: u32) -> Result<(OwnedFd, PathBuf), Error> {
+    let os = |op: &'static str| move |source: io::Error| Error::Os { op, source };
     ensure_lock_dir().map_err(os("preparing the lock directory"))?;
     let path = lock_path(my_uid(), name);
     for _ in 0..16 {
@@ -333,21 +326,19 @@ fn lock_for_create(name: &Name, mode: u32) -> Result<(OwnedFd, PathBuf), CreateE
         .map_err(|e| os("opening the lock file")(io_err(e)))?;
         match rfs::flock(&lfd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Err(CreateError::AlreadyExists { name: n() }),
+            Err(Errno::WOULDBLOCK) => return Err(Error::AlreadyExists),
             Err(e) => return Err(os("flock")(io_err(e))),
         }
         if same_file(&lfd, &path) {
             return Ok((lfd, path));
         }
     }
-    Err(CreateError::AlreadyExists { name: n() })
+    Err(Error::AlreadyExists)
 }
 
-pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
-    let n = || name.to_string();
+pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     let os = |op: &'static str| {
-        move |e: Errno| CreateError::Os {
-            name: n(),
+        move |e: Errno| Error::Os {
             op,
             source: io_err(e),
         }
@@ -376,15 +367,12 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
                         clear_record(&lock);
                         cleared_stale = true;
                     }
-                    _ => return Err(CreateError::AlreadyExists { name: n() }),
+                    _ => return Err(Error::AlreadyExists),
                 }
             }
-            Err(Errno::EXIST) => return Err(CreateError::AlreadyExists { name: n() }),
+            Err(Errno::EXIST) => return Err(Error::AlreadyExists),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-                return Err(CreateError::PermissionDenied {
-                    name: n(),
-                    source: io_err(e),
-                })
+                return Err(Error::PermissionDenied(io_err(e)))
             }
             Err(e) => return Err(os("shm_open")(e)),
         }
@@ -393,8 +381,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     if let Err(e) = rfs::ftruncate(&fd, p.size) {
         let _ = shm::unlink(sname.as_str());
         return Err(match e {
-            Errno::NOSPC | Errno::FBIG | Errno::NOMEM | Errno::INVAL => CreateError::InvalidSize {
-                name: n(),
+            Errno::NOSPC | Errno::FBIG | Errno::NOMEM | Errno::INVAL => Error::InvalidSize {
                 size: p.size,
                 reason: "the OS refused this size",
             },
@@ -410,8 +397,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     };
     if let Err(source) = write_record(&lock, &record) {
         let _ = shm::unlink(sname.as_str());
-        return Err(CreateError::Os {
-            name: n(),
+        return Err(Error::Os {
             op: "writing the lock record",
             source,
         });
@@ -428,21 +414,14 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Create
     })
 }
 
-fn create_file_backed(
-    name: &Name,
-    file: &Path,
-    p: &CreateParams<'_>,
-) -> Result<Handle, CreateError> {
-    let n = || name.to_string();
+fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<Handle, Error> {
     let os = |op: &'static str| {
-        move |e: Errno| CreateError::Os {
-            name: n(),
+        move |e: Errno| Error::Os {
             op,
             source: io_err(e),
         }
     };
-    let abs = std::path::absolute(file).map_err(|source| CreateError::Os {
-        name: n(),
+    let abs = std::path::absolute(file).map_err(|source| Error::Os {
         op: "resolving the file path",
         source,
     })?;
@@ -451,7 +430,7 @@ fn create_file_backed(
     if read_record(&lock).is_some_and(|r| !is_stale(&r))
         || shm::open(shm_name(name).as_str(), shm::OFlags::RDONLY, Mode::empty()).is_ok()
     {
-        return Err(CreateError::AlreadyExists { name: n() });
+        return Err(Error::AlreadyExists);
     }
     let fd = rfs::open(
         &abs,
@@ -459,10 +438,7 @@ fn create_file_backed(
         perm(p.mode & PERMISSION_BITS),
     )
     .map_err(|e| match e {
-        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
-            name: n(),
-            source: io_err(e),
-        },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied(io_err(e)),
         e => os("opening the backing file")(e),
     })?;
     let current = rfs::fstat(&fd)
@@ -470,8 +446,7 @@ fn create_file_backed(
         .map_err(os("fstat"))?;
     let size = if p.size == 0 { current } else { p.size };
     if size == 0 {
-        return Err(CreateError::InvalidSize {
-            name: n(),
+        return Err(Error::InvalidSize {
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
         });
@@ -485,8 +460,7 @@ fn create_file_backed(
         transient: false,
         pid: rustix::process::getpid().as_raw_nonzero().get(),
     };
-    write_record(&lock, &record).map_err(|source| CreateError::Os {
-        name: n(),
+    write_record(&lock, &record).map_err(|source| Error::Os {
         op: "writing the lock record",
         source,
     })?;
@@ -503,15 +477,14 @@ fn create_file_backed(
 
 /// Names an object made with `defer_publish`: here objects are named when they
 /// are made (the OS cannot name one later), so there is nothing left to do.
-pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+pub(crate) fn publish(_h: &Handle) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, CreateError> {
+pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, Error> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let os = |op: &'static str| {
-        move |e: Errno| CreateError::Os {
-            name: "(unnamed)".into(),
+        move |e: Errno| Error::Os {
             op,
             source: io_err(e),
         }
@@ -530,8 +503,7 @@ pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, Create
     .map_err(os("shm_open"))?;
     let _ = shm::unlink(temp.as_str());
     rfs::ftruncate(&fd, size).map_err(|e| match e {
-        Errno::NOSPC | Errno::FBIG | Errno::NOMEM | Errno::INVAL => CreateError::InvalidSize {
-            name: "(unnamed)".into(),
+        Errno::NOSPC | Errno::FBIG | Errno::NOMEM | Errno::INVAL => Error::InvalidSize {
             size,
             reason: "the OS refused this size",
         },
@@ -550,16 +522,11 @@ pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, Create
 // ---------------------------------------------------------------------------------
 // open
 
-pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
-    let n = || name.to_string();
+pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
     let os = |op: &'static str| {
         move |e: Errno| match e {
-            Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied {
-                name: n(),
-                source: io_err(e),
-            },
-            e => OpenError::Os {
-                name: n(),
+            Errno::ACCESS | Errno::PERM => Error::PermissionDenied(io_err(e)),
+            e => Error::Os {
                 op,
                 source: io_err(e),
             },
@@ -596,13 +563,13 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
                     if mine {
                         clear_record(&lock);
                     }
-                    return Err(OpenError::NotFound { name: n() });
+                    return Err(Error::NotFound);
                 }
                 rfs::flock(&lock, FlockOperation::LockShared).map_err(os("flock"))?;
             }
             Err(Errno::WOULDBLOCK) => match lock_shared(&lock) {
                 Ok(()) => {}
-                Err(None) => return Err(OpenError::Busy { name: n() }),
+                Err(None) => return Err(Error::Busy),
                 Err(Some(e)) => return Err(os("flock")(e)),
             },
             Err(e) => return Err(os("flock")(e)),
@@ -613,7 +580,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
         // Holding the shared lock, nobody can unlink it: open the current object.
         let fd = match shm::open(sname.as_str(), flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(OpenError::NotFound { name: n() }),
+            Err(Errno::NOENT) => return Err(Error::NotFound),
             Err(e) => return Err(os("shm_open")(e)),
         };
         drop(probe);
@@ -622,8 +589,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             return Ok(foreign(fd, &st));
         };
         if r.size > u64::try_from(st.st_size).unwrap_or(0) {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "checking the lock record",
                 source: io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -644,7 +610,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
             transient_name: r.transient.then_some(sname),
         });
     }
-    Err(OpenError::Busy { name: n() })
+    Err(Error::Busy)
 }
 
 fn foreign(fd: OwnedFd, st: &rfs::Stat) -> Handle {
@@ -658,9 +624,8 @@ fn foreign(fd: OwnedFd, st: &rfs::Stat) -> Handle {
     }
 }
 
-fn open_file_backed(name: &Name, access: Access) -> Result<Handle, OpenError> {
-    let n = || name.to_string();
-    let not_found = || OpenError::NotFound { name: n() };
+fn open_file_backed(name: &Name, access: Access) -> Result<Handle, Error> {
+    let not_found = || Error::NotFound;
     let lpath = lock_path(my_uid(), name);
     let lock = rfs::open(
         &lpath,
@@ -670,10 +635,9 @@ fn open_file_backed(name: &Name, access: Access) -> Result<Handle, OpenError> {
     .map_err(|_| not_found())?;
     match lock_shared(&lock) {
         Ok(()) => {}
-        Err(None) => return Err(OpenError::Busy { name: n() }),
+        Err(None) => return Err(Error::Busy),
         Err(Some(e)) => {
-            return Err(OpenError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "flock",
                 source: io_err(e),
             })
@@ -688,24 +652,19 @@ fn open_file_backed(name: &Name, access: Access) -> Result<Handle, OpenError> {
     };
     let fd = rfs::open(&path, flags | OFlags::CLOEXEC, Mode::empty()).map_err(|e| match e {
         Errno::NOENT => not_found(),
-        Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied {
-            name: n(),
-            source: io_err(e),
-        },
-        e => OpenError::Os {
-            name: n(),
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied(io_err(e)),
+        e => Error::Os {
             op: "opening the backing file",
             source: io_err(e),
         },
     })?;
-    let st = rfs::fstat(&fd).map_err(|e| OpenError::Os {
-        name: n(),
+    let st = rfs::fstat(&fd).map_err(|e| Error::Os {
         op: "fstat",
         source: io_err(e),
     })?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
-        return Err(OpenError::Empty { name: n() });
+        return Err(Error::Empty);
     }
     Ok(Handle {
         fd,
@@ -720,8 +679,7 @@ fn open_file_backed(name: &Name, access: Access) -> Result<Handle, OpenError> {
 // ---------------------------------------------------------------------------------
 // remove, list, info, gc
 
-pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
-    let n = || name.to_string();
+pub(crate) fn remove(name: &Name) -> Result<(), Error> {
     let lock = rfs::open(
         lock_path(my_uid(), name),
         OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
@@ -732,15 +690,9 @@ pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
     let unlinked = match shm::unlink(shm_name(name).as_str()) {
         Ok(()) => true,
         Err(Errno::NOENT) => false,
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-            return Err(RemoveError::PermissionDenied {
-                name: n(),
-                source: io_err(e),
-            })
-        }
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
-            return Err(RemoveError::Os {
-                name: n(),
+            return Err(Error::Os {
                 op: "shm_unlink",
                 source: io_err(e),
             })
@@ -752,19 +704,19 @@ pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
     if unlinked || record.is_some() {
         Ok(())
     } else {
-        Err(RemoveError::NotFound { name: n() })
+        Err(Error::NotFound)
     }
 }
 
 /// The segments this user made with shmipc (macOS cannot enumerate shared-memory
 /// objects; the lock directory is the registry).
-fn scan(dry_run: Option<bool>) -> Result<(Vec<SegmentInfo>, Vec<String>), ListError> {
+fn scan(dry_run: Option<bool>) -> Result<(Vec<SegmentInfo>, Vec<String>), Error> {
     let dir = lock_dir(my_uid());
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(source) => {
-            return Err(ListError::Os {
+            return Err(Error::List {
                 place: dir.display().to_string(),
                 source,
             })
@@ -818,11 +770,11 @@ fn scan(dry_run: Option<bool>) -> Result<(Vec<SegmentInfo>, Vec<String>), ListEr
     Ok((infos, removed))
 }
 
-pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, Error> {
     Ok(scan(None)?.0)
 }
 
-pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
+pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     let h = open(name, Access::Read)?;
     let st = rfs::fstat(&h.fd).ok();
     Ok(SegmentInfo {
@@ -842,7 +794,7 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
     })
 }
 
-pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, ListError> {
+pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, Error> {
     Ok(scan(Some(dry_run))?.1)
 }
 

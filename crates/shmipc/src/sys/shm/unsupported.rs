@@ -3,7 +3,7 @@
 use std::io;
 use std::ptr::NonNull;
 
-use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use super::Error;
 use crate::name::Name;
 use crate::vocab::{Access, Backing, CreateParams, Persistence, SegmentInfo};
 
@@ -42,9 +42,8 @@ impl Handle {
     }
 }
 
-pub(crate) fn create(name: &Name, _p: &CreateParams<'_>) -> Result<Handle, CreateError> {
-    Err(CreateError::Unsupported {
-        name: name.to_string(),
+pub(crate) fn create(_name: &Name, _p: &CreateParams<'_>) -> Result<Handle, Error> {
+    Err(Error::Unsupported {
         what: WHAT,
         hint: HINT,
     })
@@ -52,50 +51,48 @@ pub(crate) fn create(name: &Name, _p: &CreateParams<'_>) -> Result<Handle, Creat
 
 /// Names an object made with `defer_publish`: here objects are named when they
 /// are made (the OS cannot name one later), so there is nothing left to do.
-pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+pub(crate) fn publish(_h: &Handle) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn create_unnamed(_size: u64, _reserve: bool) -> Result<Handle, CreateError> {
-    Err(CreateError::Unsupported {
-        name: "(unnamed)".into(),
+pub(crate) fn create_unnamed(_size: u64, _reserve: bool) -> Result<Handle, Error> {
+    Err(Error::Unsupported {
         what: WHAT,
         hint: HINT,
     })
 }
 
-pub(crate) fn open(name: &Name, _access: Access) -> Result<Handle, OpenError> {
-    Err(OpenError::Unsupported {
-        name: name.to_string(),
+pub(crate) fn open(_name: &Name, _access: Access) -> Result<Handle, Error> {
+    Err(Error::Unsupported {
         what: WHAT,
         hint: HINT,
     })
 }
 
-pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
-    Err(RemoveError::Unsupported {
-        name: name.to_string(),
+pub(crate) fn remove(_name: &Name) -> Result<(), Error> {
+    Err(Error::Unsupported {
         what: WHAT,
         hint: HINT,
     })
 }
 
-pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
-    Err(ListError::Unsupported {
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, Error> {
+    Err(Error::Unsupported {
+        what: "listing segments",
         hint: "shmipc supports Linux and Windows",
     })
 }
 
-pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
-    Err(OpenError::Unsupported {
-        name: name.to_string(),
+pub(crate) fn info(_name: &Name) -> Result<SegmentInfo, Error> {
+    Err(Error::Unsupported {
         what: WHAT,
         hint: HINT,
     })
 }
 
-pub(crate) fn gc(_dry_run: bool) -> Result<Vec<String>, ListError> {
-    Err(ListError::Unsupported {
+pub(crate) fn gc(_dry_run: bool) -> Result<Vec<String>, Error> {
+    Err(Error::Unsupported {
+        what: "listing segments",
         hint: "shmipc supports Linux and Windows",
     })
 }

@@ -101,7 +101,7 @@ use windows_sys::Win32::System::SystemInformation::{
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use crate::error::{CreateError, ListError, OpenError, RemoveError};
+use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
@@ -551,10 +551,10 @@ pub(crate) fn set_inheritable(h: &OwnedHandle) -> io::Result<()> {
 // create
 
 const HINT_PERSIST: &str = ": Windows removes a paging-file section with its last handle; \
-keep a holder while it is in use (`shmipc create --hold`), or back it by a file \
-(`SegmentOptions::file`, `--file`) to keep its data after every handle closes";
+keep a holder while it is in use, or back it by a file \
+(`SegmentOptions::file`) to keep its data after every handle closes";
 
-pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, CreateError> {
+pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     create_in(name, p, Namespace::Local)
 }
 
@@ -571,28 +571,18 @@ fn available_memory() -> u64 {
     }
 }
 
-pub(crate) fn create_in(
-    name: &Name,
-    p: &CreateParams<'_>,
-    ns: Namespace,
-) -> Result<Handle, CreateError> {
-    let n = || name.to_string();
+pub(crate) fn create_in(name: &Name, p: &CreateParams<'_>, ns: Namespace) -> Result<Handle, Error> {
     let os = |op: &'static str| {
         move |source: io::Error| {
             if is_error(&source, ERROR_ACCESS_DENIED) {
-                CreateError::PermissionDenied { name: n(), source }
+                Error::PermissionDenied(source)
             } else {
-                CreateError::Os {
-                    name: n(),
-                    op,
-                    source,
-                }
+                Error::Os { op, source }
             }
         }
     };
     if p.file.is_none() && p.persistence == Persistence::UntilRemoved {
-        return Err(CreateError::Unsupported {
-            name: n(),
+        return Err(Error::Unsupported {
             what: "a memory segment that outlives its last handle",
             hint: HINT_PERSIST,
         });
@@ -613,7 +603,7 @@ pub(crate) fn create_in(
     )
     .map_err(os("CreateFileMappingW (size record)"))?;
     if existed {
-        return Err(CreateError::AlreadyExists { name: n() });
+        return Err(Error::AlreadyExists);
     }
     let dname = data_name(name, ns);
 
@@ -624,9 +614,9 @@ pub(crate) fn create_in(
             // A section of another program with this name: refuse before the file
             // is touched (the check below, after creating, still decides).
             if !matches!(open_section(FILE_MAP_READ, &dname), Ok(None)) {
-                return Err(CreateError::AlreadyExists { name: n() });
+                return Err(Error::AlreadyExists);
             }
-            let file = BackingFile::open(name, path, p.size)?;
+            let file = BackingFile::open(path, p.size)?;
             let (size, backing) = (file.size, Backing::File(file.path.clone()));
             (Some(file), size, backing)
         }
@@ -647,8 +637,7 @@ pub(crate) fn create_in(
                 ERROR_NOT_ENOUGH_MEMORY
                 | ERROR_OUTOFMEMORY
                 | ERROR_COMMITMENT_LIMIT
-                | ERROR_DISK_FULL => CreateError::NoSpace {
-                    name: n(),
+                | ERROR_DISK_FULL => Error::NoSpace {
                     size,
                     available: if file.is_some() {
                         0
@@ -661,13 +650,13 @@ pub(crate) fn create_in(
                     },
                 },
                 // A kernel object of another type (event, mutex…) has the name.
-                ERROR_INVALID_HANDLE => CreateError::AlreadyExists { name: n() },
+                ERROR_INVALID_HANDLE => Error::AlreadyExists,
                 _ => os("CreateFileMappingW")(source),
             }
         })?;
     if existed {
         // Made by another program (shmipc's own would have had a companion).
-        return Err(CreateError::AlreadyExists { name: n() });
+        return Err(Error::AlreadyExists);
     }
     // The section holds its own reference to the file: keep the file.
     if let Some(f) = file {
@@ -691,8 +680,8 @@ struct BackingFile {
 }
 
 impl BackingFile {
-    fn open(name: &Name, path: &Path, size: u64) -> Result<Self, CreateError> {
-        let (handle, size, path, created) = open_backing_file(name, path, size)?;
+    fn open(path: &Path, size: u64) -> Result<Self, Error> {
+        let (handle, size, path, created) = open_backing_file(path, size)?;
         Ok(Self {
             handle,
             path,
@@ -716,14 +705,8 @@ impl Drop for BackingFile {
     }
 }
 
-fn open_backing_file(
-    name: &Name,
-    path: &Path,
-    size: u64,
-) -> Result<(OwnedHandle, u64, PathBuf, bool), CreateError> {
-    let n = || name.to_string();
-    let abs = std::path::absolute(path).map_err(|source| CreateError::Os {
-        name: n(),
+fn open_backing_file(path: &Path, size: u64) -> Result<(OwnedHandle, u64, PathBuf, bool), Error> {
+    let abs = std::path::absolute(path).map_err(|source| Error::Os {
         op: "resolving the file path",
         source,
     })?;
@@ -747,10 +730,9 @@ fn open_backing_file(
     if h == INVALID_HANDLE_VALUE {
         let source = io::Error::from_raw_os_error(i32::try_from(err).unwrap_or(-1));
         return Err(if is_error(&source, ERROR_ACCESS_DENIED) {
-            CreateError::PermissionDenied { name: n(), source }
+            Error::PermissionDenied(source)
         } else {
-            CreateError::Os {
-                name: n(),
+            Error::Os {
                 op: if is_error(&source, ERROR_PATH_NOT_FOUND) {
                     "opening the backing file (its folder does not exist)"
                 } else {
@@ -774,8 +756,7 @@ fn open_backing_file(
     if unsafe { GetFileSizeEx(file.as_raw_handle(), &mut current) } == 0 {
         let source = io::Error::last_os_error();
         discard(file);
-        return Err(CreateError::Os {
-            name: n(),
+        return Err(Error::Os {
             op: "GetFileSizeEx",
             source,
         });
@@ -784,8 +765,7 @@ fn open_backing_file(
     let size = if size == 0 { current } else { size };
     if size == 0 {
         discard(file);
-        return Err(CreateError::InvalidSize {
-            name: n(),
+        return Err(Error::InvalidSize {
             size: 0,
             reason: "the backing file is empty: give a size to extend it to",
         });
@@ -795,20 +775,17 @@ fn open_backing_file(
 
 /// Names an object made with `defer_publish`: here objects are named when they
 /// are made (the OS cannot name one later), so there is nothing left to do.
-pub(crate) fn publish(_name: &Name, _h: &Handle) -> Result<(), CreateError> {
+pub(crate) fn publish(_h: &Handle) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, CreateError> {
+pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, Error> {
     // Paging-file sections are committed at creation (SEC_COMMIT): `reserve` is what
     // Windows does anyway.
     let (section, _) =
-        create_section(INVALID_HANDLE_VALUE, None, size, None).map_err(|source| {
-            CreateError::Os {
-                name: "(unnamed)".into(),
-                op: "CreateFileMappingW",
-                source,
-            }
+        create_section(INVALID_HANDLE_VALUE, None, size, None).map_err(|source| Error::Os {
+            op: "CreateFileMappingW",
+            source,
         })?;
     Ok(Handle {
         section,
@@ -821,22 +798,17 @@ pub(crate) fn create_unnamed(size: u64, _reserve: bool) -> Result<Handle, Create
 // ---------------------------------------------------------------------------------
 // open
 
-pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, OpenError> {
+pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
     open_in(name, access, Namespace::Local)
 }
 
-pub(crate) fn open_in(name: &Name, access: Access, ns: Namespace) -> Result<Handle, OpenError> {
-    let n = || name.to_string();
+pub(crate) fn open_in(name: &Name, access: Access, ns: Namespace) -> Result<Handle, Error> {
     let os = |op: &'static str| {
         move |source: io::Error| {
             if is_error(&source, ERROR_ACCESS_DENIED) {
-                OpenError::PermissionDenied { name: n(), source }
+                Error::PermissionDenied(source)
             } else {
-                OpenError::Os {
-                    name: n(),
-                    op,
-                    source,
-                }
+                Error::Os { op, source }
             }
         }
     };
@@ -856,8 +828,8 @@ pub(crate) fn open_in(name: &Name, access: Access, ns: Namespace) -> Result<Hand
             open_section(FILE_MAP_READ, &mname).map_err(os("OpenFileMappingW (size record)"))?;
         match open_section(rights, &dname).map_err(os("OpenFileMappingW"))? {
             Some(section) => break (first, section),
-            None if first.is_none() => return Err(OpenError::NotFound { name: n() }),
-            None if Instant::now() > deadline => return Err(OpenError::Busy { name: n() }),
+            None if first.is_none() => return Err(Error::NotFound),
+            None if Instant::now() > deadline => return Err(Error::Busy),
             None => {
                 // Let go of the companion, so that a closing segment can vanish.
                 drop(first);
@@ -893,8 +865,7 @@ pub(crate) fn open_in(name: &Name, access: Access, ns: Namespace) -> Result<Hand
 // ---------------------------------------------------------------------------------
 // remove, list, info, gc
 
-pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
-    let n = || name.to_string();
+pub(crate) fn remove(name: &Name) -> Result<(), Error> {
     let exists = [
         data_name(name, Namespace::Local),
         meta_name(name, Namespace::Local),
@@ -902,24 +873,24 @@ pub(crate) fn remove(name: &Name) -> Result<(), RemoveError> {
     .iter()
     .any(|w| !matches!(open_section(FILE_MAP_READ, w), Ok(None)));
     if !exists {
-        return Err(RemoveError::NotFound { name: n() });
+        return Err(Error::NotFound);
     }
-    Err(RemoveError::Unsupported {
-        name: n(),
+    Err(Error::Unsupported {
         what: "removing a name",
         hint: ": on Windows a segment goes away with its last handle; drop every Segment and \
 View of it, or end the processes that hold it",
     })
 }
 
-pub(crate) fn list() -> Result<Vec<SegmentInfo>, ListError> {
-    Err(ListError::Unsupported {
+pub(crate) fn list() -> Result<Vec<SegmentInfo>, Error> {
+    Err(Error::Unsupported {
+        what: "listing segments",
         hint: "Windows has no documented way to enumerate named sections; \
-ask about a name you know with `Segment::info` (`shmipc info NAME`)",
+ask about a name you know with `Segment::info`",
     })
 }
 
-pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
+pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     let h = open(name, Access::Read)?;
     Ok(SegmentInfo {
         name: name.to_string(),
@@ -940,7 +911,7 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, OpenError> {
 
 /// Nothing to collect: the kernel removes a section with its last handle, even when
 /// its holders were killed.
-pub(crate) fn gc(_dry_run: bool) -> Result<Vec<String>, ListError> {
+pub(crate) fn gc(_dry_run: bool) -> Result<Vec<String>, Error> {
     Ok(Vec::new())
 }
 
@@ -971,8 +942,6 @@ unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // Hook: its words' doorbells go with it (sys/wait/windows.rs).
-        crate::sys::wait::unregister_mapping(self.ptr.as_ptr());
         // SAFETY: `ptr` is the base address `MapViewOfFile` returned, unmapped only
         // here, once; `View` guarantees no reference into it outlives the `Mapping`.
         unsafe {
@@ -1005,16 +974,9 @@ pub(crate) fn map(h: &Handle, offset: u64, len: usize, access: Access) -> io::Re
         Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
         Access::CopyOnWrite => FILE_MAP_COPY,
     };
-    let m = map_raw(h.section.as_raw_handle(), rights, offset, len)?;
-    // Hook: words in this view can be waited on with a kernel doorbell
-    // (sys/wait/windows.rs); 0 maps the whole section from `offset`.
-    let mapped = if len == 0 {
-        usize::MAX - m.ptr.as_ptr() as usize
-    } else {
-        len
-    };
-    crate::sys::wait::register_mapping(m.ptr.as_ptr(), mapped, h.section.as_raw_handle(), offset);
-    Ok(m)
+    // (The layer above tells `sys::wait` about the view, so that words in it get
+    // kernel doorbells: see `wait::view_mapped`.)
+    map_raw(h.section.as_raw_handle(), rights, offset, len)
 }
 
 /// Writes dirty pages of `start..start+len` (inside `m`) back to the backing file.

@@ -55,10 +55,29 @@ mod fallback;
 #[allow(unused_imports)] // under loom the channel helpers are not used
 pub(crate) use imp::{coarse_now, heavy_barrier, register_heavy_barrier};
 
-/// Windows: the shared-memory backend registers its views, so that words in them
-/// get kernel doorbells.
-#[cfg(all(windows, not(loom)))]
-pub(crate) use imp::{register_mapping, unregister_mapping};
+/// Tells the waits that a view of `handle`'s segment is mapped at `base`, `len`
+/// bytes from `offset` in the segment: on Windows words in it get kernel doorbells
+/// from now on (`windows.rs`); elsewhere there is nothing to do. Called by the
+/// layer that maps views (`view.rs`), so that the shared-memory backend needs
+/// nothing of `wait`.
+#[allow(unused_variables)]
+pub(crate) fn view_mapped(base: *const u8, len: usize, handle: &crate::sys::Handle, offset: u64) {
+    #[cfg(all(windows, not(loom)))]
+    imp::register_mapping(
+        base,
+        len,
+        std::os::windows::io::AsRawHandle::as_raw_handle(&handle.section()),
+        offset,
+    );
+}
+
+/// Tells the waits that the view mapped at `base` is about to be unmapped (its
+/// doorbells go with it); call before unmapping.
+#[allow(unused_variables)]
+pub(crate) fn view_unmapping(base: *const u8) {
+    #[cfg(all(windows, not(loom)))]
+    imp::unregister_mapping(base);
+}
 
 /// Set when a heavy barrier run by an async waiter failed (its slices are then short).
 #[cfg(not(loom))]

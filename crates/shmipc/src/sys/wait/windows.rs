@@ -7,7 +7,7 @@
 //!
 //! # Finding the doorbell
 //!
-//! Every view the shared-memory backend maps is registered here with its section's
+//! Every view of a segment (`view.rs`) is registered here with its section's
 //! kernel name (`NtQueryObject`) and its offset in the section; a word's doorbell is
 //! `Local\.shmipc-bell-H-O` (a semaphore) and `Local\.shmipc-bellc-H-O` (a one-page
 //! section holding the sleeper count), H a hash of the section's name and O the
@@ -131,7 +131,7 @@ fn hash(words: &[u16]) -> u64 {
 }
 
 /// Registers a view of `section` mapped at `base` for `len` bytes from `offset`, so
-/// that words in it get doorbells (called by the shared-memory backend).
+/// that words in it get doorbells (through `view_mapped`, by the layer that maps views).
 pub(crate) fn register_mapping(base: *const u8, len: usize, section: HANDLE, offset: u64) {
     let Some(name) = object_name(section) else {
         return; // unnamed: its waits poll
@@ -151,7 +151,7 @@ pub(crate) fn register_mapping(base: *const u8, len: usize, section: HANDLE, off
         }
         views.push(range);
     }
-    // Dropped after the lock is released: a doorbell's own mapping unregisters too.
+    // Dropped after the lock is released: closing its doorbells takes system calls.
     drop(gone);
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn unregister_mapping(base: *const u8) {
             gone = Some(views.swap_remove(i));
         }
     }
-    // Dropped after the lock is released: a doorbell's own mapping unregisters too.
+    // Dropped after the lock is released: closing its doorbells takes system calls.
     drop(gone);
 }
 
