@@ -100,6 +100,19 @@ fn spsc_headers_refused_alike() {
             (with(16, 4096), Want::TooSmall),
             (with(8, 64), Want::Ok),
             (with(1, 0), Want::Ok),
+            // Type words no type has (whatever type the opener carries): a size
+            // with no alignment, an alignment over 8 (no typed endpoint takes
+            // one), an even name hash, a hash without a size.
+            ([16, 64, 5, 0x1235], Want::Bad("message type size")),
+            (
+                [16, 64, 8 | (16 << 32), 0x1235],
+                Want::Bad("message type size"),
+            ),
+            (
+                [16, 64, 8 | (8 << 32), 0x1234],
+                Want::Bad("message type (hash"),
+            ),
+            ([16, 64, 0, 7], Want::Bad("message type size")),
         ],
     );
 }
@@ -141,6 +154,12 @@ fn pubsub_headers_refused_alike() {
             (with(1 << 20, 4, 100, 0, held, 0), Want::TooSmall),
             (with(8, 1024, 100, 0, held, 0), Want::TooSmall),
             (with(8, 2, 100, 1, held, 7), Want::Ok),
+            // A pubsub channel carries bytes: its type words are zero.
+            (
+                [p0, p1, 8 | (8 << 32), 0x1235],
+                Want::Bad("message type size"),
+            ),
+            ([p0, p1, 0, 3], Want::Bad("message type (hash")),
         ],
     );
 }

@@ -200,7 +200,6 @@ pub struct Options {
     overflow: Overflow,
     history: u64,
     common: Common,
-    msg: MsgType,
 }
 
 impl Default for Options {
@@ -221,7 +220,6 @@ impl Options {
             overflow: Overflow::Overwrite,
             history: 0,
             common: Common::default(),
-            msg: MsgType::BYTES,
         }
     }
 
@@ -381,8 +379,8 @@ const HELD: Rule = Rule {
     pow2: false,
 };
 
-/// The layout parameters of a pubsub channel (header words 0 and 1; 2 and 3 are
-/// the message type). Checked by [`Params::check`] alone, for a creator's options
+/// The layout parameters of a pubsub channel (header words 0 and 1; 2 and 3, the
+/// message type, are those of bytes). Checked by [`Params::check`] alone, for a creator's options
 /// and for a header ([`validate`]): a creator cannot make what an opener refuses,
 /// and `shmipc info` refuses what an opener does.
 #[derive(Debug, Clone, Copy)]
@@ -452,7 +450,8 @@ impl Params {
         })
     }
 
-    fn pack(&self, msg: &MsgType) -> [u64; 4] {
+    fn pack(&self) -> [u64; 4] {
+        let msg = MsgType::BYTES;
         let overflow = match self.overflow {
             Overflow::Overwrite => 0u64,
             Overflow::Block => 1,
@@ -483,15 +482,17 @@ impl Params {
     }
 }
 
-/// Validates a pubsub header's layout parameters and that `len` bytes (of the
-/// segment, from the channel's start) hold the layout they describe: the one
-/// check of an opening endpoint and of `shmipc info` (`channel::inspect`). The
-/// message type words are the opener's to check.
+/// Validates a pubsub header's parameters (its message type words those of
+/// bytes) and that `len` bytes (of the segment, from the channel's start) hold the
+/// layout they describe: the one check of an opening endpoint and of `shmipc info`
+/// (`channel::inspect`).
 ///
 /// # Errors
 /// [`LayoutError::Mismatch`] naming the parameter out of range,
 /// [`LayoutError::TooSmall`] for a segment too small for them.
 pub(crate) fn validate(params: [u64; 4], len: usize) -> Result<(Params, Sizes), LayoutError> {
+    let [.., packed, hash] = params;
+    MsgType::BYTES.check(Kind::PubSub, packed, hash)?;
     let bad = |b: Bad| b.layout(Kind::PubSub);
     let p = Params::unpack(params).map_err(bad)?;
     let s = p.check().map_err(bad)?;
@@ -529,7 +530,7 @@ impl Chan {
             Kind::PubSub,
             &opts.common,
             size,
-            params.pack(&opts.msg),
+            params.pack(),
             |view| {
                 // Every chunk starts free.
                 let Some(s) = create else { return Ok(()) };
@@ -555,14 +556,12 @@ impl Chan {
         name: &str,
         map: Mapped,
         header: Header,
-        opts: &Options,
+        _opts: &Options,
     ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
         };
-        let [.., packed, hash] = header.params;
-        opts.msg.check(Kind::PubSub, packed, hash).map_err(layout)?;
         let (found, s) = validate(header.params, map.view.len()).map_err(layout)?;
         let words = map.words(Kind::PubSub, s.size).map_err(layout)?;
         Ok(Self {

@@ -61,7 +61,7 @@ impl MsgType {
         if packed != self.packed() {
             return Err(LayoutError::Mismatch {
                 kind: kind.as_str(),
-                what: "message type size and alignment (size | align << 32; 0 = bytes)",
+                what: Self::PACKED,
                 found: packed,
                 expected: self.packed(),
             });
@@ -69,13 +69,41 @@ impl MsgType {
         if hash != self.hash {
             return Err(LayoutError::Mismatch {
                 kind: kind.as_str(),
-                what: "message type (hash of its type name; 0 = bytes)",
+                what: Self::HASH,
                 found: hash,
                 expected: self.hash,
             });
         }
         Ok(())
     }
+
+    /// Refuses type words that no message type has, whoever opens: neither bytes
+    /// (both zero) nor a type's size and alignment (a power of two, at most
+    /// `max_align`) with its odd name hash. Which type they are is each opener's
+    /// to check ([`MsgType::check`]).
+    pub(crate) fn check_any(
+        kind: Kind,
+        packed: u64,
+        hash: u64,
+        max_align: u64,
+    ) -> Result<(), LayoutError> {
+        if packed == 0 && hash == 0 {
+            return Ok(());
+        }
+        let align = packed >> 32;
+        if !align.is_power_of_two() || align > max_align {
+            return Err(Bad::header(Self::PACKED, packed).layout(kind));
+        }
+        if hash & 1 == 0 {
+            return Err(Bad::header(Self::HASH, hash).layout(kind));
+        }
+        Ok(())
+    }
+
+    /// What a header's first type word is, in errors.
+    const PACKED: &str = "message type size and alignment (size | align << 32; 0 = bytes)";
+    /// What its second is.
+    const HASH: &str = "message type (hash of its type name; 0 = bytes)";
 }
 
 /// A range rule on one layout parameter of a channel, written once per kind and

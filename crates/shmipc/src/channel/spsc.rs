@@ -293,15 +293,18 @@ impl Shape {
 /// Validates an spsc header's layout parameters and that `len` bytes (of the
 /// segment, from the channel's start) hold the layout they describe: the one
 /// check of an opening endpoint and of `shmipc info` (`channel::inspect`). The
-/// message type words are the opener's to check.
+/// message type words must be those of some type an endpoint may carry (bytes,
+/// or a `Pod` type aligned to at most 8); whether they are the opener's own type
+/// is its to check.
 ///
 /// # Errors
 /// [`LayoutError::Mismatch`] naming the parameter out of range,
 /// [`LayoutError::TooSmall`] for a segment too small for them.
 pub(crate) fn validate(
-    [capacity, slot_size, ..]: [u64; 4],
+    [capacity, slot_size, packed, hash]: [u64; 4],
     len: usize,
 ) -> Result<Shape, LayoutError> {
+    MsgType::check_any(Kind::Spsc, packed, hash, STAMP_LEN as u64)?;
     let shape = Shape::new(capacity, slot_size).map_err(|b| b.layout(Kind::Spsc))?;
     shared::fits("spsc ring", shape.size, len)?;
     Ok(shape)
@@ -363,9 +366,9 @@ impl Chan {
             name: name.to_owned(),
             source,
         };
+        let shape = validate(header.params, map.view.len()).map_err(layout)?;
         let [.., packed, hash] = header.params;
         opts.msg.check(Kind::Spsc, packed, hash).map_err(layout)?;
-        let shape = validate(header.params, map.view.len()).map_err(layout)?;
         let words = map.words(Kind::Spsc, shape.size).map_err(layout)?;
         Ok(Self {
             map,
