@@ -64,7 +64,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// The word at `off` from the channel's start; 0 if out of the view (callers
-    /// check the extent first with [`Reader::need`]).
+    /// check the extent first, with the kind's `validate`).
     fn u64(&self, off: u64) -> u64 {
         usize::try_from(off)
             .ok()

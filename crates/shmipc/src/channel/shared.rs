@@ -1,7 +1,10 @@
 //! What every channel kind shares: creating or opening its segment with a checked
-//! header, the message type identity, the `#[repr(C)]` words every layout is built
-//! of ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken
-//! from those structs with `offset_of!`.
+//! header, the message type identity, the range rules of layout parameters
+//! ([`Rule`], [`Bad`]) and the extent check ([`fits`]) from which each kind's
+//! `validate` is built (the one check of creators, opening endpoints and
+//! `shmipc info`), the `#[repr(C)]` words every layout is built of
+//! ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken from
+//! those structs with `offset_of!`.
 
 use std::mem::offset_of;
 use std::ptr::NonNull;
