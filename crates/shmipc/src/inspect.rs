@@ -261,9 +261,9 @@ mod tests {
         let v = seg.map_all().unwrap();
         v.write_at(0, &[0xAB; 128]).unwrap();
         assert_eq!(inspect(&n).unwrap(), Contents::Plain);
-        layout::init(&v, 0, Kind::Spsc, [1, 2, 3, 4]).unwrap();
-        // A header with the parameters of a small spsc ring; garbage peer tokens
-        // name no live process.
+        layout::init(&v, 0, Kind::Spsc, [1, 2, 0, 0]).unwrap();
+        // A header with the parameters of a small spsc ring of bytes; garbage peer
+        // tokens name no live process.
         assert_eq!(
             inspect(&n).unwrap(),
             Contents::Object {

@@ -8,10 +8,12 @@
 //! kind; words are only copied out here, never referenced. The tests at the end
 //! create a channel of each kind with real endpoints and check what is read here.
 //!
-//! Everything read is validated as the endpoints validate it: header parameters out
-//! of range, or a segment too small for them, give [`LayoutError`] (what opening the
-//! channel would say); words that no correct peer writes (a fill beyond the ring)
-//! read as "unknown" (`None`). Peers count only while their process lives
+//! The header's parameters and the segment's extent are validated by each kind's
+//! `validate` (`spsc::validate`, `pubsub::validate`, `mpmc::validate`,
+//! `rpc::validate`), the very function an opening endpoint calls: parameters out of
+//! range, or a segment too small for them, give the [`LayoutError`] opening the
+//! channel gives, and what an endpoint refuses is never shown as a channel; words
+//! that no correct peer writes (a fill beyond the ring) read as "unknown" (`None`). Peers count only while their process lives
 //! (`peer.rs`), so a SIGKILLed endpoint is not shown as connected.
 
 use std::mem::offset_of;
@@ -62,7 +64,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// The word at `off` from the channel's start; 0 if out of the view (callers
-    /// check the extent first with [`Reader::need`]).
+    /// check the extent first, with the kind's `validate`).
     fn u64(&self, off: u64) -> u64 {
         usize::try_from(off)
             .ok()
@@ -71,17 +73,9 @@ impl Reader<'_> {
             .unwrap_or(0)
     }
 
-    /// Refuses a view that does not cover `size` bytes of the channel.
-    fn need(&self, what: &'static str, size: u64) -> Result<(), LayoutError> {
-        let len = self.view.len().saturating_sub(self.offset);
-        match usize::try_from(size) {
-            Ok(need) if need <= len => Ok(()),
-            _ => Err(LayoutError::TooSmall {
-                what,
-                len,
-                need: usize::try_from(size).unwrap_or(usize::MAX),
-            }),
-        }
+    /// Bytes of the view from the channel's start.
+    fn len(&self) -> usize {
+        self.view.len().saturating_sub(self.offset)
     }
 
     /// The process id of the live endpoint whose token is at `off`, if any (0 for
@@ -117,15 +111,6 @@ const fn at(off: usize) -> u64 {
     off as u64
 }
 
-fn bad(kind: &'static str, what: &'static str, found: u64) -> LayoutError {
-    LayoutError::Mismatch {
-        kind,
-        what,
-        found,
-        expected: 0,
-    }
-}
-
 /// `enq - dequeue` of a bounded queue when it makes sense (garbage, or positions
 /// read a moment apart, may say otherwise), at most the capacity.
 fn queued(enq: u64, deq: u64, capacity: u64) -> Option<u64> {
@@ -139,21 +124,13 @@ fn queued(enq: u64, deq: u64, capacity: u64) -> Option<u64> {
 
 // spsc.rs's `Control` (producer, consumer, tail), then the slots from
 // `spsc::SLOTS_AT`, each starting with its `SlotHeader` (the stamp).
-fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
-    const KIND: &str = "spsc";
-    if !capacity.is_power_of_two() || capacity > 1 << 31 {
-        return Err(bad(
-            KIND,
-            "capacity (not a power of two up to 2^31)",
-            capacity,
-        ));
-    }
-    if slot_size > 1 << 31 {
-        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
-    }
-    let (stride, size) =
-        spsc::sizes(capacity, slot_size).ok_or(bad(KIND, "ring size (overflows)", capacity))?;
-    r.need("spsc ring", size)?;
+fn spsc(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    let spsc::Shape {
+        capacity,
+        slot_size,
+        stride,
+        ..
+    } = spsc::validate(params, r.len())?;
     // Messages published and not yet handed back: the stamps from the consumer's
     // tail on that carry their message's tag.
     let tail = r.u64(at(offset_of!(spsc::Control, tail)));
@@ -177,18 +154,14 @@ fn spsc(r: &Reader<'_>, [capacity, slot_size, ..]: [u64; 4]) -> Result<ObjectSta
 }
 
 // pubsub.rs's `Control` (publisher, head), then the subscriber records
-// (`SubRecord`: registration, cursor; then the holds) from `pubsub::SUBS_AT`; the
-// parameters and the extent are validated by `pubsub::shape`, the endpoints' own
-// check.
+// (`SubRecord`: registration, cursor; then the holds) from `pubsub::SUBS_AT`.
 fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
-    const KIND: &str = "pubsub";
-    let shape = pubsub::shape(params).map_err(|(what, v)| bad(KIND, what, v))?;
-    r.need("pubsub pool", shape.size)?;
+    let (shape, sizes) = pubsub::validate(params, r.len())?;
     let published = r.u64(at(offset_of!(pubsub::Control, head)));
     let mut subscribers = 0u32;
     let mut max_lag: Option<u64> = None;
     for i in 0..shape.max_subscribers {
-        let rec = at(pubsub::SUBS_AT) + i * shape.rec;
+        let rec = at(pubsub::SUBS_AT) + i * sizes.rec;
         let token = rec + at(offset_of!(pubsub::SubRecord, peer) + offset_of!(PeerWords, token));
         if r.live(token).is_none() {
             continue;
@@ -213,31 +186,16 @@ fn pubsub(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> 
 
 // mpmc.rs's `Control` (enqueue and dequeue positions), then the endpoint
 // `Record`s (token, attaches, role: 1 producer, 2 consumer) from
-// `mpmc::RECORDS_AT`; then the slots, whose extent `mpmc::Params::sizes` gives.
-fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, LayoutError> {
-    const KIND: &str = "mpmc";
-    let (capacity, max_endpoints) = (p0 & 0xffff_ffff, p0 >> 32);
-    if !capacity.is_power_of_two() || !(2..=1 << 31).contains(&capacity) {
-        return Err(bad(
-            KIND,
-            "capacity (not a power of two from 2 to 2^31)",
+// `mpmc::RECORDS_AT`; then the slots.
+fn mpmc(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    let (
+        mpmc::Params {
             capacity,
-        ));
-    }
-    if slot_size > 1 << 31 {
-        return Err(bad(KIND, "slot size (over 2^31)", slot_size));
-    }
-    if max_endpoints == 0 || max_endpoints > 1 << 16 {
-        return Err(bad(KIND, "max endpoints (not 1 to 65536)", max_endpoints));
-    }
-    let (_, _, size) = mpmc::Params {
-        capacity,
-        slot_size,
-        max_endpoints,
-    }
-    .sizes()
-    .ok_or(bad(KIND, "queue size", capacity))?;
-    r.need("mpmc queue", size)?;
+            slot_size,
+            max_endpoints,
+        },
+        _,
+    ) = mpmc::validate(params, r.len())?;
     let deq = r.u64(at(offset_of!(mpmc::Control, dequeue_pos)));
     let enq = r.u64(at(offset_of!(mpmc::Control, enqueue_pos)));
     let role = |want: u64| move |off: u64| r.u64(off + at(offset_of!(mpmc::Record, role))) == want;
@@ -257,32 +215,18 @@ fn mpmc(r: &Reader<'_>, [p0, slot_size, ..]: [u64; 4]) -> Result<ObjectState, La
 }
 
 // rpc.rs's `Control` (server, request enqueue and dequeue positions), then the
-// `ClientRecord`s from `rpc::CLIENTS_AT` (registration first); the extent of the
-// request slots and response rings is `rpc::size_for`'s.
-fn rpc(
-    r: &Reader<'_>,
-    [p0, slot_size, responses, zero]: [u64; 4],
-) -> Result<ObjectState, LayoutError> {
-    const KIND: &str = "rpc";
-    let (capacity, max_clients) = (p0 & 0xffff_ffff, p0 >> 32);
-    if zero != 0 {
-        return Err(bad(KIND, "reserved parameter", zero));
-    }
-    if !capacity.is_power_of_two() || !(2..=1 << 24).contains(&capacity) {
-        return Err(bad(KIND, "capacity", capacity));
-    }
-    if !responses.is_power_of_two() || responses > 1 << 24 {
-        return Err(bad(KIND, "responses", responses));
-    }
-    if slot_size > 1 << 30 {
-        return Err(bad(KIND, "slot size", slot_size));
-    }
-    if max_clients == 0 || max_clients > 1 << 12 {
-        return Err(bad(KIND, "max clients", max_clients));
-    }
-    let size = rpc::size_for(capacity, slot_size, max_clients, responses)
-        .ok_or(bad(KIND, "size", capacity))?;
-    r.need("rpc channel", size)?;
+// `ClientRecord`s from `rpc::CLIENTS_AT` (registration first), then the request
+// slots and response rings.
+fn rpc(r: &Reader<'_>, params: [u64; 4]) -> Result<ObjectState, LayoutError> {
+    let (
+        rpc::Params {
+            capacity,
+            slot_size,
+            max_clients,
+            ..
+        },
+        _,
+    ) = rpc::validate(params, r.len())?;
     let deq = r.u64(at(offset_of!(rpc::Control, dequeue_pos)));
     let enq = r.u64(at(offset_of!(rpc::Control, enqueue_pos)));
     let clients = (

@@ -116,7 +116,7 @@ use crate::segment::Persistence;
 use super::mpmc_ring::{self, Found, Geometry, MpmcSlots, Owned};
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
-use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, Words};
+use super::shared::{self, line_up, Bad, BellWords, Common, How, Mapped, MsgType, Rule, Words};
 use super::shim::AtomicU64;
 use super::{ChannelError, RecvError, SendError, TrySendError};
 
@@ -281,6 +281,40 @@ impl Options {
     }
 }
 
+/// Capacity: slots in the queue.
+const CAPACITY: Rule = Rule {
+    what: "capacity",
+    header: "capacity (not a power of two from 2 to 2^31)",
+    reason: "it must be 1 to 2^31 slots",
+    min: 2,
+    max: MAX_CAPACITY,
+    pow2: true,
+};
+
+/// Slot size: the largest message.
+const SLOT_SIZE: Rule = Rule {
+    what: "slot size",
+    header: "slot size (over 2^31)",
+    reason: "it must be at most 2^31 bytes",
+    min: 0,
+    max: MAX_SLOT,
+    pow2: false,
+};
+
+/// Endpoint records: producers and consumers together.
+const ENDPOINTS: Rule = Rule {
+    what: "max endpoints",
+    header: "max endpoints (not 1 to 65536)",
+    reason: "it must be 1 to 65536",
+    min: 1,
+    max: MAX_ENDPOINTS,
+    pow2: false,
+};
+
+/// The layout parameters of an mpmc queue (header words 0 and 1; 2 and 3, the
+/// message type, are those of bytes). Checked by [`Params::check`] alone, for a
+/// creator's options and for a header ([`validate`]): a creator cannot make what
+/// an opener refuses, and `shmipc info` refuses what an opener does.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Params {
     pub(crate) capacity: u64,
@@ -288,59 +322,88 @@ pub(crate) struct Params {
     pub(crate) max_endpoints: u64,
 }
 
+/// Where the parts of an mpmc segment are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    /// Offset of the slots.
+    slots: u64,
+    /// Bytes from one slot to the next.
+    stride: u64,
+    /// Bytes of the whole queue.
+    pub(crate) size: u64,
+}
+
 impl Params {
-    /// Offset of the slots, stride, segment size; None on overflow.
-    pub(crate) fn sizes(&self) -> Option<(u64, u64, u64)> {
+    /// From a creator's options (capacity rounded up to a power of two).
+    fn of_options(o: &Options) -> Result<(Self, Sizes), Bad> {
+        let p = Self {
+            capacity: CAPACITY.option(o.capacity)?,
+            slot_size: o.slot_size,
+            max_endpoints: o.max_endpoints,
+        };
+        Ok((p, p.check()?))
+    }
+
+    /// Checks every parameter against its rule, and lays the queue out.
+    fn check(&self) -> Result<Sizes, Bad> {
+        CAPACITY.check(self.capacity)?;
+        SLOT_SIZE.check(self.slot_size)?;
+        ENDPOINTS.check(self.max_endpoints)?;
+        self.sizes().ok_or(Bad {
+            what: "capacity x slot size",
+            header: "queue size",
+            reason: "the queue would not fit in memory",
+            value: self.capacity,
+        })
+    }
+
+    /// The layout; None on overflow.
+    fn sizes(&self) -> Option<Sizes> {
         let recs =
             (RECORDS_AT as u64).checked_add(self.max_endpoints.checked_mul(RECORD_LEN as u64)?)?;
         let slots = recs.checked_add(127)? & !127;
         let stride = (SLOT_HEADER as u64).checked_add(line_up(self.slot_size)?)?;
         let size = stride.checked_mul(self.capacity)?.checked_add(slots)?;
-        (size <= isize::MAX as u64).then_some((slots, stride, size))
+        (size <= isize::MAX as u64).then_some(Sizes {
+            slots,
+            stride,
+            size,
+        })
+    }
+
+    /// The header's parameters.
+    fn pack(&self) -> [u64; 4] {
+        let msg = MsgType::BYTES;
+        [
+            self.capacity | (self.max_endpoints << 32),
+            self.slot_size,
+            msg.packed(),
+            msg.hash,
+        ]
     }
 }
 
-fn validate(name: &str, o: &Options) -> Result<Params, ChannelError> {
-    let invalid = |what, value, reason| ChannelError::InvalidParameter {
-        name: name.to_owned(),
-        what,
-        value,
-        reason,
-    };
-    if o.capacity == 0 || o.capacity > MAX_CAPACITY {
-        return Err(invalid(
-            "capacity",
-            o.capacity,
-            "it must be 1 to 2^31 slots",
-        ));
-    }
-    if o.slot_size > MAX_SLOT {
-        return Err(invalid(
-            "slot size",
-            o.slot_size,
-            "it must be at most 2^31 bytes",
-        ));
-    }
-    if o.max_endpoints == 0 || o.max_endpoints > MAX_ENDPOINTS {
-        return Err(invalid(
-            "max endpoints",
-            o.max_endpoints,
-            "it must be 1 to 65536",
-        ));
-    }
+/// Validates an mpmc header's parameters (its message type words those of bytes)
+/// and that `len` bytes (of the segment, from the queue's start) hold the layout
+/// they describe: the one check of an opening endpoint and of `shmipc info`
+/// (`channel::inspect`).
+///
+/// # Errors
+/// [`LayoutError::Mismatch`] naming the parameter out of range,
+/// [`LayoutError::TooSmall`] for a segment too small for them.
+pub(crate) fn validate(
+    [p0, slot_size, packed, hash]: [u64; 4],
+    len: usize,
+) -> Result<(Params, Sizes), LayoutError> {
+    MsgType::BYTES.check(Kind::Mpmc, packed, hash)?;
     let p = Params {
-        capacity: o.capacity.next_power_of_two().max(2),
-        slot_size: o.slot_size,
-        max_endpoints: o.max_endpoints,
+        capacity: p0 & 0xffff_ffff,
+        slot_size,
+        max_endpoints: p0 >> 32,
     };
-    p.sizes().ok_or_else(|| {
-        invalid(
-            "capacity x slot size",
-            o.capacity,
-            "the queue would not fit in memory",
-        )
-    })?;
-    Ok(p)
+    let s = p.check().map_err(|b| b.layout(Kind::Mpmc))?;
+    shared::fits("mpmc queue", s.size, len)?;
+    Ok((p, s))
 }
 
 #[derive(Debug)]
@@ -354,28 +417,19 @@ struct Chan {
 
 impl Chan {
     fn get(name: &str, how: How, opts: &Options) -> Result<Self, ChannelError> {
-        let p = validate(name, opts)?;
-        let size = p.sizes().map_or(0, |(_, _, size)| size);
-        let msg = MsgType::BYTES;
-        let params = [
-            p.capacity | (p.max_endpoints << 32),
-            p.slot_size,
-            msg.packed(),
-            msg.hash,
-        ];
+        let (p, sizes) = Params::of_options(opts).map_err(|b| b.invalid(name))?;
         // Every slot starts free in turn 0 (`mpmc_ring::INIT`, all zero bits): the
         // new segment is zeroed already.
         const _: () = assert!(mpmc_ring::INIT == 0);
-        let (map, header) =
-            shared::get(
-                name,
-                how,
-                Kind::Mpmc,
-                &opts.common,
-                size,
-                params,
-                |_| Ok(()),
-            )?;
+        let (map, header) = shared::get(
+            name,
+            how,
+            Kind::Mpmc,
+            &opts.common,
+            sizes.size,
+            p.pack(),
+            |_| Ok(()),
+        )?;
         Self::checked(name, map, header, opts)
     }
 
@@ -393,60 +447,22 @@ impl Chan {
         header: Header,
         _opts: &Options,
     ) -> Result<Self, ChannelError> {
-        let msg = MsgType::BYTES;
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
         };
-        let [p0, slot_size, packed, hash] = header.params;
-        msg.check(Kind::Mpmc, packed, hash).map_err(layout)?;
-        let bad = |what, value| {
-            layout(LayoutError::Mismatch {
-                kind: "mpmc",
-                what,
-                found: value,
-                expected: 0,
-            })
-        };
-        let capacity = p0 & 0xffff_ffff;
-        let max_endpoints = p0 >> 32;
-        if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
-            return Err(bad(
-                "capacity (not a power of two from 2 to 2^31)",
-                capacity,
-            ));
-        }
-        if slot_size > MAX_SLOT {
-            return Err(bad("slot size (over 2^31)", slot_size));
-        }
-        if max_endpoints == 0 || max_endpoints > MAX_ENDPOINTS {
-            return Err(bad("max endpoints (not 1 to 65536)", max_endpoints));
-        }
-        let found = Params {
-            capacity,
-            slot_size,
-            max_endpoints,
-        };
-        let (slots, stride, size) = found.sizes().ok_or_else(|| bad("queue size", capacity))?;
-        let len = usize::try_from(size).map_err(|_| bad("queue size", size))?;
-        if len > map.view.len() {
-            return Err(layout(LayoutError::TooSmall {
-                what: "mpmc queue",
-                len: map.view.len(),
-                need: len,
-            }));
-        }
-        let words = Words::new(&map.view, len).ok_or_else(|| bad("segment access", 0))?;
+        let (found, s) = validate(header.params, map.view.len()).map_err(layout)?;
+        let words = map.words(Kind::Mpmc, s.size).map_err(layout)?;
         Ok(Self {
             map,
             words,
             geo: Geometry {
-                capacity,
-                max_len: slot_size as u32,
-                endpoints: max_endpoints,
+                capacity: found.capacity,
+                max_len: found.slot_size as u32,
+                endpoints: found.max_endpoints,
             },
-            slots: slots as usize,
-            stride: stride as usize,
+            slots: s.slots as usize,
+            stride: s.stride as usize,
         })
     }
 

@@ -114,7 +114,9 @@ use crate::segment::Persistence;
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
 use super::pubsub_pool::{self, Geometry, PoolMem, PublisherCore, SubscriberCore, Take, FREE};
-use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
+use super::shared::{
+    self, line_up, Bad, BellWords, Common, How, Mapped, MsgType, PeerWords, Rule, Words,
+};
 use super::shim::AtomicU64;
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
@@ -199,7 +201,6 @@ pub struct Options {
     overflow: Overflow,
     history: u64,
     common: Common,
-    msg: MsgType,
 }
 
 impl Default for Options {
@@ -220,7 +221,6 @@ impl Options {
             overflow: Overflow::Overwrite,
             history: 0,
             common: Common::default(),
-            msg: MsgType::BYTES,
         }
     }
 
@@ -325,41 +325,8 @@ impl Options {
     }
 
     fn params(&self, name: &str) -> Result<Params, ChannelError> {
-        let invalid = |what, value, reason| ChannelError::InvalidParameter {
-            name: name.to_owned(),
-            what,
-            value,
-            reason,
-        };
-        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
-            return Err(invalid(
-                "capacity",
-                self.capacity,
-                "it must be 1 to 2^31 messages",
-            ));
-        }
-        if self.slot_size > MAX_SLOT {
-            return Err(invalid(
-                "slot size",
-                self.slot_size,
-                "it must be at most 2^31 bytes",
-            ));
-        }
-        if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS {
-            return Err(invalid(
-                "max subscribers",
-                self.max_subscribers,
-                "it must be 1 to 1024",
-            ));
-        }
-        if self.max_held == 0 || self.max_held > MAX_HELD {
-            return Err(invalid(
-                "max held samples",
-                self.max_held,
-                "it must be 1 to 64",
-            ));
-        }
-        let capacity = self.capacity.next_power_of_two().max(2);
+        let invalid = |b: Bad| b.invalid(name);
+        let capacity = CAPACITY.option(self.capacity).map_err(invalid)?;
         let p = Params {
             capacity,
             slot_size: self.slot_size,
@@ -368,36 +335,76 @@ impl Options {
             overflow: self.overflow,
             keep: self.history.min(capacity - 1).min(MAX_KEEP),
         };
-        p.sizes().ok_or_else(|| {
-            invalid(
-                "capacity x slot size",
-                self.capacity,
-                "the pool would not fit in memory",
-            )
-        })?;
+        p.check().map_err(invalid)?;
         Ok(p)
     }
 }
 
+/// Capacity: messages in the ring.
+const CAPACITY: Rule = Rule {
+    what: "capacity",
+    header: "capacity (not a power of two from 2 to 2^31)",
+    reason: "it must be 1 to 2^31 messages",
+    min: 2,
+    max: MAX_CAPACITY,
+    pow2: true,
+};
+
+/// Slot size: the largest sample.
+const SLOT_SIZE: Rule = Rule {
+    what: "slot size",
+    header: "slot size (over 2^31)",
+    reason: "it must be at most 2^31 bytes",
+    min: 0,
+    max: MAX_SLOT,
+    pow2: false,
+};
+
+/// Subscriber places.
+const SUBSCRIBERS: Rule = Rule {
+    what: "max subscribers",
+    header: "max subscribers (not 1 to 1024)",
+    reason: "it must be 1 to 1024",
+    min: 1,
+    max: MAX_SUBSCRIBERS,
+    pow2: false,
+};
+
+/// Samples one subscriber may hold.
+const HELD: Rule = Rule {
+    what: "max held samples",
+    header: "max held samples (not 1 to 64)",
+    reason: "it must be 1 to 64",
+    min: 1,
+    max: MAX_HELD,
+    pow2: false,
+};
+
+/// The layout parameters of a pubsub channel (header words 0 and 1; 2 and 3, the
+/// message type, are those of bytes). Checked by [`Params::check`] alone, for a creator's options
+/// and for a header ([`validate`]): a creator cannot make what an opener refuses,
+/// and `shmipc info` refuses what an opener does.
 #[derive(Debug, Clone, Copy)]
-struct Params {
-    capacity: u64,
-    slot_size: u64,
-    max_subscribers: u64,
-    max_held: u64,
-    overflow: Overflow,
-    keep: u64,
+pub(crate) struct Params {
+    pub(crate) capacity: u64,
+    pub(crate) slot_size: u64,
+    pub(crate) max_subscribers: u64,
+    pub(crate) max_held: u64,
+    pub(crate) overflow: Overflow,
+    pub(crate) keep: u64,
 }
 
 /// Where the parts of a pubsub segment are.
 #[derive(Debug, Clone, Copy)]
-struct Sizes {
-    rec: u64,
+pub(crate) struct Sizes {
+    /// Bytes of a subscriber record.
+    pub(crate) rec: u64,
     entries: u64,
     chunks_off: u64,
     stride: u64,
     chunks: u32,
-    size: u64,
+    /// Bytes of the whole channel.
+    pub(crate) size: u64,
 }
 
 impl Params {
@@ -424,7 +431,28 @@ impl Params {
         })
     }
 
-    fn pack(&self, msg: &MsgType) -> [u64; 4] {
+    /// Checks every parameter against its rule, and lays the channel out.
+    fn check(&self) -> Result<Sizes, Bad> {
+        CAPACITY.check(self.capacity)?;
+        SLOT_SIZE.check(self.slot_size)?;
+        SUBSCRIBERS.check(self.max_subscribers)?;
+        HELD.check(self.max_held)?;
+        if self.keep >= self.capacity {
+            return Err(Bad::header(
+                "kept history (not below the capacity)",
+                self.keep,
+            ));
+        }
+        self.sizes().ok_or(Bad {
+            what: "capacity x slot size",
+            header: "pool size",
+            reason: "the pool would not fit in memory",
+            value: self.capacity,
+        })
+    }
+
+    fn pack(&self) -> [u64; 4] {
+        let msg = MsgType::BYTES;
         let overflow = match self.overflow {
             Overflow::Overwrite => 0u64,
             Overflow::Block => 1,
@@ -437,68 +465,40 @@ impl Params {
         ]
     }
 
-    /// Reads and validates the parameters of a header.
-    fn unpack([p0, p1, ..]: [u64; 4]) -> Result<Self, (&'static str, u64)> {
-        let capacity = p0 & 0xffff_ffff;
-        let max_subscribers = p0 >> 32;
-        let slot_size = p1 & 0xffff_ffff;
+    /// Reads the parameters of a header (unchecked: [`Params::check`]).
+    fn unpack([p0, p1, ..]: [u64; 4]) -> Result<Self, Bad> {
         let overflow = match (p1 >> 32) & 0xff {
             0 => Overflow::Overwrite,
             1 => Overflow::Block,
-            v => return Err(("overflow policy", v)),
+            v => return Err(Bad::header("overflow policy", v)),
         };
-        let max_held = (p1 >> 40) & 0xff;
-        let keep = p1 >> 48;
-        if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
-            return Err(("capacity (not a power of two from 2 to 2^31)", capacity));
-        }
-        if slot_size > MAX_SLOT {
-            return Err(("slot size (over 2^31)", slot_size));
-        }
-        if max_subscribers == 0 || max_subscribers > MAX_SUBSCRIBERS {
-            return Err(("max subscribers (not 1 to 1024)", max_subscribers));
-        }
-        if max_held == 0 || max_held > MAX_HELD {
-            return Err(("max held samples (not 1 to 64)", max_held));
-        }
-        if keep >= capacity {
-            return Err(("kept history (not below the capacity)", keep));
-        }
         Ok(Self {
-            capacity,
-            slot_size,
-            max_subscribers,
-            max_held,
+            capacity: p0 & 0xffff_ffff,
+            slot_size: p1 & 0xffff_ffff,
+            max_subscribers: p0 >> 32,
+            max_held: (p1 >> 40) & 0xff,
             overflow,
-            keep,
+            keep: p1 >> 48,
         })
     }
 }
 
-/// What `shmipc info` shows of a pubsub channel: its parameters and the extent
-/// its segment must have (for `channel::inspect`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Shape {
-    pub(crate) capacity: u64,
-    pub(crate) slot_size: u64,
-    pub(crate) max_subscribers: u64,
-    pub(crate) overflow: Overflow,
-    pub(crate) rec: u64,
-    pub(crate) size: u64,
-}
-
-/// Validates a pubsub header's parameters (for `channel::inspect`).
-pub(crate) fn shape(params: [u64; 4]) -> Result<Shape, (&'static str, u64)> {
-    let p = Params::unpack(params)?;
-    let s = p.sizes().ok_or(("pool size", p.capacity))?;
-    Ok(Shape {
-        capacity: p.capacity,
-        slot_size: p.slot_size,
-        max_subscribers: p.max_subscribers,
-        overflow: p.overflow,
-        rec: s.rec,
-        size: s.size,
-    })
+/// Validates a pubsub header's parameters (its message type words those of
+/// bytes) and that `len` bytes (of the segment, from the channel's start) hold the
+/// layout they describe: the one check of an opening endpoint and of `shmipc info`
+/// (`channel::inspect`).
+///
+/// # Errors
+/// [`LayoutError::Mismatch`] naming the parameter out of range,
+/// [`LayoutError::TooSmall`] for a segment too small for them.
+pub(crate) fn validate(params: [u64; 4], len: usize) -> Result<(Params, Sizes), LayoutError> {
+    let [.., packed, hash] = params;
+    MsgType::BYTES.check(Kind::PubSub, packed, hash)?;
+    let bad = |b: Bad| b.layout(Kind::PubSub);
+    let p = Params::unpack(params).map_err(bad)?;
+    let s = p.check().map_err(bad)?;
+    shared::fits("pubsub pool", s.size, len)?;
+    Ok((p, s))
 }
 
 /// A mapped and validated pubsub segment.
@@ -531,7 +531,7 @@ impl Chan {
             Kind::PubSub,
             &opts.common,
             size,
-            params.pack(&opts.msg),
+            params.pack(),
             |view| {
                 // Every chunk starts free.
                 let Some(s) = create else { return Ok(()) };
@@ -557,35 +557,14 @@ impl Chan {
         name: &str,
         map: Mapped,
         header: Header,
-        opts: &Options,
+        _opts: &Options,
     ) -> Result<Self, ChannelError> {
         let layout = |source| ChannelError::Layout {
             name: name.to_owned(),
             source,
         };
-        let [.., packed, hash] = header.params;
-        opts.msg.check(Kind::PubSub, packed, hash).map_err(layout)?;
-        let bad = |what, value| {
-            layout(LayoutError::Mismatch {
-                kind: "pubsub",
-                what,
-                found: value,
-                expected: 0,
-            })
-        };
-        let found = Params::unpack(header.params).map_err(|(what, v)| bad(what, v))?;
-        let s = found
-            .sizes()
-            .ok_or_else(|| bad("pool size", found.capacity))?;
-        let len = usize::try_from(s.size).map_err(|_| bad("pool size", s.size))?;
-        if len > map.view.len() {
-            return Err(layout(LayoutError::TooSmall {
-                what: "pubsub pool",
-                len: map.view.len(),
-                need: len,
-            }));
-        }
-        let words = Words::new(&map.view, len).ok_or_else(|| bad("segment access", 0))?;
+        let (found, s) = validate(header.params, map.view.len()).map_err(layout)?;
+        let words = map.words(Kind::PubSub, s.size).map_err(layout)?;
         Ok(Self {
             map,
             words,

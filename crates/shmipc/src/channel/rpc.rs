@@ -95,7 +95,7 @@ use crate::segment::Persistence;
 use super::mpmc_ring::{self, Found, MpmcSlots, Owned};
 use super::notify::{Bell, Every};
 use super::peer::{self, Claim, Place};
-use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
+use super::shared::{self, line_up, Bad, BellWords, Common, How, Mapped, PeerWords, Rule, Words};
 use super::shim::AtomicU64;
 use super::spsc_ring::{self, ConsumerCore, ProducerCore, SpscSlots};
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
@@ -256,42 +256,82 @@ impl Options {
     }
 }
 
+/// Capacity: requests that may wait for the server.
+const CAPACITY: Rule = Rule {
+    what: "capacity",
+    header: "capacity",
+    reason: "it must be a power of two from 2 to 2^24",
+    min: 2,
+    max: MAX_CAPACITY,
+    pow2: true,
+};
+
+/// Responses that may wait for each client.
+const RESPONSES: Rule = Rule {
+    what: "responses",
+    header: "responses",
+    reason: "it must be a power of two from 1 to 2^24",
+    min: 1,
+    max: MAX_CAPACITY,
+    pow2: true,
+};
+
+/// Slot size: the largest request or response.
+const SLOT_SIZE: Rule = Rule {
+    what: "slot size",
+    header: "slot size",
+    reason: "it must be at most 2^30 bytes",
+    min: 0,
+    max: MAX_SLOT,
+    pow2: false,
+};
+
+/// Client places.
+const CLIENTS: Rule = Rule {
+    what: "max clients",
+    header: "max clients",
+    reason: "it must be 1 to 4096",
+    min: 1,
+    max: MAX_CLIENTS,
+    pow2: false,
+};
+
+/// The layout parameters of an rpc channel (header words 0 to 2; word 3 is
+/// reserved, zero). Checked by [`Params::check`] alone, for a creator's options
+/// and for a header ([`validate`]): a creator cannot make what an opener refuses,
+/// and `shmipc info` refuses what an opener does.
 #[derive(Debug, Clone, Copy)]
-struct Params {
-    capacity: u64,
-    slot_size: u64,
-    max_clients: u64,
-    responses: u64,
+pub(crate) struct Params {
+    pub(crate) capacity: u64,
+    pub(crate) slot_size: u64,
+    pub(crate) max_clients: u64,
+    pub(crate) responses: u64,
 }
 
 /// Offsets and sizes derived from the parameters.
 #[derive(Debug, Clone, Copy)]
-struct Geo {
+pub(crate) struct Geo {
     req_slots: u64,
     req_stride: u64,
     resp_rings: u64,
     resp_stride: u64,
-    size: u64,
-}
-
-/// The segment size a channel of these parameters needs, None on overflow (for
-/// `channel::inspect`).
-pub(crate) fn size_for(
-    capacity: u64,
-    slot_size: u64,
-    max_clients: u64,
-    responses: u64,
-) -> Option<u64> {
-    let p = Params {
-        capacity,
-        slot_size,
-        max_clients,
-        responses,
-    };
-    p.geo().map(|g| g.size)
+    /// Bytes of the whole channel.
+    pub(crate) size: u64,
 }
 
 impl Params {
+    /// From a creator's options (capacity and responses rounded up to powers of
+    /// two).
+    fn of_options(o: &Options) -> Result<(Self, Geo), Bad> {
+        let p = Self {
+            capacity: CAPACITY.option(o.capacity)?,
+            slot_size: o.slot_size,
+            max_clients: o.max_clients,
+            responses: RESPONSES.option(o.responses)?,
+        };
+        Ok((p, p.check()?))
+    }
+
     fn geo(&self) -> Option<Geo> {
         let clients_end =
             (CLIENTS_AT as u64).checked_add(self.max_clients.checked_mul(CLIENT_LEN as u64)?)?;
@@ -318,34 +358,56 @@ impl Params {
         })
     }
 
-    fn check(&self) -> Result<Geo, (&'static str, u64, &'static str)> {
-        if self.capacity < 1 || self.capacity > MAX_CAPACITY || !self.capacity.is_power_of_two() {
-            return Err((
-                "capacity",
-                self.capacity,
-                "it must be a power of two from 2 to 2^24",
-            ));
-        }
-        if self.responses < 1 || self.responses > MAX_CAPACITY || !self.responses.is_power_of_two()
-        {
-            return Err((
-                "responses",
-                self.responses,
-                "it must be a power of two from 1 to 2^24",
-            ));
-        }
-        if self.slot_size > MAX_SLOT {
-            return Err(("slot size", self.slot_size, "it must be at most 2^30 bytes"));
-        }
-        if self.max_clients == 0 || self.max_clients > MAX_CLIENTS {
-            return Err(("max clients", self.max_clients, "it must be 1 to 4096"));
-        }
-        self.geo().ok_or((
-            "capacity x slot size",
-            self.capacity,
-            "the channel would not fit in memory",
-        ))
+    /// Checks every parameter against its rule, and lays the channel out.
+    fn check(&self) -> Result<Geo, Bad> {
+        CAPACITY.check(self.capacity)?;
+        RESPONSES.check(self.responses)?;
+        SLOT_SIZE.check(self.slot_size)?;
+        CLIENTS.check(self.max_clients)?;
+        self.geo().ok_or(Bad {
+            what: "capacity x slot size",
+            header: "capacity x slot size",
+            reason: "the channel would not fit in memory",
+            value: self.capacity,
+        })
     }
+
+    /// The header's parameters.
+    fn pack(&self) -> [u64; 4] {
+        [
+            self.capacity | (self.max_clients << 32),
+            self.slot_size,
+            self.responses,
+            0,
+        ]
+    }
+}
+
+/// Validates an rpc header's parameters (its reserved word zero) and that `len`
+/// bytes (of the segment, from the channel's start) hold the layout they
+/// describe: the one check of an opening endpoint and of `shmipc info`
+/// (`channel::inspect`).
+///
+/// # Errors
+/// [`LayoutError::Mismatch`] naming the parameter out of range,
+/// [`LayoutError::TooSmall`] for a segment too small for them.
+pub(crate) fn validate(
+    [p0, slot_size, responses, reserved]: [u64; 4],
+    len: usize,
+) -> Result<(Params, Geo), LayoutError> {
+    let bad = |b: Bad| b.layout(Kind::Rpc);
+    if reserved != 0 {
+        return Err(bad(Bad::header("reserved parameter", reserved)));
+    }
+    let p = Params {
+        capacity: p0 & 0xffff_ffff,
+        slot_size,
+        max_clients: p0 >> 32,
+        responses,
+    };
+    let g = p.check().map_err(bad)?;
+    shared::fits("rpc channel", g.size, len)?;
+    Ok((p, g))
 }
 
 #[derive(Debug)]
@@ -358,29 +420,18 @@ struct Chan {
 
 impl Chan {
     fn get(name: &str, how: How, o: &Options) -> Result<Self, ChannelError> {
-        let invalid = |(what, value, reason)| ChannelError::InvalidParameter {
-            name: name.to_owned(),
-            what,
-            value,
-            reason,
-        };
-        let want = Params {
-            capacity: o.capacity.next_power_of_two().max(2),
-            slot_size: o.slot_size,
-            max_clients: o.max_clients,
-            responses: o.responses.next_power_of_two(),
-        };
-        let g0 = want.check().map_err(invalid)?;
-        let params = [
-            want.capacity | (want.max_clients << 32),
-            want.slot_size,
-            want.responses,
-            0,
-        ];
+        let (want, g0) = Params::of_options(o).map_err(|b| b.invalid(name))?;
         // Request slots start free in turn 0: all zero bits, as created.
         const _: () = assert!(mpmc_ring::INIT == 0);
-        let (map, header) =
-            shared::get(name, how, Kind::Rpc, &o.common, g0.size, params, |_| Ok(()))?;
+        let (map, header) = shared::get(
+            name,
+            how,
+            Kind::Rpc,
+            &o.common,
+            g0.size,
+            want.pack(),
+            |_| Ok(()),
+        )?;
         Self::checked(name, map, header, o)
     }
 
@@ -402,43 +453,9 @@ impl Chan {
             name: name.to_owned(),
             source,
         };
-        let [p0, slot_size, responses, zero] = header.params;
-        let found = Params {
-            capacity: p0 & 0xffff_ffff,
-            slot_size,
-            max_clients: p0 >> 32,
-            responses,
-        };
-        let bad = |what, value| {
-            layout(LayoutError::Mismatch {
-                kind: "rpc",
-                what,
-                found: value,
-                expected: 0,
-            })
-        };
-        if zero != MsgType::BYTES.hash {
-            return Err(bad("reserved parameter", zero));
-        }
-        let g = found.check().map_err(|(what, value, _)| bad(what, value))?;
-        if found.capacity < 2 {
-            return Err(bad("capacity", found.capacity));
-        }
-        let len = usize::try_from(g.size).map_err(|_| bad("size", g.size))?;
-        if len > map.view.len() {
-            return Err(layout(LayoutError::TooSmall {
-                what: "rpc channel",
-                len: map.view.len(),
-                need: len,
-            }));
-        }
-        let words = Words::new(&map.view, len).ok_or_else(|| bad("segment access", 0))?;
-        Ok(Self {
-            map,
-            words,
-            p: found,
-            g,
-        })
+        let (p, g) = validate(header.params, map.view.len()).map_err(layout)?;
+        let words = map.words(Kind::Rpc, g.size).map_err(layout)?;
+        Ok(Self { map, words, p, g })
     }
 
     fn req_geo(&self) -> mpmc_ring::Geometry {

@@ -1,7 +1,10 @@
 //! What every channel kind shares: creating or opening its segment with a checked
-//! header, the message type identity, the `#[repr(C)]` words every layout is built
-//! of ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken
-//! from those structs with `offset_of!`.
+//! header, the message type identity, the range rules of layout parameters
+//! ([`Rule`], [`Bad`]) and the extent check ([`fits`]) from which each kind's
+//! `validate` is built (the one check of creators, opening endpoints and
+//! `shmipc info`), the `#[repr(C)]` words every layout is built of
+//! ([`PeerWords`], [`BellWords`]), and typed access to words at offsets taken from
+//! those structs with `offset_of!`.
 #![allow(unsafe_code)]
 
 use std::mem::offset_of;
@@ -62,7 +65,7 @@ impl MsgType {
         if packed != self.packed() {
             return Err(LayoutError::Mismatch {
                 kind: kind.as_str(),
-                what: "message type size and alignment (size | align << 32; 0 = bytes)",
+                what: Self::PACKED,
                 found: packed,
                 expected: self.packed(),
             });
@@ -70,12 +73,155 @@ impl MsgType {
         if hash != self.hash {
             return Err(LayoutError::Mismatch {
                 kind: kind.as_str(),
-                what: "message type (hash of its type name; 0 = bytes)",
+                what: Self::HASH,
                 found: hash,
                 expected: self.hash,
             });
         }
         Ok(())
+    }
+
+    /// Refuses type words that no message type has, whoever opens: neither bytes
+    /// (both zero) nor a type's size and alignment (a power of two, at most
+    /// `max_align`) with its odd name hash. Which type they are is each opener's
+    /// to check ([`MsgType::check`]).
+    pub(crate) fn check_any(
+        kind: Kind,
+        packed: u64,
+        hash: u64,
+        max_align: u64,
+    ) -> Result<(), LayoutError> {
+        if packed == 0 && hash == 0 {
+            return Ok(());
+        }
+        let align = packed >> 32;
+        if !align.is_power_of_two() || align > max_align {
+            return Err(Bad::header(Self::PACKED, packed).layout(kind));
+        }
+        if hash & 1 == 0 {
+            return Err(Bad::header(Self::HASH, hash).layout(kind));
+        }
+        Ok(())
+    }
+
+    /// What a header's first type word is, in errors.
+    const PACKED: &str = "message type size and alignment (size | align << 32; 0 = bytes)";
+    /// What its second is.
+    const HASH: &str = "message type (hash of its type name; 0 = bytes)";
+}
+
+/// A range rule on one layout parameter of a channel, written once per kind and
+/// checked both on the options a creator gives ([`Rule::option`]) and on the value
+/// a header holds ([`Rule::check`]: an opening endpoint and `shmipc info` alike).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rule {
+    /// The parameter as a creator's options name it (`"slot size"`).
+    pub(crate) what: &'static str,
+    /// What a header holding a value out of range is refused for (`"slot size
+    /// (over 2^31)"`).
+    pub(crate) header: &'static str,
+    /// The rule in words, for the creator (`"it must be at most 2^31 bytes"`).
+    pub(crate) reason: &'static str,
+    /// Smallest value a header may hold.
+    pub(crate) min: u64,
+    /// Largest value (a power of two where `pow2`).
+    pub(crate) max: u64,
+    /// A header holds a power of two; a creator's value is rounded up to one.
+    pub(crate) pow2: bool,
+}
+
+impl Rule {
+    /// A header's `value`, if the rule allows it.
+    pub(crate) fn check(&self, value: u64) -> Result<u64, Bad> {
+        let ok = (!self.pow2 || value.is_power_of_two()) && (self.min..=self.max).contains(&value);
+        if ok {
+            Ok(value)
+        } else {
+            Err(self.bad(value))
+        }
+    }
+
+    /// The header value for a creator's `value`: rounded up to a power of two (and
+    /// to `min`) where the rule says so. Refused when 0 for a parameter with a
+    /// minimum, or above `max` (checked before rounding, which so cannot overflow);
+    /// what it gives passes [`Rule::check`].
+    pub(crate) fn option(&self, value: u64) -> Result<u64, Bad> {
+        if (value == 0 && self.min > 0) || value > self.max {
+            return Err(self.bad(value));
+        }
+        let value = if self.pow2 {
+            value.next_power_of_two().max(self.min)
+        } else {
+            value
+        };
+        self.check(value)
+    }
+
+    /// `value` breaks this rule.
+    pub(crate) fn bad(&self, value: u64) -> Bad {
+        Bad {
+            what: self.what,
+            header: self.header,
+            reason: self.reason,
+            value,
+        }
+    }
+}
+
+/// A layout parameter out of range (a [`Rule`] broken, or a layout too large for
+/// the address space), told to a creator as [`ChannelError::InvalidParameter`] and
+/// to an opener (or `shmipc info`) as [`LayoutError::Mismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bad {
+    pub(crate) what: &'static str,
+    pub(crate) header: &'static str,
+    pub(crate) reason: &'static str,
+    pub(crate) value: u64,
+}
+
+impl Bad {
+    /// A header parameter that only a header has (no creator sets it wrong).
+    pub(crate) const fn header(header: &'static str, value: u64) -> Self {
+        Self {
+            what: header,
+            header,
+            reason: "",
+            value,
+        }
+    }
+
+    /// As a creator's error.
+    pub(crate) fn invalid(self, name: &str) -> ChannelError {
+        ChannelError::InvalidParameter {
+            name: name.to_owned(),
+            what: self.what,
+            value: self.value,
+            reason: self.reason,
+        }
+    }
+
+    /// As an opener's error (the header of a `kind` channel holds it).
+    pub(crate) fn layout(self, kind: Kind) -> LayoutError {
+        LayoutError::Mismatch {
+            kind: kind.as_str(),
+            what: self.header,
+            found: self.value,
+            expected: 0,
+        }
+    }
+}
+
+/// The bytes a channel's layout needs, if a segment of `len` bytes (from the
+/// channel's start) holds them: the extent check of an opening endpoint and of
+/// `shmipc info`, `what` naming the layout in the error.
+pub(crate) fn fits(what: &'static str, size: u64, len: usize) -> Result<usize, LayoutError> {
+    match usize::try_from(size) {
+        Ok(need) if need <= len => Ok(need),
+        _ => Err(LayoutError::TooSmall {
+            what,
+            len,
+            need: usize::try_from(size).unwrap_or(usize::MAX),
+        }),
     }
 }
 
@@ -123,6 +269,18 @@ impl Mapped {
             },
             header,
         ))
+    }
+}
+
+impl Mapped {
+    /// Typed access to the first `size` bytes of the mapping (a size the kind's
+    /// `validate` checked against it); refused for a mapping that is not
+    /// read-write.
+    pub(crate) fn words(&self, kind: Kind, size: u64) -> Result<Words, LayoutError> {
+        usize::try_from(size)
+            .ok()
+            .and_then(|len| Words::new(&self.view, len))
+            .ok_or(Bad::header("segment access", 0).layout(kind))
     }
 }
 

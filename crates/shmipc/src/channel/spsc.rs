@@ -72,7 +72,9 @@ use crate::segment::Persistence;
 
 use super::notify::{Bell, Every};
 use super::peer::{Claim, Place};
-use super::shared::{self, line_up, BellWords, Common, How, Mapped, MsgType, PeerWords, Words};
+use super::shared::{
+    self, line_up, Bad, BellWords, Common, How, Mapped, MsgType, PeerWords, Rule, Words,
+};
 use super::spsc_ring::{ConsumerCore, Geometry, ProducerCore, SpscSlots};
 use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
@@ -222,47 +224,95 @@ impl Options {
     pub fn create_or_open_consumer(&self, name: &str) -> Result<Consumer, ChannelError> {
         Consumer::attach(Chan::get(name, How::CreateOrOpen, self)?)
     }
+}
 
-    fn geometry(&self, name: &str) -> Result<(Geometry, u64, u64), ChannelError> {
-        let invalid = |what, value, reason| ChannelError::InvalidParameter {
-            name: name.to_owned(),
-            what,
-            value,
-            reason,
-        };
-        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
-            return Err(invalid(
-                "capacity",
-                self.capacity,
-                "it must be between 1 and 2^31 slots",
-            ));
-        }
-        if self.slot_size > MAX_SLOT {
-            return Err(invalid(
-                "slot size",
-                self.slot_size,
-                "it must be at most 2^31 bytes",
-            ));
-        }
-        let capacity = self.capacity.next_power_of_two();
-        let (stride, size) = sizes(capacity, self.slot_size).ok_or_else(|| {
-            invalid(
-                "capacity x slot size",
-                self.capacity,
-                "the ring would not fit in memory",
-            )
+/// Capacity: slots in the ring.
+const CAPACITY: Rule = Rule {
+    what: "capacity",
+    header: "capacity (not a power of two up to 2^31)",
+    reason: "it must be between 1 and 2^31 slots",
+    min: 1,
+    max: MAX_CAPACITY,
+    pow2: true,
+};
+
+/// Slot size: the largest message.
+const SLOT_SIZE: Rule = Rule {
+    what: "slot size",
+    header: "slot size (over 2^31)",
+    reason: "it must be at most 2^31 bytes",
+    min: 0,
+    max: MAX_SLOT,
+    pow2: false,
+};
+
+/// The layout parameters of an spsc channel (header words 0 and 1; 2 and 3 are
+/// the message type), and where they put the parts. Made only by
+/// [`Shape::of_options`] and [`validate`], which check the same rules: a creator
+/// cannot make what an opener refuses, and `shmipc info` refuses what an opener
+/// does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) capacity: u64,
+    pub(crate) slot_size: u64,
+    /// Bytes from one slot to the next.
+    pub(crate) stride: u64,
+    /// Bytes of the whole channel.
+    pub(crate) size: u64,
+}
+
+impl Shape {
+    /// From a creator's options (capacity rounded up to a power of two).
+    fn of_options(o: &Options) -> Result<Self, Bad> {
+        Self::new(CAPACITY.option(o.capacity)?, o.slot_size)
+    }
+
+    /// Checks the parameters and lays the channel out.
+    fn new(capacity: u64, slot_size: u64) -> Result<Self, Bad> {
+        let capacity = CAPACITY.check(capacity)?;
+        let slot_size = SLOT_SIZE.check(slot_size)?;
+        let (stride, size) = sizes(capacity, slot_size).ok_or(Bad {
+            what: "capacity x slot size",
+            header: "ring size (overflows)",
+            reason: "the ring would not fit in memory",
+            value: capacity,
         })?;
-        let geo = Geometry {
+        Ok(Self {
             capacity,
-            max_len: self.slot_size as u32,
-        };
-        Ok((geo, stride, size))
+            slot_size,
+            stride,
+            size,
+        })
+    }
+
+    /// The header's parameters, for a channel carrying `msg`.
+    fn params(&self, msg: &MsgType) -> [u64; 4] {
+        [self.capacity, self.slot_size, msg.packed(), msg.hash]
     }
 }
 
-/// Stride of a slot and size of the segment, or None on overflow (also for
-/// `channel::inspect`).
-pub(crate) fn sizes(capacity: u64, slot_size: u64) -> Option<(u64, u64)> {
+/// Validates an spsc header's layout parameters and that `len` bytes (of the
+/// segment, from the channel's start) hold the layout they describe: the one
+/// check of an opening endpoint and of `shmipc info` (`channel::inspect`). The
+/// message type words must be those of some type an endpoint may carry (bytes,
+/// or a `Pod` type aligned to at most 8); whether they are the opener's own type
+/// is its to check.
+///
+/// # Errors
+/// [`LayoutError::Mismatch`] naming the parameter out of range,
+/// [`LayoutError::TooSmall`] for a segment too small for them.
+pub(crate) fn validate(
+    [capacity, slot_size, packed, hash]: [u64; 4],
+    len: usize,
+) -> Result<Shape, LayoutError> {
+    MsgType::check_any(Kind::Spsc, packed, hash, STAMP_LEN as u64)?;
+    let shape = Shape::new(capacity, slot_size).map_err(|b| b.layout(Kind::Spsc))?;
+    shared::fits("spsc ring", shape.size, len)?;
+    Ok(shape)
+}
+
+/// Stride of a slot and size of the segment, or None on overflow.
+fn sizes(capacity: u64, slot_size: u64) -> Option<(u64, u64)> {
     let stride = line_up(slot_size.checked_add(STAMP_LEN as u64)?)?;
     let size = stride.checked_mul(capacity)?.checked_add(SLOTS_AT as u64)?;
     (size <= isize::MAX as u64).then_some((stride, size))
@@ -279,24 +329,13 @@ struct Chan {
 
 impl Chan {
     fn get(name: &str, how: How, opts: &Options) -> Result<Self, ChannelError> {
-        let (geo, _, size) = if how == How::Open {
-            (
-                Geometry {
-                    capacity: 1,
-                    max_len: 0,
-                },
-                0,
-                0,
-            )
+        // An opener takes the channel's own parameters: its options are not checked.
+        let (size, params) = if how == How::Open {
+            (0, [0; 4])
         } else {
-            opts.geometry(name)?
+            let shape = Shape::of_options(opts).map_err(|b| b.invalid(name))?;
+            (shape.size, shape.params(&opts.msg))
         };
-        let params = [
-            geo.capacity,
-            u64::from(geo.max_len),
-            opts.msg.packed(),
-            opts.msg.hash,
-        ];
         let (map, header) =
             shared::get(
                 name,
@@ -328,41 +367,18 @@ impl Chan {
             name: name.to_owned(),
             source,
         };
-        let [capacity, slot_size, packed, hash] = header.params;
+        let shape = validate(header.params, map.view.len()).map_err(layout)?;
+        let [.., packed, hash] = header.params;
         opts.msg.check(Kind::Spsc, packed, hash).map_err(layout)?;
-        let bad = |what, value| {
-            layout(LayoutError::Mismatch {
-                kind: "spsc",
-                what,
-                found: value,
-                expected: 0,
-            })
-        };
-        if !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
-            return Err(bad("capacity (not a power of two up to 2^31)", capacity));
-        }
-        if slot_size > MAX_SLOT {
-            return Err(bad("slot size (over 2^31)", slot_size));
-        }
-        let (stride, size) =
-            sizes(capacity, slot_size).ok_or_else(|| bad("ring size (overflows)", capacity))?;
-        let len = usize::try_from(size).map_err(|_| bad("ring size", size))?;
-        if len > map.view.len() {
-            return Err(layout(LayoutError::TooSmall {
-                what: "spsc ring",
-                len: map.view.len(),
-                need: len,
-            }));
-        }
-        let words = Words::new(&map.view, len).ok_or_else(|| bad("segment access", 0))?;
+        let words = map.words(Kind::Spsc, shape.size).map_err(layout)?;
         Ok(Self {
             map,
             words,
             geo: Geometry {
-                capacity,
-                max_len: slot_size as u32,
+                capacity: shape.capacity,
+                max_len: shape.slot_size as u32,
             },
-            stride: stride as usize,
+            stride: shape.stride as usize,
         })
     }
 
