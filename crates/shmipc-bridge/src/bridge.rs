@@ -21,12 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Session, Wait};
 
-use crate::local::{Next, Sent, Sink, Source, TopicSettings};
+use crate::local::{Next, Received, Sent, Sink, Source, TopicSettings};
 use crate::wire::{Gaps, Origin, Seen, Tag};
 
 /// How often a blocked loop looks at the stop flag.
@@ -53,6 +54,8 @@ pub struct Plan {
     pub stats: Duration,
     /// How long an export polls its topic after a sample before it sleeps.
     pub spin: Duration,
+    /// zenoh configuration entries (path, JSON5 value) set after the bridge's own.
+    pub zenoh: Vec<(String, String)>,
 }
 
 /// Counters of one direction of one topic.
@@ -106,6 +109,9 @@ pub fn config(plan: &Plan) -> Result<zenoh::Config, String> {
         "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}".into(),
     )?;
     set(&mut c, "scouting/multicast/enabled", plan.scout.to_string())?;
+    for (key, value) in &plan.zenoh {
+        set(&mut c, key, value.clone())?;
+    }
     Ok(c)
 }
 
@@ -331,6 +337,64 @@ struct Export<'a> {
     spin: Duration,
 }
 
+/// Most samples an export takes from its topic before it puts them.
+const BURST_SAMPLES: usize = 64;
+/// Most payload bytes an export takes from its topic before it puts them: one zenoh
+/// batch's worth (a 64 KiB sample is put alone; its copy would delay the next put).
+const BURST_BYTES: usize = 64 * 1024;
+/// The buffer the export copies samples (and their attachments) into, one
+/// allocation for many samples: each put hands zenoh a reference-counted slice of
+/// it (zenoh copies a put's bytes into its batches during the put and drops the
+/// slice), and each burst starts again at its beginning when nothing holds a slice
+/// any more, so the same memory, mapped and in the cache, serves every burst.
+const ARENA: usize = 256 * 1024;
+
+/// One sample taken from the topic, copied out, waiting for its put.
+struct Staged {
+    payload: Bytes,
+    attachment: Bytes,
+}
+
+/// What an export holds between wake-ups: the samples of one burst and the buffer
+/// they are copied into.
+struct Burst {
+    staged: Vec<Staged>,
+    bytes: usize,
+    arena: BytesMut,
+}
+
+impl Burst {
+    fn new() -> Self {
+        Self {
+            staged: Vec::with_capacity(BURST_SAMPLES),
+            bytes: 0,
+            arena: BytesMut::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.staged.len() >= BURST_SAMPLES || self.bytes >= BURST_BYTES
+    }
+
+    /// After the burst's puts: empties it, and rewinds the arena to its beginning
+    /// where no slice of it is held any more.
+    fn done(&mut self) {
+        self.staged.clear();
+        self.bytes = 0;
+        let _ = self.arena.try_reclaim(ARENA);
+    }
+
+    /// Copies `bytes` into the arena and returns them as a slice of it (in a fresh
+    /// arena when this one has no room left and slices of it are still held).
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if self.arena.capacity() < bytes.len() && !self.arena.try_reclaim(ARENA.max(bytes.len())) {
+            self.arena = BytesMut::with_capacity(ARENA.max(bytes.len()));
+        }
+        self.arena.extend_from_slice(bytes);
+        self.arena.split().freeze()
+    }
+}
+
 impl Export<'_> {
     fn run(self, publisher: &zenoh::pubsub::Publisher<'_>, matching: &AtomicBool) {
         let what = format!("export {} -> {}", self.topic, self.key);
@@ -341,6 +405,7 @@ impl Export<'_> {
         };
         tracing::info!(topic = self.topic, key = self.key, "exporting");
         let mut idle_pause = Duration::from_millis(1);
+        let mut burst = Burst::new();
         while !self.stop.load(Ordering::Relaxed) {
             // Lossless: leave the samples in the topic (and so hold its publisher back)
             // while nobody on the network would receive them.
@@ -348,10 +413,8 @@ impl Export<'_> {
                 thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            let (payload, seq, lost) = match next_spinning(&source, self.spin) {
-                // The one copy: zenoh's `put` must own its payload. The sample (read
-                // in place) is released right after, before the put may block.
-                Ok(Next::Sample(got)) => (ZBytes::from(&*got), got.seq(), got.lost()),
+            match next_spinning(&source, self.spin) {
+                Ok(Next::Sample(got)) => self.stage(&mut burst, &got),
                 Ok(Next::Idle) => continue,
                 Ok(Next::NoPublisher) => {
                     // Wait for the next publisher, looking now and then.
@@ -363,33 +426,75 @@ impl Export<'_> {
                     tracing::error!(topic = self.topic, "{e}; export stopped");
                     return;
                 }
-            };
-            idle_pause = Duration::from_millis(1);
-            if lost > 0 {
-                self.counters.lost.fetch_add(lost, Ordering::Relaxed);
-                tracing::warn!(
-                    topic = self.topic,
-                    lost,
-                    "samples overwritten in the local topic before the bridge read them"
-                );
             }
-            if let Some(own) = &self.own {
-                // Acquire pairs with the import's Release store before its first send.
-                if seq >= own.load(Ordering::Acquire) {
-                    continue; // published by this bridge's import: never sent back
+            idle_pause = Duration::from_millis(1);
+            // Everything else the topic holds now, without waiting: the puts then go
+            // to zenoh back to back, as fast as an application's own put loop, so
+            // zenoh's transmission task finds several in a batch instead of being
+            // woken for each one.
+            let mut failed = None;
+            while !burst.full() {
+                match source.next(Duration::ZERO) {
+                    Ok(Next::Sample(got)) => self.stage(&mut burst, &got),
+                    Ok(Next::Idle | Next::NoPublisher) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
-            let len = payload.len();
-            let tag = Tag {
-                origin: self.origin,
-                seq,
-            };
-            if let Err(e) = publisher.put(payload).attachment(tag.encode()).wait() {
-                tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}");
-                continue;
+            // The samples were released as they were copied (a block-mode publisher
+            // has its room back before the puts may block).
+            for s in burst.staged.drain(..) {
+                let len = s.payload.len();
+                if let Err(e) = publisher
+                    .put(ZBytes::from(s.payload))
+                    .attachment(ZBytes::from(s.attachment))
+                    .wait()
+                {
+                    tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}");
+                    continue;
+                }
+                self.counters.add(len);
             }
-            self.counters.add(len);
+            burst.done();
+            if let Some(e) = failed {
+                tracing::error!(topic = self.topic, "{e}; export stopped");
+                return;
+            }
         }
+    }
+
+    /// Accounts for one sample read from the topic and, unless this bridge published
+    /// it, copies it into the burst (the one copy: zenoh's `put` must own its
+    /// payload; the sample is released by the caller right after).
+    fn stage(&self, burst: &mut Burst, got: &Received<'_>) {
+        let (seq, lost) = (got.seq(), got.lost());
+        if lost > 0 {
+            self.counters.lost.fetch_add(lost, Ordering::Relaxed);
+            tracing::warn!(
+                topic = self.topic,
+                lost,
+                "samples overwritten in the local topic before the bridge read them"
+            );
+        }
+        if let Some(own) = &self.own {
+            // Acquire pairs with the import's Release store before its first send.
+            if seq >= own.load(Ordering::Acquire) {
+                return; // published by this bridge's import: never sent back
+            }
+        }
+        let tag = Tag {
+            origin: self.origin,
+            seq,
+        };
+        let payload = burst.copy(got);
+        let attachment = burst.copy(&tag.encode());
+        burst.bytes += payload.len();
+        burst.staged.push(Staged {
+            payload,
+            attachment,
+        });
     }
 }
 

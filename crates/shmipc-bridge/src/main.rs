@@ -66,6 +66,11 @@ struct Args {
     /// sparse one costs up to this much CPU time per sample. 0: sleep at once.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 1000)]
     spin_us: u64,
+    /// Sets one entry of the zenoh configuration, after the bridge's own (KEY is its
+    /// path in zenoh's configuration file, VALUE JSON5), e.g.
+    /// `transport/link/tx/queue/batching/time_limit=2`. Repeatable.
+    #[arg(long = "zenoh", value_name = "KEY=VALUE", value_parser = parse_zenoh_setting)]
+    zenoh: Vec<(String, String)>,
     /// Seconds between rate logs (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     stats: f64,
@@ -81,6 +86,16 @@ fn parse_endpoint(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
+}
+
+fn parse_zenoh_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!(
+            "`{s}`: write KEY=VALUE, a path in zenoh's configuration and a JSON5 value, \
+             e.g. transport/link/tx/batch_size=8192"
+        )),
+    }
 }
 
 fn parse_export(s: &str) -> Result<(String, String), String> {
@@ -161,6 +176,7 @@ fn main() -> ExitCode {
         },
         stats,
         spin: Duration::from_micros(args.spin_us),
+        zenoh: args.zenoh,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -224,9 +240,18 @@ mod tests {
             "--import",
             "x/y",
             "--lossless",
+            "--zenoh",
+            "transport/link/tx/batch_size=8192",
         ])
         .expect("parses");
         assert!(a.lossless && !a.scout);
+        assert_eq!(
+            a.zenoh,
+            vec![("transport/link/tx/batch_size".to_owned(), "8192".to_owned())]
+        );
+        assert!(parse_zenoh_setting("batch_size")
+            .unwrap_err()
+            .contains("KEY=VALUE"));
         assert_eq!(a.import, vec![("x/y".to_owned(), "y".to_owned())]);
     }
 }

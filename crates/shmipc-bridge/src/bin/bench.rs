@@ -13,6 +13,9 @@
 //! bridges' command lines). It prints medians, and the median of the per-round
 //! ratios to zenoh. `--only zenoh|bridge [--size BYTES] [--what tp|rtt] [--secs S]`
 //! runs one contender alone, repeatedly, for profiling (`perf record`, `perf stat`).
+//! `--zenoh KEY=VALUE` (repeatable) sets a zenoh configuration entry of the zenoh
+//! contender; give the bridges the same (`--bridge NAME=PATH,--zenoh,KEY=VALUE`) to
+//! compare like with like.
 //!
 //! The zenoh side: this process puts, a child process (this binary in the
 //! `zenoh-peer` role) receives with callbacks, echoes pings and says when the last
@@ -33,8 +36,18 @@ use zenoh::Wait;
 
 const SLOT: usize = 65536;
 
+/// zenoh configuration entries (`--zenoh KEY=VALUE`) for the zenoh contender's two
+/// sessions; a bridge contender gets the same through its own arguments
+/// (`--bridge NAME=PATH,--zenoh,KEY=VALUE`), so that both run one configuration.
+static SETTINGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 fn config(listen: Option<&str>, connect: Option<&str>) -> zenoh::Config {
     let mut c = zenoh::Config::default();
+    for kv in SETTINGS.get().map_or(&[][..], Vec::as_slice) {
+        let (k, v) = kv.split_once('=').expect("--zenoh KEY=VALUE");
+        c.insert_json5(k, v)
+            .unwrap_or_else(|e| panic!("--zenoh {kv}: {e}"));
+    }
     c.insert_json5("mode", "\"peer\"").expect("mode");
     c.insert_json5("scouting/multicast/enabled", "false")
         .expect("scouting");
@@ -136,6 +149,7 @@ impl Zenoh {
             .expect("zenoh open");
         let child = Command::new(std::env::current_exe().expect("exe"))
             .args(["zenoh-peer", &ep])
+            .args(SETTINGS.get().map_or(&[][..], Vec::as_slice))
             .stdin(Stdio::piped())
             .spawn()
             .expect("start the zenoh peer");
@@ -350,9 +364,17 @@ fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("zenoh-peer") {
+        let _ = SETTINGS.set(args[2..].to_vec());
         zenoh_peer(args.get(1).expect("zenoh-peer ENDPOINT"));
         return;
     }
+    let _ = SETTINGS.set(
+        args.iter()
+            .enumerate()
+            .filter(|(_, a)| *a == "--zenoh")
+            .map(|(i, _)| args.get(i + 1).expect("--zenoh KEY=VALUE").clone())
+            .collect(),
+    );
     let rounds: usize = args
         .iter()
         .position(|a| a == "--rounds")
