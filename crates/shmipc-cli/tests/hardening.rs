@@ -272,6 +272,79 @@ done
     );
 }
 
+/// On a full /dev/shm, space held by a segment whose last holder was killed is
+/// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
+/// never leaves the store full. A live holder's segment, and another program's
+/// file, are never touched.
+#[test]
+fn a_killed_holders_space_is_reclaimed_by_the_next_create() {
+    if !is_root() {
+        return skip(
+            "a_killed_holders_space_is_reclaimed_by_the_next_create",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=512k tmpfs /dev/shm 2>/dev/null || exit 77
+F=$(mktemp -u /tmp/shmipc-reclaim-XXXXXX) && mkfifo "$F" || exit 78
+hold() {  # NAME SIZE: holds a segment; returns once it is created (its first line)
+  "$B" create "$1" -s "$2" --hold > "$F" 2>/dev/null &
+  read -r line < "$F"
+}
+hold live 128K; live=$!
+hold dead 256K; dead=$!
+printf 'not shmipc' > /dev/shm/other
+kill -9 "$dead"; wait "$dead" 2>/dev/null
+rm -f "$F"
+echo "stale=$(ls /dev/shm | tr '
+' ' ')"
+"$B" create fresh -s 256K >/dev/null 2>/tmp/shmipc-reclaim-err
+echo "rc=$? :: $(head -c 400 /tmp/shmipc-reclaim-err | tr '
+' ' ')"
+echo "after=$(ls /dev/shm | tr '
+' ' ')"
+kill "$live"; wait "$live" 2>/dev/null
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_shmipc"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running unshare");
+    if matches!(out.status.code(), Some(77 | 78)) || !out.status.success() && out.stdout.is_empty()
+    {
+        return skip(
+            "a_killed_holders_space_is_reclaimed_by_the_next_create",
+            &format!(
+                "no private mount namespace with a tmpfs here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    // The killed holder's segment is still there (nothing swept it yet)...
+    assert!(line("stale=").contains(&"dead"), "{text}");
+    // ...and the create that needs its space succeeds.
+    assert!(
+        text.contains("rc=0 "),
+        "create on the full store failed: {text}"
+    );
+    let after = line("after=");
+    assert!(!after.contains(&"dead"), "{text}");
+    for kept in ["live", "other", "fresh"] {
+        assert!(after.contains(&kept), "{kept} is gone: {text}");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // 5. symlinks
 

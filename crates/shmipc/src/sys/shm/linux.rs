@@ -388,10 +388,23 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
     if let Some(file) = p.file {
         return create_file_backed(name, file, p);
     }
-    let avail = shm_available(Path::new(SHM_DIR)).map_err(|source| Error::Os {
-        op: "statvfs(/dev/shm)",
-        source,
-    })?;
+    let available = || {
+        shm_available(Path::new(SHM_DIR)).map_err(|source| Error::Os {
+            op: "statvfs(/dev/shm)",
+            source,
+        })
+    };
+    let mut avail = available()?;
+    // Space held by objects whose holders all died (killed before the last one
+    // could unlink) is reclaimed here, as `shmipc gc` would: a crashed holder
+    // never leaves /dev/shm full for the next creator.
+    let mut swept = false;
+    if p.size > avail {
+        swept = true;
+        if collect_stale() {
+            avail = available()?;
+        }
+    }
     if p.size > avail {
         return Err(Error::NoSpace {
             size: p.size,
@@ -438,7 +451,11 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
         }
         e
     };
-    prepare(&fd, p.size, mode, p.reserve)
+    let mut prepared = prepare(&fd, p.size, mode, p.reserve);
+    if matches!(prepared, Err((_, Errno::NOSPC))) && !swept && collect_stale() {
+        prepared = prepare(&fd, p.size, mode, p.reserve);
+    }
+    prepared
         .map_err(|(op, e)| match e {
             Errno::NOSPC | Errno::FBIG => Error::NoSpace {
                 size: p.size,
@@ -571,6 +588,14 @@ fn temp_path() -> PathBuf {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Removes every stale object (what `gc` removes: shmipc's objects that die with
+/// their last holder and have none left, abandoned temporaries, half-made
+/// leftovers); true if it removed any. Only objects this process may unlink are
+/// touched, and a live object never is (its holders' shared locks say so).
+fn collect_stale() -> bool {
+    gc(false).is_ok_and(|removed| !removed.is_empty())
 }
 
 /// If `path` is a shmipc object that should have died with its holders and none is
