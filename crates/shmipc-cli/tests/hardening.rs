@@ -274,8 +274,8 @@ done
 
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
-/// never leaves the store full. A live holder's segment, and another program's
-/// file, are never touched.
+/// never leaves the store full. A live holder's segment, another program's file
+/// and an older build's persistent segment are never touched.
 #[test]
 fn a_killed_holders_space_is_reclaimed_by_the_next_create() {
     if !is_root() {
@@ -296,6 +296,9 @@ hold() {  # NAME SIZE: holds a segment; returns once it is created (its first li
 hold live 128K; live=$!
 hold dead 256K; dead=$!
 printf 'not shmipc' > /dev/shm/other
+# An older build's persistent segment that looks half made (zero header): only an
+# explicit `shmipc gc` may judge it, never a create that needs space.
+truncate -s 4096 /dev/shm/olderbuild && chmod 1600 /dev/shm/olderbuild
 kill -9 "$dead"; wait "$dead" 2>/dev/null
 rm -f "$F"
 echo "stale=$(ls /dev/shm | tr '
@@ -340,7 +343,7 @@ kill "$live"; wait "$live" 2>/dev/null
     );
     let after = line("after=");
     assert!(!after.contains(&"dead"), "{text}");
-    for kept in ["live", "other", "fresh"] {
+    for kept in ["live", "other", "olderbuild", "fresh"] {
         assert!(after.contains(&kept), "{kept} is gone: {text}");
     }
 }

@@ -454,6 +454,9 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
     let mut prepared = prepare(&fd, p.size, mode, p.reserve);
     if matches!(prepared, Err((_, Errno::NOSPC))) && !swept && collect_stale() {
         prepared = prepare(&fd, p.size, mode, p.reserve);
+        if matches!(prepared, Err((_, Errno::NOSPC))) {
+            avail = available().unwrap_or(avail);
+        }
     }
     prepared
         .map_err(|(op, e)| match e {
@@ -590,12 +593,14 @@ fn temp_path() -> PathBuf {
     ))
 }
 
-/// Removes every stale object (what `gc` removes: shmipc's objects that die with
-/// their last holder and have none left, abandoned temporaries, half-made
-/// leftovers); true if it removed any. Only objects this process may unlink are
-/// touched, and a live object never is (its holders' shared locks say so).
+/// Removes every stale object: shmipc's objects that die with their last holder
+/// and have none left, and abandoned temporaries; true if it removed any. Only
+/// objects this process may unlink are touched, and a live object never is (its
+/// holders' shared locks say so). Unlike `shmipc gc`, it leaves older builds'
+/// persistent objects alone, even ones that look half-made (all-zero header): a
+/// full store must never cost a user a persistent segment they did not name.
 fn collect_stale() -> bool {
-    gc(false).is_ok_and(|removed| !removed.is_empty())
+    sweep(false, false).is_ok_and(|removed| !removed.is_empty())
 }
 
 /// If `path` is a shmipc object that should have died with its holders and none is
@@ -1137,6 +1142,11 @@ fn older_than(st: &rfs::Stat, age: Duration) -> bool {
 }
 
 pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, Error> {
+    sweep(dry_run, true)
+}
+
+/// `gc`'s walk over /dev/shm; `legacy`: also older builds' half-made objects.
+fn sweep(dry_run: bool, legacy_too: bool) -> Result<Vec<String>, Error> {
     let dir = fs::read_dir(SHM_DIR).map_err(|source| Error::List {
         place: SHM_DIR.into(),
         source,
@@ -1176,6 +1186,9 @@ pub(crate) fn gc(dry_run: bool) -> Result<Vec<String>, Error> {
         // A temporary object is locked by its creator a few calls after it appears:
         // leave young ones alone so a creator mid-way never loses it.
         if temp && !older_than(&st, TEMP_GRACE) {
+            continue;
+        }
+        if legacy && !legacy_too {
             continue;
         }
         if legacy {
