@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::units::{parse_count, parse_count_usize, parse_duration, parse_mode, parse_size};
+use crate::units::{
+    parse_count, parse_count_u32, parse_count_usize, parse_duration, parse_mode, parse_size,
+};
 
 /// The JSON keys of `info --json` and `ls --json`, for their help.
 macro_rules! json_keys {
@@ -473,10 +475,10 @@ pub enum SemAction {
     /// Create the semaphore (fails if the name exists); it stays until `shmipc rm NAME`
     Create {
         /// Units available at first
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count_u32)]
         initial: u32,
         /// Most units it may hold (`post` fails above it)
-        #[arg(long, value_name = "N", default_value_t = u32::MAX)]
+        #[arg(long, value_name = "N", default_value = "4294967295", value_parser = parse_count_u32)]
         max: u32,
         /// Permission bits in octal (read/write bits only)
         #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let _ = shmipc::os::unix::install_sigbus_handler();
     // `--size -1` reaches the size parser, which says why it is wrong, instead of
     // clap calling `-1` an unknown flag.
-    let command = cli::Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    let command = allow_negative_numbers(cli::Cli::command());
     let parsed = command
         .try_get_matches()
         .and_then(|m| cli::Cli::from_arg_matches(&m));
@@ -28,4 +28,11 @@ fn main() -> ExitCode {
         },
         Err(e) => output::usage(&e),
     }
+}
+
+/// `c` and every subcommand below it (`shmipc sem NAME create --initial -1`) take
+/// a negative number as a value, for the value's parser to refuse by name.
+fn allow_negative_numbers(c: clap::Command) -> clap::Command {
+    c.allow_negative_numbers(true)
+        .mut_subcommands(allow_negative_numbers)
 }

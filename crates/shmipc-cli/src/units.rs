@@ -151,6 +151,13 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is too large: the largest count is {}", u64::MAX))
 }
 
+/// [`parse_count`], for a 32-bit count (a semaphore's units).
+pub fn parse_count_u32(text: &str) -> Result<u32, String> {
+    let n = parse_count(text)?;
+    u32::try_from(n)
+        .map_err(|_| format!("`{text}` is too large: the largest count is {}", u32::MAX))
+}
+
 /// [`parse_count`], for counts that size memory on this machine.
 pub fn parse_count_usize(text: &str) -> Result<usize, String> {
     let n = parse_count(text)?;

@@ -531,6 +531,8 @@ fn bad_input_fails_in_one_line_and_leaks_nothing() {
             "too large",
         ),
         (&["lock", n, "--timeout", "-1s"], 2, "not a duration"),
+        (&["sem", n, "create", "--initial", "-1"], 2, "not a count"),
+        (&["sem", n, "create", "--max", "4294967296"], 2, "too large"),
         (&["create", n], 2, "--size"),
         // modes and flags
         (

@@ -9,7 +9,9 @@
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-/// `o` as a whole number from 0 to `max`, or an error that names `name`.
+/// `o` as a whole number from 0 to `max`, or an error that names `name`. An
+/// exception raised by the object's own `__index__` (other than `TypeError`)
+/// passes through unchanged.
 fn whole(o: &Bound<'_, PyAny>, name: &str, max: u128) -> PyResult<u128> {
     match o.extract::<i128>() {
         Ok(v) if v >= 0 && v.unsigned_abs() <= max => Ok(v.unsigned_abs()),
@@ -18,6 +20,7 @@ fn whole(o: &Bound<'_, PyAny>, name: &str, max: u128) -> PyResult<u128> {
             let shown = o.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string());
             Err(out_of_range(name, max, &shown))
         }
+        Err(e) if !e.is_instance_of::<PyTypeError>(o.py()) => Err(e),
         Err(_) => {
             let ty = o
                 .get_type()

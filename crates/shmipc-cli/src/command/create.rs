@@ -38,7 +38,9 @@ pub fn run(args: &CreateArgs) -> Result {
         Ok(segment) => segment,
         // Windows: a memory segment cannot outlive its last handle; say which
         // options of this command keep one.
-        Err(e @ CreateError::Unsupported { .. }) if !args.hold && args.file.is_none() => {
+        Err(e @ CreateError::Unsupported { .. })
+            if cfg!(windows) && !args.hold && args.file.is_none() =>
+        {
             return Err(format!(
                 "{e} (`shmipc create --hold` keeps a holder while it runs; `--file PATH` backs it by a file)"
             )
