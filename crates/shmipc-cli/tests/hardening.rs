@@ -218,6 +218,30 @@ fn read_and_write_of_a_truncated_segment_fail_cleanly() {
 /// In a private mount namespace with a tiny, full /dev/shm: creating is a clean
 /// "no space" naming the segment; `ls`, `info`, `read` and `write` on a sparse
 /// segment never die by SIGBUS (before: every one of them did).
+/// Runs `script` (`sh`, with `$1` the shmipc binary) in a private mount namespace,
+/// where it mounts a small tmpfs of its own on /dev/shm (exiting 77 where it
+/// cannot): its stdout, or `None` (the test skipped, saying why) where this machine
+/// has no such namespace.
+fn in_private_dev_shm(test: &str, script: &str) -> Option<String> {
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_shmipc"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running unshare");
+    if matches!(out.status.code(), Some(77)) || !out.status.success() && out.stdout.is_empty() {
+        skip(
+            test,
+            &format!(
+                "no private mount namespace with a tmpfs here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn full_dev_shm_never_kills_with_sigbus() {
     if !is_root() {
@@ -238,22 +262,9 @@ for cmd in "ls" "ls --all --json" "info sparse" "info sparse --json" "read spars
   echo "rc=$? $cmd :: $(head -c 400 /tmp/shmipc-full-err | tr '\n' ' ')"
 done
 "#;
-    let out = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_shmipc"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running unshare");
-    if matches!(out.status.code(), Some(77)) || !out.status.success() && out.stdout.is_empty() {
-        return skip(
-            "full_dev_shm_never_kills_with_sigbus",
-            &format!(
-                "no private mount namespace with a tmpfs here: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(text) = in_private_dev_shm("full_dev_shm_never_kills_with_sigbus", script) else {
+        return;
+    };
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("rc=")).collect();
     assert_eq!(lines.len(), 10, "{text}");
     for line in &lines {
@@ -301,32 +312,16 @@ printf 'not shmipc' > /dev/shm/other
 truncate -s 4096 /dev/shm/olderbuild && chmod 1600 /dev/shm/olderbuild
 kill -9 "$dead"; wait "$dead" 2>/dev/null
 rm -f "$F"
-echo "stale=$(ls /dev/shm | tr '
-' ' ')"
+echo "stale=$(ls /dev/shm | tr '\n' ' ')"
 "$B" create fresh -s 256K >/dev/null 2>/tmp/shmipc-reclaim-err
-echo "rc=$? :: $(head -c 400 /tmp/shmipc-reclaim-err | tr '
-' ' ')"
-echo "after=$(ls /dev/shm | tr '
-' ' ')"
+echo "rc=$? :: $(head -c 400 /tmp/shmipc-reclaim-err | tr '\n' ' ')"
+echo "after=$(ls /dev/shm | tr '\n' ' ')"
 kill "$live"; wait "$live" 2>/dev/null
 "#;
-    let out = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_shmipc"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running unshare");
-    if matches!(out.status.code(), Some(77 | 78)) || !out.status.success() && out.stdout.is_empty()
-    {
-        return skip(
-            "a_killed_holders_space_is_reclaimed_by_the_next_create",
-            &format!(
-                "no private mount namespace with a tmpfs here: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let test = "a_killed_holders_space_is_reclaimed_by_the_next_create";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
     let line = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
