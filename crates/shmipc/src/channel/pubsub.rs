@@ -882,8 +882,8 @@ impl Publisher {
         true
     }
 
-    /// Room for the next message and a free chunk, or None.
-    fn ready(&mut self, reap: bool) -> Option<u32> {
+    /// Room for the next message of `len` bytes and a free chunk, or None.
+    fn ready(&mut self, reap: bool, len: usize) -> Option<u32> {
         if !self.make_room(reap) {
             return None;
         }
@@ -894,8 +894,10 @@ impl Publisher {
         // 16 subscribers x 4 held + capacity 8 + 1): a working set far past the
         // caches, and first-touch page faults on both sides for each of them. The
         // scan (subscriber places and holds) is noise next to such a chunk; small
-        // chunks keep the cheaper reclaim-when-dry.
-        if self.chan.geo.chunk_size >= EAGER_RECLAIM_CHUNK {
+        // chunks keep the cheaper reclaim-when-dry. So do small messages in large
+        // chunks: they touch a line or two of a chunk, not its pages, and a scan per
+        // message would be most of their cost.
+        if self.chan.geo.chunk_size >= EAGER_RECLAIM_CHUNK && len >= EAGER_RECLAIM_LEN {
             self.reclaim(reap);
         }
         if let Some(k) = self.core.take() {
@@ -920,11 +922,11 @@ impl Publisher {
                 value,
             }));
         }
-        let chunk = match self.ready(false) {
+        let chunk = match self.ready(false, len) {
             Some(k) => k,
             None => {
                 let reap_now = self.peer_check.due();
-                match self.ready(reap_now) {
+                match self.ready(reap_now, len) {
                     Some(k) => k,
                     None => {
                         if deadline == Deadline::Now {
@@ -935,7 +937,7 @@ impl Publisher {
                         let bell = words.bell(offset_of!(Control, space_bell));
                         let got = bell.wait_for(deadline, |deep| {
                             let reap = deep && self.peer_check.due();
-                            self.ready(reap)
+                            self.ready(reap, len)
                         });
                         got.ok_or(SendError::Timeout(()))?
                     }
@@ -1043,6 +1045,9 @@ impl Drop for Publisher {
 /// Chunk size from which the publisher reclaims before every loan (see
 /// `Publisher::ready`), reusing the warmest chunk rather than cycling the pool.
 const EAGER_RECLAIM_CHUNK: u32 = 64 * 1024;
+/// Message size from which that eager reclaim applies (a page: smaller messages
+/// touch too little of a chunk for its warmth to matter).
+const EAGER_RECLAIM_LEN: usize = 4096;
 
 /// A chunk loaned to the publisher: write the sample in place, then
 /// [`Loan::send`] it. While the loan lives, the pool gives this chunk to this

@@ -131,6 +131,8 @@ pub(crate) struct PublisherCore {
     inflight: VecDeque<(u64, u32)>,
     /// Messages out of the ring whose chunks a subscriber may hold.
     retired: Vec<(u64, u32)>,
+    /// Scratch for `reclaim`'s hold scan, kept so that a reclaim never allocates.
+    held: Vec<u64>,
 }
 
 impl PublisherCore {
@@ -197,6 +199,7 @@ impl PublisherCore {
             free,
             inflight,
             retired,
+            held: Vec::new(),
         })
     }
 
@@ -287,7 +290,8 @@ impl PublisherCore {
         // SeqCst fence: the Dekker partner of the subscriber's fence in `take`
         // (module doc): our FREEING marks or their holds are seen by the other side.
         fence(Ordering::SeqCst);
-        let mut held: Vec<u64> = Vec::new();
+        let mut held = std::mem::take(&mut self.held);
+        held.clear();
         for s in 0..geo.max_subscribers as usize {
             let tok = mem.token(s).load(Ordering::Acquire);
             if tok == 0 || !respect(tok) {
@@ -314,6 +318,7 @@ impl PublisherCore {
                 false
             }
         });
+        self.held = held;
         self.free.len()
     }
 }
