@@ -15,7 +15,7 @@
 //!   that topic (a topic has one publisher: from the first number the bridge publishes
 //!   on, every sample there is its own).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
-use zenoh::sample::Locality;
+use zenoh::sample::{Locality, SampleKind};
 use zenoh::{Session, Wait};
 
 use crate::local::{Next, Received, Sent, Sink, Source, TopicSettings};
-use crate::wire::{Gaps, Origin, Seen, Tag};
+use crate::wire::{self, Gaps, Origin, Seen, Tag};
 
 /// How often a blocked loop looks at the stop flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -145,30 +145,42 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let mut rates: Vec<(String, Arc<Counters>)> = Vec::new();
     let mut exports = Vec::new();
     for (topic, key) in &plan.exports {
-        let publisher = session
-            .declare_publisher(key.clone())
-            .congestion_control(if plan.topics.lossless {
-                CongestionControl::Block
-            } else {
-                CongestionControl::Drop
-            })
-            .allowed_destination(Locality::Remote)
+        let declare = |key: String, whom: &'static str| {
+            let publisher = session
+                .declare_publisher(key.clone())
+                .congestion_control(if plan.topics.lossless {
+                    CongestionControl::Block
+                } else {
+                    CongestionControl::Drop
+                })
+                .allowed_destination(Locality::Remote)
+                .wait()
+                .map_err(|e| format!("--export {topic}={key}: cannot declare the key: {e}"))?;
+            let matching = Arc::new(AtomicBool::new(false));
+            let m = matching.clone();
+            let (t, k) = (topic.clone(), key.clone());
+            publisher
+                .matching_listener()
+                .callback(move |status| {
+                    let now = status.matching();
+                    if m.swap(now, Ordering::Relaxed) != now {
+                        tracing::info!(topic = %t, key = %k, remote_subscribers = now, "export to {whom}");
+                    }
+                })
+                .background()
+                .wait()
+                .map_err(|e| format!("--export {topic}={key}: {e}"))?;
+            Ok::<_, String>((publisher, matching))
+        };
+        let (plain, plain_matching) = declare(key.clone(), "zenoh clients")?;
+        let (packed, packed_matching) = declare(wire::packed_key(key), "bridges")?;
+        // Tells importing bridges that this key's samples come packed (see `Import`);
+        // gone with this session, so with this bridge.
+        let token = session
+            .liveliness()
+            .declare_token(wire::exporter_token(key, &origin))
             .wait()
             .map_err(|e| format!("--export {topic}={key}: cannot declare the key: {e}"))?;
-        let matching = Arc::new(AtomicBool::new(false));
-        let m = matching.clone();
-        let (t, k) = (topic.clone(), key.clone());
-        publisher
-            .matching_listener()
-            .callback(move |status| {
-                let now = status.matching();
-                if m.swap(now, Ordering::Relaxed) != now {
-                    tracing::info!(topic = %t, key = %k, remote_subscribers = now, "export");
-                }
-            })
-            .background()
-            .wait()
-            .map_err(|e| format!("--export {topic}={key}: {e}"))?;
         let counters = Arc::new(Counters::default());
         rates.push((format!("export {topic} -> {key}"), counters.clone()));
         let ctx = Export {
@@ -181,7 +193,14 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
             stop,
             spin: plan.spin,
         };
-        exports.push((ctx, publisher, matching));
+        let outlets = Outlets {
+            plain,
+            plain_matching,
+            packed,
+            packed_matching,
+            packed_tag: Bytes::copy_from_slice(&wire::packed_tag(&origin)),
+        };
+        exports.push((ctx, outlets, token));
     }
     let mut imports = Vec::new();
     for (key, topic) in &plan.imports {
@@ -199,11 +218,14 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
     }
     let failed = AtomicBool::new(false);
     thread::scope(|s| {
-        for (ctx, publisher, matching) in exports {
+        for (ctx, outlets, token) in exports {
             // Named, for profilers and `top -H`.
             thread::Builder::new()
                 .name(format!("export {}", ctx.topic))
-                .spawn_scoped(s, move || ctx.run(&publisher, &matching))
+                .spawn_scoped(s, move || {
+                    ctx.run(&outlets);
+                    drop(token);
+                })
                 .unwrap_or_else(|e| panic!("cannot start a thread: {e}"));
         }
         for ctx in imports {
@@ -338,29 +360,33 @@ struct Export<'a> {
 }
 
 /// Most samples an export takes from its topic before it puts them.
-const BURST_SAMPLES: usize = 64;
+const BURST_SAMPLES: usize = 256;
 /// Most payload bytes an export takes from its topic before it puts them: one zenoh
 /// batch's worth (a 64 KiB sample is put alone; its copy would delay the next put).
-const BURST_BYTES: usize = 64 * 1024;
-/// The buffer the export copies samples (and their attachments) into, one
-/// allocation for many samples: each put hands zenoh a reference-counted slice of
-/// it (zenoh copies a put's bytes into its batches during the put and drops the
-/// slice), and each burst starts again at its beginning when nothing holds a slice
-/// any more, so the same memory, mapped and in the cache, serves every burst.
+const BURST_BYTES: usize = 60 * 1024;
+/// The buffer the export copies samples into, one allocation for many samples: the
+/// burst's packed records back to back (see `wire.rs`), the one-by-one puts' payloads
+/// being slices of them. Each put hands zenoh a reference-counted slice (zenoh copies
+/// a put's bytes into its batches during the put and drops the slice), and each burst
+/// starts again at the buffer's beginning when nothing holds a slice any more, so the
+/// same memory, mapped and in the cache, serves every burst.
 const ARENA: usize = 256 * 1024;
 
-/// One sample taken from the topic, copied out, waiting for its put.
+/// One sample taken from the topic: its number, and where its bytes are in the
+/// burst's buffer.
 struct Staged {
-    payload: Bytes,
-    attachment: Bytes,
+    seq: u64,
+    start: usize,
+    len: usize,
 }
 
-/// What an export holds between wake-ups: the samples of one burst and the buffer
-/// they are copied into.
+/// What an export holds between wake-ups: the samples of one burst, the buffer they
+/// are copied into, and one for the one-by-one puts' attachments.
 struct Burst {
     staged: Vec<Staged>,
     bytes: usize,
     arena: BytesMut,
+    tags: BytesMut,
 }
 
 impl Burst {
@@ -369,6 +395,7 @@ impl Burst {
             staged: Vec::with_capacity(BURST_SAMPLES),
             bytes: 0,
             arena: BytesMut::new(),
+            tags: BytesMut::new(),
         }
     }
 
@@ -376,27 +403,77 @@ impl Burst {
         self.staged.len() >= BURST_SAMPLES || self.bytes >= BURST_BYTES
     }
 
-    /// After the burst's puts: empties it, and rewinds the arena to its beginning
-    /// where no slice of it is held any more.
+    /// Copies one sample into the buffer, as a packed record.
+    fn push(&mut self, seq: u64, payload: &[u8]) {
+        let need = self.arena.len() + wire::RECORD_HEADER + payload.len();
+        if self.arena.capacity() < need && !self.arena.try_reclaim(need.max(ARENA)) {
+            // Slices of the old buffer are still held (by zenoh): a fresh one, with
+            // this burst's records so far.
+            let mut fresh = BytesMut::with_capacity(need.max(ARENA));
+            fresh.extend_from_slice(&self.arena);
+            self.arena = fresh;
+        }
+        self.arena
+            .extend_from_slice(&wire::record_header(seq, payload.len()));
+        let start = self.arena.len();
+        self.arena.extend_from_slice(payload);
+        self.bytes += payload.len();
+        self.staged.push(Staged {
+            seq,
+            start,
+            len: payload.len(),
+        });
+    }
+
+    /// The burst's records, frozen for the puts; the buffer is empty after it.
+    fn take(&mut self) -> Bytes {
+        self.arena.split().freeze()
+    }
+
+    /// A one-by-one put's attachment, as a slice of the tags buffer.
+    fn tag(&mut self, tag: &Tag) -> Bytes {
+        let bytes = tag.encode();
+        if self.tags.capacity() < bytes.len() && !self.tags.try_reclaim(16 * 1024) {
+            self.tags = BytesMut::with_capacity(16 * 1024);
+        }
+        self.tags.extend_from_slice(&bytes);
+        self.tags.split().freeze()
+    }
+
+    /// After the burst's puts: empties it, and rewinds the buffers to their
+    /// beginnings where no slice of them is held any more.
     fn done(&mut self) {
         self.staged.clear();
         self.bytes = 0;
         let _ = self.arena.try_reclaim(ARENA);
+        let _ = self.tags.try_reclaim(16 * 1024);
+    }
+}
+
+/// An export's two zenoh publishers and whether anyone listens to each.
+struct Outlets<'s> {
+    /// One sample per put, on the key: zenoh's own clients.
+    plain: zenoh::pubsub::Publisher<'s>,
+    plain_matching: Arc<AtomicBool>,
+    /// Packed, on the key's packed form: other bridges.
+    packed: zenoh::pubsub::Publisher<'s>,
+    packed_matching: Arc<AtomicBool>,
+    /// The packed puts' attachment.
+    packed_tag: Bytes,
+}
+
+impl Outlets<'_> {
+    fn plain(&self) -> bool {
+        self.plain_matching.load(Ordering::Relaxed)
     }
 
-    /// Copies `bytes` into the arena and returns them as a slice of it (in a fresh
-    /// arena when this one has no room left and slices of it are still held).
-    fn copy(&mut self, bytes: &[u8]) -> Bytes {
-        if self.arena.capacity() < bytes.len() && !self.arena.try_reclaim(ARENA.max(bytes.len())) {
-            self.arena = BytesMut::with_capacity(ARENA.max(bytes.len()));
-        }
-        self.arena.extend_from_slice(bytes);
-        self.arena.split().freeze()
+    fn packed(&self) -> bool {
+        self.packed_matching.load(Ordering::Relaxed)
     }
 }
 
 impl Export<'_> {
-    fn run(self, publisher: &zenoh::pubsub::Publisher<'_>, matching: &AtomicBool) {
+    fn run(self, out: &Outlets<'_>) {
         let what = format!("export {} -> {}", self.topic, self.key);
         let Some(source) =
             open_retrying(&what, self.stop, || Source::open(self.topic, self.settings))
@@ -409,7 +486,7 @@ impl Export<'_> {
         while !self.stop.load(Ordering::Relaxed) {
             // Lossless: leave the samples in the topic (and so hold its publisher back)
             // while nobody on the network would receive them.
-            if self.settings.lossless && !matching.load(Ordering::Relaxed) {
+            if self.settings.lossless && !out.plain() && !out.packed() {
                 thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -428,10 +505,10 @@ impl Export<'_> {
                 }
             }
             idle_pause = Duration::from_millis(1);
-            // Everything else the topic holds now, without waiting: the puts then go
-            // to zenoh back to back, as fast as an application's own put loop, so
-            // zenoh's transmission task finds several in a batch instead of being
-            // woken for each one.
+            // Everything else the topic holds now, without waiting: one packed put
+            // for the other bridges, and the one-by-one puts back to back, as fast as
+            // an application's own put loop, so zenoh's transmission task finds
+            // several in a batch instead of being woken for each one.
             let mut failed = None;
             while !burst.full() {
                 match source.next(Duration::ZERO) {
@@ -445,24 +522,62 @@ impl Export<'_> {
             }
             // The samples were released as they were copied (a block-mode publisher
             // has its room back before the puts may block).
-            for s in burst.staged.drain(..) {
-                let len = s.payload.len();
-                if let Err(e) = publisher
-                    .put(ZBytes::from(s.payload))
-                    .attachment(ZBytes::from(s.attachment))
-                    .wait()
-                {
-                    tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}");
-                    continue;
-                }
-                self.counters.add(len);
-            }
-            burst.done();
+            self.put(out, &mut burst);
             if let Some(e) = failed {
                 tracing::error!(topic = self.topic, "{e}; export stopped");
                 return;
             }
         }
+    }
+
+    /// Puts one burst: packed where bridges listen, one by one where zenoh clients
+    /// do (both, or either, or neither: a lossy export drops what nobody hears).
+    fn put(&self, out: &Outlets<'_>, burst: &mut Burst) {
+        if burst.staged.is_empty() {
+            return;
+        }
+        let records = burst.take();
+        let (packed, plain) = (out.packed(), out.plain());
+        let mut put = false;
+        if packed {
+            match out
+                .packed
+                .put(ZBytes::from(records.clone()))
+                .attachment(ZBytes::from(out.packed_tag.clone()))
+                .wait()
+            {
+                Ok(()) => put = true,
+                Err(e) => tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}"),
+            }
+        }
+        if plain {
+            let staged = std::mem::take(&mut burst.staged);
+            for s in &staged {
+                let attachment = burst.tag(&Tag {
+                    origin: self.origin,
+                    seq: s.seq,
+                });
+                match out
+                    .plain
+                    .put(ZBytes::from(records.slice(s.start..s.start + s.len)))
+                    .attachment(ZBytes::from(attachment))
+                    .wait()
+                {
+                    Ok(()) => put = true,
+                    Err(e) => {
+                        tracing::warn!(topic = self.topic, key = self.key, "put failed: {e}");
+                    }
+                }
+            }
+            burst.staged = staged;
+        }
+        if put {
+            for s in &burst.staged {
+                self.counters.add(s.len);
+            }
+        }
+        drop(records);
+        burst.done();
     }
 
     /// Accounts for one sample read from the topic and, unless this bridge published
@@ -484,17 +599,7 @@ impl Export<'_> {
                 return; // published by this bridge's import: never sent back
             }
         }
-        let tag = Tag {
-            origin: self.origin,
-            seq,
-        };
-        let payload = burst.copy(got);
-        let attachment = burst.copy(&tag.encode());
-        burst.bytes += payload.len();
-        burst.staged.push(Staged {
-            payload,
-            attachment,
-        });
+        burst.push(seq, got);
     }
 }
 
@@ -508,17 +613,30 @@ struct Import {
     stop: Arc<AtomicBool>,
 }
 
-/// What an import's callback changes.
+/// What an import's callbacks change.
 struct ImportState {
     sink: Sink,
     gaps: Gaps,
+    /// Bridges whose samples came packed: their one-by-one puts (the same samples,
+    /// for zenoh's clients) are not published again.
+    packed_from: HashSet<Origin>,
     dropped_too_large: bool,
 }
 
+type Shared = Arc<Mutex<ImportState>>;
+
 impl Import {
-    /// Becomes the local topic's publisher, then subscribes to the key with a callback
-    /// that publishes each sample from zenoh's receiving task (no thread hop; in
-    /// lossless mode a full topic holds that task, and so the network, back).
+    /// Becomes the local topic's publisher, then subscribes with callbacks that
+    /// publish each sample from zenoh's receiving task (no thread hop; in lossless
+    /// mode a full topic holds that task, and so the network, back):
+    ///
+    /// * to the key's packed form, always: other bridges' samples;
+    /// * to the key itself, while no bridge exports a key it matches (their
+    ///   liveliness tokens tell): zenoh clients' own puts, and the samples of a bridge
+    ///   that does not pack. While a bridge exports such a key this subscription is
+    ///   withdrawn, so that the exporting bridge, seeing nobody on the plain key,
+    ///   puts only packed; zenoh clients' own puts to the key are not imported
+    ///   meanwhile.
     fn run(self, session: &Session) -> Result<(), String> {
         let what = format!("import {} -> {}", self.key, self.topic);
         let Some((sink, first)) = open_retrying(&what, &self.stop, || {
@@ -528,71 +646,179 @@ impl Import {
         };
         // Release pairs with the export's Acquire load.
         self.own.store(first, Ordering::Release);
-        let state = Mutex::new(ImportState {
+        let state: Shared = Arc::new(Mutex::new(ImportState {
             sink,
             gaps: Gaps::default(),
+            packed_from: HashSet::new(),
             dropped_too_large: false,
-        });
+        }));
         let key = self.key.clone();
         let me = Arc::new(self);
-        let ctx = me.clone();
-        let subscriber = session
-            .declare_subscriber(key.clone())
+        let (ctx, st) = (me.clone(), state.clone());
+        let packed = session
+            .declare_subscriber(wire::packed_key(&key))
             .allowed_origin(Locality::Remote)
-            .callback(move |sample| {
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                ctx.on_sample(&mut st, &sample);
+            .callback(move |sample| ctx.on_packed(&st, &sample))
+            .wait()
+            .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
+        let exporters = Arc::new(Mutex::new(HashSet::<String>::new()));
+        let ex = exporters.clone();
+        let tokens = session
+            .liveliness()
+            .declare_subscriber(wire::exporter_tokens(&key))
+            .history(true)
+            .callback(move |token| {
+                let mut ex = ex.lock().unwrap_or_else(|p| p.into_inner());
+                let name = token.key_expr().as_str().to_owned();
+                match token.kind() {
+                    SampleKind::Put => ex.insert(name),
+                    SampleKind::Delete => ex.remove(&name),
+                };
             })
             .wait()
             .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
-        tracing::info!(key = me.key, topic = me.topic, "importing");
+        let mut plain: Option<zenoh::pubsub::Subscriber<()>> = None;
+        // Whether a bridge exported a matching key at the last look (None: not yet).
+        let mut before: Option<bool> = None;
         while !me.stop.load(Ordering::Relaxed) {
+            let bridges = !exporters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if before != Some(bridges) {
+                if bridges {
+                    if let Some(s) = plain.take() {
+                        let _ = s.undeclare().wait();
+                    }
+                    tracing::info!(key, "a bridge exports the key: its samples come packed; zenoh clients' puts to it are not imported while it does");
+                } else {
+                    let (ctx, st) = (me.clone(), state.clone());
+                    plain = Some(
+                        session
+                            .declare_subscriber(key.clone())
+                            .allowed_origin(Locality::Remote)
+                            .callback(move |sample| ctx.on_plain(&st, &sample))
+                            .wait()
+                            .map_err(|e| {
+                                format!("--import {key}: cannot subscribe to the key: {e}")
+                            })?,
+                    );
+                    if before.is_some() {
+                        tracing::info!(key, "no bridge exports the key now: zenoh clients' puts to it are imported again");
+                    }
+                }
+                if before.is_none() {
+                    tracing::info!(key = me.key, topic = me.topic, "importing");
+                }
+                before = Some(bridges);
+            }
             thread::sleep(TICK);
         }
-        let _ = subscriber.undeclare().wait();
+        if let Some(s) = plain {
+            let _ = s.undeclare().wait();
+        }
+        let _ = tokens.undeclare().wait();
+        let _ = packed.undeclare().wait();
         Ok(())
     }
 
-    fn on_sample(&self, st: &mut ImportState, sample: &zenoh::sample::Sample) {
-        let tag = sample.attachment().and_then(|a| Tag::decode(&a.to_bytes()));
-        if let Some(tag) = tag {
-            if tag.origin == self.origin {
-                return; // our own put (zenoh routed it back): never re-published
+    /// Accounts for a bridge's sample number, reporting gaps.
+    fn account(&self, st: &mut ImportState, key: &str, tag: Tag) {
+        match st.gaps.see(key, tag) {
+            Seen::First => {
+                tracing::info!(key, seq = tag.seq, "stream joined");
             }
-            let key = sample.key_expr().as_str();
-            match st.gaps.see(key, tag) {
-                Seen::First => {
-                    tracing::info!(key, seq = tag.seq, "stream joined");
-                }
-                Seen::InOrder => {}
-                Seen::Gap {
+            Seen::InOrder => {}
+            Seen::Gap {
+                lost,
+                expected,
+                new_origin,
+            } => {
+                self.counters.lost.fetch_add(lost, Ordering::Relaxed);
+                tracing::warn!(
+                    key,
+                    topic = self.topic,
                     lost,
-                    expected,
+                    from_seq = expected,
+                    to_seq = tag.seq - 1,
                     new_origin,
-                } => {
-                    self.counters.lost.fetch_add(lost, Ordering::Relaxed);
-                    tracing::warn!(
-                        key,
-                        topic = self.topic,
-                        lost,
-                        from_seq = expected,
-                        to_seq = tag.seq - 1,
-                        new_origin,
-                        "gap: samples lost on the way"
-                    );
-                }
-                Seen::Restarted { expected } => {
-                    tracing::warn!(
-                        key,
-                        expected,
-                        seq = tag.seq,
-                        "numbering went back: the exporting topic was recreated"
-                    );
-                }
+                    "gap: samples lost on the way"
+                );
+            }
+            Seen::Restarted { expected } => {
+                tracing::warn!(
+                    key,
+                    expected,
+                    seq = tag.seq,
+                    "numbering went back: the exporting topic was recreated"
+                );
             }
         }
+    }
+
+    /// A packed put of another bridge: every record, in order.
+    fn on_packed(&self, state: &Shared, sample: &zenoh::sample::Sample) {
+        let Some(origin) = sample
+            .attachment()
+            .and_then(|a| wire::packed_origin(&a.to_bytes()))
+        else {
+            tracing::warn!(
+                key = sample.key_expr().as_str(),
+                "a put on a bridges' key without a bridge's attachment: dropped"
+            );
+            return;
+        };
+        if origin == self.origin {
+            return; // our own put (zenoh routed it back): never re-published
+        }
+        let key = sample
+            .key_expr()
+            .as_str()
+            .strip_suffix(wire::PACKED)
+            .and_then(|k| k.strip_suffix('/'))
+            .unwrap_or_else(|| sample.key_expr().as_str());
+        let payload = sample.payload().to_bytes();
+        let records = match wire::unpack(&payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(key, "{e}: a malformed packed put, dropped whole");
+                return;
+            }
+        };
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.packed_from.insert(origin);
+        for (seq, bytes) in records {
+            self.account(&mut st, key, Tag { origin, seq });
+            if !self.publish(&mut st, bytes.len(), || [bytes]) {
+                return;
+            }
+        }
+    }
+
+    /// A put on the key itself: a zenoh client's, or a bridge's that does not pack.
+    fn on_plain(&self, state: &Shared, sample: &zenoh::sample::Sample) {
+        let tag = sample.attachment().and_then(|a| Tag::decode(&a.to_bytes()));
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tag) = tag {
+            if tag.origin == self.origin || st.packed_from.contains(&tag.origin) {
+                // Ours routed back, or one this bridge has (or will have) packed.
+                return;
+            }
+            self.account(&mut st, sample.key_expr().as_str(), tag);
+        }
         let payload = sample.payload();
-        let len = payload.len();
+        // zenoh's slices (one, unless the sample came in fragments) are copied
+        // straight into a loaned chunk: the only copy on this side.
+        self.publish(&mut st, payload.len(), || payload.slices());
+    }
+
+    /// Publishes one sample on the local topic; `false` when the bridge is stopping.
+    fn publish<'p, I: IntoIterator<Item = &'p [u8]>>(
+        &self,
+        st: &mut ImportState,
+        len: usize,
+        parts: impl Fn() -> I,
+    ) -> bool {
         // Lossless: nobody to read it here yet; wait (and so hold the network back).
         while self.settings.lossless
             && st.sink.subscribers() == 0
@@ -601,15 +827,13 @@ impl Import {
             thread::sleep(Duration::from_millis(5));
         }
         loop {
-            // zenoh's slices (one, unless the sample came in fragments) are copied
-            // straight into a loaned chunk: the only copy on this side.
-            match st.sink.send(len, payload.slices(), TICK) {
+            match st.sink.send(len, parts(), TICK) {
                 Ok(Sent::Yes) => {
                     self.counters.add(len);
-                    return;
+                    return true;
                 }
                 Ok(Sent::Full) if !self.stop.load(Ordering::Relaxed) => {}
-                Ok(Sent::Full) => return,
+                Ok(Sent::Full) => return false,
                 Ok(Sent::TooLarge { max }) => {
                     self.counters.lost.fetch_add(1, Ordering::Relaxed);
                     if !st.dropped_too_large {
@@ -621,11 +845,11 @@ impl Import {
                         );
                         st.dropped_too_large = true;
                     }
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     tracing::error!(topic = self.topic, "{e}; sample dropped");
-                    return;
+                    return true;
                 }
             }
         }

@@ -40,6 +40,9 @@ fn main_case(h: &Hosts) {
     );
     ba.wait_log(0, &["exporting"]);
     bb.wait_log(0, &["importing"]);
+    // B hears A's samples packed, and so withdraws its subscription to the plain key
+    // (where A would otherwise put each sample once more, for zenoh's clients).
+    bb.wait_log(0, &["a bridge exports the key"]);
     let (mut sub, out) = h.b.subscriber(&tb, 10_000);
     let mut publ = h.a.publisher(&ta);
     feed(&mut publ, 1, 10_000);
@@ -163,7 +166,7 @@ fn netns_exporter_restart_resumes_and_reports_the_gap() {
     feed(&mut publ, 3_001, 5_000);
     h.a.wait_info("news", "5000 published");
     let mut ba2 = h.a.bridge("bridge-a2", &args);
-    ba2.wait_log(0, &["remote_subscribers=true"]);
+    ba2.wait_log(0, &["export to bridges", "remote_subscribers=true"]);
     feed(&mut publ, 5_001, 10_000);
     publ.close_stdin();
     assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
@@ -213,7 +216,7 @@ fn netns_importer_restart_resumes() {
     // The mark before the kill: A may log the lost subscriber right away.
     let mark = ba.log_text().lines().count();
     bb.kill();
-    ba.wait_log(mark, &["remote_subscribers=false"]);
+    ba.wait_log(mark, &["export to bridges", "remote_subscribers=false"]);
     feed(&mut publ, 3_001, 5_000);
     let mut bb2 = h.b.bridge("bridge-b2", &args);
     let joined = bb2.wait_log(0, &["stream joined"]);
@@ -325,7 +328,10 @@ fn netns_both_ways_no_loop() {
 }
 
 /// A Python program using zenoh's own package on host B receives the samples of a
-/// topic exported on host A by key, and its puts arrive on a topic imported on A.
+/// topic exported on host A by key, one zenoh sample per shmipc sample, while a
+/// bridge on B imports the same key (packed): both get every sample once, in order.
+/// The program's puts arrive on a topic imported on A, and its malformed puts on the
+/// bridges' packed key are refused there without harm.
 #[test]
 fn netns_python_zenoh_client() {
     let python = std::env::var("SHMIPC_BRIDGE_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -358,6 +364,19 @@ fn netns_python_zenoh_client() {
     );
     ba.wait_log(0, &["exporting"]);
     ba.wait_log(0, &["importing"]);
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--import",
+            "shmipc/news=news",
+            "--lossless",
+        ]),
+    );
+    bb.wait_log(0, &["importing"]);
+    ba.wait_log(0, &["export to bridges", "remote_subscribers=true"]);
+    let (mut sb, out_b) = h.b.subscriber("news", 100);
     let (mut back, back_out) = h.a.subscriber("back", 10);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zenoh_client.py");
     let py_out = h.b.dir.join("python.out");
@@ -373,6 +392,7 @@ fn netns_python_zenoh_client() {
         "shmipc/back",
         "--puts",
         "10",
+        "--garbage",
     ]);
     cmd.stdout(std::fs::File::create(&py_out).expect("python output"))
         .stderr(std::fs::File::create(h.b.dir.join("python.log")).expect("python log"));
@@ -382,7 +402,7 @@ fn netns_python_zenoh_client() {
         log: h.b.dir.join("python.log"),
     };
     py.wait_log(0, &["subscribed"]);
-    ba.wait_log(0, &["remote_subscribers=true"]);
+    ba.wait_log(0, &["export to zenoh clients", "remote_subscribers=true"]);
     let mut publ = h.a.publisher("news");
     feed(&mut publ, 1, 100);
     publ.close_stdin();
@@ -398,4 +418,20 @@ fn netns_python_zenoh_client() {
     let got = std::fs::read_to_string(&back_out).unwrap_or_default();
     let want: String = (1..=10).map(|i| format!("py-{i}\n")).collect();
     assert_eq!(got, want);
+    assert!(sb.wait_exit().success(), "{}", sb.log_text());
+    assert_eq!(
+        numbers(&out_b),
+        (1..=100).collect::<Vec<u64>>(),
+        "host B's bridge"
+    );
+    let log = ba.log_text();
+    assert_eq!(
+        log.matches("malformed packed put").count(),
+        2,
+        "the cut-short and the too-long record:\n{log}"
+    );
+    assert!(
+        log.contains("without a bridge's attachment"),
+        "the put with no attachment:\n{log}"
+    );
 }

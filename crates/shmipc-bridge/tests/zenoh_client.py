@@ -15,6 +15,8 @@ ap.add_argument("--sub", required=True)
 ap.add_argument("--count", type=int, required=True)
 ap.add_argument("--put", required=True)
 ap.add_argument("--puts", type=int, required=True)
+ap.add_argument("--garbage", action="store_true",
+                help="first put malformed packed puts to PUT_KEY's bridges' form")
 ap.add_argument("--deadline", type=float, default=120.0)
 a = ap.parse_args()
 
@@ -36,6 +38,17 @@ for _ in range(a.count):
         tagged += 1
     print(sample.payload.to_bytes().decode(), flush=True)
 print(f"received {a.count}, {tagged} with a bridge attachment", file=sys.stderr, flush=True)
+if a.garbage:
+    # What a hostile or broken peer could put on the key bridges read packed: a
+    # record cut short, a length past the end, and no bridge attachment at all.
+    packed = a.put + "/@shmipc"
+    forged = b"SHP1" + bytes(range(16))
+    record = (1).to_bytes(8, "little") + (5).to_bytes(4, "little") + b"abc"
+    session.put(packed, record, attachment=forged)
+    huge = (2).to_bytes(8, "little") + (0xFFFFFFFF).to_bytes(4, "little")
+    session.put(packed, huge, attachment=forged)
+    session.put(packed, b"no attachment")
+    print(f"put 3 malformed to {packed}", file=sys.stderr, flush=True)
 pub = session.declare_publisher(a.put)
 for i in range(1, a.puts + 1):
     pub.put(f"py-{i}".encode())
