@@ -150,36 +150,109 @@ impl fmt::Display for Malformed {
     }
 }
 
-/// The records of a packed payload, each `(seq, bytes)`, checked whole first: a
-/// payload that runs short anywhere yields nothing.
+/// A packed payload as zenoh hands it over: one slice, or several when the put came
+/// in fragments. Records are read across slice boundaries without gathering them
+/// into one buffer first (a 64 KiB sample is copied once, into the topic's chunk).
+#[derive(Debug)]
+pub struct Packed<'a> {
+    slices: Vec<&'a [u8]>,
+    len: usize,
+}
+
+/// One record of a [`Packed`] payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// The exporting topic's number of the sample.
+    pub seq: u64,
+    /// Where its bytes start in the payload.
+    pub start: usize,
+    /// How many.
+    pub len: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// The payload made of `slices`, in order.
+    pub fn new(slices: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let slices: Vec<&[u8]> = slices.into_iter().filter(|s| !s.is_empty()).collect();
+        let len = slices.iter().map(|s| s.len()).sum();
+        Self { slices, len }
+    }
+
+    /// The payload's bytes from `start` on, `len` of them, as slices of the payload's
+    /// own. The caller keeps within a record (`records` checked it).
+    pub fn parts(&self, start: usize, len: usize) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let mut skip = start;
+        let mut left = len;
+        self.slices.iter().filter_map(move |s| {
+            if skip >= s.len() {
+                skip -= s.len();
+                return None;
+            }
+            if left == 0 {
+                return None;
+            }
+            let take = (s.len() - skip).min(left);
+            let part = &s[skip..skip + take];
+            skip = 0;
+            left -= take;
+            Some(part)
+        })
+    }
+
+    /// Copies the `N` bytes at `at` (a record header); `None` past the end.
+    fn read<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        if at.checked_add(N)? > self.len {
+            return None;
+        }
+        let mut out = [0u8; N];
+        let mut filled = 0;
+        for part in self.parts(at, N) {
+            out[filled..filled + part.len()].copy_from_slice(part);
+            filled += part.len();
+        }
+        Some(out)
+    }
+
+    /// Every record, checked whole first: a payload that runs short anywhere
+    /// yields none.
+    ///
+    /// # Errors
+    /// The first record whose header or bytes run past the end.
+    pub fn records(&self) -> Result<Vec<Record>, Malformed> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < self.len {
+            let bad = Malformed {
+                record: out.len(),
+                at,
+                left: self.len - at,
+            };
+            let header: [u8; RECORD_HEADER] = self.read(at).ok_or(bad)?;
+            let seq = u64::from_le_bytes(header[..8].try_into().map_err(|_| bad)?);
+            let len = u32::from_le_bytes(header[8..].try_into().map_err(|_| bad)?) as usize;
+            let start = at + RECORD_HEADER;
+            let end = start
+                .checked_add(len)
+                .filter(|&e| e <= self.len)
+                .ok_or(bad)?;
+            out.push(Record { seq, start, len });
+            at = end;
+        }
+        Ok(out)
+    }
+}
+
+/// The records of a packed payload in one slice, each `(seq, bytes)`.
 ///
 /// # Errors
-/// The first record whose header or bytes run past the end.
+/// As [`Packed::records`].
+#[cfg(test)]
 pub fn unpack(payload: &[u8]) -> Result<Vec<(u64, &[u8])>, Malformed> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < payload.len() {
-        let bad = Malformed {
-            record: out.len(),
-            at,
-            left: payload.len() - at,
-        };
-        let Some(header) = payload.get(at..at + RECORD_HEADER) else {
-            return Err(bad);
-        };
-        let seq = u64::from_le_bytes(header[..8].try_into().map_err(|_| bad)?);
-        let len = u32::from_le_bytes(header[8..].try_into().map_err(|_| bad)?) as usize;
-        let start = at + RECORD_HEADER;
-        let Some(bytes) = start
-            .checked_add(len)
-            .and_then(|end| payload.get(start..end))
-        else {
-            return Err(bad);
-        };
-        out.push((seq, bytes));
-        at = start + len;
-    }
-    Ok(out)
+    let records = Packed::new([payload]).records()?;
+    Ok(records
+        .iter()
+        .map(|r| (r.seq, &payload[r.start..r.start + r.len]))
+        .collect())
 }
 
 /// What the receiving side makes of a sample's number.
@@ -285,6 +358,22 @@ mod tests {
                 left: 12
             })
         );
+        // The same payload in two slices, split anywhere (a fragmented put): the
+        // same records, and each record's parts add up to its bytes.
+        let whole = Packed::new([&p[..]]).records().expect("well formed");
+        for cut in 0..=p.len() {
+            let split = Packed::new([&p[..cut], &p[cut..]]);
+            assert_eq!(split.records().as_ref(), Ok(&whole), "split at {cut}");
+            for r in &whole {
+                let joined: Vec<u8> = split.parts(r.start, r.len).flatten().copied().collect();
+                assert_eq!(joined, &p[r.start..r.start + r.len], "split at {cut}");
+            }
+            let short = Packed::new([
+                &p[..cut.min(p.len() - 1)],
+                &p[cut.min(p.len() - 1)..p.len() - 1],
+            ]);
+            assert!(short.records().is_err(), "one byte short, split at {cut}");
+        }
         let o = [9u8; 16];
         assert_eq!(packed_origin(&packed_tag(&o)), Some(o));
         assert_eq!(packed_origin(&Tag { origin: o, seq: 1 }.encode()), None);
