@@ -9,8 +9,8 @@
 use std::ops::Deref;
 use std::time::Duration;
 
-use shmipc::channel::pubsub::{Options, Overflow, Publisher, Sample, Subscriber};
-use shmipc::channel::{ChannelError, RecvError, SendError};
+use shmipc::channel::pubsub::{Loan, Options, Overflow, Publisher, Sample, Subscriber};
+use shmipc::channel::{ChannelError, RecvError, SendError, TrySendError};
 use shmipc::OpenError;
 
 /// How the bridge creates the local topics it needs (an existing topic keeps its own
@@ -207,21 +207,33 @@ impl Sink {
         parts: impl IntoIterator<Item = &'p [u8]>,
         timeout: Duration,
     ) -> Result<Sent, SendError> {
-        let mut loan = match self.publisher.loan_timeout(len, timeout) {
-            Ok(loan) => loan,
-            Err(SendError::Timeout(())) => return Ok(Sent::Full),
-            Err(SendError::TooLarge { max, .. }) => return Ok(Sent::TooLarge { max }),
-            Err(e) => return Err(e),
-        };
-        let mut at = 0;
-        for part in parts {
-            let n = part.len().min(len - at);
-            loan[at..at + n].copy_from_slice(&part[..n]);
-            at += n;
+        // Without waiting first: only a full topic reads the clock for a deadline.
+        match self.publisher.try_loan(len) {
+            Ok(loan) => return Ok(fill(loan, len, parts)),
+            Err(TrySendError::TooLarge { max, .. }) => return Ok(Sent::TooLarge { max }),
+            Err(TrySendError::Corrupt(c)) => return Err(SendError::Corrupt(c)),
+            // Full, or anything else: the waiting loan says what it is.
+            Err(_) => {}
         }
-        // Parts shorter than announced: send what came (never stale bytes).
-        loan.truncate(at);
-        loan.send();
-        Ok(Sent::Yes)
+        match self.publisher.loan_timeout(len, timeout) {
+            Ok(loan) => Ok(fill(loan, len, parts)),
+            Err(SendError::Timeout(())) => Ok(Sent::Full),
+            Err(SendError::TooLarge { max, .. }) => Ok(Sent::TooLarge { max }),
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Copies `parts` (adding up to `len` bytes) into `loan` and publishes it.
+fn fill<'p>(mut loan: Loan<'_>, len: usize, parts: impl IntoIterator<Item = &'p [u8]>) -> Sent {
+    let mut at = 0;
+    for part in parts {
+        let n = part.len().min(len - at);
+        loan[at..at + n].copy_from_slice(&part[..n]);
+        at += n;
+    }
+    // Parts shorter than announced: send what came (never stale bytes).
+    loan.truncate(at);
+    loan.send();
+    Sent::Yes
 }
