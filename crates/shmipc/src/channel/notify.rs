@@ -250,6 +250,15 @@ impl<'a> Bell<'a> {
         mut poll: impl FnMut(bool) -> Option<R>,
     ) -> Option<R> {
         let deadline: Deadline = deadline.into();
+        // What the wait is for may be there already: no clock read for it.
+        if let Some(r) = poll(false) {
+            return Some(r);
+        }
+        // A deadline already passed (a zero timeout) ends the wait with one last,
+        // deep poll: no spinning, no sleeper count, no barrier.
+        if deadline.passed() {
+            return poll(true);
+        }
         // Spin phase: the peer is likely busy on the other CPU. The first
         // [`SPIN_EAGER`] polls back to back; after that each poll gives the CPU to
         // any other runnable thread first (see [`SPIN_EAGER`]).
@@ -259,11 +268,6 @@ impl<'a> Bell<'a> {
         loop {
             if let Some(r) = poll(false) {
                 return Some(r);
-            }
-            // A deadline already passed (a zero timeout) ends the wait with one
-            // last, deep poll: no spinning, no sleeper count, no barrier.
-            if i == 0 && deadline.passed() {
-                return poll(true);
             }
             i = i.wrapping_add(1);
             if polite {
