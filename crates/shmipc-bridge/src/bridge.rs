@@ -617,8 +617,8 @@ struct Import {
 struct ImportState {
     sink: Sink,
     gaps: Gaps,
-    /// Bridges whose samples came packed: their one-by-one puts (the same samples,
-    /// for zenoh's clients) are not published again.
+    /// Bridges whose samples came packed: their one-by-one puts of samples already
+    /// published (the same samples, for zenoh's clients) are not published again.
     packed_from: HashSet<Origin>,
     dropped_too_large: bool,
 }
@@ -801,11 +801,20 @@ impl Import {
         let tag = sample.attachment().and_then(|a| Tag::decode(&a.to_bytes()));
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tag) = tag {
-            if tag.origin == self.origin || st.packed_from.contains(&tag.origin) {
-                // Ours routed back, or one this bridge has (or will have) packed.
+            let key = sample.key_expr().as_str();
+            if tag.origin == self.origin {
+                return; // ours, routed back
+            }
+            // While an exporting bridge sees subscribers on both forms it puts each
+            // burst packed, then one by one: the second copy of what this bridge has
+            // had packed is dropped by its number. (Not the whole bridge's one-by-one
+            // puts: after a reconnection it may see this bridge's plain subscription
+            // before its packed one, and put a burst one by one only.)
+            let seen = st.gaps.last(key).filter(|last| last.origin == tag.origin);
+            if st.packed_from.contains(&tag.origin) && seen.is_some_and(|l| tag.seq <= l.seq) {
                 return;
             }
-            self.account(&mut st, sample.key_expr().as_str(), tag);
+            self.account(&mut st, key, tag);
         }
         let payload = sample.payload();
         // zenoh's slices (one, unless the sample came in fragments) are copied

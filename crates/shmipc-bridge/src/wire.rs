@@ -287,6 +287,11 @@ pub struct Gaps {
 }
 
 impl Gaps {
+    /// The last sample seen on `key`.
+    pub fn last(&self, key: &str) -> Option<Tag> {
+        self.last.get(key).copied()
+    }
+
     /// Accounts for a sample on `key`.
     pub fn see(&mut self, key: &str, tag: Tag) -> Seen {
         // Looked up before inserting: no allocation per sample.
