@@ -28,7 +28,7 @@ use zenoh::sample::{Locality, SampleKind};
 use zenoh::{Session, Wait};
 
 use crate::local::{Next, Received, Sent, Sink, Source, TopicSettings};
-use crate::wire::{self, Gaps, Origin, Seen, Tag};
+use crate::wire::{self, Gaps, Origin, PackedSeen, Seen, Tag};
 
 /// How often a blocked loop looks at the stop flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -164,7 +164,12 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
                 .callback(move |status| {
                     let now = status.matching();
                     if m.swap(now, Ordering::Relaxed) != now {
-                        tracing::info!(topic = %t, key = %k, remote_subscribers = now, "export to {whom}");
+                        tracing::info!(
+                            topic = %t,
+                            key = %k,
+                            remote_subscribers = now,
+                            "export to {whom}"
+                        );
                     }
                 })
                 .background()
@@ -174,13 +179,6 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
         };
         let (plain, plain_matching) = declare(key.clone(), "zenoh clients")?;
         let (packed, packed_matching) = declare(wire::packed_key(key), "bridges")?;
-        // Tells importing bridges that this key's samples come packed (see `Import`);
-        // gone with this session, so with this bridge.
-        let token = session
-            .liveliness()
-            .declare_token(wire::exporter_token(key, &origin))
-            .wait()
-            .map_err(|e| format!("--export {topic}={key}: cannot declare the key: {e}"))?;
         let counters = Arc::new(Counters::default());
         rates.push((format!("export {topic} -> {key}"), counters.clone()));
         let ctx = Export {
@@ -200,13 +198,14 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
             packed_matching,
             packed_tag: Bytes::copy_from_slice(&wire::packed_tag(&origin)),
         };
-        exports.push((ctx, outlets, token));
+        exports.push((ctx, outlets));
     }
     let mut imports = Vec::new();
     for (key, topic) in &plan.imports {
         let counters = Arc::new(Counters::default());
         rates.push((format!("import {key} -> {topic}"), counters.clone()));
         imports.push(Import {
+            packed_from: Mutex::new(HashSet::new()),
             key: key.clone(),
             topic: topic.clone(),
             settings: plan.topics,
@@ -218,14 +217,12 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
     }
     let failed = AtomicBool::new(false);
     thread::scope(|s| {
-        for (ctx, outlets, token) in exports {
+        for (ctx, outlets) in exports {
+            let session = &session;
             // Named, for profilers and `top -H`.
             thread::Builder::new()
                 .name(format!("export {}", ctx.topic))
-                .spawn_scoped(s, move || {
-                    ctx.run(&outlets);
-                    drop(token);
-                })
+                .spawn_scoped(s, move || ctx.run(session, &outlets))
                 .unwrap_or_else(|e| panic!("cannot start a thread: {e}"));
         }
         for ctx in imports {
@@ -361,8 +358,8 @@ struct Export<'a> {
 
 /// Most samples an export takes from its topic before it puts them.
 const BURST_SAMPLES: usize = 256;
-/// Most payload bytes an export takes from its topic before it puts them: one zenoh
-/// batch's worth (a 64 KiB sample is put alone; its copy would delay the next put).
+/// Payload bytes after which an export stops taking samples and puts them: about one
+/// zenoh batch (a put is at most this plus one sample, as large as a slot).
 const BURST_BYTES: usize = 60 * 1024;
 /// The buffer the export copies samples into, one allocation for many samples: the
 /// burst's packed records back to back (see `wire.rs`), the one-by-one puts' payloads
@@ -473,13 +470,23 @@ impl Outlets<'_> {
 }
 
 impl Export<'_> {
-    fn run(self, out: &Outlets<'_>) {
+    fn run(self, session: &Session, out: &Outlets<'_>) {
         let what = format!("export {} -> {}", self.topic, self.key);
         let Some(source) =
             open_retrying(&what, self.stop, || Source::open(self.topic, self.settings))
         else {
             return;
         };
+        // Tells importing bridges that this key's samples come packed (see `Import`),
+        // from the moment there is a topic to read; gone with this thread, or with the
+        // session (so with this bridge).
+        let _token = session
+            .liveliness()
+            .declare_token(wire::exporter_token(self.key, &self.origin))
+            .wait()
+            .map_err(|e| {
+                tracing::warn!(key = self.key, "cannot declare the exporter's token: {e}");
+            });
         tracing::info!(topic = self.topic, key = self.key, "exporting");
         let mut idle_pause = Duration::from_millis(1);
         let mut burst = Burst::new();
@@ -604,6 +611,8 @@ impl Export<'_> {
 }
 
 struct Import {
+    /// Ids (hex) of the bridges whose packed puts reached this import.
+    packed_from: Mutex<HashSet<String>>,
     key: String,
     topic: String,
     settings: TopicSettings,
@@ -617,13 +626,97 @@ struct Import {
 struct ImportState {
     sink: Sink,
     gaps: Gaps,
-    /// Bridges whose samples came packed: their one-by-one puts of samples already
-    /// published (the same samples, for zenoh's clients) are not published again.
-    packed_from: HashSet<Origin>,
+    /// What was published from each bridge's packed puts: the one-by-one copies of
+    /// those samples (for zenoh's clients) are not published again.
+    packed: PackedSeen,
     dropped_too_large: bool,
+    malformed: Quiet,
+    unattributed: Quiet,
 }
 
 type Shared = Arc<Mutex<ImportState>>;
+
+/// Whether an import of `key` withdraws its subscription to the plain key: never for
+/// a key with wildcards (it may match keys no bridge exports, which zenoh clients put
+/// to); otherwise when some bridge other than this one (`own`) exports the key and
+/// every such bridge has already sent packed puts here (so it knows of this import's
+/// packed subscription, and withdrawing loses none of its one-by-one puts).
+fn withdraws<'a>(
+    key: &str,
+    exporters: impl IntoIterator<Item = &'a str>,
+    own: &str,
+    packed_from: &HashSet<String>,
+) -> bool {
+    if wire::has_wildcards(key) {
+        return false;
+    }
+    let mut any = false;
+    for origin in exporters {
+        if origin == own {
+            continue;
+        }
+        if !packed_from.contains(origin) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// Replaces the exporting bridges an import knows of with what zenoh's liveliness
+/// tokens say now (a token's update may come after a later one: each is delivered
+/// by a task of its own).
+fn reconcile(session: &Session, key: &str, own: &str, exporters: &Mutex<HashMap<String, String>>) {
+    let Ok(replies) = session
+        .liveliness()
+        .get(wire::exporter_tokens(key))
+        .timeout(Duration::from_secs(1))
+        .wait()
+    else {
+        return;
+    };
+    let mut now = HashMap::new();
+    while let Ok(reply) = replies.recv() {
+        if let Ok(token) = reply.result() {
+            let name = token.key_expr().as_str();
+            let origin = wire::token_origin(name);
+            if origin != own {
+                now.insert(name.to_owned(), origin.to_owned());
+            }
+        }
+    }
+    *exporters.lock().unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+/// Logs a recurring complaint at most once a second, with how many were not logged.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Quiet {
+    /// Whether to log now, and how many were held back since the last log.
+    fn now(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// Most bridges an import remembers as having sent it packed puts.
+const PACKED_FROM_MAX: usize = 1024;
+
+/// How often an import asks zenoh for the exporting bridges' tokens afresh (the
+/// liveliness subscription's updates come by separate tasks, not always in order).
+const RECONCILE: Duration = Duration::from_secs(2);
 
 impl Import {
     /// Becomes the local topic's publisher, then subscribes with callbacks that
@@ -631,12 +724,14 @@ impl Import {
     /// mode a full topic holds that task, and so the network, back):
     ///
     /// * to the key's packed form, always: other bridges' samples;
-    /// * to the key itself, while no bridge exports a key it matches (their
-    ///   liveliness tokens tell): zenoh clients' own puts, and the samples of a bridge
-    ///   that does not pack. While a bridge exports such a key this subscription is
-    ///   withdrawn, so that the exporting bridge, seeing nobody on the plain key,
-    ///   puts only packed; zenoh clients' own puts to the key are not imported
-    ///   meanwhile.
+    /// * to the key itself: zenoh clients' own puts, and the samples of a bridge
+    ///   that does not pack. For a key without wildcards this subscription is
+    ///   withdrawn while every bridge that exports the key (their liveliness tokens
+    ///   tell) has already sent packed puts here: each then sees nobody on the plain
+    ///   key and puts only packed. zenoh clients' own puts to the key are not
+    ///   imported meanwhile. (A wildcard import keeps it: it may match keys no
+    ///   bridge exports; bridges exporting into it then put both forms, and the
+    ///   second copies are dropped by number.)
     fn run(self, session: &Session) -> Result<(), String> {
         let what = format!("import {} -> {}", self.key, self.topic);
         let Some((sink, first)) = open_retrying(&what, &self.stop, || {
@@ -649,8 +744,10 @@ impl Import {
         let state: Shared = Arc::new(Mutex::new(ImportState {
             sink,
             gaps: Gaps::default(),
-            packed_from: HashSet::new(),
+            packed: PackedSeen::default(),
             dropped_too_large: false,
+            malformed: Quiet::default(),
+            unattributed: Quiet::default(),
         }));
         let key = self.key.clone();
         let me = Arc::new(self);
@@ -661,63 +758,93 @@ impl Import {
             .callback(move |sample| ctx.on_packed(&st, &sample))
             .wait()
             .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
-        let exporters = Arc::new(Mutex::new(HashSet::<String>::new()));
-        let ex = exporters.clone();
-        let tokens = session
-            .liveliness()
-            .declare_subscriber(wire::exporter_tokens(&key))
-            .history(true)
-            .callback(move |token| {
-                let mut ex = ex.lock().unwrap_or_else(|p| p.into_inner());
-                let name = token.key_expr().as_str().to_owned();
-                match token.kind() {
-                    SampleKind::Put => ex.insert(name),
-                    SampleKind::Delete => ex.remove(&name),
-                };
-            })
-            .wait()
-            .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
+        // The exporting bridges of the key (token name -> bridge id), not this one.
+        let own = wire::origin_hex(&me.origin);
+        let exporters = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+        let tokens = if wire::has_wildcards(&key) {
+            None
+        } else {
+            let (ex, own) = (exporters.clone(), own.clone());
+            let declared = session
+                .liveliness()
+                .declare_subscriber(wire::exporter_tokens(&key))
+                .history(true)
+                .callback(move |token| {
+                    let name = token.key_expr().as_str();
+                    let origin = wire::token_origin(name);
+                    if origin == own {
+                        return;
+                    }
+                    let mut ex = ex.lock().unwrap_or_else(|p| p.into_inner());
+                    match token.kind() {
+                        SampleKind::Put => ex.insert(name.to_owned(), origin.to_owned()),
+                        SampleKind::Delete => ex.remove(name),
+                    };
+                })
+                .wait()
+                .map_err(|e| format!("--import {key}: cannot subscribe to the key: {e}"))?;
+            Some(declared)
+        };
         let mut plain: Option<zenoh::pubsub::Subscriber<()>> = None;
-        // Whether a bridge exported a matching key at the last look (None: not yet).
+        // Whether the plain subscription was withdrawn at the last look (None: not yet).
         let mut before: Option<bool> = None;
+        let mut reconciled = Instant::now();
         while !me.stop.load(Ordering::Relaxed) {
-            let bridges = !exporters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty();
-            if before != Some(bridges) {
-                if bridges {
+            if tokens.is_some() && reconciled.elapsed() >= RECONCILE {
+                reconciled = Instant::now();
+                reconcile(session, &key, &own, &exporters);
+            }
+            let withdraw = {
+                let ex = exporters.lock().unwrap_or_else(|p| p.into_inner());
+                let from = me.packed_from.lock().unwrap_or_else(|p| p.into_inner());
+                withdraws(&key, ex.values().map(String::as_str), &own, &from)
+            };
+            if before != Some(withdraw) {
+                if withdraw {
                     if let Some(s) = plain.take() {
                         let _ = s.undeclare().wait();
                     }
-                    tracing::info!(key, "a bridge exports the key: its samples come packed; zenoh clients' puts to it are not imported while it does");
+                    tracing::info!(
+                        key,
+                        "the bridges that export the key send it packed: zenoh clients' \
+                         puts to it are not imported while they do"
+                    );
                 } else {
                     let (ctx, st) = (me.clone(), state.clone());
-                    plain = Some(
-                        session
-                            .declare_subscriber(key.clone())
-                            .allowed_origin(Locality::Remote)
-                            .callback(move |sample| ctx.on_plain(&st, &sample))
-                            .wait()
-                            .map_err(|e| {
-                                format!("--import {key}: cannot subscribe to the key: {e}")
-                            })?,
-                    );
+                    match session
+                        .declare_subscriber(key.clone())
+                        .allowed_origin(Locality::Remote)
+                        .callback(move |sample| ctx.on_plain(&st, &sample))
+                        .wait()
+                    {
+                        Ok(s) => plain = Some(s),
+                        Err(e) => {
+                            tracing::warn!(key, "cannot subscribe to the key: {e}; retrying");
+                            thread::sleep(RETRY);
+                            continue;
+                        }
+                    }
                     if before.is_some() {
-                        tracing::info!(key, "no bridge exports the key now: zenoh clients' puts to it are imported again");
+                        tracing::info!(
+                            key,
+                            "no bridge sends the key packed now: zenoh clients' puts to \
+                             it are imported again"
+                        );
                     }
                 }
                 if before.is_none() {
                     tracing::info!(key = me.key, topic = me.topic, "importing");
                 }
-                before = Some(bridges);
+                before = Some(withdraw);
             }
             thread::sleep(TICK);
         }
         if let Some(s) = plain {
             let _ = s.undeclare().wait();
         }
-        let _ = tokens.undeclare().wait();
+        if let Some(t) = tokens {
+            let _ = t.undeclare().wait();
+        }
         let _ = packed.undeclare().wait();
         Ok(())
     }
@@ -762,10 +889,14 @@ impl Import {
             .attachment()
             .and_then(|a| wire::packed_origin(&a.to_bytes()))
         else {
-            tracing::warn!(
-                key = sample.key_expr().as_str(),
-                "a put on a bridges' key without a bridge's attachment: dropped"
-            );
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(held) = st.unattributed.now() {
+                tracing::warn!(
+                    key = sample.key_expr().as_str(),
+                    held_back = held,
+                    "a put on a bridges' key without a bridge's attachment: dropped"
+                );
+            }
             return;
         };
         if origin == self.origin {
@@ -778,21 +909,39 @@ impl Import {
             .and_then(|k| k.strip_suffix('/'))
             .unwrap_or_else(|| sample.key_expr().as_str());
         let packed = wire::Packed::new(sample.payload().slices());
-        let records = match packed.records() {
-            Ok(r) => r,
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        match packed.check() {
+            Ok(0) => return,
+            Ok(_) => {}
             Err(e) => {
-                tracing::error!(key, "{e}: a malformed packed put, dropped whole");
+                if let Some(held) = st.malformed.now() {
+                    tracing::error!(
+                        key,
+                        held_back = held,
+                        "{e}: a malformed packed put, dropped whole"
+                    );
+                }
                 return;
             }
-        };
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.packed_from.insert(origin);
-        for r in records {
+        }
+        {
+            let mut from = self.packed_from.lock().unwrap_or_else(|p| p.into_inner());
+            if from.len() >= PACKED_FROM_MAX {
+                from.clear();
+            }
+            from.insert(wire::origin_hex(&origin));
+        }
+        let mut last = None;
+        for r in packed.records() {
             self.account(&mut st, key, Tag { origin, seq: r.seq });
+            last = Some(r.seq);
             // Straight from zenoh's slices into a loaned chunk: the only copy here.
             if !self.publish(&mut st, r.len, || packed.parts(r.start, r.len)) {
-                return;
+                break;
             }
+        }
+        if let Some(seq) = last {
+            st.packed.record(key, origin, seq);
         }
     }
 
@@ -805,13 +954,11 @@ impl Import {
             if tag.origin == self.origin {
                 return; // ours, routed back
             }
-            // While an exporting bridge sees subscribers on both forms it puts each
-            // burst packed, then one by one: the second copy of what this bridge has
-            // had packed is dropped by its number. (Not the whole bridge's one-by-one
-            // puts: after a reconnection it may see this bridge's plain subscription
-            // before its packed one, and put a burst one by one only.)
-            let seen = st.gaps.last(key).filter(|last| last.origin == tag.origin);
-            if st.packed_from.contains(&tag.origin) && seen.is_some_and(|l| tag.seq <= l.seq) {
+            // The second copy of a sample this import published from the bridge's
+            // packed put (`PackedSeen`). Not every one-by-one put of a bridge that
+            // packs: it may see this import's plain subscription before its packed
+            // one (after a reconnection) and put a burst one by one only.
+            if st.packed.covers(key, &tag) {
                 return;
             }
             self.account(&mut st, key, tag);
@@ -863,5 +1010,28 @@ impl Import {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_subscription_is_withdrawn_only_when_nothing_is_lost() {
+        let from = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<HashSet<_>>();
+        // No exporter, or only this bridge's own export: keep it.
+        assert!(!withdraws("k", [], "me", &from(&[])));
+        assert!(!withdraws("k", ["me"], "me", &from(&["me"])));
+        // An exporter that has not sent packed puts here yet might still put a
+        // burst one by one only: keep it.
+        assert!(!withdraws("k", ["a"], "me", &from(&[])));
+        assert!(withdraws("k", ["a"], "me", &from(&["a"])));
+        assert!(withdraws("k", ["a", "me"], "me", &from(&["a"])));
+        assert!(!withdraws("k", ["a", "b"], "me", &from(&["a"])));
+        assert!(withdraws("k", ["a", "b"], "me", &from(&["a", "b"])));
+        // A wildcard import may cover keys nobody exports: never.
+        assert!(!withdraws("k/**", ["a"], "me", &from(&["a"])));
+        assert!(!withdraws("k/*", ["a"], "me", &from(&["a"])));
     }
 }

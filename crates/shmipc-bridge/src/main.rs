@@ -26,8 +26,9 @@ use clap::Parser;
 /// each `--import` subscribes to a zenoh key and publishes every sample on a local
 /// topic (the bridge is then that topic's one publisher). Topics are created where
 /// missing. zenoh's own clients read and put one zenoh sample per shmipc sample on
-/// KEY; between bridges samples travel packed, many to a zenoh message, on KEY/@shmipc. Logs (connections, per-topic rates, gaps) go to stderr; RUST_LOG filters
-/// them (default `info`).
+/// KEY; between bridges samples travel packed, many to a zenoh message, on
+/// KEY/@shmipc. Logs (connections, per-topic rates, gaps) go to stderr; RUST_LOG
+/// filters them (default `info`).
 #[derive(Debug, Parser)]
 #[command(name = "shmipc-bridge", version)]
 struct Args {

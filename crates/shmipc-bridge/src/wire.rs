@@ -46,10 +46,24 @@ pub fn packed_key(key: &str) -> String {
     format!("{key}/{PACKED}")
 }
 
+/// A bridge's id as it appears in its liveliness tokens.
+pub fn origin_hex(origin: &Origin) -> String {
+    origin.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The liveliness token an exporting bridge declares for `key`.
 pub fn exporter_token(key: &str, origin: &Origin) -> String {
-    let hex: String = origin.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{key}/{PACKED}/exporter/{hex}")
+    format!("{key}/{PACKED}/exporter/{}", origin_hex(origin))
+}
+
+/// The exporting bridge's id in one of its tokens (its last chunk).
+pub fn token_origin(token: &str) -> &str {
+    token.rsplit('/').next().unwrap_or_default()
+}
+
+/// Whether a key expression has wildcards (then it may match keys of many exporters).
+pub fn has_wildcards(key: &str) -> bool {
+    key.split('/').any(|chunk| chunk.contains('*'))
 }
 
 /// The liveliness key expression of every exporting bridge of a key matching `key`.
@@ -213,32 +227,54 @@ impl<'a> Packed<'a> {
         Some(out)
     }
 
-    /// Every record, checked whole first: a payload that runs short anywhere
-    /// yields none.
+    /// The record at `at` (the `index`th).
+    fn record_at(&self, at: usize, index: usize) -> Result<Record, Malformed> {
+        let bad = Malformed {
+            record: index,
+            at,
+            left: self.len.saturating_sub(at),
+        };
+        let header: [u8; RECORD_HEADER] = self.read(at).ok_or(bad)?;
+        let seq = u64::from_le_bytes(header[..8].try_into().map_err(|_| bad)?);
+        let len = u32::from_le_bytes(header[8..].try_into().map_err(|_| bad)?) as usize;
+        let start = at + RECORD_HEADER;
+        start
+            .checked_add(len)
+            .filter(|&end| end <= self.len)
+            .ok_or(bad)?;
+        Ok(Record { seq, start, len })
+    }
+
+    /// Checks every record without keeping any (nothing allocated, whatever the
+    /// payload claims) and counts them.
     ///
     /// # Errors
     /// The first record whose header or bytes run past the end.
-    pub fn records(&self) -> Result<Vec<Record>, Malformed> {
-        let mut out = Vec::new();
+    pub fn check(&self) -> Result<usize, Malformed> {
         let mut at = 0;
+        let mut n = 0;
         while at < self.len {
-            let bad = Malformed {
-                record: out.len(),
-                at,
-                left: self.len - at,
-            };
-            let header: [u8; RECORD_HEADER] = self.read(at).ok_or(bad)?;
-            let seq = u64::from_le_bytes(header[..8].try_into().map_err(|_| bad)?);
-            let len = u32::from_le_bytes(header[8..].try_into().map_err(|_| bad)?) as usize;
-            let start = at + RECORD_HEADER;
-            let end = start
-                .checked_add(len)
-                .filter(|&e| e <= self.len)
-                .ok_or(bad)?;
-            out.push(Record { seq, start, len });
-            at = end;
+            let r = self.record_at(at, n)?;
+            at = r.start + r.len;
+            n += 1;
         }
-        Ok(out)
+        Ok(n)
+    }
+
+    /// The records in order, up to the first that does not parse ([`Packed::check`]
+    /// first to know there is none).
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let mut at = 0;
+        let mut n = 0;
+        std::iter::from_fn(move || {
+            if at >= self.len {
+                return None;
+            }
+            let r = self.record_at(at, n).ok()?;
+            at = r.start + r.len;
+            n += 1;
+            Some(r)
+        })
     }
 }
 
@@ -248,11 +284,55 @@ impl<'a> Packed<'a> {
 /// As [`Packed::records`].
 #[cfg(test)]
 pub fn unpack(payload: &[u8]) -> Result<Vec<(u64, &[u8])>, Malformed> {
-    let records = Packed::new([payload]).records()?;
-    Ok(records
-        .iter()
+    let packed = Packed::new([payload]);
+    packed.check()?;
+    Ok(packed
+        .records()
         .map(|r| (r.seq, &payload[r.start..r.start + r.len]))
         .collect())
+}
+
+/// What an import has published from each bridge's packed puts: per key and bridge,
+/// the number of the last sample. While an exporting bridge sees subscribers on both
+/// forms it puts each burst packed, then one by one (same transport, same priority,
+/// so in that order): a one-by-one put numbered at or below that is a second copy.
+/// Bounded: a peer that makes up bridge ids cannot grow it without end (forgetting
+/// only lets a second copy through in that moment of both forms).
+#[derive(Debug, Default)]
+pub struct PackedSeen {
+    last: HashMap<String, HashMap<Origin, u64>>,
+    entries: usize,
+}
+
+/// Most (key, bridge) pairs a [`PackedSeen`] keeps.
+const PACKED_SEEN_MAX: usize = 4096;
+
+impl PackedSeen {
+    /// Notes that the packed puts of `origin` on `key` got up to `seq`.
+    pub fn record(&mut self, key: &str, origin: Origin, seq: u64) {
+        if let Some(per) = self.last.get_mut(key) {
+            if per.insert(origin, seq).is_none() {
+                self.entries += 1;
+            }
+        } else {
+            self.last
+                .insert(key.to_owned(), HashMap::from([(origin, seq)]));
+            self.entries += 1;
+        }
+        if self.entries > PACKED_SEEN_MAX {
+            self.last.clear();
+            self.entries = 0;
+        }
+    }
+
+    /// Whether a one-by-one put tagged `tag` on `key` is a sample already published
+    /// from that bridge's packed puts.
+    pub fn covers(&self, key: &str, tag: &Tag) -> bool {
+        self.last
+            .get(key)
+            .and_then(|per| per.get(&tag.origin))
+            .is_some_and(|&last| tag.seq <= last)
+    }
 }
 
 /// What the receiving side makes of a sample's number.
@@ -287,11 +367,6 @@ pub struct Gaps {
 }
 
 impl Gaps {
-    /// The last sample seen on `key`.
-    pub fn last(&self, key: &str) -> Option<Tag> {
-        self.last.get(key).copied()
-    }
-
     /// Accounts for a sample on `key`.
     pub fn see(&mut self, key: &str, tag: Tag) -> Seen {
         // Looked up before inserting: no allocation per sample.
@@ -365,10 +440,12 @@ mod tests {
         );
         // The same payload in two slices, split anywhere (a fragmented put): the
         // same records, and each record's parts add up to its bytes.
-        let whole = Packed::new([&p[..]]).records().expect("well formed");
+        let whole: Vec<Record> = Packed::new([&p[..]]).records().collect();
+        assert_eq!(whole.len(), 3);
         for cut in 0..=p.len() {
             let split = Packed::new([&p[..cut], &p[cut..]]);
-            assert_eq!(split.records().as_ref(), Ok(&whole), "split at {cut}");
+            assert_eq!(split.check(), Ok(3), "split at {cut}");
+            assert_eq!(split.records().collect::<Vec<_>>(), whole, "split at {cut}");
             for r in &whole {
                 let joined: Vec<u8> = split.parts(r.start, r.len).flatten().copied().collect();
                 assert_eq!(joined, &p[r.start..r.start + r.len], "split at {cut}");
@@ -377,12 +454,54 @@ mod tests {
                 &p[..cut.min(p.len() - 1)],
                 &p[cut.min(p.len() - 1)..p.len() - 1],
             ]);
-            assert!(short.records().is_err(), "one byte short, split at {cut}");
+            assert!(short.check().is_err(), "one byte short, split at {cut}");
         }
         let o = [9u8; 16];
         assert_eq!(packed_origin(&packed_tag(&o)), Some(o));
         assert_eq!(packed_origin(&Tag { origin: o, seq: 1 }.encode()), None);
         assert_eq!(Tag::decode(&packed_tag(&o)), None);
+    }
+
+    #[test]
+    fn second_copies_are_known_per_key_and_bridge() {
+        let (a, c) = ([1u8; 16], [3u8; 16]);
+        let tag = |origin, seq| Tag { origin, seq };
+        let mut seen = PackedSeen::default();
+        assert!(!seen.covers("k", &tag(a, 0)));
+        seen.record("k", a, 110);
+        // Another bridge's packed puts on the same key do not hide a's copies.
+        seen.record("k", c, 7);
+        assert!(seen.covers("k", &tag(a, 100)));
+        assert!(seen.covers("k", &tag(a, 110)));
+        assert!(
+            !seen.covers("k", &tag(a, 111)),
+            "a burst a put one by one only"
+        );
+        assert!(seen.covers("k", &tag(c, 7)));
+        assert!(!seen.covers("k", &tag(c, 8)));
+        assert!(!seen.covers("j", &tag(a, 100)), "per key");
+        // Made-up ids cannot grow it without end.
+        for i in 0..3 * PACKED_SEEN_MAX {
+            let mut o = [0u8; 16];
+            o[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            seen.record("k", o, 1);
+        }
+        assert!(seen.entries <= PACKED_SEEN_MAX);
+    }
+
+    #[test]
+    fn tokens_and_wildcards() {
+        let o = [0xab; 16];
+        let t = exporter_token("shmipc/news", &o);
+        assert_eq!(
+            t,
+            format!("shmipc/news/@shmipc/exporter/{}", "ab".repeat(16))
+        );
+        assert_eq!(token_origin(&t), origin_hex(&o));
+        assert!(has_wildcards("shmipc/**"));
+        assert!(has_wildcards("a/*/b"));
+        assert!(has_wildcards("a/b$*"));
+        assert!(!has_wildcards("shmipc/news"));
     }
 
     #[test]
