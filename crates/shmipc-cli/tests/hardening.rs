@@ -283,6 +283,78 @@ done
     );
 }
 
+/// A file-backed segment on a full file system is a clean "no space" naming the
+/// file's file system at `create`, as a memory segment is, and leaves no file (nor
+/// an extended one) behind; a file with holes gets its blocks at create too. Only
+/// `--sparse` keeps holes, and then a `write` that finds no space names the file
+/// (before: `create` made a sparse file that did not fit, and a later `write` blamed
+/// "/dev/shm is full" and `--sparse`; a mapping would have died of SIGBUS).
+#[test]
+fn file_backed_segments_on_a_full_file_system() {
+    if !is_root() {
+        return skip("file_backed_segments_on_a_full_file_system", "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-fullfs-XXXXXX) || exit 78
+E=$(mktemp /tmp/shmipc-fullfs-err-XXXXXX) || exit 78
+trap 'umount "$D"; rmdir "$D"; rm -f "$E"' EXIT
+mount -t tmpfs -o size=128k tmpfs "$D" || exit 77
+dd if=/dev/zero of="$D/filler" bs=4096 count=30 2>/dev/null
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E"
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+try new create new -s 64K --file "$D/new"
+printf 'hello' > "$D/small"
+try extend create extend -s 64K --file "$D/small"
+echo "small=$(stat -c %s "$D/small") $(cat "$D/small")"
+truncate -s 64K "$D/holes"
+try holes create holes --file "$D/holes"
+try sparse create sparse -s 64K --sparse --file "$D/sparse"
+dd if=/dev/zero of="$D/filler2" bs=4096 2>/dev/null
+try write write sparse --offset 32K hello
+echo "files=$(ls "$D" | tr '\n' ' ')"
+echo "shm=$(ls /dev/shm | tr '\n' ' ')"
+"#;
+    let test = "file_backed_segments_on_a_full_file_system";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for key in ["new ", "extend ", "holes "] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains("do not fit") && l.contains("file system of /tmp/"),
+            "{l}\n{text}"
+        );
+    }
+    // A failed create leaves the user's file as it was, and makes none.
+    assert_eq!(line("small="), "small=5 hello", "{text}");
+    let files = line("files=");
+    assert!(!files.contains(" new "), "{text}");
+    assert!(files.contains(" holes "), "{text}");
+    let l = line("sparse ");
+    assert!(l.contains(" rc=0 "), "{l}");
+    let l = line("write ");
+    assert!(
+        l.contains(" rc=1 ")
+            && l.contains("`sparse`")
+            && l.contains("/tmp/shmipc-fullfs-")
+            && !l.contains("/dev/shm is full"),
+        "{l}"
+    );
+    assert_eq!(line("shm="), "shm=sparse ", "{text}");
+}
+
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
 /// never leaves the store full. A live holder's segment, another program's file

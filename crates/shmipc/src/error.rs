@@ -32,7 +32,7 @@ pub enum CreateError {
         reason: &'static str,
     },
     /// The backing store cannot hold the requested size.
-    #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free memory there")]
+    #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free space there")]
     NoSpace {
         /// The segment's name.
         name: String,

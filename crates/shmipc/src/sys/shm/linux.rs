@@ -702,19 +702,35 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             reason: "the backing file is empty: give a size to extend it to",
         }));
     }
+    // Free bytes where the file lives, for a NoSpace (read before anything of ours
+    // is allocated there).
+    let available = rfs::fstatvfs(&fd).map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize));
+    let store = format!("the file system of {}", abs.display());
+    let no_space = |op: &'static str| {
+        let store = store.clone();
+        move |e: Errno| match e {
+            Errno::NOSPC | Errno::FBIG => Error::NoSpace {
+                size,
+                available,
+                store,
+            },
+            e => Error::Os {
+                op,
+                source: io_err(e),
+            },
+        }
+    };
     if size > current {
         rfs::ftruncate(&fd, size)
-            .map_err(|e| match e {
-                Errno::NOSPC | Errno::FBIG => Error::NoSpace {
-                    size,
-                    available: current,
-                    store: abs.display().to_string(),
-                },
-                e => Error::Os {
-                    op: "extending the backing file",
-                    source: io_err(e),
-                },
-            })
+            .map_err(no_space("extending the backing file"))
+            .map_err(undo)?;
+    }
+    // Allocate the file's blocks now, as a memory segment's pages are: on a full
+    // file system this is a NoSpace here, never a SIGBUS at a later touch of a hole
+    // through a mapping (the extension, and holes of a sparse file, have no block).
+    if p.reserve {
+        reserve_pages(&fd, size)
+            .map_err(no_space("allocating the backing file"))
             .map_err(undo)?;
     }
     rfs::flock(&fd, FlockOperation::LockShared)
