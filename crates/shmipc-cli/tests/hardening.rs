@@ -493,6 +493,85 @@ fn another_users_link_is_never_followed() {
 }
 
 // ---------------------------------------------------------------------------------
+// 5b. things that are no shared-memory object
+
+/// Removes a directory or FIFO planted in /dev/shm when dropped.
+struct Planted(std::path::PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A directory or FIFO someone put in /dev/shm under a name: every verb says it
+/// is no shared-memory object, naming it, in one line with exit status 1, and
+/// none removes or replaces it (before: `info` said "does not exist: create it
+/// first" while `create` said "already exists: remove it", and `rm` printed a raw
+/// "Is a directory (os error 21)").
+#[test]
+fn every_verb_on_a_directory_or_fifo_says_it_is_no_segment() {
+    let dir = std::env::temp_dir().join(unique("nonseg-file"));
+    let _dir_cleanup = Planted(dir.clone());
+    for kind in ["directory", "fifo"] {
+        let name = unique(&format!("nonseg-{kind}"));
+        let path = shm_path(&name);
+        let _planted = Planted(path.clone());
+        if kind == "directory" {
+            std::fs::create_dir(&path).unwrap();
+        } else {
+            rfs::mknodat(
+                rfs::CWD,
+                &path,
+                rfs::FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        let file = dir.to_str().unwrap();
+        let verbs: &[&[&str]] = &[
+            &["info", "NAME"],
+            &["info", "NAME", "--json"],
+            &["read", "NAME"],
+            &["read", "NAME", "--hex"],
+            &["write", "NAME", "hello"],
+            &["rm", "NAME"],
+            &["create", "NAME", "-s", "4K"],
+            &["create", "NAME", "-s", "4K", "--file", file],
+            &["lock", "NAME", "--timeout", "1s", "--", "true"],
+            &["sem", "NAME", "create"],
+            &["sem", "NAME", "post"],
+            &["sem", "NAME", "wait", "--timeout", "100ms"],
+            &["event", "NAME", "create"],
+            &["event", "NAME", "set"],
+            &["event", "NAME", "wait", "--timeout", "100ms"],
+            &["pub", "NAME", "--timeout", "1s", "hello"],
+            &["sub", "NAME", "--count", "1", "--timeout", "100ms"],
+        ];
+        for verb in verbs {
+            let args: Vec<&str> = verb
+                .iter()
+                .map(|a| if *a == "NAME" { name.as_str() } else { a })
+                .collect();
+            let line = assert_fails(&run(&args), 1, &args);
+            assert!(
+                line.contains(&format!("`{name}`")) && line.contains("not a shared-memory object"),
+                "{kind}, shmipc {args:?}: {line}"
+            );
+            let meta = path
+                .symlink_metadata()
+                .expect("the planted entry was removed");
+            assert_eq!(meta.is_dir(), kind == "directory", "{args:?} replaced it");
+        }
+        assert!(!dir.exists(), "create --file left its file behind");
+        ok(&["gc"]);
+        assert!(path.symlink_metadata().is_ok(), "gc removed the {kind}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // 6. another user's lock
 
 /// An object with shmipc's marks held exclusively by another user: `ls` and `info`

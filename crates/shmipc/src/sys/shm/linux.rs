@@ -290,6 +290,12 @@ fn is_regular(st: &rfs::Stat) -> bool {
     rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile
 }
 
+/// Whether the `lstat` of a name in `/dev/shm` shows something that is neither a
+/// shared-memory object nor a file-backed segment's link (a directory, FIFO…).
+fn is_no_segment(lst: &rfs::Stat) -> bool {
+    !is_regular(lst) && rfs::FileType::from_raw_mode(lst.st_mode) != rfs::FileType::Symlink
+}
+
 /// The error for a name that is something other than a shared-memory object (a
 /// directory, FIFO or device someone put in `/dev/shm`).
 fn not_a_segment(path: &Path) -> Error {
@@ -301,6 +307,16 @@ fn not_a_segment(path: &Path) -> Error {
                 path.display()
             ),
         ),
+    }
+}
+
+/// The error for a create that finds `path` taken: [`Error::AlreadyExists`], or
+/// [`not_a_segment`] where a directory, FIFO or device holds the name (which
+/// neither opening nor `rm` can help with).
+fn already_exists(path: &Path) -> Error {
+    match rfs::lstat(path) {
+        Ok(st) if is_no_segment(&st) => not_a_segment(path),
+        _ => Error::AlreadyExists,
     }
 }
 
@@ -512,10 +528,10 @@ pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
             Err(Errno::EXIST) if !cleared_stale => {
                 cleared_stale = true;
                 if !clear_if_stale(&p.target) {
-                    return Err(Error::AlreadyExists);
+                    return Err(already_exists(&p.target));
                 }
             }
-            Err(Errno::EXIST) => return Err(Error::AlreadyExists),
+            Err(Errno::EXIST) => return Err(already_exists(&p.target)),
             Err(Errno::NOSPC) => {
                 return Err(Error::NoSpace {
                     size: p.size,
@@ -750,7 +766,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             if clear_if_stale(&target) {
                 rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
             } else {
-                return Err(undo(Error::AlreadyExists));
+                return Err(undo(already_exists(&target)));
             }
         }
         Err(e) => return Err(undo(symlink_err(e))),
@@ -967,11 +983,19 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
 
 pub(crate) fn remove(name: &Name) -> Result<(), Error> {
     // The name only: a file-backed segment's file stays, as does the memory of
-    // processes that still map it (POSIX `shm_unlink` semantics).
-    match rfs::unlink(path_of(name)) {
+    // processes that still map it (POSIX `shm_unlink` semantics). A FIFO, device
+    // or directory someone put under the name is no segment: not ours to remove.
+    let path = path_of(name);
+    if let Ok(st) = rfs::lstat(&path) {
+        if is_no_segment(&st) {
+            return Err(not_a_segment(&path));
+        }
+    }
+    match rfs::unlink(&path) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(Error::NotFound),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(Error::PermissionDenied(io_err(e))),
+        Err(Errno::ISDIR) => Err(not_a_segment(&path)),
         Err(e) => Err(Error::Os {
             op: "shm_unlink",
             source: io_err(e),
@@ -1135,7 +1159,16 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
         OsStr::from_bytes(name.as_str().as_bytes()),
         read_locks().as_deref(),
     )
-    .ok_or(Error::NotFound)
+    .ok_or_else(|| {
+        // Something that is no segment (a directory, FIFO, device) holds the name:
+        // say so, as opening it does, rather than "not found" (which `create` would
+        // then contradict with "already exists").
+        let path = path_of(name);
+        match rfs::lstat(&path) {
+            Ok(_) => not_a_segment(&path),
+            Err(_) => Error::NotFound,
+        }
+    })
 }
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
