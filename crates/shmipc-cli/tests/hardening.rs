@@ -355,6 +355,109 @@ echo "shm=$(ls /dev/shm | tr '\n' ' ')"
     assert_eq!(line("shm="), "shm=sparse ", "{text}");
 }
 
+/// Every kind of object, failing to be created on a full /dev/shm or opened by a
+/// user its mode keeps out, is named as what it is (mutex, semaphore, event,
+/// topic) with a remedy that fits the command, and leaves nothing behind (before:
+/// "segment `x`: 128 bytes do not fit" for a semaphore, and "permission denied:
+/// ... or open it read-only" for `lock`, `sem`, `pub` and even `read`).
+#[test]
+fn every_kind_is_named_as_what_it_is_when_create_or_open_fails() {
+    if !is_root() {
+        return skip(
+            "every_kind_is_named_as_what_it_is_when_create_or_open_fails",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=2M,mode=1777 tmpfs /dev/shm 2>/dev/null || exit 77
+command -v setpriv >/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-kinds-err-XXXXXX) || exit 78
+trap 'rm -f "$E"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+# Root's objects, owner-only; `nobody` may not use them.
+"$B" lock m -- true && "$B" sem s create && "$B" event e create &&
+  "$B" pub t hello && "$B" create g -s 4K >/dev/null || exit 78
+AS="setpriv --reuid=65534 --regid=65534 --clear-groups"
+try denied-lock $AS "$B" lock m --timeout 1s -- true
+try denied-sem $AS "$B" sem s post
+try denied-event $AS "$B" event e set
+try denied-pub $AS "$B" pub t --timeout 1s hello
+try denied-sub $AS "$B" sub t --count 1 --timeout 100ms
+try denied-read $AS "$B" read g
+try denied-write $AS "$B" write g hello
+try taken-sem "$B" sem m create
+try taken-event "$B" event e create
+# A full store.
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+before=$(ls /dev/shm | tr '\n' ' ')
+try full-lock "$B" lock m2 -- true
+try full-sem "$B" sem s2 create
+try full-event "$B" event e2 create
+try full-pub "$B" pub t2 hello
+try full-sub "$B" sub t3 --count 1 --timeout 100ms
+echo "same=$([ "$before" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "every_kind_is_named_as_what_it_is_when_create_or_open_fails";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for (key, what) in [
+        ("denied-lock", "mutex `m`"),
+        ("denied-sem", "semaphore `s`"),
+        ("denied-event", "event `e`"),
+        ("denied-pub", "topic `t`"),
+        ("denied-sub", "topic `t`"),
+        ("denied-read", "segment `g`"),
+        ("denied-write", "segment `g`"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("permission denied"),
+            "{l}"
+        );
+        assert!(
+            !l.contains("read-only"),
+            "a remedy the command has not: {l}"
+        );
+    }
+    for (key, what) in [("taken-sem", "semaphore `m`"), ("taken-event", "event `e`")] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("exists"),
+            "{l}"
+        );
+    }
+    for (key, what) in [
+        ("full-lock", "mutex `m2`"),
+        ("full-sem", "semaphore `s2`"),
+        ("full-event", "event `e2`"),
+        ("full-pub", "topic `t2`"),
+        ("full-sub", "topic `t3`"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("free"),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains("same=yes"),
+        "a failed create left something: {text}"
+    );
+}
+
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
 /// never leaves the store full. A live holder's segment, another program's file

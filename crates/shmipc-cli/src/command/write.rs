@@ -5,13 +5,16 @@ use std::io::Read;
 
 use shmipc::{Access, Backing, Segment};
 
+use super::words;
 use crate::cli::WriteArgs;
-use crate::output::{self, Result};
+use crate::output::{self, Error, Result};
 use crate::units;
 
 pub fn run(args: &WriteArgs) -> Result {
     let name = &args.name;
-    let segment = Segment::open(name, Access::ReadWrite)?;
+    let segment = Segment::open(name, Access::ReadWrite).map_err(|e| {
+        words::open_failure("segment", name, "write to", &e).map_or_else(|| e.into(), Error::from)
+    })?;
     let size = segment.size();
     let offset = args.offset;
     let Some(room) = size.checked_sub(offset) else {
