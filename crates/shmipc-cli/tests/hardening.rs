@@ -595,6 +595,83 @@ fn another_users_link_is_never_followed() {
     assert_eq!(std::fs::read(&secret).unwrap(), b"SECRET\0");
 }
 
+/// Text another user chose reaches the terminal with its control characters
+/// escaped: a link target in /dev/shm, the name of a process holding a segment or
+/// a mutex, a name echoed in an error. (Before: `info` printed a link target's
+/// escape sequences and newlines raw, which could clear or retitle the terminal
+/// and forge lines of the report.)
+#[test]
+fn text_another_user_chose_never_reaches_the_terminal_raw() {
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\nforged line";
+    // A link whose target is the text.
+    let link = unique("evil-link");
+    let _link_cleanup = Cleanup(link.clone());
+    std::os::unix::fs::symlink(format!("/tmp/{evil}"), shm_path(&link)).unwrap();
+    // A holder, and a mutex owner, whose process name is the text (a process is
+    // named after the file it runs).
+    let dir = std::env::temp_dir().join(unique("evil-exe"));
+    std::fs::create_dir(&dir).unwrap();
+    let exe = dir.join("\u{1b}[2Jevil");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmipc"), &exe).unwrap();
+    let held = unique("evil-holder");
+    let _held_cleanup = Cleanup(held.clone());
+    let mutex = unique("evil-owner");
+    let _mutex_cleanup = Cleanup(mutex.clone());
+    let spawn = |args: &[&str]| {
+        let mut child = std::process::Command::new(&exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        (Running(child), lines)
+    };
+    let (_holder, lines) = spawn(&["create", &held, "-s", "4K", "--hold"]);
+    next_line(&lines);
+    let (_owner, lines) = spawn(&[
+        "lock",
+        &mutex,
+        "--",
+        "sh",
+        "-c",
+        "echo locked; exec sleep 120",
+    ]);
+    assert_eq!(next_line(&lines), "locked");
+    let _ = std::fs::remove_file(&exe);
+    let _ = std::fs::remove_dir(&dir);
+
+    let bad_name = "x\u{1b}[31my";
+    for args in [
+        vec!["info", link.as_str()],
+        vec!["info", held.as_str()],
+        vec!["info", mutex.as_str()],
+        vec!["ls"],
+        vec!["ls", "--all"],
+        vec!["create", bad_name, "-s", "4K"],
+        vec!["read", bad_name],
+    ] {
+        let out = run(&args);
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !text.contains(&0x1b) && !text.contains(&0x07),
+                "shmipc {args:?}: a raw control character on {stream}: {}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("\nforged line"),
+            "shmipc {args:?}: a forged line"
+        );
+    }
+    let info = ok(&["info", &held]);
+    assert!(
+        info.contains("[2Jevil"),
+        "the holder is still shown: {info}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 5b. things that are no shared-memory object
 

@@ -22,7 +22,8 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
     let name = &i.name;
     let backing = match &i.backing {
         Backing::Memory => "system memory".to_owned(),
-        Backing::File(path) => format!("file {}", path.display()),
+        // The target of a link in /dev/shm, which anyone may have made.
+        Backing::File(path) => format!("file {}", output::printable(&path.to_string_lossy())),
         Backing::Unnamed => "unnamed".to_owned(),
         _ => "other".to_owned(),
     };
