@@ -120,6 +120,68 @@ fn gc_removes_half_made_leftovers_and_nothing_else() {
     drop(live);
 }
 
+/// Another user's files carrying shmipc's marks of an object that dies with its
+/// last holder (anyone can set them on their own files), with no holder: even
+/// root's `gc`, `create`, `read`, `info` and `ls` treat them as foreign, never as
+/// stale, and never remove them; a temporary creation file of another user's is
+/// left alone too (before: root's `gc` removed them, `info` said "does not exist"
+/// and `create` replaced them).
+#[test]
+fn another_users_marked_objects_are_never_taken_for_stale() {
+    if !is_root() {
+        return skip(
+            "another_users_marked_objects_are_never_taken_for_stale",
+            "needs root",
+        );
+    }
+    let nobody = rustix::process::Uid::from_raw(65534);
+    let marked = unique("marked-by-other");
+    let _marked_cleanup = Cleanup(marked.clone());
+    let temp = format!(".shmipc-tmp-{}", unique("other"));
+    let temp_path = shm_path(&temp);
+    struct RemoveFile(std::path::PathBuf);
+    impl Drop for RemoveFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _temp_cleanup = RemoveFile(temp_path.clone());
+    for (path, mode) in [(shm_path(&marked), 0o3700), (temp_path.clone(), 0o600)] {
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(4096).unwrap();
+        // Old enough for a creator's leftover.
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+        rfs::fchown(&file, Some(nobody), None).unwrap();
+        rfs::fchmod(&file, Mode::from_raw_mode(mode)).unwrap();
+    }
+
+    let dry = json(&ok(&["gc", "--dry-run", "--json"]));
+    let listed: Vec<&str> = dry["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(!listed.contains(&marked.as_str()), "{dry}");
+    ok(&["gc"]);
+    let info = json(&ok(&["info", &marked, "--json"]));
+    assert_eq!(info["origin"], "foreign", "{info}");
+    let all = json(&ok(&["ls", "--all", "--json"]));
+    assert!(names_in(&all).contains(&marked), "not listed: {all}");
+    let args = ["create", marked.as_str(), "-s", "4K"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("exists"));
+    let args = ["sem", marked.as_str(), "create"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("exists"));
+    let _ = run(&["read", &marked, "--hex"]);
+    for path in [shm_path(&marked), temp_path] {
+        let meta = path
+            .metadata()
+            .unwrap_or_else(|_| panic!("{} was removed", path.display()));
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // 2. SIGBUS from a truncation under a mapping
 

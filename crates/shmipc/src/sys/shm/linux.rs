@@ -11,7 +11,7 @@
 //!   A failed non-blocking upgrade drops the shared lock in the same kernel step, so
 //!   of two holders closing at once, the second always succeeds.
 //! * An opener first tries the exclusive lock: if it gets it, nobody holds the
-//!   object. If shmipc created it to die with its last holder, it is stale (its
+//!   object. If this user's shmipc created it to die with its last holder, it is stale (its
 //!   holders were killed): the opener unlinks it and reports "not found". Otherwise
 //!   the opener takes the shared lock and then checks (`st_nlink`) that the object
 //!   is still linked, so it never joins an object a closing holder just unlinked.
@@ -42,7 +42,8 @@
 //! one of this user's, persistent, without a holder and whose header is all zero or
 //! never marked ready, is a creator's half-made leftover, removed by the next
 //! creator of the name and by `gc`. Marks on another user's object prove nothing
-//! (anyone can set them on their own files): such objects are reported as foreign.
+//! (anyone can set them on their own files): such objects are reported as foreign,
+//! and never removed as stale, not even by root.
 //!
 //! # Inspection, reads and writes
 //!
@@ -331,6 +332,20 @@ fn reserve_pages(fd: &OwnedFd, size: u64) -> Result<(), Errno> {
     }
 }
 
+/// Whether this user owns the object: only then do shmipc's marks on it mean
+/// anything (anyone can set them on their own files).
+fn is_mine(st: &rfs::Stat) -> bool {
+    st.st_uid == rustix::process::geteuid().as_raw()
+}
+
+/// Whether the object is one of this user's that dies with its last holder: with
+/// no holder left, it is stale (removed by `open`, `create`, `gc`). Another user's
+/// object with the same mark is never stale to us, even to root: its marks prove
+/// nothing, and it is not ours to remove.
+fn dies_with_holders(st: &rfs::Stat) -> bool {
+    is_transient(st.st_mode) && is_mine(st)
+}
+
 /// Made by an older shmipc, which named objects before initialising them.
 fn is_legacy(mode: u32) -> bool {
     mode & (MARK_SHMIPC | MARK_COMPLETE) == MARK_SHMIPC
@@ -342,7 +357,7 @@ fn is_legacy(mode: u32) -> bool {
 /// `pread` (no mapping, so no `SIGBUS` on a full store). Only objects of this
 /// user are judged: another user's are never ours to remove.
 fn is_half_made(fd: &OwnedFd, st: &rfs::Stat) -> bool {
-    if st.st_uid != rustix::process::geteuid().as_raw() || st.st_size < HEAD_LEN as i64 {
+    if !is_mine(st) || st.st_size < HEAD_LEN as i64 {
         return false;
     }
     let mut head = [0u8; HEAD_LEN];
@@ -633,11 +648,11 @@ fn clear_if_stale(path: &Path) -> bool {
     let Ok(st) = rfs::fstat(&fd) else {
         return false;
     };
-    if !is_regular(&st) || !(is_transient(st.st_mode) || is_legacy(st.st_mode)) {
+    if !is_regular(&st) || !(dies_with_holders(&st) || is_legacy(st.st_mode)) {
         return false;
     }
     if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
-        && (is_transient(st.st_mode) || is_half_made(&fd, &st))
+        && (dies_with_holders(&st) || is_half_made(&fd, &st))
     {
         unlink_if_same(path, &fd);
         return true;
@@ -867,7 +882,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
                 if !is_regular(&st) {
                     return Err(not_a_segment(&path));
                 }
-                if is_transient(st.st_mode) {
+                if dies_with_holders(&st) {
                     // Its holders died without cleaning up: stale.
                     unlink_if_same(&path, &fd);
                     return Err(Error::NotFound);
@@ -916,7 +931,9 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
             } else {
                 Persistence::UntilRemoved
             },
-            transient: transient.then(|| Transient::new(path)),
+            // Another user's object is never ours to remove, even as its last
+            // holder (where the sticky /dev/shm lets us: as root).
+            transient: dies_with_holders(&st).then(|| Transient::new(path)),
             pending: std::sync::Mutex::new(None),
         });
     }
@@ -1134,7 +1151,8 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
-        stale: holders.as_ref().is_some_and(Vec::is_empty)
+        stale: mine
+            && holders.as_ref().is_some_and(Vec::is_empty)
             && (transient || (is_legacy(mode) && legacy_half_made(&path))),
         holders,
     })
@@ -1226,6 +1244,10 @@ fn sweep(dry_run: bool, legacy_too: bool) -> Result<Vec<String>, Error> {
             continue;
         };
         let Ok(st) = rfs::fstat(&fd) else { continue };
+        // Another user's objects are never collected, whatever marks they carry.
+        if !is_mine(&st) {
+            continue;
+        }
         let legacy = !temp && !is_transient(st.st_mode) && is_legacy(st.st_mode);
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
             || !(temp || is_transient(st.st_mode) || legacy)
