@@ -79,6 +79,9 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
         CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
+        CreateError::TooManyObjects { .. } => {
+            Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
+        }
         _ => None,
     };
     let open = |e: &OpenError| match e {

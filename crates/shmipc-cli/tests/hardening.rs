@@ -520,6 +520,86 @@ echo "same=$([ "$before" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo 
     );
 }
 
+/// A /dev/shm whose limit of files is reached (a tmpfs's `nr_inodes`), with bytes
+/// to spare: a killed holder's stale object is reclaimed by the next create, and
+/// then every create path says there is no room for another object, naming it,
+/// and leaves nothing behind (before: a raw "open(/dev/shm, O_TMPFILE) failed: No
+/// space left on device (os error 28)", and no reclaim).
+#[test]
+fn a_dev_shm_out_of_files_is_reported_and_reclaimed() {
+    if !is_root() {
+        return skip(
+            "a_dev_shm_out_of_files_is_reported_and_reclaimed",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=4M,nr_inodes=8 tmpfs /dev/shm 2>/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-inodes-err-XXXXXX) || exit 78
+F=$(mktemp -u /tmp/shmipc-inodes-file-XXXXXX)
+P=$(mktemp -u /tmp/shmipc-inodes-fifo-XXXXXX) && mkfifo "$P" || exit 78
+trap 'rm -f "$E" "$F" "$P"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" create dead -s 4K --hold > "$P" 2>/dev/null &
+dead=$!
+read -r line < "$P"
+kill -9 "$dead"; wait "$dead" 2>/dev/null
+i=0; while touch /dev/shm/filler$i 2>/dev/null; do i=$((i+1)); done
+echo "before=$(ls /dev/shm | tr '\n' ' ')"
+try reclaim create fresh -s 4K
+i=0; while touch /dev/shm/more$i 2>/dev/null; do i=$((i+1)); done
+full=$(ls /dev/shm | tr '\n' ' ')
+try segment create seg -s 4K
+try file create fb -s 4K --file "$F"
+try mutex lock mtx -- true
+try semaphore sem sm create
+try event event ev create
+try topic pub top hello
+echo "file=$([ -e "$F" ] && echo left || echo none)"
+echo "same=$([ "$full" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "a_dev_shm_out_of_files_is_reported_and_reclaimed";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    assert!(text.contains("before=dead "), "{text}");
+    assert!(line("reclaim").contains(" rc=0 "), "{text}");
+    for (key, what) in [
+        ("segment", "segment `seg`"),
+        ("file", "segment `fb`"),
+        ("mutex", "mutex `mtx`"),
+        ("semaphore", "semaphore `sm`"),
+        ("event", "event `ev`"),
+        ("topic", "topic `top`"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("no room for another object"),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains("file=none"),
+        "a failed create left its file: {text}"
+    );
+    assert!(
+        text.contains("same=yes"),
+        "a failed create left something: {text}"
+    );
+}
+
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
 /// never leaves the store full. A live holder's segment, another program's file

@@ -43,6 +43,15 @@ pub enum CreateError {
         /// The backing store (e.g. `/dev/shm`).
         store: String,
     },
+    /// The backing store holds as many objects as it may (its limit of files,
+    /// e.g. a tmpfs's `nr_inodes`), whatever their sizes.
+    #[error("segment `{name}`: {store} has no room for another object (its limit of files is reached, though bytes may be free): remove objects there, or raise its limit")]
+    TooManyObjects {
+        /// The segment's name.
+        name: String,
+        /// The backing store (e.g. `/dev/shm`).
+        store: String,
+    },
     /// A segment with this name exists and is smaller than requested.
     #[error("segment `{name}` exists with {existing} bytes, fewer than the {requested} requested: open it with its size or remove it first")]
     TooSmall {
@@ -318,6 +327,7 @@ impl CreateError {
                 available,
                 store,
             },
+            sys::Error::TooManyObjects { store } => Self::TooManyObjects { name, store },
             sys::Error::InvalidSize { size, reason } => Self::InvalidSize { name, size, reason },
             sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
             sys::Error::Os { op, source } => Self::Os { name, op, source },

@@ -20,6 +20,9 @@ pub fn create_failure(kind: &str, name: &str, e: &CreateError) -> Option<String>
         } => format!(
             "{kind} `{name}` needs {size} bytes, and only {available} bytes are free in {store}: free space there (`shmipc ls --all` shows what uses it, `shmipc gc` removes stale objects)"
         ),
+        CreateError::TooManyObjects { store, .. } => format!(
+            "cannot create {kind} `{name}`: {store} has no room for another object (its limit of files is reached, though bytes may be free): remove objects there (`shmipc ls --all` lists them, `shmipc gc` removes stale ones), or raise its limit"
+        ),
         CreateError::PermissionDenied { .. } => format!(
             "cannot create {kind} `{name}`: permission denied (by /dev/shm's mode, or a security policy): use another place or user"
         ),

@@ -447,33 +447,55 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
     let target = path_of(name);
 
     // Build it unnamed, or under a temporary name where O_TMPFILE is missing.
-    let unnamed = if proc_fd_available() {
-        rfs::open(
-            SHM_DIR,
-            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-    } else {
-        Err(Errno::NOENT)
-    };
-    let (fd, temp) = match unnamed {
-        Ok(fd) => (fd, None),
-        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
-            let temp = temp_path();
-            let fd = rfs::open(
-                &temp,
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+    let make = || {
+        let unnamed = if proc_fd_available() {
+            rfs::open(
+                SHM_DIR,
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
-            .map_err(os("creating a temporary object in /dev/shm"))?;
-            (fd, Some(temp))
+        } else {
+            Err(Errno::NOENT)
+        };
+        match unnamed {
+            Ok(fd) => Ok((fd, None)),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
+                let temp = temp_path();
+                rfs::open(
+                    &temp,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::RDWR
+                        | OFlags::CLOEXEC
+                        | OFlags::NOFOLLOW,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map(|fd| (fd, Some(temp)))
+                .map_err(|e| ("creating a temporary object in /dev/shm", e))
+            }
+            Err(e) => Err(("open(/dev/shm, O_TMPFILE)", e)),
         }
-        Err(Errno::ACCESS | Errno::PERM) => {
+    };
+    let mut made = make();
+    // No room for another file (a store's limit of files, e.g. tmpfs nr_inodes):
+    // stale objects hold files too.
+    if matches!(made, Err((_, Errno::NOSPC))) && !swept && collect_stale() {
+        swept = true;
+        made = make();
+    }
+    let (fd, temp) = match made {
+        Ok(made) => made,
+        Err((_, Errno::ACCESS | Errno::PERM)) => {
             return Err(Error::PermissionDenied(io::Error::from(
                 io::ErrorKind::PermissionDenied,
             )))
         }
-        Err(e) => return Err(os("open(/dev/shm, O_TMPFILE)")(e)),
+        Err((_, Errno::NOSPC)) => {
+            return Err(Error::TooManyObjects {
+                store: SHM_DIR.into(),
+            })
+        }
+        Err((op, e)) => return Err(os(op)(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
     let cleanup = |e: Error| {
@@ -771,9 +793,14 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         })
         .map_err(undo)?;
     let target = path_of(name);
-    let symlink_err = |e: Errno| Error::Os {
-        op: "symlink into /dev/shm",
-        source: io_err(e),
+    let symlink_err = |e: Errno| match e {
+        Errno::NOSPC => Error::TooManyObjects {
+            store: SHM_DIR.into(),
+        },
+        e => Error::Os {
+            op: "symlink into /dev/shm",
+            source: io_err(e),
+        },
     };
     match rfs::symlink(&abs, &target) {
         Ok(()) => {}
