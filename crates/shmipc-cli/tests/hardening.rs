@@ -812,6 +812,9 @@ fn text_another_user_chose_never_reaches_the_terminal_raw() {
         info.contains("[2Jevil"),
         "the holder is still shown: {info}"
     );
+    // Linux does tell holders: an unfollowed link's are unknown for that reason.
+    let info = ok(&["info", &link]);
+    assert!(!info.contains("on this OS"), "{info}");
 }
 
 // ---------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
         None => "unknown".to_owned(),
     };
     let holders = match &i.holders {
+        // Linux tells, unless the object could not be looked at (another user's
+        // link, not followed; no /proc/locks).
+        None if cfg!(target_os = "linux") => "unknown (it could not be looked at)".to_owned(),
         None => "unknown on this OS".to_owned(),
         Some(pids) if pids.is_empty() => "none".to_owned(),
         Some(pids) => pids
