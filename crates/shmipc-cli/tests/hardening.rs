@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
@@ -894,6 +895,40 @@ fn every_verb_on_a_directory_or_fifo_says_it_is_no_segment() {
         ok(&["gc"]);
         assert!(path.symlink_metadata().is_ok(), "gc removed the {kind}");
     }
+}
+
+/// `create --file` with a FIFO or a device as the file says it is no regular file
+/// and leaves no name behind (before: "extending the backing file failed: Invalid
+/// argument (os error 22)").
+#[test]
+fn create_file_on_a_fifo_or_device_says_it_is_no_regular_file() {
+    let fifo = std::env::temp_dir().join(unique("backing-fifo"));
+    let _fifo_cleanup = Planted(fifo.clone());
+    rfs::mknodat(
+        rfs::CWD,
+        &fifo,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    for file in [fifo.to_str().unwrap(), "/dev/null", "/dev/zero"] {
+        let name = unique("backing-special");
+        let _cleanup = Cleanup(name.clone());
+        let args = ["create", name.as_str(), "-s", "4K", "--file", file];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(&format!("`{name}`"))
+                && line.contains(file)
+                && line.contains("not a regular file"),
+            "{line}"
+        );
+        assert!(!left_behind(&name), "{args:?} left its name");
+    }
+    assert!(
+        fifo.symlink_metadata().unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
 }
 
 // ---------------------------------------------------------------------------------

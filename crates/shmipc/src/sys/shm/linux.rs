@@ -704,7 +704,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
     let open_file = |extra: OFlags| {
         open_trusted(
             &abs,
-            extra | OFlags::RDWR | OFlags::CLOEXEC,
+            extra | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::from_raw_mode(p.mode & PERMISSION_BITS),
         )
     };
@@ -727,6 +727,20 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         }
     }
     let current = match rfs::fstat(&fd) {
+        // A FIFO, device or directory (opened non-blocking, so a FIFO cannot hang
+        // us) has no pages to share: say so, rather than what truncating it says.
+        Ok(st) if !is_regular(&st) => {
+            return Err(Error::Os {
+                op: "opening the backing file",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not a regular file (a FIFO, device or directory?): back the segment with a regular file",
+                        abs.display()
+                    ),
+                ),
+            });
+        }
         Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
         Err(e) => {
             if made_file {
