@@ -454,6 +454,8 @@ try denied-pub $AS "$B" pub t --timeout 1s hello
 try denied-sub $AS "$B" sub t --count 1 --timeout 100ms
 try denied-read $AS "$B" read g
 try denied-write $AS "$B" write g hello
+try denied-file $AS "$B" create g2 -s 4K --file "$E"
+echo "g2=$([ -e /dev/shm/g2 ] && echo left || echo none)"
 try taken-sem "$B" sem m create
 try taken-event "$B" event e create
 # A full store.
@@ -484,6 +486,7 @@ echo "same=$([ "$before" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo 
         ("denied-sub", "topic `t`"),
         ("denied-read", "segment `g`"),
         ("denied-write", "segment `g`"),
+        ("denied-file", "its file /tmp/shmipc-kinds-err-"),
     ] {
         let l = line(key);
         assert!(
@@ -519,6 +522,7 @@ echo "same=$([ "$before" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo 
         text.contains("same=yes"),
         "a failed create left something: {text}"
     );
+    assert!(text.contains("g2=none"), "{text}");
 }
 
 /// A /dev/shm whose limit of files is reached (a tmpfs's `nr_inodes`), with bytes
