@@ -605,6 +605,69 @@ echo "same=$([ "$full" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no
     );
 }
 
+/// On a full /dev/shm, existing objects stay usable by every verb, and creating
+/// one that exists says it exists (before: `lock` of an existing mutex, which
+/// creates it when missing, failed with "needs 128 bytes, only 0 free", because
+/// create checked the space before the name).
+#[test]
+fn existing_objects_stay_usable_on_a_full_dev_shm() {
+    if !is_root() {
+        return skip(
+            "existing_objects_stay_usable_on_a_full_dev_shm",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=4M tmpfs /dev/shm 2>/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-existing-err-XXXXXX) || exit 78
+trap 'rm -f "$E"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" lock m -- true && "$B" sem s create && "$B" event e create &&
+  "$B" pub t --capacity 4 --max-size 64 hello && "$B" create g -s 4K >/dev/null || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+full=$(ls /dev/shm | tr '\n' ' ')
+try lock lock m --timeout 5s -- true
+try post sem s post
+try wait sem s wait --timeout 5s
+try set event e set
+try pub pub t --timeout 5s again
+try sub sub t --history 2 --count 2 --timeout 5s
+try read read g
+try write write g hello
+try create create g -s 4K
+try sem-create sem s create
+try event-create event m create
+echo "same=$([ "$full" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "existing_objects_stay_usable_on_a_full_dev_shm";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for key in ["lock", "post", "wait", "set", "pub", "sub", "read", "write"] {
+        assert!(line(key).contains(" rc=0 "), "{}", line(key));
+    }
+    for key in ["create", "sem-create", "event-create"] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains("exists") && !l.contains("free"),
+            "{l}"
+        );
+    }
+    assert!(text.contains("same=yes"), "{text}");
+}
+
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
 /// never leaves the store full. A live holder's segment, another program's file

@@ -410,6 +410,21 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 // create
 
 pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
+    match create_new(name, p) {
+        // As `O_CREAT | O_EXCL` orders it: a name that exists is reported as such,
+        // whatever else would have failed, so that `create_or_open` opens an
+        // existing object on a full store (the space check comes first, and a stale
+        // object under the name was swept by then).
+        Err(Error::NoSpace { .. } | Error::TooManyObjects { .. })
+            if rfs::lstat(&path_of(name)).is_ok() =>
+        {
+            Err(already_exists(&path_of(name)))
+        }
+        r => r,
+    }
+}
+
+fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     let os = |op: &'static str| {
         move |e: Errno| Error::Os {
             op,
