@@ -416,7 +416,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
         // existing object on a full store (the space check comes first, and a stale
         // object under the name was swept by then).
         Err(Error::NoSpace { .. } | Error::TooManyObjects { .. })
-            if rfs::lstat(&path_of(name)).is_ok() =>
+            if rfs::lstat(path_of(name)).is_ok() =>
         {
             Err(already_exists(&path_of(name)))
         }
