@@ -998,6 +998,45 @@ fn create_file_on_a_fifo_or_device_says_it_is_no_regular_file() {
     );
 }
 
+/// A file-backed segment whose file was deleted: every verb says the file is gone,
+/// naming it, where `read` and `write` said "does not exist: create it first" (while
+/// `create` said it exists) and `lock` said "mutex objects are not supported on
+/// this OS"; `rm` removes the name.
+#[test]
+fn a_file_backed_segment_whose_file_is_gone_says_so() {
+    let name = unique("file-gone");
+    let _cleanup = Cleanup(name.clone());
+    let file = std::env::temp_dir().join(unique("file-gone-data"));
+    let file_text = file.to_str().unwrap();
+    ok(&["create", &name, "-s", "4K", "--file", file_text]);
+    std::fs::remove_file(&file).unwrap();
+    let verbs: &[&[&str]] = &[
+        &["read", "NAME"],
+        &["write", "NAME", "hello"],
+        &["lock", "NAME", "--timeout", "1s", "--", "true"],
+        &["sem", "NAME", "post"],
+        &["event", "NAME", "set"],
+        &["pub", "NAME", "--timeout", "1s", "hello"],
+        &["sub", "NAME", "--count", "1", "--timeout", "100ms"],
+    ];
+    for verb in verbs {
+        let args: Vec<&str> = verb
+            .iter()
+            .map(|a| if *a == "NAME" { name.as_str() } else { a })
+            .collect();
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(&format!("`{name}`"))
+                && line.contains(file_text)
+                && line.contains("is gone"),
+            "{args:?}: {line}"
+        );
+    }
+    assert!(!file.exists(), "a verb made the file again");
+    ok(&["rm", &name]);
+    assert!(!left_behind(&name));
+}
+
 // ---------------------------------------------------------------------------------
 // 6. another user's lock
 

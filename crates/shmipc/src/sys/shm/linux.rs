@@ -1010,7 +1010,22 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
                 source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
             })
         }
-        Err(Errno::NOENT) => return Err(Error::NotFound),
+        // The name went meanwhile: nothing is there.
+        Err(Errno::NOENT) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
+        // The name is there and its file is not: say so, rather than "not found"
+        // about a name that `create` finds taken.
+        Err(Errno::NOENT) => {
+            return Err(Error::Os {
+                op: "opening the backing file",
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "{} is gone (deleted or moved): put the file back, or remove the segment's name",
+                        target.display()
+                    ),
+                ),
+            })
+        }
         Err(Errno::ISDIR) => return Err(not_a_segment(&target)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
