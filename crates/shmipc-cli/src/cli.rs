@@ -350,9 +350,9 @@ pub struct CreateArgs {
     #[arg(long)]
     pub hold: bool,
     /// Do not allocate the memory now (it is by default, so that a full /dev/shm
-    /// fails here): a sparse segment, for huge ones mostly never touched; on a full
-    /// /dev/shm, a later `write` to it fails and a program touching it through a
-    /// mapping dies of SIGBUS
+    /// fails here; with --file, the file's blocks): a sparse segment, for huge ones
+    /// mostly never touched; on a full /dev/shm (or file system), a later `write` to
+    /// it fails and a program touching it through a mapping dies of SIGBUS
     #[arg(long, conflicts_with = "reserve")]
     pub sparse: bool,
     /// Allocate all memory now (the default; kept for scripts)

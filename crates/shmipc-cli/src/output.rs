@@ -38,8 +38,24 @@ pub fn bytes(data: &[u8]) -> Result {
 /// Writes `shmipc: <text>` to stderr as one line; errors are ignored (there is no
 /// one left to tell).
 pub fn warn(text: impl AsRef<str>) {
-    let one_line = text.as_ref().replace(['\n', '\r'], " ");
+    let one_line = printable(&text.as_ref().replace(['\n', '\r'], " "));
     let _ = writeln!(io::stderr().lock(), "shmipc: {one_line}");
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\n`…), for text that
+/// another user may have chosen (a link target, a process name, a name echoed in
+/// an error): printed raw, it could move the cursor, retitle or clear the
+/// terminal, or forge lines of our output.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reports a failed command and gives its exit code. A closed stdout is not a
@@ -63,6 +79,9 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
         CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
+        CreateError::TooManyObjects { .. } => {
+            Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
+        }
         _ => None,
     };
     let open = |e: &OpenError| match e {

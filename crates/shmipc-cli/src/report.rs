@@ -363,7 +363,8 @@ pub fn user_name(uid: u32) -> Option<String> {
 /// A process's command name (`/proc/PID/comm`), where the OS tells.
 pub fn process_name(pid: u32) -> Option<String> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(comm.trim_end().to_owned())
+    // Any process may name itself anything: never a raw control character.
+    Some(crate::output::printable(comm.trim_end()))
 }
 
 /// Pretty JSON text of any serializable value.

@@ -94,9 +94,18 @@ fn scaled(n: &Number<'_>, unit: u128) -> Option<(u128, u128)> {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return u64::from_str_radix(hex, 16).map_err(|_| {
-            format!("`{text}` is not a hexadecimal size: write digits 0-9, a-f after `0x`, with no suffix")
-        });
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return u64::from_str_radix(hex, 16).map_err(|_| {
+                format!(
+                    "`{text}` is too large: the largest size is {} bytes (0x{:x})",
+                    u64::MAX,
+                    u64::MAX
+                )
+            });
+        }
+        return Err(format!(
+            "`{text}` is not a hexadecimal size: write digits 0-9, a-f after `0x`, with no suffix"
+        ));
     }
     let Some(n) = split_number(s) else {
         return Err(format!(
@@ -330,6 +339,14 @@ mod tests {
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
         assert!(parse_size("64KB").unwrap_err().contains("`64K` or `64KiB`"));
+        // Too many hex digits is too large, not "not hexadecimal"; a sign is no digit.
+        assert_eq!(parse_size("0xffffffffffffffff"), Ok(u64::MAX));
+        assert!(parse_size("0x10000000000000000")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("0x+10")
+            .unwrap_err()
+            .contains("not a hexadecimal"));
     }
 
     #[test]

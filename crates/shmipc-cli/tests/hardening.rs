@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
@@ -118,6 +119,68 @@ fn gc_removes_half_made_leftovers_and_nothing_else() {
         assert!(left_behind(kept), "gc removed {kept}");
     }
     drop(live);
+}
+
+/// Another user's files carrying shmipc's marks of an object that dies with its
+/// last holder (anyone can set them on their own files), with no holder: even
+/// root's `gc`, `create`, `read`, `info` and `ls` treat them as foreign, never as
+/// stale, and never remove them; a temporary creation file of another user's is
+/// left alone too (before: root's `gc` removed them, `info` said "does not exist"
+/// and `create` replaced them).
+#[test]
+fn another_users_marked_objects_are_never_taken_for_stale() {
+    if !is_root() {
+        return skip(
+            "another_users_marked_objects_are_never_taken_for_stale",
+            "needs root",
+        );
+    }
+    let nobody = rustix::process::Uid::from_raw(65534);
+    let marked = unique("marked-by-other");
+    let _marked_cleanup = Cleanup(marked.clone());
+    let temp = format!(".shmipc-tmp-{}", unique("other"));
+    let temp_path = shm_path(&temp);
+    struct RemoveFile(std::path::PathBuf);
+    impl Drop for RemoveFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _temp_cleanup = RemoveFile(temp_path.clone());
+    for (path, mode) in [(shm_path(&marked), 0o3700), (temp_path.clone(), 0o600)] {
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(4096).unwrap();
+        // Old enough for a creator's leftover.
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+        rfs::fchown(&file, Some(nobody), None).unwrap();
+        rfs::fchmod(&file, Mode::from_raw_mode(mode)).unwrap();
+    }
+
+    let dry = json(&ok(&["gc", "--dry-run", "--json"]));
+    let listed: Vec<&str> = dry["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(!listed.contains(&marked.as_str()), "{dry}");
+    ok(&["gc"]);
+    let info = json(&ok(&["info", &marked, "--json"]));
+    assert_eq!(info["origin"], "foreign", "{info}");
+    let all = json(&ok(&["ls", "--all", "--json"]));
+    assert!(names_in(&all).contains(&marked), "not listed: {all}");
+    let args = ["create", marked.as_str(), "-s", "4K"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("exists"));
+    let args = ["sem", marked.as_str(), "create"];
+    assert!(assert_fails(&run(&args), 1, &args).contains("exists"));
+    let _ = run(&["read", &marked, "--hex"]);
+    for path in [shm_path(&marked), temp_path] {
+        let meta = path
+            .metadata()
+            .unwrap_or_else(|_| panic!("{} was removed", path.display()));
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -283,6 +346,328 @@ done
     );
 }
 
+/// A file-backed segment on a full file system is a clean "no space" naming the
+/// file's file system at `create`, as a memory segment is, and leaves no file (nor
+/// an extended one) behind; a file with holes gets its blocks at create too. Only
+/// `--sparse` keeps holes, and then a `write` that finds no space names the file
+/// (before: `create` made a sparse file that did not fit, and a later `write` blamed
+/// "/dev/shm is full" and `--sparse`; a mapping would have died of SIGBUS).
+#[test]
+fn file_backed_segments_on_a_full_file_system() {
+    if !is_root() {
+        return skip("file_backed_segments_on_a_full_file_system", "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-fullfs-XXXXXX) || exit 78
+E=$(mktemp /tmp/shmipc-fullfs-err-XXXXXX) || exit 78
+trap 'umount "$D"; rmdir "$D"; rm -f "$E"' EXIT
+mount -t tmpfs -o size=128k tmpfs "$D" || exit 77
+dd if=/dev/zero of="$D/filler" bs=4096 count=30 2>/dev/null
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E"
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+try new create new -s 64K --file "$D/new"
+printf 'hello' > "$D/small"
+try extend create extend -s 64K --file "$D/small"
+echo "small=$(stat -c %s "$D/small") $(cat "$D/small")"
+truncate -s 64K "$D/holes"
+try holes create holes --file "$D/holes"
+try sparse create sparse -s 64K --sparse --file "$D/sparse"
+dd if=/dev/zero of="$D/filler2" bs=4096 2>/dev/null
+try write write sparse --offset 32K hello
+echo "files=$(ls "$D" | tr '\n' ' ')"
+echo "shm=$(ls /dev/shm | tr '\n' ' ')"
+"#;
+    let test = "file_backed_segments_on_a_full_file_system";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for key in ["new ", "extend ", "holes "] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains("do not fit") && l.contains("file system of /tmp/"),
+            "{l}\n{text}"
+        );
+    }
+    // A failed create leaves the user's file as it was, and makes none.
+    assert_eq!(line("small="), "small=5 hello", "{text}");
+    let files = line("files=");
+    assert!(!files.contains(" new "), "{text}");
+    assert!(files.contains(" holes "), "{text}");
+    let l = line("sparse ");
+    assert!(l.contains(" rc=0 "), "{l}");
+    let l = line("write ");
+    assert!(
+        l.contains(" rc=1 ")
+            && l.contains("`sparse`")
+            && l.contains("/tmp/shmipc-fullfs-")
+            && !l.contains("/dev/shm is full"),
+        "{l}"
+    );
+    assert_eq!(line("shm="), "shm=sparse ", "{text}");
+}
+
+/// Every kind of object, failing to be created on a full /dev/shm or opened by a
+/// user its mode keeps out, is named as what it is (mutex, semaphore, event,
+/// topic) with a remedy that fits the command, and leaves nothing behind (before:
+/// "segment `x`: 128 bytes do not fit" for a semaphore, and "permission denied:
+/// ... or open it read-only" for `lock`, `sem`, `pub` and even `read`).
+#[test]
+fn every_kind_is_named_as_what_it_is_when_create_or_open_fails() {
+    if !is_root() {
+        return skip(
+            "every_kind_is_named_as_what_it_is_when_create_or_open_fails",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=2M,mode=1777 tmpfs /dev/shm 2>/dev/null || exit 77
+command -v setpriv >/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-kinds-err-XXXXXX) || exit 78
+trap 'rm -f "$E"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+# Root's objects, owner-only; `nobody` may not use them.
+"$B" lock m -- true && "$B" sem s create && "$B" event e create &&
+  "$B" pub t hello && "$B" create g -s 4K >/dev/null || exit 78
+AS="setpriv --reuid=65534 --regid=65534 --clear-groups"
+try denied-lock $AS "$B" lock m --timeout 1s -- true
+try denied-sem $AS "$B" sem s post
+try denied-event $AS "$B" event e set
+try denied-pub $AS "$B" pub t --timeout 1s hello
+try denied-sub $AS "$B" sub t --count 1 --timeout 100ms
+try denied-read $AS "$B" read g
+try denied-write $AS "$B" write g hello
+try denied-file $AS "$B" create g2 -s 4K --file "$E"
+echo "g2=$([ -e /dev/shm/g2 ] && echo left || echo none)"
+try taken-sem "$B" sem m create
+try taken-event "$B" event e create
+# A full store.
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+before=$(ls /dev/shm | tr '\n' ' ')
+try full-lock "$B" lock m2 -- true
+try full-sem "$B" sem s2 create
+try full-event "$B" event e2 create
+try full-pub "$B" pub t2 hello
+try full-sub "$B" sub t3 --count 1 --timeout 100ms
+echo "same=$([ "$before" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "every_kind_is_named_as_what_it_is_when_create_or_open_fails";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for (key, what) in [
+        ("denied-lock", "mutex `m`"),
+        ("denied-sem", "semaphore `s`"),
+        ("denied-event", "event `e`"),
+        ("denied-pub", "topic `t`"),
+        ("denied-sub", "topic `t`"),
+        ("denied-read", "segment `g`"),
+        ("denied-write", "segment `g`"),
+        ("denied-file", "its file /tmp/shmipc-kinds-err-"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("permission denied"),
+            "{l}"
+        );
+        assert!(
+            !l.contains("read-only"),
+            "a remedy the command has not: {l}"
+        );
+    }
+    for (key, what) in [("taken-sem", "semaphore `m`"), ("taken-event", "event `e`")] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("exists"),
+            "{l}"
+        );
+    }
+    for (key, what) in [
+        ("full-lock", "mutex `m2`"),
+        ("full-sem", "semaphore `s2`"),
+        ("full-event", "event `e2`"),
+        ("full-pub", "topic `t2`"),
+        ("full-sub", "topic `t3`"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("free"),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains("same=yes"),
+        "a failed create left something: {text}"
+    );
+    assert!(text.contains("g2=none"), "{text}");
+}
+
+/// A /dev/shm whose limit of files is reached (a tmpfs's `nr_inodes`), with bytes
+/// to spare: a killed holder's stale object is reclaimed by the next create, and
+/// then every create path says there is no room for another object, naming it,
+/// and leaves nothing behind (before: a raw "open(/dev/shm, O_TMPFILE) failed: No
+/// space left on device (os error 28)", and no reclaim).
+#[test]
+fn a_dev_shm_out_of_files_is_reported_and_reclaimed() {
+    if !is_root() {
+        return skip(
+            "a_dev_shm_out_of_files_is_reported_and_reclaimed",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=4M,nr_inodes=8 tmpfs /dev/shm 2>/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-inodes-err-XXXXXX) || exit 78
+F=$(mktemp -u /tmp/shmipc-inodes-file-XXXXXX)
+P=$(mktemp -u /tmp/shmipc-inodes-fifo-XXXXXX) && mkfifo "$P" || exit 78
+trap 'rm -f "$E" "$F" "$P"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" create dead -s 4K --hold > "$P" 2>/dev/null &
+dead=$!
+read -r line < "$P"
+kill -9 "$dead"; wait "$dead" 2>/dev/null
+i=0; while touch /dev/shm/filler$i 2>/dev/null; do i=$((i+1)); done
+echo "before=$(ls /dev/shm | tr '\n' ' ')"
+try reclaim create fresh -s 4K
+i=0; while touch /dev/shm/more$i 2>/dev/null; do i=$((i+1)); done
+full=$(ls /dev/shm | tr '\n' ' ')
+try segment create seg -s 4K
+try file create fb -s 4K --file "$F"
+try mutex lock mtx -- true
+try semaphore sem sm create
+try event event ev create
+try topic pub top hello
+echo "file=$([ -e "$F" ] && echo left || echo none)"
+echo "same=$([ "$full" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "a_dev_shm_out_of_files_is_reported_and_reclaimed";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    assert!(text.contains("before=dead "), "{text}");
+    assert!(line("reclaim").contains(" rc=0 "), "{text}");
+    for (key, what) in [
+        ("segment", "segment `seg`"),
+        ("file", "segment `fb`"),
+        ("mutex", "mutex `mtx`"),
+        ("semaphore", "semaphore `sm`"),
+        ("event", "event `ev`"),
+        ("topic", "topic `top`"),
+    ] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains(what) && l.contains("no room for another object"),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains("file=none"),
+        "a failed create left its file: {text}"
+    );
+    assert!(
+        text.contains("same=yes"),
+        "a failed create left something: {text}"
+    );
+}
+
+/// On a full /dev/shm, existing objects stay usable by every verb, and creating
+/// one that exists says it exists (before: `lock` of an existing mutex, which
+/// creates it when missing, failed with "needs 128 bytes, only 0 free", because
+/// create checked the space before the name).
+#[test]
+fn existing_objects_stay_usable_on_a_full_dev_shm() {
+    if !is_root() {
+        return skip(
+            "existing_objects_stay_usable_on_a_full_dev_shm",
+            "needs root",
+        );
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=4M tmpfs /dev/shm 2>/dev/null || exit 77
+E=$(mktemp /tmp/shmipc-existing-err-XXXXXX) || exit 78
+trap 'rm -f "$E"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" lock m -- true && "$B" sem s create && "$B" event e create &&
+  "$B" pub t --capacity 4 --max-size 64 hello && "$B" create g -s 4K >/dev/null || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+full=$(ls /dev/shm | tr '\n' ' ')
+try lock lock m --timeout 5s -- true
+try post sem s post
+try wait sem s wait --timeout 5s
+try set event e set
+try pub pub t --timeout 5s again
+try sub sub t --history 2 --count 2 --timeout 5s
+try read read g
+try write write g hello
+try create create g -s 4K
+try sem-create sem s create
+try event-create event m create
+echo "same=$([ "$full" = "$(ls /dev/shm | tr '\n' ' ')" ] && echo yes || echo no)"
+"#;
+    let test = "existing_objects_stay_usable_on_a_full_dev_shm";
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    for key in ["lock", "post", "wait", "set", "pub", "sub", "read", "write"] {
+        assert!(line(key).contains(" rc=0 "), "{}", line(key));
+    }
+    for key in ["create", "sem-create", "event-create"] {
+        let l = line(key);
+        assert!(
+            l.contains(" rc=1 ") && l.contains("exists") && !l.contains("free"),
+            "{l}"
+        );
+    }
+    assert!(text.contains("same=yes"), "{text}");
+}
+
 /// On a full /dev/shm, space held by a segment whose last holder was killed is
 /// reclaimed by the next `create`, with no `shmipc gc` in between: a crashed holder
 /// never leaves the store full. A live holder's segment, another program's file
@@ -418,6 +803,238 @@ fn another_users_link_is_never_followed() {
     let line = assert_fails(&run(&write), 1, &write);
     assert!(line.contains("not followed"), "{line}");
     assert_eq!(std::fs::read(&secret).unwrap(), b"SECRET\0");
+}
+
+/// Text another user chose reaches the terminal with its control characters
+/// escaped: a link target in /dev/shm, the name of a process holding a segment or
+/// a mutex, a name echoed in an error. (Before: `info` printed a link target's
+/// escape sequences and newlines raw, which could clear or retitle the terminal
+/// and forge lines of the report.)
+#[test]
+fn text_another_user_chose_never_reaches_the_terminal_raw() {
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\nforged line";
+    // A link whose target is the text.
+    let link = unique("evil-link");
+    let _link_cleanup = Cleanup(link.clone());
+    std::os::unix::fs::symlink(format!("/tmp/{evil}"), shm_path(&link)).unwrap();
+    // A holder, and a mutex owner, whose process name is the text (a process is
+    // named after the file it runs).
+    let dir = std::env::temp_dir().join(unique("evil-exe"));
+    std::fs::create_dir(&dir).unwrap();
+    let exe = dir.join("\u{1b}[2Jevil");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmipc"), &exe).unwrap();
+    let held = unique("evil-holder");
+    let _held_cleanup = Cleanup(held.clone());
+    let mutex = unique("evil-owner");
+    let _mutex_cleanup = Cleanup(mutex.clone());
+    let spawn = |args: &[&str]| {
+        let mut child = std::process::Command::new(&exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        (Running(child), lines)
+    };
+    let (_holder, lines) = spawn(&["create", &held, "-s", "4K", "--hold"]);
+    next_line(&lines);
+    let (_owner, lines) = spawn(&[
+        "lock",
+        &mutex,
+        "--",
+        "sh",
+        "-c",
+        "echo locked; exec sleep 120",
+    ]);
+    assert_eq!(next_line(&lines), "locked");
+    let _ = std::fs::remove_file(&exe);
+    let _ = std::fs::remove_dir(&dir);
+
+    let bad_name = "x\u{1b}[31my";
+    for args in [
+        vec!["info", link.as_str()],
+        vec!["info", held.as_str()],
+        vec!["info", mutex.as_str()],
+        vec!["ls"],
+        vec!["ls", "--all"],
+        vec!["create", bad_name, "-s", "4K"],
+        vec!["read", bad_name],
+    ] {
+        let out = run(&args);
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !text.contains(&0x1b) && !text.contains(&0x07),
+                "shmipc {args:?}: a raw control character on {stream}: {}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("\nforged line"),
+            "shmipc {args:?}: a forged line"
+        );
+    }
+    let info = ok(&["info", &held]);
+    assert!(
+        info.contains("[2Jevil"),
+        "the holder is still shown: {info}"
+    );
+    // Linux does tell holders: an unfollowed link's are unknown for that reason.
+    let info = ok(&["info", &link]);
+    assert!(!info.contains("on this OS"), "{info}");
+}
+
+// ---------------------------------------------------------------------------------
+// 5b. things that are no shared-memory object
+
+/// Removes a directory or FIFO planted in /dev/shm when dropped.
+struct Planted(std::path::PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A directory or FIFO someone put in /dev/shm under a name: every verb says it
+/// is no shared-memory object, naming it, in one line with exit status 1, and
+/// none removes or replaces it (before: `info` said "does not exist: create it
+/// first" while `create` said "already exists: remove it", and `rm` printed a raw
+/// "Is a directory (os error 21)").
+#[test]
+fn every_verb_on_a_directory_or_fifo_says_it_is_no_segment() {
+    let dir = std::env::temp_dir().join(unique("nonseg-file"));
+    let _dir_cleanup = Planted(dir.clone());
+    for kind in ["directory", "fifo"] {
+        let name = unique(&format!("nonseg-{kind}"));
+        let path = shm_path(&name);
+        let _planted = Planted(path.clone());
+        if kind == "directory" {
+            std::fs::create_dir(&path).unwrap();
+        } else {
+            rfs::mknodat(
+                rfs::CWD,
+                &path,
+                rfs::FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        let file = dir.to_str().unwrap();
+        let verbs: &[&[&str]] = &[
+            &["info", "NAME"],
+            &["info", "NAME", "--json"],
+            &["read", "NAME"],
+            &["read", "NAME", "--hex"],
+            &["write", "NAME", "hello"],
+            &["rm", "NAME"],
+            &["create", "NAME", "-s", "4K"],
+            &["create", "NAME", "-s", "4K", "--file", file],
+            &["lock", "NAME", "--timeout", "1s", "--", "true"],
+            &["sem", "NAME", "create"],
+            &["sem", "NAME", "post"],
+            &["sem", "NAME", "wait", "--timeout", "100ms"],
+            &["event", "NAME", "create"],
+            &["event", "NAME", "set"],
+            &["event", "NAME", "wait", "--timeout", "100ms"],
+            &["pub", "NAME", "--timeout", "1s", "hello"],
+            &["sub", "NAME", "--count", "1", "--timeout", "100ms"],
+        ];
+        for verb in verbs {
+            let args: Vec<&str> = verb
+                .iter()
+                .map(|a| if *a == "NAME" { name.as_str() } else { a })
+                .collect();
+            let line = assert_fails(&run(&args), 1, &args);
+            assert!(
+                line.contains(&format!("`{name}`")) && line.contains("not a shared-memory object"),
+                "{kind}, shmipc {args:?}: {line}"
+            );
+            let meta = path
+                .symlink_metadata()
+                .expect("the planted entry was removed");
+            assert_eq!(meta.is_dir(), kind == "directory", "{args:?} replaced it");
+        }
+        assert!(!dir.exists(), "create --file left its file behind");
+        ok(&["gc"]);
+        assert!(path.symlink_metadata().is_ok(), "gc removed the {kind}");
+    }
+}
+
+/// `create --file` with a FIFO or a device as the file says it is no regular file
+/// and leaves no name behind (before: "extending the backing file failed: Invalid
+/// argument (os error 22)").
+#[test]
+fn create_file_on_a_fifo_or_device_says_it_is_no_regular_file() {
+    let fifo = std::env::temp_dir().join(unique("backing-fifo"));
+    let _fifo_cleanup = Planted(fifo.clone());
+    rfs::mknodat(
+        rfs::CWD,
+        &fifo,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    for file in [fifo.to_str().unwrap(), "/dev/null", "/dev/zero"] {
+        let name = unique("backing-special");
+        let _cleanup = Cleanup(name.clone());
+        let args = ["create", name.as_str(), "-s", "4K", "--file", file];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(&format!("`{name}`"))
+                && line.contains(file)
+                && line.contains("not a regular file"),
+            "{line}"
+        );
+        assert!(!left_behind(&name), "{args:?} left its name");
+    }
+    assert!(
+        fifo.symlink_metadata().unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
+}
+
+/// A file-backed segment whose file was deleted: every verb says the file is gone,
+/// naming it, where `read` and `write` said "does not exist: create it first" (while
+/// `create` said it exists) and `lock` said "mutex objects are not supported on
+/// this OS"; `rm` removes the name.
+#[test]
+fn a_file_backed_segment_whose_file_is_gone_says_so() {
+    let name = unique("file-gone");
+    let _cleanup = Cleanup(name.clone());
+    let file = std::env::temp_dir().join(unique("file-gone-data"));
+    let file_text = file.to_str().unwrap();
+    ok(&["create", &name, "-s", "4K", "--file", file_text]);
+    std::fs::remove_file(&file).unwrap();
+    let verbs: &[&[&str]] = &[
+        &["read", "NAME"],
+        &["write", "NAME", "hello"],
+        &["lock", "NAME", "--timeout", "1s", "--", "true"],
+        &["sem", "NAME", "post"],
+        &["event", "NAME", "set"],
+        &["pub", "NAME", "--timeout", "1s", "hello"],
+        &["sub", "NAME", "--count", "1", "--timeout", "100ms"],
+    ];
+    for verb in verbs {
+        let args: Vec<&str> = verb
+            .iter()
+            .map(|a| if *a == "NAME" { name.as_str() } else { a })
+            .collect();
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(&format!("`{name}`"))
+                && line.contains(file_text)
+                && line.contains("is gone"),
+            "{args:?}: {line}"
+        );
+    }
+    assert!(!file.exists(), "a verb made the file again");
+    ok(&["rm", &name]);
+    assert!(!left_behind(&name));
 }
 
 // ---------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ mod linux {
                 1,
                 "is an event, not a semaphore",
             ),
-            (&["event", &s, "set"], 1, "is a semaphore, not a event"),
+            (&["event", &s, "set"], 1, "is a semaphore, not an event"),
             (
                 &["lock", &s, "--", "true"],
                 1,

@@ -32,7 +32,7 @@ pub enum CreateError {
         reason: &'static str,
     },
     /// The backing store cannot hold the requested size.
-    #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free memory there")]
+    #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free space there")]
     NoSpace {
         /// The segment's name.
         name: String,
@@ -40,6 +40,15 @@ pub enum CreateError {
         size: u64,
         /// Bytes free in the backing store.
         available: u64,
+        /// The backing store (e.g. `/dev/shm`).
+        store: String,
+    },
+    /// The backing store holds as many objects as it may (its limit of files,
+    /// e.g. a tmpfs's `nr_inodes`), whatever their sizes.
+    #[error("segment `{name}`: {store} has no room for another object (its limit of files is reached, though bytes may be free): remove objects there, or raise its limit")]
+    TooManyObjects {
+        /// The segment's name.
+        name: String,
         /// The backing store (e.g. `/dev/shm`).
         store: String,
     },
@@ -318,6 +327,7 @@ impl CreateError {
                 available,
                 store,
             },
+            sys::Error::TooManyObjects { store } => Self::TooManyObjects { name, store },
             sys::Error::InvalidSize { size, reason } => Self::InvalidSize { name, size, reason },
             sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
             sys::Error::Os { op, source } => Self::Os { name, op, source },

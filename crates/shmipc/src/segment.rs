@@ -369,7 +369,9 @@ impl SegmentOptions {
     /// Commit the memory at creation (like Win32 `SEC_COMMIT`; the default), so
     /// that a full `/dev/shm` is a [`CreateError::NoSpace`] now rather than a
     /// `SIGBUS` at the first touch later (tmpfs allocates a page on first touch,
-    /// even a read through a mapping). Costs the time to allocate every page.
+    /// even a read through a mapping). Costs the time to allocate every page. For a
+    /// file-backed segment it allocates the file's blocks (its extension and any
+    /// holes), so that a full file system is a `NoSpace` too.
     ///
     /// `reserve(false)` makes a sparse segment, whose pages are allocated as they
     /// are first touched: for huge segments that are mostly never used. Then a

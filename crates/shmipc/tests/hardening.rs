@@ -260,3 +260,40 @@ fn channel_creators_replace_half_made_leftovers() {
     assert!(Segment::collect_garbage(false).unwrap().contains(&name));
     assert!(!shm_path(&name).exists());
 }
+
+/// `create_or_open` racing with the last holder leaving: a create that finds the
+/// name taken at its end (after initialising its new object) and an open that then
+/// finds it gone create again, and succeed. Threads stand in for processes (each
+/// has its own descriptors and locks). Before: the second create of a mutex,
+/// semaphore or event failed "inter-process mutex objects are not supported on this
+/// OS", and of a channel "read-only", because the initialisation ran only once.
+#[test]
+fn create_or_open_survives_the_last_holder_leaving_meanwhile() {
+    let names: Vec<String> = ["mutex", "semaphore", "event", "topic"]
+        .iter()
+        .map(|k| unique_name(&format!("race-{k}")))
+        .collect();
+    let _cleanup: Vec<Cleanup> = names.iter().map(|n| Cleanup::guard(n)).collect();
+    let [mutex, semaphore, event, topic] = [&names[0], &names[1], &names[2], &names[3]];
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..300 {
+                    drop(NamedMutex::create_or_open(mutex).expect("mutex"));
+                    drop(NamedSemaphore::create_or_open(semaphore, 0, 1).expect("semaphore"));
+                    drop(
+                        NamedEvent::create_or_open(event, EventReset::Manual, false)
+                            .expect("event"),
+                    );
+                    drop(
+                        shmipc::channel::pubsub::Options::new()
+                            .capacity(4)
+                            .slot_size(64)
+                            .create_or_open_subscriber(topic)
+                            .expect("subscriber"),
+                    );
+                }
+            });
+        }
+    });
+}

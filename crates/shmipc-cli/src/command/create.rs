@@ -46,6 +46,16 @@ pub fn run(args: &CreateArgs) -> Result {
             )
             .into())
         }
+        // The file's owner and mode (or its directory's) keep this user out: name
+        // the file, which the library's words for the segment do not.
+        Err(CreateError::PermissionDenied { name, .. }) if args.file.is_some() => {
+            let file = args.file.as_deref().unwrap_or(std::path::Path::new(""));
+            return Err(format!(
+                "segment `{name}`: permission denied opening or creating its file {}: check the owner and mode of the file and its directory, or use another file",
+                output::printable(&file.to_string_lossy())
+            )
+            .into());
+        }
         Err(e) => return Err(e.into()),
     };
     let name = &args.name;

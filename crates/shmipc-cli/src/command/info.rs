@@ -22,7 +22,8 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
     let name = &i.name;
     let backing = match &i.backing {
         Backing::Memory => "system memory".to_owned(),
-        Backing::File(path) => format!("file {}", path.display()),
+        // The target of a link in /dev/shm, which anyone may have made.
+        Backing::File(path) => format!("file {}", output::printable(&path.to_string_lossy())),
         Backing::Unnamed => "unnamed".to_owned(),
         _ => "other".to_owned(),
     };
@@ -48,6 +49,9 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
         None => "unknown".to_owned(),
     };
     let holders = match &i.holders {
+        // Linux tells, unless the object could not be looked at (another user's
+        // link, not followed; no /proc/locks).
+        None if cfg!(target_os = "linux") => "unknown (it could not be looked at)".to_owned(),
         None => "unknown on this OS".to_owned(),
         Some(pids) if pids.is_empty() => "none".to_owned(),
         Some(pids) => pids

@@ -15,6 +15,7 @@ mod rm;
 mod sem;
 mod subscribe;
 mod topic;
+mod words;
 mod write;
 
 use std::process::ExitCode;

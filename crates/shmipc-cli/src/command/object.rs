@@ -4,6 +4,7 @@
 use shmipc::sync::{ObjectError, ObjectOptions};
 use shmipc::{LayoutError, OpenError, Persistence};
 
+use super::words;
 use crate::output::Error;
 
 /// A command that ends cannot hold what it creates: it stays until `shmipc rm`.
@@ -28,20 +29,33 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             source: LayoutError::Kind { found, .. },
             ..
         } => format!(
-            "`{name}` is {} {found}, not a {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
-            if found.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
+            words::article(&found),
+            words::article(kind)
         )
         .into(),
         ObjectError::Invalid {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not a {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`"
+            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`",
+            words::article(kind)
         )
         .into(),
         ObjectError::Invalid { source, .. } => {
             format!("`{name}` is not a usable {kind}: {source}").into()
         }
+        ObjectError::InvalidParameter { what, reason, .. } => {
+            format!("{kind} `{name}`: {what} is invalid: {reason}").into()
+        }
+        ObjectError::Create(e) => match words::create_failure(kind, name, &e) {
+            Some(line) => line.into(),
+            None => ObjectError::Create(e).into(),
+        },
+        ObjectError::Open(e) => match words::open_failure(kind, name, "use", &e) {
+            Some(line) => line.into(),
+            None => ObjectError::Open(e).into(),
+        },
         e => e.into(),
     }
 }

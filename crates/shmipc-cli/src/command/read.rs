@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use shmipc::{Access, Segment};
 
+use super::words;
 use crate::cli::ReadArgs;
-use crate::output::{self, Result};
+use crate::output::{self, Error, Result};
 
 /// Bytes copied out of the segment at a time: the whole range is never copied at
 /// once, so a large segment costs no large buffer.
@@ -15,7 +16,9 @@ const HEX_LINE: usize = 16;
 
 pub fn run(args: &ReadArgs) -> Result {
     let name = &args.name;
-    let segment = Segment::open(name, Access::Read)?;
+    let segment = Segment::open(name, Access::Read).map_err(|e| {
+        words::open_failure("segment", name, "read", &e).map_or_else(|| e.into(), Error::from)
+    })?;
     let size = segment.size();
     let offset = args.offset;
     if offset >= size {

@@ -6,6 +6,7 @@ use shmipc::channel::pubsub::{Options, Overflow};
 use shmipc::channel::ChannelError;
 use shmipc::{Contents, Kind, LayoutError, OpenError, Persistence};
 
+use super::words;
 use crate::cli::TopicOptions;
 use crate::output::Error;
 
@@ -78,11 +79,7 @@ pub fn check_kind(name: &str) -> Result<(), Error> {
 }
 
 fn not_a_topic(name: &str, found: &str) -> Error {
-    let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
+    let article = words::article(found);
     format!(
         "`{name}` is {article} {found}, not a pubsub topic: use another name, or `shmipc rm {name}` if it is no longer needed"
     )
@@ -113,6 +110,14 @@ pub fn error(e: ChannelError, name: &str) -> Error {
         ChannelError::Open(OpenError::NotFound { .. }) => {
             format!("topic `{name}` does not exist").into()
         }
+        ChannelError::Create(e) => match words::create_failure("topic", name, &e) {
+            Some(line) => line.into(),
+            None => ChannelError::Create(e).into(),
+        },
+        ChannelError::Open(e) => match words::open_failure("topic", name, "use", &e) {
+            Some(line) => line.into(),
+            None => ChannelError::Open(e).into(),
+        },
         e => e.into(),
     }
 }

@@ -5,13 +5,16 @@ use std::io::Read;
 
 use shmipc::{Access, Backing, Segment};
 
+use super::words;
 use crate::cli::WriteArgs;
-use crate::output::{self, Result};
+use crate::output::{self, Error, Result};
 use crate::units;
 
 pub fn run(args: &WriteArgs) -> Result {
     let name = &args.name;
-    let segment = Segment::open(name, Access::ReadWrite)?;
+    let segment = Segment::open(name, Access::ReadWrite).map_err(|e| {
+        words::open_failure("segment", name, "write to", &e).map_or_else(|| e.into(), Error::from)
+    })?;
     let size = segment.size();
     let offset = args.offset;
     let Some(room) = size.checked_sub(offset) else {
@@ -32,9 +35,15 @@ pub fn run(args: &WriteArgs) -> Result {
         // truncated by another program is an error message, never a SIGBUS.
         segment.write_at(offset, &data).map_err(|e| {
             if cfg!(target_os = "linux") && e.raw_os_error() == Some(28) {
-                format!(
-                    "cannot write to segment `{name}`: no space left in its store (/dev/shm is full, and this sparse segment had no memory reserved there): free space or recreate it without --sparse"
-                )
+                match segment.backing() {
+                    Backing::File(file) => format!(
+                        "cannot write to segment `{name}`: no space left on the file system of its file {} (it has holes: it was made --sparse, or by another program): free space there",
+                        file.display()
+                    ),
+                    _ => format!(
+                        "cannot write to segment `{name}`: no space left in its store (/dev/shm is full, and this sparse segment had no memory reserved there): free space or recreate it without --sparse"
+                    ),
+                }
             } else {
                 format!("cannot write to segment `{name}`: {e}")
             }

@@ -302,7 +302,7 @@ pub(crate) fn get(
     common: &Common,
     size: u64,
     params: [u64; 4],
-    init: impl FnOnce(&View) -> Result<(), crate::error::AccessError>,
+    init: impl Fn(&View) -> Result<(), crate::error::AccessError>,
 ) -> Result<(Mapped, Header), ChannelError> {
     // Asymmetric fences for this process's ringers (notify.rs), off the data path.
     super::notify::prepare();
@@ -314,20 +314,18 @@ pub(crate) fn get(
         name: name.to_owned(),
         source,
     };
-    // Built unnamed and named only once initialised (see `SegmentOptions::create_init`).
-    let mut init =
-        Some(move |view: &View| init(view).and_then(|()| layout::init(view, 0, kind, params)));
+    // Built unnamed and named only once initialised (see `SegmentOptions::create_init`);
+    // once per attempt: a create_or_open that finds the name taken at the end of a
+    // create (after the init) and then gone at the open creates again.
+    let init = |view: &View| init(view).and_then(|()| layout::init(view, 0, kind, params));
     let mut create = |opts: &crate::SegmentOptions| {
-        opts.create_init(name, |view| match init.take() {
-            Some(init) => init(view),
-            None => Err(crate::error::AccessError::ReadOnly),
-        })
-        .map(|(_, view)| view)
-        .map_err(|e| match e {
-            InitError::Create(e) => ChannelError::from(e),
-            InitError::Map(e) => e.into(),
-            InitError::Init(e) => layout_err(LayoutError::Access(e)),
-        })
+        opts.create_init(name, init)
+            .map(|(_, view)| view)
+            .map_err(|e| match e {
+                InitError::Create(e) => ChannelError::from(e),
+                InitError::Map(e) => e.into(),
+                InitError::Init(e) => layout_err(LayoutError::Access(e)),
+            })
     };
     let open = |opts: &crate::SegmentOptions| -> Result<View, ChannelError> {
         let seg = opts.clone().access(Access::ReadWrite).open(name)?;

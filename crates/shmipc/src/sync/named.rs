@@ -88,7 +88,7 @@ pub(crate) fn segment(
     how: How,
     opts: &ObjectOptions,
     kind: &'static str,
-    init: impl FnOnce(&View) -> Result<(), ObjectError>,
+    init: impl Fn(&View) -> Result<(), ObjectError>,
 ) -> Result<(View, Disposition), ObjectError> {
     if !imp::SUPPORTED {
         return Err(ObjectError::Unsupported { kind });
@@ -97,13 +97,11 @@ pub(crate) fn segment(
         .size(OBJECT_SIZE as u64)
         .mode(opts.mode)
         .persistence(opts.persistence);
-    let mut init = Some(init);
-    let mut create = || {
+    // `init` runs once per attempt: a create_or_open that finds the name taken at
+    // the end of a create (after `init`) and then gone at the open creates again.
+    let create = || {
         options
-            .create_init(name, |view| match init.take() {
-                Some(init) => init(view),
-                None => Err(ObjectError::Unsupported { kind }),
-            })
+            .create_init(name, &init)
             .map(|(_, view)| (view, Disposition::Created))
             .map_err(|e| match e {
                 InitError::Create(e) => ObjectError::Create(e),

@@ -11,7 +11,7 @@
 //!   A failed non-blocking upgrade drops the shared lock in the same kernel step, so
 //!   of two holders closing at once, the second always succeeds.
 //! * An opener first tries the exclusive lock: if it gets it, nobody holds the
-//!   object. If shmipc created it to die with its last holder, it is stale (its
+//!   object. If this user's shmipc created it to die with its last holder, it is stale (its
 //!   holders were killed): the opener unlinks it and reports "not found". Otherwise
 //!   the opener takes the shared lock and then checks (`st_nlink`) that the object
 //!   is still linked, so it never joins an object a closing holder just unlinked.
@@ -42,7 +42,8 @@
 //! one of this user's, persistent, without a holder and whose header is all zero or
 //! never marked ready, is a creator's half-made leftover, removed by the next
 //! creator of the name and by `gc`. Marks on another user's object prove nothing
-//! (anyone can set them on their own files): such objects are reported as foreign.
+//! (anyone can set them on their own files): such objects are reported as foreign,
+//! and never removed as stale, not even by root.
 //!
 //! # Inspection, reads and writes
 //!
@@ -290,6 +291,12 @@ fn is_regular(st: &rfs::Stat) -> bool {
     rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile
 }
 
+/// Whether the `lstat` of a name in `/dev/shm` shows something that is neither a
+/// shared-memory object nor a file-backed segment's link (a directory, FIFO…).
+fn is_no_segment(lst: &rfs::Stat) -> bool {
+    !is_regular(lst) && rfs::FileType::from_raw_mode(lst.st_mode) != rfs::FileType::Symlink
+}
+
 /// The error for a name that is something other than a shared-memory object (a
 /// directory, FIFO or device someone put in `/dev/shm`).
 fn not_a_segment(path: &Path) -> Error {
@@ -304,6 +311,16 @@ fn not_a_segment(path: &Path) -> Error {
     }
 }
 
+/// The error for a create that finds `path` taken: [`Error::AlreadyExists`], or
+/// [`not_a_segment`] where a directory, FIFO or device holds the name (which
+/// neither opening nor `rm` can help with).
+fn already_exists(path: &Path) -> Error {
+    match rfs::lstat(path) {
+        Ok(st) if is_no_segment(&st) => not_a_segment(path),
+        _ => Error::AlreadyExists,
+    }
+}
+
 /// Allocates every page of the object now, so that a full store is an error here
 /// and never a `SIGBUS` at a later touch (tmpfs allocates a page on first touch,
 /// even a read through a mapping). A file system without `fallocate` keeps the
@@ -313,6 +330,20 @@ fn reserve_pages(fd: &OwnedFd, size: u64) -> Result<(), Errno> {
         Err(Errno::OPNOTSUPP) => Ok(()),
         r => r,
     }
+}
+
+/// Whether this user owns the object: only then do shmipc's marks on it mean
+/// anything (anyone can set them on their own files).
+fn is_mine(st: &rfs::Stat) -> bool {
+    st.st_uid == rustix::process::geteuid().as_raw()
+}
+
+/// Whether the object is one of this user's that dies with its last holder: with
+/// no holder left, it is stale (removed by `open`, `create`, `gc`). Another user's
+/// object with the same mark is never stale to us, even to root: its marks prove
+/// nothing, and it is not ours to remove.
+fn dies_with_holders(st: &rfs::Stat) -> bool {
+    is_transient(st.st_mode) && is_mine(st)
 }
 
 /// Made by an older shmipc, which named objects before initialising them.
@@ -326,7 +357,7 @@ fn is_legacy(mode: u32) -> bool {
 /// `pread` (no mapping, so no `SIGBUS` on a full store). Only objects of this
 /// user are judged: another user's are never ours to remove.
 fn is_half_made(fd: &OwnedFd, st: &rfs::Stat) -> bool {
-    if st.st_uid != rustix::process::geteuid().as_raw() || st.st_size < HEAD_LEN as i64 {
+    if !is_mine(st) || st.st_size < HEAD_LEN as i64 {
         return false;
     }
     let mut head = [0u8; HEAD_LEN];
@@ -379,6 +410,21 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 // create
 
 pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
+    match create_new(name, p) {
+        // As `O_CREAT | O_EXCL` orders it: a name that exists is reported as such,
+        // whatever else would have failed, so that `create_or_open` opens an
+        // existing object on a full store (the space check comes first, and a stale
+        // object under the name was swept by then).
+        Err(Error::NoSpace { .. } | Error::TooManyObjects { .. })
+            if rfs::lstat(path_of(name)).is_ok() =>
+        {
+            Err(already_exists(&path_of(name)))
+        }
+        r => r,
+    }
+}
+
+fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
     let os = |op: &'static str| {
         move |e: Errno| Error::Os {
             op,
@@ -416,33 +462,55 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
     let target = path_of(name);
 
     // Build it unnamed, or under a temporary name where O_TMPFILE is missing.
-    let unnamed = if proc_fd_available() {
-        rfs::open(
-            SHM_DIR,
-            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-    } else {
-        Err(Errno::NOENT)
-    };
-    let (fd, temp) = match unnamed {
-        Ok(fd) => (fd, None),
-        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
-            let temp = temp_path();
-            let fd = rfs::open(
-                &temp,
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+    let make = || {
+        let unnamed = if proc_fd_available() {
+            rfs::open(
+                SHM_DIR,
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
-            .map_err(os("creating a temporary object in /dev/shm"))?;
-            (fd, Some(temp))
+        } else {
+            Err(Errno::NOENT)
+        };
+        match unnamed {
+            Ok(fd) => Ok((fd, None)),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
+                let temp = temp_path();
+                rfs::open(
+                    &temp,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::RDWR
+                        | OFlags::CLOEXEC
+                        | OFlags::NOFOLLOW,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map(|fd| (fd, Some(temp)))
+                .map_err(|e| ("creating a temporary object in /dev/shm", e))
+            }
+            Err(e) => Err(("open(/dev/shm, O_TMPFILE)", e)),
         }
-        Err(Errno::ACCESS | Errno::PERM) => {
+    };
+    let mut made = make();
+    // No room for another file (a store's limit of files, e.g. tmpfs nr_inodes):
+    // stale objects hold files too.
+    if matches!(made, Err((_, Errno::NOSPC))) && !swept && collect_stale() {
+        swept = true;
+        made = make();
+    }
+    let (fd, temp) = match made {
+        Ok(made) => made,
+        Err((_, Errno::ACCESS | Errno::PERM)) => {
             return Err(Error::PermissionDenied(io::Error::from(
                 io::ErrorKind::PermissionDenied,
             )))
         }
-        Err(e) => return Err(os("open(/dev/shm, O_TMPFILE)")(e)),
+        Err((_, Errno::NOSPC)) => {
+            return Err(Error::TooManyObjects {
+                store: SHM_DIR.into(),
+            })
+        }
+        Err((op, e)) => return Err(os(op)(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
     let cleanup = |e: Error| {
@@ -512,10 +580,10 @@ pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
             Err(Errno::EXIST) if !cleared_stale => {
                 cleared_stale = true;
                 if !clear_if_stale(&p.target) {
-                    return Err(Error::AlreadyExists);
+                    return Err(already_exists(&p.target));
                 }
             }
-            Err(Errno::EXIST) => return Err(Error::AlreadyExists),
+            Err(Errno::EXIST) => return Err(already_exists(&p.target)),
             Err(Errno::NOSPC) => {
                 return Err(Error::NoSpace {
                     size: p.size,
@@ -617,11 +685,11 @@ fn clear_if_stale(path: &Path) -> bool {
     let Ok(st) = rfs::fstat(&fd) else {
         return false;
     };
-    if !is_regular(&st) || !(is_transient(st.st_mode) || is_legacy(st.st_mode)) {
+    if !is_regular(&st) || !(dies_with_holders(&st) || is_legacy(st.st_mode)) {
         return false;
     }
     if rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
-        && (is_transient(st.st_mode) || is_half_made(&fd, &st))
+        && (dies_with_holders(&st) || is_half_made(&fd, &st))
     {
         unlink_if_same(path, &fd);
         return true;
@@ -651,7 +719,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
     let open_file = |extra: OFlags| {
         open_trusted(
             &abs,
-            extra | OFlags::RDWR | OFlags::CLOEXEC,
+            extra | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::from_raw_mode(p.mode & PERMISSION_BITS),
         )
     };
@@ -674,6 +742,20 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         }
     }
     let current = match rfs::fstat(&fd) {
+        // A FIFO, device or directory (opened non-blocking, so a FIFO cannot hang
+        // us) has no pages to share: say so, rather than what truncating it says.
+        Ok(st) if !is_regular(&st) => {
+            return Err(Error::Os {
+                op: "opening the backing file",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not a regular file (a FIFO, device or directory?): back the segment with a regular file",
+                        abs.display()
+                    ),
+                ),
+            });
+        }
         Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
         Err(e) => {
             if made_file {
@@ -702,19 +784,35 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             reason: "the backing file is empty: give a size to extend it to",
         }));
     }
+    // Free bytes where the file lives, for a NoSpace (read before anything of ours
+    // is allocated there).
+    let available = rfs::fstatvfs(&fd).map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize));
+    let store = format!("the file system of {}", abs.display());
+    let no_space = |op: &'static str| {
+        let store = store.clone();
+        move |e: Errno| match e {
+            Errno::NOSPC | Errno::FBIG => Error::NoSpace {
+                size,
+                available,
+                store,
+            },
+            e => Error::Os {
+                op,
+                source: io_err(e),
+            },
+        }
+    };
     if size > current {
         rfs::ftruncate(&fd, size)
-            .map_err(|e| match e {
-                Errno::NOSPC | Errno::FBIG => Error::NoSpace {
-                    size,
-                    available: current,
-                    store: abs.display().to_string(),
-                },
-                e => Error::Os {
-                    op: "extending the backing file",
-                    source: io_err(e),
-                },
-            })
+            .map_err(no_space("extending the backing file"))
+            .map_err(undo)?;
+    }
+    // Allocate the file's blocks now, as a memory segment's pages are: on a full
+    // file system this is a NoSpace here, never a SIGBUS at a later touch of a hole
+    // through a mapping (the extension, and holes of a sparse file, have no block).
+    if p.reserve {
+        reserve_pages(&fd, size)
+            .map_err(no_space("allocating the backing file"))
             .map_err(undo)?;
     }
     rfs::flock(&fd, FlockOperation::LockShared)
@@ -724,9 +822,14 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         })
         .map_err(undo)?;
     let target = path_of(name);
-    let symlink_err = |e: Errno| Error::Os {
-        op: "symlink into /dev/shm",
-        source: io_err(e),
+    let symlink_err = |e: Errno| match e {
+        Errno::NOSPC => Error::TooManyObjects {
+            store: SHM_DIR.into(),
+        },
+        e => Error::Os {
+            op: "symlink into /dev/shm",
+            source: io_err(e),
+        },
     };
     match rfs::symlink(&abs, &target) {
         Ok(()) => {}
@@ -734,7 +837,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             if clear_if_stale(&target) {
                 rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
             } else {
-                return Err(undo(Error::AlreadyExists));
+                return Err(undo(already_exists(&target)));
             }
         }
         Err(e) => return Err(undo(symlink_err(e))),
@@ -835,7 +938,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
                 if !is_regular(&st) {
                     return Err(not_a_segment(&path));
                 }
-                if is_transient(st.st_mode) {
+                if dies_with_holders(&st) {
                     // Its holders died without cleaning up: stale.
                     unlink_if_same(&path, &fd);
                     return Err(Error::NotFound);
@@ -884,7 +987,9 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
             } else {
                 Persistence::UntilRemoved
             },
-            transient: transient.then(|| Transient::new(path)),
+            // Another user's object is never ours to remove, even as its last
+            // holder (where the sticky /dev/shm lets us: as root).
+            transient: dies_with_holders(&st).then(|| Transient::new(path)),
             pending: std::sync::Mutex::new(None),
         });
     }
@@ -905,7 +1010,22 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
                 source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
             })
         }
-        Err(Errno::NOENT) => return Err(Error::NotFound),
+        // The name went meanwhile: nothing is there.
+        Err(Errno::NOENT) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
+        // The name is there and its file is not: say so, rather than "not found"
+        // about a name that `create` finds taken.
+        Err(Errno::NOENT) => {
+            return Err(Error::Os {
+                op: "opening the backing file",
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "{} is gone (deleted or moved): put the file back, or remove the segment's name",
+                        target.display()
+                    ),
+                ),
+            })
+        }
         Err(Errno::ISDIR) => return Err(not_a_segment(&target)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
@@ -951,11 +1071,19 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
 
 pub(crate) fn remove(name: &Name) -> Result<(), Error> {
     // The name only: a file-backed segment's file stays, as does the memory of
-    // processes that still map it (POSIX `shm_unlink` semantics).
-    match rfs::unlink(path_of(name)) {
+    // processes that still map it (POSIX `shm_unlink` semantics). A FIFO, device
+    // or directory someone put under the name is no segment: not ours to remove.
+    let path = path_of(name);
+    if let Ok(st) = rfs::lstat(&path) {
+        if is_no_segment(&st) {
+            return Err(not_a_segment(&path));
+        }
+    }
+    match rfs::unlink(&path) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT) => Err(Error::NotFound),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => Err(Error::PermissionDenied(io_err(e))),
+        Err(Errno::ISDIR) => Err(not_a_segment(&path)),
         Err(e) => Err(Error::Os {
             op: "shm_unlink",
             source: io_err(e),
@@ -1094,7 +1222,8 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         },
         mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
         owner: Some(lst.st_uid),
-        stale: holders.as_ref().is_some_and(Vec::is_empty)
+        stale: mine
+            && holders.as_ref().is_some_and(Vec::is_empty)
             && (transient || (is_legacy(mode) && legacy_half_made(&path))),
         holders,
     })
@@ -1119,7 +1248,16 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
         OsStr::from_bytes(name.as_str().as_bytes()),
         read_locks().as_deref(),
     )
-    .ok_or(Error::NotFound)
+    .ok_or_else(|| {
+        // Something that is no segment (a directory, FIFO, device) holds the name:
+        // say so, as opening it does, rather than "not found" (which `create` would
+        // then contradict with "already exists").
+        let path = path_of(name);
+        match rfs::lstat(&path) {
+            Ok(_) => not_a_segment(&path),
+            Err(_) => Error::NotFound,
+        }
+    })
 }
 
 /// Removes (or with `dry_run`, finds) shmipc segments whose holders all died, and
@@ -1177,6 +1315,10 @@ fn sweep(dry_run: bool, legacy_too: bool) -> Result<Vec<String>, Error> {
             continue;
         };
         let Ok(st) = rfs::fstat(&fd) else { continue };
+        // Another user's objects are never collected, whatever marks they carry.
+        if !is_mine(&st) {
+            continue;
+        }
         let legacy = !temp && !is_transient(st.st_mode) && is_legacy(st.st_mode);
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile
             || !(temp || is_transient(st.st_mode) || legacy)

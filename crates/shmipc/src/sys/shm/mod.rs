@@ -61,6 +61,10 @@ pub(crate) enum Error {
         available: u64,
         store: String,
     },
+    /// The store has no room for another object (its limit of files is reached),
+    /// whatever the size.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    TooManyObjects { store: String },
     /// The size is refused.
     InvalidSize { size: u64, reason: &'static str },
     /// Not available on this OS; `hint` says what to use instead.
@@ -84,6 +88,9 @@ impl From<Error> for io::Error {
             Error::Busy => io::ErrorKind::WouldBlock.into(),
             Error::Empty => io::ErrorKind::UnexpectedEof.into(),
             Error::NoSpace { store, .. } => io::Error::other(format!("no space left in {store}")),
+            Error::TooManyObjects { store } => {
+                io::Error::other(format!("no room for another object in {store}"))
+            }
             Error::InvalidSize { reason, .. } => {
                 io::Error::new(io::ErrorKind::InvalidInput, reason)
             }
