@@ -73,7 +73,9 @@ const LONG_WRITE: &str = "\
 Write into an existing segment at an offset. TEXT (or stdin, with `-`) is written
 followed by a NUL byte, like the seed's strcpy_s, so that `shmipc read` shows exactly
 it; --no-nul leaves the NUL out. --from FILE copies the file's bytes exactly, with no
-NUL added. The data must fit between the offset and the end of the segment.";
+NUL added. The data must fit between the offset and the end of the segment.
+A shmipc mutex, semaphore, event or channel is refused: bytes written into it would
+corrupt it for every process using it (use `lock`, `sem`, `event` or `pub`).";
 
 const LONG_READ: &str = "\
 Print a segment's contents from an offset. By default the bytes up to the first NUL

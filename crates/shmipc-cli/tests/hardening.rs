@@ -1200,3 +1200,62 @@ fn read_len_past_the_end_stops_at_the_end() {
         String::from_utf8_lossy(&expected)
     );
 }
+
+// ---------------------------------------------------------------------------------
+// 11. write onto a sync object or a channel
+
+/// `write` onto a mutex, semaphore, event or topic is refused, naming what the name
+/// holds: it wrote raw bytes over the object's header ("wrote 3 bytes to segment"),
+/// after which every user of it failed and `info` called it plain bytes. A plain
+/// segment is still written.
+#[test]
+fn write_refuses_to_overwrite_a_shmipc_object() {
+    let tag = unique("writeobj");
+    let (mx, sem, ev, topic, plain) = (
+        format!("{tag}-mx"),
+        format!("{tag}-sem"),
+        format!("{tag}-ev"),
+        format!("{tag}-tp"),
+        format!("{tag}-plain"),
+    );
+    let _guards: Vec<Cleanup> = [&mx, &sem, &ev, &topic, &plain]
+        .iter()
+        .map(|n| Cleanup((*n).clone()))
+        .collect();
+    ok(&["lock", &mx, "--", "true"]);
+    ok(&["sem", &sem, "create"]);
+    ok(&["event", &ev, "create"]);
+    ok(&["pub", &topic, "first"]);
+    ok(&["create", &plain, "-s", "4K"]);
+    for (name, kind) in [
+        (&mx, "a mutex"),
+        (&sem, "a semaphore"),
+        (&ev, "an event"),
+        (&topic, "a pubsub"),
+    ] {
+        let before = json(&ok(&["info", name, "--json"]));
+        for args in [
+            vec!["write", name.as_str(), "hi"],
+            vec!["write", name.as_str(), "--offset", "100", "--no-nul", "x"],
+        ] {
+            let line = assert_fails(&run(&args), 1, &args);
+            assert!(
+                line.contains(&format!("`{name}` is {kind}"))
+                    && line.contains("not a plain segment")
+                    && line.contains(&format!("shmipc rm {name}")),
+                "{args:?}: {line}"
+            );
+        }
+        let after = json(&ok(&["info", name, "--json"]));
+        assert_eq!(before["kind"], after["kind"], "{name}: {after}");
+    }
+    // Each still works as what it is.
+    ok(&["lock", &mx, "--timeout", "5s", "--", "true"]);
+    ok(&["sem", &sem, "post"]);
+    ok(&["sem", &sem, "wait", "--timeout", "5s"]);
+    ok(&["event", &ev, "set"]);
+    ok(&["event", &ev, "wait", "--timeout", "5s"]);
+    ok(&["pub", &topic, "second"]);
+    ok(&["write", &plain, "hello"]);
+    assert_eq!(ok(&["read", &plain]).trim_end(), "hello");
+}

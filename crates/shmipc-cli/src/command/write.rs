@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::io::Read;
 
-use shmipc::{Access, Backing, Segment};
+use shmipc::{Access, Backing, Contents, Kind, Segment};
 
 use super::words;
 use crate::cli::WriteArgs;
@@ -12,6 +12,7 @@ use crate::units;
 
 pub fn run(args: &WriteArgs) -> Result {
     let name = &args.name;
+    refuse_objects(name)?;
     let segment = Segment::open(name, Access::ReadWrite).map_err(|e| {
         words::open_failure("segment", name, "write to", &e).map_or_else(|| e.into(), Error::from)
     })?;
@@ -56,6 +57,35 @@ pub fn run(args: &WriteArgs) -> Result {
         "wrote {} to segment `{name}` at offset {offset}",
         units::bytes(len)
     ))
+}
+
+/// Refuses a name that holds a shmipc mutex, semaphore, event or channel: raw bytes
+/// written there would overwrite its header or its state, breaking it for every
+/// process using it (a header that cannot be read is refused too). Plain bytes,
+/// another program's data and a name that cannot be looked at go on to the open.
+fn refuse_objects(name: &str) -> Result {
+    let (what, remedy) = match shmipc::inspect(name) {
+        Ok(Contents::Object { kind, .. }) => {
+            let found = kind.as_str();
+            let remedy = match kind {
+                Kind::Mutex => format!("use `shmipc lock {name} -- COMMAND`"),
+                Kind::Semaphore => format!("use `shmipc sem {name} post` or `wait`"),
+                Kind::Event => format!("use `shmipc event {name} set`, `reset` or `wait`"),
+                Kind::PubSub => format!("publish with `shmipc pub {name} MESSAGE`"),
+                _ => format!("use it through its {found} API"),
+            };
+            (format!("{} {found}", words::article(found)), remedy)
+        }
+        Ok(Contents::Invalid(e)) => (
+            format!("a shmipc object this build cannot read ({e})"),
+            format!("see `shmipc info {name}`"),
+        ),
+        _ => return Ok(()),
+    };
+    Err(format!(
+        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name}` if it is no longer needed"
+    )
+    .into())
 }
 
 /// The bytes to write and what they are, for messages. Reads at most `room + 1`
