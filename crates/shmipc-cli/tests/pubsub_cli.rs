@@ -408,6 +408,59 @@ fn a_failed_pub_leaves_nothing_behind() {
     assert!(!left_behind(&topic));
 }
 
+/// A stdin line longer than the topic's largest message is refused once that much
+/// has been read: `pub` read the whole line first, so an endless one (`cat
+/// /dev/zero | shmipc pub T`) grew its memory until stdin ended or the OOM killer
+/// came. Here stdin stays open after 64 MiB with no newline, which `pub` waited on
+/// for ever, holding all of it.
+#[test]
+fn an_endless_stdin_line_is_refused_without_reading_it_whole() {
+    let topic = unique("ps-endless");
+    let _c = Cleanup(topic.clone());
+    let mut child = shmipc()
+        .args(["pub", &topic, "--max-size", "1K"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running shmipc");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            // A broken pipe: `pub` stopped reading and went (the fixed behaviour).
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+        // Keep the pipe open (no EOF) until the test is over.
+        let _ = done_rx.recv();
+        drop(stdin);
+    });
+    let status = wait_timeout::ChildExt::wait_timeout(&mut child, PATIENCE)
+        .expect("waiting for pub")
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = done_tx.send(());
+            panic!("pub kept reading a line longer than the largest message");
+        });
+    let _ = done_tx.send(());
+    writer.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "shmipc: line 1 of stdin is at least 1026 bytes, larger than the 1024-byte maximum"
+        ),
+        "{err}"
+    );
+    assert!(!left_behind(&topic), "the failed pub left the topic behind");
+}
+
 /// A corrupted shared index (`head` + 2^62) makes a running `sub` fail with one
 /// line naming it, instead of going silently deaf.
 #[test]

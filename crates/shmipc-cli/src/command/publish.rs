@@ -1,7 +1,7 @@
 //! `shmipc pub TOPIC [MESSAGE...] [--timeout DUR] [creation options]`
 
 use std::ffi::OsStr;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::time::{Duration, Instant};
 
 use shmipc::channel::pubsub::Publisher;
@@ -54,25 +54,36 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
     let mut stdin = std::io::stdin().lock();
     let mut line = Vec::new();
     let mut sent = 0u64;
+    // A line is read up to the largest message and its \r\n: a longer one (say
+    // `head -c 100G /dev/zero`) is refused once that much has been read, never held
+    // in memory whole.
+    let limit = u64::try_from(max).map_or(u64::MAX, |m| m.saturating_add(2));
     loop {
         line.clear();
-        let n = stdin
+        let n = (&mut stdin)
+            .take(limit)
             .read_until(b'\n', &mut line)
             .map_err(|e| format!("cannot read stdin: {e}"))?;
         if n == 0 {
             return Ok(());
         }
+        let cut = line.last() != Some(&b'\n') && u64::try_from(n).is_ok_and(|n| n == limit);
         if line.last() == Some(&b'\n') {
             line.pop();
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
         }
-        if line.len() > max {
+        if cut || line.len() > max {
+            let size = if cut {
+                format!("at least {} bytes", line.len())
+            } else {
+                format!("{} bytes", line.len())
+            };
             return Err(too_large(
                 name,
                 &format!("line {} of stdin", sent + 1),
-                line.len(),
+                &size,
                 max,
                 sent,
             ));
@@ -88,7 +99,7 @@ fn check_sizes(name: &str, messages: &[Vec<u8>], max: usize) -> Result {
             return Err(too_large(
                 name,
                 &format!("message {}", i + 1),
-                m.len(),
+                &format!("{} bytes", m.len()),
                 max,
                 0,
             ));
@@ -137,14 +148,14 @@ fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) ->
     }
 }
 
-fn too_large(name: &str, what: &str, len: usize, max: usize, sent: u64) -> crate::output::Error {
+fn too_large(name: &str, what: &str, size: &str, max: usize, sent: u64) -> crate::output::Error {
     let before = match sent {
         0 => String::new(),
         1 => " (the 1 message before it was published)".to_owned(),
         n => format!(" (the {n} messages before it were published)"),
     };
     format!(
-        "{what} is {len} bytes, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name}` first)"
+        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name}` first)"
     )
     .into()
 }
