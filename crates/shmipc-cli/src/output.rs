@@ -21,18 +21,41 @@ const USAGE: u8 = 2;
 /// output line by line sees each line at once).
 pub fn line(text: impl AsRef<str>) -> Result {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_ref().as_bytes())?;
-    out.write_all(b"\n")?;
-    out.flush()?;
-    Ok(())
+    out.write_all(text.as_ref().as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
 }
 
 /// Writes bytes to stdout as they are.
 pub fn bytes(data: &[u8]) -> Result {
     let mut out = io::stdout().lock();
-    out.write_all(data)?;
-    out.flush()?;
-    Ok(())
+    out.write_all(data)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// A failed write to stdout, named as such: a bare `No space left on device (os
+/// error 28)` (stdout on a full disk or `/dev/full`) read as if shared memory
+/// were full.
+#[derive(Debug)]
+pub struct StdoutError(pub io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to stdout: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The error of a failed write to stdout.
+pub fn stdout_error(e: io::Error) -> Error {
+    Box::new(StdoutError(e))
 }
 
 /// Writes `shmipc: <text>` to stderr as one line; errors are ignored (there is no
@@ -61,10 +84,12 @@ pub fn printable(text: &str) -> String {
 /// Reports a failed command and gives its exit code. A closed stdout is not a
 /// failure worth a message: whoever read our output has what they wanted.
 pub fn fail(e: &Error) -> ExitCode {
-    if let Some(io) = e.downcast_ref::<io::Error>() {
-        if io.kind() == io::ErrorKind::BrokenPipe {
-            return ExitCode::SUCCESS;
-        }
+    let io = e
+        .downcast_ref::<StdoutError>()
+        .map(|s| &s.0)
+        .or_else(|| e.downcast_ref::<io::Error>());
+    if io.is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+        return ExitCode::SUCCESS;
     }
     match advice(e.as_ref()) {
         Some(more) => warn(format!("{e} ({more})")),

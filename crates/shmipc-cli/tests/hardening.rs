@@ -1259,3 +1259,68 @@ fn write_refuses_to_overwrite_a_shmipc_object() {
     ok(&["write", &plain, "hello"]);
     assert_eq!(ok(&["read", &plain]).trim_end(), "hello");
 }
+
+// ---------------------------------------------------------------------------------
+// 12. stdout that cannot be written
+
+/// A stdout that refuses writes (a full disk; here /dev/full) is named: every verb
+/// said a bare `shmipc: No space left on device (os error 28)`, which reads as if
+/// shared memory were full. A closed pipe still ends a command quietly.
+#[test]
+fn a_full_stdout_is_named_as_stdout() {
+    let seg = unique("fullout");
+    let topic = format!("{seg}-tp");
+    let _c = (Cleanup(seg.clone()), Cleanup(topic.clone()));
+    ok(&["create", &seg, "-s", "64K"]);
+    ok(&["pub", &topic, "--capacity", "4", "one", "two"]);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["info", &seg],
+        vec!["info", &seg, "--json"],
+        vec!["ls", "--json"],
+        vec!["ls", "--all"],
+        vec!["read", &seg, "--raw"],
+        vec!["read", &seg, "--hex"],
+        vec!["write", &seg, "x"],
+        vec!["sub", &topic, "--history", "2", "-n", "2", "-t", "5s"],
+        vec![
+            "sub",
+            &topic,
+            "--history",
+            "2",
+            "-n",
+            "2",
+            "-t",
+            "5s",
+            "--json",
+        ],
+    ];
+    for args in &cases {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = shmipc()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let line = assert_fails(&out, 1, args);
+        assert!(
+            line.starts_with("shmipc: cannot write to stdout: "),
+            "{args:?}: {line}"
+        );
+    }
+    // A reader that has seen enough is no failure.
+    let mut child = shmipc()
+        .args(["read", &seg, "--hex"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = wait_exit(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success() && err.is_empty(), "{status:?}: {err}");
+}

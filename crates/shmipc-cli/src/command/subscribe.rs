@@ -109,17 +109,21 @@ impl Out {
     }
 
     fn line(&mut self, text: &str) -> Result {
-        self.w.write_all(text.as_bytes())?;
-        self.w.write_all(b"\n")?;
-        if self.terminal {
-            self.w.flush()?;
-        }
-        Ok(())
+        self.w
+            .write_all(text.as_bytes())
+            .and_then(|()| self.w.write_all(b"\n"))
+            .and_then(|()| {
+                if self.terminal {
+                    self.w.flush()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(output::stdout_error)
     }
 
     fn flush(&mut self) -> Result {
-        self.w.flush()?;
-        Ok(())
+        self.w.flush().map_err(output::stdout_error)
     }
 }
 
