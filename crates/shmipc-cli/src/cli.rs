@@ -204,7 +204,8 @@ this command created is removed again if it fails with no subscriber attached.";
 const LONG_SUB: &str = "\
 Print the messages published on a pubsub channel (a topic) as they arrive, one line
 each, starting with the next message published (--history N: up to N earlier ones
-still in the ring). The topic is created if it does not exist (settings as for `shmipc
+still in the ring, which keeps the last capacity - 1: none on a --capacity 1 topic,
+whose one slot the next message takes). The topic is created if it does not exist (settings as for `shmipc
 pub`; it stays until `shmipc rm TOPIC`), so that `sub` may start before any `pub`.
 Publishers may come and go: `sub` keeps waiting for the next one.
 
@@ -579,7 +580,7 @@ pub struct SubArgs {
     /// Fail (exit status 1) when no message arrives for this long [default: wait for ever]
     #[arg(long, short = 't', value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
-    /// Start with up to N messages published before, if still in the ring
+    /// Start with up to N messages published before, if still in the ring (it keeps the last capacity - 1)
     #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count_usize)]
     pub history: usize,
     /// Print one JSON object per message (keys above)

@@ -494,3 +494,32 @@ fn a_corrupt_head_makes_a_running_sub_fail_in_one_line() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// `sub --history N` gets at most the topic's capacity - 1 earlier messages (the
+/// ring's last slot is the next message's), as its help says: none on a capacity 1
+/// topic.
+#[test]
+fn history_holds_capacity_less_one() {
+    for (capacity, want) in [("4", "c\nd\ne\n"), ("1", "")] {
+        let topic = unique("ps-hist");
+        let _c = Cleanup(topic.clone());
+        ok(&[
+            "pub",
+            &topic,
+            "--capacity",
+            capacity,
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+        ]);
+        let out = run(&["sub", &topic, "--history", "10", "-n", "5", "-t", "200ms"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "capacity {capacity}"
+        );
+        assert_eq!(out.status.code(), Some(1), "capacity {capacity}");
+    }
+}
