@@ -523,3 +523,36 @@ fn history_holds_capacity_less_one() {
         assert_eq!(out.status.code(), Some(1), "capacity {capacity}");
     }
 }
+
+/// A topic removed (`shmipc rm`) under a running `sub` is reported within seconds,
+/// whether or not a `pub` then makes another topic under the name: the `sub` waited
+/// deaf for ever (or until --timeout, asking whether anything publishes) while
+/// `pub` published on the new topic.
+#[test]
+fn a_topic_removed_under_a_running_sub_is_reported() {
+    for republish in [true, false] {
+        let topic = unique("ps-removed");
+        let _c = Cleanup(topic.clone());
+        let (mut sub, _lines) = subscriber(&topic, &[]);
+        ok(&["rm", &topic]);
+        if republish {
+            ok(&["pub", &topic, "hello"]);
+        }
+        let status = wait_exit(&mut sub.0);
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut sub.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "republish {republish}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "shmipc: topic `{topic}` was removed (`shmipc rm {topic}`) while this sub read it"
+            )),
+            "republish {republish}: {err}"
+        );
+        assert_eq!(
+            err.contains("another object now has its name"),
+            republish,
+            "{err}"
+        );
+    }
+}

@@ -17,6 +17,61 @@ use crate::units;
 /// returns at once rather than sleeping until a message comes).
 const NO_PUBLISHER_POLL: Duration = Duration::from_millis(10);
 
+/// How often a `sub` with no publisher looks whether its topic's name still names
+/// the topic it reads.
+const NAME_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the topic this `sub` reads is still the one its name names. A topic
+/// removed (`shmipc rm`) while `sub` runs lives on for it, but every later `pub`
+/// makes or finds another topic under the name: without this look the `sub`
+/// waited deaf for ever, or timed out asking whether anything publishes.
+struct Named {
+    name: String,
+    /// True where the OS lists this process among the topic's holders (Linux),
+    /// so that a name whose holders leave it out names another object. Where it
+    /// cannot tell (or lists pids of another namespace), only a name that is gone
+    /// is noticed.
+    by_holders: bool,
+}
+
+impl Named {
+    fn new(name: &str) -> Self {
+        let by_holders = shmipc::Segment::info(name)
+            .ok()
+            .and_then(|i| i.holders)
+            .is_some_and(|pids| pids.contains(&std::process::id()));
+        Self {
+            name: name.to_owned(),
+            by_holders,
+        }
+    }
+
+    /// An error when the name no longer names this topic.
+    fn check(&self) -> Result {
+        if cfg!(windows) {
+            // A section's name goes only with its last handle, this one included.
+            return Ok(());
+        }
+        let name = &self.name;
+        let what = match shmipc::Segment::info(name) {
+            Err(shmipc::OpenError::NotFound { .. }) => "",
+            Ok(i)
+                if self.by_holders
+                    && i.holders
+                        .as_ref()
+                        .is_some_and(|pids| !pids.contains(&std::process::id())) =>
+            {
+                ", and another object now has its name"
+            }
+            _ => return Ok(()),
+        };
+        Err(format!(
+            "topic `{name}` was removed (`shmipc rm {name}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `shmipc sub {name}` again"
+        )
+        .into())
+    }
+}
+
 pub fn run(args: &SubArgs) -> Result {
     let name = &args.topic;
     topic::check_kind(name)?;
@@ -39,6 +94,8 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
     let mut received = 0u64;
     let mut pause = Duration::from_millis(1);
     let mut deadline = args.timeout.map(|t| Instant::now() + t);
+    let named = Named::new(name);
+    let mut next_check = Instant::now() + NAME_CHECK;
     loop {
         if args.count.is_some_and(|n| received >= n) {
             return Ok(());
@@ -48,10 +105,10 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
         let got = match sub.try_recv() {
             Err(RecvError::Empty) => {
                 out.flush()?;
-                match deadline {
-                    None => sub.recv(),
-                    Some(d) => sub.recv_timeout(d.saturating_duration_since(Instant::now())),
-                }
+                // In slices, to look at the name now and then.
+                let now = Instant::now();
+                let until = deadline.map_or(now + NAME_CHECK, |d| d.min(now + NAME_CHECK));
+                sub.recv_timeout(until.saturating_duration_since(now))
             }
             r => r,
         };
@@ -68,10 +125,18 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
                         return Err(timed_out(args, name, t, received));
                     }
                 }
+                if Instant::now() >= next_check {
+                    named.check()?;
+                    next_check = Instant::now() + NAME_CHECK;
+                }
             }
             // The publisher left (or died) and everything it sent has been read:
             // wait for the next one, looking now and then.
             Err(RecvError::Disconnected) => {
+                if Instant::now() >= next_check {
+                    named.check()?;
+                    next_check = Instant::now() + NAME_CHECK;
+                }
                 let mut nap = pause;
                 if let Some(d) = deadline {
                     let left = d.saturating_duration_since(Instant::now());
