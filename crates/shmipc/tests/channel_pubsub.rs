@@ -476,6 +476,164 @@ fn overwrite_never_takes_a_held_sample() {
     assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
 }
 
+/// An owned sample ([`Sample::detach`]) keeps its chunk like a sample: it is
+/// `'static + Send + Sync`, its bytes survive the publisher lapping the ring many
+/// times, it counts against `max_held`, and its hold comes back (to this subscriber,
+/// for the next receive) when it is dropped on another thread.
+#[test]
+fn owned_samples_hold_their_chunk_across_threads() {
+    fn owned<T: Send + Sync + 'static>(_: &T) {}
+    let name = Name::new("ps-owned");
+    let mut publisher = Options::new()
+        .capacity(4)
+        .slot_size(32)
+        .max_subscribers(1)
+        .max_held(2)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    let mut buf = [0u8; 32];
+    for seq in 0..2 {
+        fill(&mut buf, seq);
+        publisher.send(&buf).unwrap();
+    }
+    let a = sub.try_recv().unwrap().detach();
+    owned(&a);
+    let b = sub.try_recv().unwrap().detach();
+    assert_eq!((a.seq(), b.seq()), (0, 1));
+    assert_eq!(sub.held(), 2);
+    for seq in 2..1000 {
+        fill(&mut buf, seq);
+        publisher.try_send(&buf).unwrap();
+    }
+    assert!(
+        matches!(sub.try_recv(), Err(RecvError::TooManyHeld { max: 2 })),
+        "two owned samples fill max_held 2"
+    );
+    // Read and dropped on another thread: its chunk goes back to the pool, and the
+    // subscriber sees the slot come back.
+    let free = publisher.free_chunks();
+    let a = std::thread::spawn(move || {
+        assert_eq!(check(&a), Ok(0), "owned sample rewritten");
+        a.seq()
+    });
+    assert_eq!(a.join().unwrap(), 0);
+    assert_eq!(
+        publisher.free_chunks(),
+        free + 1,
+        "the owned sample's chunk"
+    );
+    assert_eq!(sub.held(), 1);
+    let next = sub.try_recv().unwrap();
+    assert_eq!(next.seq(), 1000 - 4);
+    assert_eq!(check(&next), Ok(next.seq()));
+    assert_eq!(check(&b), Ok(1), "owned sample rewritten");
+    drop((next, b));
+    assert_eq!(sub.held(), 0);
+    drop(sub);
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+}
+
+/// A subscriber dropped while an owned sample of it lives stays joined (the
+/// sample's chunk is still its hold) until the sample is dropped, then leaves.
+#[test]
+fn owned_sample_outlives_its_subscriber() {
+    let name = Name::new("ps-owned-outlives");
+    let mut publisher = Options::new()
+        .capacity(4)
+        .slot_size(32)
+        .overflow(Overflow::Overwrite)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    let mut buf = [0u8; 32];
+    fill(&mut buf, 0);
+    publisher.send(&buf).unwrap();
+    let owned = sub.recv_timeout(Duration::from_secs(10)).unwrap().detach();
+    drop(sub);
+    assert_eq!(
+        publisher.subscribers(),
+        1,
+        "still joined through its sample"
+    );
+    for seq in 1..100 {
+        fill(&mut buf, seq);
+        publisher.try_send(&buf).unwrap();
+        assert_eq!(check(&owned), Ok(0), "owned sample rewritten at {seq}");
+    }
+    assert_ne!(publisher.free_chunks(), publisher.pool_chunks());
+    drop(owned);
+    assert_eq!(publisher.subscribers(), 0, "left with its last sample");
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+}
+
+/// Many owned samples handed to another thread, which checks and drops them,
+/// while the publisher overwrites as fast as it can: no sample is ever rewritten
+/// under its owner, and every hold comes back.
+#[test]
+fn owned_samples_dropped_elsewhere_under_overwrite() {
+    let name = Name::new("ps-owned-stress");
+    let mut publisher = Options::new()
+        .capacity(8)
+        .slot_size(64)
+        .max_subscribers(1)
+        .max_held(4)
+        .overflow(Overflow::Overwrite)
+        .create_publisher(&name.0)
+        .unwrap();
+    let sub = Subscriber::open(&name.0).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<shmipc::channel::pubsub::OwnedSample>(2);
+    let checker = std::thread::spawn(move || {
+        let mut n = 0u64;
+        for s in rx {
+            for _ in 0..10 {
+                assert_eq!(check(&s), Ok(s.seq()), "owned sample rewritten");
+                std::hint::spin_loop();
+            }
+            n += 1;
+        }
+        n
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut received = 0u64;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut buf = [0u8; 64];
+            for seq in 0..200_000u64 {
+                fill(&mut buf, seq);
+                // Overwrite mode: full only for the moment a cursor is contended.
+                while let Err(e) = publisher.try_send(&buf) {
+                    assert!(matches!(e, TrySendError::Full(())), "{e}");
+                    std::thread::yield_now();
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+        loop {
+            match sub.try_recv() {
+                Ok(s) => {
+                    assert_eq!(check(&s), Ok(s.seq()));
+                    tx.send(s.detach()).unwrap();
+                    received += 1;
+                }
+                Err(RecvError::Empty | RecvError::TooManyHeld { .. }) => {
+                    if stop.load(std::sync::atomic::Ordering::Acquire) && sub.held() == 0 {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    drop(tx);
+    assert_eq!(checker.join().unwrap(), received);
+    assert!(received > 0);
+    assert_eq!(sub.held(), 0);
+    drop(sub);
+    assert_eq!(publisher.free_chunks(), publisher.pool_chunks());
+}
+
 /// A corrupted shared index is reported, never a silently deaf subscriber
 /// (issue: `head` + 2^62 made `sub` print nothing, forever).
 #[test]

@@ -103,6 +103,7 @@ use std::fmt;
 use std::mem::offset_of;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -1124,17 +1125,37 @@ impl Drop for Loan<'_> {
 
 /// A subscribing end of a pubsub channel.
 pub struct Subscriber {
-    chan: Chan,
+    joined: Arc<Joined>,
     core: SubscriberCore,
-    index: usize,
     peer_check: RefCell<Every>,
+}
+
+/// What a subscriber shares with its [`OwnedSample`]s: the mapping and the place it
+/// joined at, left when the last of them is dropped.
+struct Joined {
+    chan: Chan,
+    index: usize,
+    /// Hold slots (bit `j`) that owned samples released, not yet seen by the
+    /// subscriber (its own record of the slots in use is not shared).
+    returned: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        // Neither a sample nor an owned sample is held now (each keeps the
+        // subscriber or this alive).
+        pubsub_pool::clear_place(&self.chan.geo, &self.chan, self.index);
+        self.chan.subscriber(self.index).leave();
+        // A publisher waiting on this subscriber may go on.
+        self.chan.space_bell().ring_always();
+    }
 }
 
 impl fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscriber")
-            .field("name", &self.chan.map.name)
-            .field("index", &self.index)
+            .field("name", &self.joined.chan.map.name)
+            .field("index", &self.joined.index)
             .field("next", &self.core.next())
             .finish()
     }
@@ -1183,21 +1204,24 @@ impl Subscriber {
             }
         };
         Ok(Self {
-            chan,
+            joined: Arc::new(Joined {
+                chan,
+                index,
+                returned: std::sync::atomic::AtomicU64::new(0),
+            }),
             core,
-            index,
             peer_check: RefCell::new(Every::new(PEER_CHECK)),
         })
     }
 
     /// The channel's name.
     pub fn name(&self) -> &str {
-        &self.chan.map.name
+        &self.joined.chan.map.name
     }
 
     /// The overflow policy the channel was created with.
     pub fn overflow(&self) -> Overflow {
-        self.chan.overflow
+        self.joined.chan.overflow
     }
 
     /// The number of the next message this subscriber will receive: messages are
@@ -1208,27 +1232,45 @@ impl Subscriber {
 
     /// Largest sample, in bytes.
     pub fn slot_size(&self) -> usize {
-        self.chan.geo.chunk_size as usize
+        self.joined.chan.geo.chunk_size as usize
     }
 
     /// Most samples this subscriber may hold at once.
     pub fn max_held(&self) -> usize {
-        self.chan.geo.max_held as usize
+        self.joined.chan.geo.max_held as usize
     }
 
-    /// Samples this subscriber holds now.
+    /// Samples this subscriber holds now (its [`OwnedSample`]s included).
     pub fn held(&self) -> usize {
+        self.collect_returned();
         self.core.held() as usize
+    }
+
+    /// Frees for reuse the hold slots that owned samples released; whether there
+    /// were any.
+    fn collect_returned(&self) -> bool {
+        // Acquire pairs with the Release in `OwnedSample::drop`: its release of the
+        // hold comes before our next store to that slot.
+        let mask = self
+            .joined
+            .returned
+            .swap(0, std::sync::atomic::Ordering::Acquire);
+        self.core.returned(mask);
+        mask != 0
     }
 
     /// Whether a live publisher is attached now.
     pub fn publisher_present(&self) -> bool {
-        let tok = self.chan.publisher().token.load(Ordering::Acquire);
-        tok != 0 && peer::alive(self.chan.map.view.liveness(), tok)
+        let tok = self.joined.chan.publisher().token.load(Ordering::Acquire);
+        tok != 0 && peer::alive(self.joined.chan.map.view.liveness(), tok)
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {
-        match self.core.take(&self.chan)? {
+        let mut took = self.core.take(&self.joined.chan)?;
+        if matches!(took, Take::Full) && self.collect_returned() {
+            took = self.core.take(&self.joined.chan)?;
+        }
+        match took {
             Take::Empty => Ok(None),
             Take::Full => Err(RecvError::TooManyHeld {
                 max: self.max_held(),
@@ -1240,13 +1282,13 @@ impl Subscriber {
                 slot,
                 lost,
             } => {
-                if self.chan.overflow == Overflow::Block {
+                if self.joined.chan.overflow == Overflow::Block {
                     // Our cursor moved: a publisher waiting for room may go on.
-                    self.chan.space_bell().ring();
+                    self.joined.chan.space_bell().ring();
                 }
                 Ok(Some(Sample {
                     sub: self,
-                    ptr: self.chan.payload(chunk, len as usize),
+                    ptr: self.joined.chan.payload(chunk, len as usize),
                     len: len as usize,
                     slot,
                     seq,
@@ -1262,7 +1304,7 @@ impl Subscriber {
                 Ok(Some(s)) => Some(Ok(s)),
                 Err(e) => Some(Err(e)),
                 Ok(None) => {
-                    let place = self.chan.publisher();
+                    let place = self.joined.chan.publisher();
                     let check = deep && self.peer_check.borrow_mut().due();
                     if place.left() || (check && place.gone()) {
                         // Published just before leaving? (Its `leave` is a Release
@@ -1283,6 +1325,7 @@ impl Subscriber {
             deadline => match poll(false) {
                 Some(r) => r,
                 None => self
+                    .joined
                     .chan
                     .data_bell()
                     .wait_for(deadline, poll)
@@ -1393,17 +1436,17 @@ impl Publisher {
 /// `&self`): sleep on the data bell (see `crate::waitset`).
 impl Subscriber {
     fn announce_data(&self) -> u32 {
-        self.chan.data_bell().announce()
+        self.joined.chan.data_bell().announce()
     }
 
     /// Ready when a take would find something (`SubscriberCore::has_next`: a
     /// message, a skip to report, or words to validate) or the publisher is gone.
     fn arm_data(&self, token: u32) -> crate::waitset::Arm<'_> {
-        self.chan.data_bell().arm(token, || {
-            if self.core.has_next(&self.chan) {
+        self.joined.chan.data_bell().arm(token, || {
+            if self.core.has_next(&self.joined.chan) {
                 return true;
             }
-            let place = self.chan.publisher();
+            let place = self.joined.chan.publisher();
             let mut check = self.peer_check.borrow_mut();
             if place.left() || (check.due() && place.gone()) {
                 // Let the receive that follows look at once.
@@ -1427,7 +1470,7 @@ impl crate::waitset::sealed::Sealed for Subscriber {
     }
 
     fn disarm(&mut self, token: u32) {
-        self.chan.data_bell().take_back(token);
+        self.joined.chan.data_bell().take_back(token);
     }
 }
 
@@ -1501,16 +1544,6 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        // Samples borrow the subscriber: none is held now.
-        self.core.release_all(&self.chan);
-        self.chan.subscriber(self.index).leave();
-        // A publisher waiting on this subscriber may go on.
-        self.chan.space_bell().ring_always();
-    }
-}
-
 /// A received sample, read in place in the channel's shared memory. Its chunk
 /// stays the subscriber's (no correct publisher writes it) until the sample is
 /// dropped; see the module doc for what a hostile peer can do.
@@ -1554,6 +1587,127 @@ impl Sample<'_> {
     pub fn to_vec(&self) -> Vec<u8> {
         self.deref().to_vec()
     }
+
+    /// The same sample, no longer borrowing the subscriber: still read in place
+    /// (no copy), `'static`, `Send` and `Sync`, and released when it is dropped, on
+    /// any thread. For handing a sample to code that must own its buffer (a
+    /// network library's send queue, another thread) without copying it.
+    ///
+    /// It counts against [`Options::max_held`] until dropped, like a sample. It
+    /// also keeps the subscriber joined: a subscriber dropped while owned samples
+    /// of it live leaves the channel when the last of them is dropped (meanwhile
+    /// its cursor stays where it was, so in [`Overflow::Block`] mode it holds the
+    /// publisher back once the ring fills). The zero-copy contract is a sample's
+    /// (module doc).
+    ///
+    /// ```
+    /// use shmipc::channel::pubsub::{Options, OwnedSample, Subscriber};
+    /// # let name = format!("doc-pubsub-owned-{}", std::process::id());
+    /// let mut publisher = Options::new().create_publisher(&name)?;
+    /// let sub = Subscriber::open(&name)?;
+    /// publisher.send(b"frame")?;
+    /// let owned: OwnedSample = sub.recv()?.detach();
+    /// let other = std::thread::spawn(move || owned.to_vec()); // dropped there
+    /// assert_eq!(other.join().unwrap(), b"frame");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(self) -> OwnedSample {
+        let this = std::mem::ManuallyDrop::new(self);
+        OwnedSample {
+            joined: Arc::clone(&this.sub.joined),
+            ptr: this.ptr,
+            len: this.len,
+            slot: this.slot,
+            seq: this.seq,
+            lost: this.lost,
+        }
+    }
+}
+
+/// A received sample that owns its hold on the chunk ([`Sample::detach`]): read in
+/// place, `'static`, `Send` and `Sync`; the chunk goes back to the pool when it is
+/// dropped, on whichever thread.
+pub struct OwnedSample {
+    joined: Arc<Joined>,
+    ptr: *const u8,
+    len: usize,
+    slot: u32,
+    seq: u64,
+    lost: u64,
+}
+
+// SAFETY: `ptr` points into the mapping that `joined` keeps alive (the mapping is
+// `Send + Sync`); the bytes are only read, through `&self`, under the same
+// zero-copy contract as a `Sample`'s. Dropping releases the hold with atomic
+// stores only (`Joined::returned`, the hold word), so it may happen on any thread.
+unsafe impl Send for OwnedSample {}
+// SAFETY: as above: `&OwnedSample` only reads.
+unsafe impl Sync for OwnedSample {}
+
+impl fmt::Debug for OwnedSample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSample")
+            .field("seq", &self.seq)
+            .field("lost", &self.lost)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl OwnedSample {
+    /// As [`Sample::lost`].
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// As [`Sample::seq`].
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// As [`Sample::pod`].
+    pub fn pod<T: Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self).ok()
+    }
+
+    /// Copies the sample out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.deref().to_vec()
+    }
+}
+
+impl Deref for OwnedSample {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as `Sample::deref`: `ptr` is `len` payload bytes of a chunk inside
+        // the mapping `joined` keeps alive, and our hold slot names the chunk until
+        // this is dropped.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for OwnedSample {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for OwnedSample {
+    fn drop(&mut self) {
+        let joined = &self.joined;
+        // Release: our reads of the chunk happen before the publisher, seeing the
+        // slot empty (Acquire in `reclaim`), frees and rewrites it.
+        joined
+            .chan
+            .hold(joined.index, self.slot as usize)
+            .store(0, Ordering::Release);
+        // Release pairs with the subscriber's Acquire in `collect_returned`: the
+        // store above comes before its reuse of the slot.
+        joined
+            .returned
+            .fetch_or(1 << self.slot, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Deref for Sample<'_> {
@@ -1578,7 +1732,7 @@ impl AsRef<[u8]> for Sample<'_> {
 impl Drop for Sample<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.sub.core.release(&self.sub.chan, self.slot);
+        self.sub.core.release(&self.sub.joined.chan, self.slot);
     }
 }
 

@@ -595,11 +595,18 @@ impl SubscriberCore {
     }
 
     /// Releases every hold (leaving the channel).
+    #[cfg(test)]
     pub(crate) fn release_all(&self, mem: &impl PoolMem) {
         for j in 0..self.geo.max_held as usize {
             mem.hold(self.place, j).store(0, Ordering::Release);
         }
         self.used.set(0);
+    }
+
+    /// Marks hold slots `mask` free again: their holds were released elsewhere
+    /// (by owned samples, on any thread), after which they may be reused.
+    pub(crate) fn returned(&self, mask: u64) {
+        self.used.set(self.used.get() & !mask);
     }
 }
 
