@@ -361,28 +361,38 @@ const BURST_SAMPLES: usize = 256;
 /// Payload bytes after which an export stops taking samples and puts them: about one
 /// zenoh batch (a put is at most this plus one sample, as large as a slot).
 const BURST_BYTES: usize = 60 * 1024;
-/// The buffer the export copies samples into, one allocation for many samples: the
+/// The buffer the export copies small samples into, one allocation for many: the
 /// burst's packed records back to back (see `wire.rs`), the one-by-one puts' payloads
 /// being slices of them. Each put hands zenoh a reference-counted slice (zenoh copies
 /// a put's bytes into its batches during the put and drops the slice), and each burst
 /// starts again at the buffer's beginning when nothing holds a slice any more, so the
 /// same memory, mapped and in the cache, serves every burst.
 const ARENA: usize = 256 * 1024;
+/// Samples of at least this many bytes are not copied into the buffer: zenoh is
+/// handed the topic's chunk itself ([`Received::into_bytes`]), held until zenoh has
+/// copied it into its batches. Smaller ones cost less to copy than to keep.
+const KEEP_FROM: usize = 2048;
 
-/// One sample taken from the topic: its number, and where its bytes are in the
-/// burst's buffer.
+/// One sample taken from the topic: its number, and where its bytes are (in which
+/// of the burst's parts, from where).
 struct Staged {
     seq: u64,
+    part: usize,
     start: usize,
     len: usize,
 }
 
-/// What an export holds between wake-ups: the samples of one burst, the buffer they
-/// are copied into, and one for the one-by-one puts' attachments.
+/// What an export holds between wake-ups: the samples of one burst, their bytes
+/// (the packed put is `parts` in order), and a buffer for the one-by-one puts'
+/// attachments.
 struct Burst {
     staged: Vec<Staged>,
     bytes: usize,
+    /// The open part: records copied since the last kept sample, and a kept
+    /// sample's record header.
     arena: BytesMut,
+    /// Closed parts, in order: runs of the arena, and kept samples.
+    parts: Vec<Bytes>,
     tags: BytesMut,
 }
 
@@ -392,6 +402,7 @@ impl Burst {
             staged: Vec::with_capacity(BURST_SAMPLES),
             bytes: 0,
             arena: BytesMut::new(),
+            parts: Vec::new(),
             tags: BytesMut::new(),
         }
     }
@@ -400,16 +411,21 @@ impl Burst {
         self.staged.len() >= BURST_SAMPLES || self.bytes >= BURST_BYTES
     }
 
-    /// Copies one sample into the buffer, as a packed record.
-    fn push(&mut self, seq: u64, payload: &[u8]) {
-        let need = self.arena.len() + wire::RECORD_HEADER + payload.len();
+    /// Room for `more` bytes in the open part.
+    fn reserve(&mut self, more: usize) {
+        let need = self.arena.len() + more;
         if self.arena.capacity() < need && !self.arena.try_reclaim(need.max(ARENA)) {
-            // Slices of the old buffer are still held (by zenoh): a fresh one, with
-            // this burst's records so far.
+            // Slices of the old buffer are still held (by zenoh, or by this burst's
+            // closed parts): a fresh one, with the open part's records so far.
             let mut fresh = BytesMut::with_capacity(need.max(ARENA));
             fresh.extend_from_slice(&self.arena);
             self.arena = fresh;
         }
+    }
+
+    /// Copies one sample into the open part, as a packed record.
+    fn push(&mut self, seq: u64, payload: &[u8]) {
+        self.reserve(wire::RECORD_HEADER + payload.len());
         self.arena
             .extend_from_slice(&wire::record_header(seq, payload.len()));
         let start = self.arena.len();
@@ -417,14 +433,52 @@ impl Burst {
         self.bytes += payload.len();
         self.staged.push(Staged {
             seq,
+            // The open part's index once it is closed.
+            part: self.parts.len(),
             start,
             len: payload.len(),
         });
     }
 
-    /// The burst's records, frozen for the puts; the buffer is empty after it.
-    fn take(&mut self) -> Bytes {
-        self.arena.split().freeze()
+    /// Adds one sample as it is, without a copy: its record header ends the open
+    /// part, which is closed, and the sample is a part of its own.
+    fn keep(&mut self, seq: u64, payload: Bytes) {
+        self.reserve(wire::RECORD_HEADER);
+        self.arena
+            .extend_from_slice(&wire::record_header(seq, payload.len()));
+        self.parts.push(self.arena.split().freeze());
+        self.bytes += payload.len();
+        self.staged.push(Staged {
+            seq,
+            part: self.parts.len(),
+            start: 0,
+            len: payload.len(),
+        });
+        self.parts.push(payload);
+    }
+
+    /// Closes the open part (before the puts).
+    fn close(&mut self) {
+        if !self.arena.is_empty() {
+            self.parts.push(self.arena.split().freeze());
+        }
+    }
+
+    /// The packed put's payload: every part, in order (once closed).
+    fn packed(&self) -> ZBytes {
+        if let [one] = &self.parts[..] {
+            return ZBytes::from(one.clone());
+        }
+        let mut w = ZBytes::writer();
+        for part in &self.parts {
+            w.append(ZBytes::from(part.clone()));
+        }
+        w.finish()
+    }
+
+    /// A staged sample's bytes (once closed).
+    fn payload(&self, s: &Staged) -> Bytes {
+        self.parts[s.part].slice(s.start..s.start + s.len)
     }
 
     /// A one-by-one put's attachment, as a slice of the tags buffer.
@@ -437,10 +491,12 @@ impl Burst {
         self.tags.split().freeze()
     }
 
-    /// After the burst's puts: empties it, and rewinds the buffers to their
+    /// After the burst's puts: empties it (a kept sample goes back to its topic
+    /// once zenoh has dropped its clones too), and rewinds the buffers to their
     /// beginnings where no slice of them is held any more.
     fn done(&mut self) {
         self.staged.clear();
+        self.parts.clear();
         self.bytes = 0;
         let _ = self.arena.try_reclaim(ARENA);
         let _ = self.tags.try_reclaim(16 * 1024);
@@ -498,7 +554,7 @@ impl Export<'_> {
                 continue;
             }
             match next_spinning(&source, self.spin) {
-                Ok(Next::Sample(got)) => self.stage(&mut burst, &got),
+                Ok(Next::Sample(got)) => self.stage(&mut burst, &source, got),
                 Ok(Next::Idle) => continue,
                 Ok(Next::NoPublisher) => {
                     // Wait for the next publisher, looking now and then.
@@ -519,7 +575,7 @@ impl Export<'_> {
             let mut failed = None;
             while !burst.full() {
                 match source.next(Duration::ZERO) {
-                    Ok(Next::Sample(got)) => self.stage(&mut burst, &got),
+                    Ok(Next::Sample(got)) => self.stage(&mut burst, &source, got),
                     Ok(Next::Idle | Next::NoPublisher) => break,
                     Err(e) => {
                         failed = Some(e);
@@ -527,8 +583,9 @@ impl Export<'_> {
                     }
                 }
             }
-            // The samples were released as they were copied (a block-mode publisher
-            // has its room back before the puts may block).
+            // The samples taken are no longer in the topic's ring (a block-mode
+            // publisher has its room back before the puts may block); the kept ones
+            // are still held, until zenoh has copied them.
             self.put(out, &mut burst);
             if let Some(e) = failed {
                 tracing::error!(topic = self.topic, "{e}; export stopped");
@@ -543,13 +600,13 @@ impl Export<'_> {
         if burst.staged.is_empty() {
             return;
         }
-        let records = burst.take();
+        burst.close();
         let (packed, plain) = (out.packed(), out.plain());
         let mut put = false;
         if packed {
             match out
                 .packed
-                .put(ZBytes::from(records.clone()))
+                .put(burst.packed())
                 .attachment(ZBytes::from(out.packed_tag.clone()))
                 .wait()
             {
@@ -566,7 +623,7 @@ impl Export<'_> {
                 });
                 match out
                     .plain
-                    .put(ZBytes::from(records.slice(s.start..s.start + s.len)))
+                    .put(ZBytes::from(burst.payload(s)))
                     .attachment(ZBytes::from(attachment))
                     .wait()
                 {
@@ -583,14 +640,14 @@ impl Export<'_> {
                 self.counters.add(s.len);
             }
         }
-        drop(records);
         burst.done();
     }
 
     /// Accounts for one sample read from the topic and, unless this bridge published
-    /// it, copies it into the burst (the one copy: zenoh's `put` must own its
-    /// payload; the sample is released by the caller right after).
-    fn stage(&self, burst: &mut Burst, got: &Received<'_>) {
+    /// it, adds it to the burst: a large one as it is (zenoh is handed the topic's
+    /// chunk) while the topic leaves a hold for the next receive, any other copied
+    /// (the one copy: zenoh's `put` must own its payload).
+    fn stage(&self, burst: &mut Burst, source: &Source, got: Received<'_>) {
         let (seq, lost) = (got.seq(), got.lost());
         if lost > 0 {
             self.counters.lost.fetch_add(lost, Ordering::Relaxed);
@@ -606,7 +663,11 @@ impl Export<'_> {
                 return; // published by this bridge's import: never sent back
             }
         }
-        burst.push(seq, got);
+        if got.len() >= KEEP_FROM && source.can_keep() {
+            burst.keep(seq, got.into_bytes());
+        } else {
+            burst.push(seq, &got);
+        }
     }
 }
 
@@ -1033,5 +1094,53 @@ mod tests {
         // A wildcard import may cover keys nobody exports: never.
         assert!(!withdraws("k/**", ["a"], "me", &from(&["a"])));
         assert!(!withdraws("k/*", ["a"], "me", &from(&["a"])));
+    }
+
+    /// Copied and kept samples, in every order, make one packed payload whose
+    /// records are the samples in order, and each one-by-one payload is its sample;
+    /// a kept sample is not copied, and the buffers are reused after `done`.
+    #[test]
+    fn a_burst_mixes_copied_and_kept_samples() {
+        let sample = |seq: u64, len: usize| -> Vec<u8> {
+            (0..len).map(|i| (seq as usize * 7 + i) as u8).collect()
+        };
+        let mut burst = Burst::new();
+        for round in 0..3u64 {
+            // Every pattern of copied (false) and kept (true) for 4 samples.
+            for pattern in 0..16u32 {
+                let mut kept_ptrs = Vec::new();
+                let mut expect = Vec::new();
+                for i in 0..4u64 {
+                    let seq = round * 1000 + u64::from(pattern) * 10 + i;
+                    let bytes = sample(seq, 1 + (i as usize * 37) % 90);
+                    if pattern & (1 << i) != 0 {
+                        let owned = Bytes::from(bytes.clone());
+                        kept_ptrs.push(owned.as_ptr());
+                        burst.keep(seq, owned);
+                    } else {
+                        burst.push(seq, &bytes);
+                    }
+                    expect.push((seq, bytes));
+                }
+                burst.close();
+                let packed = burst.packed();
+                let flat = packed.to_bytes().into_owned();
+                let got = wire::unpack(&flat).expect("a well-formed packed payload");
+                let got: Vec<_> = got.into_iter().map(|(q, b)| (q, b.to_vec())).collect();
+                assert_eq!(got, expect, "pattern {pattern:04b}");
+                for p in &kept_ptrs {
+                    assert!(
+                        packed.slices().any(|s| s.as_ptr() == *p),
+                        "a kept sample was copied (pattern {pattern:04b})"
+                    );
+                }
+                for (s, (seq, bytes)) in burst.staged.iter().zip(&expect) {
+                    assert_eq!((s.seq, &burst.payload(s)[..]), (*seq, &bytes[..]));
+                }
+                drop(packed);
+                burst.done();
+                assert!(burst.parts.is_empty() && burst.staged.is_empty());
+            }
+        }
     }
 }

@@ -2,12 +2,16 @@
 //! subscribes, for `--export`) and a [`Sink`] (the bridge publishes, for `--import`).
 //!
 //! Zero-copy on both sides: [`Source::next`] hands out each sample read in place in
-//! the topic's shared memory (the export copies it once, into the buffer zenoh's
-//! `put` must own), and [`Sink::send`] copies zenoh's received slices straight into
-//! a loaned chunk (the only copy on the import side).
+//! the topic's shared memory, which the export either hands to zenoh as it is
+//! ([`Received::into_bytes`]: the topic's chunk backs zenoh's buffer until zenoh
+//! has sent it) or copies into a buffer with others (small samples), and
+//! [`Sink::send`] copies zenoh's received slices straight into a loaned chunk (the
+//! only copy on the import side).
 
 use std::ops::Deref;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use shmipc::channel::pubsub::{Loan, Options, Overflow, Publisher, Sample, Subscriber};
 use shmipc::channel::{ChannelError, RecvError, SendError, TrySendError};
@@ -88,6 +92,13 @@ impl Received<'_> {
     pub fn lost(&self) -> u64 {
         self.0.lost()
     }
+
+    /// The sample as a buffer zenoh can own, without a copy: its chunk stays held
+    /// (counting against the topic's holds, see [`Source::can_keep`]) until the last
+    /// clone of the `Bytes` is dropped, on whichever thread.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self.0.detach())
+    }
 }
 
 impl Deref for Received<'_> {
@@ -128,6 +139,13 @@ impl Source {
         )?;
         settings.check_mode(topic, sub.overflow());
         Ok(Self { sub })
+    }
+
+    /// Whether one more sample may be kept past the next receive
+    /// ([`Received::into_bytes`]): keeping it still leaves a hold for the receive
+    /// after. Counts the sample just received, if any is alive.
+    pub fn can_keep(&self) -> bool {
+        self.sub.held() < self.sub.max_held()
     }
 
     /// The next sample, read in place, waiting up to `timeout` (zero: not at all).

@@ -21,7 +21,11 @@
 //! `zenoh-peer` role) receives with callbacks, echoes pings and says when the last
 //! sample of a burst came. The bridge side: this process publishes and subscribes on
 //! shmipc topics (one thread echoes pings), two `shmipc-bridge --lossless` processes
-//! carry them. Every contender copies every byte in and out once.
+//! carry them. Each side's applications use their system the fast way: the zenoh
+//! sender puts a buffer of its own, its echo puts the received payload as it is (no
+//! copy), its receivers read the payload in place; the shmipc sender fills a loaned
+//! chunk in place, its receivers read samples in place, and its echo copies the
+//! sample into a loan of the other topic (the one copy a shmipc echo needs).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,6 +39,22 @@ use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
 const SLOT: usize = 65536;
+
+const USAGE: &str = "usage: shmipc-bridge-bench [--rounds N] [--bridge NAME=PATH[,ARG...]]... \
+[--zenoh KEY=VALUE]... [--only zenoh|bridge [--size BYTES] [--what tp|rtt|both] [--secs S]]";
+
+/// A bad command line: says what, and how it is used, and exits 2.
+fn usage(what: &str) -> ! {
+    eprintln!("shmipc-bridge-bench: {what}\n{USAGE}");
+    std::process::exit(2)
+}
+
+/// `value` parsed for option `name`, or a clear exit.
+fn parsed<T: std::str::FromStr>(name: &str, value: &str) -> T {
+    value
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("{name} {value:?}: not a valid number")))
+}
 
 /// zenoh configuration entries (`--zenoh KEY=VALUE`) for the zenoh contender's two
 /// sessions; a bridge contender gets the same through its own arguments
@@ -82,16 +102,16 @@ fn zenoh_peer(connect: &str) {
     let _ping = s
         .declare_subscriber("bench/z/ping")
         .callback(move |sample| {
-            let data = sample.payload().to_bytes().into_owned();
-            pong.put(data).wait().expect("put pong");
+            // Echoed as received: zenoh's payloads are shared, not copied.
+            pong.put(sample.payload().clone()).wait().expect("put pong");
         })
         .wait()
         .expect("ping");
     let _tp = s
         .declare_subscriber("bench/z/tp")
         .callback(move |sample| {
-            let b = sample.payload().to_bytes();
-            let data = b.to_vec(); // read every byte, as a shmipc subscriber does
+            // Read in place (contiguous: not copied), as a shmipc sample is.
+            let data = sample.payload().to_bytes();
             let idx = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
             let n = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
             if idx + 1 == n {
@@ -118,11 +138,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A message as zenoh's applications send it: a buffer of their own.
 fn msg(size: usize, idx: u64, n: u64) -> Vec<u8> {
-    let mut v = vec![0xa5u8; size.max(16)];
-    v[..8].copy_from_slice(&idx.to_le_bytes());
-    v[8..16].copy_from_slice(&n.to_le_bytes());
+    let mut v = vec![0u8; size.max(16)];
+    write_msg(&mut v, idx, n);
     v
+}
+
+/// Writes message `idx` of `n` into `buf` (in place: a shmipc loan).
+fn write_msg(buf: &mut [u8], idx: u64, n: u64) {
+    buf[16..].fill(0xa5);
+    buf[..8].copy_from_slice(&idx.to_le_bytes());
+    buf[8..16].copy_from_slice(&n.to_le_bytes());
 }
 
 fn topic_options() -> Options {
@@ -282,12 +309,10 @@ impl Bridged {
         let mut threads = Vec::new();
         let s1 = stop.clone();
         threads.push(std::thread::spawn(move || {
-            let (sub, mut buf) = (tp_b, Vec::with_capacity(SLOT));
+            let sub = tp_b;
             while !s1.load(Ordering::Relaxed) {
-                if sub
-                    .recv_into_timeout(&mut buf, Duration::from_millis(100))
-                    .is_ok()
-                {
+                // Read in place, as zenoh's subscriber reads its payload.
+                if let Ok(buf) = sub.recv_timeout(Duration::from_millis(100)) {
                     let idx = u64::from_le_bytes(buf[..8].try_into().expect("8"));
                     let n = u64::from_le_bytes(buf[8..16].try_into().expect("8"));
                     if idx + 1 == n {
@@ -298,13 +323,15 @@ impl Bridged {
         }));
         let s2 = stop.clone();
         threads.push(std::thread::spawn(move || {
-            let (sub, mut publ, mut buf) = (ping_b, pong_b, Vec::with_capacity(SLOT));
+            let (sub, mut publ) = (ping_b, pong_b);
             while !s2.load(Ordering::Relaxed) {
-                if sub
-                    .recv_into_timeout(&mut buf, Duration::from_millis(100))
-                    .is_ok()
-                {
-                    publ.send(&buf).expect("echo");
+                if let Ok(got) = sub.recv_timeout(Duration::from_millis(100)) {
+                    // One copy, from the sample into the loan (another topic's
+                    // chunk): zenoh's responder puts its payload without one.
+                    let mut loan = publ.loan(got.len()).expect("echo");
+                    loan.copy_from_slice(&got);
+                    drop(got);
+                    loan.send();
                 }
             }
         }));
@@ -322,7 +349,10 @@ impl Bridged {
     fn throughput(&mut self, size: usize, n: u64) -> f64 {
         let t = Instant::now();
         for i in 0..n {
-            self.tp.send(&msg(size, i, n)).expect("send");
+            // Written in place, as zenoh's sender fills its own buffer.
+            let mut loan = self.tp.loan(size.max(16)).expect("loan");
+            write_msg(&mut loan, i, n);
+            loan.send();
         }
         self.done
             .recv_timeout(Duration::from_secs(300))
@@ -331,14 +361,16 @@ impl Bridged {
     }
 
     fn rtt(&mut self, size: usize, n: u64) -> Duration {
-        let mut buf = Vec::with_capacity(SLOT);
         let t = Instant::now();
         for i in 0..n {
-            self.ping.send(&msg(size, i, n)).expect("send");
-            self.pong
-                .recv_into_timeout(&mut buf, Duration::from_secs(60))
+            let mut loan = self.ping.loan(size.max(16)).expect("loan");
+            write_msg(&mut loan, i, n);
+            loan.send();
+            let got = self
+                .pong
+                .recv_timeout(Duration::from_secs(60))
                 .expect("pong");
-            assert_eq!(buf.len(), size.max(16));
+            assert_eq!(got.len(), size.max(16));
         }
         t.elapsed() / n as u32
     }
@@ -368,19 +400,39 @@ fn main() {
         zenoh_peer(args.get(1).expect("zenoh-peer ENDPOINT"));
         return;
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    let known = [
+        "--rounds", "--bridge", "--zenoh", "--only", "--size", "--what", "--secs",
+    ];
+    let mut i = 0;
+    while i < args.len() {
+        if !known.contains(&args[i].as_str()) {
+            usage(&format!("unknown argument {:?}", args[i]));
+        }
+        if args.get(i + 1).is_none() {
+            usage(&format!("{} needs a value", args[i]));
+        }
+        i += 2;
+    }
     let _ = SETTINGS.set(
         args.iter()
             .enumerate()
             .filter(|(_, a)| *a == "--zenoh")
-            .map(|(i, _)| args.get(i + 1).expect("--zenoh KEY=VALUE").clone())
+            .map(|(i, _)| args[i + 1].clone())
             .collect(),
     );
     let rounds: usize = args
         .iter()
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1))
-        .map(|r| r.parse().expect("--rounds N"))
+        .map(|r| parsed("--rounds", r))
         .unwrap_or(5);
+    if rounds == 0 {
+        usage("--rounds: at least 1");
+    }
     // For profiling one contender alone: `--only zenoh|bridge`, `--size 64|65536`,
     // `--secs S` (repeat that contender's throughput burst for S seconds).
     let opt = |name: &str| {
@@ -390,9 +442,23 @@ fn main() {
             .cloned()
     };
     let only = opt("--only");
-    let only_size: Option<usize> = opt("--size").map(|s| s.parse().expect("--size BYTES"));
-    let secs: f64 = opt("--secs").map_or(0.0, |s| s.parse().expect("--secs S"));
+    if let Some(o) = only.as_deref().filter(|o| !["zenoh", "bridge"].contains(o)) {
+        usage(&format!("--only {o:?}: zenoh or bridge"));
+    }
+    let only_size: Option<usize> = opt("--size").map(|s| parsed("--size", &s));
+    if only_size.is_some_and(|s| s > SLOT) {
+        usage(&format!(
+            "--size: at most {SLOT} bytes (the topics' slot size)"
+        ));
+    }
+    let secs: f64 = opt("--secs").map_or(0.0, |s| parsed("--secs", &s));
+    if !(0.0..=86_400.0).contains(&secs) {
+        usage("--secs: from 0 to 86400");
+    }
     let what = opt("--what").unwrap_or_else(|| "both".into());
+    if !["tp", "rtt", "both"].contains(&what.as_str()) {
+        usage(&format!("--what {what:?}: tp, rtt or both"));
+    }
     let (do_tp, do_rtt) = (what != "rtt", what != "tp");
     // Bridge contenders: `--bridge NAME=PATH[,ARG...]`, repeated (e.g. the binary
     // before and after a change, or other settings, in the same interleaved run);
@@ -402,10 +468,12 @@ fn main() {
         .enumerate()
         .filter(|(_, a)| *a == "--bridge")
         .map(|(i, _)| {
-            let spec = args.get(i + 1).expect("--bridge NAME=PATH[,ARG...]");
-            let (name, rest) = spec.split_once('=').expect("--bridge NAME=PATH[,ARG...]");
+            let spec = &args[i + 1];
+            let Some((name, rest)) = spec.split_once('=') else {
+                usage(&format!("--bridge {spec:?}: NAME=PATH[,ARG...]"))
+            };
             let mut parts = rest.split(',').map(str::to_owned);
-            let path = PathBuf::from(parts.next().expect("a path"));
+            let path = PathBuf::from(parts.next().unwrap_or_default());
             (name.to_owned(), path, parts.collect())
         })
         .collect();
@@ -415,12 +483,15 @@ fn main() {
             .with_file_name("shmipc-bridge");
         bridges.push(("bridge".into(), sibling, vec![]));
     }
-    for (_, path, _) in &bridges {
-        assert!(
-            path.exists(),
-            "{} missing: build the crate first",
-            path.display()
-        );
+    for (name, path, _) in &bridges {
+        if !path.is_file() {
+            eprintln!(
+                "shmipc-bridge-bench: bridge {name:?}: {} is not there; build it first \
+                 (cargo build --release --manifest-path crates/shmipc-bridge/Cargo.toml)",
+                path.display()
+            );
+            std::process::exit(1);
+        }
     }
     if let Some(only) = only {
         let size = only_size.unwrap_or(64);
