@@ -208,8 +208,11 @@ still in the ring, which keeps the last capacity - 1: none on a --capacity 1 top
 whose one slot the next message takes). The topic is created if it does not exist (settings as for `shmipc
 pub`; it stays until `shmipc rm TOPIC`), so that `sub` may start before any `pub`.
 Publishers may come and go: `sub` keeps waiting for the next one. A topic removed
-(`shmipc rm TOPIC`) while `sub` reads it is an error within about a second (exit
-status 1): what is published under the name then can no longer reach it.
+(`shmipc rm TOPIC`) while `sub` reads it, even one made again under the name since,
+is an error within about a second of its last publisher leaving (exit status 1):
+what is published under the name then can no longer reach it. (`sub` compares the
+object itself, on Linux its device and inode; macOS can tell only a name that is
+gone.)
 
 Text output: the message as UTF-8 (invalid bytes shown as U+FFFD), with \\n, \\r and
 other control characters (but tab) escaped as \\n, \\r, \\xNN, so that one message

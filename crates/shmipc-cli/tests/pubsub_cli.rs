@@ -556,3 +556,47 @@ fn a_topic_removed_under_a_running_sub_is_reported() {
         );
     }
 }
+
+/// The same, for a `sub` in another pid namespace (`unshare --pid`, root only;
+/// skipped elsewhere), whose pid the kernel's lock list gives in the outer
+/// namespace's numbers: `sub` compared holders' pids with its own, found itself
+/// nowhere, and so noticed only a name that was gone, never one removed and made
+/// again, and stayed deaf for ever. `sub` now asks whether the name names the very
+/// object it mapped (device and inode), which no pid or timing can fool.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_topic_removed_and_made_again_under_a_sub_in_another_pid_namespace_is_reported() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot make a pid namespace here");
+        return;
+    }
+    let topic = unique("ps-pidns");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "4"]);
+    let mut sub = Running(
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_shmipc"))
+            .args(["sub", &topic])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the subscriber to connect", || subscribers(&topic) > 0);
+    ok(&["rm", &topic]);
+    ok(&["pub", &topic, "hello"]);
+    let status = wait_exit(&mut sub.0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut sub.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!("shmipc: topic `{topic}` was removed"))
+            && err.contains("another object now has its name"),
+        "{err}"
+    );
+}

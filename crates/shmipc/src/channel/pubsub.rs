@@ -1227,6 +1227,15 @@ impl Subscriber {
         tok != 0 && peer::alive(self.chan.map.view.liveness(), tok)
     }
 
+    /// Whether the channel's name still names the channel this subscriber reads:
+    /// `Some(false)` once it was removed, even where a new channel has taken the
+    /// name since (publishers that open the name then reach that one, never this
+    /// subscriber). `None` where the OS cannot tell; see
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named).
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.chan.map.view.is_still_named()
+    }
+
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {
         match self.core.take(&self.chan)? {
             Take::Empty => Ok(None),

@@ -265,6 +265,30 @@ fn unlink_if_same(path: &Path, fd: &OwnedFd) {
     }
 }
 
+/// Whether `name` still names the object `h` holds, compared by device and inode
+/// (a file-backed segment's link followed, as an opener follows it): `Some(false)`
+/// once the name is gone, leads nowhere, or names another object (removed, then
+/// made again); `None` where it cannot be told (the name cannot be looked at).
+pub(crate) fn still_named(h: &Handle, name: &Name) -> Option<bool> {
+    let ours = rfs::fstat(&h.fd).ok()?;
+    if ours.st_nlink == 0 && matches!(h.backing, Backing::Memory) {
+        return Some(false); // unlinked: whatever has the name now is another object
+    }
+    let path = path_of(name);
+    let named = match rfs::lstat(&path) {
+        Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink => {
+            // stat only: no open of whatever the link leads to.
+            rfs::stat(&path)
+        }
+        r => r,
+    };
+    match named {
+        Ok(st) => Some(st.st_dev == ours.st_dev && st.st_ino == ours.st_ino),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// Takes the shared lock, waiting at most [`LOCK_PATIENCE`] for an exclusive holder.
 fn lock_shared(fd: &OwnedFd) -> Result<(), Option<Errno>> {
     let deadline = Instant::now() + LOCK_PATIENCE;
