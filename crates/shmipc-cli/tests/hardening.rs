@@ -1324,3 +1324,125 @@ fn a_full_stdout_is_named_as_stdout() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success() && err.is_empty(), "{status:?}: {err}");
 }
+
+/// Whether anything opened `path` since the watch began (inotify `IN_OPEN`; an
+/// `O_PATH` look is no open).
+struct OpenWatch(std::os::fd::OwnedFd);
+
+impl OpenWatch {
+    fn new(path: &std::path::Path) -> Self {
+        use rfs::inotify;
+        let fd =
+            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(&fd, path, inotify::WatchFlags::OPEN).unwrap();
+        Self(fd)
+    }
+
+    fn opened(&self) -> bool {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut reader = rfs::inotify::Reader::new(&self.0, &mut buf);
+        match reader.next() {
+            Ok(e) => e.events().contains(rfs::inotify::ReadFlags::OPEN),
+            Err(rustix::io::Errno::AGAIN) => false,
+            Err(e) => panic!("reading inotify: {e}"),
+        }
+    }
+}
+
+/// `create --file` on a device or FIFO is refused without ever opening it: it was
+/// opened read-write (without `O_NOCTTY`) and only then refused, and as root
+/// opening a watchdog device arms it, a tape device rewinds, a FIFO's blocked
+/// writer is let go. Every verb on a file-backed segment whose file was replaced
+/// by a FIFO or device is refused the same way. (Devices need root for `mknod`;
+/// skipped otherwise.)
+#[test]
+fn a_device_or_fifo_as_backing_file_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    rfs::mknodat(
+        rfs::CWD,
+        &fifo,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let mut specials = vec![fifo];
+    let null = dir.path().join("null");
+    // /dev/null's numbers (1, 3): opening it does nothing, but inotify sees it.
+    if rfs::mknodat(
+        rfs::CWD,
+        &null,
+        rfs::FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        rfs::makedev(1, 3),
+    )
+    .is_ok()
+    {
+        specials.push(null);
+    } else {
+        eprintln!("no device node (not root): FIFO only");
+    }
+    for special in &specials {
+        let text = special.to_str().unwrap();
+        let name = unique("never-opened");
+        let _cleanup = Cleanup(name.clone());
+        let watch = OpenWatch::new(special);
+        let args = ["create", name.as_str(), "-s", "4K", "--file", text];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(line.contains("not a regular file"), "{line}");
+        assert!(!watch.opened(), "{args:?} opened {text}");
+        assert!(!left_behind(&name), "{args:?} left its name");
+
+        // A segment on a regular file, then the file replaced by the special one.
+        let file = dir.path().join("data");
+        ok(&[
+            "create",
+            &name,
+            "-s",
+            "4K",
+            "--file",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::rename(special, &file).unwrap();
+        let watch = OpenWatch::new(&file);
+        for verb in [
+            vec!["read", name.as_str()],
+            vec!["write", name.as_str(), "x"],
+            vec!["info", name.as_str()],
+            vec!["lock", name.as_str(), "--", "true"],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            // `info` describes it as not openable; the others fail.
+            let out = run(&verb);
+            assert_eq!(out.status.success(), verb[0] == "info", "{verb:?}: {out:?}");
+            assert!(!watch.opened(), "{verb:?} opened {text}");
+        }
+        ok(&["rm", &name]);
+        std::fs::rename(&file, special).unwrap();
+    }
+}
+
+/// `create --file` on a file of /proc or /sys (regular-looking, but writing one
+/// sets kernel state) is refused, naming the file system, before it is opened:
+/// as root it was opened read-write and, where the size fitted, mapped.
+#[test]
+fn a_proc_or_sys_file_as_backing_file_is_refused() {
+    for (file, fs) in [
+        ("/proc/self/comm", "procfs"),
+        ("/sys/kernel/uevent_seqnum", "sysfs"),
+    ] {
+        if std::path::Path::new(file).symlink_metadata().is_err() {
+            continue;
+        }
+        let name = unique("pseudo");
+        let _cleanup = Cleanup(name.clone());
+        let args = ["create", name.as_str(), "--file", file];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(file) && line.contains(fs) && line.contains("kernel interface"),
+            "{line}"
+        );
+        assert!(!left_behind(&name), "{args:?} left its name");
+    }
+}

@@ -740,18 +740,45 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             ),
         },
     };
-    let open_file = |extra: OFlags| {
-        open_trusted(
-            &abs,
-            extra | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(p.mode & PERMISSION_BITS),
-        )
+    let not_regular = |why: String| Error::Os {
+        op: "opening the backing file",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} {why}: back the segment with a regular file",
+                abs.display()
+            ),
+        ),
     };
     // Remember whether the file is ours, so that a failed create leaves no file
-    // (and no extended file) behind.
-    let (fd, made_file) = match open_file(OFlags::CREATE | OFlags::EXCL) {
+    // (and no extended file) behind. A new file (`O_EXCL` follows no link) is a
+    // regular one; an existing one is opened only once known to be one (a device
+    // is never opened: as root, opening a watchdog arms it).
+    let (fd, made_file) = match open_trusted(
+        &abs,
+        OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::RDWR
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(p.mode & PERMISSION_BITS),
+    ) {
         Ok(fd) => (fd, true),
-        Err(Errno::EXIST) => (open_file(OFlags::empty()).map_err(open_err)?, false),
+        Err(Errno::EXIST) => match open_regular(&abs, OFlags::RDWR) {
+            Ok(fd) => (fd, false),
+            Err(Refused::Os(e)) => return Err(open_err(e)),
+            Err(Refused::NotRegular) => {
+                return Err(not_regular(
+                    "is not a regular file (a FIFO, device or directory?)".into(),
+                ))
+            }
+            Err(Refused::Pseudo(fs)) => {
+                return Err(not_regular(format!(
+                    "is a file of {fs}, a kernel interface, not storage"
+                )))
+            }
+        },
         Err(e) => return Err(open_err(e)),
     };
     // A new file gets exactly the chosen mode, as a memory segment does (umask
@@ -769,16 +796,9 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         // A FIFO, device or directory (opened non-blocking, so a FIFO cannot hang
         // us) has no pages to share: say so, rather than what truncating it says.
         Ok(st) if !is_regular(&st) => {
-            return Err(Error::Os {
-                op: "opening the backing file",
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} is not a regular file (a FIFO, device or directory?): back the segment with a regular file",
-                        abs.display()
-                    ),
-                ),
-            });
+            return Err(not_regular(
+                "is not a regular file (a FIFO, device or directory?)".into(),
+            ));
         }
         Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
         Err(e) => {
@@ -1022,23 +1042,22 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
 
 fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
     let target = follow_link(link)?;
-    let fd = match open_trusted(
-        &target,
-        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
+    let fd = match open_regular(&target, flags) {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => {
+        Err(r @ (Refused::NotRegular | Refused::Pseudo(_))) => {
+            return Err(refused_backing(&target, &r))
+        }
+        Err(Refused::Os(Errno::LOOP)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
             })
         }
         // The name went meanwhile: nothing is there.
-        Err(Errno::NOENT) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
+        Err(Refused::Os(Errno::NOENT)) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
         // The name is there and its file is not: say so, rather than "not found"
         // about a name that `create` finds taken.
-        Err(Errno::NOENT) => {
+        Err(Refused::Os(Errno::NOENT)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io::Error::new(
@@ -1050,9 +1069,9 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
                 ),
             })
         }
-        Err(Errno::ISDIR) => return Err(not_a_segment(&target)),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
-        Err(e) => {
+        Err(Refused::Os(Errno::ISDIR)) => return Err(not_a_segment(&target)),
+        Err(Refused::Os(e @ (Errno::ACCESS | Errno::PERM))) => return Err(Error::PermissionDenied(io_err(e))),
+        Err(Refused::Os(e)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io_err(e),
@@ -1457,11 +1476,11 @@ pub(crate) fn peek(
     let fd = match open(&path, OFlags::NOFOLLOW) {
         Err(Errno::LOOP) => {
             let target = follow_link(&path)?;
-            open_trusted(
-                &target,
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-                Mode::empty(),
-            )
+            match open_regular(&target, OFlags::RDONLY) {
+                Ok(fd) => Ok(fd),
+                Err(Refused::Os(e)) => Err(e),
+                Err(r) => return Err(refused_backing(&target, &r)),
+            }
         }
         r => r,
     };
@@ -1548,6 +1567,97 @@ fn open_trusted(path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno
         }
         r => r,
     }
+}
+
+/// Why [`open_regular`] refused a path.
+#[derive(Debug)]
+enum Refused {
+    Os(Errno),
+    /// Not a regular file: a device, FIFO, socket or directory.
+    NotRegular,
+    /// A file of a kernel interface (`/proc`, `/sys`…), not storage; the name
+    /// of its file system.
+    Pseudo(&'static str),
+}
+
+/// The kernel-interface file systems whose files look regular but are no storage
+/// (writing them sets kernel state), by `statfs` magic.
+const PSEUDO_FS: &[(u32, &str)] = &[
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x6265_6570, "configfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2fs"),
+    (0xcafe_4a11, "bpffs"),
+    (0x6165_676c, "pstore"),
+    (0xde5e_81e4, "efivarfs"),
+];
+
+/// The error for a file-backed segment whose link leads to a file
+/// [`open_regular`] refused as no storage.
+fn refused_backing(target: &Path, r: &Refused) -> Error {
+    match r {
+        Refused::Pseudo(fs) => Error::Os {
+            op: "opening the backing file",
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a file of {fs}, a kernel interface, not a segment's storage: remove the segment's name",
+                    target.display()
+                ),
+            ),
+        },
+        _ => not_a_segment(target),
+    }
+}
+
+/// Opens the existing file `path` with `flags` (links followed as [`open_trusted`]
+/// follows them) only once it is known to be a regular file of a real file
+/// system. It is first opened with `O_PATH`, which runs no driver's open: a
+/// device is never opened (a watchdog armed, a tape rewound, a terminal made the
+/// controlling one), a FIFO never waited on. What that names is checked, then
+/// reopened through `/proc/self/fd` (without `/proc`: by path again, and checked
+/// to be the same file), with `O_NOCTTY | O_NONBLOCK | O_CLOEXEC` added.
+fn open_regular(path: &Path, flags: OFlags) -> Result<OwnedFd, Refused> {
+    let probe_flags = OFlags::PATH | OFlags::CLOEXEC;
+    let mut probe =
+        rfs::open(path, probe_flags | OFlags::NOFOLLOW, Mode::empty()).map_err(Refused::Os)?;
+    let mut st = rfs::fstat(&probe).map_err(Refused::Os)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        if !may_follow_in(&st, dir) {
+            return Err(Refused::Os(Errno::LOOP));
+        }
+        probe = rfs::open(path, probe_flags, Mode::empty()).map_err(Refused::Os)?;
+        st = rfs::fstat(&probe).map_err(Refused::Os)?;
+    }
+    if !is_regular(&st) {
+        return Err(Refused::NotRegular);
+    }
+    let fs = rfs::fstatfs(&probe).map_err(Refused::Os)?;
+    // `f_type` is a signed or unsigned word by architecture; the magics are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as u32;
+    if let Some((_, what)) = PSEUDO_FS.iter().find(|(m, _)| *m == magic) {
+        return Err(Refused::Pseudo(what));
+    }
+    let flags = flags | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = if proc_fd_available() {
+        let again = format!("/proc/self/fd/{}", probe.as_raw_fd());
+        rfs::open(again.as_str(), flags, Mode::empty())
+    } else {
+        open_trusted(path, flags, Mode::empty())
+    }
+    .map_err(Refused::Os)?;
+    let now = rfs::fstat(&fd).map_err(Refused::Os)?;
+    if now.st_dev != st.st_dev || now.st_ino != st.st_ino || !is_regular(&now) {
+        // Replaced between the looks (only possible without /proc).
+        return Err(Refused::NotRegular);
+    }
+    Ok(fd)
 }
 
 /// Why an open through a link failed with `ELOOP`.
