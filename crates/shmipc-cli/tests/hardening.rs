@@ -1446,3 +1446,68 @@ fn a_proc_or_sys_file_as_backing_file_is_refused() {
         assert!(!left_behind(&name), "{args:?} left its name");
     }
 }
+
+/// A file-backed create whose link in /dev/shm finds no room: out of files, a
+/// killed holder's stale object is swept and the create succeeds, as every other
+/// create path does; out of bytes (a long file path needs a page for its link),
+/// it says so, where it said "no room for another object" either way and swept
+/// nothing. Nothing is left behind.
+#[test]
+fn a_file_backed_create_on_a_full_dev_shm_sweeps_and_names_what_is_full() {
+    let test = "a_file_backed_create_on_a_full_dev_shm_sweeps_and_names_what_is_full";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=1M,nr_inodes=8 tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-fblink-XXXXXX) || exit 78
+P="$D/fifo"; mkfifo "$P" || exit 78
+L="$D/$(printf 'long%.0s' $(seq 1 60))"
+E="$D/err"
+trap 'rm -rf "$D"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" create dead -s 4K --hold > "$P" 2>/dev/null &
+dead=$!
+read -r line < "$P"
+kill -9 "$dead"; wait "$dead" 2>/dev/null
+i=0; while touch /dev/shm/filler$i 2>/dev/null; do i=$((i+1)); done
+try files create fb -s 4K --file "$D/data"
+echo "dead=$([ -e /dev/shm/dead ] && echo left || echo gone)"
+umount /dev/shm
+mount -t tmpfs -o size=64K tmpfs /dev/shm || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+try bytes create fb2 -s 4K --file "$L"
+echo "left=$(ls /dev/shm | tr '\n' ' ')"
+echo "file=$([ -e "$L" ] && echo left || echo none)"
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    assert!(line("files").contains(" rc=0 "), "{text}");
+    assert!(text.contains("dead=gone"), "{text}");
+    let l = line("bytes");
+    assert!(
+        l.contains(" rc=1 ")
+            && l.contains("segment `fb2`")
+            && l.contains("free in /dev/shm")
+            && !l.contains("no room for another object"),
+        "{l}"
+    );
+    assert!(
+        text.contains("left=filler \n") || text.contains("left=filler "),
+        "{text}"
+    );
+    assert!(text.contains("file=none"), "{text}");
+}

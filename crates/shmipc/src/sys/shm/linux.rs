@@ -141,8 +141,6 @@ struct Pending {
     target: PathBuf,
     /// Its temporary name, where `O_TMPFILE` was missing.
     temp: Option<PathBuf>,
-    /// Free bytes found before creating (for the `NoSpace` error).
-    available: u64,
     size: u64,
 }
 
@@ -430,6 +428,22 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// What a `ENOSPC` from making a name in `/dev/shm` (`size` bytes to store
+/// there) means: no file left ([`Error::TooManyObjects`]) or no byte
+/// ([`Error::NoSpace`]), as `statvfs` tells.
+fn shm_full(size: u64) -> Error {
+    match rfs::statvfs(SHM_DIR) {
+        Ok(st) if st.f_ffree == 0 || st.f_favail == 0 => Error::TooManyObjects {
+            store: SHM_DIR.into(),
+        },
+        st => Error::NoSpace {
+            size,
+            available: st.map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize)),
+            store: SHM_DIR.into(),
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // create
 
@@ -529,11 +543,7 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
                 io::ErrorKind::PermissionDenied,
             )))
         }
-        Err((_, Errno::NOSPC)) => {
-            return Err(Error::TooManyObjects {
-                store: SHM_DIR.into(),
-            })
-        }
+        Err((_, Errno::NOSPC)) => return Err(shm_full(p.size)),
         Err((op, e)) => return Err(os(op)(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
@@ -571,7 +581,6 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
         pending: std::sync::Mutex::new(Some(Pending {
             target,
             temp,
-            available: avail,
             size: p.size,
         })),
     };
@@ -608,13 +617,7 @@ pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
                 }
             }
             Err(Errno::EXIST) => return Err(already_exists(&p.target)),
-            Err(Errno::NOSPC) => {
-                return Err(Error::NoSpace {
-                    size: p.size,
-                    available: p.available,
-                    store: SHM_DIR.into(),
-                })
-            }
+            Err(Errno::NOSPC) => return Err(shm_full(p.size)),
             Err(e) => {
                 return Err(Error::Os {
                     op: "link into /dev/shm",
@@ -866,25 +869,30 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         })
         .map_err(undo)?;
     let target = path_of(name);
-    let symlink_err = |e: Errno| match e {
-        Errno::NOSPC => Error::TooManyObjects {
-            store: SHM_DIR.into(),
-        },
-        e => Error::Os {
-            op: "symlink into /dev/shm",
-            source: io_err(e),
-        },
-    };
-    match rfs::symlink(&abs, &target) {
-        Ok(()) => {}
-        Err(Errno::EXIST) => {
-            if clear_if_stale(&target) {
-                rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
-            } else {
-                return Err(undo(already_exists(&target)));
+    // The name is a link in /dev/shm: a file there (and, for a long path, a page).
+    // A full /dev/shm gets the stale sweep every other create does, once.
+    let link_bytes = abs.as_os_str().len() as u64;
+    let mut swept = false;
+    let mut cleared = false;
+    loop {
+        match rfs::symlink(&abs, &target) {
+            Ok(()) => break,
+            Err(Errno::EXIST) if !cleared && clear_if_stale(&target) => cleared = true,
+            Err(Errno::EXIST) => return Err(undo(already_exists(&target))),
+            Err(Errno::NOSPC) if !swept => {
+                swept = true;
+                if !collect_stale() {
+                    return Err(undo(shm_full(link_bytes)));
+                }
+            }
+            Err(Errno::NOSPC) => return Err(undo(shm_full(link_bytes))),
+            Err(e) => {
+                return Err(undo(Error::Os {
+                    op: "symlink into /dev/shm",
+                    source: io_err(e),
+                }))
             }
         }
-        Err(e) => return Err(undo(symlink_err(e))),
     }
     Ok(Handle {
         fd,
