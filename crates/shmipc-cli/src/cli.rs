@@ -215,7 +215,8 @@ object itself, on Linux its device and inode; macOS can tell only a name that is
 gone.)
 
 Text output: the message as UTF-8 (invalid bytes shown as U+FFFD), with \\n, \\r and
-other control characters (but tab) escaped as \\n, \\r, \\xNN, so that one message
+other control characters (but tab) escaped as \\n, \\r, \\xNN, and bidirectional-text
+controls (U+202A-E, U+2066-9, U+200E/F, U+061C) as \\u{NNNN}, so that one message
 is one line; use --json for the exact bytes. On an --overwrite topic, messages lost
 because this subscriber fell a whole ring behind are reported on stderr (`shmipc: lost
 N messages …`); a lossless topic loses none.

@@ -1511,3 +1511,102 @@ echo "file=$([ -e "$L" ] && echo left || echo none)"
     );
     assert!(text.contains("file=none"), "{text}");
 }
+
+/// Every bidirectional-text control (embeddings, overrides, isolates, marks).
+const BIDI: [char; 12] = [
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}',
+];
+
+/// Bidirectional-text controls that another user chose (in a name, a link
+/// target, a process name, a message) never reach the terminal raw, where they
+/// reorder what follows so that one name reads as another: they are escaped as
+/// control characters are, and `--json` writes them as `\uXXXX` (the same value).
+/// (Before: only C0/C1 controls were escaped.)
+#[test]
+fn bidi_controls_never_reach_the_terminal_raw() {
+    let evil: String = BIDI.iter().collect();
+    // A name made of them (a valid name), a link target, a holder's process name.
+    let name = format!("{}-{evil}", unique("bidi"));
+    let _name_cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "4K"]);
+    let link = unique("bidi-link");
+    let _link_cleanup = Cleanup(link.clone());
+    std::os::unix::fs::symlink(format!("/tmp/{evil}"), shm_path(&link)).unwrap();
+    let dir = std::env::temp_dir().join(unique("bidi-exe"));
+    std::fs::create_dir(&dir).unwrap();
+    // A process name is at most 15 bytes: three of the controls.
+    let exe = dir.join("\u{202e}\u{2066}\u{061c}x");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmipc"), &exe).unwrap();
+    let held = unique("bidi-holder");
+    let _held_cleanup = Cleanup(held.clone());
+    let mut child = std::process::Command::new(&exe)
+        .args(["create", &held, "-s", "4K", "--hold"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let _holder = Running(child);
+    next_line(&lines);
+    let _ = std::fs::remove_file(&exe);
+    let _ = std::fs::remove_dir(&dir);
+    let topic = unique("bidi-topic");
+    let _topic_cleanup = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "4", &format!("m{evil}")]);
+
+    let raw = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .chars()
+            .any(|c| BIDI.contains(&c))
+    };
+    for args in [
+        vec!["info", name.as_str()],
+        vec!["info", link.as_str()],
+        vec!["info", held.as_str()],
+        vec!["ls"],
+        vec!["ls", "--all"],
+        vec!["read", name.as_str(), "--hex"],
+        vec!["rm", name.as_str(), "--nonexistent-flag"],
+        vec!["sem", name.as_str(), "post"],
+        vec!["create", name.as_str(), "-s", "4K"],
+        vec!["sub", topic.as_str(), "--history", "1", "-n", "1"],
+    ] {
+        let out = run(&args);
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !raw(text),
+                "shmipc {args:?}: a raw bidi control on {stream}: {}",
+                String::from_utf8_lossy(text).escape_debug()
+            );
+        }
+    }
+    let info = ok(&["info", &held]);
+    assert!(
+        info.contains("\\u{202e}"),
+        "the holder is still shown: {info}"
+    );
+    // JSON: escaped, and the same value.
+    for args in [
+        vec!["ls", "--all", "--json"],
+        vec!["info", name.as_str(), "--json"],
+    ] {
+        let out = ok(&args);
+        assert!(!raw(out.as_bytes()), "{args:?}: {}", out.escape_debug());
+        assert!(out.contains(&json_name(&name)), "{args:?}: {out}");
+    }
+}
+
+/// `name` as serde_json writes it, bidi controls as `\uXXXX`.
+fn json_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if BIDI.contains(&c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

@@ -206,7 +206,8 @@ fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
     out.line(&escape(&String::from_utf8_lossy(msg)))
 }
 
-/// One line for people: control characters but tab escaped.
+/// One line for people: control characters but tab, and bidirectional-text
+/// controls, escaped.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -216,6 +217,9 @@ fn escape(text: &str) -> String {
             '\t' => out.push('\t'),
             c if c.is_control() && (c as u32) < 0x100 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if output::is_bidi_control(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
             }
             c => out.push(c),
         }
