@@ -580,7 +580,7 @@ pub struct PubArgs {
 pub struct SubArgs {
     /// Topic name (a pubsub channel; created if it does not exist)
     pub topic: String,
-    /// Exit (status 0) after this many messages [default: run until interrupted]
+    /// Exit (status 0) after this many messages; 0 exits at once, creating and attaching to nothing [default: run until interrupted]
     #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
     /// Fail (exit status 1) when no message arrives for this long [default: wait for ever]

@@ -600,3 +600,23 @@ fn a_topic_removed_and_made_again_under_a_sub_in_another_pid_namespace_is_report
         "{err}"
     );
 }
+
+/// `sub -n 0` receives nothing, so it does nothing: it created the topic (and
+/// left it behind for ever) or attached to an existing one. A bad name or
+/// settings are still refused.
+#[test]
+fn sub_count_zero_does_nothing_and_leaves_nothing() {
+    let topic = unique("ps-n0");
+    let _c = Cleanup(topic.clone());
+    for args in [
+        vec!["sub", topic.as_str(), "-n", "0"],
+        vec!["sub", topic.as_str(), "--count", "0", "--json", "-t", "1s"],
+    ] {
+        let out = run(&args);
+        assert_success(&out, &args);
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+        assert!(!left_behind(&topic), "{args:?} left the topic behind");
+    }
+    let args = ["sub", "bad/name", "-n", "0"];
+    assert_fails(&run(&args), 1, &args);
+}

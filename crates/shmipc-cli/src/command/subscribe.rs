@@ -53,6 +53,12 @@ pub fn run(args: &SubArgs) -> Result {
     topic::check_kind(name)?;
     let options = topic::options(&args.create);
     options.validate(name).map_err(|e| topic::error(e, name))?;
+    if args.count == Some(0) {
+        // Nothing to receive: neither create the topic nor attach to it (a bad
+        // name is still refused).
+        shmipc::Name::new(name)?;
+        return Ok(());
+    }
     let (sub, _) = topic::open_or_create(
         || Subscriber::open_with_history(name, args.history),
         || options.create_or_open_subscriber_with_history(name, args.history),
