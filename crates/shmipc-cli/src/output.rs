@@ -112,6 +112,40 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// `arg` as one shell word, for the commands our messages suggest (`shmipc rm
+/// NAME`): as it is when it holds only characters no shell treats specially,
+/// else in single quotes (a `'` as `'\''`), or, where it holds a control or
+/// bidirectional-text character, ANSI-C quoted (`$'…'`, with `\xNN` / `\uNNNN`;
+/// bash, zsh and ksh), so that pasting it runs exactly that command and the line
+/// stays printable.
+pub fn shell_arg(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:+=@%/".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_owned();
+    }
+    if !arg.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return format!("'{}'", arg.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for c in arg.chars() {
+        match c {
+            '\'' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c.is_control() || is_bidi_control(c)) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Reports a failed command and gives its exit code. A closed stdout is not a
 /// failure worth a message: whoever read our output has what they wanted.
 pub fn fail(e: &Error) -> ExitCode {
@@ -134,7 +168,10 @@ pub fn fail(e: &Error) -> ExitCode {
 fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
-        CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
+        CreateError::AlreadyExists { name } => Some(format!(
+            "remove it: `shmipc rm {name_sh}`",
+            name_sh = crate::output::shell_arg(name)
+        )),
         CreateError::TooManyObjects { .. } => {
             Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
         }
@@ -142,12 +179,17 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     let open = |e: &OpenError| match e {
         OpenError::NotFound { name } => Some(format!(
-            "`shmipc create {name} --size SIZE` creates it; `shmipc ls` lists names"
+            "`shmipc create {name_sh} --size SIZE` creates it; `shmipc ls` lists names",
+            name_sh = crate::output::shell_arg(name)
         )),
-        OpenError::PermissionDenied { name, .. } => {
-            Some(format!("`shmipc info {name}` shows its owner and mode"))
-        }
-        OpenError::Busy { name } => Some(format!("`shmipc info {name}` shows who holds it")),
+        OpenError::PermissionDenied { name, .. } => Some(format!(
+            "`shmipc info {name_sh}` shows its owner and mode",
+            name_sh = crate::output::shell_arg(name)
+        )),
+        OpenError::Busy { name } => Some(format!(
+            "`shmipc info {name_sh}` shows who holds it",
+            name_sh = crate::output::shell_arg(name)
+        )),
         _ => None,
     };
     if let Some(e) = e.downcast_ref::<CreateError>() {

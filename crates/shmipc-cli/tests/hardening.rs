@@ -1610,3 +1610,69 @@ fn json_name(name: &str) -> String {
         })
         .collect()
 }
+
+/// Every `shmipc …` command a message suggests, for a name with spaces, quotes,
+/// shell metacharacters or bidi controls, is one a shell runs with exactly that
+/// name (checked by running it through bash with `printf` in place of shmipc):
+/// `shmipc rm my topic` removed `my` and `topic`, `shmipc rm $(…)` ran the `…`.
+#[test]
+fn suggested_commands_quote_the_name_for_the_shell() {
+    let names = [
+        "a b",
+        "x;y&z|w",
+        "q'uo\"te",
+        "$(echo pwned)",
+        "{brace},#hash!bang",
+        "star*?[x]",
+        "-dash ~home",
+        "t\u{202e}xt",
+    ];
+    for tag in names {
+        let name = format!("{}-{tag}", unique("sh"));
+        let _c = Cleanup(name.clone());
+        let mut said = String::new();
+        // stdout: create's "stays until `shmipc rm NAME`", info's persistence.
+        said += &ok(&["create", &name, "-s", "4K"]);
+        said += &ok(&["info", &name]);
+        // stderr: create of an existing name, sub on a non-topic, write to objects.
+        for args in [
+            vec!["create", name.as_str(), "-s", "4K"],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            said += &String::from_utf8_lossy(&run(&args).stderr);
+        }
+        ok(&["rm", &name]);
+        for args in [
+            vec!["read", name.as_str()],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            said += &String::from_utf8_lossy(&run(&args).stderr);
+        }
+        ok(&["rm", &name]);
+        ok(&["lock", &name, "--", "true"]);
+        said += &String::from_utf8_lossy(&run(&["write", &name, "x"]).stderr);
+        ok(&["rm", &name]);
+
+        let suggested: Vec<&str> = said
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("shmipc ") && s.len() > "shmipc xx ".len())
+            .filter(|s| !s.starts_with("shmipc ls") && !s.starts_with("shmipc gc"))
+            .collect();
+        assert!(suggested.len() >= 6, "{name:?}: {said}");
+        for cmd in suggested {
+            let words = cmd.trim_start_matches("shmipc ");
+            let out = std::process::Command::new("bash")
+                .args(["-c", &format!("printf '%s\\n' {words}")])
+                .output()
+                .unwrap();
+            let args = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                args.lines().nth(1),
+                Some(name.as_str()),
+                "`{cmd}` does not name {name:?} to a shell (it gives {args:?}) in: {said}"
+            );
+        }
+    }
+}

@@ -20,8 +20,7 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
     match e {
         ObjectError::Open(OpenError::NotFound { .. }) => match verb {
             Some(verb) => format!(
-                "{kind} `{name}` does not exist: create it first with `shmipc {verb} {name} create`"
-            ),
+                "{kind} `{name}` does not exist: create it first with `shmipc {verb_sh} {name_sh} create`", verb_sh = crate::output::shell_arg(verb), name_sh = crate::output::shell_arg(name)),
             None => format!("{kind} `{name}` does not exist"),
         }
         .into(),
@@ -29,18 +28,16 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             source: LayoutError::Kind { found, .. },
             ..
         } => format!(
-            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
+            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name_sh}` if it is no longer needed",
             words::article(&found),
-            words::article(kind)
-        )
+            words::article(kind), name_sh = crate::output::shell_arg(name))
         .into(),
         ObjectError::Invalid {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`",
-            words::article(kind)
-        )
+            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name_sh}`, use another name, or `shmipc rm {name_sh}`",
+            words::article(kind), name_sh = crate::output::shell_arg(name))
         .into(),
         ObjectError::Invalid { source, .. } => {
             format!("`{name}` is not a usable {kind}: {source}").into()

@@ -140,9 +140,8 @@ fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) ->
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
-            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name}`), or use a topic created with --overwrite",
-            units::human_duration(timeout)
-        )
+            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name_sh}`), or use a topic created with --overwrite",
+            units::human_duration(timeout), name_sh = crate::output::shell_arg(name))
         .into()),
         Err(e) => Err(format!("topic `{name}`: {e}").into()),
     }
@@ -155,8 +154,7 @@ fn too_large(name: &str, what: &str, size: &str, max: usize, sent: u64) -> crate
         n => format!(" (the {n} messages before it were published)"),
     };
     format!(
-        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name}` first)"
-    )
+        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name_sh}` first)", name_sh = crate::output::shell_arg(name))
     .into()
 }
 

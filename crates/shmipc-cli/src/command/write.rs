@@ -68,23 +68,37 @@ fn refuse_objects(name: &str) -> Result {
         Ok(Contents::Object { kind, .. }) => {
             let found = kind.as_str();
             let remedy = match kind {
-                Kind::Mutex => format!("use `shmipc lock {name} -- COMMAND`"),
-                Kind::Semaphore => format!("use `shmipc sem {name} post` or `wait`"),
-                Kind::Event => format!("use `shmipc event {name} set`, `reset` or `wait`"),
-                Kind::PubSub => format!("publish with `shmipc pub {name} MESSAGE`"),
+                Kind::Mutex => format!(
+                    "use `shmipc lock {name_sh} -- COMMAND`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::Semaphore => format!(
+                    "use `shmipc sem {name_sh} post` or `wait`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::Event => format!(
+                    "use `shmipc event {name_sh} set`, `reset` or `wait`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::PubSub => format!(
+                    "publish with `shmipc pub {name_sh} MESSAGE`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
                 _ => format!("use it through its {found} API"),
             };
             (format!("{} {found}", words::article(found)), remedy)
         }
         Ok(Contents::Invalid(e)) => (
             format!("a shmipc object this build cannot read ({e})"),
-            format!("see `shmipc info {name}`"),
+            format!(
+                "see `shmipc info {name_sh}`",
+                name_sh = crate::output::shell_arg(name)
+            ),
         ),
         _ => return Ok(()),
     };
     Err(format!(
-        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name}` if it is no longer needed"
-    )
+        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
     .into())
 }
 
