@@ -119,7 +119,12 @@ const LONG_RM: &str = "\
 Remove segments by name, including ones made by other programs (you asked). Processes
 that hold a segment keep their mappings; nobody can open it by name any more. For a
 file-backed segment the name goes and the file stays. All names are tried; if any
-fails, the exit status is 1 and one line says which.";
+fails, the exit status is 1 and one line says which.
+
+Removing a mutex that a `shmipc lock` (or a program) holds does not stop it: the
+holder keeps its lock on the removed mutex, and the next `shmipc lock NAME` makes a
+new mutex and runs beside it, as flock(1) does on a lock file deleted under it. `rm`
+says so on stderr when it removes a locked mutex.";
 
 const LONG_GC: &str = "\
 Remove stale segments: those shmipc made to die with their last holder, whose holders
@@ -148,6 +153,11 @@ exits 0 the mutex is marked consistent; otherwise the next locker is told again.
 Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
 SIGTERM; the mutex is released when it has ended. If this command is killed itself
 (SIGKILL), the next locker is told that the holder died.
+
+`shmipc rm NAME` while a command holds the mutex removes the name only: the holder
+keeps its lock on the removed mutex, and the next `shmipc lock NAME` makes a new one
+and runs at once, beside it (as flock(1) on a deleted lock file). Remove a mutex only
+when nothing uses it.
 
 COMMAND never outlives the lock: if `shmipc lock` dies (even by SIGKILL, which
 releases the mutex), COMMAND is killed with it (Linux: PR_SET_PDEATHSIG SIGKILL;

@@ -130,6 +130,39 @@ mod linux {
         assert_eq!(seen.len(), RUNS, "{log}");
     }
 
+    /// `rm` of a mutex a `lock` holds removes the name only (as deleting a flock(1)
+    /// lock file): the next `lock` makes a new mutex and runs beside the holder.
+    /// `rm` says so on stderr (it said nothing), and says nothing for a free one.
+    #[test]
+    fn rm_of_a_held_mutex_warns_that_the_next_lock_runs_beside() {
+        let name = unique("lock-rm");
+        let _c = Cleanup(name.clone());
+        let mut held = holder(&name);
+        let out = run(&["rm", &name]);
+        assert!(out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1
+                && err.contains(&format!("mutex `{name}` was locked by a live process"))
+                && err.contains("runs beside it"),
+            "{err}"
+        );
+        // As documented: the next lock makes a new mutex and runs at once.
+        assert_eq!(
+            ok(&["lock", "--timeout", "5s", &name, "--", "echo", "ran"]),
+            "ran\n"
+        );
+        drop(held.0.stdin.take());
+        assert!(wait_exit(&mut held.0).success());
+        let out = run(&["rm", &name]);
+        assert_success(&out, &["rm"]);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn lock_timeout_while_held_and_info_shows_the_holder() {
         let name = unique("lock-held");
