@@ -1676,3 +1676,65 @@ fn suggested_commands_quote_the_name_for_the_shell() {
         }
     }
 }
+
+/// Whether process `pid` has `path` open read-write.
+fn has_open_rw(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let target = std::fs::read_link(fd.path()).ok();
+        let flags = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("flags:"))?.to_owned();
+            u32::from_str_radix(line.trim_start_matches("flags:").trim(), 8).ok()
+        });
+        target.as_deref() == Some(path) && flags.is_some_and(|f| f & 3 == 2)
+    })
+}
+
+/// `write` checks what it writes into on the object it opened, not only on the
+/// name before opening: a name that comes to hold a mutex between the look and the
+/// open (here: the open waits on a closing holder's lock while the plain segment is
+/// removed and a mutex made under its name) was written into, breaking the mutex.
+#[test]
+fn write_checks_the_object_it_opened() {
+    let name = unique("write-race");
+    let _c = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "4K"]);
+    let path = shm_path(&name);
+    // Hold the plain segment exclusively, as a closing holder does for a moment.
+    let old = rfs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    rfs::flock(&old, FlockOperation::NonBlockingLockExclusive).unwrap();
+    let mut writer = Running(
+        shmipc()
+            .args(["write", &name, "hello"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = writer.0.id();
+    wait_until("write to open the segment", || has_open_rw(pid, &path));
+    // The name now holds a mutex; the old object goes with its last holder.
+    ok(&["rm", &name]);
+    ok(&["lock", &name, "--", "true"]);
+    let before = json(&ok(&["info", &name, "--json"]));
+    drop(old);
+    let status = wait_exit(&mut writer.0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut writer.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("`{name}` is a mutex, not a plain segment")),
+        "{err}"
+    );
+    let after = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(before, after, "the mutex changed");
+    ok(&["lock", &name, "--timeout", "5s", "--", "true"]);
+}

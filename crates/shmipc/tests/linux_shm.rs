@@ -538,3 +538,21 @@ fn is_still_named_compares_the_object() {
     let unnamed = Segment::options().size(4096).create_unnamed().unwrap();
     assert_eq!(unnamed.is_still_named(), None);
 }
+
+/// `Segment::contents` tells what the held object holds, whatever its name names
+/// since: a plain segment removed and replaced by a semaphore under its name is
+/// still plain through the old handle, while `inspect` of the name and a new
+/// open see the semaphore.
+#[test]
+fn contents_is_of_the_object_held() {
+    let guard = Cleanup::new("contents-held");
+    let name = guard.name();
+    let plain = Segment::create(name, 4096).unwrap();
+    assert_eq!(plain.contents(), shmipc::Contents::Plain);
+    Segment::remove(name).unwrap();
+    let _sem = shmipc::NamedSemaphore::create(name, 1, 4).unwrap();
+    assert_eq!(plain.contents(), shmipc::Contents::Plain);
+    assert_eq!(shmipc::inspect(name).unwrap().kind_name(), "semaphore");
+    let again = Segment::open(name, Access::Read).unwrap();
+    assert_eq!(again.contents(), shmipc::inspect(name).unwrap());
+}

@@ -12,10 +12,13 @@ use crate::units;
 
 pub fn run(args: &WriteArgs) -> Result {
     let name = &args.name;
-    refuse_objects(name)?;
+    refuse_objects(name, shmipc::inspect(name))?;
     let segment = Segment::open(name, Access::ReadWrite).map_err(|e| {
         words::open_failure("segment", name, "write to", &e).map_or_else(|| e.into(), Error::from)
     })?;
+    // Again on the object opened: the name may have come to name another
+    // object since the look above.
+    refuse_objects(name, Ok(segment.contents()))?;
     let size = segment.size();
     let offset = args.offset;
     let Some(room) = size.checked_sub(offset) else {
@@ -62,9 +65,14 @@ pub fn run(args: &WriteArgs) -> Result {
 /// Refuses a name that holds a shmipc mutex, semaphore, event or channel: raw bytes
 /// written there would overwrite its header or its state, breaking it for every
 /// process using it (a header that cannot be read is refused too). Plain bytes,
-/// another program's data and a name that cannot be looked at go on to the open.
-fn refuse_objects(name: &str) -> Result {
-    let (what, remedy) = match shmipc::inspect(name) {
+/// another program's data and a name that cannot be looked at go on to the open
+/// (`contents`: what `inspect` says of the name, or `Segment::contents` of the
+/// object opened).
+fn refuse_objects(
+    name: &str,
+    contents: std::result::Result<Contents, shmipc::OpenError>,
+) -> Result {
+    let (what, remedy) = match contents {
         Ok(Contents::Object { kind, .. }) => {
             let found = kind.as_str();
             let remedy = match kind {
