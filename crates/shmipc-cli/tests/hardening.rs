@@ -898,21 +898,24 @@ impl Drop for Planted {
     }
 }
 
-/// A directory or FIFO someone put in /dev/shm under a name: every verb says it
+/// A directory, FIFO or socket someone put in /dev/shm under a name: every verb says it
 /// is no shared-memory object, naming it, in one line with exit status 1, and
 /// none removes or replaces it (before: `info` said "does not exist: create it
 /// first" while `create` said "already exists: remove it", and `rm` printed a raw
 /// "Is a directory (os error 21)").
 #[test]
-fn every_verb_on_a_directory_or_fifo_says_it_is_no_segment() {
+fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
     let dir = std::env::temp_dir().join(unique("nonseg-file"));
     let _dir_cleanup = Planted(dir.clone());
-    for kind in ["directory", "fifo"] {
+    for kind in ["directory", "fifo", "socket"] {
         let name = unique(&format!("nonseg-{kind}"));
         let path = shm_path(&name);
         let _planted = Planted(path.clone());
+        // (A socket's listener is dropped at once; its file stays.)
         if kind == "directory" {
             std::fs::create_dir(&path).unwrap();
+        } else if kind == "socket" {
+            drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         } else {
             rfs::mknodat(
                 rfs::CWD,

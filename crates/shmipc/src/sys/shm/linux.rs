@@ -964,7 +964,8 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(Error::NotFound),
             Err(Errno::LOOP) => return open_file_backed(&path, flags),
-            Err(Errno::ISDIR) => return Err(not_a_segment(&path)),
+            // A directory; a socket (ENXIO).
+            Err(Errno::ISDIR | Errno::NXIO) => return Err(not_a_segment(&path)),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
                 return Err(Error::PermissionDenied(io_err(e)))
             }
@@ -1495,6 +1496,8 @@ pub(crate) fn peek(
     let fd = match fd {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Err(Error::NotFound),
+        // A socket (a directory opens, and is refused below).
+        Err(Errno::NXIO) => return Err(not_a_segment(&path)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
             return Err(Error::Os {
