@@ -195,7 +195,10 @@ whole and in order; a subscriber that dies is noticed within milliseconds and ne
 holds the publisher up. --overwrite makes an overwrite-oldest topic instead: the
 publisher never waits, and a subscriber that falls a whole ring behind loses the oldest
 messages and is told so. It stays until `shmipc rm TOPIC` (on Windows, which removes
-a section with its last handle: while a `pub` or `sub` holds it).
+a section with its last handle: while a `pub` or `sub` holds it). A `pub` reading
+stdin whose topic is removed meanwhile, even one made again under the name since,
+stops at its next line once no subscriber of it is left (exit status 1): what it
+publishes could reach no one.
 
 Messages are zero-copy samples: `pub` writes each into a chunk of the topic's shared
 memory and every `sub` reads it there.

@@ -620,3 +620,61 @@ fn sub_count_zero_does_nothing_and_leaves_nothing() {
     let args = ["sub", "bad/name", "-n", "0"];
     assert_fails(&run(&args), 1, &args);
 }
+
+/// A `pub` reading stdin whose topic is removed (`shmipc rm`), with or without a
+/// new topic made under the name since, stops at its next line with one line
+/// saying so (exit 1): it published on for ever into the removed topic, which no
+/// later `sub` could open, while subs of the name's new topic got nothing.
+#[test]
+fn a_topic_removed_under_a_running_pub_is_reported() {
+    for remade in [true, false] {
+        let topic = unique("ps-pub-removed");
+        let _c = Cleanup(topic.clone());
+        let mut publisher = Running(
+            shmipc()
+                .args(["pub", &topic, "--capacity", "4", "--overwrite"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stdin = publisher.0.stdin.take().unwrap();
+        stdin.write_all(b"first\n").unwrap();
+        stdin.flush().unwrap();
+        wait_until("the first line to be published", || {
+            run(&["info", &topic, "--json"]).status.success()
+                && state(&topic)["published"].as_u64() == Some(1)
+        });
+        ok(&["rm", &topic]);
+        if remade {
+            ok(&["pub", &topic, "--capacity", "4", "--overwrite", "new"]);
+        }
+        // Lines go on coming; the pub stops at one of them (it looks once a second).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = publisher.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the pub went on");
+            if stdin
+                .write_all(b"more\n")
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                break wait_exit(&mut publisher.0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "remade {remade}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "shmipc: topic `{topic}` was removed (`shmipc rm {topic}`) while this pub published on it"
+            )) && err.contains("another object now has its name") == remade,
+            "remade {remade}: {err}"
+        );
+    }
+}

@@ -58,6 +58,7 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
     // `head -c 100G /dev/zero`) is refused once that much has been read, never held
     // in memory whole.
     let limit = u64::try_from(max).map_or(u64::MAX, |m| m.saturating_add(2));
+    let mut next_check = Instant::now();
     loop {
         line.clear();
         let n = (&mut stdin)
@@ -88,9 +89,47 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
                 sent,
             ));
         }
+        // Subscribers of a removed topic still read it; with none left, what is
+        // published reaches no one, while later subs open the name's new topic.
+        if publisher.subscribers() == 0 && Instant::now() >= next_check {
+            check_named(publisher, name, sent)?;
+            next_check = Instant::now() + NAME_CHECK;
+        }
         send(publisher, name, &line, args.timeout)?;
         sent += 1;
     }
+}
+
+/// How often a `pub` reading stdin with no subscriber looks whether its topic's
+/// name still names the topic it publishes on.
+const NAME_CHECK: Duration = Duration::from_secs(1);
+
+/// An error when the name no longer names the topic this `pub` publishes on (see
+/// `sub`'s check: the object itself is compared).
+fn check_named(publisher: &Publisher, name: &str, sent: u64) -> Result {
+    let exists = || {
+        !matches!(
+            shmipc::Segment::info(name),
+            Err(shmipc::OpenError::NotFound { .. })
+        )
+    };
+    let what = match publisher.is_still_named() {
+        Some(true) => return Ok(()),
+        Some(false) if exists() => ", and another object now has its name",
+        Some(false) => "",
+        None if exists() => return Ok(()),
+        None => "",
+    };
+    let before = match sent {
+        1 => " (1 line was published before)".to_owned(),
+        n if n > 1 => format!(" ({n} lines were published before)"),
+        _ => String::new(),
+    };
+    Err(format!(
+        "topic `{name}` was removed (`shmipc rm {name_sh}`) while this pub published on it{what}{before}: nothing it publishes reaches a subscriber any more; start `shmipc pub {name_sh}` again",
+        name_sh = crate::output::shell_arg(name)
+    )
+    .into())
 }
 
 fn check_sizes(name: &str, messages: &[Vec<u8>], max: usize) -> Result {
