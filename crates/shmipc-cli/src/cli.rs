@@ -171,7 +171,9 @@ A named counting semaphore. `create` makes it (failing if the name exists) and i
 until `shmipc rm NAME`; `post` adds a unit (fails at the maximum); `wait` takes one,
 waiting for a post if the count is 0 (at most --timeout, then exit status 1). `post` and
 `wait` need an existing semaphore: create it first. The count is shown by `shmipc info
-NAME`.";
+NAME`. A semaphore removed (`shmipc rm NAME`) while `wait` waits on it, even one made
+again under the name since, ends the wait within about a second (exit status 1): no
+post through the name can reach it any more.";
 
 const LONG_EVENT: &str = "\
 A named event (Win32 CreateEvent). `create` makes it unset (failing if the name exists),
@@ -180,7 +182,9 @@ manual-reset event releases every waiter and stays set until `reset`; an auto-re
 event releases one waiter, which resets it (with nobody waiting it stays set until one
 comes). `wait` waits until it is set (at most --timeout, then exit status 1). `set`,
 `reset` and `wait` need an existing event: create it first. Its state is shown by
-`shmipc info NAME`.";
+`shmipc info NAME`. An event removed (`shmipc rm NAME`) while `wait` waits on it, even
+one made again under the name since, ends the wait within about a second (exit status
+1): no set through the name can reach it any more.";
 
 const LONG_PUB: &str = "\
 Publish messages on a pubsub channel (a topic): one message per MESSAGE argument, or,

@@ -163,6 +163,64 @@ mod linux {
         );
     }
 
+    /// Whether process `pid` has `path` open.
+    fn has_open(pid: u32, path: &std::path::Path) -> bool {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+        })
+    }
+
+    /// A `sem wait` or `event wait` (without --timeout) whose object is removed
+    /// (`shmipc rm`), with or without a new one made under the name and posted or
+    /// set, ends with one line saying so (exit 1): it waited for ever on the
+    /// removed object, which no post or set through the name could reach.
+    #[test]
+    fn a_wait_on_a_removed_semaphore_or_event_is_reported() {
+        for (verb, create, wake, kind) in [
+            ("sem", "create", "post", "semaphore"),
+            ("event", "create", "set", "event"),
+        ] {
+            for remade in [true, false] {
+                let name = unique(&format!("{verb}-removed"));
+                let _c = Cleanup(name.clone());
+                ok(&[verb, &name, create]);
+                let mut waiter = Running(
+                    shmipc()
+                        .args([verb, &name, "wait"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                );
+                let (pid, path) = (
+                    waiter.0.id(),
+                    std::path::PathBuf::from("/dev/shm").join(&name),
+                );
+                wait_until("the waiter to open it", || has_open(pid, &path));
+                ok(&["rm", &name]);
+                if remade {
+                    ok(&[verb, &name, create]);
+                    ok(&[verb, &name, wake]);
+                }
+                let status = wait_exit(&mut waiter.0);
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut waiter.0.stderr.take().unwrap(), &mut err)
+                    .unwrap();
+                assert_eq!(status.code(), Some(1), "{verb} remade {remade}: {err}");
+                assert!(
+                    err.lines().count() == 1
+                        && err.starts_with(&format!(
+                            "shmipc: {kind} `{name}` was removed (`shmipc rm {name}`) while this command waited on it"
+                        ))
+                        && err.contains("another object now has its name") == remade,
+                    "{verb} remade {remade}: {err}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn lock_timeout_while_held_and_info_shows_the_holder() {
         let name = unique("lock-held");

@@ -1,6 +1,6 @@
 //! `shmipc event NAME create [--auto] [--mode OCTAL] | set | reset | wait [--timeout DUR]`
 
-use shmipc::sync::{EventReset, NamedEvent, WaitTimeoutError};
+use shmipc::sync::{EventReset, NamedEvent};
 
 use super::object;
 use crate::cli::{EventAction, EventArgs};
@@ -29,18 +29,22 @@ pub fn run(args: &EventArgs) -> Result {
         EventAction::Create { .. } => unreachable!("handled above"),
         EventAction::Set => event.set(),
         EventAction::Reset => event.reset(),
-        EventAction::Wait { timeout: None } => event.wait(),
-        EventAction::Wait {
-            timeout: Some(timeout),
-        } => {
-            event
-                .wait_timeout(timeout)
-                .map_err(|_: WaitTimeoutError| {
-                    format!(
-                        "timed out after {} waiting for event `{name}` to be set: wait longer or check the setter",
-                        units::human_duration(timeout)
-                    )
-                })?;
+        EventAction::Wait { timeout } => {
+            let done = object::wait_watching(
+                name,
+                KIND,
+                "event",
+                timeout,
+                |t| event.wait_timeout(t).is_ok(),
+                || event.is_still_named(),
+            )?;
+            if !done {
+                return Err(format!(
+                    "timed out after {} waiting for event `{name}` to be set: wait longer or check the setter",
+                    units::human_duration(timeout.unwrap_or_default())
+                )
+                .into());
+            }
         }
     }
     Ok(())
