@@ -1487,6 +1487,10 @@ mount -t tmpfs -o size=64K tmpfs /dev/shm || exit 78
 dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
 try bytes create fb2 -s 4K --file "$L"
 echo "left=$(ls /dev/shm | tr '\n' ' ')"
+umount /dev/shm
+mount -t tmpfs -o size=64K,nr_inodes=0 tmpfs /dev/shm || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+try unlimited create fb3 -s 4K --file "$L"
 echo "file=$([ -e "$L" ] && echo left || echo none)"
 "#;
     let Some(text) = in_private_dev_shm(test, script) else {
@@ -1508,9 +1512,15 @@ echo "file=$([ -e "$L" ] && echo left || echo none)"
             && !l.contains("no room for another object"),
         "{l}"
     );
+    assert!(text.contains("left=filler "), "{text}");
+    // A tmpfs without a limit of files (nr_inodes=0) reports none free: no
+    // "no room for another object" there either.
+    let l = line("unlimited");
     assert!(
-        text.contains("left=filler \n") || text.contains("left=filler "),
-        "{text}"
+        l.contains(" rc=1 ")
+            && l.contains("free in /dev/shm")
+            && !l.contains("no room for another object"),
+        "{l}"
     );
     assert!(text.contains("file=none"), "{text}");
 }

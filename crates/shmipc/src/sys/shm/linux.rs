@@ -433,9 +433,12 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 /// ([`Error::NoSpace`]), as `statvfs` tells.
 fn shm_full(size: u64) -> Error {
     match rfs::statvfs(SHM_DIR) {
-        Ok(st) if st.f_ffree == 0 || st.f_favail == 0 => Error::TooManyObjects {
-            store: SHM_DIR.into(),
-        },
+        // (A tmpfs without a limit of files reports 0 files and 0 free.)
+        Ok(st) if st.f_files > 0 && (st.f_ffree == 0 || st.f_favail == 0) => {
+            Error::TooManyObjects {
+                store: SHM_DIR.into(),
+            }
+        }
         st => Error::NoSpace {
             size,
             available: st.map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize)),
