@@ -770,6 +770,17 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             | OFlags::NOCTTY,
         Mode::from_raw_mode(p.mode & PERMISSION_BITS),
     ) {
+        // (A kernel interface that let a file be made is still no storage.)
+        Ok(fd) if matches!(pseudo_fs(&fd), Ok(Some(_))) => {
+            let _ = rfs::unlink(&abs);
+            let fs = pseudo_fs(&fd)
+                .ok()
+                .flatten()
+                .unwrap_or("a kernel interface");
+            return Err(not_regular(format!(
+                "is a file of {fs}, a kernel interface, not storage"
+            )));
+        }
         Ok(fd) => (fd, true),
         Err(Errno::EXIST) => match open_regular(&abs, OFlags::RDWR) {
             Ok(fd) => (fd, false),
@@ -1628,6 +1639,19 @@ fn refused_backing(target: &Path, r: &Refused) -> Error {
     }
 }
 
+/// The name of the kernel-interface file system `fd` is on ([`PSEUDO_FS`]), if
+/// it is on one.
+fn pseudo_fs(fd: &OwnedFd) -> Result<Option<&'static str>, Errno> {
+    let fs = rfs::fstatfs(fd)?;
+    // `f_type` is a signed or unsigned word by architecture; the magics are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as u32;
+    Ok(PSEUDO_FS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, what)| *what))
+}
+
 /// Opens the existing file `path` with `flags` (links followed as [`open_trusted`]
 /// follows them) only once it is known to be a regular file of a real file
 /// system. It is first opened with `O_PATH`, which runs no driver's open: a
@@ -1651,11 +1675,7 @@ fn open_regular(path: &Path, flags: OFlags) -> Result<OwnedFd, Refused> {
     if !is_regular(&st) {
         return Err(Refused::NotRegular);
     }
-    let fs = rfs::fstatfs(&probe).map_err(Refused::Os)?;
-    // `f_type` is a signed or unsigned word by architecture; the magics are 32-bit.
-    #[allow(clippy::unnecessary_cast)]
-    let magic = fs.f_type as u32;
-    if let Some((_, what)) = PSEUDO_FS.iter().find(|(m, _)| *m == magic) {
+    if let Some(what) = pseudo_fs(&probe).map_err(Refused::Os)? {
         return Err(Refused::Pseudo(what));
     }
     let flags = flags | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
