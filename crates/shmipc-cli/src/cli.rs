@@ -119,7 +119,12 @@ const LONG_RM: &str = "\
 Remove segments by name, including ones made by other programs (you asked). Processes
 that hold a segment keep their mappings; nobody can open it by name any more. For a
 file-backed segment the name goes and the file stays. All names are tried; if any
-fails, the exit status is 1 and one line says which.";
+fails, the exit status is 1 and one line says which.
+
+Removing a mutex that a `shmipc lock` (or a program) holds does not stop it: the
+holder keeps its lock on the removed mutex, and the next `shmipc lock NAME` makes a
+new mutex and runs beside it, as flock(1) does on a lock file deleted under it. `rm`
+says so on stderr when it removes a locked mutex.";
 
 const LONG_GC: &str = "\
 Remove stale segments: those shmipc made to die with their last holder, whose holders
@@ -149,6 +154,11 @@ Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
 SIGTERM; the mutex is released when it has ended. If this command is killed itself
 (SIGKILL), the next locker is told that the holder died.
 
+`shmipc rm NAME` while a command holds the mutex removes the name only: the holder
+keeps its lock on the removed mutex, and the next `shmipc lock NAME` makes a new one
+and runs at once, beside it (as flock(1) on a deleted lock file). Remove a mutex only
+when nothing uses it.
+
 COMMAND never outlives the lock: if `shmipc lock` dies (even by SIGKILL, which
 releases the mutex), COMMAND is killed with it (Linux: PR_SET_PDEATHSIG SIGKILL;
 Windows: a job object that kills it when `shmipc lock` ends), so the next locker
@@ -161,7 +171,9 @@ A named counting semaphore. `create` makes it (failing if the name exists) and i
 until `shmipc rm NAME`; `post` adds a unit (fails at the maximum); `wait` takes one,
 waiting for a post if the count is 0 (at most --timeout, then exit status 1). `post` and
 `wait` need an existing semaphore: create it first. The count is shown by `shmipc info
-NAME`.";
+NAME`. A semaphore removed (`shmipc rm NAME`) while `wait` waits on it, even one made
+again under the name since, ends the wait within about a second (exit status 1): no
+post through the name can reach it any more.";
 
 const LONG_EVENT: &str = "\
 A named event (Win32 CreateEvent). `create` makes it unset (failing if the name exists),
@@ -170,7 +182,9 @@ manual-reset event releases every waiter and stays set until `reset`; an auto-re
 event releases one waiter, which resets it (with nobody waiting it stays set until one
 comes). `wait` waits until it is set (at most --timeout, then exit status 1). `set`,
 `reset` and `wait` need an existing event: create it first. Its state is shown by
-`shmipc info NAME`.";
+`shmipc info NAME`. An event removed (`shmipc rm NAME`) while `wait` waits on it, even
+one made again under the name since, ends the wait within about a second (exit status
+1): no set through the name can reach it any more.";
 
 const LONG_PUB: &str = "\
 Publish messages on a pubsub channel (a topic): one message per MESSAGE argument, or,
@@ -185,7 +199,10 @@ whole and in order; a subscriber that dies is noticed within milliseconds and ne
 holds the publisher up. --overwrite makes an overwrite-oldest topic instead: the
 publisher never waits, and a subscriber that falls a whole ring behind loses the oldest
 messages and is told so. It stays until `shmipc rm TOPIC` (on Windows, which removes
-a section with its last handle: while a `pub` or `sub` holds it).
+a section with its last handle: while a `pub` or `sub` holds it). A `pub` reading
+stdin whose topic is removed meanwhile, even one made again under the name since,
+stops at its next line once no subscriber of it is left (exit status 1): what it
+publishes could reach no one.
 
 Messages are zero-copy samples: `pub` writes each into a chunk of the topic's shared
 memory and every `sub` reads it there.
@@ -208,11 +225,15 @@ still in the ring, which keeps the last capacity - 1: none on a --capacity 1 top
 whose one slot the next message takes). The topic is created if it does not exist (settings as for `shmipc
 pub`; it stays until `shmipc rm TOPIC`), so that `sub` may start before any `pub`.
 Publishers may come and go: `sub` keeps waiting for the next one. A topic removed
-(`shmipc rm TOPIC`) while `sub` reads it is an error within about a second (exit
-status 1): what is published under the name then can no longer reach it.
+(`shmipc rm TOPIC`) while `sub` reads it, even one made again under the name since,
+is an error within about a second of its last publisher leaving (exit status 1):
+what is published under the name then can no longer reach it. (`sub` compares the
+object itself, on Linux its device and inode; macOS can tell only a name that is
+gone.)
 
 Text output: the message as UTF-8 (invalid bytes shown as U+FFFD), with \\n, \\r and
-other control characters (but tab) escaped as \\n, \\r, \\xNN, so that one message
+other control characters (but tab) escaped as \\n, \\r, \\xNN, and bidirectional-text
+controls (U+202A-E, U+2066-9, U+200E/F, U+061C) as \\u{NNNN}, so that one message
 is one line; use --json for the exact bytes. On an --overwrite topic, messages lost
 because this subscriber fell a whole ring behind are reported on stderr (`shmipc: lost
 N messages …`); a lossless topic loses none.
@@ -576,7 +597,7 @@ pub struct PubArgs {
 pub struct SubArgs {
     /// Topic name (a pubsub channel; created if it does not exist)
     pub topic: String,
-    /// Exit (status 0) after this many messages [default: run until interrupted]
+    /// Exit (status 0) after this many messages; 0 exits at once, creating and attaching to nothing [default: run until interrupted]
     #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
     /// Fail (exit status 1) when no message arrives for this long [default: wait for ever]

@@ -18,8 +18,31 @@ const FAILURE: u8 = 1;
 const USAGE: u8 = 2;
 
 /// Writes `text` and a newline to stdout, and flushes (so a parent reading our
-/// output line by line sees each line at once).
+/// output line by line sees each line at once). Control characters (but newline
+/// and tab) and bidirectional-text controls are escaped as [`printable`] does.
 pub fn line(text: impl AsRef<str>) -> Result {
+    let text = text.as_ref();
+    let shown: String;
+    let text = if text
+        .chars()
+        .any(|c| c != '\n' && c != '\t' && (c.is_control() || is_bidi_control(c)))
+    {
+        // Names, link targets and process names are anyone's to choose.
+        shown = text
+            .split('\n')
+            .map(printable)
+            .collect::<Vec<_>>()
+            .join("\n");
+        &shown
+    } else {
+        text
+    };
+    raw_line(text)
+}
+
+/// Writes `text` and a newline to stdout as they are (data the user asked to
+/// see: `read`'s text).
+pub fn raw_line(text: impl AsRef<str>) -> Result {
     let mut out = io::stdout().lock();
     out.write_all(text.as_ref().as_bytes())
         .and_then(|()| out.write_all(b"\n"))
@@ -65,19 +88,61 @@ pub fn warn(text: impl AsRef<str>) {
     let _ = writeln!(io::stderr().lock(), "shmipc: {one_line}");
 }
 
-/// `text` with its control characters escaped (`\u{1b}`, `\n`…), for text that
-/// another user may have chosen (a link target, a process name, a name echoed in
-/// an error): printed raw, it could move the cursor, retitle or clear the
-/// terminal, or forge lines of our output.
+/// Whether `c` is a bidirectional-text control (embeddings, overrides, isolates,
+/// marks): printed raw, it reorders what a terminal shows after it, so that a
+/// name can read as another (the "Trojan Source" trick).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// `text` with its control characters and bidirectional-text controls escaped
+/// (`\u{1b}`, `\n`, `\u{202e}`…), for text that another user may have chosen (a
+/// name, a link target, a process name, a name echoed in an error): printed raw,
+/// it could move the cursor, retitle or clear the terminal, forge lines of our
+/// output, or show a name reordered as another.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || is_bidi_control(c) {
             out.extend(c.escape_debug());
         } else {
             out.push(c);
         }
     }
+    out
+}
+
+/// `arg` as one shell word, for the commands our messages suggest (`shmipc rm
+/// NAME`): as it is when it holds only characters no shell treats specially,
+/// else in single quotes (a `'` as `'\''`), or, where it holds a control or
+/// bidirectional-text character, ANSI-C quoted (`$'…'`, with `\xNN` / `\uNNNN`;
+/// bash, zsh and ksh), so that pasting it runs exactly that command and the line
+/// stays printable.
+pub fn shell_arg(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:+=@%/".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_owned();
+    }
+    if !arg.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return format!("'{}'", arg.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for c in arg.chars() {
+        match c {
+            '\'' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c.is_control() || is_bidi_control(c)) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
     out
 }
 
@@ -103,7 +168,10 @@ pub fn fail(e: &Error) -> ExitCode {
 fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
-        CreateError::AlreadyExists { name } => Some(format!("remove it: `shmipc rm {name}`")),
+        CreateError::AlreadyExists { name } => Some(format!(
+            "remove it: `shmipc rm {name_sh}`",
+            name_sh = crate::output::shell_arg(name)
+        )),
         CreateError::TooManyObjects { .. } => {
             Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
         }
@@ -111,12 +179,17 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     let open = |e: &OpenError| match e {
         OpenError::NotFound { name } => Some(format!(
-            "`shmipc create {name} --size SIZE` creates it; `shmipc ls` lists names"
+            "`shmipc create {name_sh} --size SIZE` creates it; `shmipc ls` lists names",
+            name_sh = crate::output::shell_arg(name)
         )),
-        OpenError::PermissionDenied { name, .. } => {
-            Some(format!("`shmipc info {name}` shows its owner and mode"))
-        }
-        OpenError::Busy { name } => Some(format!("`shmipc info {name}` shows who holds it")),
+        OpenError::PermissionDenied { name, .. } => Some(format!(
+            "`shmipc info {name_sh}` shows its owner and mode",
+            name_sh = crate::output::shell_arg(name)
+        )),
+        OpenError::Busy { name } => Some(format!(
+            "`shmipc info {name_sh}` shows who holds it",
+            name_sh = crate::output::shell_arg(name)
+        )),
         _ => None,
     };
     if let Some(e) = e.downcast_ref::<CreateError>() {

@@ -368,6 +368,20 @@ pub fn process_name(pid: u32) -> Option<String> {
 }
 
 /// Pretty JSON text of any serializable value.
+/// Bidirectional-text controls (which can only be inside strings) are written as
+/// `\uXXXX` escapes: the same JSON value, never reordering a terminal's text.
 pub fn json(value: &impl Serialize) -> crate::output::Result<String> {
-    Ok(serde_json::to_string_pretty(value)?)
+    let text = serde_json::to_string_pretty(value)?;
+    if !text.chars().any(crate::output::is_bidi_control) {
+        return Ok(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if crate::output::is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }

@@ -271,10 +271,17 @@ pub fn bytes(n: u64) -> String {
 
 /// A duration for people: `10s`, `500ms`.
 pub fn human_duration(d: Duration) -> String {
+    // Exactly: in the largest unit that holds it whole (500µs was "0ms", and
+    // 1500µs "1ms").
+    let nanos = d.as_nanos();
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else {
+    } else if nanos % 1_000_000 == 0 {
         format!("{}ms", d.as_millis())
+    } else if nanos % 1_000 == 0 {
+        format!("{}µs", d.as_micros())
+    } else {
+        format!("{nanos}ns")
     }
 }
 
@@ -390,5 +397,13 @@ mod tests {
         assert_eq!(bytes(4096), "4096 bytes (4 KiB)");
         assert_eq!(human_duration(Duration::from_secs(10)), "10s");
         assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human_duration(Duration::from_micros(500)), "500µs");
+        assert_eq!(human_duration(Duration::from_micros(1500)), "1500µs");
+        assert_eq!(human_duration(Duration::from_nanos(1)), "1ns");
+        assert_eq!(
+            human_duration(Duration::from_nanos(1_000_000_001)),
+            "1000000001ns"
+        );
+        assert_eq!(human_duration(Duration::ZERO), "0s");
     }
 }

@@ -689,3 +689,16 @@ fn help_documents_lifetime_and_json_keys() {
     }
     assert!(!top.contains("demo-process"), "hidden verbs shown");
 }
+
+/// A timeout under a millisecond (or not a whole number of them) is named exactly
+/// in the message: `500us` was "for 0ms", `1500us` "for 1ms".
+#[test]
+fn sub_timeouts_are_named_exactly() {
+    let topic = unique("dur");
+    let _c = Cleanup(topic.clone());
+    for (given, shown) in [("500us", "500µs"), ("1500us", "1500µs"), ("750ns", "750ns")] {
+        let args = ["sub", topic.as_str(), "-t", given];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(line.contains(&format!(" for {shown}")), "{given}: {line}");
+    }
+}

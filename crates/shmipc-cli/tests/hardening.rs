@@ -898,21 +898,24 @@ impl Drop for Planted {
     }
 }
 
-/// A directory or FIFO someone put in /dev/shm under a name: every verb says it
+/// A directory, FIFO or socket someone put in /dev/shm under a name: every verb says it
 /// is no shared-memory object, naming it, in one line with exit status 1, and
 /// none removes or replaces it (before: `info` said "does not exist: create it
 /// first" while `create` said "already exists: remove it", and `rm` printed a raw
 /// "Is a directory (os error 21)").
 #[test]
-fn every_verb_on_a_directory_or_fifo_says_it_is_no_segment() {
+fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
     let dir = std::env::temp_dir().join(unique("nonseg-file"));
     let _dir_cleanup = Planted(dir.clone());
-    for kind in ["directory", "fifo"] {
+    for kind in ["directory", "fifo", "socket"] {
         let name = unique(&format!("nonseg-{kind}"));
         let path = shm_path(&name);
         let _planted = Planted(path.clone());
+        // (A socket's listener is dropped at once; its file stays.)
         if kind == "directory" {
             std::fs::create_dir(&path).unwrap();
+        } else if kind == "socket" {
+            drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         } else {
             rfs::mknodat(
                 rfs::CWD,
@@ -1323,4 +1326,428 @@ fn a_full_stdout_is_named_as_stdout() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success() && err.is_empty(), "{status:?}: {err}");
+}
+
+/// Whether anything opened `path` since the watch began (inotify `IN_OPEN`; an
+/// `O_PATH` look is no open).
+struct OpenWatch(std::os::fd::OwnedFd);
+
+impl OpenWatch {
+    fn new(path: &std::path::Path) -> Self {
+        use rfs::inotify;
+        let fd =
+            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(&fd, path, inotify::WatchFlags::OPEN).unwrap();
+        Self(fd)
+    }
+
+    fn opened(&self) -> bool {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut reader = rfs::inotify::Reader::new(&self.0, &mut buf);
+        match reader.next() {
+            Ok(e) => e.events().contains(rfs::inotify::ReadFlags::OPEN),
+            Err(rustix::io::Errno::AGAIN) => false,
+            Err(e) => panic!("reading inotify: {e}"),
+        }
+    }
+}
+
+/// `create --file` on a device or FIFO is refused without ever opening it: it was
+/// opened read-write (without `O_NOCTTY`) and only then refused, and as root
+/// opening a watchdog device arms it, a tape device rewinds, a FIFO's blocked
+/// writer is let go. Every verb on a file-backed segment whose file was replaced
+/// by a FIFO or device is refused the same way. (Devices need root for `mknod`;
+/// skipped otherwise.)
+#[test]
+fn a_device_or_fifo_as_backing_file_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    rfs::mknodat(
+        rfs::CWD,
+        &fifo,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let mut specials = vec![fifo];
+    let null = dir.path().join("null");
+    // /dev/null's numbers (1, 3): opening it does nothing, but inotify sees it.
+    if rfs::mknodat(
+        rfs::CWD,
+        &null,
+        rfs::FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        rfs::makedev(1, 3),
+    )
+    .is_ok()
+    {
+        specials.push(null);
+    } else {
+        eprintln!("no device node (not root): FIFO only");
+    }
+    for special in &specials {
+        let text = special.to_str().unwrap();
+        let name = unique("never-opened");
+        let _cleanup = Cleanup(name.clone());
+        let watch = OpenWatch::new(special);
+        let args = ["create", name.as_str(), "-s", "4K", "--file", text];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(line.contains("not a regular file"), "{line}");
+        assert!(!watch.opened(), "{args:?} opened {text}");
+        assert!(!left_behind(&name), "{args:?} left its name");
+
+        // A segment on a regular file, then the file replaced by the special one.
+        let file = dir.path().join("data");
+        ok(&[
+            "create",
+            &name,
+            "-s",
+            "4K",
+            "--file",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::rename(special, &file).unwrap();
+        let watch = OpenWatch::new(&file);
+        for verb in [
+            vec!["read", name.as_str()],
+            vec!["write", name.as_str(), "x"],
+            vec!["info", name.as_str()],
+            vec!["lock", name.as_str(), "--", "true"],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            // `info` describes it as not openable; the others fail.
+            let out = run(&verb);
+            assert_eq!(out.status.success(), verb[0] == "info", "{verb:?}: {out:?}");
+            assert!(!watch.opened(), "{verb:?} opened {text}");
+        }
+        ok(&["rm", &name]);
+        std::fs::rename(&file, special).unwrap();
+    }
+}
+
+/// `create --file` on a file of /proc or /sys (regular-looking, but writing one
+/// sets kernel state) is refused, naming the file system, before it is opened:
+/// as root it was opened read-write and, where the size fitted, mapped.
+#[test]
+fn a_proc_or_sys_file_as_backing_file_is_refused() {
+    for (file, fs) in [
+        ("/proc/self/comm", "procfs"),
+        ("/sys/kernel/uevent_seqnum", "sysfs"),
+    ] {
+        if std::path::Path::new(file).symlink_metadata().is_err() {
+            continue;
+        }
+        let name = unique("pseudo");
+        let _cleanup = Cleanup(name.clone());
+        let args = ["create", name.as_str(), "--file", file];
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains(file) && line.contains(fs) && line.contains("kernel interface"),
+            "{line}"
+        );
+        assert!(!left_behind(&name), "{args:?} left its name");
+    }
+}
+
+/// A file-backed create whose link in /dev/shm finds no room: out of files, a
+/// killed holder's stale object is swept and the create succeeds, as every other
+/// create path does; out of bytes (a long file path needs a page for its link),
+/// it says so, where it said "no room for another object" either way and swept
+/// nothing. Nothing is left behind.
+#[test]
+fn a_file_backed_create_on_a_full_dev_shm_sweeps_and_names_what_is_full() {
+    let test = "a_file_backed_create_on_a_full_dev_shm_sweeps_and_names_what_is_full";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=1M,nr_inodes=8 tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-fblink-XXXXXX) || exit 78
+P="$D/fifo"; mkfifo "$P" || exit 78
+L="$D/$(printf 'long%.0s' $(seq 1 60))"
+E="$D/err"
+trap 'rm -rf "$D"' EXIT
+try() {  # LABEL ARGS...: one line with the exit status and the error
+  label=$1; shift
+  "$B" "$@" >/dev/null 2>"$E" </dev/null
+  echo "$label rc=$? :: $(head -c 400 "$E" | tr '\n' ' ')"
+}
+"$B" create dead -s 4K --hold > "$P" 2>/dev/null &
+dead=$!
+read -r line < "$P"
+kill -9 "$dead"; wait "$dead" 2>/dev/null
+i=0; while touch /dev/shm/filler$i 2>/dev/null; do i=$((i+1)); done
+try files create fb -s 4K --file "$D/data"
+echo "dead=$([ -e /dev/shm/dead ] && echo left || echo gone)"
+umount /dev/shm
+mount -t tmpfs -o size=64K tmpfs /dev/shm || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+try bytes create fb2 -s 4K --file "$L"
+echo "left=$(ls /dev/shm | tr '\n' ' ')"
+umount /dev/shm
+mount -t tmpfs -o size=64K,nr_inodes=0 tmpfs /dev/shm || exit 78
+dd if=/dev/zero of=/dev/shm/filler bs=4096 2>/dev/null
+try unlimited create fb3 -s 4K --file "$L"
+echo "file=$([ -e "$L" ] && echo left || echo none)"
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    assert!(line("files").contains(" rc=0 "), "{text}");
+    assert!(text.contains("dead=gone"), "{text}");
+    let l = line("bytes");
+    assert!(
+        l.contains(" rc=1 ")
+            && l.contains("segment `fb2`")
+            && l.contains("free in /dev/shm")
+            && !l.contains("no room for another object"),
+        "{l}"
+    );
+    assert!(text.contains("left=filler "), "{text}");
+    // A tmpfs without a limit of files (nr_inodes=0) reports none free: no
+    // "no room for another object" there either.
+    let l = line("unlimited");
+    assert!(
+        l.contains(" rc=1 ")
+            && l.contains("free in /dev/shm")
+            && !l.contains("no room for another object"),
+        "{l}"
+    );
+    assert!(text.contains("file=none"), "{text}");
+}
+
+/// Every bidirectional-text control (embeddings, overrides, isolates, marks).
+const BIDI: [char; 12] = [
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}',
+];
+
+/// Bidirectional-text controls that another user chose (in a name, a link
+/// target, a process name, a message) never reach the terminal raw, where they
+/// reorder what follows so that one name reads as another: they are escaped as
+/// control characters are, and `--json` writes them as `\uXXXX` (the same value).
+/// (Before: only C0/C1 controls were escaped.)
+#[test]
+fn bidi_controls_never_reach_the_terminal_raw() {
+    let evil: String = BIDI.iter().collect();
+    // A name made of them (a valid name), a link target, a holder's process name.
+    let name = format!("{}-{evil}", unique("bidi"));
+    let _name_cleanup = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "4K"]);
+    let link = unique("bidi-link");
+    let _link_cleanup = Cleanup(link.clone());
+    std::os::unix::fs::symlink(format!("/tmp/{evil}"), shm_path(&link)).unwrap();
+    let dir = std::env::temp_dir().join(unique("bidi-exe"));
+    std::fs::create_dir(&dir).unwrap();
+    // A process name is at most 15 bytes: three of the controls.
+    let exe = dir.join("\u{202e}\u{2066}\u{061c}x");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shmipc"), &exe).unwrap();
+    let held = unique("bidi-holder");
+    let _held_cleanup = Cleanup(held.clone());
+    let mut child = std::process::Command::new(&exe)
+        .args(["create", &held, "-s", "4K", "--hold"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let _holder = Running(child);
+    next_line(&lines);
+    let _ = std::fs::remove_file(&exe);
+    let _ = std::fs::remove_dir(&dir);
+    let topic = unique("bidi-topic");
+    let _topic_cleanup = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "4", &format!("m{evil}")]);
+
+    let raw = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .chars()
+            .any(|c| BIDI.contains(&c))
+    };
+    for args in [
+        vec!["info", name.as_str()],
+        vec!["info", link.as_str()],
+        vec!["info", held.as_str()],
+        vec!["ls"],
+        vec!["ls", "--all"],
+        vec!["read", name.as_str(), "--hex"],
+        vec!["rm", name.as_str(), "--nonexistent-flag"],
+        vec!["sem", name.as_str(), "post"],
+        vec!["create", name.as_str(), "-s", "4K"],
+        vec!["sub", topic.as_str(), "--history", "1", "-n", "1"],
+    ] {
+        let out = run(&args);
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !raw(text),
+                "shmipc {args:?}: a raw bidi control on {stream}: {}",
+                String::from_utf8_lossy(text).escape_debug()
+            );
+        }
+    }
+    let info = ok(&["info", &held]);
+    assert!(
+        info.contains("\\u{202e}"),
+        "the holder is still shown: {info}"
+    );
+    // JSON: escaped, and the same value.
+    for args in [
+        vec!["ls", "--all", "--json"],
+        vec!["info", name.as_str(), "--json"],
+    ] {
+        let out = ok(&args);
+        assert!(!raw(out.as_bytes()), "{args:?}: {}", out.escape_debug());
+        assert!(out.contains(&json_name(&name)), "{args:?}: {out}");
+    }
+}
+
+/// `name` as serde_json writes it, bidi controls as `\uXXXX`.
+fn json_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if BIDI.contains(&c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Every `shmipc …` command a message suggests, for a name with spaces, quotes,
+/// shell metacharacters or bidi controls, is one a shell runs with exactly that
+/// name (checked by running it through bash with `printf` in place of shmipc):
+/// `shmipc rm my topic` removed `my` and `topic`, `shmipc rm $(…)` ran the `…`.
+#[test]
+fn suggested_commands_quote_the_name_for_the_shell() {
+    let names = [
+        "a b",
+        "x;y&z|w",
+        "q'uo\"te",
+        "$(echo pwned)",
+        "{brace},#hash!bang",
+        "star*?[x]",
+        "-dash ~home",
+        "t\u{202e}xt",
+    ];
+    for tag in names {
+        let name = format!("{}-{tag}", unique("sh"));
+        let _c = Cleanup(name.clone());
+        let mut said = String::new();
+        // stdout: create's "stays until `shmipc rm NAME`", info's persistence.
+        said += &ok(&["create", &name, "-s", "4K"]);
+        said += &ok(&["info", &name]);
+        // stderr: create of an existing name, sub on a non-topic, write to objects.
+        for args in [
+            vec!["create", name.as_str(), "-s", "4K"],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            said += &String::from_utf8_lossy(&run(&args).stderr);
+        }
+        ok(&["rm", &name]);
+        for args in [
+            vec!["read", name.as_str()],
+            vec!["sub", name.as_str(), "-t", "1ms"],
+        ] {
+            said += &String::from_utf8_lossy(&run(&args).stderr);
+        }
+        ok(&["rm", &name]);
+        ok(&["lock", &name, "--", "true"]);
+        said += &String::from_utf8_lossy(&run(&["write", &name, "x"]).stderr);
+        ok(&["rm", &name]);
+
+        let suggested: Vec<&str> = said
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("shmipc ") && s.len() > "shmipc xx ".len())
+            .filter(|s| !s.starts_with("shmipc ls") && !s.starts_with("shmipc gc"))
+            .collect();
+        assert!(suggested.len() >= 6, "{name:?}: {said}");
+        for cmd in suggested {
+            let words = cmd.trim_start_matches("shmipc ");
+            let out = std::process::Command::new("bash")
+                .args(["-c", &format!("printf '%s\\n' {words}")])
+                .output()
+                .unwrap();
+            let args = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                args.lines().nth(1),
+                Some(name.as_str()),
+                "`{cmd}` does not name {name:?} to a shell (it gives {args:?}) in: {said}"
+            );
+        }
+    }
+}
+
+/// Whether process `pid` has `path` open read-write.
+fn has_open_rw(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let target = std::fs::read_link(fd.path()).ok();
+        let flags = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("flags:"))?.to_owned();
+            u32::from_str_radix(line.trim_start_matches("flags:").trim(), 8).ok()
+        });
+        target.as_deref() == Some(path) && flags.is_some_and(|f| f & 3 == 2)
+    })
+}
+
+/// `write` checks what it writes into on the object it opened, not only on the
+/// name before opening: a name that comes to hold a mutex between the look and the
+/// open (here: the open waits on a closing holder's lock while the plain segment is
+/// removed and a mutex made under its name) was written into, breaking the mutex.
+#[test]
+fn write_checks_the_object_it_opened() {
+    let name = unique("write-race");
+    let _c = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "4K"]);
+    let path = shm_path(&name);
+    // Hold the plain segment exclusively, as a closing holder does for a moment.
+    let old = rfs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    rfs::flock(&old, FlockOperation::NonBlockingLockExclusive).unwrap();
+    let mut writer = Running(
+        shmipc()
+            .args(["write", &name, "hello"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = writer.0.id();
+    wait_until("write to open the segment", || has_open_rw(pid, &path));
+    // The name now holds a mutex; the old object goes with its last holder.
+    ok(&["rm", &name]);
+    ok(&["lock", &name, "--", "true"]);
+    let before = json(&ok(&["info", &name, "--json"]));
+    drop(old);
+    let status = wait_exit(&mut writer.0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut writer.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("`{name}` is a mutex, not a plain segment")),
+        "{err}"
+    );
+    let after = json(&ok(&["info", &name, "--json"]));
+    assert_eq!(before, after, "the mutex changed");
+    ok(&["lock", &name, "--timeout", "5s", "--", "true"]);
 }

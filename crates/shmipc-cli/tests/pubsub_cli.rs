@@ -556,3 +556,125 @@ fn a_topic_removed_under_a_running_sub_is_reported() {
         );
     }
 }
+
+/// The same, for a `sub` in another pid namespace (`unshare --pid`, root only;
+/// skipped elsewhere), whose pid the kernel's lock list gives in the outer
+/// namespace's numbers: `sub` compared holders' pids with its own, found itself
+/// nowhere, and so noticed only a name that was gone, never one removed and made
+/// again, and stayed deaf for ever. `sub` now asks whether the name names the very
+/// object it mapped (device and inode), which no pid or timing can fool.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_topic_removed_and_made_again_under_a_sub_in_another_pid_namespace_is_reported() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot make a pid namespace here");
+        return;
+    }
+    let topic = unique("ps-pidns");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "4"]);
+    let mut sub = Running(
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_shmipc"))
+            .args(["sub", &topic])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the subscriber to connect", || subscribers(&topic) > 0);
+    ok(&["rm", &topic]);
+    ok(&["pub", &topic, "hello"]);
+    let status = wait_exit(&mut sub.0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut sub.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!("shmipc: topic `{topic}` was removed"))
+            && err.contains("another object now has its name"),
+        "{err}"
+    );
+}
+
+/// `sub -n 0` receives nothing, so it does nothing: it created the topic (and
+/// left it behind for ever) or attached to an existing one. A bad name or
+/// settings are still refused.
+#[test]
+fn sub_count_zero_does_nothing_and_leaves_nothing() {
+    let topic = unique("ps-n0");
+    let _c = Cleanup(topic.clone());
+    for args in [
+        vec!["sub", topic.as_str(), "-n", "0"],
+        vec!["sub", topic.as_str(), "--count", "0", "--json", "-t", "1s"],
+    ] {
+        let out = run(&args);
+        assert_success(&out, &args);
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+        assert!(!left_behind(&topic), "{args:?} left the topic behind");
+    }
+    let args = ["sub", "bad/name", "-n", "0"];
+    assert_fails(&run(&args), 1, &args);
+}
+
+/// A `pub` reading stdin whose topic is removed (`shmipc rm`), with or without a
+/// new topic made under the name since, stops at its next line with one line
+/// saying so (exit 1): it published on for ever into the removed topic, which no
+/// later `sub` could open, while subs of the name's new topic got nothing.
+#[test]
+fn a_topic_removed_under_a_running_pub_is_reported() {
+    for remade in [true, false] {
+        let topic = unique("ps-pub-removed");
+        let _c = Cleanup(topic.clone());
+        let mut publisher = Running(
+            shmipc()
+                .args(["pub", &topic, "--capacity", "4", "--overwrite"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stdin = publisher.0.stdin.take().unwrap();
+        stdin.write_all(b"first\n").unwrap();
+        stdin.flush().unwrap();
+        wait_until("the first line to be published", || {
+            run(&["info", &topic, "--json"]).status.success()
+                && state(&topic)["published"].as_u64() == Some(1)
+        });
+        ok(&["rm", &topic]);
+        if remade {
+            ok(&["pub", &topic, "--capacity", "4", "--overwrite", "new"]);
+        }
+        // Lines go on coming; the pub stops at one of them (it looks once a second).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = publisher.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the pub went on");
+            if stdin
+                .write_all(b"more\n")
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                break wait_exit(&mut publisher.0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "remade {remade}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "shmipc: topic `{topic}` was removed (`shmipc rm {topic}`) while this pub published on it"
+            )) && err.contains("another object now has its name") == remade,
+            "remade {remade}: {err}"
+        );
+    }
+}

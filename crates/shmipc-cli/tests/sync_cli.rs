@@ -130,6 +130,97 @@ mod linux {
         assert_eq!(seen.len(), RUNS, "{log}");
     }
 
+    /// `rm` of a mutex a `lock` holds removes the name only (as deleting a flock(1)
+    /// lock file): the next `lock` makes a new mutex and runs beside the holder.
+    /// `rm` says so on stderr (it said nothing), and says nothing for a free one.
+    #[test]
+    fn rm_of_a_held_mutex_warns_that_the_next_lock_runs_beside() {
+        let name = unique("lock-rm");
+        let _c = Cleanup(name.clone());
+        let mut held = holder(&name);
+        let out = run(&["rm", &name]);
+        assert!(out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1
+                && err.contains(&format!("mutex `{name}` was locked by a live process"))
+                && err.contains("runs beside it"),
+            "{err}"
+        );
+        // As documented: the next lock makes a new mutex and runs at once.
+        assert_eq!(
+            ok(&["lock", "--timeout", "5s", &name, "--", "echo", "ran"]),
+            "ran\n"
+        );
+        drop(held.0.stdin.take());
+        assert!(wait_exit(&mut held.0).success());
+        let out = run(&["rm", &name]);
+        assert_success(&out, &["rm"]);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether process `pid` has `path` open.
+    fn has_open(pid: u32, path: &std::path::Path) -> bool {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+        })
+    }
+
+    /// A `sem wait` or `event wait` (without --timeout) whose object is removed
+    /// (`shmipc rm`), with or without a new one made under the name and posted or
+    /// set, ends with one line saying so (exit 1): it waited for ever on the
+    /// removed object, which no post or set through the name could reach.
+    #[test]
+    fn a_wait_on_a_removed_semaphore_or_event_is_reported() {
+        for (verb, create, wake, kind) in [
+            ("sem", "create", "post", "semaphore"),
+            ("event", "create", "set", "event"),
+        ] {
+            for remade in [true, false] {
+                let name = unique(&format!("{verb}-removed"));
+                let _c = Cleanup(name.clone());
+                ok(&[verb, &name, create]);
+                let mut waiter = Running(
+                    shmipc()
+                        .args([verb, &name, "wait"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                );
+                let (pid, path) = (
+                    waiter.0.id(),
+                    std::path::PathBuf::from("/dev/shm").join(&name),
+                );
+                wait_until("the waiter to open it", || has_open(pid, &path));
+                ok(&["rm", &name]);
+                if remade {
+                    ok(&[verb, &name, create]);
+                    ok(&[verb, &name, wake]);
+                }
+                let status = wait_exit(&mut waiter.0);
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut waiter.0.stderr.take().unwrap(), &mut err)
+                    .unwrap();
+                assert_eq!(status.code(), Some(1), "{verb} remade {remade}: {err}");
+                assert!(
+                    err.lines().count() == 1
+                        && err.starts_with(&format!(
+                            "shmipc: {kind} `{name}` was removed (`shmipc rm {name}`) while this command waited on it"
+                        ))
+                        && err.contains("another object now has its name") == remade,
+                    "{verb} remade {remade}: {err}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn lock_timeout_while_held_and_info_shows_the_holder() {
         let name = unique("lock-held");

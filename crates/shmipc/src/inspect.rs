@@ -130,6 +130,43 @@ pub fn inspect(name: &str) -> Result<Contents, OpenError> {
     }
 }
 
+impl Segment {
+    /// What this open segment holds, as [`inspect`] tells of a name, but of the
+    /// very object this handle holds, whatever its name names meanwhile: a check
+    /// made here holds for what is then read or written through the handle
+    /// (`inspect` then `open` leaves a moment in which the name may come to name
+    /// another object). A channel's state is not read (`state: None`); the
+    /// header's bytes are copied with [`Segment::read_at`] (on Linux `pread`: no
+    /// `SIGBUS` from a truncated or sparse segment).
+    pub fn contents(&self) -> Contents {
+        let len = usize::try_from(self.size().min(INSPECT_LEN)).unwrap_or(0);
+        let mut head = vec![0u8; len];
+        let n = self.read_at(0, &mut head).unwrap_or(0);
+        head.truncate(n);
+        if head.len() < HEADER_LEN {
+            return Contents::Plain;
+        }
+        let Some(view) = Segment::options()
+            .size(head.len() as u64)
+            .create_unnamed()
+            .ok()
+            .and_then(|s| s.map_all().ok())
+        else {
+            return Contents::Plain;
+        };
+        if view.write_at(0, &head).is_err() {
+            return Contents::Plain;
+        }
+        match layout::read(&view, 0, Duration::ZERO) {
+            Ok(Header {
+                kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
+                ..
+            }) => Contents::Object { kind, state: None },
+            _ => Contents::of_in(&view, 0, self.liveness()),
+        }
+    }
+}
+
 /// Largest channel whose state an inspection copies to look at.
 #[cfg(target_os = "linux")]
 const COPY_LIMIT: u64 = 64 << 20;

@@ -163,6 +163,19 @@ impl Segment {
         self.inner.name.as_ref().map(Name::as_str)
     }
 
+    /// Whether the segment's name still names this very segment: `Some(false)`
+    /// once the name was removed ([`Segment::remove`], `shmipc rm`), even where
+    /// another segment has taken the name since, which an opener of the name then
+    /// reaches instead of this one. Compared by the object's identity, not its
+    /// holders: Linux compares device and inode (a file-backed segment's link
+    /// followed, as an opener follows it). Windows answers `Some(true)` while the
+    /// segment is held: a section's name goes only with its last handle. `None`
+    /// where it cannot be told: an unnamed segment, and macOS, whose POSIX
+    /// shared-memory objects have no inode to compare.
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.inner.is_still_named()
+    }
+
     /// The size in bytes, as created (an opener learns the creator's size). On
     /// Windows, a section made by another program, or a handle taken with
     /// `os::windows::from_handle`, has its size rounded up to whole pages: the OS

@@ -134,6 +134,11 @@ impl Inner {
         sys::liveness::Scope::of(&self.handle, &self.anchor)
     }
 
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named).
+    pub(crate) fn is_still_named(&self) -> Option<bool> {
+        sys::still_named(&self.handle, self.name.as_ref()?)
+    }
+
     pub(crate) fn display_name(&self) -> String {
         self.name
             .as_ref()
@@ -175,6 +180,12 @@ impl View {
     /// What lock owners and endpoints in this view prove their liveness on.
     pub(crate) fn liveness(&self) -> crate::sys::liveness::Scope<'_> {
         self.seg.liveness()
+    }
+
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named) of the view's
+    /// segment.
+    pub(crate) fn is_still_named(&self) -> Option<bool> {
+        self.seg.is_still_named()
     }
 
     /// Length in bytes.

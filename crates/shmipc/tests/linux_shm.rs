@@ -485,3 +485,74 @@ fn handed_out_descriptor_of_a_named_segment_is_a_holder() {
         Err(OpenError::NotFound { .. })
     ));
 }
+
+/// `is_still_named` compares the object, not the name: a segment removed and made
+/// again under its name (memory or file-backed, persistent or not) is no longer
+/// named, though the name exists; a holder's own name, or another holder's open
+/// of it, still is, and so is a file-backed name made again on the same file (an
+/// opener reaches the same bytes); an unnamed segment cannot tell.
+#[test]
+fn is_still_named_compares_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, persistence) in [Persistence::UntilLastClose, Persistence::UntilRemoved]
+        .into_iter()
+        .enumerate()
+    {
+        let guard = Cleanup::new("still-named");
+        let name = guard.name();
+        let (file, file2) = (
+            dir.path().join(format!("f{i}")),
+            dir.path().join(format!("g{i}")),
+        );
+        let memory = || {
+            Segment::options()
+                .size(4096)
+                .persistence(persistence)
+                .create(name)
+                .unwrap()
+        };
+        let on = |f: &Path| Segment::options().size(4096).file(f).create(name).unwrap();
+        let makers: [(&dyn Fn() -> Segment, &str); 3] = [
+            (&memory, "memory"),
+            (&|| on(&file), "file"),
+            (&|| on(&file2), "file2"),
+        ];
+        for (first, a) in makers {
+            for (again, b) in makers {
+                let seg = first();
+                assert_eq!(seg.is_still_named(), Some(true));
+                let other = Segment::open(name, Access::Read).unwrap();
+                assert_eq!(other.is_still_named(), Some(true));
+                Segment::remove(name).unwrap();
+                assert_eq!(seg.is_still_named(), Some(false), "{a} removed");
+                let new = again();
+                assert_eq!(new.is_still_named(), Some(true));
+                let same = a == b && a != "memory";
+                assert_eq!(seg.is_still_named(), Some(same), "{a} made again as {b}");
+                assert_eq!(other.is_still_named(), Some(same), "{a} made again as {b}");
+                drop(new);
+                let _ = Segment::remove(name);
+            }
+        }
+    }
+    let unnamed = Segment::options().size(4096).create_unnamed().unwrap();
+    assert_eq!(unnamed.is_still_named(), None);
+}
+
+/// `Segment::contents` tells what the held object holds, whatever its name names
+/// since: a plain segment removed and replaced by a semaphore under its name is
+/// still plain through the old handle, while `inspect` of the name and a new
+/// open see the semaphore.
+#[test]
+fn contents_is_of_the_object_held() {
+    let guard = Cleanup::new("contents-held");
+    let name = guard.name();
+    let plain = Segment::create(name, 4096).unwrap();
+    assert_eq!(plain.contents(), shmipc::Contents::Plain);
+    Segment::remove(name).unwrap();
+    let _sem = shmipc::NamedSemaphore::create(name, 1, 4).unwrap();
+    assert_eq!(plain.contents(), shmipc::Contents::Plain);
+    assert_eq!(shmipc::inspect(name).unwrap().kind_name(), "semaphore");
+    let again = Segment::open(name, Access::Read).unwrap();
+    assert_eq!(again.contents(), shmipc::inspect(name).unwrap());
+}

@@ -67,7 +67,8 @@ pub fn run(args: &CreateArgs) -> Result {
             _ => "",
         };
         return output::line(format!(
-            "created segment `{name}`: {what}; it stays until `shmipc rm {name}`{after}"
+            "created segment `{name}`: {what}; it stays until `shmipc rm {name_sh}`{after}",
+            name_sh = crate::output::shell_arg(name)
         ));
     };
 

@@ -1,6 +1,6 @@
 //! `shmipc event NAME create [--auto] [--mode OCTAL] | set | reset | wait [--timeout DUR]`
 
-use shmipc::sync::{EventReset, NamedEvent, WaitTimeoutError};
+use shmipc::sync::{EventReset, NamedEvent};
 
 use super::object;
 use crate::cli::{EventAction, EventArgs};
@@ -20,7 +20,8 @@ pub fn run(args: &EventArgs) -> Result {
         NamedEvent::create_with(name, reset, false, &object::persistent(mode))
             .map_err(|e| object::error(e, name, KIND, None))?;
         return output::line(format!(
-            "created {words} event `{name}` (unset); it stays until `shmipc rm {name}`"
+            "created {words} event `{name}` (unset); it stays until `shmipc rm {name_sh}`",
+            name_sh = crate::output::shell_arg(name)
         ));
     }
     let event = NamedEvent::open(name).map_err(|e| object::error(e, name, KIND, Some("event")))?;
@@ -28,18 +29,22 @@ pub fn run(args: &EventArgs) -> Result {
         EventAction::Create { .. } => unreachable!("handled above"),
         EventAction::Set => event.set(),
         EventAction::Reset => event.reset(),
-        EventAction::Wait { timeout: None } => event.wait(),
-        EventAction::Wait {
-            timeout: Some(timeout),
-        } => {
-            event
-                .wait_timeout(timeout)
-                .map_err(|_: WaitTimeoutError| {
-                    format!(
-                        "timed out after {} waiting for event `{name}` to be set: wait longer or check the setter",
-                        units::human_duration(timeout)
-                    )
-                })?;
+        EventAction::Wait { timeout } => {
+            let done = object::wait_watching(
+                name,
+                KIND,
+                "event",
+                timeout,
+                |t| event.wait_timeout(t).is_ok(),
+                || event.is_still_named(),
+            )?;
+            if !done {
+                return Err(format!(
+                    "timed out after {} waiting for event `{name}` to be set: wait longer or check the setter",
+                    units::human_duration(timeout.unwrap_or_default())
+                )
+                .into());
+            }
         }
     }
     Ok(())

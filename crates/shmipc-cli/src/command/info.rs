@@ -30,9 +30,15 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
     let persistence = match (i.persistence, &i.backing) {
         (Persistence::UntilLastClose, _) => "until its last holder closes it or dies".to_owned(),
         (Persistence::UntilRemoved, Backing::File(_)) => {
-            format!("until removed (`shmipc rm {name}`); the file stays after that")
+            format!(
+                "until removed (`shmipc rm {name_sh}`); the file stays after that",
+                name_sh = crate::output::shell_arg(name)
+            )
         }
-        (Persistence::UntilRemoved, _) => format!("until removed (`shmipc rm {name}`)"),
+        (Persistence::UntilRemoved, _) => format!(
+            "until removed (`shmipc rm {name_sh}`)",
+            name_sh = crate::output::shell_arg(name)
+        ),
     };
     let origin = match i.origin {
         Origin::Shmipc => "shmipc",

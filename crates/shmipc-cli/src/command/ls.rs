@@ -31,7 +31,7 @@ pub fn run(args: &LsArgs) -> Result {
     }
     let width = segments
         .iter()
-        .map(|s| s.name.chars().count())
+        .map(|s| output::printable(&s.name).chars().count())
         .max()
         .unwrap_or(0)
         .max(4);
@@ -49,7 +49,7 @@ pub fn run(args: &LsArgs) -> Result {
         text.push('\n');
         let line = format!(
             "{:<width$}  {:>10}  {kind:<9}  {:<7}  {:<16}  {:<7}  {holders:<7}  {state}",
-            s.name,
+            output::printable(&s.name),
             human_size(s.size),
             report::backing_key(&s.backing),
             report::persistence_key(s.persistence),

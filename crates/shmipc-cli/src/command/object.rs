@@ -4,8 +4,55 @@
 use shmipc::sync::{ObjectError, ObjectOptions};
 use shmipc::{LayoutError, OpenError, Persistence};
 
+use std::time::{Duration, Instant};
+
 use super::words;
 use crate::output::Error;
+
+/// How often a waiting `sem` or `event` looks whether its name still names the
+/// object it waits on.
+const NAME_CHECK: Duration = Duration::from_secs(1);
+
+/// Waits with `wait_for` (true: done) at most `timeout` (`None`: for ever), in
+/// slices, looking between them whether the name still names the object
+/// (`still_named`): one removed (`shmipc rm`) while waited on, or made again
+/// under the name since, can never be posted or set through the name, and the
+/// wait would go on for ever. True: done; false: timed out.
+pub fn wait_watching(
+    name: &str,
+    kind: &str,
+    verb: &str,
+    timeout: Option<Duration>,
+    wait_for: impl Fn(Duration) -> bool,
+    still_named: impl Fn() -> Option<bool>,
+) -> Result<bool, Error> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let now = Instant::now();
+        let slice = deadline.map_or(NAME_CHECK, |d| {
+            d.saturating_duration_since(now).min(NAME_CHECK)
+        });
+        if wait_for(slice) {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        if still_named() == Some(false) {
+            let exists = !matches!(shmipc::Segment::info(name), Err(OpenError::NotFound { .. }));
+            let what = if exists {
+                ", and another object now has its name"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{kind} `{name}` was removed (`shmipc rm {name_sh}`) while this command waited on it{what}: nothing done through the name reaches it any more; start `shmipc {verb} {name_sh} wait` again",
+                name_sh = crate::output::shell_arg(name)
+            )
+            .into());
+        }
+    }
+}
 
 /// A command that ends cannot hold what it creates: it stays until `shmipc rm`.
 pub fn persistent(mode: u32) -> ObjectOptions {
@@ -20,8 +67,7 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
     match e {
         ObjectError::Open(OpenError::NotFound { .. }) => match verb {
             Some(verb) => format!(
-                "{kind} `{name}` does not exist: create it first with `shmipc {verb} {name} create`"
-            ),
+                "{kind} `{name}` does not exist: create it first with `shmipc {verb_sh} {name_sh} create`", verb_sh = crate::output::shell_arg(verb), name_sh = crate::output::shell_arg(name)),
             None => format!("{kind} `{name}` does not exist"),
         }
         .into(),
@@ -29,18 +75,16 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             source: LayoutError::Kind { found, .. },
             ..
         } => format!(
-            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name}` if it is no longer needed",
+            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name_sh}` if it is no longer needed",
             words::article(&found),
-            words::article(kind)
-        )
+            words::article(kind), name_sh = crate::output::shell_arg(name))
         .into(),
         ObjectError::Invalid {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`",
-            words::article(kind)
-        )
+            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name_sh}`, use another name, or `shmipc rm {name_sh}`",
+            words::article(kind), name_sh = crate::output::shell_arg(name))
         .into(),
         ObjectError::Invalid { source, .. } => {
             format!("`{name}` is not a usable {kind}: {source}").into()

@@ -58,6 +58,7 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
     // `head -c 100G /dev/zero`) is refused once that much has been read, never held
     // in memory whole.
     let limit = u64::try_from(max).map_or(u64::MAX, |m| m.saturating_add(2));
+    let mut next_check = Instant::now();
     loop {
         line.clear();
         let n = (&mut stdin)
@@ -88,9 +89,47 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
                 sent,
             ));
         }
+        // Subscribers of a removed topic still read it; with none left, what is
+        // published reaches no one, while later subs open the name's new topic.
+        if publisher.subscribers() == 0 && Instant::now() >= next_check {
+            check_named(publisher, name, sent)?;
+            next_check = Instant::now() + NAME_CHECK;
+        }
         send(publisher, name, &line, args.timeout)?;
         sent += 1;
     }
+}
+
+/// How often a `pub` reading stdin with no subscriber looks whether its topic's
+/// name still names the topic it publishes on.
+const NAME_CHECK: Duration = Duration::from_secs(1);
+
+/// An error when the name no longer names the topic this `pub` publishes on (see
+/// `sub`'s check: the object itself is compared).
+fn check_named(publisher: &Publisher, name: &str, sent: u64) -> Result {
+    let exists = || {
+        !matches!(
+            shmipc::Segment::info(name),
+            Err(shmipc::OpenError::NotFound { .. })
+        )
+    };
+    let what = match publisher.is_still_named() {
+        Some(true) => return Ok(()),
+        Some(false) if exists() => ", and another object now has its name",
+        Some(false) => "",
+        None if exists() => return Ok(()),
+        None => "",
+    };
+    let before = match sent {
+        1 => " (1 line was published before)".to_owned(),
+        n if n > 1 => format!(" ({n} lines were published before)"),
+        _ => String::new(),
+    };
+    Err(format!(
+        "topic `{name}` was removed (`shmipc rm {name_sh}`) while this pub published on it{what}{before}: nothing it publishes reaches a subscriber any more; start `shmipc pub {name_sh}` again",
+        name_sh = crate::output::shell_arg(name)
+    )
+    .into())
 }
 
 fn check_sizes(name: &str, messages: &[Vec<u8>], max: usize) -> Result {
@@ -140,9 +179,8 @@ fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) ->
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
-            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name}`), or use a topic created with --overwrite",
-            units::human_duration(timeout)
-        )
+            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name_sh}`), or use a topic created with --overwrite",
+            units::human_duration(timeout), name_sh = crate::output::shell_arg(name))
         .into()),
         Err(e) => Err(format!("topic `{name}`: {e}").into()),
     }
@@ -155,8 +193,7 @@ fn too_large(name: &str, what: &str, size: &str, max: usize, sent: u64) -> crate
         n => format!(" (the {n} messages before it were published)"),
     };
     format!(
-        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name}` first)"
-    )
+        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name_sh}` first)", name_sh = crate::output::shell_arg(name))
     .into()
 }
 

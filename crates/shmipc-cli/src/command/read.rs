@@ -102,9 +102,9 @@ fn text(range: &Range, name: &str) -> Result {
         }
     })?;
     match String::from_utf8(text) {
-        Ok(s) => output::line(s),
+        Ok(s) => output::raw_line(s),
         Err(e) => {
-            output::line(String::from_utf8_lossy(e.as_bytes()))?;
+            output::raw_line(String::from_utf8_lossy(e.as_bytes()))?;
             output::warn(format!(
                 "the text in segment `{name}` is not valid UTF-8 (shown with U+FFFD); use --hex or --raw for the exact bytes"
             ));

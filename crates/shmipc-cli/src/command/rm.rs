@@ -1,6 +1,6 @@
 //! `shmipc rm NAME...`
 
-use shmipc::Segment;
+use shmipc::{Contents, Kind, ObjectState, Segment};
 
 use crate::cli::RmArgs;
 use crate::output::{self, Result};
@@ -8,8 +8,17 @@ use crate::output::{self, Result};
 pub fn run(args: &RmArgs) -> Result {
     let mut failures = Vec::new();
     for name in &args.names {
+        let held = held_mutex(name);
         match Segment::remove(name) {
-            Ok(()) => output::line(format!("removed segment `{name}`"))?,
+            Ok(()) => {
+                output::line(format!("removed segment `{name}`"))?;
+                if held {
+                    output::warn(format!(
+                        "mutex `{name}` was locked by a live process, which keeps its lock on the removed mutex: the next `shmipc lock {name_sh}` makes a new mutex and runs beside it (as flock(1) on a deleted lock file does)",
+                        name_sh = output::shell_arg(name)
+                    ));
+                }
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }
@@ -23,4 +32,19 @@ pub fn run(args: &RmArgs) -> Result {
         )
         .into()),
     }
+}
+
+/// Whether `name` is a mutex that a live process holds locked.
+fn held_mutex(name: &str) -> bool {
+    matches!(
+        shmipc::inspect(name),
+        Ok(Contents::Object {
+            kind: Kind::Mutex,
+            state: Some(ObjectState::Mutex {
+                locked: true,
+                owner_alive: Some(true) | None,
+                ..
+            }),
+        })
+    )
 }

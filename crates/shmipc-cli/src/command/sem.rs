@@ -1,6 +1,6 @@
 //! `shmipc sem NAME create [--initial N] [--max N] [--mode OCTAL] | post | wait [--timeout DUR]`
 
-use shmipc::sync::{NamedSemaphore, WaitTimeoutError};
+use shmipc::sync::NamedSemaphore;
 
 use super::object;
 use crate::cli::{SemAction, SemArgs};
@@ -15,8 +15,7 @@ pub fn run(args: &SemArgs) -> Result {
         NamedSemaphore::create_with(name, initial, max, &object::persistent(mode))
             .map_err(|e| object::error(e, name, KIND, None))?;
         return output::line(format!(
-            "created semaphore `{name}` (count {initial}, maximum {max}); it stays until `shmipc rm {name}`"
-        ));
+            "created semaphore `{name}` (count {initial}, maximum {max}); it stays until `shmipc rm {name_sh}`", name_sh = crate::output::shell_arg(name)));
     }
     let sem = NamedSemaphore::open(name).map_err(|e| object::error(e, name, KIND, Some("sem")))?;
     match args.action {
@@ -24,18 +23,23 @@ pub fn run(args: &SemArgs) -> Result {
         SemAction::Post => sem
             .post()
             .map_err(|e| format!("semaphore `{name}`: {e}").into()),
-        SemAction::Wait { timeout: None } => {
-            sem.wait();
-            Ok(())
-        }
-        SemAction::Wait {
-            timeout: Some(timeout),
-        } => sem.wait_timeout(timeout).map_err(|_: WaitTimeoutError| {
-            format!(
+        SemAction::Wait { timeout } => {
+            let done = object::wait_watching(
+                name,
+                KIND,
+                "sem",
+                timeout,
+                |t| sem.wait_timeout(t).is_ok(),
+                || sem.is_still_named(),
+            )?;
+            if done {
+                return Ok(());
+            }
+            Err(format!(
                 "timed out after {} waiting on semaphore `{name}` (count 0): nobody posted; wait longer or check the poster",
-                units::human_duration(timeout)
+                units::human_duration(timeout.unwrap_or_default())
             )
-            .into()
-        }),
+            .into())
+        }
     }
 }

@@ -21,67 +21,30 @@ const NO_PUBLISHER_POLL: Duration = Duration::from_millis(10);
 /// the topic it reads.
 const NAME_CHECK: Duration = Duration::from_secs(1);
 
-/// Whether the topic this `sub` reads is still the one its name names. A topic
+/// An error when the name no longer names the topic this `sub` reads. A topic
 /// removed (`shmipc rm`) while `sub` runs lives on for it, but every later `pub`
 /// makes or finds another topic under the name: without this look the `sub`
-/// waited deaf for ever, or timed out asking whether anything publishes.
-struct Named {
-    name: String,
-    /// True where the OS lists this process among the topic's holders (Linux),
-    /// so that a name whose holders leave it out names another object. Where it
-    /// cannot tell (or lists pids of another namespace), only a name that is gone
-    /// is noticed.
-    by_holders: bool,
-    /// Looks in a row whose holders left this process out. The kernel's lock list
-    /// is read in pieces and may skip a line while other locks come and go: one
-    /// such look proves nothing, two a second apart are another object.
-    misses: u32,
-}
-
-impl Named {
-    fn new(name: &str) -> Self {
-        let by_holders = shmipc::Segment::info(name)
-            .ok()
-            .and_then(|i| i.holders)
-            .is_some_and(|pids| pids.contains(&std::process::id()));
-        Self {
-            name: name.to_owned(),
-            by_holders,
-            misses: 0,
-        }
-    }
-
-    /// An error when the name no longer names this topic.
-    fn check(&mut self) -> Result {
-        if cfg!(windows) {
-            // A section's name goes only with its last handle, this one included.
-            return Ok(());
-        }
-        let name = &self.name;
-        let me = std::process::id();
-        let what = match shmipc::Segment::info(name) {
-            Err(shmipc::OpenError::NotFound { .. }) => "",
-            // Holders listed, this process not among them: twice in a row.
-            Ok(i)
-                if self.by_holders
-                    && i.holders.as_ref().is_some_and(|pids| !pids.contains(&me)) =>
-            {
-                self.misses += 1;
-                if self.misses < 2 {
-                    return Ok(());
-                }
-                ", and another object now has its name"
-            }
-            _ => {
-                self.misses = 0;
-                return Ok(());
-            }
-        };
-        Err(format!(
-            "topic `{name}` was removed (`shmipc rm {name}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `shmipc sub {name}` again"
+/// waited deaf for ever, or timed out asking whether anything publishes. The
+/// library compares the object itself (Linux: device and inode), so a name
+/// removed and made again at any time, before the first look included, is
+/// noticed. Where the OS cannot tell (macOS), only a name that is gone is.
+fn check_named(sub: &Subscriber, name: &str) -> Result {
+    let exists = || {
+        !matches!(
+            shmipc::Segment::info(name),
+            Err(shmipc::OpenError::NotFound { .. })
         )
-        .into())
-    }
+    };
+    let what = match sub.is_still_named() {
+        Some(true) => return Ok(()),
+        Some(false) if exists() => ", and another object now has its name",
+        Some(false) => "",
+        None if exists() => return Ok(()),
+        None => "",
+    };
+    Err(format!(
+        "topic `{name}` was removed (`shmipc rm {name_sh}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `shmipc sub {name_sh}` again", name_sh = crate::output::shell_arg(name))
+    .into())
 }
 
 pub fn run(args: &SubArgs) -> Result {
@@ -89,6 +52,12 @@ pub fn run(args: &SubArgs) -> Result {
     topic::check_kind(name)?;
     let options = topic::options(&args.create);
     options.validate(name).map_err(|e| topic::error(e, name))?;
+    if args.count == Some(0) {
+        // Nothing to receive: neither create the topic nor attach to it (a bad
+        // name is still refused).
+        shmipc::Name::new(name)?;
+        return Ok(());
+    }
     let (sub, _) = topic::open_or_create(
         || Subscriber::open_with_history(name, args.history),
         || options.create_or_open_subscriber_with_history(name, args.history),
@@ -106,7 +75,6 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
     let mut received = 0u64;
     let mut pause = Duration::from_millis(1);
     let mut deadline = args.timeout.map(|t| Instant::now() + t);
-    let mut named = Named::new(name);
     let mut next_check = Instant::now() + NAME_CHECK;
     loop {
         if args.count.is_some_and(|n| received >= n) {
@@ -139,7 +107,7 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
                 }
                 // A live publisher on the removed topic still reaches this sub.
                 if Instant::now() >= next_check && !sub.publisher_present() {
-                    named.check()?;
+                    check_named(sub, name)?;
                     next_check = Instant::now() + NAME_CHECK;
                 }
             }
@@ -147,7 +115,7 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
             // wait for the next one, looking now and then.
             Err(RecvError::Disconnected) => {
                 if Instant::now() >= next_check {
-                    named.check()?;
+                    check_named(sub, name)?;
                     next_check = Instant::now() + NAME_CHECK;
                 }
                 let mut nap = pause;
@@ -212,9 +180,8 @@ fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::o
         (None, r) => format!(" ({r} messages received before)"),
     };
     format!(
-        "no message on topic `{name}` for {}{so_far}: is anything publishing? (`shmipc info {name}` shows its publisher); wait longer with --timeout",
-        units::human_duration(t)
-    )
+        "no message on topic `{name}` for {}{so_far}: is anything publishing? (`shmipc info {name_sh}` shows its publisher); wait longer with --timeout",
+        units::human_duration(t), name_sh = crate::output::shell_arg(name))
     .into()
 }
 
@@ -243,7 +210,8 @@ fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
     out.line(&escape(&String::from_utf8_lossy(msg)))
 }
 
-/// One line for people: control characters but tab escaped.
+/// One line for people: control characters but tab, and bidirectional-text
+/// controls, escaped.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -253,6 +221,9 @@ fn escape(text: &str) -> String {
             '\t' => out.push('\t'),
             c if c.is_control() && (c as u32) < 0x100 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if output::is_bidi_control(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
             }
             c => out.push(c),
         }

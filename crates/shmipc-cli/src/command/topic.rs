@@ -71,8 +71,7 @@ pub fn check_kind(name: &str) -> Result<(), Error> {
         | Err(_) => Ok(()),
         Ok(Contents::Object { kind, .. }) => Err(not_a_topic(name, kind.as_str())),
         Ok(Contents::Invalid(e)) => Err(format!(
-            "`{name}` is not a usable pubsub topic: {e}; see `shmipc info {name}`, or `shmipc rm {name}` if it is no longer needed"
-        )
+            "`{name}` is not a usable pubsub topic: {e}; see `shmipc info {name_sh}`, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
         .into()),
         Ok(_) => Ok(()),
     }
@@ -81,8 +80,7 @@ pub fn check_kind(name: &str) -> Result<(), Error> {
 fn not_a_topic(name: &str, found: &str) -> Error {
     let article = words::article(found);
     format!(
-        "`{name}` is {article} {found}, not a pubsub topic: use another name, or `shmipc rm {name}` if it is no longer needed"
-    )
+        "`{name}` is {article} {found}, not a pubsub topic: use another name, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
     .into()
 }
 
@@ -97,15 +95,13 @@ pub fn error(e: ChannelError, name: &str) -> Error {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not a pubsub topic: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name}`, use another name, or `shmipc rm {name}`"
-        )
+            "`{name}` is not a pubsub topic: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name_sh}`, use another name, or `shmipc rm {name_sh}`", name_sh = crate::output::shell_arg(name))
         .into(),
         ChannelError::Layout { source, .. } => {
             format!("`{name}` is not a usable pubsub topic: {source}").into()
         }
         ChannelError::Full { max, .. } => format!(
-            "topic `{name}` has its {max} subscribers connected, the most it takes: stop one, or recreate the topic with a larger --max-subscribers (`shmipc rm {name}` first)"
-        )
+            "topic `{name}` has its {max} subscribers connected, the most it takes: stop one, or recreate the topic with a larger --max-subscribers (`shmipc rm {name_sh}` first)", name_sh = crate::output::shell_arg(name))
         .into(),
         ChannelError::Open(OpenError::NotFound { .. }) => {
             format!("topic `{name}` does not exist").into()

@@ -12,10 +12,13 @@ use crate::units;
 
 pub fn run(args: &WriteArgs) -> Result {
     let name = &args.name;
-    refuse_objects(name)?;
+    refuse_objects(name, shmipc::inspect(name))?;
     let segment = Segment::open(name, Access::ReadWrite).map_err(|e| {
         words::open_failure("segment", name, "write to", &e).map_or_else(|| e.into(), Error::from)
     })?;
+    // Again on the object opened: the name may have come to name another
+    // object since the look above.
+    refuse_objects(name, Ok(segment.contents()))?;
     let size = segment.size();
     let offset = args.offset;
     let Some(room) = size.checked_sub(offset) else {
@@ -62,29 +65,48 @@ pub fn run(args: &WriteArgs) -> Result {
 /// Refuses a name that holds a shmipc mutex, semaphore, event or channel: raw bytes
 /// written there would overwrite its header or its state, breaking it for every
 /// process using it (a header that cannot be read is refused too). Plain bytes,
-/// another program's data and a name that cannot be looked at go on to the open.
-fn refuse_objects(name: &str) -> Result {
-    let (what, remedy) = match shmipc::inspect(name) {
+/// another program's data and a name that cannot be looked at go on to the open
+/// (`contents`: what `inspect` says of the name, or `Segment::contents` of the
+/// object opened).
+fn refuse_objects(
+    name: &str,
+    contents: std::result::Result<Contents, shmipc::OpenError>,
+) -> Result {
+    let (what, remedy) = match contents {
         Ok(Contents::Object { kind, .. }) => {
             let found = kind.as_str();
             let remedy = match kind {
-                Kind::Mutex => format!("use `shmipc lock {name} -- COMMAND`"),
-                Kind::Semaphore => format!("use `shmipc sem {name} post` or `wait`"),
-                Kind::Event => format!("use `shmipc event {name} set`, `reset` or `wait`"),
-                Kind::PubSub => format!("publish with `shmipc pub {name} MESSAGE`"),
+                Kind::Mutex => format!(
+                    "use `shmipc lock {name_sh} -- COMMAND`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::Semaphore => format!(
+                    "use `shmipc sem {name_sh} post` or `wait`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::Event => format!(
+                    "use `shmipc event {name_sh} set`, `reset` or `wait`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
+                Kind::PubSub => format!(
+                    "publish with `shmipc pub {name_sh} MESSAGE`",
+                    name_sh = crate::output::shell_arg(name)
+                ),
                 _ => format!("use it through its {found} API"),
             };
             (format!("{} {found}", words::article(found)), remedy)
         }
         Ok(Contents::Invalid(e)) => (
             format!("a shmipc object this build cannot read ({e})"),
-            format!("see `shmipc info {name}`"),
+            format!(
+                "see `shmipc info {name_sh}`",
+                name_sh = crate::output::shell_arg(name)
+            ),
         ),
         _ => return Ok(()),
     };
     Err(format!(
-        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name}` if it is no longer needed"
-    )
+        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
     .into())
 }
 

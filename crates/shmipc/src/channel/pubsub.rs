@@ -776,6 +776,15 @@ impl Publisher {
         self.chan.subscribers()
     }
 
+    /// Whether the channel's name still names the channel this publisher
+    /// publishes on: `Some(false)` once it was removed, even where a new channel
+    /// has taken the name since (subscribers that open the name then read that
+    /// one, never what this publisher sends). `None` where the OS cannot tell; see
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named).
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.chan.map.view.is_still_named()
+    }
+
     /// The number the next message will have (messages are numbered from 0 in
     /// publishing order since the channel was created; a new publisher goes on).
     pub fn next_seq(&self) -> u64 {
@@ -1263,6 +1272,15 @@ impl Subscriber {
     pub fn publisher_present(&self) -> bool {
         let tok = self.joined.chan.publisher().token.load(Ordering::Acquire);
         tok != 0 && peer::alive(self.joined.chan.map.view.liveness(), tok)
+    }
+
+    /// Whether the channel's name still names the channel this subscriber reads:
+    /// `Some(false)` once it was removed, even where a new channel has taken the
+    /// name since (publishers that open the name then reach that one, never this
+    /// subscriber). `None` where the OS cannot tell; see
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named).
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.chan.map.view.is_still_named()
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {

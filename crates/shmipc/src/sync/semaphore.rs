@@ -471,6 +471,19 @@ impl NamedSemaphore {
         &self.name
     }
 
+    /// Whether the name still names this very semaphore: `Some(false)` once it was
+    /// removed ([`Segment::remove`](crate::Segment::remove)), even where another
+    /// object has taken the name since, which openers of the name then reach
+    /// instead of this one. Windows answers `Some(true)`: a kernel object's name
+    /// goes only with its last handle. See
+    /// [`Segment::is_still_named`](crate::Segment::is_still_named).
+    pub fn is_still_named(&self) -> Option<bool> {
+        match &self.inner {
+            Named::Segment(p, _) => p.view().is_still_named(),
+            Named::Native(_) => Some(true),
+        }
+    }
+
     /// The semaphore itself.
     pub fn as_semaphore(&self) -> Semaphore<'_> {
         Semaphore {

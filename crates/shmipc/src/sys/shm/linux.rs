@@ -141,8 +141,6 @@ struct Pending {
     target: PathBuf,
     /// Its temporary name, where `O_TMPFILE` was missing.
     temp: Option<PathBuf>,
-    /// Free bytes found before creating (for the `NoSpace` error).
-    available: u64,
     size: u64,
 }
 
@@ -262,6 +260,30 @@ fn unlink_if_same(path: &Path, fd: &OwnedFd) {
     };
     if ours.st_nlink > 0 && ours.st_ino == named.st_ino && ours.st_dev == named.st_dev {
         let _ = rfs::unlink(path);
+    }
+}
+
+/// Whether `name` still names the object `h` holds, compared by device and inode
+/// (a file-backed segment's link followed, as an opener follows it): `Some(false)`
+/// once the name is gone, leads nowhere, or names another object (removed, then
+/// made again); `None` where it cannot be told (the name cannot be looked at).
+pub(crate) fn still_named(h: &Handle, name: &Name) -> Option<bool> {
+    let ours = rfs::fstat(&h.fd).ok()?;
+    if ours.st_nlink == 0 && matches!(h.backing, Backing::Memory) {
+        return Some(false); // unlinked: whatever has the name now is another object
+    }
+    let path = path_of(name);
+    let named = match rfs::lstat(&path) {
+        Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink => {
+            // stat only: no open of whatever the link leads to.
+            rfs::stat(&path)
+        }
+        r => r,
+    };
+    match named {
+        Ok(st) => Some(st.st_dev == ours.st_dev && st.st_ino == ours.st_ino),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Some(false),
+        Err(_) => None,
     }
 }
 
@@ -406,6 +428,25 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// What a `ENOSPC` from making a name in `/dev/shm` (`size` bytes to store
+/// there) means: no file left ([`Error::TooManyObjects`]) or no byte
+/// ([`Error::NoSpace`]), as `statvfs` tells.
+fn shm_full(size: u64) -> Error {
+    match rfs::statvfs(SHM_DIR) {
+        // (A tmpfs without a limit of files reports 0 files and 0 free.)
+        Ok(st) if st.f_files > 0 && (st.f_ffree == 0 || st.f_favail == 0) => {
+            Error::TooManyObjects {
+                store: SHM_DIR.into(),
+            }
+        }
+        st => Error::NoSpace {
+            size,
+            available: st.map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize)),
+            store: SHM_DIR.into(),
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // create
 
@@ -505,11 +546,7 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
                 io::ErrorKind::PermissionDenied,
             )))
         }
-        Err((_, Errno::NOSPC)) => {
-            return Err(Error::TooManyObjects {
-                store: SHM_DIR.into(),
-            })
-        }
+        Err((_, Errno::NOSPC)) => return Err(shm_full(p.size)),
         Err((op, e)) => return Err(os(op)(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
@@ -547,7 +584,6 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
         pending: std::sync::Mutex::new(Some(Pending {
             target,
             temp,
-            available: avail,
             size: p.size,
         })),
     };
@@ -584,13 +620,7 @@ pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
                 }
             }
             Err(Errno::EXIST) => return Err(already_exists(&p.target)),
-            Err(Errno::NOSPC) => {
-                return Err(Error::NoSpace {
-                    size: p.size,
-                    available: p.available,
-                    store: SHM_DIR.into(),
-                })
-            }
+            Err(Errno::NOSPC) => return Err(shm_full(p.size)),
             Err(e) => {
                 return Err(Error::Os {
                     op: "link into /dev/shm",
@@ -716,18 +746,56 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
             ),
         },
     };
-    let open_file = |extra: OFlags| {
-        open_trusted(
-            &abs,
-            extra | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(p.mode & PERMISSION_BITS),
-        )
+    let not_regular = |why: String| Error::Os {
+        op: "opening the backing file",
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} {why}: back the segment with a regular file",
+                abs.display()
+            ),
+        ),
     };
     // Remember whether the file is ours, so that a failed create leaves no file
-    // (and no extended file) behind.
-    let (fd, made_file) = match open_file(OFlags::CREATE | OFlags::EXCL) {
+    // (and no extended file) behind. A new file (`O_EXCL` follows no link) is a
+    // regular one; an existing one is opened only once known to be one (a device
+    // is never opened: as root, opening a watchdog arms it).
+    let (fd, made_file) = match open_trusted(
+        &abs,
+        OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::RDWR
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(p.mode & PERMISSION_BITS),
+    ) {
+        // (A kernel interface that let a file be made is still no storage.)
+        Ok(fd) if matches!(pseudo_fs(&fd), Ok(Some(_))) => {
+            let _ = rfs::unlink(&abs);
+            let fs = pseudo_fs(&fd)
+                .ok()
+                .flatten()
+                .unwrap_or("a kernel interface");
+            return Err(not_regular(format!(
+                "is a file of {fs}, a kernel interface, not storage"
+            )));
+        }
         Ok(fd) => (fd, true),
-        Err(Errno::EXIST) => (open_file(OFlags::empty()).map_err(open_err)?, false),
+        Err(Errno::EXIST) => match open_regular(&abs, OFlags::RDWR) {
+            Ok(fd) => (fd, false),
+            Err(Refused::Os(e)) => return Err(open_err(e)),
+            Err(Refused::NotRegular) => {
+                return Err(not_regular(
+                    "is not a regular file (a FIFO, device or directory?)".into(),
+                ))
+            }
+            Err(Refused::Pseudo(fs)) => {
+                return Err(not_regular(format!(
+                    "is a file of {fs}, a kernel interface, not storage"
+                )))
+            }
+        },
         Err(e) => return Err(open_err(e)),
     };
     // A new file gets exactly the chosen mode, as a memory segment does (umask
@@ -745,16 +813,9 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         // A FIFO, device or directory (opened non-blocking, so a FIFO cannot hang
         // us) has no pages to share: say so, rather than what truncating it says.
         Ok(st) if !is_regular(&st) => {
-            return Err(Error::Os {
-                op: "opening the backing file",
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} is not a regular file (a FIFO, device or directory?): back the segment with a regular file",
-                        abs.display()
-                    ),
-                ),
-            });
+            return Err(not_regular(
+                "is not a regular file (a FIFO, device or directory?)".into(),
+            ));
         }
         Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
         Err(e) => {
@@ -822,25 +883,30 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         })
         .map_err(undo)?;
     let target = path_of(name);
-    let symlink_err = |e: Errno| match e {
-        Errno::NOSPC => Error::TooManyObjects {
-            store: SHM_DIR.into(),
-        },
-        e => Error::Os {
-            op: "symlink into /dev/shm",
-            source: io_err(e),
-        },
-    };
-    match rfs::symlink(&abs, &target) {
-        Ok(()) => {}
-        Err(Errno::EXIST) => {
-            if clear_if_stale(&target) {
-                rfs::symlink(&abs, &target).map_err(|e| undo(symlink_err(e)))?;
-            } else {
-                return Err(undo(already_exists(&target)));
+    // The name is a link in /dev/shm: a file there (and, for a long path, a page).
+    // A full /dev/shm gets the stale sweep every other create does, once.
+    let link_bytes = abs.as_os_str().len() as u64;
+    let mut swept = false;
+    let mut cleared = false;
+    loop {
+        match rfs::symlink(&abs, &target) {
+            Ok(()) => break,
+            Err(Errno::EXIST) if !cleared && clear_if_stale(&target) => cleared = true,
+            Err(Errno::EXIST) => return Err(undo(already_exists(&target))),
+            Err(Errno::NOSPC) if !swept => {
+                swept = true;
+                if !collect_stale() {
+                    return Err(undo(shm_full(link_bytes)));
+                }
+            }
+            Err(Errno::NOSPC) => return Err(undo(shm_full(link_bytes))),
+            Err(e) => {
+                return Err(undo(Error::Os {
+                    op: "symlink into /dev/shm",
+                    source: io_err(e),
+                }))
             }
         }
-        Err(e) => return Err(undo(symlink_err(e))),
     }
     Ok(Handle {
         fd,
@@ -912,7 +978,8 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(Error::NotFound),
             Err(Errno::LOOP) => return open_file_backed(&path, flags),
-            Err(Errno::ISDIR) => return Err(not_a_segment(&path)),
+            // A directory; a socket (ENXIO).
+            Err(Errno::ISDIR | Errno::NXIO) => return Err(not_a_segment(&path)),
             Err(e @ (Errno::ACCESS | Errno::PERM)) => {
                 return Err(Error::PermissionDenied(io_err(e)))
             }
@@ -998,23 +1065,22 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
 
 fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
     let target = follow_link(link)?;
-    let fd = match open_trusted(
-        &target,
-        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
+    let fd = match open_regular(&target, flags) {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => {
+        Err(r @ (Refused::NotRegular | Refused::Pseudo(_))) => {
+            return Err(refused_backing(&target, &r))
+        }
+        Err(Refused::Os(Errno::LOOP)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", target.display())),
             })
         }
         // The name went meanwhile: nothing is there.
-        Err(Errno::NOENT) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
+        Err(Refused::Os(Errno::NOENT)) if rfs::lstat(link).is_err() => return Err(Error::NotFound),
         // The name is there and its file is not: say so, rather than "not found"
         // about a name that `create` finds taken.
-        Err(Errno::NOENT) => {
+        Err(Refused::Os(Errno::NOENT)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io::Error::new(
@@ -1026,9 +1092,9 @@ fn open_file_backed(link: &Path, flags: OFlags) -> Result<Handle, Error> {
                 ),
             })
         }
-        Err(Errno::ISDIR) => return Err(not_a_segment(&target)),
-        Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
-        Err(e) => {
+        Err(Refused::Os(Errno::ISDIR)) => return Err(not_a_segment(&target)),
+        Err(Refused::Os(e @ (Errno::ACCESS | Errno::PERM))) => return Err(Error::PermissionDenied(io_err(e))),
+        Err(Refused::Os(e)) => {
             return Err(Error::Os {
                 op: "opening the backing file",
                 source: io_err(e),
@@ -1433,17 +1499,19 @@ pub(crate) fn peek(
     let fd = match open(&path, OFlags::NOFOLLOW) {
         Err(Errno::LOOP) => {
             let target = follow_link(&path)?;
-            open_trusted(
-                &target,
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-                Mode::empty(),
-            )
+            match open_regular(&target, OFlags::RDONLY) {
+                Ok(fd) => Ok(fd),
+                Err(Refused::Os(e)) => Err(e),
+                Err(r) => return Err(refused_backing(&target, &r)),
+            }
         }
         r => r,
     };
     let fd = match fd {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Err(Error::NotFound),
+        // A socket (a directory opens, and is refused below).
+        Err(Errno::NXIO) => return Err(not_a_segment(&path)),
         Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(Error::PermissionDenied(io_err(e))),
         Err(e) => {
             return Err(Error::Os {
@@ -1524,6 +1592,106 @@ fn open_trusted(path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno
         }
         r => r,
     }
+}
+
+/// Why [`open_regular`] refused a path.
+#[derive(Debug)]
+enum Refused {
+    Os(Errno),
+    /// Not a regular file: a device, FIFO, socket or directory.
+    NotRegular,
+    /// A file of a kernel interface (`/proc`, `/sys`…), not storage; the name
+    /// of its file system.
+    Pseudo(&'static str),
+}
+
+/// The kernel-interface file systems whose files look regular but are no storage
+/// (writing them sets kernel state), by `statfs` magic.
+const PSEUDO_FS: &[(u32, &str)] = &[
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x6265_6570, "configfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2fs"),
+    (0xcafe_4a11, "bpffs"),
+    (0x6165_676c, "pstore"),
+    (0xde5e_81e4, "efivarfs"),
+];
+
+/// The error for a file-backed segment whose link leads to a file
+/// [`open_regular`] refused as no storage.
+fn refused_backing(target: &Path, r: &Refused) -> Error {
+    match r {
+        Refused::Pseudo(fs) => Error::Os {
+            op: "opening the backing file",
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a file of {fs}, a kernel interface, not a segment's storage: remove the segment's name",
+                    target.display()
+                ),
+            ),
+        },
+        _ => not_a_segment(target),
+    }
+}
+
+/// The name of the kernel-interface file system `fd` is on ([`PSEUDO_FS`]), if
+/// it is on one.
+fn pseudo_fs(fd: &OwnedFd) -> Result<Option<&'static str>, Errno> {
+    let fs = rfs::fstatfs(fd)?;
+    // `f_type` is a signed or unsigned word by architecture; the magics are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as u32;
+    Ok(PSEUDO_FS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, what)| *what))
+}
+
+/// Opens the existing file `path` with `flags` (links followed as [`open_trusted`]
+/// follows them) only once it is known to be a regular file of a real file
+/// system. It is first opened with `O_PATH`, which runs no driver's open: a
+/// device is never opened (a watchdog armed, a tape rewound, a terminal made the
+/// controlling one), a FIFO never waited on. What that names is checked, then
+/// reopened through `/proc/self/fd` (without `/proc`: by path again, and checked
+/// to be the same file), with `O_NOCTTY | O_NONBLOCK | O_CLOEXEC` added.
+fn open_regular(path: &Path, flags: OFlags) -> Result<OwnedFd, Refused> {
+    let probe_flags = OFlags::PATH | OFlags::CLOEXEC;
+    let mut probe =
+        rfs::open(path, probe_flags | OFlags::NOFOLLOW, Mode::empty()).map_err(Refused::Os)?;
+    let mut st = rfs::fstat(&probe).map_err(Refused::Os)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        if !may_follow_in(&st, dir) {
+            return Err(Refused::Os(Errno::LOOP));
+        }
+        probe = rfs::open(path, probe_flags, Mode::empty()).map_err(Refused::Os)?;
+        st = rfs::fstat(&probe).map_err(Refused::Os)?;
+    }
+    if !is_regular(&st) {
+        return Err(Refused::NotRegular);
+    }
+    if let Some(what) = pseudo_fs(&probe).map_err(Refused::Os)? {
+        return Err(Refused::Pseudo(what));
+    }
+    let flags = flags | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = if proc_fd_available() {
+        let again = format!("/proc/self/fd/{}", probe.as_raw_fd());
+        rfs::open(again.as_str(), flags, Mode::empty())
+    } else {
+        open_trusted(path, flags, Mode::empty())
+    }
+    .map_err(Refused::Os)?;
+    let now = rfs::fstat(&fd).map_err(Refused::Os)?;
+    if now.st_dev != st.st_dev || now.st_ino != st.st_ino || !is_regular(&now) {
+        // Replaced between the looks (only possible without /proc).
+        return Err(Refused::NotRegular);
+    }
+    Ok(fd)
 }
 
 /// Why an open through a link failed with `ELOOP`.

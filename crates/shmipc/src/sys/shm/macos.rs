@@ -265,6 +265,13 @@ pub(crate) struct Handle {
     transient_name: Option<String>,
 }
 
+/// Whether `name` still names the object `h` holds: macOS cannot tell (a POSIX
+/// shared-memory object has no path to `stat`, and its `fstat` gives no inode to
+/// compare).
+pub(crate) fn still_named(_h: &Handle, _name: &Name) -> Option<bool> {
+    None
+}
+
 impl Handle {
     pub(crate) fn size(&self) -> u64 {
         self.size
