@@ -1280,7 +1280,7 @@ impl Subscriber {
     /// subscriber). `None` where the OS cannot tell; see
     /// [`Segment::is_still_named`](crate::Segment::is_still_named).
     pub fn is_still_named(&self) -> Option<bool> {
-        self.chan.map.view.is_still_named()
+        self.joined.chan.map.view.is_still_named()
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, RecvError> {
