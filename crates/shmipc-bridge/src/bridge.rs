@@ -34,6 +34,9 @@ use crate::wire::{self, Gaps, Origin, PackedSeen, Seen, Tag};
 const TICK: Duration = Duration::from_millis(100);
 /// How long to wait before retrying a local topic that cannot be opened.
 const RETRY: Duration = Duration::from_millis(200);
+/// How often a bridge looks whether a local topic it uses was removed (`shmipc rm`),
+/// and so whether its name now names another topic, or none.
+const NAME_CHECK: Duration = Duration::from_secs(1);
 
 /// Everything the bridge was asked to do.
 #[derive(Debug, Clone)]
@@ -528,11 +531,12 @@ impl Outlets<'_> {
 impl Export<'_> {
     fn run(self, session: &Session, out: &Outlets<'_>) {
         let what = format!("export {} -> {}", self.topic, self.key);
-        let Some(source) =
+        let Some(mut source) =
             open_retrying(&what, self.stop, || Source::open(self.topic, self.settings))
         else {
             return;
         };
+        let mut name_checked = Instant::now();
         // Tells importing bridges that this key's samples come packed (see `Import`),
         // from the moment there is a topic to read; gone with this thread, or with the
         // session (so with this bridge).
@@ -553,9 +557,24 @@ impl Export<'_> {
                 thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            match next_spinning(&source, self.spin) {
-                Ok(Next::Sample(got)) => self.stage(&mut burst, &source, got),
+            let removed = match next_spinning(&source, self.spin) {
+                Ok(Next::Sample(got)) => {
+                    self.stage(&mut burst, &source, got);
+                    false
+                }
                 Ok(Next::Idle) => continue,
+                // A topic removed while the bridge read it: its publishers are gone,
+                // and new ones publish on whatever the name names now (a topic made
+                // again, or one this makes). A removed topic whose publisher lives on
+                // is still read: it may have subscribers left.
+                Ok(Next::NoPublisher)
+                    if name_checked.elapsed() >= NAME_CHECK && {
+                        name_checked = Instant::now();
+                        source.is_still_named() == Some(false)
+                    } =>
+                {
+                    true
+                }
                 Ok(Next::NoPublisher) => {
                     // Wait for the next publisher, looking now and then.
                     thread::sleep(idle_pause);
@@ -566,6 +585,20 @@ impl Export<'_> {
                     tracing::error!(topic = self.topic, "{e}; export stopped");
                     return;
                 }
+            };
+            if removed {
+                drop(source);
+                let Some(again) =
+                    open_retrying(&what, self.stop, || Source::open(self.topic, self.settings))
+                else {
+                    return;
+                };
+                source = again;
+                tracing::info!(
+                    topic = self.topic,
+                    "the topic was removed: exporting what its name names now"
+                );
+                continue;
             }
             idle_pause = Duration::from_millis(1);
             // Everything else the topic holds now, without waiting: one packed put
@@ -850,10 +883,15 @@ impl Import {
         // Whether the plain subscription was withdrawn at the last look (None: not yet).
         let mut before: Option<bool> = None;
         let mut reconciled = Instant::now();
+        let mut name_checked = Instant::now();
         while !me.stop.load(Ordering::Relaxed) {
             if tokens.is_some() && reconciled.elapsed() >= RECONCILE {
                 reconciled = Instant::now();
                 reconcile(session, &key, &own, &exporters);
+            }
+            if name_checked.elapsed() >= NAME_CHECK {
+                name_checked = Instant::now();
+                me.follow_the_name(&state);
             }
             let withdraw = {
                 let ex = exporters.lock().unwrap_or_else(|p| p.into_inner());
@@ -908,6 +946,31 @@ impl Import {
         }
         let _ = packed.undeclare().wait();
         Ok(())
+    }
+
+    /// Becomes the publisher of what the topic's name names now, where the topic
+    /// this publishes on was removed (`shmipc rm`) and has no subscriber left: new
+    /// subscribers open the name, and would otherwise hear nothing. One try (the
+    /// callbacks wait meanwhile); the next look tries again.
+    fn follow_the_name(&self, state: &Shared) {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.sink.is_still_named() != Some(false) || st.sink.subscribers() > 0 {
+            return;
+        }
+        match Sink::open(&self.topic, &self.settings) {
+            Ok((sink, first)) => {
+                // Under the lock, before the first send on the new topic: an export
+                // of the same topic in this bridge skips from there on (Release
+                // pairs with its Acquire load), whichever topic it reads.
+                self.own.store(first, Ordering::Release);
+                st.sink = sink;
+                tracing::info!(
+                    topic = self.topic,
+                    "the topic was removed: importing into what its name names now"
+                );
+            }
+            Err(e) => tracing::debug!(topic = self.topic, "cannot follow the topic's name: {e}"),
+        }
     }
 
     /// Accounts for a bridge's sample number, reporting gaps.

@@ -141,6 +141,12 @@ impl Source {
         Ok(Self { sub })
     }
 
+    /// Whether the topic read is still the one its name names (`Some(false)` once
+    /// removed, even if made again since); `None` where the OS cannot tell.
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.sub.is_still_named()
+    }
+
     /// Whether one more sample may be kept past the next receive
     /// ([`Received::into_bytes`]): keeping it still leaves a hold for the receive
     /// after. Counts the sample just received, if any is alive.
@@ -205,6 +211,12 @@ impl Sink {
         // ours. (We are the only publisher, and have published nothing yet.)
         let first = Subscriber::open(topic)?.next_seq();
         Ok((Self { publisher }, first))
+    }
+
+    /// Whether the topic published on is still the one its name names (`Some(false)`
+    /// once removed, even if made again since); `None` where the OS cannot tell.
+    pub fn is_still_named(&self) -> Option<bool> {
+        self.publisher.is_still_named()
     }
 
     /// Live subscribers of the topic.

@@ -72,6 +72,60 @@ fn loopback_pub_to_sub_in_order() {
 /// Samples larger than a zenoh batch (64 KiB) travel in fragments and come out of
 /// zenoh as several slices, which the import copies one after the other into one
 /// loaned chunk: every byte arrives, in order, at the right place.
+/// `shmipc rm` of the topics under running bridges (publisher and subscriber gone):
+/// the bridges follow the names (to topics they make again), so the next `pub` on
+/// A reaches the next `sub` on B; they kept reading and writing the removed topics
+/// before, and nothing arrived.
+#[test]
+fn loopback_removed_topics_are_followed_by_name() {
+    let h = Hosts::loopback();
+    let (ta, tb) = (h.a.topic("gone"), h.b.topic("gone"));
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            "--listen",
+            &h.a.addr,
+            "--export",
+            &format!("{ta}=demo/gone"),
+            "--lossless",
+        ]),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--import",
+            &format!("demo/gone={tb}"),
+            "--lossless",
+        ]),
+    );
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    for (round, from) in [(0, 1u64), (1, 101)] {
+        if round == 1 {
+            for (host, topic) in [(&h.a, &ta), (&h.b, &tb)] {
+                let rm = host.shmipc(&["rm", topic]);
+                assert!(rm.status.success(), "rm {topic}: {rm:?}");
+            }
+            ba.wait_log(0, &["removed", "exporting what its name names now"]);
+            bb.wait_log(0, &["removed", "importing into what its name names now"]);
+        }
+        let (mut sub, out) = h.b.subscriber(&tb, 100);
+        h.b.wait_info(&tb, "1 of ");
+        let mut publ = h.a.publisher(&ta);
+        feed(&mut publ, from, from + 99);
+        publ.close_stdin();
+        assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+        assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+        assert_eq!(
+            numbers(&out),
+            (from..from + 100).collect::<Vec<u64>>(),
+            "round {round}"
+        );
+    }
+}
+
 #[test]
 fn loopback_large_samples_arrive_whole() {
     const LEN: usize = 200_000;
