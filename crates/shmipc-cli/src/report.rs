@@ -371,9 +371,14 @@ pub fn process_name(pid: u32) -> Option<String> {
 /// Bidirectional-text controls (which can only be inside strings) are written as
 /// `\uXXXX` escapes: the same JSON value, never reordering a terminal's text.
 pub fn json(value: &impl Serialize) -> crate::output::Result<String> {
-    let text = serde_json::to_string_pretty(value)?;
+    Ok(bidi_escaped(serde_json::to_string_pretty(value)?))
+}
+
+/// JSON `text` with its bidirectional-text controls (inside strings) written as
+/// `\uXXXX`: the same value, never reordering a terminal's text.
+pub fn bidi_escaped(text: String) -> String {
     if !text.chars().any(crate::output::is_bidi_control) {
-        return Ok(text);
+        return text;
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
@@ -383,5 +388,5 @@ pub fn json(value: &impl Serialize) -> crate::output::Result<String> {
             out.push(c);
         }
     }
-    Ok(out)
+    out
 }

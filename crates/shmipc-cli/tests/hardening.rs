@@ -1609,6 +1609,10 @@ fn bidi_controls_never_reach_the_terminal_raw() {
         assert!(!raw(out.as_bytes()), "{args:?}: {}", out.escape_debug());
         assert!(out.contains(&json_name(&name)), "{args:?}: {out}");
     }
+    let args = ["sub", topic.as_str(), "--history", "1", "-n", "1", "--json"];
+    let out = ok(&args);
+    assert!(!raw(out.as_bytes()), "{args:?}: {}", out.escape_debug());
+    assert_eq!(json(&out)["text"], format!("m{evil}"), "{out}");
 }
 
 /// `name` as serde_json writes it, bidi controls as `\uXXXX`.

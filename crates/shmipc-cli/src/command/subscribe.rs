@@ -196,7 +196,7 @@ fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
             "text": text,
             "hex": if text.is_some() { None } else { Some(hex(msg)) },
         });
-        return out.line(&line.to_string());
+        return out.line(&crate::report::bidi_escaped(line.to_string()));
     }
     if lost > 0 {
         // In order with the lines around it.
