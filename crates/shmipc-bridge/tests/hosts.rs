@@ -72,6 +72,103 @@ fn loopback_pub_to_sub_in_order() {
 /// Samples larger than a zenoh batch (64 KiB) travel in fragments and come out of
 /// zenoh as several slices, which the import copies one after the other into one
 /// loaned chunk: every byte arrives, in order, at the right place.
+/// The slowest subscriber's lag on `topic` (`shmipc info --json`'s `max_lag`).
+fn max_lag(host: &common::Host, topic: &str) -> Option<u64> {
+    let o = host.shmipc(&["info", topic, "--json"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let at = text.find("\"max_lag\": ")? + "\"max_lag\": ".len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Backpressure end to end: with the subscriber on B stopped (SIGSTOP), B's topic
+/// fills, the import waits, zenoh and TCP fill, the export waits, and A's topic
+/// fills, so the publisher on A waits; let go, the subscriber gets every sample, in
+/// order. A bridge that dropped anywhere would never fill A's topic (and lose
+/// samples).
+#[test]
+fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
+    const N: u64 = 40_000;
+    const CAPACITY: u64 = 16;
+    let h = Hosts::loopback();
+    let (ta, tb) = (h.a.topic("slow"), h.b.topic("slow"));
+    let small = ["--capacity", "16", "--lossless"];
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            &["--listen", &h.a.addr, "--export", &format!("{ta}=demo/slow")][..],
+            &small,
+        ]
+        .concat()),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            &["--connect", &h.a.addr, "--import", &format!("demo/slow={tb}")][..],
+            &small,
+        ]
+        .concat()),
+    );
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    let (mut sub, out) = h.b.subscriber(&tb, N as usize);
+    h.b.wait_info(&tb, "1 of ");
+    let signal = |sig: &str, pid: u32| {
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP", sub.child.id());
+    // Lines of 1000 bytes: 40 MB, more than every buffer on the way (TCP's too).
+    let mut publ = h.a.publisher(&ta);
+    let mut stdin = publ.child.stdin.take().expect("a piped stdin");
+    let feeder = std::thread::spawn(move || {
+        let pad = "x".repeat(990);
+        let mut text = String::new();
+        for i in 1..=N {
+            text.push_str(&format!("{i:08} {pad}\n"));
+        }
+        // Blocks while the publisher waits; an error means it exited early.
+        let r = stdin.write_all(text.as_bytes());
+        drop(stdin);
+        r
+    });
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while !(max_lag(&h.b, &tb).is_some_and(|l| l + 1 >= CAPACITY)
+        && max_lag(&h.a, &ta).is_some_and(|l| l + 1 >= CAPACITY))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topics never filled: lag on B {:?}, on A {:?} (capacity {CAPACITY})\n{}\n{}",
+            max_lag(&h.b, &tb),
+            max_lag(&h.a, &ta),
+            ba.log_text(),
+            bb.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal("-CONT", sub.child.id());
+    feeder
+        .join()
+        .expect("feeder")
+        .expect("the publisher read all its input");
+    assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+    assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+    let got = std::fs::read_to_string(&out).expect("the subscriber's output");
+    let mut n = 0u64;
+    for (i, line) in (1..=N).zip(got.lines()) {
+        assert!(line.starts_with(&format!("{i:08} ")), "line {i}: {line:.20}");
+        n += 1;
+    }
+    assert_eq!(n, N, "samples received");
+    assert!(!bb.log_text().contains("gap:"), "{}", bb.log_text());
+}
+
 /// `shmipc rm` of the topics under running bridges (publisher and subscriber gone):
 /// the bridges follow the names (to topics they make again), so the next `pub` on
 /// A reaches the next `sub` on B; they kept reading and writing the removed topics
