@@ -208,6 +208,7 @@ pub fn run(plan: &Plan, stop: &Arc<AtomicBool>) -> Result<(), String> {
         let counters = Arc::new(Counters::default());
         rates.push((format!("import {key} -> {topic}"), counters.clone()));
         imports.push(Import {
+            siblings: plan.exports.iter().filter(|(t, _)| t == topic).count(),
             packed_from: Mutex::new(HashSet::new()),
             key: key.clone(),
             topic: topic.clone(),
@@ -705,6 +706,9 @@ impl Export<'_> {
 }
 
 struct Import {
+    /// This bridge's exports of the same topic: subscribers of it that are not
+    /// readers of what this imports.
+    siblings: usize,
     /// Ids (hex) of the bridges whose packed puts reached this import.
     packed_from: Mutex<HashSet<String>>,
     key: String,
@@ -891,7 +895,7 @@ impl Import {
             }
             if name_checked.elapsed() >= NAME_CHECK {
                 name_checked = Instant::now();
-                me.follow_the_name(&state);
+                me.follow_the_name(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
             }
             let withdraw = {
                 let ex = exporters.lock().unwrap_or_else(|p| p.into_inner());
@@ -948,21 +952,25 @@ impl Import {
         Ok(())
     }
 
-    /// Becomes the publisher of what the topic's name names now, where the topic
-    /// this publishes on was removed (`shmipc rm`) and has no subscriber left: new
-    /// subscribers open the name, and would otherwise hear nothing. One try (the
-    /// callbacks wait meanwhile); the next look tries again.
-    fn follow_the_name(&self, state: &Shared) {
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.sink.is_still_named() != Some(false) || st.sink.subscribers() > 0 {
+    /// Looks whether the topic this publishes on was removed (`shmipc rm`) with no
+    /// subscriber left but this bridge's own exports of it; if so becomes the
+    /// publisher of what its name names now (made if missing), since new
+    /// subscribers open the name and would otherwise hear nothing. One try; the
+    /// next look tries again.
+    fn follow_the_name(&self, st: &mut ImportState) {
+        if st.sink.is_still_named() != Some(false) || st.sink.subscribers() > self.siblings {
             return;
         }
         match Sink::open(&self.topic, &self.settings) {
             Ok((sink, first)) => {
-                // Under the lock, before the first send on the new topic: an export
-                // of the same topic in this bridge skips from there on (Release
-                // pairs with its Acquire load), whichever topic it reads.
-                self.own.store(first, Ordering::Release);
+                // Before the first send on the new topic: an export of the same topic
+                // in this bridge skips from here on. It may still be reading the old
+                // topic, whose samples of ours are numbered from the old threshold
+                // on: the lower of the two covers both (at worst a sample published
+                // on the new topic before we became its publisher is not exported).
+                // Release pairs with the export's Acquire load.
+                let old = self.own.load(Ordering::Relaxed);
+                self.own.store(first.min(old), Ordering::Release);
                 st.sink = sink;
                 tracing::info!(
                     topic = self.topic,
@@ -1100,11 +1108,18 @@ impl Import {
         len: usize,
         parts: impl Fn() -> I,
     ) -> bool {
-        // Lossless: nobody to read it here yet; wait (and so hold the network back).
+        // Lossless: nobody to read it here yet; wait (and so hold the network back),
+        // following the topic's name meanwhile (the callbacks hold the state: the
+        // import's own looks wait for this one).
+        let mut name_checked = Instant::now();
         while self.settings.lossless
             && st.sink.subscribers() == 0
             && !self.stop.load(Ordering::Relaxed)
         {
+            if name_checked.elapsed() >= NAME_CHECK {
+                name_checked = Instant::now();
+                self.follow_the_name(st);
+            }
             thread::sleep(Duration::from_millis(5));
         }
         loop {

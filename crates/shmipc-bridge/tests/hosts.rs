@@ -69,9 +69,6 @@ fn loopback_pub_to_sub_in_order() {
     main_case(&Hosts::loopback());
 }
 
-/// Samples larger than a zenoh batch (64 KiB) travel in fragments and come out of
-/// zenoh as several slices, which the import copies one after the other into one
-/// loaned chunk: every byte arrives, in order, at the right place.
 /// The slowest subscriber's lag on `topic` (`shmipc info --json`'s `max_lag`).
 fn max_lag(host: &common::Host, topic: &str) -> Option<u64> {
     let o = host.shmipc(&["info", topic, "--json"]);
@@ -99,7 +96,12 @@ fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
     let mut ba = h.a.bridge(
         "bridge-a",
         &s(&[
-            &["--listen", &h.a.addr, "--export", &format!("{ta}=demo/slow")][..],
+            &[
+                "--listen",
+                &h.a.addr,
+                "--export",
+                &format!("{ta}=demo/slow"),
+            ][..],
             &small,
         ]
         .concat()),
@@ -107,7 +109,12 @@ fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
     let mut bb = h.b.bridge(
         "bridge-b",
         &s(&[
-            &["--connect", &h.a.addr, "--import", &format!("demo/slow={tb}")][..],
+            &[
+                "--connect",
+                &h.a.addr,
+                "--import",
+                &format!("demo/slow={tb}"),
+            ][..],
             &small,
         ]
         .concat()),
@@ -162,7 +169,10 @@ fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
     let got = std::fs::read_to_string(&out).expect("the subscriber's output");
     let mut n = 0u64;
     for (i, line) in (1..=N).zip(got.lines()) {
-        assert!(line.starts_with(&format!("{i:08} ")), "line {i}: {line:.20}");
+        assert!(
+            line.starts_with(&format!("{i:08} ")),
+            "line {i}: {line:.20}"
+        );
         n += 1;
     }
     assert_eq!(n, N, "samples received");
@@ -223,6 +233,131 @@ fn loopback_removed_topics_are_followed_by_name() {
     }
 }
 
+/// A bridge that exports and imports one topic (both ways) follows its name once it
+/// is removed: its own export does not count as a reader of what it imports, nor its
+/// import as a publisher others still use. Then a third bridge's samples reach subs
+/// on both hosts, each once, in order (no loop through the new topic).
+#[test]
+fn loopback_both_ways_bridge_follows_a_removed_topic() {
+    let h = Hosts::loopback();
+    let (ta, tb, src) = (h.a.topic("bw"), h.b.topic("bw"), h.a.topic("bw-src"));
+    let both = |t: &str| {
+        s(&[
+            "--export",
+            &format!("{t}=demo/bw"),
+            "--import",
+            &format!("demo/bw={t}"),
+            "--lossless",
+        ])
+    };
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &[s(&["--listen", &h.a.addr]), both(&ta)].concat(),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &[
+            s(&["--listen", &h.b.addr, "--connect", &h.a.addr]),
+            both(&tb),
+        ]
+        .concat(),
+    );
+    for b in [&mut ba, &mut bb] {
+        b.wait_log(0, &["importing"]);
+        b.wait_log(0, &["exporting"]);
+    }
+    let rm = h.a.shmipc(&["rm", &ta]);
+    assert!(rm.status.success(), "rm {ta}: {rm:?}");
+    ba.wait_log(0, &["removed", "importing into what its name names now"]);
+    ba.wait_log(0, &["removed", "exporting what its name names now"]);
+    let (mut sa, out_a) = h.a.subscriber(&ta, 100);
+    let (mut sb, out_b) = h.b.subscriber(&tb, 100);
+    let mut bc = h.a.bridge(
+        "bridge-c",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--connect",
+            &h.b.addr,
+            "--export",
+            &format!("{src}=demo/bw"),
+            "--lossless",
+        ]),
+    );
+    bc.wait_log(0, &["exporting"]);
+    let first = bc.wait_log(0, &["connected"]);
+    bc.wait_log(first + 1, &["connected"]);
+    // Each sub and its host's bridge export: two readers of each topic.
+    h.a.wait_info(&ta, "2 of ");
+    h.b.wait_info(&tb, "2 of ");
+    let mut publ = h.a.publisher(&src);
+    feed(&mut publ, 1, 100);
+    publ.close_stdin();
+    assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+    for (sub, out) in [(&mut sa, &out_a), (&mut sb, &out_b)] {
+        assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+        assert_eq!(numbers(out), (1..=100).collect::<Vec<u64>>());
+    }
+}
+
+/// A lossless import waiting for a subscriber with samples in hand (its sub left)
+/// when the topic is removed: it follows the name all the same (it waited on the
+/// removed topic for ever, holding what the name's check needed), and a new sub
+/// gets the rest, in order.
+#[test]
+fn loopback_waiting_lossless_import_follows_a_removed_topic() {
+    let h = Hosts::loopback();
+    let (ta, tb) = (h.a.topic("fl"), h.b.topic("fl"));
+    let mut ba = h.a.bridge(
+        "bridge-a",
+        &s(&[
+            "--listen",
+            &h.a.addr,
+            "--export",
+            &format!("{ta}=demo/fl"),
+            "--lossless",
+        ]),
+    );
+    let mut bb = h.b.bridge(
+        "bridge-b",
+        &s(&[
+            "--connect",
+            &h.a.addr,
+            "--import",
+            &format!("demo/fl={tb}"),
+            "--lossless",
+            "--capacity",
+            "4",
+        ]),
+    );
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    let (mut sub, out) = h.b.subscriber(&tb, 5);
+    h.b.wait_info(&tb, "1 of ");
+    let mut publ = h.a.publisher(&ta);
+    // More than B's ring holds: the import still has samples once the sub is gone.
+    feed(&mut publ, 1, 50);
+    assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+    assert_eq!(numbers(&out), (1..=5).collect::<Vec<u64>>());
+    let rm = h.b.shmipc(&["rm", &tb]);
+    assert!(rm.status.success(), "rm {tb}: {rm:?}");
+    bb.wait_log(0, &["removed", "importing into what its name names now"]);
+    let (mut sub, out) = h.b.subscriber(&tb, 10);
+    feed(&mut publ, 51, 100);
+    assert!(sub.wait_exit().success(), "sub: {}", sub.log_text());
+    let got = numbers(&out);
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1) && got[0] > 5,
+        "in order, after what the first sub read: {got:?}"
+    );
+    publ.close_stdin();
+    assert!(publ.wait_exit().success(), "pub: {}", publ.log_text());
+}
+
+/// Samples larger than a zenoh batch (64 KiB) travel in fragments and come out of
+/// zenoh as several slices, which the import copies one after the other into one
+/// loaned chunk: every byte arrives, in order, at the right place.
 #[test]
 fn loopback_large_samples_arrive_whole() {
     const LEN: usize = 200_000;

@@ -596,6 +596,7 @@ fn owned_samples_dropped_elsewhere_under_overwrite() {
     });
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut received = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut buf = [0u8; 64];
@@ -604,6 +605,10 @@ fn owned_samples_dropped_elsewhere_under_overwrite() {
                 // Overwrite mode: full only for the moment a cursor is contended.
                 while let Err(e) = publisher.try_send(&buf) {
                     assert!(matches!(e, TrySendError::Full(())), "{e}");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the publisher stayed full"
+                    );
                     std::thread::yield_now();
                 }
             }
@@ -620,6 +625,12 @@ fn owned_samples_dropped_elsewhere_under_overwrite() {
                     if stop.load(std::sync::atomic::Ordering::Acquire) && sub.held() == 0 {
                         break;
                     }
+                    // The checker drops what it got: the holds come back by then.
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "holds never came back: {} held",
+                        sub.held()
+                    );
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("{e}"),
