@@ -981,6 +981,22 @@ impl Import {
         }
     }
 
+    /// Lossless, and nobody here to read what comes: waits (and so holds the network
+    /// back), following the topic's name meanwhile (the callbacks hold the state:
+    /// the import's own looks wait for this one). Out of the per-sample path, which
+    /// reads no clock.
+    #[cold]
+    fn wait_for_a_subscriber(&self, st: &mut ImportState) {
+        let mut name_checked = Instant::now();
+        while st.sink.subscribers() == 0 && !self.stop.load(Ordering::Relaxed) {
+            if name_checked.elapsed() >= NAME_CHECK {
+                name_checked = Instant::now();
+                self.follow_the_name(st);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Accounts for a bridge's sample number, reporting gaps.
     fn account(&self, st: &mut ImportState, key: &str, tag: Tag) {
         match st.gaps.see(key, tag) {
@@ -1108,19 +1124,8 @@ impl Import {
         len: usize,
         parts: impl Fn() -> I,
     ) -> bool {
-        // Lossless: nobody to read it here yet; wait (and so hold the network back),
-        // following the topic's name meanwhile (the callbacks hold the state: the
-        // import's own looks wait for this one).
-        let mut name_checked = Instant::now();
-        while self.settings.lossless
-            && st.sink.subscribers() == 0
-            && !self.stop.load(Ordering::Relaxed)
-        {
-            if name_checked.elapsed() >= NAME_CHECK {
-                name_checked = Instant::now();
-                self.follow_the_name(st);
-            }
-            thread::sleep(Duration::from_millis(5));
+        if self.settings.lossless && st.sink.subscribers() == 0 {
+            self.wait_for_a_subscriber(st);
         }
         loop {
             match st.sink.send(len, parts(), TICK) {
