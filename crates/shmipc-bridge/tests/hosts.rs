@@ -14,32 +14,36 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// Bridge A (listening) exporting topic `ta` to `key`, and bridge B (connecting to A)
+/// importing `key` into topic `tb`, each with its `extra` arguments; returned once
+/// both say they run.
+fn export_import(
+    h: &Hosts,
+    (ta, a_extra): (&str, &[&str]),
+    key: &str,
+    (tb, b_extra): (&str, &[&str]),
+) -> (common::Proc, common::Proc) {
+    let export = format!("{ta}={key}");
+    let import = format!("{key}={tb}");
+    let a = [&["--listen", &h.a.addr, "--export", &export][..], a_extra].concat();
+    let b = [&["--connect", &h.a.addr, "--import", &import][..], b_extra].concat();
+    let mut ba = h.a.bridge("bridge-a", &s(&a));
+    let mut bb = h.b.bridge("bridge-b", &s(&b));
+    ba.wait_log(0, &["exporting"]);
+    bb.wait_log(0, &["importing"]);
+    (ba, bb)
+}
+
 /// `seq 1 10000 | shmipc pub news` on A reaches `shmipc sub news --count 10000` on
 /// B, all of it, in order; `shmipc info` shows the bridges as subscriber/publisher.
 fn main_case(h: &Hosts) {
     let (ta, tb) = (h.a.topic("news"), h.b.topic("news"));
-    let mut ba = h.a.bridge(
-        "bridge-a",
-        &s(&[
-            "--listen",
-            &h.a.addr,
-            "--export",
-            &format!("{ta}=demo/news"),
-            "--lossless",
-        ]),
+    let (ba, mut bb) = export_import(
+        h,
+        (&ta, &["--lossless"]),
+        "demo/news",
+        (&tb, &["--lossless"]),
     );
-    let mut bb = h.b.bridge(
-        "bridge-b",
-        &s(&[
-            "--connect",
-            &h.a.addr,
-            "--import",
-            &format!("demo/news={tb}"),
-            "--lossless",
-        ]),
-    );
-    ba.wait_log(0, &["exporting"]);
-    bb.wait_log(0, &["importing"]);
     let (mut sub, out) = h.b.subscriber(&tb, 10_000);
     let mut publ = h.a.publisher(&ta);
     feed(&mut publ, 1, 10_000);
@@ -93,34 +97,7 @@ fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
     let h = Hosts::loopback();
     let (ta, tb) = (h.a.topic("slow"), h.b.topic("slow"));
     let small = ["--capacity", "16", "--lossless"];
-    let mut ba = h.a.bridge(
-        "bridge-a",
-        &s(&[
-            &[
-                "--listen",
-                &h.a.addr,
-                "--export",
-                &format!("{ta}=demo/slow"),
-            ][..],
-            &small,
-        ]
-        .concat()),
-    );
-    let mut bb = h.b.bridge(
-        "bridge-b",
-        &s(&[
-            &[
-                "--connect",
-                &h.a.addr,
-                "--import",
-                &format!("demo/slow={tb}"),
-            ][..],
-            &small,
-        ]
-        .concat()),
-    );
-    ba.wait_log(0, &["exporting"]);
-    bb.wait_log(0, &["importing"]);
+    let (ba, bb) = export_import(&h, (&ta, &small), "demo/slow", (&tb, &small));
     let (mut sub, out) = h.b.subscriber(&tb, N as usize);
     h.b.wait_info(&tb, "1 of ");
     let signal = |sig: &str, pid: u32| {
@@ -187,28 +164,12 @@ fn loopback_a_stopped_subscriber_holds_the_publisher_back() {
 fn loopback_removed_topics_are_followed_by_name() {
     let h = Hosts::loopback();
     let (ta, tb) = (h.a.topic("gone"), h.b.topic("gone"));
-    let mut ba = h.a.bridge(
-        "bridge-a",
-        &s(&[
-            "--listen",
-            &h.a.addr,
-            "--export",
-            &format!("{ta}=demo/gone"),
-            "--lossless",
-        ]),
+    let (mut ba, mut bb) = export_import(
+        &h,
+        (&ta, &["--lossless"]),
+        "demo/gone",
+        (&tb, &["--lossless"]),
     );
-    let mut bb = h.b.bridge(
-        "bridge-b",
-        &s(&[
-            "--connect",
-            &h.a.addr,
-            "--import",
-            &format!("demo/gone={tb}"),
-            "--lossless",
-        ]),
-    );
-    ba.wait_log(0, &["exporting"]);
-    bb.wait_log(0, &["importing"]);
     for (round, from) in [(0, 1u64), (1, 101)] {
         if round == 1 {
             for (host, topic) in [(&h.a, &ta), (&h.b, &tb)] {
@@ -308,30 +269,12 @@ fn loopback_both_ways_bridge_follows_a_removed_topic() {
 fn loopback_waiting_lossless_import_follows_a_removed_topic() {
     let h = Hosts::loopback();
     let (ta, tb) = (h.a.topic("fl"), h.b.topic("fl"));
-    let mut ba = h.a.bridge(
-        "bridge-a",
-        &s(&[
-            "--listen",
-            &h.a.addr,
-            "--export",
-            &format!("{ta}=demo/fl"),
-            "--lossless",
-        ]),
+    let (_ba, mut bb) = export_import(
+        &h,
+        (&ta, &["--lossless"]),
+        "demo/fl",
+        (&tb, &["--lossless", "--capacity", "4"]),
     );
-    let mut bb = h.b.bridge(
-        "bridge-b",
-        &s(&[
-            "--connect",
-            &h.a.addr,
-            "--import",
-            &format!("demo/fl={tb}"),
-            "--lossless",
-            "--capacity",
-            "4",
-        ]),
-    );
-    ba.wait_log(0, &["exporting"]);
-    bb.wait_log(0, &["importing"]);
     let (mut sub, out) = h.b.subscriber(&tb, 5);
     h.b.wait_info(&tb, "1 of ");
     let mut publ = h.a.publisher(&ta);
@@ -364,27 +307,8 @@ fn loopback_large_samples_arrive_whole() {
     const N: u64 = 12;
     let h = Hosts::loopback();
     let (ta, tb) = (h.a.topic("big"), h.b.topic("big"));
-    let sizes = ["--slot-size", "262144", "--capacity", "8"];
-    let mut ba = h.a.bridge(
-        "bridge-a",
-        &s(&[
-            &["--listen", &h.a.addr, "--export"][..],
-            &[&format!("{ta}=demo/big")[..], "--lossless"],
-            &sizes,
-        ]
-        .concat()),
-    );
-    let mut bb = h.b.bridge(
-        "bridge-b",
-        &s(&[
-            &["--connect", &h.a.addr, "--import"][..],
-            &[&format!("demo/big={tb}")[..], "--lossless"],
-            &sizes,
-        ]
-        .concat()),
-    );
-    ba.wait_log(0, &["exporting"]);
-    bb.wait_log(0, &["importing"]);
+    let big = ["--slot-size", "262144", "--capacity", "8", "--lossless"];
+    let (_ba, _bb) = export_import(&h, (&ta, &big), "demo/big", (&tb, &big));
     // Line i: its number, then letters that change along the line and with i.
     let line = |i: u64| -> String {
         let mut l = format!("{i:06}:");

@@ -106,13 +106,7 @@ fn demo_with_a_taken_name_fails_in_one_line_and_leaves_the_segment_alone() {
 fn demo_process1_lets_go_when_its_stdin_closes() {
     let name = unique("p1");
     let _cleanup = Cleanup(name.clone());
-    let mut child = shmipc()
-        .args(["demo-process1", &name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&["demo-process1", &name]);
     let stdin = child.stdin.take();
     let mut child = Running(child);
     let lines = lines_of(child.0.stdout.take().unwrap());

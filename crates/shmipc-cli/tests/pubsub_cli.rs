@@ -417,13 +417,7 @@ fn a_failed_pub_leaves_nothing_behind() {
 fn an_endless_stdin_line_is_refused_without_reading_it_whole() {
     let topic = unique("ps-endless");
     let _c = Cleanup(topic.clone());
-    let mut child = shmipc()
-        .args(["pub", &topic, "--max-size", "1K"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running shmipc");
+    let mut child = spawn_piped(&["pub", &topic, "--max-size", "1K"]);
     let mut stdin = child.stdin.take().expect("piped stdin");
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {

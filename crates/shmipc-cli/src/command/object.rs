@@ -1,5 +1,6 @@
 //! What `lock`, `sem` and `event` share: the lifetime of the objects they create, and
-//! their open errors in words that name the object and say what to do.
+//! their open errors in words that name the object and say what to do; and what
+//! they, `pub` and `sub` share: telling that an object held was removed.
 
 use shmipc::sync::{ObjectError, ObjectOptions};
 use shmipc::{LayoutError, OpenError, Persistence};
@@ -8,6 +9,22 @@ use std::time::{Duration, Instant};
 
 use super::words;
 use crate::output::Error;
+
+/// What a command holding an object under `name` tells from the object's
+/// `is_still_named()` (`still_named`): `None` while the name still names it (or the
+/// OS cannot tell and the name is still there); else it was removed (`shmipc rm`),
+/// and the words to add to a message saying so (whether another object has the name
+/// now). What `sub`, `pub` and the waits of `sem` and `event` share.
+pub fn removed(still_named: Option<bool>, name: &str) -> Option<&'static str> {
+    let exists = || !matches!(shmipc::Segment::info(name), Err(OpenError::NotFound { .. }));
+    match still_named {
+        Some(true) => None,
+        Some(false) if exists() => Some(", and another object now has its name"),
+        Some(false) => Some(""),
+        None if exists() => None,
+        None => Some(""),
+    }
+}
 
 /// How often a waiting `sem` or `event` looks whether its name still names the
 /// object it waits on.
@@ -38,13 +55,12 @@ pub fn wait_watching(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(false);
         }
-        if still_named() == Some(false) {
-            let exists = !matches!(shmipc::Segment::info(name), Err(OpenError::NotFound { .. }));
-            let what = if exists {
-                ", and another object now has its name"
-            } else {
-                ""
-            };
+        // Only a removal the OS can tell (`Some(false)`); where it cannot, the
+        // wait goes on.
+        if let Some(what) = still_named()
+            .filter(|n| !n)
+            .and_then(|n| removed(Some(n), name))
+        {
             return Err(format!(
                 "{kind} `{name}` was removed (`shmipc rm {name_sh}`) while this command waited on it{what}: nothing done through the name reaches it any more; start `shmipc {verb} {name_sh} wait` again",
                 name_sh = crate::output::shell_arg(name)

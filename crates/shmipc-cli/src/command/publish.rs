@@ -107,18 +107,8 @@ const NAME_CHECK: Duration = Duration::from_secs(1);
 /// An error when the name no longer names the topic this `pub` publishes on (see
 /// `sub`'s check: the object itself is compared).
 fn check_named(publisher: &Publisher, name: &str, sent: u64) -> Result {
-    let exists = || {
-        !matches!(
-            shmipc::Segment::info(name),
-            Err(shmipc::OpenError::NotFound { .. })
-        )
-    };
-    let what = match publisher.is_still_named() {
-        Some(true) => return Ok(()),
-        Some(false) if exists() => ", and another object now has its name",
-        Some(false) => "",
-        None if exists() => return Ok(()),
-        None => "",
+    let Some(what) = super::object::removed(publisher.is_still_named(), name) else {
+        return Ok(());
     };
     let before = match sent {
         1 => " (1 line was published before)".to_owned(),

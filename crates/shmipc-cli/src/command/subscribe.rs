@@ -29,18 +29,8 @@ const NAME_CHECK: Duration = Duration::from_secs(1);
 /// removed and made again at any time, before the first look included, is
 /// noticed. Where the OS cannot tell (macOS), only a name that is gone is.
 fn check_named(sub: &Subscriber, name: &str) -> Result {
-    let exists = || {
-        !matches!(
-            shmipc::Segment::info(name),
-            Err(shmipc::OpenError::NotFound { .. })
-        )
-    };
-    let what = match sub.is_still_named() {
-        Some(true) => return Ok(()),
-        Some(false) if exists() => ", and another object now has its name",
-        Some(false) => "",
-        None if exists() => return Ok(()),
-        None => "",
+    let Some(what) = super::object::removed(sub.is_still_named(), name) else {
+        return Ok(());
     };
     Err(format!(
         "topic `{name}` was removed (`shmipc rm {name_sh}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `shmipc sub {name_sh}` again", name_sh = crate::output::shell_arg(name))

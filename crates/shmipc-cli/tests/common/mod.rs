@@ -27,15 +27,20 @@ pub fn run(args: &[&str]) -> Output {
         .expect("running shmipc")
 }
 
-/// Runs `shmipc ARGS` with `input` on stdin.
-pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = shmipc()
+/// Starts `shmipc ARGS` with stdin, stdout and stderr piped.
+pub fn spawn_piped(args: &[&str]) -> std::process::Child {
+    shmipc()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("running shmipc");
+        .expect("running shmipc")
+}
+
+/// Runs `shmipc ARGS` with `input` on stdin.
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = spawn_piped(args);
     let mut stdin = child.stdin.take().expect("piped stdin");
     // The command may stop reading early (data too large): ignore a broken pipe.
     let _ = stdin.write_all(input);
