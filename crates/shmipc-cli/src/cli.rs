@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::units::{
     parse_count, parse_count_u32, parse_count_usize, parse_duration, parse_mode, parse_size,
@@ -255,6 +255,11 @@ const AFTER_HELP: &str = "\
 Sizes and offsets: 4096, 64K, 1M, 1GiB, 1.5M, 0x1000. Suffixes are powers of 1024
 (K = KiB = 1024); KB/MB are refused as ambiguous.
 
+Names starting with `-`: put `--` before the name, and options before that:
+`shmipc rm -- -x`, `shmipc create --size 4K -- -x`, `shmipc sem -- -x post`,
+`shmipc lock -- -x -- COMMAND`; the same for a semaphore or event named like one of
+its actions (`shmipc sem -- post wait`). The commands shmipc suggests do so.
+
 Lifetime: a segment made by a shmipc program lives while some process holds it and
 goes when the last holder closes it or dies (Win32 semantics). A command such as
 `shmipc create` ends at once and cannot hold anything, so its segments stay until
@@ -271,6 +276,62 @@ channels of every kind with their capacity, connected peers and fill.
 Exit status: 0 on success, 1 when the operation failed (or a --timeout passed), 2 when
 the command line is wrong (`lock`: the command's own status); a failure prints one
 line `shmipc: <what happened and what to do>` on stderr.";
+
+/// The verbs whose NAME comes before an action (`shmipc sem NAME post`).
+const NAME_THEN_ACTION: [&str; 2] = ["sem", "event"];
+
+/// What clap is given for the NAME of `shmipc sem -- NAME …` ([`parse`]): no
+/// option, no action.
+const NAME_STAND_IN: &str = "NAME";
+
+/// Parses the command line `args` (the program's name first) with `command`
+/// (built from [`Cli`]). clap takes every word after `--` for an operand, so it
+/// would match no action in `shmipc sem -- -x post`, the one way to name a
+/// semaphore or event `-x`, `--help` or `post` (`shmipc sem post post` takes the
+/// name for the action): such a NAME is parsed as a stand-in and put back after.
+/// And in `shmipc lock -- -x -- COMMAND` (a name starting with `-`, then the
+/// usual `--`), clap passes the second `--` on as the command: it is dropped
+/// (no program is called `--`).
+pub fn parse(command: clap::Command, mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let escaped = take_escaped_name(&mut args);
+    let mut cli = command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))?;
+    match &mut cli.command {
+        Command::Sem(a) => a.name = escaped.unwrap_or_else(|| a.name.clone()),
+        Command::Event(a) => a.name = escaped.unwrap_or_else(|| a.name.clone()),
+        Command::Lock(a) if a.command.first().is_some_and(|c| c == "--") => {
+            a.command.remove(0);
+        }
+        _ => {}
+    }
+    Ok(cli)
+}
+
+/// The NAME of `shmipc sem|event -- NAME …`, replaced in `args` by
+/// [`NAME_STAND_IN`] (a NAME that is not Unicode is left for clap to refuse).
+fn take_escaped_name(args: &mut Vec<OsString>) -> Option<String> {
+    let verb = args.get(1)?.to_str()?;
+    if !NAME_THEN_ACTION.contains(&verb) || args.get(2).is_none_or(|a| a != "--") {
+        return None;
+    }
+    let name = args.get(3)?.to_str()?.to_owned();
+    args.splice(2..4, [OsString::from(NAME_STAND_IN)]);
+    Some(name)
+}
+
+/// Whether `word` is an action of `verb` (`post` and `help` of `sem`), which
+/// clap takes for the action where the verb expects a NAME.
+pub fn is_action(verb: &str, word: &str) -> bool {
+    if !NAME_THEN_ACTION.contains(&verb) {
+        return false;
+    }
+    let mut cli = Cli::command();
+    // Adds the `help` actions.
+    cli.build();
+    cli.find_subcommand(verb)
+        .is_some_and(|v| v.find_subcommand(word).is_some())
+}
 
 /// Named shared memory from the command line: create, inspect, read, write and clean
 /// up segments made by shmipc and by other programs.

@@ -8,7 +8,7 @@ mod units;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::CommandFactory;
 
 fn main() -> ExitCode {
     // A segment truncated by another program under one of our mappings (or a
@@ -18,10 +18,7 @@ fn main() -> ExitCode {
     // `--size -1` reaches the size parser, which says why it is wrong, instead of
     // clap calling `-1` an unknown flag.
     let command = allow_negative_numbers(cli::Cli::command());
-    let parsed = command
-        .try_get_matches()
-        .and_then(|m| cli::Cli::from_arg_matches(&m));
-    match parsed {
+    match cli::parse(command, std::env::args_os().collect()) {
         Ok(cli) => match command::run(cli.command) {
             Ok(code) => code,
             Err(e) => output::fail(&e),

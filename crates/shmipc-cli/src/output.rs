@@ -146,6 +146,32 @@ pub fn shell_arg(arg: &str) -> String {
     out
 }
 
+/// The `shmipc` command line a message suggests, ready to paste: `shmipc VERB
+/// NAME AFTER OPTIONS`, NAME quoted for the shell ([`shell_arg`]). Where NAME
+/// would not parse as a name there, `--` comes before it and OPTIONS before
+/// that (`shmipc create --size SIZE -- -x`): a name that starts with `-`, which
+/// clap takes for an option (`shmipc rm -x`: "unexpected argument"), and for
+/// `sem` and `event` a name that is also one of their actions (`shmipc sem post
+/// post`; see [`crate::cli::parse`]). `options` and `after` are our own words
+/// (`--size SIZE`; `post`, `MESSAGE`, `-- COMMAND`): after `--` every word is an
+/// operand, so `after` holds no option (but an action of `sem` or `event`).
+pub fn command(verb: &str, options: &str, name: &str, after: &str) -> String {
+    let escape = name.starts_with('-') || crate::cli::is_action(verb, name);
+    let name = shell_arg(name);
+    let words = if escape {
+        [verb, options, "--", &name, after]
+    } else {
+        [verb, &name, after, options, ""]
+    };
+    let words: Vec<&str> = words.into_iter().filter(|w| !w.is_empty()).collect();
+    format!("shmipc {}", words.join(" "))
+}
+
+/// `shmipc VERB NAME` (`shmipc rm NAME`), as [`command`] writes it.
+pub fn suggest(verb: &str, name: &str) -> String {
+    command(verb, "", name, "")
+}
+
 /// Reports a failed command and gives its exit code. A closed stdout is not a
 /// failure worth a message: whoever read our output has what they wanted.
 pub fn fail(e: &Error) -> ExitCode {
@@ -169,8 +195,8 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use shmipc::{CreateError, ListError, OpenError, RemoveError};
     let create = |e: &CreateError| match e {
         CreateError::AlreadyExists { name } => Some(format!(
-            "remove it: `shmipc rm {name_sh}`",
-            name_sh = crate::output::shell_arg(name)
+            "remove it: `{rm}`",
+            rm = crate::output::suggest("rm", name)
         )),
         CreateError::TooManyObjects { .. } => {
             Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
@@ -179,16 +205,16 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     let open = |e: &OpenError| match e {
         OpenError::NotFound { name } => Some(format!(
-            "`shmipc create {name_sh} --size SIZE` creates it; `shmipc ls` lists names",
-            name_sh = crate::output::shell_arg(name)
+            "`{create}` creates it; `shmipc ls` lists names",
+            create = crate::output::command("create", "--size SIZE", name, "")
         )),
         OpenError::PermissionDenied { name, .. } => Some(format!(
-            "`shmipc info {name_sh}` shows its owner and mode",
-            name_sh = crate::output::shell_arg(name)
+            "`{info}` shows its owner and mode",
+            info = crate::output::suggest("info", name)
         )),
         OpenError::Busy { name } => Some(format!(
-            "`shmipc info {name_sh}` shows who holds it",
-            name_sh = crate::output::shell_arg(name)
+            "`{info}` shows who holds it",
+            info = crate::output::suggest("info", name)
         )),
         _ => None,
     };

@@ -1755,3 +1755,200 @@ fn write_checks_the_object_it_opened() {
     assert_eq!(before, after, "the mutex changed");
     ok(&["lock", &name, "--timeout", "5s", "--", "true"]);
 }
+
+/// Runs a command a message suggested, as pasted into `sh` (with our `shmipc`
+/// first on PATH; SIZE, COMMAND and MESSAGE filled in), and returns its stdout;
+/// it must succeed, within [`PATIENCE`].
+fn paste(cmd: &str) -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_shmipc"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let line = cmd
+        .replace("SIZE", "4K")
+        .replace("COMMAND", "true")
+        .replace("MESSAGE", "hello");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &line])
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "the suggested `{cmd}` (run as {line:?}) failed ({status}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `shmipc …` commands in what a command said (between backquotes), but
+/// `ls` and `gc`, which name nothing.
+fn suggestions(said: &str) -> Vec<String> {
+    said.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("shmipc ") && s.len() > "shmipc xx ".len())
+        .filter(|s| !s.starts_with("shmipc ls") && !s.starts_with("shmipc gc"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Everything a run said, stdout and stderr.
+fn said(args: &[&str]) -> String {
+    let out = run(args);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Every command a message suggests works when pasted into a shell, for names
+/// that clap would take for something else: one starting with `-` (`shmipc rm
+/// -x`: "unexpected argument '-x'"; `-h` and `--help` printed the help, `--`
+/// ended the options) and, for `sem` and `event`, one that is also an action
+/// (`shmipc sem post post` took the name for the action). Each suggestion is run
+/// and must do what it says to the object of that name: `rm` removes it, `info`
+/// shows it, `create`, `sem … create` and `event … create` make it, `lock`, `sem
+/// … post`/`wait`, `event … set` and `pub` use it.
+#[test]
+fn suggested_commands_work_for_names_that_look_like_options_or_actions() {
+    let mine = unique("dash");
+    let tagged = [
+        format!("-{mine}"),
+        format!("--{mine}"),
+        format!("-x {mine}"),
+    ];
+    let exact = [
+        "-", "--", "-h", "--help", "post", "set", "help", "wait", "create",
+    ];
+    let names = tagged.iter().map(String::as_str).chain(exact);
+    for name in names {
+        if left_behind(name) {
+            skip(
+                "suggested_commands_work_for_names_that_look_like_options_or_actions",
+                &format!("{name:?} exists in /dev/shm"),
+            );
+            continue;
+        }
+        let _c = Cleanup(name.to_owned());
+        let exists = || run(&["info", "--", name]).status.success();
+        let kind = || json(&ok(&["info", "--json", "--", name]))["kind"].clone();
+
+        // A plain segment: `rm` and `info` suggestions.
+        let mut said_all = ok(&["create", "-s", "4K", "--", name]);
+        said_all += &ok(&["info", "--", name]);
+        said_all += &said(&["create", "-s", "4K", "--", name]);
+        said_all += &said(&["sub", "-t", "1ms", "--", name]);
+        let found = suggestions(&said_all);
+        assert!(found.len() >= 5, "{name:?}: {said_all}");
+        for cmd in found.iter().filter(|c| c.starts_with("shmipc info")) {
+            let shown = paste(cmd);
+            assert!(
+                shown.lines().next() == Some(&format!("name         {name}")),
+                "`{cmd}` showed {shown}"
+            );
+        }
+        let rm = found.iter().find(|c| c.starts_with("shmipc rm")).unwrap();
+        paste(rm);
+        assert!(!exists(), "`{rm}` left {name:?}");
+
+        // Nothing: `create … --size SIZE`.
+        let said_all = said(&["read", "--", name]);
+        for cmd in suggestions(&said_all) {
+            paste(&cmd);
+            assert_eq!(kind(), "segment", "`{cmd}`");
+            ok(&["rm", "--", name]);
+        }
+
+        // A mutex: `lock … -- COMMAND` and `rm`.
+        ok(&["lock", "--", name, "--", "true"]);
+        let said_all = said(&["write", "--", name, "x"]);
+        let found = suggestions(&said_all);
+        assert!(found.len() == 2, "{name:?}: {said_all}");
+        paste(&found[0]);
+        assert_eq!(kind(), "mutex", "`{}`", found[0]);
+        paste(&found[1]);
+        assert!(!exists(), "`{}` left {name:?}", found[1]);
+
+        // A semaphore and an event: `VERB … create`, then the actions `write`
+        // suggests, then `VERB … wait` after a removal under a waiter.
+        for (verb, act, kind_of) in [("sem", "post", "semaphore"), ("event", "set", "event")] {
+            let said_all = said(&[verb, "--", name, act]);
+            let found = suggestions(&said_all);
+            assert!(found.len() == 1, "{name:?}: {said_all}");
+            said_all_rm(&paste(&found[0]), name);
+            assert_eq!(kind(), kind_of, "`{}`", found[0]);
+            let said_all = said(&["write", "--", name, "x"]);
+            let found = suggestions(&said_all);
+            assert!(found.len() == 2, "{name:?}: {said_all}");
+            paste(&found[0]);
+            // Take the post, or reset the event: the next wait waits.
+            ok(&[
+                verb,
+                "--",
+                name,
+                if verb == "sem" { "wait" } else { "reset" },
+            ]);
+            let mut waiter = Running(
+                shmipc()
+                    .args([verb, "--", name, "wait"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            let pid = waiter.0.id();
+            wait_until("the waiter to open it", || {
+                has_open_rw(pid, &shm_path(name))
+            });
+            paste(&found[1]);
+            assert!(!exists(), "`{}` left {name:?}", found[1]);
+            assert_eq!(wait_exit(&mut waiter.0).code(), Some(1));
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut waiter.0.stderr.take().unwrap(), &mut err).unwrap();
+            let found = suggestions(&err);
+            assert!(found.len() == 2, "{name:?}: {err}");
+            // `VERB … wait` again, on a new object that lets it through at once.
+            match verb {
+                "sem" => ok(&["sem", "--", name, "create", "--initial", "1"]),
+                _ => ok(&["event", "--", name, "create"]),
+            };
+            if verb == "event" {
+                ok(&["event", "--", name, "set"]);
+            }
+            paste(&found[1]);
+            ok(&["rm", "--", name]);
+        }
+
+        // A topic: `pub … MESSAGE`.
+        ok(&["pub", "--", name, "first"]);
+        let said_all = said(&["write", "--", name, "x"]);
+        let found = suggestions(&said_all);
+        assert!(found.len() == 2, "{name:?}: {said_all}");
+        paste(&found[0]);
+        assert_eq!(state_of(name)["published"], 2, "`{}`", found[0]);
+        paste(&found[1]);
+        assert!(!exists(), "`{}` left {name:?}", found[1]);
+    }
+}
+
+/// A create's notice suggests `rm` of the name it made.
+fn said_all_rm(notice: &str, name: &str) {
+    let found = suggestions(notice);
+    assert!(
+        found.len() == 1 && found[0].starts_with("shmipc rm "),
+        "{name:?}: {notice}"
+    );
+}
+
+/// The `state` of `info --json` for `name`.
+fn state_of(name: &str) -> serde_json::Value {
+    json(&ok(&["info", "--json", "--", name]))["state"].clone()
+}

@@ -67,8 +67,8 @@ pub fn run(args: &CreateArgs) -> Result {
             _ => "",
         };
         return output::line(format!(
-            "created segment `{name}`: {what}; it stays until `shmipc rm {name_sh}`{after}",
-            name_sh = crate::output::shell_arg(name)
+            "created segment `{name}`: {what}; it stays until `{rm}`{after}",
+            rm = crate::output::suggest("rm", name)
         ));
     };
 

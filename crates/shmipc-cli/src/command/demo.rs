@@ -97,7 +97,7 @@ pub fn run(args: &DemoArgs) -> Result {
     };
     if left {
         return Err(format!(
-            "demo: segment `{name}` is still there after its last holder closed it, which is a bug in shmipc: remove it with `shmipc rm {name_sh}`", name_sh = crate::output::shell_arg(&name))
+            "demo: segment `{name}` is still there after its last holder closed it, which is a bug in shmipc: remove it with `{rm}`", rm = crate::output::suggest("rm", &name))
         .into());
     }
     output::line(format!(

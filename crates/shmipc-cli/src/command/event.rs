@@ -20,8 +20,8 @@ pub fn run(args: &EventArgs) -> Result {
         NamedEvent::create_with(name, reset, false, &object::persistent(mode))
             .map_err(|e| object::error(e, name, KIND, None))?;
         return output::line(format!(
-            "created {words} event `{name}` (unset); it stays until `shmipc rm {name_sh}`",
-            name_sh = crate::output::shell_arg(name)
+            "created {words} event `{name}` (unset); it stays until `{rm}`",
+            rm = crate::output::suggest("rm", name)
         ));
     }
     let event = NamedEvent::open(name).map_err(|e| object::error(e, name, KIND, Some("event")))?;

@@ -31,13 +31,13 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
         (Persistence::UntilLastClose, _) => "until its last holder closes it or dies".to_owned(),
         (Persistence::UntilRemoved, Backing::File(_)) => {
             format!(
-                "until removed (`shmipc rm {name_sh}`); the file stays after that",
-                name_sh = crate::output::shell_arg(name)
+                "until removed (`{rm}`); the file stays after that",
+                rm = crate::output::suggest("rm", name)
             )
         }
         (Persistence::UntilRemoved, _) => format!(
-            "until removed (`shmipc rm {name_sh}`)",
-            name_sh = crate::output::shell_arg(name)
+            "until removed (`{rm}`)",
+            rm = crate::output::suggest("rm", name)
         ),
     };
     let origin = match i.origin {

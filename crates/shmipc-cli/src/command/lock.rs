@@ -160,8 +160,8 @@ fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<(MutexGuard<'m>
             Ok(g) => Ok((g, false)),
             Err(LockTimeoutError::OwnerDied(g)) => Ok((g, true)),
             Err(LockTimeoutError::Timeout(_)) => Err(format!(
-                "timed out after {} waiting for mutex `{name}`: a live process holds it; wait longer or find the holder (`shmipc info {name_sh}`)",
-                units::human_duration(timeout), name_sh = crate::output::shell_arg(name))
+                "timed out after {} waiting for mutex `{name}`: a live process holds it; wait longer or find the holder (`{info}`)",
+                units::human_duration(timeout), info = crate::output::suggest("info", name))
             .into()),
             Err(e) => Err(format!("mutex `{name}`: {e}").into()),
         },

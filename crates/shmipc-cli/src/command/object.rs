@@ -62,8 +62,8 @@ pub fn wait_watching(
             .and_then(|n| removed(Some(n), name))
         {
             return Err(format!(
-                "{kind} `{name}` was removed (`shmipc rm {name_sh}`) while this command waited on it{what}: nothing done through the name reaches it any more; start `shmipc {verb} {name_sh} wait` again",
-                name_sh = crate::output::shell_arg(name)
+                "{kind} `{name}` was removed (`{rm}`) while this command waited on it{what}: nothing done through the name reaches it any more; start `{wait}` again",
+                rm = crate::output::suggest("rm", name), wait = crate::output::command(verb, "", name, "wait")
             )
             .into());
         }
@@ -83,7 +83,7 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
     match e {
         ObjectError::Open(OpenError::NotFound { .. }) => match verb {
             Some(verb) => format!(
-                "{kind} `{name}` does not exist: create it first with `shmipc {verb_sh} {name_sh} create`", verb_sh = crate::output::shell_arg(verb), name_sh = crate::output::shell_arg(name)),
+                "{kind} `{name}` does not exist: create it first with `{create}`", create = crate::output::command(verb, "", name, "create")),
             None => format!("{kind} `{name}` does not exist"),
         }
         .into(),
@@ -91,16 +91,16 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             source: LayoutError::Kind { found, .. },
             ..
         } => format!(
-            "`{name}` is {} {found}, not {} {kind}: use another name, or `shmipc rm {name_sh}` if it is no longer needed",
+            "`{name}` is {} {found}, not {} {kind}: use another name, or `{rm}` if it is no longer needed",
             words::article(&found),
-            words::article(kind), name_sh = crate::output::shell_arg(name))
+            words::article(kind), rm = crate::output::suggest("rm", name))
         .into(),
         ObjectError::Invalid {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name_sh}`, use another name, or `shmipc rm {name_sh}`",
-            words::article(kind), name_sh = crate::output::shell_arg(name))
+            "`{name}` is not {} {kind}: it is a plain segment (or an object whose creator died while making it); see `{info}`, use another name, or `{rm}`",
+            words::article(kind), rm = crate::output::suggest("rm", name), info = crate::output::suggest("info", name))
         .into(),
         ObjectError::Invalid { source, .. } => {
             format!("`{name}` is not a usable {kind}: {source}").into()

@@ -116,8 +116,8 @@ fn check_named(publisher: &Publisher, name: &str, sent: u64) -> Result {
         _ => String::new(),
     };
     Err(format!(
-        "topic `{name}` was removed (`shmipc rm {name_sh}`) while this pub published on it{what}{before}: nothing it publishes reaches a subscriber any more; start `shmipc pub {name_sh}` again",
-        name_sh = crate::output::shell_arg(name)
+        "topic `{name}` was removed (`{rm}`) while this pub published on it{what}{before}: nothing it publishes reaches a subscriber any more; start `{publish}` again",
+        rm = crate::output::suggest("rm", name), publish = crate::output::suggest("pub", name)
     )
     .into())
 }
@@ -169,8 +169,8 @@ fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) ->
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
-            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`shmipc info {name_sh}`), or use a topic created with --overwrite",
-            units::human_duration(timeout), name_sh = crate::output::shell_arg(name))
+            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`{info}`), or use a topic created with --overwrite",
+            units::human_duration(timeout), info = crate::output::suggest("info", name))
         .into()),
         Err(e) => Err(format!("topic `{name}`: {e}").into()),
     }
@@ -183,7 +183,7 @@ fn too_large(name: &str, what: &str, size: &str, max: usize, sent: u64) -> crate
         n => format!(" (the {n} messages before it were published)"),
     };
     format!(
-        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`shmipc rm {name_sh}` first)", name_sh = crate::output::shell_arg(name))
+        "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`{rm}` first)", rm = crate::output::suggest("rm", name))
     .into()
 }
 

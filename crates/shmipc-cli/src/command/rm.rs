@@ -14,8 +14,8 @@ pub fn run(args: &RmArgs) -> Result {
                 output::line(format!("removed segment `{name}`"))?;
                 if held {
                     output::warn(format!(
-                        "mutex `{name}` was locked by a live process, which keeps its lock on the removed mutex: the next `shmipc lock {name_sh}` makes a new mutex and runs beside it (as flock(1) on a deleted lock file does)",
-                        name_sh = output::shell_arg(name)
+                        "mutex `{name}` was locked by a live process, which keeps its lock on the removed mutex: the next `{lock}` makes a new mutex and runs beside it (as flock(1) on a deleted lock file does)",
+                        lock = output::suggest("lock", name)
                     ));
                 }
             }

@@ -15,7 +15,9 @@ pub fn run(args: &SemArgs) -> Result {
         NamedSemaphore::create_with(name, initial, max, &object::persistent(mode))
             .map_err(|e| object::error(e, name, KIND, None))?;
         return output::line(format!(
-            "created semaphore `{name}` (count {initial}, maximum {max}); it stays until `shmipc rm {name_sh}`", name_sh = crate::output::shell_arg(name)));
+            "created semaphore `{name}` (count {initial}, maximum {max}); it stays until `{rm}`",
+            rm = crate::output::suggest("rm", name)
+        ));
     }
     let sem = NamedSemaphore::open(name).map_err(|e| object::error(e, name, KIND, Some("sem")))?;
     match args.action {

@@ -33,7 +33,7 @@ fn check_named(sub: &Subscriber, name: &str) -> Result {
         return Ok(());
     };
     Err(format!(
-        "topic `{name}` was removed (`shmipc rm {name_sh}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `shmipc sub {name_sh}` again", name_sh = crate::output::shell_arg(name))
+        "topic `{name}` was removed (`{rm}`) while this sub read it{what}: nothing published under the name reaches this sub any more; start `{sub}` again", rm = crate::output::suggest("rm", name), sub = crate::output::suggest("sub", name))
     .into())
 }
 
@@ -170,8 +170,8 @@ fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::o
         (None, r) => format!(" ({r} messages received before)"),
     };
     format!(
-        "no message on topic `{name}` for {}{so_far}: is anything publishing? (`shmipc info {name_sh}` shows its publisher); wait longer with --timeout",
-        units::human_duration(t), name_sh = crate::output::shell_arg(name))
+        "no message on topic `{name}` for {}{so_far}: is anything publishing? (`{info}` shows its publisher); wait longer with --timeout",
+        units::human_duration(t), info = crate::output::suggest("info", name))
     .into()
 }
 

@@ -71,7 +71,7 @@ pub fn check_kind(name: &str) -> Result<(), Error> {
         | Err(_) => Ok(()),
         Ok(Contents::Object { kind, .. }) => Err(not_a_topic(name, kind.as_str())),
         Ok(Contents::Invalid(e)) => Err(format!(
-            "`{name}` is not a usable pubsub topic: {e}; see `shmipc info {name_sh}`, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
+            "`{name}` is not a usable pubsub topic: {e}; see `{info}`, or `{rm}` if it is no longer needed", rm = crate::output::suggest("rm", name), info = crate::output::suggest("info", name))
         .into()),
         Ok(_) => Ok(()),
     }
@@ -80,7 +80,7 @@ pub fn check_kind(name: &str) -> Result<(), Error> {
 fn not_a_topic(name: &str, found: &str) -> Error {
     let article = words::article(found);
     format!(
-        "`{name}` is {article} {found}, not a pubsub topic: use another name, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
+        "`{name}` is {article} {found}, not a pubsub topic: use another name, or `{rm}` if it is no longer needed", rm = crate::output::suggest("rm", name))
     .into()
 }
 
@@ -95,13 +95,13 @@ pub fn error(e: ChannelError, name: &str) -> Error {
             source: LayoutError::NotShmipc | LayoutError::NotReady | LayoutError::TooSmall { .. },
             ..
         } => format!(
-            "`{name}` is not a pubsub topic: it is a plain segment (or an object whose creator died while making it); see `shmipc info {name_sh}`, use another name, or `shmipc rm {name_sh}`", name_sh = crate::output::shell_arg(name))
+            "`{name}` is not a pubsub topic: it is a plain segment (or an object whose creator died while making it); see `{info}`, use another name, or `{rm}`", rm = crate::output::suggest("rm", name), info = crate::output::suggest("info", name))
         .into(),
         ChannelError::Layout { source, .. } => {
             format!("`{name}` is not a usable pubsub topic: {source}").into()
         }
         ChannelError::Full { max, .. } => format!(
-            "topic `{name}` has its {max} subscribers connected, the most it takes: stop one, or recreate the topic with a larger --max-subscribers (`shmipc rm {name_sh}` first)", name_sh = crate::output::shell_arg(name))
+            "topic `{name}` has its {max} subscribers connected, the most it takes: stop one, or recreate the topic with a larger --max-subscribers (`{rm}` first)", rm = crate::output::suggest("rm", name))
         .into(),
         ChannelError::Open(OpenError::NotFound { .. }) => {
             format!("topic `{name}` does not exist").into()

@@ -10,7 +10,7 @@ use shmipc::{CreateError, OpenError};
 pub fn create_failure(kind: &str, name: &str, e: &CreateError) -> Option<String> {
     Some(match e {
         CreateError::AlreadyExists { .. } => format!(
-            "cannot create {kind} `{name}`: the name already exists (`shmipc info {name_sh}` shows what it is): use it, choose another name, or `shmipc rm {name_sh}` first", name_sh = crate::output::shell_arg(name)),
+            "cannot create {kind} `{name}`: the name already exists (`{info}` shows what it is): use it, choose another name, or `{rm}` first", rm = crate::output::suggest("rm", name), info = crate::output::suggest("info", name)),
         CreateError::NoSpace {
             size,
             available,
@@ -37,9 +37,9 @@ pub fn create_failure(kind: &str, name: &str, e: &CreateError) -> Option<String>
 pub fn open_failure(kind: &str, name: &str, verb: &str, e: &OpenError) -> Option<String> {
     Some(match e {
         OpenError::PermissionDenied { .. } => format!(
-            "{kind} `{name}`: permission denied: its owner and mode do not let this user {verb} it (`shmipc info {name_sh}` shows them): ask its owner, or run as a user it allows", name_sh = crate::output::shell_arg(name)),
+            "{kind} `{name}`: permission denied: its owner and mode do not let this user {verb} it (`{info}` shows them): ask its owner, or run as a user it allows", info = crate::output::suggest("info", name)),
         OpenError::Busy { .. } => format!(
-            "{kind} `{name}` stayed locked by another process past the deadline (it is being created or removed): retry, or see `shmipc info {name_sh}`", name_sh = crate::output::shell_arg(name)),
+            "{kind} `{name}` stayed locked by another process past the deadline (it is being created or removed): retry, or see `{info}`", info = crate::output::suggest("info", name)),
         OpenError::Os { op, source, .. } => format!("{kind} `{name}`: {op} failed: {source}"),
         _ => return None,
     })

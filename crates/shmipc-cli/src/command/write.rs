@@ -77,20 +77,20 @@ fn refuse_objects(
             let found = kind.as_str();
             let remedy = match kind {
                 Kind::Mutex => format!(
-                    "use `shmipc lock {name_sh} -- COMMAND`",
-                    name_sh = crate::output::shell_arg(name)
+                    "use `{lock}`",
+                    lock = crate::output::command("lock", "", name, "-- COMMAND")
                 ),
                 Kind::Semaphore => format!(
-                    "use `shmipc sem {name_sh} post` or `wait`",
-                    name_sh = crate::output::shell_arg(name)
+                    "use `{post}` or `wait`",
+                    post = crate::output::command("sem", "", name, "post")
                 ),
                 Kind::Event => format!(
-                    "use `shmipc event {name_sh} set`, `reset` or `wait`",
-                    name_sh = crate::output::shell_arg(name)
+                    "use `{set}`, `reset` or `wait`",
+                    set = crate::output::command("event", "", name, "set")
                 ),
                 Kind::PubSub => format!(
-                    "publish with `shmipc pub {name_sh} MESSAGE`",
-                    name_sh = crate::output::shell_arg(name)
+                    "publish with `{publish}`",
+                    publish = crate::output::command("pub", "", name, "MESSAGE")
                 ),
                 _ => format!("use it through its {found} API"),
             };
@@ -98,15 +98,12 @@ fn refuse_objects(
         }
         Ok(Contents::Invalid(e)) => (
             format!("a shmipc object this build cannot read ({e})"),
-            format!(
-                "see `shmipc info {name_sh}`",
-                name_sh = crate::output::shell_arg(name)
-            ),
+            format!("see `{info}`", info = crate::output::suggest("info", name)),
         ),
         _ => return Ok(()),
     };
     Err(format!(
-        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `shmipc rm {name_sh}` if it is no longer needed", name_sh = crate::output::shell_arg(name))
+        "`{name}` is {what}, not a plain segment: writing bytes into it would corrupt it for every process using it; {remedy}, or `{rm}` if it is no longer needed", rm = crate::output::suggest("rm", name))
     .into())
 }
 
