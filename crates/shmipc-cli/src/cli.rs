@@ -73,7 +73,11 @@ const LONG_WRITE: &str = "\
 Write into an existing segment at an offset. TEXT (or stdin, with `-`) is written
 followed by a NUL byte, like the seed's strcpy_s, so that `shmipc read` shows exactly
 it; --no-nul leaves the NUL out. --from FILE copies the file's bytes exactly, with no
-NUL added. The data must fit between the offset and the end of the segment.
+NUL added; --from - copies stdin's. FILE is a regular file or a pipe already open
+(`--from <(command)`); a directory, device, socket or named pipe (FIFO) is refused
+before it is opened, since opening a device can act on it (arm a watchdog, take over a
+terminal) and a FIFO with no writer would wait for ever: redirect such a one to stdin
+(`--from - < FILE`) if you mean it. The data must fit between the offset and the end of the segment.
 A shmipc mutex, semaphore, event or channel is refused: bytes written into it would
 corrupt it for every process using it (use `lock`, `sem`, `event` or `pub`).";
 
@@ -456,7 +460,8 @@ pub struct WriteArgs {
     pub name: String,
     /// Text to write, or `-` to read it from stdin
     pub text: Option<OsString>,
-    /// Write the bytes of this file instead (exactly, no NUL added)
+    /// Write the bytes of this file instead (exactly, no NUL added; `-`: stdin's);
+    /// a regular file or an open pipe
     #[arg(long, value_name = "FILE", conflicts_with = "text")]
     pub from: Option<PathBuf>,
     /// Where to write, in bytes from the start of the segment

@@ -2,6 +2,7 @@
 
 mod cli;
 mod command;
+mod input;
 mod output;
 mod report;
 mod units;

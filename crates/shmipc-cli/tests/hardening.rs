@@ -1952,3 +1952,105 @@ fn said_all_rm(notice: &str, name: &str) {
 fn state_of(name: &str) -> serde_json::Value {
     json(&ok(&["info", "--json", "--", name]))["state"].clone()
 }
+
+/// `write --from PATH` opens only a regular file or a pipe already open
+/// (`--from <(cmd)`, `/dev/stdin` as a pipe), and `-` reads stdin. It opened
+/// whatever PATH named: a named pipe with no writer hung it for ever, `/dev/null`
+/// "wrote 0 bytes" (and a device such as `/dev/watchdog` would have been armed, a
+/// terminal made the controlling one). Each is refused, before it is opened, with
+/// one line naming the path and what it is, and the segment is left as it was.
+#[test]
+fn write_from_opens_only_files_and_open_pipes() {
+    let name = unique("from");
+    let _c = Cleanup(name.clone());
+    ok(&["create", &name, "-s", "4K"]);
+    ok(&["write", &name, "before"]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    rfs::mknodat(
+        rfs::CWD,
+        &fifo,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let refused = [
+        (fifo.clone(), "is a named pipe (FIFO)"),
+        ("/dev/null".into(), "is a character device"),
+        ("/dev/zero".into(), "is a character device"),
+        (socket.clone(), "is a socket"),
+        (dir.path().to_path_buf(), "is a directory"),
+    ];
+    for (path, what) in refused {
+        let path = path.to_str().unwrap();
+        let args = ["write", &name, "--from", path];
+        // Waited on with a deadline: the FIFO's open never returned.
+        let mut writer = Running(
+            shmipc()
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let out = output_within(&mut writer.0);
+        let line = assert_fails(&out, 1, &args);
+        assert!(
+            line.contains(&format!("`{path}` {what}"))
+                || line.contains(&format!("`{path}`: it {what}")),
+            "{args:?}: {line}"
+        );
+        assert_eq!(ok(&["read", &name]), "before\n", "{args:?} wrote");
+    }
+    // What is read: a file, `<(cmd)`, stdin (`-`, and `/dev/stdin` as a pipe).
+    let file = dir.path().join("file");
+    std::fs::write(&file, "from a file").unwrap();
+    ok(&["write", &name, "--from", file.to_str().unwrap()]);
+    assert_eq!(ok(&["read", &name]), "from a file\n");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' write '{name}' --from <(printf 'from a pipe\\0')",
+            env!("CARGO_BIN_EXE_shmipc")
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "<(cmd): {out:?}");
+    assert_eq!(ok(&["read", &name]), "from a pipe\n");
+    for from in ["-", "/dev/stdin"] {
+        let args = ["write", &name, "--from", from];
+        let out = run_with_stdin(&args, format!("from {from}\0").as_bytes());
+        assert_success(&out, &args);
+        assert_eq!(ok(&["read", &name]), format!("from {from}\n"));
+    }
+}
+
+/// The output of a child with piped stdout and stderr once it exits, waited on
+/// at most [`PATIENCE`].
+fn output_within(child: &mut std::process::Child) -> std::process::Output {
+    use std::io::Read as _;
+    let status = wait_exit(child);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}

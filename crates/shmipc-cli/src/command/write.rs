@@ -7,6 +7,7 @@ use shmipc::{Access, Backing, Contents, Kind, Segment};
 
 use super::words;
 use crate::cli::WriteArgs;
+use crate::input;
 use crate::output::{self, Error, Result};
 use crate::units;
 
@@ -112,11 +113,20 @@ fn refuse_objects(
 /// reading an endless stream.
 fn load(args: &WriteArgs, room: u64) -> Result<(Vec<u8>, String)> {
     if let Some(path) = &args.from {
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let (data, cut) = read_at_most(file, room)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let what = format!("the file `{}` ({})", path.display(), amount(&data, cut));
+        if path.as_os_str() == "-" {
+            let (data, cut) = read_at_most(std::io::stdin().lock(), room)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            let what = format!("the bytes from stdin ({})", amount(&data, cut));
+            return Ok((data, what));
+        }
+        let shown = output::printable(&path.to_string_lossy());
+        let file = input::open(path).map_err(|e| match e {
+            input::OpenError::NotAFile(what) => not_a_file(&args.name, path, what),
+            input::OpenError::Io(e) => format!("cannot read `{shown}`: {e}").into(),
+        })?;
+        let (data, cut) =
+            read_at_most(file, room).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+        let what = format!("the file `{shown}` ({})", amount(&data, cut));
         return Ok((data, what));
     }
     let text = args.text.as_deref().unwrap_or_default();
@@ -135,6 +145,37 @@ fn load(args: &WriteArgs, room: u64) -> Result<(Vec<u8>, String)> {
     };
     let what = format!("{what}{nul} ({})", amount(&data, cut));
     Ok((data, what))
+}
+
+/// The error for `--from PATH` naming a directory, device, socket or named pipe,
+/// which is not opened: what it is, and how to read it anyway if that is meant
+/// (the shell opens it for stdin, as the user asked it to).
+fn not_a_file(name: &str, path: &std::path::Path, what: input::NotAFile) -> Error {
+    let shown = output::printable(&path.to_string_lossy());
+    let redirect = format!(
+        "{} < {}",
+        output::command("write", "--from -", name, ""),
+        output::shell_arg(&path.to_string_lossy())
+    );
+    match what {
+        input::NotAFile::Directory => {
+            format!("cannot read `{shown}`: it is a directory: --from takes a file").into()
+        }
+        input::NotAFile::NamedPipe => format!(
+            "`{shown}` is a named pipe (FIFO), which --from does not open itself (with no writer the open would wait for ever): redirect it to stdin instead: `{redirect}`"
+        )
+        .into(),
+        input::NotAFile::Socket => format!(
+            "`{shown}` is a socket, which is not read by opening it: --from takes a file or an open pipe; have a program read the socket and pipe it in: `COMMAND | {}`",
+            output::command("write", "--from -", name, "")
+        )
+        .into(),
+        what => format!(
+            "`{shown}` is {}, not a regular file: --from opens only files and open pipes (`<(command)`), since opening a device can act on it (arm a watchdog, take over a terminal); if you mean to copy from it, redirect it to stdin: `{redirect}`",
+            what.words()
+        )
+        .into(),
+    }
 }
 
 /// Reads up to `room + 1` bytes; true if there was more than `room`.
