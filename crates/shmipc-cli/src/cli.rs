@@ -205,8 +205,9 @@ publisher never waits, and a subscriber that falls a whole ring behind loses the
 messages and is told so. It stays until `shmipc rm TOPIC` (on Windows, which removes
 a section with its last handle: while a `pub` or `sub` holds it). A `pub` reading
 stdin whose topic is removed meanwhile, even one made again under the name since,
-stops at its next line once no subscriber of it is left (exit status 1): what it
-publishes could reach no one.
+stops once no subscriber of it is left (exit status 1), within about a second even
+while no line comes (Windows: at its next line): what it publishes could reach no
+one.
 
 Messages are zero-copy samples: `pub` writes each into a chunk of the topic's shared
 memory and every `sub` reads it there.

@@ -672,3 +672,69 @@ fn a_topic_removed_under_a_running_pub_is_reported() {
         );
     }
 }
+
+/// A `pub` whose stdin stays open and idle (no line comes) and whose topic is
+/// removed (`shmipc rm`), with or without a new topic made under the name since,
+/// ends with one line saying so (exit 1), as `sub` and `sem wait` do: it noticed
+/// only at its next line, which may never come, and held the removed topic
+/// meanwhile. It waits on stdin with poll(2), looking at the name each idle second.
+#[test]
+fn an_idle_pub_notices_its_topic_removed() {
+    for remade in [false, true] {
+        let topic = unique("ps-pub-idle");
+        let _c = Cleanup(topic.clone());
+        let mut publisher = Running(spawn_piped(&["pub", &topic]));
+        let mut stdin = publisher.0.stdin.take().unwrap();
+        stdin.write_all(b"first\n").unwrap();
+        stdin.flush().unwrap();
+        wait_until("the first line to be published", || {
+            run(&["info", &topic, "--json"]).status.success()
+                && state(&topic)["published"].as_u64() == Some(1)
+        });
+        ok(&["rm", &topic]);
+        if remade {
+            ok(&["pub", &topic, "new"]);
+        }
+        // Stdin stays open, and nothing more is written to it.
+        let status = wait_exit(&mut publisher.0);
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "remade {remade}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "shmipc: topic `{topic}` was removed (`shmipc rm {topic}`) while this pub published on it"
+            )) && err.contains("(1 line was published before)")
+                && err.contains("another object now has its name") == remade,
+            "remade {remade}: {err}"
+        );
+        drop(stdin);
+    }
+}
+
+/// A `pub` whose stdin goes idle for longer than its look at the name (a second),
+/// even in the middle of a line, publishes on as before once lines come: the
+/// idle wait loses no byte and splits no line.
+#[test]
+fn a_pub_idle_mid_line_publishes_on() {
+    let topic = unique("ps-pub-pause");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic]);
+    let (_sub, lines) = subscriber(&topic, &[]);
+    let mut publisher = Running(spawn_piped(&["pub", &topic]));
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    stdin.write_all(b"one\nhal").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(next_line(&lines), "one");
+    // Not a wait for anything: stdin stays idle mid-line past an idle look.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    stdin.write_all(b"f\ntwo\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(next_line(&lines), "half");
+    assert_eq!(next_line(&lines), "two");
+    drop(stdin);
+    let status = wait_exit(&mut publisher.0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success() && err.is_empty(), "{status}: {err}");
+}

@@ -51,7 +51,7 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
         }
         return Ok(());
     }
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = stdin::lines();
     let mut line = Vec::new();
     let mut sent = 0u64;
     // A line is read up to the largest message and its \r\n: a longer one (say
@@ -61,10 +61,21 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
     let mut next_check = Instant::now();
     loop {
         line.clear();
-        let n = (&mut stdin)
-            .take(limit)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        // Bytes of the line read so far count towards `limit` across idle seconds.
+        let n = loop {
+            let left = limit.saturating_sub(u64::try_from(line.len()).unwrap_or(u64::MAX));
+            match (&mut stdin).take(left).read_until(b'\n', &mut line) {
+                Ok(_) => break line.len(),
+                // Stdin idle for a while: a topic removed meanwhile is noticed
+                // now, not at the next line, which may never come.
+                Err(e) if stdin::is_idle(&e) => {
+                    if publisher.subscribers() == 0 {
+                        check_named(publisher, name, sent)?;
+                    }
+                }
+                Err(e) => return Err(format!("cannot read stdin: {e}").into()),
+            }
+        };
         if n == 0 {
             return Ok(());
         }
@@ -101,8 +112,89 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
 }
 
 /// How often a `pub` reading stdin with no subscriber looks whether its topic's
-/// name still names the topic it publishes on.
+/// name still names the topic it publishes on, between lines or while stdin is
+/// idle.
 const NAME_CHECK: Duration = Duration::from_secs(1);
+
+/// Stdin as `pub` reads it: buffered, and (Unix) a read that waits longer than
+/// [`NAME_CHECK`] for data fails with an error [`stdin::is_idle`] tells, so that
+/// the loop can look whether its topic was removed and read on. Only a read of
+/// the buffer's next fill waits (one `poll` per fill, not per line, while data
+/// flows); a regular file is always readable.
+mod stdin {
+    use std::io::{self, BufReader, Read};
+
+    /// Stdin, read in fills of this many bytes.
+    const FILL: usize = 64 * 1024;
+
+    /// What an idle read fails with.
+    #[derive(Debug)]
+    #[cfg_attr(not(unix), allow(dead_code))]
+    struct Idle;
+
+    impl std::fmt::Display for Idle {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "no data on stdin for {:?}", super::NAME_CHECK)
+        }
+    }
+
+    impl std::error::Error for Idle {}
+
+    /// Whether `e` is an idle read's error (and not the OS's own `ETIMEDOUT`).
+    pub fn is_idle(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Idle>())
+    }
+
+    /// Stdin, buffered, its reads waiting at most [`super::NAME_CHECK`].
+    #[cfg(unix)]
+    pub fn lines() -> BufReader<impl Read> {
+        BufReader::with_capacity(FILL, Watched)
+    }
+
+    /// Elsewhere (no `poll` on a Windows console or pipe handle) a read waits
+    /// for data for as long as it takes: a removed topic is noticed at the next
+    /// line.
+    #[cfg(not(unix))]
+    pub fn lines() -> BufReader<impl Read> {
+        BufReader::with_capacity(FILL, io::stdin())
+    }
+
+    /// The stdin descriptor, read directly (std's own buffer is never used).
+    #[cfg(unix)]
+    struct Watched;
+
+    #[cfg(unix)]
+    impl Read for Watched {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            use std::os::fd::AsFd;
+
+            let stdin = io::stdin();
+            let fd = stdin.as_fd();
+            let wait = Timespec {
+                tv_sec: super::NAME_CHECK.as_secs().try_into().unwrap_or(1),
+                tv_nsec: 0,
+            };
+            loop {
+                let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+                match poll(&mut fds, Some(&wait)) {
+                    // Readable, at its end, or in error: the read says which.
+                    Ok(n) if n > 0 => break,
+                    Ok(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, Idle)),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            loop {
+                match rustix::io::read(fd, &mut *buf) {
+                    Ok(n) => return Ok(n),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
 
 /// An error when the name no longer names the topic this `pub` publishes on (see
 /// `sub`'s check: the object itself is compared).
