@@ -67,7 +67,9 @@ A command-line process cannot hold a segment after it exits, so by default the
 segment persists (POSIX style) until `shmipc rm NAME` or a reboot; --persist says so
 explicitly. With --hold the command keeps holding it (Win32 style) until Ctrl-C or
 SIGTERM, and the segment goes when the last holder, this command or a program that
-opened it meanwhile, lets go.";
+opened it meanwhile, lets go. A held segment removed meanwhile (`shmipc rm NAME`),
+which no one can open by name any more, ends the command within about a second (exit
+status 1), leaving alone anything made under the name since.";
 
 const LONG_WRITE: &str = "\
 Write into an existing segment at an offset. TEXT (or stdin, with `-`) is written

@@ -2030,18 +2030,16 @@ fn write_from_opens_only_files_and_open_pipes() {
     }
 }
 
-/// The output of a child with piped stdout and stderr once it exits, waited on
-/// at most [`PATIENCE`].
+/// The output of a child with piped stderr (and stdout, unless taken) once it
+/// exits, waited on at most [`PATIENCE`].
 fn output_within(child: &mut std::process::Child) -> std::process::Output {
     use std::io::Read as _;
     let status = wait_exit(child);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
+    // Stdout may be read elsewhere (`spawn_lines`).
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut stdout).unwrap();
+    }
     child
         .stderr
         .take()
@@ -2052,5 +2050,44 @@ fn output_within(child: &mut std::process::Child) -> std::process::Output {
         status,
         stdout,
         stderr,
+    }
+}
+
+/// A `create --hold` whose segment is removed (`shmipc rm`), with or without a
+/// new one made under the name since, ends within about a second with one line
+/// saying so (exit 1), and leaves the name's new object alone: it held the
+/// removed segment, which no one could open any more, until killed, and then (a
+/// file-backed one) removed whatever the name had come to name.
+#[test]
+fn a_held_segment_that_is_removed_ends_the_hold() {
+    for remade in [false, true] {
+        let name = unique("hold-removed");
+        let _c = Cleanup(name.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backing");
+        let (mut hold, lines) = spawn_lines(&[
+            "create",
+            &name,
+            "-s",
+            "4K",
+            "--file",
+            file.to_str().unwrap(),
+            "--hold",
+        ]);
+        assert!(next_line(&lines).starts_with("holding segment"));
+        ok(&["rm", &name]);
+        if remade {
+            ok(&["create", &name, "-s", "4K"]);
+        }
+        let out = output_within(&mut hold.0);
+        let args = ["create", "--hold"];
+        let line = assert_fails(&out, 1, &args);
+        assert!(
+            line.starts_with(&format!(
+                "shmipc: segment `{name}` was removed (`shmipc rm {name}`) while this command held it"
+            )) && line.contains("another object now has its name") == remade,
+            "remade {remade}: {line}"
+        );
+        assert_eq!(run(&["info", &name]).status.success(), remade);
     }
 }

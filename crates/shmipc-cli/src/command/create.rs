@@ -1,9 +1,11 @@
 //! `shmipc create NAME --size SIZE [--file PATH] [--mode OCTAL] [--persist | --hold]`
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use shmipc::{Backing, CreateError, Persistence, Segment};
 
+use super::object;
 use crate::cli::CreateArgs;
 use crate::output::{self, Result};
 use crate::units;
@@ -77,15 +79,30 @@ pub fn run(args: &CreateArgs) -> Result {
         std::process::id()
     ))?;
     // Ctrl-C, SIGTERM or SIGHUP. The sender lives in the handler for the rest of the
-    // process, so `recv` only returns on a signal.
-    let _ = released.recv();
-    if matches!(segment.backing(), Backing::File(_)) {
-        // A file-backed name lasts until removed; --hold promised it goes with us.
+    // process, so `recv` only returns on a signal; between seconds, whether the name
+    // still names this segment: one removed (`shmipc rm`) can be opened by no one
+    // any more, and holding it on for ever would only keep its memory.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = released.recv_timeout(NAME_CHECK) {
+        if let Some(what) = object::removed(segment.is_still_named(), name) {
+            drop(segment);
+            return Err(format!(
+                "segment `{name}` was removed (`{rm}`) while this command held it{what}: nothing can open it by name any more, so it is released",
+                rm = output::suggest("rm", name)
+            )
+            .into());
+        }
+    }
+    // A file-backed name lasts until removed; --hold promised it goes with us. Only
+    // while it names this segment: one made under the name since is not ours.
+    if matches!(segment.backing(), Backing::File(_)) && segment.is_still_named() == Some(true) {
         let _ = Segment::remove(name);
     }
     drop(segment);
     output::line(format!("released segment `{name}`"))
 }
+
+/// How often a `create --hold` looks whether its name still names its segment.
+const NAME_CHECK: Duration = Duration::from_secs(1);
 
 /// A channel that receives a message on Ctrl-C, SIGTERM or SIGHUP.
 fn release_signal() -> Result<mpsc::Receiver<()>> {
