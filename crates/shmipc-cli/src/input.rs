@@ -13,6 +13,8 @@ use std::path::Path;
 
 /// What a path refused by [`open`] names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Windows tells only a directory from a file.
+#[cfg_attr(not(unix), allow(dead_code))]
 pub enum NotAFile {
     Directory,
     CharDevice,
