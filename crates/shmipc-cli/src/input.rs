@@ -35,7 +35,7 @@ impl NotAFile {
             NotAFile::BlockDevice => "a block device",
             NotAFile::Socket => "a socket",
             NotAFile::NamedPipe => "a named pipe (FIFO)",
-            NotAFile::Other => "not a regular file",
+            NotAFile::Other => "an unknown kind of file",
         }
     }
 }

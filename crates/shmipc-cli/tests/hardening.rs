@@ -2075,10 +2075,21 @@ fn a_held_segment_that_is_removed_ends_the_hold() {
             "--hold",
         ]);
         assert!(next_line(&lines).starts_with("holding segment"));
+        // Stopped meanwhile: a look at the name between the `rm` and the new segment
+        // would report the removal alone.
+        let pid = hold.0.id().to_string();
+        let kill = |sig: &str| {
+            let st = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status();
+            assert!(st.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+        };
+        kill("-STOP");
         ok(&["rm", &name]);
         if remade {
             ok(&["create", &name, "-s", "4K"]);
         }
+        kill("-CONT");
         let out = output_within(&mut hold.0);
         let args = ["create", "--hold"];
         let line = assert_fails(&out, 1, &args);

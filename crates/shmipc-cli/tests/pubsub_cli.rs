@@ -691,10 +691,14 @@ fn an_idle_pub_notices_its_topic_removed() {
             run(&["info", &topic, "--json"]).status.success()
                 && state(&topic)["published"].as_u64() == Some(1)
         });
+        // Stopped meanwhile: a look at the name between the `rm` and the new topic
+        // would report the removal alone.
+        signal(&publisher.0, "STOP");
         ok(&["rm", &topic]);
         if remade {
             ok(&["pub", &topic, "new"]);
         }
+        signal(&publisher.0, "CONT");
         // Stdin stays open, and nothing more is written to it.
         let status = wait_exit(&mut publisher.0);
         let mut err = String::new();
@@ -737,4 +741,14 @@ fn a_pub_idle_mid_line_publishes_on() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success() && err.is_empty(), "{status}: {err}");
+}
+
+/// Sends SIG`name` (STOP, CONT, …) to a child, with kill(1).
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {}", child.id());
 }

@@ -92,9 +92,10 @@ pub fn run(args: &CreateArgs) -> Result {
             .into());
         }
     }
-    // A file-backed name lasts until removed; --hold promised it goes with us. Only
-    // while it names this segment: one made under the name since is not ours.
-    if matches!(segment.backing(), Backing::File(_)) && segment.is_still_named() == Some(true) {
+    // A file-backed name lasts until removed; --hold promised it goes with us. Not
+    // when it names another object now (made under the name since: not ours); where
+    // the OS cannot tell (macOS: `None`), as before, it is removed.
+    if matches!(segment.backing(), Backing::File(_)) && segment.is_still_named() != Some(false) {
         let _ = Segment::remove(name);
     }
     drop(segment);

@@ -179,17 +179,20 @@ mod stdin {
                 let mut fds = [PollFd::new(&fd, PollFlags::IN)];
                 match poll(&mut fds, Some(&wait)) {
                     // Readable, at its end, or in error: the read says which.
-                    Ok(n) if n > 0 => break,
+                    Ok(n) if n > 0 => {}
                     Ok(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, Idle)),
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => return Err(e.into()),
                 }
-            }
-            loop {
-                match rustix::io::read(fd, &mut *buf) {
-                    Ok(n) => return Ok(n),
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
+                loop {
+                    match rustix::io::read(fd, &mut *buf) {
+                        Ok(n) => return Ok(n),
+                        Err(rustix::io::Errno::INTR) => continue,
+                        // A non-blocking stdin shared with another reader, who took
+                        // what poll saw: wait again.
+                        Err(rustix::io::Errno::AGAIN) => break,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }

@@ -15,7 +15,7 @@ pub fn run(args: &RmArgs) -> Result {
                 if held {
                     output::warn(format!(
                         "mutex `{name}` was locked by a live process, which keeps its lock on the removed mutex: the next `{lock}` makes a new mutex and runs beside it (as flock(1) on a deleted lock file does)",
-                        lock = output::suggest("lock", name)
+                        lock = output::command("lock", "", name, "-- COMMAND")
                     ));
                 }
             }
