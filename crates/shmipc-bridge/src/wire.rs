@@ -462,6 +462,45 @@ mod tests {
         assert_eq!(Tag::decode(&packed_tag(&o)), None);
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends, split however zenoh fragments it: parsing never
+        /// panics, a payload either checks whole or is refused, and the records of
+        /// one that checks lie inside it, back to back, and read the same bytes as
+        /// the payload in one slice.
+        #[test]
+        fn any_payload_in_any_slices_parses_or_is_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..4),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut slices = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                slices.push(&bytes[from..c]);
+                from = c;
+            }
+            let split = Packed::new(slices.iter().copied());
+            let whole = Packed::new([&bytes[..]]);
+            proptest::prop_assert_eq!(split.check(), whole.check());
+            let records: Vec<Record> = split.records().collect();
+            proptest::prop_assert_eq!(&records, &whole.records().collect::<Vec<_>>());
+            if let Ok(n) = split.check() {
+                proptest::prop_assert_eq!(records.len(), n);
+                let mut at = 0;
+                for r in &records {
+                    proptest::prop_assert_eq!(r.start, at + RECORD_HEADER);
+                    at = r.start + r.len;
+                    let joined: Vec<u8> = split.parts(r.start, r.len).flatten().copied().collect();
+                    proptest::prop_assert_eq!(&joined[..], &bytes[r.start..at]);
+                }
+                proptest::prop_assert_eq!(at, bytes.len());
+            }
+            // Attachments: anything not exactly a bridge's is refused, never a panic.
+            let _ = (Tag::decode(&bytes), packed_origin(&bytes));
+        }
+    }
+
     #[test]
     fn second_copies_are_known_per_key_and_bridge() {
         let (a, c) = ([1u8; 16], [3u8; 16]);

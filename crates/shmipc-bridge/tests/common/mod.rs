@@ -253,6 +253,8 @@ pub struct Hosts {
     _dir: tempfile::TempDir,
     namespaces: Vec<String>,
     mounts: Vec<PathBuf>,
+    /// The veth pair's ends: (namespace, device), A's first (namespace hosts).
+    links: Vec<(String, String)>,
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
@@ -290,6 +292,7 @@ impl Hosts {
             _dir: dir,
             namespaces: Vec::new(),
             mounts: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -305,6 +308,7 @@ impl Hosts {
             _dir: dir,
             namespaces: Vec::new(),
             mounts: Vec::new(),
+            links: Vec::new(),
         };
         let (na, nb) = (format!("shb-{pid}-{n}-a"), format!("shb-{pid}-{n}-b"));
         let (va, vb) = (format!("shb{pid}x{n}a"), format!("shb{pid}x{n}b"));
@@ -318,6 +322,7 @@ impl Hosts {
         ])?;
         run(&["ip", "link", "set", &va, "netns", &na])?;
         run(&["ip", "link", "set", &vb, "netns", &nb])?;
+        me.links = vec![(na.clone(), va.clone()), (nb.clone(), vb.clone())];
         for (ns, dev, ip) in [(&na, &va, "1"), (&nb, &vb, "2")] {
             run(&[
                 "ip",
@@ -351,6 +356,17 @@ impl Hosts {
             host.suffix = String::new();
         }
         Ok(me)
+    }
+
+    /// Takes the link between the hosts down (no carrier: nothing passes and no
+    /// connection is reset, as when a cable is pulled) or brings it back up.
+    /// Namespace hosts only.
+    pub fn set_link(&self, up: bool) {
+        assert!(!self.links.is_empty(), "only namespace hosts have a link");
+        for (ns, dev) in &self.links {
+            let state = if up { "up" } else { "down" };
+            run(&["ip", "-n", ns, "link", "set", dev, state]).expect("set the link");
+        }
     }
 
     /// Namespaces where permitted; `None` (after saying why) where not.
