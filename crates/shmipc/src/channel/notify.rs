@@ -77,7 +77,11 @@
 //! sleeper and skips the wake, and the sleeper sees the message when its first slice
 //! ends: late by at most [`FIRST_SLICE`], never lost. A wait that a message ends
 //! within [`FIRST_SLICE`] (a request answered, a steady stream) runs no barrier at
-//! all; a longer one runs one, [`FIRST_SLICE`] in, off the path of any message.
+//! all; a longer one runs one, [`FIRST_SLICE`] in, off the path of any message,
+//! and no more: at the end of each later slice, an announcement that no ringer has
+//! taken since the barrier (the epoch is the one it was made in) still stands, so
+//! the sleeper checks the condition and its peer and sleeps on, without announcing
+//! again (an idle receiver ran the barrier once per 10 ms slice before).
 //! Async and WaitSet sleepers, whose registration outlives the call, still run it
 //! before every registration.
 
@@ -311,12 +315,20 @@ impl<'a> Bell<'a> {
         }
         // Sleep phase.
         let mut first = true;
+        // An announcement that the heavy barrier backs and that no ringer has taken
+        // since (its token and `seq` then): still in force after a slice timed out.
+        let mut standing: Option<(u32, u32)> = None;
         loop {
-            // SeqCst RMW, then the heavy barrier: see the module doc; the first
-            // sleep goes without it, and so sleeps at most FIRST_SLICE.
-            let token = self.announce();
-            let heavy_done = !first && heavy_barrier();
-            let seen = self.seq.load(Ordering::Acquire);
+            let (token, seen, heavy_done) = match standing.take() {
+                Some((token, seen)) => (token, seen, true),
+                None => {
+                    // SeqCst RMW, then the heavy barrier: see the module doc; the
+                    // first sleep goes without it, and so sleeps at most FIRST_SLICE.
+                    let token = self.announce();
+                    let heavy_done = !first && heavy_barrier();
+                    (token, self.seq.load(Ordering::Acquire), heavy_done)
+                }
+            };
             if let Some(r) = poll(true) {
                 take_back(self.sleepers, token);
                 return Some(r);
@@ -335,8 +347,17 @@ impl<'a> Bell<'a> {
             first = false;
             let until = deadline.capped(slice);
             if wait(self.seq, seen, until) == Wake::TimedOut {
-                // Not woken: our count may still be there.
-                take_back(self.sleepers, token);
+                let v = self.sleepers.load(Ordering::Relaxed);
+                if heavy_done && v / EPOCH == token && v & COUNT != 0 {
+                    // Not rung since the barrier (every ringer since saw our count,
+                    // and would have zeroed it with a new epoch): the announcement
+                    // stands, and the next slice needs no new one nor a new barrier.
+                    // An idle wait so runs the barrier once, not once a slice.
+                    standing = Some((token, seen));
+                } else {
+                    // Not woken: our count may still be there.
+                    take_back(self.sleepers, token);
+                }
             } else if let Some(r) = poll(false) {
                 // Woken with the condition true: take it at once, without a new
                 // announcement and heavy barrier on the wake-up's path. (The
