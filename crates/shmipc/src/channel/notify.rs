@@ -59,7 +59,7 @@
 //! `asymmetricHeavyBarrier`: either the ringer's load sees the sleeper's count, or
 //! the sleeper's re-check sees the ringer's store. Where registration fails (other
 //! OSes, old kernels, seccomp) the ringer keeps its real fence; where the heavy
-//! barrier fails, the sleeper's first slice is short ([`SHORT_SLICE`]).
+//! barrier fails, a sleep after it is short ([`SHORT_SLICE`]).
 //!
 //! # The first sleep goes without the heavy barrier
 //!
@@ -70,12 +70,13 @@
 //! 2-vCPU guest (`shmipc-bridge-bench`, a ping-pong through two bridges and zenoh,
 //! where each round trip put two sleepers to sleep): removing it cut the round trip
 //! by 10-20 %. So a blocking wait's *first* sleep ([`Bell::wait_for`]) skips it and
-//! sleeps at most [`FIRST_SLICE`]; every later sleep of the same wait runs it as
-//! above. A ringer that races the first sleep's announcement (its store still in its
+//! sleeps at most [`FIRST_SLICE`]; the second sleep runs it, and so does any sleep
+//! after a wake-up or after a ringer took the announcement. A ringer that races the first sleep's announcement (its store still in its
 //! store buffer while its load of `sleepers` reads the count from before the
 //! increment: a window of the store's drain, well under a microsecond) finds no
 //! sleeper and skips the wake, and the sleeper sees the message when its first slice
-//! ends: late by at most [`FIRST_SLICE`], never lost. A wait that a message ends
+//! ends: late by about [`FIRST_SLICE`] at most (plus the timer's slack and the
+//! wake-up), never lost. A wait that a message ends
 //! within [`FIRST_SLICE`] (a request answered, a steady stream) runs no barrier at
 //! all; a longer one runs one, [`FIRST_SLICE`] in, off the path of any message,
 //! and no more: at the end of each later slice, an announcement that no ringer has
@@ -105,11 +106,11 @@ use crate::waitset::{self, next_epoch, take_back, Arm, Pending, Sleep, Undo, COU
 /// blocked receiver far under 1 % of a CPU (`tests/windows_idle.rs`), and a dead
 /// peer is still noticed within 100 ms.
 pub(crate) const SLICE: Duration = Duration::from_millis(if cfg!(windows) { 100 } else { 10 });
-/// First sleep of a sleeper that could not run the heavy barrier (see the module
-/// doc): the delay a wake-up missed by a fence-less ringer can cost at most.
+/// A sleep after a heavy barrier that failed (see the module doc): the delay a
+/// wake-up missed by a fence-less ringer can cost at most.
 pub(crate) const SHORT_SLICE: Duration = Duration::from_micros(200);
 /// Longest first sleep of a blocking wait, which skips the heavy barrier (see the
-/// module doc): the most a wake-up that raced the announcement can be late by.
+/// module doc): about the most a wake-up that raced the announcement can be late by.
 pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 
 /// Whether this process's ringers may skip their fence: 0 not asked yet, 1 yes
@@ -349,10 +350,13 @@ impl<'a> Bell<'a> {
             if wait(self.seq, seen, until) == Wake::TimedOut {
                 let v = self.sleepers.load(Ordering::Relaxed);
                 if heavy_done && v / EPOCH == token && v & COUNT != 0 {
-                    // Not rung since the barrier (every ringer since saw our count,
-                    // and would have zeroed it with a new epoch): the announcement
-                    // stands, and the next slice needs no new one nor a new barrier.
-                    // An idle wait so runs the barrier once, not once a slice.
+                    // The epoch our count was added in: no ringer has zeroed it since
+                    // the barrier. Any ring after our announcement moves `seq` off
+                    // `seen` (the futex returns at once, or its wake comes), so the
+                    // announcement stands: the next slice needs no new one nor a new
+                    // barrier, and an idle wait runs the barrier once, not once a
+                    // slice. (Were our count gone for another reason, an epoch wrap,
+                    // the deep poll at every slice's end bounds the cost to a slice.)
                     standing = Some((token, seen));
                 } else {
                     // Not woken: our count may still be there.
