@@ -201,8 +201,23 @@ impl<'a> Bell<'a> {
     /// (`sys::wait::heavy_barrier_checked`), then [`Bell::arm`] with the token
     /// returned here (the epoch the count was added in).
     pub(crate) fn announce(&self) -> u32 {
-        // SeqCst RMW: the sleeper's half of the Dekker pattern (module doc).
-        self.sleepers.fetch_add(1, Ordering::SeqCst) / EPOCH
+        // SeqCst RMW: the sleeper's half of the Dekker pattern (module doc). The
+        // count saturates rather than carry into the epoch: a carry would look like
+        // a ringer's zeroing without its `seq` bump and wake, and silently drop every
+        // count (and standing announcement) there. Counts that are never taken back
+        // do pile up: an async future announces again at each poll, and a dropped
+        // one leaves its count for the next ringer, so an idle async receiver
+        // re-polled every 10 ms reached the carry in about 11 minutes. At the cap
+        // the count is non-zero already, so every ringer rings: the one the sleeper
+        // would have added is not needed (its take-back only removes one of the
+        // piled-up counts, 65 535 of them).
+        match self
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                (v & COUNT != COUNT).then_some(v + 1)
+            }) {
+            Ok(v) | Err(v) => v / EPOCH,
+        }
     }
 
     /// Takes back an announcement made with `token` (see [`take_back`]).
@@ -451,6 +466,27 @@ mod tests {
         assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 1);
         bell.take_back(d);
         assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
+    }
+
+    /// Announcements pile up (futures re-polled or dropped while pending never take
+    /// theirs back), but never carry into the epoch, which only ringers move: a
+    /// carry zeroed the count without a wake-up.
+    #[test]
+    fn piled_up_announcements_saturate_and_keep_the_epoch() {
+        let seq = AtomicU32::new(0);
+        let sleepers = AtomicU32::new(3 * EPOCH + COUNT - 2);
+        let bell = Bell {
+            seq: &seq,
+            sleepers: &sleepers,
+        };
+        for _ in 0..5 {
+            assert_eq!(bell.announce(), 3);
+        }
+        assert_eq!(sleepers.load(Ordering::Relaxed), 3 * EPOCH + COUNT);
+        // Still a count: a ringer finds it, zeroes it with a new epoch, and wakes.
+        bell.ring();
+        assert_eq!(sleepers.load(Ordering::Relaxed), 4 * EPOCH);
+        assert_eq!(seq.load(Ordering::Relaxed), 1);
     }
 
     /// The same through the async path: a dropped pending sleeper's undo after a
