@@ -917,14 +917,7 @@ fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
         } else if kind == "socket" {
             drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         } else {
-            rfs::mknodat(
-                rfs::CWD,
-                &path,
-                rfs::FileType::Fifo,
-                Mode::from_raw_mode(0o600),
-                0,
-            )
-            .unwrap();
+            mkfifo(&path);
         }
         let file = dir.to_str().unwrap();
         let verbs: &[&[&str]] = &[
@@ -974,14 +967,7 @@ fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
 fn create_file_on_a_fifo_or_device_says_it_is_no_regular_file() {
     let fifo = std::env::temp_dir().join(unique("backing-fifo"));
     let _fifo_cleanup = Planted(fifo.clone());
-    rfs::mknodat(
-        rfs::CWD,
-        &fifo,
-        rfs::FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     for file in [fifo.to_str().unwrap(), "/dev/null", "/dev/zero"] {
         let name = unique("backing-special");
         let _cleanup = Cleanup(name.clone());
@@ -1323,8 +1309,7 @@ fn a_full_stdout_is_named_as_stdout() {
         .unwrap();
     drop(child.stdout.take());
     let status = wait_exit(&mut child);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_text(&mut child);
     assert!(status.success() && err.is_empty(), "{status:?}: {err}");
 }
 
@@ -1362,14 +1347,7 @@ impl OpenWatch {
 fn a_device_or_fifo_as_backing_file_is_never_opened() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    rfs::mknodat(
-        rfs::CWD,
-        &fifo,
-        rfs::FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     let mut specials = vec![fifo];
     let null = dir.path().join("null");
     // /dev/null's numbers (1, 3): opening it does nothing, but inotify sees it.
@@ -1744,8 +1722,7 @@ fn write_checks_the_object_it_opened() {
     let before = json(&ok(&["info", &name, "--json"]));
     drop(old);
     let status = wait_exit(&mut writer.0);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut writer.0.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_text(&mut writer.0);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!("`{name}` is a mutex, not a plain segment")),
@@ -1911,8 +1888,7 @@ fn suggested_commands_work_for_names_that_look_like_options_or_actions() {
             paste(&found[1]);
             assert!(!exists(), "`{}` left {name:?}", found[1]);
             assert_eq!(wait_exit(&mut waiter.0).code(), Some(1));
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut waiter.0.stderr.take().unwrap(), &mut err).unwrap();
+            let err = stderr_text(&mut waiter.0);
             let found = suggestions(&err);
             assert!(found.len() == 2, "{name:?}: {err}");
             // `VERB … wait` again, on a new object that lets it through at once.
@@ -1967,14 +1943,7 @@ fn write_from_opens_only_files_and_open_pipes() {
     ok(&["write", &name, "before"]);
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    rfs::mknodat(
-        rfs::CWD,
-        &fifo,
-        rfs::FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     let socket = dir.path().join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let refused = [
@@ -2101,4 +2070,16 @@ fn a_held_segment_that_is_removed_ends_the_hold() {
         );
         assert_eq!(run(&["info", &name]).status.success(), remade);
     }
+}
+
+/// Makes a FIFO (mode 0600) at `path`.
+fn mkfifo(path: &std::path::Path) {
+    rfs::mknodat(
+        rfs::CWD,
+        path,
+        rfs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }

@@ -442,8 +442,7 @@ fn an_endless_stdin_line_is_refused_without_reading_it_whole() {
         });
     let _ = done_tx.send(());
     writer.join().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_text(&mut child);
     assert_eq!(status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -533,8 +532,7 @@ fn a_topic_removed_under_a_running_sub_is_reported() {
             ok(&["pub", &topic, "hello"]);
         }
         let status = wait_exit(&mut sub.0);
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut sub.0.stderr.take().unwrap(), &mut err).unwrap();
+        let err = stderr_text(&mut sub.0);
         assert_eq!(status.code(), Some(1), "republish {republish}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -585,8 +583,7 @@ fn a_topic_removed_and_made_again_under_a_sub_in_another_pid_namespace_is_report
     ok(&["rm", &topic]);
     ok(&["pub", &topic, "hello"]);
     let status = wait_exit(&mut sub.0);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut sub.0.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_text(&mut sub.0);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.starts_with(&format!("shmipc: topic `{topic}` was removed"))
@@ -660,8 +657,7 @@ fn a_topic_removed_under_a_running_pub_is_reported() {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+        let err = stderr_text(&mut publisher.0);
         assert_eq!(status.code(), Some(1), "remade {remade}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -701,8 +697,7 @@ fn an_idle_pub_notices_its_topic_removed() {
         signal(&publisher.0, "CONT");
         // Stdin stays open, and nothing more is written to it.
         let status = wait_exit(&mut publisher.0);
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+        let err = stderr_text(&mut publisher.0);
         assert_eq!(status.code(), Some(1), "remade {remade}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -719,6 +714,7 @@ fn an_idle_pub_notices_its_topic_removed() {
 /// A `pub` whose stdin goes idle for longer than its look at the name (a second),
 /// even in the middle of a line, publishes on as before once lines come: the
 /// idle wait loses no byte and splits no line.
+#[cfg(target_os = "linux")] // counts the idle waits in /proc
 #[test]
 fn a_pub_idle_mid_line_publishes_on() {
     let topic = unique("ps-pub-pause");
@@ -730,16 +726,29 @@ fn a_pub_idle_mid_line_publishes_on() {
     stdin.write_all(b"one\nhal").unwrap();
     stdin.flush().unwrap();
     assert_eq!(next_line(&lines), "one");
-    // Not a wait for anything: stdin stays idle mid-line past an idle look.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Stdin stays idle mid-line until the pub has slept in poll(2) and woken from
+    // its timeout (a look at the name) at least once: each sleep there is one
+    // voluntary context switch of its main thread, and nothing else makes any.
+    let switches = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", publisher.0.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = switches();
+    wait_until("the idle pub to time out of its poll", || {
+        switches() >= before + 2
+    });
     stdin.write_all(b"f\ntwo\n").unwrap();
     stdin.flush().unwrap();
     assert_eq!(next_line(&lines), "half");
     assert_eq!(next_line(&lines), "two");
     drop(stdin);
     let status = wait_exit(&mut publisher.0);
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut err).unwrap();
+    let err = stderr_text(&mut publisher.0);
     assert!(status.success() && err.is_empty(), "{status}: {err}");
 }
 

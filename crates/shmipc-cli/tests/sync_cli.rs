@@ -205,9 +205,7 @@ mod linux {
                     ok(&[verb, &name, wake]);
                 }
                 let status = wait_exit(&mut waiter.0);
-                let mut err = String::new();
-                std::io::Read::read_to_string(&mut waiter.0.stderr.take().unwrap(), &mut err)
-                    .unwrap();
+                let err = stderr_text(&mut waiter.0);
                 assert_eq!(status.code(), Some(1), "{verb} remade {remade}: {err}");
                 assert!(
                     err.lines().count() == 1

@@ -184,6 +184,14 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
     status
 }
 
+/// Everything the (exited) child wrote to its piped stderr.
+pub fn stderr_text(child: &mut Child) -> String {
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("a piped stderr"), &mut err)
+        .expect("read the child's stderr");
+    err
+}
+
 /// Parses JSON output.
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
