@@ -27,10 +27,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
         let mut ticks = 0u64;
         let mut received = 0u64;
+        // One receive in flight across the ticks, not a new one per turn of the
+        // loop: a receive that waits keeps its place (and its one announcement to
+        // the publisher) while the ticks come and go.
+        let mut next = std::pin::pin!(sub.recv_async());
         while received < count {
             tokio::select! {
                 _ = ticker.tick() => ticks += 1,
-                got = sub.recv_async() => {
+                got = &mut next => {
                     // The sample is read in place; it is released when dropped.
                     let sample = match got {
                         Ok(sample) => sample,
@@ -38,12 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         // sent was read): look again soon, as `shmipc sub` does.
                         Err(RecvError::Disconnected) => {
                             tokio::time::sleep(Duration::from_millis(10)).await;
+                            next.set(sub.recv_async());
                             continue;
                         }
                         Err(e) => return Err(format!("topic `{topic}`: {e}").into()),
                     };
                     print(&topic, &sample);
+                    drop(sample);
                     received += 1;
+                    next.set(sub.recv_async());
                 }
             }
         }

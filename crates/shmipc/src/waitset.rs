@@ -26,6 +26,9 @@
 //! before our re-check (and we do not sleep). `recheck` is the blocking forms' slice:
 //! at its end the future is polled again, which re-checks the peer's liveness, so a
 //! peer's death gives `Disconnected` / `OwnerDied` within the blocking forms' bound.
+//! A channel future polled again keeps the bell announcement it made, while no
+//! ringer has taken it (`channel/notify.rs`): step 2 is then only the re-check, with
+//! no new count and no heavy barrier.
 //!
 //! # Cancel safety
 //!
@@ -152,19 +155,22 @@ pub trait Waitable: sealed::Sealed {}
 
 impl<T: sealed::Sealed + ?Sized> Waitable for T {}
 
-/// Announce, one heavy barrier if needed, arm.
-pub(crate) fn announce_and_arm<W: sealed::Sealed + ?Sized>(w: &mut W) -> Arm<'_> {
-    let (heavy, token) = w.announce();
-    if heavy {
-        crate::sys::wait::heavy_barrier_checked();
-    }
-    w.arm(token)
-}
-
-/// One-shot registration state kept in a future between polls.
+/// One-shot registration state kept in a future between polls, and the bell
+/// announcement it sleeps under (`Bell::poll_async` in `channel/notify.rs`).
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     reg: Option<Registration>,
+    pub(crate) held: Option<Held>,
+}
+
+/// A bell announcement a future made and has not taken back, backed by the heavy
+/// barrier where there is one: which bell (the address of its `sleepers` word, only
+/// compared), the token, and the bell's `seq` as read after the barrier.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub(crate) bell: usize,
+    pub(crate) token: u32,
+    pub(crate) seen: u32,
 }
 
 impl Pending {
@@ -179,7 +185,8 @@ impl Pending {
         ));
     }
 
-    /// Drops the registration (the future completed or is polled again).
+    /// Drops the registration (the future completed or is polled again); a held
+    /// announcement stays (the next poll decides whether it still stands).
     pub(crate) fn clear(&mut self) {
         self.reg = None;
     }

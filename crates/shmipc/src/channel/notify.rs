@@ -83,8 +83,15 @@
 //! taken since the barrier (the epoch is the one it was made in) still stands, so
 //! the sleeper checks the condition and its peer and sleeps on, without announcing
 //! again (an idle receiver ran the barrier once per 10 ms slice before).
-//! Async and WaitSet sleepers, whose registration outlives the call, still run it
-//! before every registration.
+//! An async future keeps its announcement the same way between polls
+//! ([`Bell::poll_async`]): re-polled at the end of its slice, or woken for
+//! nothing, it sleeps on under the announcement while that stands, so an idle
+//! future runs the barrier once too (before, once per 10 ms slice: 291
+//! `membarrier` calls in 3 s of one idle `recv_async`, 1 after), and its count no
+//! longer piles up. A future dropped while pending leaves its count for the next
+//! ringer, and a new future announces afresh: keep one receive in flight across a
+//! `select!` loop's turns rather than a new one per turn. The WaitSet re-arms its
+//! members in place (`crate::waitset`).
 
 use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -95,7 +102,7 @@ use crate::sys::wait::{
 };
 use std::task::{Context, Poll};
 
-use crate::waitset::{self, next_epoch, take_back, Arm, Pending, Sleep, Undo, COUNT, EPOCH};
+use crate::waitset::{self, next_epoch, take_back, Arm, Held, Pending, Sleep, Undo, COUNT, EPOCH};
 
 /// Longest single sleep before re-checking the condition and the peer's liveness.
 ///
@@ -255,9 +262,16 @@ impl<'a> Bell<'a> {
     /// non-blocking try-call (`None`: would block; it may consume, since its result
     /// completes the future). Try; announce, heavy barrier, read `seq`, try again;
     /// else register for `cx` with the reactor and return `Pending` (see
-    /// `crate::waitset` for why no wake-up is lost). Dropping the future drops
-    /// `pending` and with it the registration; the count is left for the next
-    /// ringer to zero.
+    /// `crate::waitset` for why no wake-up is lost).
+    ///
+    /// The announcement is kept in `pending` between polls: a future re-polled at
+    /// the end of its slice (its peer's liveness is due), or woken for nothing,
+    /// whose announcement still stands (the epoch it was made in, no ring since:
+    /// as a blocking wait's, see the module doc) sleeps on under it, without a new
+    /// count or heavy barrier. So an idle future runs the barrier once, not at
+    /// every slice, and its count does not pile up; the poll that completes takes
+    /// it back. Dropping the future drops the registration; its count is left for
+    /// the next ringer to zero (one `futex_wake` for nobody).
     pub(crate) fn poll_async<R>(
         &self,
         pending: &mut Pending,
@@ -265,22 +279,63 @@ impl<'a> Bell<'a> {
         mut attempt: impl FnMut() -> Option<R>,
     ) -> Poll<R> {
         pending.clear();
+        let held = pending.held.take().filter(|h| h.bell == self.address());
         if let Some(r) = attempt() {
+            if let Some(h) = held {
+                take_back(self.sleepers, h.token);
+            }
             return Poll::Ready(r);
         }
-        let token = self.announce();
-        crate::sys::wait::heavy_barrier_checked();
-        match self.arm(token, || false) {
-            Arm::Sleep(s) => {
+        let stands = held.filter(|h| {
+            let v = self.sleepers.load(Ordering::Relaxed);
+            v / EPOCH == h.token && v & COUNT != 0 && self.seq.load(Ordering::Acquire) == h.seen
+        });
+        let (token, seen, backed) = match (stands, held) {
+            // The attempt above was the re-check: any ring since the barrier moved
+            // `seq` off `seen`, and the reactor then fires at once.
+            (Some(h), _) => (h.token, h.seen, true),
+            (None, h) => {
+                if let Some(h) = h {
+                    // Zeroed by a ringer (then this is a no-op), or not ours any more.
+                    take_back(self.sleepers, h.token);
+                }
+                let token = self.announce();
+                let ran = crate::sys::wait::heavy_barrier_checked();
+                let seen = self.seq.load(Ordering::Acquire);
                 if let Some(r) = attempt() {
-                    s.undo();
+                    take_back(self.sleepers, token);
                     return Poll::Ready(r);
                 }
-                pending.register(&s, cx);
-                Poll::Pending
+                // Where there is no heavy barrier the ringers keep their fence, and
+                // the announcement stands as well.
+                (token, seen, ran || !HEAVY_BARRIER)
             }
-            Arm::Ready => unreachable!("arm(_, || false) sleeps"),
+        };
+        let recheck = if crate::sys::wait::heavy_barrier_failed() && HEAVY_BARRIER {
+            SHORT_SLICE
+        } else {
+            SLICE
+        };
+        let sleep = Sleep {
+            word: self.seq,
+            expected: seen,
+            recheck,
+            undo: Undo::Bell(self.sleepers, token),
+        };
+        pending.register(&sleep, cx);
+        if backed {
+            pending.held = Some(Held {
+                bell: self.address(),
+                token,
+                seen,
+            });
         }
+        Poll::Pending
+    }
+
+    /// Which bell this is, for comparison only.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self.sleepers) as usize
     }
 
     /// Waits until `poll` returns `Some`, or `deadline` passes (`None` is
@@ -514,5 +569,121 @@ mod tests {
         assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 1);
         bell.take_back(tb);
         assert_eq!(sleepers.load(Ordering::Relaxed) & COUNT, 0);
+    }
+
+    /// A waker that counts its wake-ups and unparks the test's thread.
+    struct Counted {
+        woken: std::sync::atomic::AtomicUsize,
+        thread: std::thread::Thread,
+    }
+
+    impl std::task::Wake for Counted {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.woken.fetch_add(1, Ordering::SeqCst);
+            self.thread.unpark();
+        }
+    }
+
+    /// An idle future re-polled (its slice ended, or a spurious wake-up) sleeps on
+    /// under the announcement it made: no new count piles up, the epoch stays, and
+    /// a ring still reaches it. The poll that completes takes its count back.
+    #[test]
+    fn an_idle_future_keeps_one_announcement_and_is_still_rung() {
+        let seq = AtomicU32::new(0);
+        let sleepers = AtomicU32::new(0);
+        let bell = Bell {
+            seq: &seq,
+            sleepers: &sleepers,
+        };
+        let counted = std::sync::Arc::new(Counted {
+            woken: 0.into(),
+            thread: std::thread::current(),
+        });
+        let waker = std::task::Waker::from(counted.clone());
+        let cx = Context::from_waker(&waker);
+        let mut pending = Pending::default();
+        for _ in 0..50 {
+            assert!(bell
+                .poll_async(&mut pending, &cx, || None::<()>)
+                .is_pending());
+        }
+        assert_eq!(
+            sleepers.load(Ordering::Relaxed),
+            1,
+            "re-polls announced again (or moved the epoch)"
+        );
+        // A ring reaches the registration made under the standing announcement.
+        bell.ring();
+        let end = Instant::now() + Duration::from_secs(10);
+        while counted.woken.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < end, "the ring never woke the future");
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+        assert_eq!(
+            sleepers.load(Ordering::Relaxed),
+            EPOCH,
+            "the ringer took the count"
+        );
+        // Polled after the ring: announces afresh, in the new epoch.
+        assert!(bell
+            .poll_async(&mut pending, &cx, || None::<()>)
+            .is_pending());
+        assert_eq!(sleepers.load(Ordering::Relaxed), EPOCH + 1);
+        assert!(bell
+            .poll_async(&mut pending, &cx, || None::<()>)
+            .is_pending());
+        assert_eq!(sleepers.load(Ordering::Relaxed), EPOCH + 1);
+        // Ready without a ring (e.g. the peer died): the count goes with it.
+        assert_eq!(
+            bell.poll_async(&mut pending, &cx, || Some(7)),
+            Poll::Ready(7)
+        );
+        assert_eq!(sleepers.load(Ordering::Relaxed), EPOCH);
+        assert!(pending.held.is_none());
+    }
+
+    /// A held announcement another bell's ringer zeroed, or one of another bell,
+    /// is not slept under: the future announces again on its own bell.
+    #[test]
+    fn a_future_announces_again_once_its_announcement_is_gone() {
+        let (seq, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
+        let bell = Bell {
+            seq: &seq,
+            sleepers: &sleepers,
+        };
+        let waker = std::task::Waker::noop();
+        let cx = Context::from_waker(waker);
+        let mut pending = Pending::default();
+        assert!(bell
+            .poll_async(&mut pending, &cx, || None::<()>)
+            .is_pending());
+        // A ringer between its zeroing and its `seq` bump: the count is gone.
+        sleepers.store(
+            next_epoch(sleepers.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        assert!(bell
+            .poll_async(&mut pending, &cx, || None::<()>)
+            .is_pending());
+        assert_eq!(
+            sleepers.load(Ordering::Relaxed),
+            EPOCH + 1,
+            "slept without a count"
+        );
+        // The same future state polled on another bell: announces there, and leaves
+        // the first bell's count (it cannot tell whose it is).
+        let (seq2, sleepers2) = (AtomicU32::new(0), AtomicU32::new(0));
+        let other = Bell {
+            seq: &seq2,
+            sleepers: &sleepers2,
+        };
+        assert!(other
+            .poll_async(&mut pending, &cx, || None::<()>)
+            .is_pending());
+        assert_eq!(sleepers2.load(Ordering::Relaxed), 1);
+        assert_eq!(sleepers.load(Ordering::Relaxed), EPOCH + 1);
     }
 }

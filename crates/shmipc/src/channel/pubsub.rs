@@ -1508,21 +1508,14 @@ impl Subscriber {
     /// As [`Subscriber::recv`].
     pub async fn recv_async(&self) -> Result<Sample<'_>, RecvError> {
         let mut pending = crate::waitset::Pending::default();
-        std::future::poll_fn(move |cx| loop {
-            pending.clear();
-            match self.next(Deadline::Now) {
-                Err(RecvError::Empty) => {}
-                r => return std::task::Poll::Ready(r),
-            }
-            let token = self.announce_data();
-            crate::sys::wait::heavy_barrier_checked();
-            match self.arm_data(token) {
-                crate::waitset::Arm::Ready => {}
-                crate::waitset::Arm::Sleep(s) => {
-                    pending.register(&s, cx);
-                    return std::task::Poll::Pending;
-                }
-            }
+        std::future::poll_fn(move |cx| {
+            self.joined
+                .chan
+                .data_bell()
+                .poll_async(&mut pending, cx, || match self.next(Deadline::Now) {
+                    Err(RecvError::Empty) => None,
+                    r => Some(r),
+                })
         })
         .await
     }
@@ -1537,26 +1530,23 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::recv`].
     pub async fn recv_into_async(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        // Held as `&mut`, which is `Send` where `&Subscriber` is not.
         let this = &mut *self;
         let mut pending = crate::waitset::Pending::default();
-        std::future::poll_fn(move |cx| loop {
-            pending.clear();
-            match this.next(Deadline::Now) {
-                Ok(s) => {
-                    buf.clear();
-                    buf.extend_from_slice(&s);
-                    return std::task::Poll::Ready(Ok(s.lost));
-                }
-                Err(RecvError::Empty) => {}
-                Err(e) => return std::task::Poll::Ready(Err(e)),
-            }
-            match crate::waitset::announce_and_arm(this) {
-                crate::waitset::Arm::Ready => {}
-                crate::waitset::Arm::Sleep(s) => {
-                    pending.register(&s, cx);
-                    return std::task::Poll::Pending;
-                }
-            }
+        std::future::poll_fn(move |cx| {
+            let this = &*this;
+            this.joined
+                .chan
+                .data_bell()
+                .poll_async(&mut pending, cx, || match this.next(Deadline::Now) {
+                    Ok(s) => {
+                        buf.clear();
+                        buf.extend_from_slice(&s);
+                        Some(Ok(s.lost))
+                    }
+                    Err(RecvError::Empty) => None,
+                    Err(e) => Some(Err(e)),
+                })
         })
         .await
     }

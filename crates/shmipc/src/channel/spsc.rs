@@ -942,19 +942,14 @@ impl Consumer {
 
     async fn next_async(&mut self) -> Result<(usize, u32), RecvError> {
         let mut pending = crate::waitset::Pending::default();
-        std::future::poll_fn(|cx| loop {
-            pending.clear();
-            match self.next(Deadline::Now) {
-                Err(RecvError::Empty) => {}
-                r => return std::task::Poll::Ready(r),
-            }
-            match crate::waitset::announce_and_arm(self) {
-                crate::waitset::Arm::Ready => {}
-                crate::waitset::Arm::Sleep(s) => {
-                    pending.register(&s, cx);
-                    return std::task::Poll::Pending;
-                }
-            }
+        std::future::poll_fn(|cx| {
+            // A copy of the word accessor, so the bell does not borrow `self`.
+            let words = self.chan.words;
+            let bell = words.bell(offset_of!(Control, data_bell));
+            bell.poll_async(&mut pending, cx, || match self.next(Deadline::Now) {
+                Err(RecvError::Empty) => None,
+                r => Some(r),
+            })
         })
         .await
     }

@@ -84,12 +84,14 @@ pub(crate) fn view_unmapping(base: *const u8) {
 static HEAVY_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The heavy barrier of an async or WaitSet sleeper (see `channel/notify.rs`),
-/// remembering a failure for [`heavy_barrier_failed`].
+/// remembering a failure for [`heavy_barrier_failed`]; whether it ran.
 #[cfg(not(loom))]
-pub(crate) fn heavy_barrier_checked() {
-    if !heavy_barrier() {
+pub(crate) fn heavy_barrier_checked() -> bool {
+    let ran = heavy_barrier();
+    if !ran {
         HEAVY_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    ran
 }
 
 /// Whether a heavy barrier has failed in this process.
