@@ -163,14 +163,16 @@ pub(crate) struct Pending {
     pub(crate) held: Option<Held>,
 }
 
-/// A bell announcement a future made and has not taken back, backed by the heavy
-/// barrier where there is one: which bell (the address of its `sleepers` word, only
-/// compared), the token, and the bell's `seq` as read after the barrier.
+/// A bell announcement a future made and has not taken back: which bell (the
+/// address of its `sleepers` word, only compared), the token, the bell's `seq` as
+/// read after the count, and whether the heavy barrier backs it (where there is
+/// one; only then may it stand).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Held {
     pub(crate) bell: usize,
     pub(crate) token: u32,
     pub(crate) seen: u32,
+    pub(crate) backed: bool,
 }
 
 impl Pending {

@@ -9,9 +9,9 @@
 //!
 //! # Taking back an announcement
 //!
-//! A sleeper that stops waiting without being rung (its slice ended, its future was
-//! dropped) takes its count back, but only if the epoch is still the one its
-//! increment saw: once a ringer has zeroed the count, the count left belongs to
+//! A sleeper that stops waiting without being rung (its slice ended, its future
+//! completed without a ring) takes its count back, but only if the epoch is still
+//! the one its increment saw: once a ringer has zeroed the count, the count left belongs to
 //! sleepers that announced after it, and taking one of theirs would let the next
 //! ringer skip its wake while they sleep (they would wake only at the end of their
 //! slice). The epoch is the sleeper's token ([`Bell::announce`] returns it); it wraps
@@ -86,9 +86,9 @@
 //! An async future keeps its announcement the same way between polls
 //! ([`Bell::poll_async`]): re-polled at the end of its slice, or woken for
 //! nothing, it sleeps on under the announcement while that stands, so an idle
-//! future runs the barrier once too (before, once per 10 ms slice: 291
-//! `membarrier` calls in 3 s of one idle `recv_async`, 1 after), and its count no
-//! longer piles up. A future dropped while pending leaves its count for the next
+//! future runs the barrier once too (one idle `recv_async` over 3 s: one
+//! barrier, where it ran one per 10 ms slice, 290, before), and it holds one
+//! count at most. A future dropped while pending leaves its count for the next
 //! ringer, and a new future announces afresh: keep one receive in flight across a
 //! `select!` loop's turns rather than a new one per turn. The WaitSet re-arms its
 //! members in place (`crate::waitset`).
@@ -212,12 +212,14 @@ impl<'a> Bell<'a> {
         // count saturates rather than carry into the epoch: a carry would look like
         // a ringer's zeroing without its `seq` bump and wake, and silently drop every
         // count (and standing announcement) there. Counts that are never taken back
-        // do pile up: an async future announces again at each poll, and a dropped
-        // one leaves its count for the next ringer, so an idle async receiver
-        // re-polled every 10 ms reached the carry in about 11 minutes. At the cap
-        // the count is non-zero already, so every ringer rings: the one the sleeper
-        // would have added is not needed (its take-back only removes one of the
-        // piled-up counts, 65 535 of them).
+        // can pile up: a future dropped while pending leaves its count for the next
+        // ringer, so a loop that makes a new receive future every 10 ms on an idle
+        // channel would reach the carry in about 11 minutes. At the cap the count is
+        // non-zero already, so every ringer rings: the one the sleeper would have
+        // added is not needed (its take-back only removes one of the piled-up
+        // counts, 65 535 of them).
+        #[cfg(all(test, not(miri), not(loom)))]
+        tests::ANNOUNCED.with(|n| n.set(n.get() + 1));
         match self
             .sleepers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
@@ -269,9 +271,11 @@ impl<'a> Bell<'a> {
     /// whose announcement still stands (the epoch it was made in, no ring since:
     /// as a blocking wait's, see the module doc) sleeps on under it, without a new
     /// count or heavy barrier. So an idle future runs the barrier once, not at
-    /// every slice, and its count does not pile up; the poll that completes takes
-    /// it back. Dropping the future drops the registration; its count is left for
-    /// the next ringer to zero (one `futex_wake` for nobody).
+    /// every slice. One the barrier did not back (it failed) is taken back and made
+    /// again, barrier and all, at each poll. Either way the future holds one count
+    /// at most, and the poll that completes takes it back. Dropping the future
+    /// drops the registration; its count is left for the next ringer to zero (one
+    /// `futex_wake` for nobody).
     pub(crate) fn poll_async<R>(
         &self,
         pending: &mut Pending,
@@ -288,7 +292,10 @@ impl<'a> Bell<'a> {
         }
         let stands = held.filter(|h| {
             let v = self.sleepers.load(Ordering::Relaxed);
-            v / EPOCH == h.token && v & COUNT != 0 && self.seq.load(Ordering::Acquire) == h.seen
+            h.backed
+                && v / EPOCH == h.token
+                && v & COUNT != 0
+                && self.seq.load(Ordering::Acquire) == h.seen
         });
         let (token, seen, backed) = match (stands, held) {
             // The attempt above was the re-check: any ring since the barrier moved
@@ -296,12 +303,16 @@ impl<'a> Bell<'a> {
             (Some(h), _) => (h.token, h.seen, true),
             (None, h) => {
                 if let Some(h) = h {
-                    // Zeroed by a ringer (then this is a no-op), or not ours any more.
+                    // Zeroed by a ringer (then this is a no-op), or one the barrier
+                    // did not back: taken back before the new one.
                     take_back(self.sleepers, h.token);
                 }
                 let token = self.announce();
-                let ran = crate::sys::wait::heavy_barrier_checked();
+                // `seq` right after the count: a ring during the barrier then moves
+                // it off `seen` (the reactor fires at once) rather than taking the
+                // count unseen, should another receiver take its message first.
                 let seen = self.seq.load(Ordering::Acquire);
+                let ran = crate::sys::wait::heavy_barrier_checked();
                 if let Some(r) = attempt() {
                     take_back(self.sleepers, token);
                     return Poll::Ready(r);
@@ -323,13 +334,12 @@ impl<'a> Bell<'a> {
             undo: Undo::Bell(self.sleepers, token),
         };
         pending.register(&sleep, cx);
-        if backed {
-            pending.held = Some(Held {
-                bell: self.address(),
-                token,
-                seen,
-            });
-        }
+        pending.held = Some(Held {
+            bell: self.address(),
+            token,
+            seen,
+            backed,
+        });
         Poll::Pending
     }
 
@@ -396,8 +406,10 @@ impl<'a> Bell<'a> {
                     // SeqCst RMW, then the heavy barrier: see the module doc; the
                     // first sleep goes without it, and so sleeps at most FIRST_SLICE.
                     let token = self.announce();
+                    // `seq` before the barrier, as in `poll_async`.
+                    let seen = self.seq.load(Ordering::Acquire);
                     let heavy_done = !first && heavy_barrier();
-                    (token, self.seq.load(Ordering::Acquire), heavy_done)
+                    (token, seen, heavy_done)
                 }
             };
             if let Some(r) = poll(true) {
@@ -486,6 +498,11 @@ impl Every {
 #[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Announcements made by this thread (each test runs on a thread of its own).
+        pub(super) static ANNOUNCED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
 
     /// A sleeper that stops waiting after a ringer zeroed its count (its slice
     /// ended, its future was dropped) must not take the count of a sleeper that
@@ -605,6 +622,7 @@ mod tests {
         let waker = std::task::Waker::from(counted.clone());
         let cx = Context::from_waker(&waker);
         let mut pending = Pending::default();
+        let announced = ANNOUNCED.with(std::cell::Cell::get);
         for _ in 0..50 {
             assert!(bell
                 .poll_async(&mut pending, &cx, || None::<()>)
@@ -613,8 +631,17 @@ mod tests {
         assert_eq!(
             sleepers.load(Ordering::Relaxed),
             1,
-            "re-polls announced again (or moved the epoch)"
+            "re-polls piled up counts (or moved the epoch)"
         );
+        // Where the heavy barrier runs (not under seccomp, say), the first
+        // announcement stands: no new one, so no new barrier either.
+        if pending.held.is_some_and(|h| h.backed) {
+            assert_eq!(
+                ANNOUNCED.with(std::cell::Cell::get) - announced,
+                1,
+                "re-polls announced (and ran the barrier) again"
+            );
+        }
         // A ring reaches the registration made under the standing announcement.
         bell.ring();
         let end = Instant::now() + Duration::from_secs(10);
@@ -627,6 +654,12 @@ mod tests {
             EPOCH,
             "the ringer took the count"
         );
+        // ... and moved `seq` off the value the registration sleeps on (so the
+        // reactor fires now, not at the slice's end).
+        let held = pending
+            .held
+            .expect("a pending future holds its announcement");
+        assert_ne!(seq.load(Ordering::Relaxed), held.seen);
         // Polled after the ring: announces afresh, in the new epoch.
         assert!(bell
             .poll_async(&mut pending, &cx, || None::<()>)
@@ -645,8 +678,8 @@ mod tests {
         assert!(pending.held.is_none());
     }
 
-    /// A held announcement another bell's ringer zeroed, or one of another bell,
-    /// is not slept under: the future announces again on its own bell.
+    /// A held announcement a ringer zeroed, or one of another bell, is not slept
+    /// under: the future announces again on its own bell.
     #[test]
     fn a_future_announces_again_once_its_announcement_is_gone() {
         let (seq, sleepers) = (AtomicU32::new(0), AtomicU32::new(0));
@@ -654,8 +687,11 @@ mod tests {
             seq: &seq,
             sleepers: &sleepers,
         };
-        let waker = std::task::Waker::noop();
-        let cx = Context::from_waker(waker);
+        let waker = std::task::Waker::from(std::sync::Arc::new(Counted {
+            woken: 0.into(),
+            thread: std::thread::current(),
+        }));
+        let cx = Context::from_waker(&waker);
         let mut pending = Pending::default();
         assert!(bell
             .poll_async(&mut pending, &cx, || None::<()>)
