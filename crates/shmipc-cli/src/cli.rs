@@ -406,7 +406,7 @@ pub enum Command {
 pub struct DemoArgs {
     /// Segment name [default: MyFileMapping-PID, so that demos running at once do
     /// not collide]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub name: Option<String>,
     /// Give up (and stop both processes) if the demo takes longer than this
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]

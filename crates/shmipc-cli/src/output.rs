@@ -117,10 +117,11 @@ pub fn printable(text: &str) -> String {
 /// else in single quotes (a `'` as `'\''`), or, where it holds a control or
 /// bidirectional-text character, ANSI-C quoted (`$'…'`, with `\xNN` / `\uNNNN`;
 /// bash, zsh and ksh), so that pasting it runs exactly that command and the line
-/// stays printable.
+/// stays printable. A leading `=` is quoted too: zsh expands `=cmd` to the path of
+/// `cmd`.
 pub fn shell_arg(arg: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:+=@%/".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
+    if !arg.is_empty() && !arg.starts_with('=') && arg.chars().all(plain) {
         return arg.to_owned();
     }
     if !arg.chars().any(|c| c.is_control() || is_bidi_control(c)) {
@@ -287,4 +288,21 @@ fn help_hint() -> String {
             (!sub.is_hide_set()).then(|| format!("shmipc {verb} --help"))
         })
         .unwrap_or_else(|| "shmipc --help".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_arg;
+
+    #[test]
+    fn shell_words_are_plain_only_where_no_shell_expands_them() {
+        assert_eq!(shell_arg("news"), "news");
+        assert_eq!(shell_arg("a=b"), "a=b");
+        assert_eq!(shell_arg("-x"), "-x");
+        // zsh's `=cmd` expansion, at the start of a word only.
+        assert_eq!(shell_arg("=ls"), "'=ls'");
+        assert_eq!(shell_arg(""), "''");
+        assert_eq!(shell_arg("it's"), "'it'\\''s'");
+        assert_eq!(shell_arg("a\nb"), "$'a\\x0ab'");
+    }
 }

@@ -52,6 +52,22 @@ fn demo_tells_the_seed_story_and_leaves_nothing() {
     assert!(!left_behind(&name), "{name} left in /dev/shm");
 }
 
+/// A name that looks like an option is still the name: after `--name`, and in the
+/// commands the demo runs for its two processes.
+#[test]
+fn demo_takes_a_name_that_starts_with_a_dash() {
+    let name = format!("-{}", unique("demo-dash"));
+    let _cleanup = Cleanup(name.clone());
+    let out = run(&["demo", "--name", &name]);
+    assert_success(&out, &["demo", "--name", &name]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Received message from Process 1: Hello from Process 1\n"),
+        "{text}"
+    );
+    assert!(!left_behind(&name), "{name} left in /dev/shm");
+}
+
 #[test]
 fn demo_default_name_is_the_seed_name_made_unique() {
     let mut child = shmipc()

@@ -183,7 +183,7 @@ impl Peer {
             "Process 2"
         };
         let mut child = Command::new(exe)
-            .args([role, name])
+            .args([role, "--", name])
             .stdin(Stdio::piped())
             .stdout(stdout)
             .stderr(Stdio::piped())
