@@ -337,10 +337,7 @@ fn shmipc_pubsub(spec: &Spec, go: &mut dyn FnMut() -> Result<()>) -> Result<u64>
 
 fn iceoryx2(spec: &Spec, go: &mut dyn FnMut() -> Result<()>) -> Result<u64> {
     use iceoryx2::prelude::*;
-    set_log_level_from_env_or(LogLevel::Error);
-    let node = NodeBuilder::new()
-        .signal_handling_mode(SignalHandlingMode::Disabled)
-        .create::<ipc::Service>()?;
+    let node = crate::iceoryx::new_node()?;
     let name = ServiceName::new(&spec.name)?;
     let builder = node.service_builder(&name).publish_subscribe::<[u8]>();
     let service = if spec.publisher {

@@ -33,11 +33,77 @@ fn quiet() {
     set_log_level_from_env_or(LogLevel::Error);
 }
 
-fn node() -> Result<Node<Svc>> {
+/// Carries the run's iceoryx2 file prefix from the harness to its peers (children
+/// inherit it).
+const PREFIX_ENV: &str = "SHMIPC_BENCH_IOX2_PREFIX";
+
+/// Gives this run's iceoryx2 objects a prefix of their own,
+/// `shmipc-bench-<harness pid>-iox2-`, instead of iceoryx2's default `iox2_`: the run
+/// then never opens another application's iceoryx2 objects, and can find and remove
+/// its own at the end ([`remove_run_files`]), including the global management segment
+/// that iceoryx2 leaves in `/dev/shm` for the next node of the same configuration.
+/// Call in the harness before anything starts a thread or a peer.
+pub fn claim_run_prefix() -> String {
+    let prefix = format!("shmipc-bench-{}-iox2-", std::process::id());
+    // Single-threaded still (the harness's first step), as `set_var` needs.
+    std::env::set_var(PREFIX_ENV, &prefix);
+    prefix
+}
+
+/// iceoryx2's configuration for this process: the global one with the run's prefix
+/// (from the harness, or inherited from it).
+pub fn config() -> Result<&'static Config> {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c);
+    }
+    let mut c = Config::global_config().clone();
+    if let Ok(prefix) = std::env::var(PREFIX_ENV) {
+        c.global.prefix = FileName::new(prefix.as_bytes())
+            .map_err(|e| format!("{PREFIX_ENV}={prefix:?}: not a valid iceoryx2 prefix ({e:?})"))?;
+    }
+    Ok(CONFIG.get_or_init(|| c))
+}
+
+/// A node of the run's configuration.
+pub fn new_node() -> Result<Node<Svc>> {
     quiet();
     Ok(NodeBuilder::new()
+        .config(config()?)
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .create::<Svc>()?)
+}
+
+/// Removes what the run's iceoryx2 nodes left (files named with `prefix`, in
+/// `/dev/shm` and under iceoryx2's root directory); once every peer has exited.
+pub fn remove_run_files(prefix: &str) {
+    let root = std::path::PathBuf::from(
+        String::from_utf8_lossy(Config::global_config().global.root_path().as_bytes()).into_owned(),
+    );
+    let mut dirs = vec![std::path::PathBuf::from("/dev/shm"), root];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let ours = e.file_name().to_string_lossy().starts_with(prefix);
+            match e.file_type() {
+                // iceoryx2's own directories (`nodes`, `services`, one per node id).
+                Ok(t) if t.is_dir() && !dir.starts_with("/dev/shm") => {
+                    if ours {
+                        let _ = std::fs::remove_dir_all(&path);
+                    } else {
+                        dirs.push(path);
+                    }
+                }
+                Ok(t) if !t.is_dir() && ours => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Creates (client) or opens (server) the `[u8]` service `name`.
@@ -106,7 +172,7 @@ impl std::fmt::Debug for RoundTrip {
 
 /// This process's end of the `iceoryx2` latency contender.
 pub fn open_round_trip(ctx: &mut Ctx) -> Result<Box<dyn latency::RoundTrip>> {
-    let node = node()?;
+    let node = new_node()?;
     let ping = service(ctx, &node, "iox-ping", 1)?;
     let pong = service(ctx, &node, "iox-pong", 1)?;
     let (tx, rx) = match ctx.side {
@@ -167,7 +233,7 @@ impl std::fmt::Debug for StreamEnd {
 /// This process's end of the `iceoryx2` throughput contender: the client consumes,
 /// the peer produces.
 pub fn open_stream(ctx: &mut Ctx) -> Result<Box<dyn Stream>> {
-    let node = node()?;
+    let node = new_node()?;
     let mut services = Vec::new();
     let mut ports = Vec::new();
     for len in TP_PAYLOADS {

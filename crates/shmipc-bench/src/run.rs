@@ -37,7 +37,13 @@ pub fn main() -> ExitCode {
             crate::fanout::child(args.fanout_spec.as_deref().unwrap_or_default())
         }
         Some(other) => Err(format!("unknown --role {other}").into()),
-        None => harness(&args),
+        None => {
+            let iox = crate::iceoryx::claim_run_prefix();
+            let r = harness(&args);
+            // Every peer has exited by now (each is reaped when its suite ends).
+            crate::iceoryx::remove_run_files(&iox);
+            r
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -463,10 +463,7 @@ mod iox {
     type Svc = ipc::Service;
 
     fn node() -> Result<Node<Svc>> {
-        set_log_level_from_env_or(LogLevel::Error);
-        Ok(NodeBuilder::new()
-            .signal_handling_mode(SignalHandlingMode::Disabled)
-            .create::<Svc>()?)
+        crate::iceoryx::new_node()
     }
 
     fn pubsub(

@@ -27,6 +27,7 @@ fn tiny_run_writes_the_documented_json_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("out.json");
     let svg = dir.path().join("out.svg");
+    let iox_before = leftovers("iox2_");
     let child = bench()
         .args(["--quick", "--tiny", "--only"])
         .arg("floor,pipe,iceoryx2,shmipc-spsc,shmipc-pubsub,shmipc-spsc-blocking,floor-ring,memcpy,segment")
@@ -49,6 +50,17 @@ fn tiny_run_writes_the_documented_json_and_svg() {
     // Every object the run named is gone.
     let prefix = format!("shmipc-bench-{pid}-");
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
+    // iceoryx2's objects too: they carry the run's prefix, not iceoryx2's default
+    // (whose global management segment outlives every node).
+    let iox_new: Vec<String> = leftovers("iox2_")
+        .into_iter()
+        .filter(|n| !iox_before.contains(n))
+        .collect();
+    assert_eq!(
+        iox_new,
+        Vec::<String>::new(),
+        "iceoryx2 objects left behind"
+    );
 
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let machine = doc["machine"].as_object().expect("machine object");
