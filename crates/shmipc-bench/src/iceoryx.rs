@@ -74,9 +74,19 @@ pub fn new_node() -> Result<Node<Svc>> {
         .create::<Svc>()?)
 }
 
-/// Removes what the run's iceoryx2 nodes left (files named with `prefix`, in
-/// `/dev/shm` and under iceoryx2's root directory); once every peer has exited.
+/// Removes what the run's iceoryx2 nodes left: first, through iceoryx2, the
+/// resources of nodes whose process died (a peer killed mid-run), then every file
+/// named with `prefix`, in `/dev/shm` and under iceoryx2's root directory; once
+/// every peer has exited.
 pub fn remove_run_files(prefix: &str) {
+    if let Ok(config) = config() {
+        let _ = Node::<Svc>::list(config, |state| {
+            if let NodeState::Dead(view) = state {
+                let _ = view.try_remove_stale_resources();
+            }
+            CallbackProgression::Continue
+        });
+    }
     let root = std::path::PathBuf::from(
         String::from_utf8_lossy(Config::global_config().global.root_path().as_bytes()).into_owned(),
     );
