@@ -81,11 +81,15 @@ pub fn stdout_error(e: io::Error) -> Error {
     Box::new(StdoutError(e))
 }
 
-/// Writes `shmipc: <text>` to stderr as one line; errors are ignored (there is no
-/// one left to tell).
+/// Writes `shmipc: <text>` to stderr as one line, in one `write` (stderr is not
+/// buffered, and `writeln!` would write its pieces one by one: two processes
+/// sharing a stderr, a `lock` and the next one, say, could interleave them);
+/// errors are ignored (there is no one left to tell).
 pub fn warn(text: impl AsRef<str>) {
     let one_line = printable(&text.as_ref().replace(['\n', '\r'], " "));
-    let _ = writeln!(io::stderr().lock(), "shmipc: {one_line}");
+    let _ = io::stderr()
+        .lock()
+        .write_all(format!("shmipc: {one_line}\n").as_bytes());
 }
 
 /// Whether `c` is a bidirectional-text control (embeddings, overrides, isolates,

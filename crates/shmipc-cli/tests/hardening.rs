@@ -1048,6 +1048,8 @@ fn another_users_lock_never_stalls_ls_or_info() {
     if is_root() {
         assert_eq!(info["origin"], "foreign", "{info}");
     }
+    // Permission bits only, whoever owns it: shmipc's marks are not shown.
+    assert_eq!(info["mode"], "0644", "{info}");
     let all = json(&ok(&["ls", "--all", "--json"]));
     let entry = all
         .as_array()

@@ -94,14 +94,20 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
 fn die_with_us(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = rustix::process::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes two
-    // system calls (prctl, getppid), both async-signal-safe; it allocates nothing
-    // and touches no lock.
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // system calls (prctl, getppid, getpid, kill), all async-signal-safe; it
+    // allocates nothing (an `io::Error` from an errno is not boxed) and touches no
+    // lock.
     unsafe {
         command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::other("shmipc lock died before COMMAND started"));
+            use rustix::process::{getpid, getppid, kill_process, Signal};
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            if getppid() != Some(parent) {
+                // We died before COMMAND started: the child goes too, and quietly.
+                // Returning an error would have std report it through a pipe whose
+                // reader is gone, and abort (SIGABRT, a core dump) when that fails.
+                let _ = kill_process(getpid(), Signal::KILL);
+                return Err(rustix::io::Errno::SRCH.into());
             }
             Ok(())
         });

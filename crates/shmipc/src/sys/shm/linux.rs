@@ -1254,7 +1254,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
                 Origin::Foreign
             },
             persistence: Persistence::UntilRemoved,
-            mode: st.as_ref().map(|s| s.st_mode & 0o7777),
+            mode: st.as_ref().map(|s| s.st_mode & 0o777),
             owner: st.as_ref().map(|s| s.st_uid),
             holders: match (&st, locks) {
                 (Some(s), Some(l)) => Some(holders_of(l, s.st_dev, s.st_ino, false)),
@@ -1286,7 +1286,10 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         } else {
             Persistence::UntilRemoved
         },
-        mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o7777 }),
+        // The permission bits only: the set-id and sticky bits of an object in
+        // /dev/shm are only ever shmipc's marks (another user's shmipc object, or
+        // a program's that set them, shows no more than rwx).
+        mode: Some(mode & if shmipc { PERMISSION_BITS } else { 0o777 }),
         owner: Some(lst.st_uid),
         stale: mine
             && holders.as_ref().is_some_and(Vec::is_empty)
