@@ -511,7 +511,9 @@ pub struct LsArgs {
     /// Print a JSON array (keys above)
     #[arg(long)]
     pub json: bool,
-    /// Include segments made by other programs
+    /// Include segments made by other programs (on Linux, objects in /dev/shm whose
+    /// names shmipc does not take, such as names with control characters, are
+    /// counted on stderr, with how to see and remove them)
     #[arg(long, short)]
     pub all: bool,
 }

@@ -949,6 +949,11 @@ fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
                 line.contains(&format!("`{name}`")) && line.contains("not a shared-memory object"),
                 "{kind}, shmipc {args:?}: {line}"
             );
+            // The way out is not `shmipc rm`, which just refused.
+            assert!(
+                line.contains("the system's `rm`"),
+                "{kind}, shmipc {args:?}: {line}"
+            );
             let meta = path
                 .symlink_metadata()
                 .expect("the planted entry was removed");
@@ -958,6 +963,43 @@ fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
         ok(&["gc"]);
         assert!(path.symlink_metadata().is_ok(), "gc removed the {kind}");
     }
+}
+
+/// Objects whose names shmipc does not take (a control character, bytes that are
+/// not UTF-8: a hostile user's) cannot be listed or named, but `ls --all` says that
+/// they are there and how to see and remove them (before: nothing at all, while a
+/// full /dev/shm's error pointed at `ls --all` for what uses the space). In a
+/// private /dev/shm: the note would reach the other tests' `ls --all`.
+#[test]
+fn ls_all_tells_of_objects_whose_names_it_cannot_show() {
+    let test = "ls_all_tells_of_objects_whose_names_it_cannot_show";
+    if !is_root() {
+        return skip(test, "needs root (a private mount namespace)");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=1m tmpfs /dev/shm 2>/dev/null || exit 77
+"$B" create plain -s 4K >/dev/null || exit 78
+touch "/dev/shm/odd-$(printf '\033[2J')" "/dev/shm/odd-$(printf 'nl\nfake')" \
+      "/dev/shm/odd-$(printf '\377')"
+"$B" ls --all >/tmp/shmipc-odd-out 2>/tmp/shmipc-odd-err
+echo "rc=$?"
+cat /tmp/shmipc-odd-out
+echo "--- stderr"
+cat /tmp/shmipc-odd-err
+rm -f /tmp/shmipc-odd-out /tmp/shmipc-odd-err
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    let (out, err) = text.split_once("--- stderr").expect("both parts");
+    assert!(out.starts_with("rc=0") && out.contains("plain"), "{text}");
+    assert!(!out.contains("odd-"), "{text}");
+    assert!(
+        err.contains("3 more objects") && err.contains("ls -b /dev/shm"),
+        "{text}"
+    );
 }
 
 /// `create --file` with a FIFO or a device as the file says it is no regular file

@@ -29,7 +29,7 @@ pub enum NameError {
         max: usize,
     },
     /// The name contains a character that cannot appear in an object name.
-    #[error("the name `{name}` contains {what}, which no OS accepts in an object name: use letters, digits, `-`, `_` or `.`")]
+    #[error("the name `{name}` contains {what}, which shmipc does not take in an object name (an OS refuses it, or it cannot be printed safely): use letters, digits, `-`, `_` or `.`")]
     BadChar {
         /// The refused name (with NUL shown as `\0`).
         name: String,

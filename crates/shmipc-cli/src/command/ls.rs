@@ -12,6 +12,9 @@ pub fn run(args: &LsArgs) -> Result {
         .into_iter()
         .filter(|s| args.all || s.origin == Origin::Shmipc)
         .collect();
+    if args.all {
+        unnamed_note();
+    }
     // The OS facts were listed first (holders without us); now a look inside each.
     let contents: Vec<_> = segments.iter().map(|s| report::contents(&s.name)).collect();
     if args.json {
@@ -58,4 +61,37 @@ pub fn run(args: &LsArgs) -> Result {
         text.push_str(line.trim_end());
     }
     output::line(text)
+}
+
+/// `--all` on Linux: says on stderr how many objects in /dev/shm have names that
+/// shmipc does not take (control characters, a `\\`, bytes that are not UTF-8:
+/// another program's, or a hostile user's), which the list cannot show and `rm`
+/// cannot name, so that the space they hold is not a mystery.
+fn unnamed_note() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+            return;
+        };
+        let n = dir
+            .filter_map(std::result::Result::ok)
+            .filter(|e| match e.file_name().to_str() {
+                None => true,
+                Some(name) => matches!(
+                    shmipc::Name::new(name),
+                    Err(shmipc::NameError::BadChar { .. })
+                ),
+            })
+            .count();
+        if n > 0 {
+            output::warn(format!(
+                "{n} more object{s} in /dev/shm ha{ve} a name shmipc does not take (a control \
+                 character, a `\\` or bytes that are not UTF-8), not listed: see {them} with \
+                 `ls -b /dev/shm`, and remove {them} with the system's `rm`",
+                s = if n == 1 { "" } else { "s" },
+                ve = if n == 1 { "s" } else { "ve" },
+                them = if n == 1 { "it" } else { "them" },
+            ));
+        }
+    }
 }

@@ -326,8 +326,8 @@ fn not_a_segment(path: &Path) -> Error {
         source: io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{} is not a shared-memory object (a directory, FIFO or device?): remove it or use another name",
-                path.display()
+                "{path} is not a shared-memory object (a directory, FIFO or device?), and shmipc removes only those: remove it with the system's `rm` (`rmdir` for a directory), or use another name",
+                path = path.display()
             ),
         ),
     }
