@@ -346,6 +346,41 @@ done
     );
 }
 
+/// A write into a sparse segment that the full store cannot hold fails whole: no
+/// byte of it is written (before: the first 224 KiB of 300 KB were, and the error
+/// did not say so).
+#[test]
+fn a_write_the_full_store_cannot_hold_writes_nothing() {
+    let test = "a_write_the_full_store_cannot_hold_writes_nothing";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=1m tmpfs /dev/shm 2>/dev/null || exit 77
+"$B" create sp -s 900K --sparse >/dev/null || exit 78
+# 300 000 bytes with no zero byte, from outside the store.
+head -c 300000 /dev/urandom | tr '\000' '\001' >/tmp/shmipc-full-write-$$
+dd if=/dev/zero of=/dev/shm/filler bs=4096 count=200 2>/dev/null
+"$B" write sp --from /tmp/shmipc-full-write-$$ >/dev/null 2>/tmp/shmipc-full-write-err-$$
+echo "rc=$? $(cat /tmp/shmipc-full-write-err-$$)"
+echo "nonzero=$("$B" read sp --raw | tr -d '\000' | wc -c)"
+rm -f /tmp/shmipc-full-write-$$ /tmp/shmipc-full-write-err-$$
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    assert!(
+        text.contains("rc=1 ") && text.contains("no space left"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nonzero=0"),
+        "part of the write was written: {text}"
+    );
+}
+
 /// A file-backed segment on a full file system is a clean "no space" naming the
 /// file's file system at `create`, as a memory segment is, and leaves no file (nor
 /// an extended one) behind; a file with holes gets its blocks at create too. Only

@@ -235,7 +235,9 @@ impl Segment {
 
     /// Copies `data` to `offset` without mapping anything (Linux: `pwrite`, so a
     /// full `/dev/shm` is an error here, never a `SIGBUS`); elsewhere through a
-    /// mapping. Needs a read-write handle.
+    /// mapping. Needs a read-write handle. On Linux the range's memory is reserved
+    /// first (`fallocate`, where the file system has it), so a full store fails the
+    /// write before any byte of it is written.
     ///
     /// # Errors
     /// An OS error (`ENOSPC` for a full store), or

@@ -1468,6 +1468,22 @@ pub(crate) fn read_at(h: &Handle, offset: u64, buf: &mut [u8]) -> io::Result<usi
 /// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
 /// `SIGBUS`.
 pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
+    // The range's pages first (a sparse segment's holes, on tmpfs or a file), so
+    // that a full store fails the write before any byte is written, rather than
+    // part-way with the first bytes changed. A file system without `fallocate`
+    // goes on to the writes, as before.
+    loop {
+        match rfs::fallocate(
+            &h.fd,
+            rfs::FallocateFlags::KEEP_SIZE,
+            offset,
+            buf.len() as u64,
+        ) {
+            Err(Errno::INTR) => {}
+            Err(e @ (Errno::NOSPC | Errno::DQUOT)) => return Err(io_err(e)),
+            _ => break,
+        }
+    }
     let mut done = 0;
     while done < buf.len() {
         match rustix::io::pwrite(&h.fd, &buf[done..], offset + done as u64) {
