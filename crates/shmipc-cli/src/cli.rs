@@ -168,9 +168,13 @@ when nothing uses it.
 COMMAND never outlives the lock: if `shmipc lock` dies (even by SIGKILL, which
 releases the mutex), COMMAND is killed with it (Linux: PR_SET_PDEATHSIG SIGKILL;
 Windows: a job object that kills it when `shmipc lock` ends), so the next locker
-never runs beside it. Processes COMMAND starts in the background are not covered
-(as with flock(1)). Other Unix systems have no such signal: there COMMAND may go
-on after `shmipc lock` is killed.";
+never runs beside it. On Linux that is COMMAND's own process only: the processes it
+starts (in the background, or the commands of a shell script: `sh -c 'a; b'`) are
+not covered (as with flock(1)), so let COMMAND be the process that does the work
+(`sh -c 'prepare; exec work'`); nor is a set-user-id COMMAND started by another user
+(the kernel drops the signal when it changes the credentials). Windows covers the
+processes COMMAND starts too (they join its job). Other Unix systems have no such
+signal: there COMMAND may go on after `shmipc lock` is killed.";
 
 const LONG_SEM: &str = "\
 A named counting semaphore. `create` makes it (failing if the name exists) and it stays
