@@ -50,6 +50,15 @@ pub fn claim_run_prefix() -> String {
     prefix
 }
 
+/// The global iceoryx2 configuration with `prefix` for its files' names.
+fn config_with(prefix: &str) -> Result<Config> {
+    quiet();
+    let mut c = Config::global_config().clone();
+    c.global.prefix = FileName::new(prefix.as_bytes())
+        .map_err(|e| format!("{prefix:?}: not a valid iceoryx2 prefix ({e:?})"))?;
+    Ok(c)
+}
+
 /// iceoryx2's configuration for this process: the global one with the run's prefix
 /// (from the harness, or inherited from it).
 pub fn config() -> Result<&'static Config> {
@@ -57,11 +66,13 @@ pub fn config() -> Result<&'static Config> {
     if let Some(c) = CONFIG.get() {
         return Ok(c);
     }
-    let mut c = Config::global_config().clone();
-    if let Ok(prefix) = std::env::var(PREFIX_ENV) {
-        c.global.prefix = FileName::new(prefix.as_bytes())
-            .map_err(|e| format!("{PREFIX_ENV}={prefix:?}: not a valid iceoryx2 prefix ({e:?})"))?;
-    }
+    let c = match std::env::var(PREFIX_ENV) {
+        Ok(prefix) => config_with(&prefix).map_err(|e| format!("{PREFIX_ENV}: {e}"))?,
+        Err(_) => {
+            quiet();
+            Config::global_config().clone()
+        }
+    };
     Ok(CONFIG.get_or_init(|| c))
 }
 
@@ -74,45 +85,81 @@ pub fn new_node() -> Result<Node<Svc>> {
         .create::<Svc>()?)
 }
 
-/// Removes what the run's iceoryx2 nodes left: first, through iceoryx2, the
-/// resources of nodes whose process died (a peer killed mid-run), then every file
-/// named with `prefix`, in `/dev/shm` and under iceoryx2's root directory; once
-/// every peer has exited.
+/// Calls `f` with every entry (and whether it is a directory, not following
+/// links) in `/dev/shm` and under iceoryx2's root directory, three levels deep at
+/// most (iceoryx2 keeps `nodes/<id>/…` and `services/…` there); a directory that
+/// `f` returns `true` for is not entered.
+fn each_entry(mut f: impl FnMut(&std::fs::DirEntry, bool) -> bool) {
+    quiet();
+    let root = std::path::PathBuf::from(
+        String::from_utf8_lossy(Config::global_config().global.root_path().as_bytes()).into_owned(),
+    );
+    let mut dirs = vec![(std::path::PathBuf::from("/dev/shm"), 1), (root, 3)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if !f(&e, is_dir) && is_dir && depth > 1 {
+                dirs.push((e.path(), depth - 1));
+            }
+        }
+    }
+}
+
+/// Removes what a run's iceoryx2 nodes left: first, through iceoryx2, the
+/// resources of its nodes whose process died (a peer killed mid-run), then every
+/// file named with `prefix`, in `/dev/shm` and under iceoryx2's root directory.
+/// Call once the run's peers have exited.
 pub fn remove_run_files(prefix: &str) {
-    if let Ok(config) = config() {
-        let _ = Node::<Svc>::list(config, |state| {
+    if let Ok(config) = config_with(prefix) {
+        let _ = Node::<Svc>::list(&config, |state| {
             if let NodeState::Dead(view) = state {
                 let _ = view.try_remove_stale_resources();
             }
             CallbackProgression::Continue
         });
     }
-    let root = std::path::PathBuf::from(
-        String::from_utf8_lossy(Config::global_config().global.root_path().as_bytes()).into_owned(),
-    );
-    let mut dirs = vec![std::path::PathBuf::from("/dev/shm"), root];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let ours = e.file_name().to_string_lossy().starts_with(prefix);
-            match e.file_type() {
-                // iceoryx2's own directories (`nodes`, `services`, one per node id).
-                Ok(t) if t.is_dir() && !dir.starts_with("/dev/shm") => {
-                    if ours {
-                        let _ = std::fs::remove_dir_all(&path);
-                    } else {
-                        dirs.push(path);
-                    }
-                }
-                Ok(t) if !t.is_dir() && ours => {
-                    let _ = std::fs::remove_file(&path);
-                }
-                _ => {}
-            }
+    each_entry(|e, is_dir| {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            return false;
         }
+        // (`remove_dir_all` does not follow links; a link is removed as a file.)
+        let _ = if is_dir {
+            std::fs::remove_dir_all(e.path())
+        } else {
+            std::fs::remove_file(e.path())
+        };
+        true
+    });
+}
+
+/// Removes what earlier runs left that were killed before their end (Ctrl-C, a
+/// SIGKILL): the iceoryx2 files of every `shmipc-bench-<pid>-iox2-` prefix whose
+/// harness no longer runs. A run has a prefix of its own, so no later run's nodes
+/// would clean them up as iceoryx2 does for its default prefix.
+pub fn sweep_dead_runs() {
+    let mut dead = std::collections::BTreeSet::new();
+    each_entry(|e, _| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Some((pid, _)) = name
+            .strip_prefix("shmipc-bench-")
+            .and_then(|rest| rest.split_once("-iox2-"))
+        else {
+            return false;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            return false;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            dead.insert(format!("shmipc-bench-{pid}-iox2-"));
+        }
+        false
+    });
+    for prefix in dead {
+        remove_run_files(&prefix);
     }
 }
 

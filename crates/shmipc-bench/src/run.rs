@@ -39,6 +39,7 @@ pub fn main() -> ExitCode {
         Some(other) => Err(format!("unknown --role {other}").into()),
         None => {
             let iox = crate::iceoryx::claim_run_prefix();
+            crate::iceoryx::sweep_dead_runs();
             let r = harness(&args);
             // Every peer has exited by now (each is reaped when its suite ends).
             crate::iceoryx::remove_run_files(&iox);

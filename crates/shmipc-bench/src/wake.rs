@@ -190,6 +190,17 @@ fn check(got: u64, want: u64) -> Result<()> {
     }
 }
 
+/// The wake peer, killed and reaped when dropped: on an error path too, so that
+/// nothing of the run outlives the harness's cleanup.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the suite and prints its table.
 pub fn run(args: &Args) -> Result<()> {
     let rounds = args
@@ -235,15 +246,16 @@ pub fn run(args: &Args) -> Result<()> {
         .args(if pinned { vec!["--pin", "1"] } else { vec![] })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .map(Reaped)?;
     drop(peer_sock);
     // The client spins for replies (module doc). `from`'s open file description is
     // shared with the peer, which only writes it (a non-blocking eventfd write
     // fails only on counter overflow); the socket end is the client's own.
     rustix::fs::fcntl_setfl(&from, rustix::fs::OFlags::NONBLOCK)?;
     sock.set_nonblocking(true)?;
-    let mut cin = child.stdin.take().ok_or("peer stdin")?;
-    let mut cout = BufReader::new(child.stdout.take().ok_or("peer stdout")?);
+    let mut cin = child.0.stdin.take().ok_or("peer stdin")?;
+    let mut cout = BufReader::new(child.0.stdout.take().ok_or("peer stdout")?);
     let mut line = String::new();
     cout.read_line(&mut line)?;
     if line.trim() != "ready" {
@@ -291,7 +303,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     writeln!(cin, "quit")?;
     drop(cin);
-    child.wait()?;
+    child.0.wait()?;
     drop(idle);
     let floor: Vec<f64> = cells[0].clone();
     println!(

@@ -515,9 +515,9 @@ pub struct LsArgs {
     /// Print a JSON array (keys above)
     #[arg(long)]
     pub json: bool,
-    /// Include segments made by other programs (on Linux, objects in /dev/shm whose
-    /// names shmipc does not take, such as names with control characters, are
-    /// counted on stderr, with how to see and remove them)
+    /// Include segments made by other programs (on Linux, a last line counts the
+    /// objects in /dev/shm whose names shmipc does not take, such as names with
+    /// control characters, and says how to see and remove them; not in --json)
     #[arg(long, short)]
     pub all: bool,
 }

@@ -1001,10 +1001,11 @@ fn every_verb_on_a_directory_fifo_or_socket_says_it_is_no_segment() {
 }
 
 /// Objects whose names shmipc does not take (a control character, bytes that are
-/// not UTF-8: a hostile user's) cannot be listed or named, but `ls --all` says that
-/// they are there and how to see and remove them (before: nothing at all, while a
-/// full /dev/shm's error pointed at `ls --all` for what uses the space). In a
-/// private /dev/shm: the note would reach the other tests' `ls --all`.
+/// not UTF-8: a hostile user's) cannot be listed or named, but `ls --all` says in a
+/// last line that they are there and how to see and remove them (before: nothing
+/// at all, while a full /dev/shm's error pointed at `ls --all` for what uses the
+/// space); its JSON stays the list. In a private /dev/shm: the other tests list
+/// the real one meanwhile.
 #[test]
 fn ls_all_tells_of_objects_whose_names_it_cannot_show() {
     let test = "ls_all_tells_of_objects_whose_names_it_cannot_show";
@@ -1018,23 +1019,30 @@ mount -t tmpfs -o size=1m tmpfs /dev/shm 2>/dev/null || exit 77
 "$B" create plain -s 4K >/dev/null || exit 78
 touch "/dev/shm/odd-$(printf '\033[2J')" "/dev/shm/odd-$(printf 'nl\nfake')" \
       "/dev/shm/odd-$(printf '\377')"
-"$B" ls --all >/tmp/shmipc-odd-out 2>/tmp/shmipc-odd-err
+"$B" ls --all >/tmp/shmipc-odd-out-$$ 2>/tmp/shmipc-odd-err-$$
 echo "rc=$?"
-cat /tmp/shmipc-odd-out
+cat /tmp/shmipc-odd-out-$$
 echo "--- stderr"
-cat /tmp/shmipc-odd-err
-rm -f /tmp/shmipc-odd-out /tmp/shmipc-odd-err
+cat /tmp/shmipc-odd-err-$$
+echo "--- json"
+"$B" ls --all --json 2>&1
+rm -f /tmp/shmipc-odd-out-$$ /tmp/shmipc-odd-err-$$
 "#;
     let Some(text) = in_private_dev_shm(test, script) else {
         return;
     };
-    let (out, err) = text.split_once("--- stderr").expect("both parts");
+    let (out, rest) = text.split_once("--- stderr").expect("all parts");
+    let (err, json_text) = rest.split_once("--- json").expect("all parts");
     assert!(out.starts_with("rc=0") && out.contains("plain"), "{text}");
     assert!(!out.contains("odd-"), "{text}");
+    let last = out.trim_end().lines().last().unwrap_or_default();
     assert!(
-        err.contains("3 more objects") && err.contains("ls -b /dev/shm"),
+        last.contains("3 more objects") && last.contains("ls -b /dev/shm"),
         "{text}"
     );
+    assert!(err.trim().is_empty(), "{text}");
+    let json: serde_json::Value = serde_json::from_str(json_text.trim()).expect("JSON alone");
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
 }
 
 /// `create --file` with a FIFO or a device as the file says it is no regular file

@@ -12,9 +12,7 @@ pub fn run(args: &LsArgs) -> Result {
         .into_iter()
         .filter(|s| args.all || s.origin == Origin::Shmipc)
         .collect();
-    if args.all {
-        unnamed_note();
-    }
+
     // The OS facts were listed first (holders without us); now a look inside each.
     let contents: Vec<_> = segments.iter().map(|s| report::contents(&s.name)).collect();
     if args.json {
@@ -25,11 +23,17 @@ pub fn run(args: &LsArgs) -> Result {
             .collect();
         return output::line(report::json(&json)?);
     }
+    // `--all`: the objects the list cannot show, in a last line (not in JSON).
+    let note = if args.all { unnamed_note() } else { None };
     if segments.is_empty() {
-        return output::line(if args.all {
+        let none = if args.all {
             "no segments"
         } else {
             "no shmipc segments (--all also lists other programs' segments)"
+        };
+        return output::line(match note {
+            Some(note) => format!("{none}\n{note}"),
+            None => none.to_owned(),
         });
     }
     let width = segments
@@ -60,19 +64,21 @@ pub fn run(args: &LsArgs) -> Result {
         );
         text.push_str(line.trim_end());
     }
+    if let Some(note) = note {
+        text.push('\n');
+        text.push_str(&note);
+    }
     output::line(text)
 }
 
-/// `--all` on Linux: says on stderr how many objects in /dev/shm have names that
-/// shmipc does not take (control characters, a `\\`, bytes that are not UTF-8:
-/// another program's, or a hostile user's), which the list cannot show and `rm`
-/// cannot name, so that the space they hold is not a mystery.
-fn unnamed_note() {
+/// `--all` on Linux: how many objects in /dev/shm have names that shmipc does not
+/// take (control characters, a `\\`, bytes that are not UTF-8: another program's,
+/// or a hostile user's), which the list cannot show and `rm` cannot name, so that
+/// the space they hold is not a mystery; `None` if there are none.
+fn unnamed_note() -> Option<String> {
     #[cfg(target_os = "linux")]
     {
-        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-            return;
-        };
+        let dir = std::fs::read_dir("/dev/shm").ok()?;
         let n = dir
             .filter_map(std::result::Result::ok)
             .filter(|e| match e.file_name().to_str() {
@@ -83,15 +89,17 @@ fn unnamed_note() {
                 ),
             })
             .count();
-        if n > 0 {
-            output::warn(format!(
-                "{n} more object{s} in /dev/shm ha{ve} a name shmipc does not take (a control \
-                 character, a `\\` or bytes that are not UTF-8), not listed: see {them} with \
-                 `ls -b /dev/shm`, and remove {them} with the system's `rm`",
+        (n > 0).then(|| {
+            format!(
+                "({n} more object{s} in /dev/shm ha{ve} a name shmipc does not take: a control \
+                 character, a `\\` or bytes that are not UTF-8; see {them} with `ls -b /dev/shm`, \
+                 and remove {them} with the system's `rm`)",
                 s = if n == 1 { "" } else { "s" },
                 ve = if n == 1 { "s" } else { "ve" },
                 them = if n == 1 { "it" } else { "them" },
-            ));
-        }
+            )
+        })
     }
+    #[cfg(not(target_os = "linux"))]
+    None
 }

@@ -1471,8 +1471,11 @@ pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
     // The range's pages first (a sparse segment's holes, on tmpfs or a file), so
     // that a full store fails the write before any byte is written, rather than
     // part-way with the first bytes changed. A file system without `fallocate`
-    // goes on to the writes, as before.
-    loop {
+    // goes on to the writes, as before. So does one that signals keep
+    // interrupting: tmpfs before Linux 6.14 gives up on any pending signal (and
+    // takes back what it had allocated), so a process with a 10 ms profiling timer
+    // could retry a large range for ever.
+    for _ in 0..4 {
         match rfs::fallocate(
             &h.fd,
             rfs::FallocateFlags::KEEP_SIZE,
