@@ -635,6 +635,17 @@ impl Export<'_> {
             return;
         }
         burst.close();
+        // Lossless: a burst taken while someone listened (the check before the
+        // wait for the first sample) that nobody hears now (a link went down
+        // meanwhile) is held until someone does again: put now, it would be lost
+        // with nobody told. What was put before zenoh saw the peer go is reported
+        // as a gap by the importing side.
+        while self.settings.lossless && !out.plain() && !out.packed() {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
         let (packed, plain) = (out.packed(), out.plain());
         let mut put = false;
         if packed {
