@@ -1277,6 +1277,44 @@ fn read_len_past_the_end_stops_at_the_end() {
     );
 }
 
+/// A lossless topic never frees what a live subscriber has not read, so a loss
+/// there means something else wrote its memory: the subscriber says so, instead
+/// of advising "a lossless topic" (it is one). The scribble: one byte of the
+/// third chunk's message number (capacity 4, 64-byte slots).
+#[test]
+fn a_loss_on_a_lossless_topic_is_called_corruption_not_advice() {
+    let name = unique("lossless-scribble");
+    let _cleanup = Cleanup(name.clone());
+    let script = r#"
+set -u
+B="$1"; T="$2"
+"$B" pub --capacity 4 --max-size 64 --max-subscribers 2 "$T" init >/dev/null || exit 78
+"$B" sub -t 1s "$T" >/dev/null 2>"/tmp/shmipc-scribble-$$" & SP=$!
+i=0
+until "$B" info "$T" | grep -q ' 1 of '; do
+  i=$((i + 1)); [ "$i" -lt 400 ] || { kill "$SP"; exit 79; }; sleep 0.05
+done
+kill -STOP "$SP"
+"$B" pub "$T" a b c >/dev/null
+printf '\005' | dd of="/dev/shm/$T" conv=notrunc bs=1 seek=$((4096 + 256)) 2>/dev/null
+kill -CONT "$SP"
+wait "$SP"
+cat "/tmp/shmipc-scribble-$$"
+rm -f "/tmp/shmipc-scribble-$$"
+"#;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh", env!("CARGO_BIN_EXE_shmipc"), &name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("lost 1 message"), "{text}");
+    assert!(
+        text.contains("although the topic is lossless") && !text.contains("a larger --capacity"),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 11. write onto a sync object or a channel
 

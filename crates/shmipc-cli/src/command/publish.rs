@@ -88,9 +88,9 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
         }
         if cut || line.len() > max {
             let size = if cut {
-                format!("at least {} bytes", line.len())
+                format!("at least {}", count_bytes(line.len()))
             } else {
-                format!("{} bytes", line.len())
+                count_bytes(line.len())
             };
             return Err(too_large(
                 name,
@@ -223,7 +223,7 @@ fn check_sizes(name: &str, messages: &[Vec<u8>], max: usize) -> Result {
             return Err(too_large(
                 name,
                 &format!("message {}", i + 1),
-                &format!("{} bytes", m.len()),
+                &count_bytes(m.len()),
                 max,
                 0,
             ));
@@ -295,5 +295,14 @@ fn os_bytes(text: &OsStr) -> Result<Vec<u8>> {
     #[cfg(not(unix))]
     {
         Err("a message is not valid Unicode: pass it on stdin instead".into())
+    }
+}
+
+/// `n` bytes, as a count ("1 byte", "70000 bytes").
+fn count_bytes(n: usize) -> String {
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
     }
 }

@@ -5,7 +5,7 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmipc::channel::pubsub::{Sample, Subscriber};
+use shmipc::channel::pubsub::{Overflow, Sample, Subscriber};
 use shmipc::channel::RecvError;
 
 use super::topic;
@@ -85,7 +85,7 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
         match got {
             Ok(sample) => {
                 pause = Duration::from_millis(1);
-                print(args, out, &sample)?;
+                print(args, out, &sample, sub.overflow())?;
                 received += 1;
                 deadline = args.timeout.map(|t| Instant::now() + t);
             }
@@ -167,6 +167,7 @@ fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::o
     let so_far = match (args.count, received) {
         (Some(n), r) => format!(" ({r} of {n} messages received)"),
         (None, 0) => String::new(),
+        (None, 1) => " (1 message received before)".to_owned(),
         (None, r) => format!(" ({r} messages received before)"),
     };
     format!(
@@ -175,7 +176,7 @@ fn timed_out(args: &SubArgs, name: &str, t: Duration, received: u64) -> crate::o
     .into()
 }
 
-fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
+fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>, overflow: Overflow) -> Result {
     let (msg, seq, lost) = (&sample[..], sample.seq(), sample.lost());
     if args.json {
         let text = std::str::from_utf8(msg).ok();
@@ -191,11 +192,20 @@ fn print(args: &SubArgs, out: &mut Out, sample: &Sample<'_>) -> Result {
     if lost > 0 {
         // In order with the lines around it.
         out.flush()?;
-        output::warn(format!(
-            "lost {lost} message{} on topic `{}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher; a larger --capacity helps, or a lossless topic: one created without --overwrite)",
-            if lost == 1 { "" } else { "s" },
-            args.topic
-        ));
+        let s = if lost == 1 { "" } else { "s" };
+        let topic = &args.topic;
+        output::warn(if overflow == Overflow::Block {
+            // A lossless topic's publisher never frees what a live subscriber
+            // has not read: something else changed the topic's memory, or this
+            // subscriber was taken for dead.
+            format!(
+                "lost {lost} message{s} on topic `{topic}` before the next one, although the topic is lossless: its shared memory was changed by something other than shmipc (or this subscriber was taken for dead); check what else writes to it"
+            )
+        } else {
+            format!(
+                "lost {lost} message{s} on topic `{topic}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher; a larger --capacity helps, or a lossless topic: one created without --overwrite)"
+            )
+        });
     }
     out.line(&escape(&String::from_utf8_lossy(msg)))
 }
