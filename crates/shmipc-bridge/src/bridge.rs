@@ -554,7 +554,7 @@ impl Export<'_> {
         while !self.stop.load(Ordering::Relaxed) {
             // Lossless: leave the samples in the topic (and so hold its publisher back)
             // while nobody on the network would receive them.
-            if self.settings.lossless && !out.plain() && !out.packed() {
+            if self.holds(out) {
                 thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -628,6 +628,12 @@ impl Export<'_> {
         }
     }
 
+    /// Lossless, and nobody on the network would receive a sample now: samples are
+    /// held (in the topic, or in the burst taken) rather than put.
+    fn holds(&self, out: &Outlets<'_>) -> bool {
+        self.settings.lossless && !out.plain() && !out.packed()
+    }
+
     /// Puts one burst: packed where bridges listen, one by one where zenoh clients
     /// do (both, or either, or neither: a lossy export drops what nobody hears).
     fn put(&self, out: &Outlets<'_>, burst: &mut Burst) {
@@ -640,7 +646,7 @@ impl Export<'_> {
         // meanwhile) is held until someone does again: put now, it would be lost
         // with nobody told. What was put before zenoh saw the peer go is reported
         // as a gap by the importing side.
-        while self.settings.lossless && !out.plain() && !out.packed() {
+        while self.holds(out) {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
