@@ -285,7 +285,8 @@ created when missing and kept until `shmipc rm TOPIC`; `ls` and `info` show the
 channels of every kind with their capacity, connected peers and fill.
 
 Exit status: 0 on success, 1 when the operation failed (or a --timeout passed), 2 when
-the command line is wrong (`lock`: the command's own status); a failure prints one
+the command line is wrong, including a value nothing can be made with (`--size 0`,
+`--capacity 0`) (`lock`: the command's own status); a failure prints one
 line `shmipc: <what happened and what to do>` on stderr.";
 
 /// The verbs whose NAME comes before an action (`shmipc sem NAME post`).

@@ -191,7 +191,48 @@ pub fn fail(e: &Error) -> ExitCode {
         Some(more) => warn(format!("{e} ({more})")),
         None => warn(e.to_string()),
     }
-    ExitCode::from(FAILURE)
+    ExitCode::from(if is_usage(e.as_ref()) { USAGE } else { FAILURE })
+}
+
+/// A value on the command line that parses but that no object can be made with
+/// (`--size 0`, `--capacity 0`, an initial count over the maximum): a wrong command
+/// line, as `shmipc --help` says, whatever the machine's state.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Whether `e` is about the command line's values rather than what happened on the
+/// machine (exit status 2, not 1).
+fn is_usage(e: &(dyn std::error::Error + 'static)) -> bool {
+    use shmipc::channel::ChannelError;
+    use shmipc::sync::ObjectError;
+    use shmipc::CreateError;
+    e.is::<Usage>()
+        || matches!(
+            e.downcast_ref::<CreateError>(),
+            Some(CreateError::InvalidSize { .. })
+        )
+        || matches!(
+            e.downcast_ref::<ChannelError>(),
+            Some(
+                ChannelError::InvalidParameter { .. }
+                    | ChannelError::Create(CreateError::InvalidSize { .. })
+            )
+        )
+        || matches!(
+            e.downcast_ref::<ObjectError>(),
+            Some(
+                ObjectError::InvalidParameter { .. }
+                    | ObjectError::Create(CreateError::InvalidSize { .. })
+            )
+        )
 }
 
 /// The command that helps with a library error, if any: the library's texts say

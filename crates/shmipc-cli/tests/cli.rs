@@ -516,13 +516,37 @@ fn bad_input_fails_in_one_line_and_leaks_nothing() {
         (&["create", ".shmipc-x", "-s", "1"], 1, "reserves"),
         (&["read", "a/b"], 1, "`/`"),
         // sizes
-        (&["create", n, "-s", "0"], 1, "at least one byte"),
+        // A value that parses but that nothing can be made with is a wrong command
+        // line (2); one this machine cannot hold now is a failure (1).
+        (&["create", n, "-s", "0"], 2, "at least one byte"),
         (&["create", n, "-s", "1000T"], 1, "do not fit"),
         (
             &["create", n, "-s", "18446744073709551615"],
-            1,
+            2,
             "larger than any OS",
         ),
+        (
+            &["pub", n, "--capacity", "0", "m"],
+            2,
+            "--capacity 0 is invalid",
+        ),
+        (
+            &["pub", n, "--capacity", "4294967296", "m"],
+            2,
+            "--capacity 4294967296 is invalid",
+        ),
+        (
+            &["sub", n, "--max-subscribers", "1025", "-n", "1"],
+            2,
+            "--max-subscribers 1025 is invalid",
+        ),
+        (&["pub", n, "--max-size", "3G", "m"], 2, "--max-size"),
+        (
+            &["sem", n, "create", "--initial", "5", "--max", "3"],
+            2,
+            "exceeds the maximum",
+        ),
+        (&["sem", n, "create", "--max", "0"], 2, "at least 1"),
         (&["create", n, "-s", "99999999999999999999"], 2, "too large"),
         (&["create", n, "-s", "16384P"], 2, "too large"),
         (&["create", n, "-s", "12Q"], 2, "unknown unit"),

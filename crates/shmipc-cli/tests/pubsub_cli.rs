@@ -393,7 +393,8 @@ fn a_failed_pub_leaves_nothing_behind() {
         let mut args = vec!["pub", topic.as_str()];
         args.extend_from_slice(&bad);
         args.push("x");
-        let line = assert_fails(&run(&args), 1, &args);
+        // A wrong command line: status 2.
+        let line = assert_fails(&run(&args), 2, &args);
         assert!(line.contains("invalid"), "{line}");
         assert!(!left_behind(&topic), "{bad:?} left the topic behind");
     }
@@ -404,7 +405,7 @@ fn a_failed_pub_leaves_nothing_behind() {
     assert!(!left_behind(&topic), "the failed pub left the topic behind");
     // `sub` with bad settings creates nothing either.
     let args = ["sub", topic.as_str(), "--capacity", "0", "--timeout", "1s"];
-    assert_fails(&run(&args), 1, &args);
+    assert_fails(&run(&args), 2, &args);
     assert!(!left_behind(&topic));
 }
 

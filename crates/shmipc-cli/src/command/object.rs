@@ -106,7 +106,7 @@ pub fn error(e: ObjectError, name: &str, kind: &str, verb: Option<&str>) -> Erro
             format!("`{name}` is not a usable {kind}: {source}").into()
         }
         ObjectError::InvalidParameter { what, reason, .. } => {
-            format!("{kind} `{name}`: {what} is invalid: {reason}").into()
+            crate::output::Usage(format!("{kind} `{name}`: {what} is invalid: {reason}")).into()
         }
         ObjectError::Create(e) => match words::create_failure(kind, name, &e) {
             Some(line) => line.into(),

@@ -106,6 +106,24 @@ pub fn error(e: ChannelError, name: &str) -> Error {
         ChannelError::Open(OpenError::NotFound { .. }) => {
             format!("topic `{name}` does not exist").into()
         }
+        // In the command line's words: the option, not the library's setting.
+        ChannelError::InvalidParameter {
+            what,
+            value,
+            reason,
+            ..
+        } => {
+            let option = match what {
+                "capacity" => "--capacity",
+                "slot size" => "--max-size",
+                "max subscribers" => "--max-subscribers",
+                other => other,
+            };
+            crate::output::Usage(format!(
+                "topic `{name}`: {option} {value} is invalid: {reason}"
+            ))
+            .into()
+        }
         ChannelError::Create(e) => match words::create_failure("topic", name, &e) {
             Some(line) => line.into(),
             None => ChannelError::Create(e).into(),
