@@ -1315,6 +1315,39 @@ rm -f "/tmp/shmipc-scribble-$$"
     );
 }
 
+/// A topic whose header holds a value no creator writes (here a capacity of 375,
+/// not a power of two) is called damaged by every verb, with what to do: it was
+/// reported as "created with a different capacity … open it with the parameters it
+/// was created with", which no parameters would do.
+#[test]
+fn a_scribbled_topic_header_is_called_damaged_not_different() {
+    use std::os::unix::fs::FileExt as _;
+    let name = unique("hdr-scribble");
+    let _cleanup = Cleanup(name.clone());
+    ok(&["pub", &name, "hello"]);
+    // The header's first parameter word (capacity) is at byte 24.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    file.write_all_at(&375u64.to_le_bytes(), 24).unwrap();
+    drop(file);
+    for args in [
+        vec!["sub", &name, "-n", "1", "-t", "200ms"],
+        vec!["pub", &name, "x"],
+    ] {
+        let line = assert_fails(&run(&args), 1, &args);
+        assert!(
+            line.contains("header is damaged: capacity 375") && !line.contains("different"),
+            "{args:?}: {line}"
+        );
+        assert!(line.contains("shmipc rm"), "{args:?}: {line}");
+    }
+    let info = ok(&["info", &name]);
+    assert!(info.contains("header is damaged"), "{info}");
+    ok(&["rm", &name]);
+}
+
 // ---------------------------------------------------------------------------------
 // 11. write onto a sync object or a channel
 

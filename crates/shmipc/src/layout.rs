@@ -170,6 +170,17 @@ pub enum LayoutError {
         /// Value expected.
         expected: u64,
     },
+    /// A header word holds a value that shmipc never writes there: something other
+    /// than shmipc changed the object's memory (or it is not what its header says).
+    #[error("the {kind}'s header is damaged: {}, a value shmipc never writes (something other than shmipc changed this memory): remove it and create it again", field(what, *found))]
+    Corrupt {
+        /// Kind of object.
+        kind: &'static str,
+        /// Which header field, and the rule it breaks.
+        what: &'static str,
+        /// Value found.
+        found: u64,
+    },
     /// Its creator did not finish initialising it in time (or died doing so).
     #[error("the object is still being initialised by its creator (or the creator died doing so): retry, or remove it")]
     NotReady,
@@ -306,6 +317,15 @@ pub(crate) fn expect(
         });
     }
     Ok(h)
+}
+
+/// `capacity 375 (not a power of two from 2 to 2^31)` from a field's description
+/// `capacity (not a power of two from 2 to 2^31)` and the value found.
+fn field(what: &str, found: u64) -> String {
+    match what.split_once(" (") {
+        Some((name, rule)) => format!("{name} {found} ({rule}"),
+        None => format!("{what} {found}"),
+    }
 }
 
 #[cfg(all(test, not(miri)))]

@@ -200,13 +200,13 @@ impl Bad {
         }
     }
 
-    /// As an opener's error (the header of a `kind` channel holds it).
+    /// As an opener's error (the header of a `kind` channel holds it): no creator
+    /// writes a value that breaks the rules, so the header is damaged.
     pub(crate) fn layout(self, kind: Kind) -> LayoutError {
-        LayoutError::Mismatch {
+        LayoutError::Corrupt {
             kind: kind.as_str(),
             what: self.header,
             found: self.value,
-            expected: 0,
         }
     }
 }

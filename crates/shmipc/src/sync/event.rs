@@ -118,11 +118,10 @@ impl<'a> Event<'a> {
             found => {
                 return Err(ObjectError::Invalid {
                     kind: KIND,
-                    source: LayoutError::Mismatch {
+                    source: LayoutError::Corrupt {
                         kind: KIND,
-                        what: "reset mode (corrupt)",
+                        what: "reset mode (not 0 manual, 1 auto)",
                         found,
-                        expected: 0,
                     },
                 })
             }

@@ -110,11 +110,10 @@ impl<'a> Semaphore<'a> {
             .filter(|m| *m >= 1)
             .ok_or(ObjectError::Invalid {
                 kind: KIND,
-                source: LayoutError::Mismatch {
+                source: LayoutError::Corrupt {
                     kind: KIND,
-                    what: "maximum (corrupt)",
+                    what: "maximum (not 1 to 2^32 - 1)",
                     found: header.params[0],
-                    expected: 1,
                 },
             })?;
         Ok(Self {
