@@ -196,26 +196,61 @@ fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
     if view.write_at(0, &head).is_err() {
         return Ok(Contents::Plain);
     }
-    if let Ok(Header {
-        kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
-        ..
-    }) = layout::read(&view, 0, Duration::ZERO)
+    if let Ok(
+        header @ Header {
+            kind: kind @ (Kind::Spsc | Kind::PubSub | Kind::Mpmc | Kind::Rpc),
+            ..
+        },
+    ) = layout::read(&view, 0, Duration::ZERO)
     {
         // A channel's records and slots span the segment: copy all of it, into
-        // sparse private memory where only chunks that are not all zero take pages.
-        let all = (size <= COPY_LIMIT)
-            .then(|| private_memory(size))
-            .flatten()
-            .filter(|all| {
-                crate::sys::peek(&valid, size, &mut |at, chunk| {
+        // sparse private memory (of the channel's size, so that its layout checks
+        // out) where only chunks that are not all zero take pages. A larger one:
+        // only the part its state is read from (the control block and endpoint
+        // records, never more than a few MiB), and an spsc channel's queued count,
+        // read from its slots, is not known.
+        let whole = size <= COPY_LIMIT;
+        let copied = if whole {
+            Some(size)
+        } else {
+            crate::channel::inspect::state_prefix(&header)
+                .filter(|&n| n <= COPY_LIMIT)
+                .map(|n| n.min(size))
+        };
+        let all = copied.and_then(|copied| {
+            private_memory(size).filter(|all| {
+                crate::sys::peek(&valid, copied, &mut |at, chunk| {
                     if chunk.iter().any(|&b| b != 0) {
                         let _ = all.write_at(at as usize, chunk);
                     }
                 })
                 .is_ok()
-            });
+            })
+        });
         return Ok(match all {
-            Some(all) => Contents::of_in(&all, 0, scope),
+            Some(all) => match Contents::of_in(&all, 0, scope) {
+                Contents::Object {
+                    kind,
+                    state:
+                        Some(ObjectState::Spsc {
+                            capacity,
+                            max_message,
+                            producer,
+                            consumer,
+                            ..
+                        }),
+                } if !whole => Contents::Object {
+                    kind,
+                    state: Some(ObjectState::Spsc {
+                        capacity,
+                        max_message,
+                        producer,
+                        consumer,
+                        queued: None,
+                    }),
+                },
+                c => c,
+            },
             None => Contents::Object { kind, state: None },
         });
     }

@@ -55,6 +55,34 @@ pub(crate) fn state(
     }))
 }
 
+/// How many bytes from the channel's start [`state`] reads, but for an spsc
+/// channel's slot stamps (its queued count): the control block and the endpoint
+/// records, before the ring and slots. `None` for a kind that is not a channel
+/// or parameters no valid channel has.
+#[cfg(target_os = "linux")]
+pub(crate) fn state_prefix(header: &Header) -> Option<u64> {
+    let params = header.params;
+    Some(match header.kind {
+        Kind::Spsc => {
+            spsc::validate(params, usize::MAX).ok()?;
+            at(spsc::SLOTS_AT)
+        }
+        Kind::PubSub => {
+            let (shape, sizes) = pubsub::validate(params, usize::MAX).ok()?;
+            at(pubsub::SUBS_AT).checked_add(shape.max_subscribers.checked_mul(sizes.rec)?)?
+        }
+        Kind::Mpmc => {
+            let (p, _) = mpmc::validate(params, usize::MAX).ok()?;
+            at(mpmc::RECORDS_AT).checked_add(p.max_endpoints.checked_mul(at(mpmc::RECORD_LEN))?)?
+        }
+        Kind::Rpc => {
+            let (p, _) = rpc::validate(params, usize::MAX).ok()?;
+            at(rpc::CLIENTS_AT).checked_add(p.max_clients.checked_mul(at(rpc::CLIENT_LEN))?)?
+        }
+        _ => return None,
+    })
+}
+
 /// Copies words out of the channel's region.
 struct Reader<'a> {
     view: &'a View,
@@ -316,6 +344,72 @@ mod tests {
         assert_eq!(lag(state(&b)), Some(2));
         s.recv().unwrap();
         assert_eq!(lag(state(&b)), Some(1));
+    }
+
+    /// A channel larger than what an inspection copies whole still shows its
+    /// peers and counts (read from its control block and records); an spsc
+    /// channel's queued count, read from its slots, is then unknown. Before, such
+    /// a channel had no state at all, and `info` said nothing of why.
+    #[test]
+    fn channels_over_the_copy_limit_show_their_peers() {
+        const SLOT: usize = 5 << 18; // 64 of them: 80 MiB, over the 64 MiB copied whole
+        let me = Some(std::process::id());
+        let n = name("big-pubsub");
+        let mut p = pubsub::Options::new()
+            .capacity(64)
+            .slot_size(SLOT)
+            .create_publisher(&n)
+            .unwrap();
+        let _s = pubsub::Subscriber::open(&n).unwrap();
+        p.send(b"x").unwrap();
+        p.send(b"y").unwrap();
+        match state(&n) {
+            ObjectState::PubSub {
+                publisher,
+                subscribers,
+                published,
+                max_lag,
+                ..
+            } => assert_eq!(
+                (publisher, subscribers, published, max_lag),
+                (me, 1, 2, Some(2))
+            ),
+            other => panic!("{other:?}"),
+        }
+        drop((p, _s));
+
+        let n = name("big-spsc");
+        let mut tx = spsc::Producer::create(&n, 64, SLOT).unwrap();
+        tx.send(b"hello").unwrap();
+        let _rx = spsc::Consumer::open(&n).unwrap();
+        match state(&n) {
+            ObjectState::Spsc {
+                producer,
+                consumer,
+                queued,
+                ..
+            } => assert_eq!((producer, consumer, queued), (me, me, None)),
+            other => panic!("{other:?}"),
+        }
+        drop((tx, _rx));
+
+        let n = name("big-mpmc");
+        let mut p = mpmc::Options::new()
+            .capacity(64)
+            .slot_size(SLOT)
+            .create_producer(&n)
+            .unwrap();
+        let _c = mpmc::Consumer::open(&n).unwrap();
+        p.send(b"job").unwrap();
+        match state(&n) {
+            ObjectState::Mpmc {
+                producers,
+                consumers,
+                queued,
+                ..
+            } => assert_eq!((producers, consumers, queued), (1, 1, Some(1))),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
