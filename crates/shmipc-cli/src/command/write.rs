@@ -39,7 +39,14 @@ pub fn run(args: &WriteArgs) -> Result {
         // pwrite (`Segment::write_at`), not a mapping: a full /dev/shm or a segment
         // truncated by another program is an error message, never a SIGBUS.
         segment.write_at(offset, &data).map_err(|e| {
-            if cfg!(target_os = "linux") && e.raw_os_error() == Some(28) {
+            // ENOSPC, or EDQUOT: the owner's quota on that store is used up (a
+            // file system, or a tmpfs mounted with quotas), the same for the user.
+            let quota = e.raw_os_error() == Some(122);
+            if cfg!(target_os = "linux") && quota {
+                format!(
+                    "cannot write to segment `{name}`: its owner's disk quota is used up on the store of its memory (it has holes: it was made --sparse, or by another program): free space there or raise the quota"
+                )
+            } else if cfg!(target_os = "linux") && e.raw_os_error() == Some(28) {
                 match segment.backing() {
                     Backing::File(file) => format!(
                         "cannot write to segment `{name}`: no space left on the file system of its file {} (it has holes: it was made --sparse, or by another program): free space there",
