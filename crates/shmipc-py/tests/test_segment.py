@@ -372,3 +372,27 @@ def test_segment_write_on_a_copy_on_write_handle_is_refused_not_lost(name):
     v.close()
     cow.close()
     seg.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="sizes the request from /dev/shm's free space")
+def test_no_room_in_dev_shm_is_an_oserror_enospc_for_every_kind(name):
+    # More than /dev/shm has free is refused at creation, naming the object, as
+    # the OSError(ENOSPC) that Python code (and multiprocessing.shared_memory)
+    # expects of a full store, not only as shmipc's own Error.
+    import errno
+
+    st = os.statvfs("/dev/shm")
+    too_big = st.f_bavail * st.f_frsize + (1 << 30)
+    slots = too_big // (1 << 20) + 1
+    makers = [
+        lambda: shmipc.Segment.create(name, too_big),
+        lambda: shmipc.Segment(name, too_big),
+        lambda: shmipc.Producer(name, capacity=slots, slot_size=1 << 20),
+        lambda: shmipc.Consumer(name, capacity=slots, slot_size=1 << 20),
+        lambda: shmipc.Publisher(name, capacity=slots, slot_size=1 << 20),
+    ]
+    for make in makers:
+        with pytest.raises(OSError, match=f"{name}.*free space") as e:
+            make()
+        assert e.value.errno == errno.ENOSPC, e.value
+        assert not os.path.exists(f"/dev/shm/{name}")
