@@ -50,6 +50,9 @@ create_exception!(
     "The subscriber already holds as many samples as it may (its max_held): release one (sample.release(), the end of its with block, or del) before receiving another, or copy with Subscriber.recv_bytes()."
 );
 
+/// `ENOSPC` (28 on Linux, macOS and in the Windows CRT's `errno.h`).
+const ENOSPC: i32 = 28;
+
 fn msg(e: &impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -61,6 +64,11 @@ pub(crate) fn create(e: CreateError) -> PyErr {
         CreateError::InvalidName(_) | CreateError::InvalidSize { .. } => PyValueError::new_err(m),
         CreateError::PermissionDenied { .. } => PyPermissionError::new_err(m),
         CreateError::TooSmall { .. } => PyValueError::new_err(m),
+        // A full store is what Python code (and `multiprocessing.shared_memory`)
+        // knows as `OSError(ENOSPC)`: catchable as such, `errno` set.
+        CreateError::NoSpace { .. } | CreateError::TooManyObjects { .. } => {
+            PyOSError::new_err((ENOSPC, m))
+        }
         CreateError::Os { .. } => PyOSError::new_err(m),
         _ => Error::new_err(m),
     }

@@ -20,6 +20,16 @@ mod wait;
 /// Named shared memory with Win32 lifetime, robust locks and zero-copy channels.
 #[pymodule]
 fn _shmipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Touching memory of a segment that another process truncated raises SIGBUS,
+    // which would kill Python without a word; shmipc's handler (faults in its own
+    // mappings only, the rest go to the previous handler) names the segment and
+    // exits with status 1 instead, as the CLI does.
+    #[cfg(unix)]
+    shmipc::os::unix::install_sigbus_handler().map_err(|e| {
+        pyo3::exceptions::PyOSError::new_err(format!(
+            "installing shmipc's SIGBUS handler (which names a truncated segment instead of dying silently) failed: {e}"
+        ))
+    })?;
     errors::register(m)?;
     m.add_class::<segment::Segment>()?;
     m.add_class::<segment::View>()?;

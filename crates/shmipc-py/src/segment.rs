@@ -6,7 +6,7 @@ use std::ffi::c_int;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -234,10 +234,12 @@ impl Segment {
         let v = py
             .detach(|| seg.map_with(offset, length, access))
             .map_err(errors::map)?;
-        Ok(View::new(v))
+        Ok(View::new(v, seg))
     }
 
-    /// Copies ``n`` bytes from ``offset`` out (``n=None``: to the end).
+    /// Copies ``n`` bytes from ``offset`` out (``n=None``: to the end). Reads
+    /// with ``pread`` (Linux), never through a mapping, so a segment another
+    /// process truncated is an ``OSError`` here, never a ``SIGBUS``.
     #[pyo3(signature = (offset=0, n=None))]
     fn read<'py>(
         &self,
@@ -253,13 +255,23 @@ impl Segment {
         if n == 0 {
             return Ok(PyBytes::new(py, b""));
         }
-        let v = py
-            .detach(|| seg.map_with(offset, n, Access::Read))
-            .map_err(errors::map)?;
-        read_view(py, &v, 0, n)
+        in_segment(&seg, offset, n)?;
+        PyBytes::new_with(py, n, |buf| {
+            let got = if n >= BIG_COPY {
+                py.detach(|| seg.read_at(offset, buf))
+            } else {
+                seg.read_at(offset, buf)
+            }
+            .map_err(|e| os_error(&seg, "reading", &e))?;
+            if got < n {
+                return Err(truncated(&seg, offset, offset + n as u64));
+            }
+            Ok(())
+        })
     }
 
-    /// Copies ``data`` (any bytes-like object) in at ``offset``.
+    /// Copies ``data`` (any bytes-like object) in at ``offset`` (with ``pwrite``
+    /// on Linux, never through a mapping). Needs a segment opened ``"rw"``.
     #[pyo3(signature = (offset, data))]
     fn write(
         &self,
@@ -272,10 +284,34 @@ impl Segment {
         if src.len() == 0 {
             return Ok(());
         }
-        let v = py
-            .detach(|| seg.map_with(offset, src.len(), seg.access()))
-            .map_err(errors::map)?;
-        write_view(py, &v, 0, &src)
+        in_segment(&seg, offset, src.len())?;
+        match seg.access() {
+            Access::ReadWrite => {}
+            Access::Read => {
+                return Err(PyPermissionError::new_err(format!(
+                    "segment `{}` was opened read-only: open it with \"rw\" to write",
+                    seg_name(&seg)
+                )))
+            }
+            // A write through a private copy nobody sees would be lost at once.
+            Access::CopyOnWrite => {
+                return Err(PyPermissionError::new_err(format!(
+                    "segment `{}` was opened copy-on-write: Segment.write would change nothing anyone sees; write a view of it (seg.map(), private to that view), or open it with \"rw\"",
+                    seg_name(&seg)
+                )))
+            }
+        }
+        let bytes = src.bytes();
+        let copy = || {
+            // SAFETY: `src` (alive until this function returns) keeps the buffer.
+            seg.write_at(offset, unsafe { bytes.as_slice() })
+        };
+        if src.len() >= BIG_COPY {
+            py.detach(copy)
+        } else {
+            copy()
+        }
+        .map_err(|e| os_error(&seg, "writing", &e))
     }
 
     /// Lets go of the segment (views keep it mapped until they are closed). The
@@ -305,6 +341,40 @@ impl Segment {
             None => "<shmipc.Segment closed>".to_owned(),
         }
     }
+}
+
+fn seg_name(seg: &shmipc::Segment) -> &str {
+    seg.name().unwrap_or("(unnamed)")
+}
+
+/// `ValueError` unless `n` bytes from `offset` lie inside the segment.
+fn in_segment(seg: &shmipc::Segment, offset: u64, n: usize) -> PyResult<()> {
+    let size = seg.size();
+    if offset.checked_add(n as u64).is_some_and(|end| end <= size) {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!(
+        "segment `{}`: range {offset}..{offset}+{n} is outside its {size} bytes: use a range inside the segment",
+        seg_name(seg)
+    )))
+}
+
+fn os_error(seg: &shmipc::Segment, doing: &str, e: &std::io::Error) -> PyErr {
+    let msg = format!("segment `{}`: {doing} failed: {e}", seg_name(seg));
+    match e.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, msg)),
+        None => PyOSError::new_err(msg),
+    }
+}
+
+/// The range `start..end` of the segment reaches past its end now: another
+/// process truncated it.
+fn truncated(seg: &shmipc::Segment, start: u64, end: u64) -> PyErr {
+    PyOSError::new_err(format!(
+        "segment `{}` was truncated by another process: the range {start}..{end} reaches past its end now (it was created with {} bytes); nothing was copied. Check which process resizes it, or reopen it",
+        seg_name(seg),
+        seg.size()
+    ))
 }
 
 fn read_view<'py>(
@@ -356,6 +426,8 @@ struct ViewState {
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct View {
     state: Mutex<ViewState>,
+    /// The segment, to check that the view's bytes are still there before a copy.
+    seg: shmipc::Segment,
     ptr: usize,
     readonly: bool,
     dims: Dims,
@@ -365,8 +437,9 @@ pub(crate) struct View {
 }
 
 impl View {
-    fn new(v: shmipc::View) -> Self {
+    fn new(v: shmipc::View, seg: shmipc::Segment) -> Self {
         Self {
+            seg,
             ptr: v.as_mut_ptr() as usize,
             readonly: v.access() == Access::Read,
             dims: Dims::new(v.len()),
@@ -385,6 +458,28 @@ impl View {
             .view
             .clone()
             .ok_or_else(|| PyValueError::new_err("the view is closed"))
+    }
+
+    /// Checks, before a copy through the mapping, that the last byte of `n`
+    /// bytes from `offset` in the view is still in the segment: another process
+    /// may have truncated it, and touching a lost page raises `SIGBUS`. One
+    /// `pread` of a byte (Linux). A truncation between this check and the copy is
+    /// still a `SIGBUS`, which the handler installed at import reports by name.
+    /// Ranges outside the view are left to the copy's own bounds check.
+    fn still_backed(&self, offset: usize, n: usize) -> PyResult<()> {
+        let Some(end) = offset.checked_add(n).filter(|&e| n > 0 && e <= self.len) else {
+            return Ok(());
+        };
+        if !cfg!(target_os = "linux") {
+            return Ok(());
+        }
+        let end = self.offset + end as u64;
+        let mut last = [0u8; 1];
+        match self.seg.read_at(end - 1, &mut last) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(truncated(&self.seg, self.offset + offset as u64, end)),
+            Err(e) => Err(os_error(&self.seg, "checking the view's range", &e)),
+        }
     }
 }
 
@@ -429,6 +524,7 @@ impl View {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let v = self.get()?;
         let n = n.unwrap_or_else(|| self.len.saturating_sub(offset));
+        self.still_backed(offset, n)?;
         read_view(py, &v, offset, n)
     }
 
@@ -442,6 +538,9 @@ impl View {
     ) -> PyResult<()> {
         let v = self.get()?;
         let src = Source::new(data)?;
+        if !self.readonly {
+            self.still_backed(offset, src.len())?;
+        }
         write_view(py, &v, offset, &src)
     }
 

@@ -37,7 +37,18 @@ fn lock<T>(m: &StdMutex<T>) -> StdGuard<'_, T> {
 /// module's safety note.
 struct Held {
     thread: ThreadId,
+    /// The process that locked. A child forked while this is held copies the
+    /// record (and keeps the thread id) but not the lock: it must neither see
+    /// the lock as its own nor unlock the parent's critical section.
+    pid: u32,
     guard: MutexGuard<'static>,
+}
+
+impl Held {
+    /// Whether the calling thread of this process took it.
+    fn mine(&self, me: ThreadId) -> bool {
+        self.thread == me && self.pid == std::process::id()
+    }
 }
 
 // SAFETY: a `Held` only moves between the calling thread and `Python::detach`'s
@@ -78,12 +89,13 @@ impl Drop for Mutex {
     fn drop(&mut self) {
         let me = thread::current().id();
         for h in lock(&self.held).drain(..) {
-            if h.thread == me {
+            if h.mine(me) {
                 drop(h.guard);
             } else {
                 // Unlocking belongs to the thread that locked (a Windows kernel
                 // mutex cannot be released elsewhere); that thread's end makes the
-                // next locker see a dead owner.
+                // next locker see a dead owner. In a forked child the lock is the
+                // parent's, which goes on holding it.
                 std::mem::forget(h.guard);
             }
         }
@@ -152,12 +164,19 @@ impl Mutex {
         let t = Timeout::new(timeout)?;
         let m = self.mutex();
         let me = thread::current().id();
+        let pid = std::process::id();
         let got = slices(py, t, |slice: Duration| {
             let s = match m.lock_timeout(slice) {
-                Ok(guard) => Slice::Locked(Held { thread: me, guard }),
-                Err(LockTimeoutError::OwnerDied(guard)) => {
-                    Slice::OwnerDied(Held { thread: me, guard })
-                }
+                Ok(guard) => Slice::Locked(Held {
+                    thread: me,
+                    pid,
+                    guard,
+                }),
+                Err(LockTimeoutError::OwnerDied(guard)) => Slice::OwnerDied(Held {
+                    thread: me,
+                    pid,
+                    guard,
+                }),
                 Err(LockTimeoutError::Timeout(_)) => Slice::Timeout,
                 Err(e @ LockTimeoutError::WouldDeadlock) => {
                     Slice::Failed(PyErrKind::WouldDeadlock(e.to_string()))
@@ -195,9 +214,9 @@ impl Mutex {
         let me = thread::current().id();
         let h = {
             let mut held = lock(&self.held);
-            let i = held.iter().position(|h| h.thread == me).ok_or_else(|| {
+            let i = held.iter().position(|h| h.mine(me)).ok_or_else(|| {
                 PyRuntimeError::new_err(format!(
-                    "release of mutex `{}`: this thread does not hold it",
+                    "release of mutex `{}`: this thread of this process does not hold it (a child forked while the parent held it does not hold it either)",
                     self.m.name()
                 ))
             })?;
@@ -212,9 +231,9 @@ impl Mutex {
     fn mark_consistent(&self) -> PyResult<()> {
         let me = thread::current().id();
         let held = lock(&self.held);
-        let h = held.iter().find(|h| h.thread == me).ok_or_else(|| {
+        let h = held.iter().find(|h| h.mine(me)).ok_or_else(|| {
             PyRuntimeError::new_err(format!(
-                "mark_consistent on mutex `{}`: this thread does not hold it (acquire it first)",
+                "mark_consistent on mutex `{}`: this thread of this process does not hold it (acquire it first)",
                 self.m.name()
             ))
         })?;
@@ -225,7 +244,7 @@ impl Mutex {
     /// Whether the calling thread holds it.
     fn held(&self) -> bool {
         let me = thread::current().id();
-        lock(&self.held).iter().any(|h| h.thread == me)
+        lock(&self.held).iter().any(|h| h.mine(me))
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {

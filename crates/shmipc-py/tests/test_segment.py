@@ -301,3 +301,98 @@ def test_large_copies_run_without_the_gil(name):
     v.write(0, memoryview(data)[: 1 << 16])
     assert v.read(0, 8) == data[:1].tobytes()
     seg.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="truncates the object in /dev/shm")
+def test_segment_truncated_by_another_process_never_kills_python_by_sigbus(name, child):
+    # A hostile or buggy peer truncates a segment this process has mapped. Every
+    # copying call must raise an OSError naming the segment (Segment.read reads
+    # with pread and never maps), and touching the lost memory through a buffer
+    # must end the process with one line naming the segment and status 1 (the
+    # SIGBUS handler installed at import), never a raw SIGBUS.
+    c = child(
+        """
+        import sys, shmipc
+        name = sys.argv[1]
+        seg = shmipc.Segment.create(name, 1 << 16)
+        view, cow = seg.map(), seg.map(access="cow")
+        print("mapped", flush=True)
+        sys.stdin.readline()
+        calls = [
+            ("Segment.read", lambda: seg.read(0, 10)),
+            ("Segment.read to the end", lambda: seg.read(100)),
+            ("View.read", lambda: view.read(60000, 10)),
+            ("View.write", lambda: view.write(60000, b"x")),
+            ("cow View.read", lambda: cow.read(0, 10)),
+            ("cow View.write", lambda: cow.write(0, b"x")),
+        ]
+        for what, call in calls:
+            try:
+                call()
+                print(what, "did not raise", flush=True)
+            except OSError as e:
+                print(what, "OSError", name in str(e), "truncated" in str(e), flush=True)
+        print("touching", flush=True)
+        memoryview(view)[60000]
+        print("read lost memory", flush=True)
+        """,
+        name,
+    )
+    c.expect("mapped")
+    os.truncate(f"/dev/shm/{name}", 0)
+    c.proc.stdin.write("go\n")
+    c.proc.stdin.flush()
+    rc, out, err = c.wait()
+    assert out.splitlines() == [
+        "Segment.read OSError True True",
+        "Segment.read to the end OSError True True",
+        "View.read OSError True True",
+        "View.write OSError True True",
+        "cow View.read OSError True True",
+        "cow View.write OSError True True",
+        "touching",
+    ], (rc, out, err)
+    assert rc == 1, (rc, err)
+    assert name in err and "truncated" in err, err
+
+
+def test_segment_write_on_a_copy_on_write_handle_is_refused_not_lost(name):
+    # Segment.write on a handle opened "cow" used to write a private copy that
+    # was thrown away at once: the call succeeded and nothing was written.
+    seg = shmipc.Segment.create(name, 4096)
+    cow = shmipc.Segment.open(name, "cow")
+    with pytest.raises(PermissionError, match=f"{name}.*copy-on-write"):
+        cow.write(0, b"lost?")
+    with pytest.raises(PermissionError, match=f"{name}.*read-only"):
+        shmipc.Segment.open(name, "r").write(0, b"x")
+    # A view of it is the private copy, and keeps what is written.
+    v = cow.map()
+    v.write(0, b"mine")
+    assert v.read(0, 4) == b"mine" and seg.read(0, 4) == bytes(4)
+    v.close()
+    cow.close()
+    seg.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="sizes the request from /dev/shm's free space")
+def test_no_room_in_dev_shm_is_an_oserror_enospc_for_every_kind(name):
+    # More than /dev/shm has free is refused at creation, naming the object, as
+    # the OSError(ENOSPC) that Python code (and multiprocessing.shared_memory)
+    # expects of a full store, not only as shmipc's own Error.
+    import errno
+
+    st = os.statvfs("/dev/shm")
+    too_big = st.f_bavail * st.f_frsize + (1 << 30)
+    slots = too_big // (1 << 20) + 1
+    makers = [
+        lambda: shmipc.Segment.create(name, too_big),
+        lambda: shmipc.Segment(name, too_big),
+        lambda: shmipc.Producer(name, capacity=slots, slot_size=1 << 20),
+        lambda: shmipc.Consumer(name, capacity=slots, slot_size=1 << 20),
+        lambda: shmipc.Publisher(name, capacity=slots, slot_size=1 << 20),
+    ]
+    for make in makers:
+        with pytest.raises(OSError, match=f"{name}.*free space") as e:
+            make()
+        assert e.value.errno == errno.ENOSPC, e.value
+        assert not os.path.exists(f"/dev/shm/{name}")

@@ -194,3 +194,48 @@ def test_ctrl_c_interrupts_a_wait(name, child):
     c.proc.send_signal(signal.SIGINT)
     c.expect("interrupted")
     assert c.wait()[0] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_does_not_hold_or_release_the_parents_lock(name):
+    # A child forked while the parent holds the mutex inherits the Python object
+    # (and its record of the lock) but not the lock: it must not think it holds
+    # it, and its release() must not unlock the parent's critical section.
+    import threading
+
+    m = shmipc.Mutex(name)
+    m.acquire(timeout=5)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running finalizers
+        try:
+            out = [str(m.held())]
+            try:
+                m.release()
+                out.append("released")
+            except RuntimeError as e:
+                out.append("RuntimeError" if "process" in str(e) else f"?{e}")
+            os.write(w, " ".join(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    assert got == "False RuntimeError", got
+    # The parent still holds it: another thread cannot take it.
+    seen = []
+
+    def other():
+        try:
+            m.acquire(timeout=0.2)
+            seen.append("acquired")
+            m.release()
+        except TimeoutError:
+            seen.append("timeout")
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == ["timeout"] and m.held()
+    m.release()
