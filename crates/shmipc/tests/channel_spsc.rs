@@ -89,6 +89,20 @@ fn child_entry() {
                 assert_eq!(check(&s).expect("intact"), first + i, "lost or reordered");
             }
         }
+        "take-then-die" => {
+            // Finishes with `COUNT` messages, is reading the next one, and dies
+            // there (exits without closing: the kernel releases its liveness lock
+            // as at a SIGKILL, and nothing of the consumer's drop runs).
+            let mut rx = Consumer::open(&name).expect("open consumer");
+            for seq in 0..env_count() {
+                let s = rx.recv_timeout(LIMIT).expect("recv");
+                assert_eq!(check(&s).expect("intact"), seq);
+            }
+            let held = rx.recv_timeout(LIMIT).expect("recv");
+            std::mem::forget(held);
+            std::mem::forget(rx);
+            std::process::exit(0);
+        }
         "hold-producer" => {
             let _tx = Producer::open(&name).expect("open producer");
             // Stay alive until killed.
@@ -209,6 +223,39 @@ fn killed_consumer_is_noticed_and_a_new_one_resumes() {
         }
     }));
     kid.join(LIMIT);
+}
+
+/// A consumer that dies gives its successor only what it had not finished with:
+/// the message it was reading again, never the ones it had received and dropped
+/// (which its hand-back of slots in batches had not yet handed back).
+#[test]
+fn a_dead_consumers_finished_messages_are_not_delivered_again() {
+    let name = Name::new("redeliver");
+    // 256 slots: the consumer hands slots back 16 at a time.
+    let mut tx = Producer::create(&name.0, 256, 64).unwrap();
+    let mut buf = [0u8; 32];
+    for seq in 0..40 {
+        fill(&mut buf, seq);
+        tx.send_timeout(&buf, LIMIT).unwrap();
+    }
+    // It finishes with 0..10 and dies reading 10.
+    Kid::spawn(ENTRY, "take-then-die", &name.0, &[(COUNT, "10".into())]).join(LIMIT);
+    let mut rx = Consumer::open(&name.0).unwrap();
+    for seq in 10..40 {
+        let s = rx.recv_timeout(LIMIT).unwrap();
+        assert_eq!(
+            check(&s).unwrap(),
+            seq,
+            "the new consumer got a message the dead one had finished with"
+        );
+    }
+    assert_eq!(rx.try_recv().map(|s| s.len()), Err(RecvError::Empty));
+    // The slots it had finished with went back to the producer: the ring takes
+    // a whole capacity again once the new consumer has drained it.
+    for seq in 40..40 + 256 {
+        fill(&mut buf, seq);
+        tx.try_send(&buf).unwrap();
+    }
 }
 
 #[test]

@@ -54,7 +54,9 @@
 //! `Disconnected`; one that dies (SIGKILL) is noticed when the ring fills. A new
 //! producer or consumer may attach later and carries on where the old one stopped:
 //! messages in the ring are delivered to the next consumer (one that was being
-//! read when its consumer died is delivered again).
+//! read when its consumer died is delivered again; those it had finished with are
+//! not, although it hands their slots back in batches: it notes each one for its
+//! successor, see `spsc_ring.rs`).
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -99,7 +101,10 @@ pub(crate) struct Control {
     /// Bell the producer sleeps on (the consumer rings it).
     pub(crate) space_bell: BellWords,
     _space_line: [u32; 14],
-    _reserved: [u64; 8],
+    /// Messages the consumer has finished with, stored per message for the next
+    /// consumer (`spsc_ring.rs`); only consumers touch this line.
+    pub(crate) resume: u64,
+    _resume_line: [u64; 7],
 }
 
 /// The words before each slot's payload.
@@ -117,6 +122,7 @@ const _: () = {
     assert!(offset_of!(Control, tail) == 128);
     assert!(offset_of!(Control, data_bell) == 192);
     assert!(offset_of!(Control, space_bell) == 256);
+    assert!(offset_of!(Control, resume) == 320);
     assert!(size_of::<SlotHeader>() == 8);
     assert!(offset_of!(SlotHeader, stamp) == 0);
 };
@@ -440,6 +446,10 @@ impl SpscSlots for Chan {
     #[inline]
     fn tail(&self) -> &super::shim::AtomicU64 {
         self.words.u64(offset_of!(Control, tail))
+    }
+    #[inline]
+    fn resume(&self) -> Option<&super::shim::AtomicU64> {
+        Some(self.words.u64(offset_of!(Control, resume)))
     }
 }
 

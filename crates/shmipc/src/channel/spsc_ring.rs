@@ -22,6 +22,15 @@
 //!   its cached copy says the ring is full, so `tail`'s cache line stays with the
 //!   consumer while the ring has room.
 //!
+//! * The consumer also notes every message it finishes with (`resume`, when the ring
+//!   has that word: spsc channels do, rpc response rings do not) in a cache line of
+//!   its own that only the next consumer reads: `tail` is stored in batches, and a
+//!   consumer that dies would otherwise have its successor receive again what it had
+//!   finished with since its last batch. The successor starts at `resume` when every
+//!   message between `tail` and it is published (so a correct consumer could have
+//!   finished with them), else at `tail` (a stale or hostile `resume`: deliver again
+//!   rather than skip).
+//!
 //! Neither side trusts the other: a `tail` that is ahead of the producer or more than
 //! a ring behind it, and a stamp whose length exceeds the slot, are reported as
 //! [`Corrupt`] rather than used.
@@ -37,6 +46,12 @@ pub(crate) trait SpscSlots {
     fn stamp(&self, slot: usize) -> &AtomicU64;
     /// The consumer's count of released messages.
     fn tail(&self) -> &AtomicU64;
+    /// The consumer's count of messages it has finished with, stored per message
+    /// for its successor (module doc); `None` where the ring has no such word.
+    #[inline]
+    fn resume(&self) -> Option<&AtomicU64> {
+        None
+    }
 }
 
 /// The tag a slot's stamp carries for message `seq`.
@@ -156,16 +171,41 @@ pub(crate) struct ConsumerCore {
 }
 
 impl ConsumerCore {
-    /// Starts (or restarts) where the last consumer released.
+    /// Starts (or restarts) after the last message the last consumer finished with.
     pub(crate) fn attach(geo: Geometry, slots: &impl SpscSlots, batch: u64) -> Self {
         // Relaxed: only this consumer writes `tail`; the stamps carry the data.
         let tail = slots.tail().load(Ordering::Relaxed);
+        let start = slots
+            .resume()
+            .map_or(tail, |r| Self::resume_point(geo, slots, tail, r));
         Self {
             geo,
-            tail,
+            tail: start,
+            // The slots up to `start` go back to the producer at the first flush.
             published: tail,
             batch: batch.clamp(1, geo.capacity),
         }
+    }
+
+    /// Where a new consumer starts: the last one's `resume` if every message from
+    /// `tail` up to it is published, else `tail` (module doc).
+    #[cold]
+    fn resume_point(geo: Geometry, slots: &impl SpscSlots, tail: u64, resume: &AtomicU64) -> u64 {
+        // Acquire pairs with the Release store in `release`.
+        let to = resume.load(Ordering::Acquire);
+        let ahead = to.wrapping_sub(tail);
+        if ahead == 0 || ahead > geo.capacity {
+            return tail;
+        }
+        let mut seq = tail;
+        while seq != to {
+            // Relaxed: only the tag is compared; nothing of the payload is read.
+            if slots.stamp(geo.slot(seq)).load(Ordering::Relaxed) as u32 != tag(seq) {
+                return tail;
+            }
+            seq = seq.wrapping_add(1);
+        }
+        to
     }
 
     /// The next message's slot and length if it has been published.
@@ -218,6 +258,10 @@ impl ConsumerCore {
     #[inline]
     pub(crate) fn release(&mut self, slots: &impl SpscSlots) -> bool {
         self.tail = self.tail.wrapping_add(1);
+        if let Some(resume) = slots.resume() {
+            // Release pairs with the Acquire load in `resume_point` (a successor's).
+            resume.store(self.tail, Ordering::Release);
+        }
         if self.tail.wrapping_sub(self.published) >= self.batch {
             self.flush(slots)
         } else {
@@ -310,6 +354,52 @@ mod tests {
         // A restarted producer finds the three waiting messages.
         let p2 = ProducerCore::attach(geo(4), &h);
         assert_eq!(p2.head(), 4);
+    }
+
+    /// A heap ring with the successor's `resume` word.
+    struct WithResume(Heap, AtomicU64);
+
+    impl SpscSlots for WithResume {
+        fn stamp(&self, slot: usize) -> &AtomicU64 {
+            self.0.stamp(slot)
+        }
+        fn tail(&self) -> &AtomicU64 {
+            self.0.tail()
+        }
+        fn resume(&self) -> Option<&AtomicU64> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn a_successor_starts_after_what_was_finished_unless_resume_is_unproven() {
+        let h = WithResume(Heap::new(8), AtomicU64::new(0));
+        let mut p = ProducerCore::attach(geo(8), &h);
+        for _ in 0..5 {
+            p.try_reserve(&h).unwrap().unwrap();
+            p.publish(&h, 1);
+        }
+        // A consumer finishes with 3 in batches of 4, then "dies" (no flush).
+        let mut c = ConsumerCore::attach(geo(8), &h, 4);
+        for _ in 0..3 {
+            c.peek(&h).unwrap().unwrap();
+            assert!(!c.release(&h));
+        }
+        assert_eq!(h.tail().load(Ordering::Relaxed), 0);
+        let mut next = ConsumerCore::attach(geo(8), &h, 4);
+        assert_eq!(next.position(), 3);
+        // Its first release hands the 3 slots back too.
+        next.peek(&h).unwrap().unwrap();
+        assert!(next.release(&h));
+        assert_eq!(h.tail().load(Ordering::Relaxed), 4);
+        // A `resume` past what is published, behind `tail` or a lap ahead is not
+        // trusted: the successor starts at `tail` (delivers again, skips nothing).
+        for bad in [6, 3, 0, 4 + 8, u64::MAX] {
+            h.1.store(bad, Ordering::Relaxed);
+            assert_eq!(ConsumerCore::attach(geo(8), &h, 4).position(), 4, "{bad}");
+        }
+        h.1.store(5, Ordering::Relaxed);
+        assert_eq!(ConsumerCore::attach(geo(8), &h, 4).position(), 5);
     }
 
     #[test]
