@@ -402,6 +402,38 @@ fn manual_reset_event_releases_every_waiter() {
     assert!(!ev.is_set());
 }
 
+/// A parameter no shmipc writes (a semaphore's maximum 0, an event's reset mode 7)
+/// is called damaged, with what to do: not a "different parameter" to open it with,
+/// which the opener never gave.
+#[test]
+fn an_impossible_header_parameter_is_called_corrupt() {
+    for (kind, value) in [("semaphore", 0u64), ("semaphore", 1 << 40), ("event", 7)] {
+        let name = unique("corrupt-param");
+        let _keep = if kind == "semaphore" {
+            Ok(NamedSemaphore::create(&name, 0, 3).unwrap())
+        } else {
+            Err(NamedEvent::create(&name, EventReset::Manual, false).unwrap())
+        };
+        // The first parameter word, after magic, version, kind and state.
+        let seg = Segment::open(&name, Access::ReadWrite).unwrap();
+        seg.map_all().unwrap().write_pod(24, &value).unwrap();
+        let e = if kind == "semaphore" {
+            NamedSemaphore::open(&name).unwrap_err()
+        } else {
+            NamedEvent::open(&name).unwrap_err()
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("damaged")
+                && text.contains(&value.to_string())
+                && text.contains("remove it")
+                && !text.contains("different")
+                && !text.contains("expected"),
+            "{kind} {value}: {text}"
+        );
+    }
+}
+
 #[test]
 fn headers_refuse_garbage_and_misuse() {
     let seg = Segment::options().size(4096).create_unnamed().unwrap();
