@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use shmipc::channel::pubsub::{Options, Sample};
+use shmipc::channel::pubsub::{Options, Overflow, Sample};
 use shmipc::channel::RecvError;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                         Err(e) => return Err(format!("topic `{topic}`: {e}").into()),
                     };
-                    print(&topic, &sample);
+                    print(&topic, &sample, sub.overflow());
                     drop(sample);
                     received += 1;
                     next.set(sub.recv_async());
@@ -60,12 +60,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Prints a sample as `shmipc sub` does: a warning for messages lost before it
-/// (to stderr), then the message as one line.
-fn print(topic: &str, sample: &Sample<'_>) {
+/// (to stderr), with the reason its topic allows, then the message as one line.
+fn print(topic: &str, sample: &Sample<'_>, overflow: Overflow) {
     let lost = sample.lost();
     if lost > 0 {
+        let why = match overflow {
+            Overflow::Overwrite => "they were overwritten before this subscriber read them (it is slower than the publisher)",
+            // A lossless topic keeps what a live subscriber has not read: a loss
+            // means something other than shmipc changed its memory, or this
+            // subscriber was taken for dead (stopped for a long time).
+            _ => "the topic is lossless, so its memory was changed by something other than shmipc, or this subscriber was taken for dead",
+        };
         eprintln!(
-            "async_subscriber: lost {lost} message{} on topic `{topic}` before the next one: they were overwritten before this subscriber read them (it is slower than the publisher)",
+            "async_subscriber: lost {lost} message{} on topic `{topic}` before the next one: {why}",
             if lost == 1 { "" } else { "s" },
         );
     }
