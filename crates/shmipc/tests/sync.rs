@@ -650,3 +650,57 @@ fn relocking_from_the_holding_thread_is_refused_not_a_hang() {
     drop(g);
     drop(other.lock().unwrap());
 }
+
+/// What another thread of this process gets from `try_lock` on `m` (a guard is not
+/// `Send`, so it is dropped there).
+#[cfg(target_os = "linux")]
+fn try_from_another_thread(m: &Mutex<'_>) -> String {
+    std::thread::scope(|s| {
+        s.spawn(|| match m.try_lock() {
+            Ok(_) => "Ok (taken)".to_owned(),
+            Err(e) => format!("{e:?}"),
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A forked child gets a copy of its parent's guard, not the lock: dropping that
+/// copy (and marking it consistent) in the child must leave the parent's lock
+/// held, in a segment and as a named mutex alike.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_guard_dropped_in_a_forked_child_leaves_the_parents_lock_held() {
+    let seg = Segment::options().size(4096).create_unnamed().unwrap();
+    let view = seg.map_all().unwrap();
+    let placed = Mutex::init_at(&view, 0).unwrap();
+    let named = NamedMutex::create(&unique("fork-guard")).unwrap();
+    for m in [placed, named.as_mutex()] {
+        let guard = m.lock().unwrap();
+        // SAFETY: the child (of a multi-threaded process) does only what is
+        // async-signal-safe: it drops its copy of the guard (atomic loads and
+        // stores on the lock words, at most a futex wake) and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            guard.mark_consistent();
+            drop(guard);
+            // SAFETY: ends the child at once, running none of the parent's code.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed: {status:#x}"
+        );
+        assert_eq!(
+            try_from_another_thread(&m),
+            "WouldBlock",
+            "a forked child's drop of a copied guard unlocked its parent's lock"
+        );
+        drop(guard);
+        assert_eq!(try_from_another_thread(&m), "Ok (taken)");
+    }
+}
