@@ -704,3 +704,50 @@ fn a_guard_dropped_in_a_forked_child_leaves_the_parents_lock_held() {
         assert_eq!(try_from_another_thread(&m), "Ok (taken)");
     }
 }
+
+/// An object that cannot be used is named in its error (its name, or where it was
+/// placed), with the right article for the kind asked for.
+#[test]
+fn an_unusable_object_is_named_in_its_error() {
+    let plain = unique("plain10");
+    let _seg = Segment::create(&plain, 10).unwrap();
+    let e = NamedMutex::open(&plain).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("`{plain}` is not a usable shmipc mutex: ")),
+        "{e}"
+    );
+    let e = NamedMutex::create_or_open(&plain).unwrap_err().to_string();
+    assert!(e.contains(&format!("`{plain}`")), "{e}");
+
+    let mutex = unique("a-mutex");
+    let _m = NamedMutex::create(&mutex).unwrap();
+    let e = NamedEvent::open(&mutex).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("`{mutex}` is not a usable shmipc event: ")),
+        "{e}"
+    );
+    assert!(e.contains("use the name of an event,"), "{e}");
+    let e = NamedSemaphore::open(&mutex).unwrap_err().to_string();
+    assert!(e.contains("use the name of a semaphore,"), "{e}");
+
+    // Placed in a view: where, in which segment.
+    let placed = unique("placed");
+    let seg = Segment::create(&placed, 4096).unwrap();
+    let view = seg.map_all().unwrap();
+    Event::init_at(&view, 1024, EventReset::Manual, false).unwrap();
+    let e = Mutex::open_at(&view, 1024).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "offset 1024 of segment `{placed}` is not a usable shmipc mutex: "
+        )),
+        "{e}"
+    );
+    let unnamed = Segment::options().size(4096).create_unnamed().unwrap();
+    let garbage = unnamed.map_all().unwrap();
+    garbage.fill(0, 4096, 0xAB).unwrap();
+    let e = Mutex::open_at(&garbage, 0).unwrap_err().to_string();
+    assert!(
+        e.starts_with("offset 0 of an unnamed segment is not a usable shmipc mutex: "),
+        "{e}"
+    );
+}

@@ -104,12 +104,8 @@ impl<'a> Mutex<'a> {
         words.init();
         let inner = Inner::Words(words, view.liveness());
         let [domain, spare] = imp::namespaces();
-        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0]).map_err(|e| {
-            ObjectError::Invalid {
-                kind: KIND,
-                source: LayoutError::Access(e),
-            }
-        })?;
+        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0])
+            .map_err(|e| ObjectError::placed(KIND, view, offset, LayoutError::Access(e)))?;
         Ok(Self { inner })
     }
 
@@ -125,7 +121,7 @@ impl<'a> Mutex<'a> {
         }
         let words: &MutexWords = region::words(view, offset, KIND)?;
         let header = layout::expect(view, offset, Kind::Mutex, PATIENCE)
-            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+            .map_err(|source| ObjectError::placed(KIND, view, offset, source))?;
         let ours = imp::namespaces();
         for (theirs, ours) in header.params[..2].iter().zip(ours) {
             if *theirs != 0 && ours != 0 && *theirs != ours {
@@ -570,6 +566,14 @@ impl NamedMutex {
     }
 
     fn get(name: &str, how: How, opts: &ObjectOptions) -> Result<(Self, Disposition), ObjectError> {
+        Self::get_in(name, how, opts).map_err(|e| e.of_named(name))
+    }
+
+    fn get_in(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+    ) -> Result<(Self, Disposition), ObjectError> {
         if imp::NATIVE_NAMED {
             let (native, disp) = NativeMutex::get(name, how, opts)?;
             return Ok((
