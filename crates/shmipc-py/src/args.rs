@@ -6,7 +6,7 @@
 //! that name. Anything with `__index__` (an `int`, a NumPy integer) is accepted, as
 //! Python's own integer arguments accept it.
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
 
 /// `o` as a whole number from 0 to `max`, or an error that names `name`. An
@@ -73,7 +73,6 @@ whole_args! {
     max_subscribers: usize = "max_subscribers";
     max_held: usize = "max_held";
     history: usize = "history";
-    mode: u32 = "mode";
     initial: u32 = "initial";
     maximum: u32 = "maximum";
 }
@@ -81,4 +80,49 @@ whole_args! {
 optional_whole_args! {
     count: usize = "n";
     send_length: usize = "length";
+}
+
+/// The `mode` argument: read/write permission bits, as the CLI takes them. Bits
+/// beyond `0o777` (set-id, sticky, or no mode at all) and execute bits (which mean
+/// nothing for shared memory) are refused rather than silently dropped.
+pub(crate) fn mode(o: &Bound<'_, PyAny>) -> PyResult<u32> {
+    // The range check makes the narrowing exact.
+    let mode = whole(o, "mode", u128::from(u32::MAX))? as u32;
+    if mode > 0o777 {
+        return Err(PyValueError::new_err(format!(
+            "mode {mode:#o} has bits beyond 0o777 (rwxrwxrwx): give read/write permission bits such as 0o600 or 0o660"
+        )));
+    }
+    if mode & 0o111 != 0 {
+        return Err(PyValueError::new_err(format!(
+            "mode {mode:#o} has execute bits, which mean nothing for shared memory: use read/write bits such as {:#o}",
+            mode & 0o666
+        )));
+    }
+    Ok(mode)
+}
+
+/// A text argument `arg`: a `str` that UTF-8 can encode. A lone surrogate (as
+/// `os.fsdecode` makes of a byte that is not UTF-8) raises `ValueError` naming the
+/// argument, rather than a bare `UnicodeEncodeError`.
+fn text(o: &Bound<'_, PyAny>, arg: &str) -> PyResult<String> {
+    match o.extract::<String>() {
+        Err(e) if e.is_instance_of::<PyUnicodeEncodeError>(o.py()) => {
+            let shown = o.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string());
+            Err(PyValueError::new_err(format!(
+                "{arg} {shown} is not valid text (it holds a lone surrogate, which UTF-8 cannot encode: a byte that was not UTF-8?): use a {arg} of plain characters"
+            )))
+        }
+        r => r,
+    }
+}
+
+/// The `name` argument (see `text`).
+pub(crate) fn name(o: &Bound<'_, PyAny>) -> PyResult<String> {
+    text(o, "name")
+}
+
+/// The `topic` argument (see `text`).
+pub(crate) fn topic(o: &Bound<'_, PyAny>) -> PyResult<String> {
+    text(o, "topic")
 }

@@ -646,10 +646,11 @@ impl Producer {
     #[pyo3(signature = (name, capacity=256, slot_size=4096))]
     fn py_new(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let p = py
             .detach(|| spsc_opts(capacity, slot_size).create_or_open_producer(name))
             .map_err(errors::channel)?;
@@ -662,10 +663,11 @@ impl Producer {
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let p = py
             .detach(|| spsc_opts(capacity, slot_size).create_producer(name))
             .map_err(errors::channel)?;
@@ -674,7 +676,12 @@ impl Producer {
 
     /// Opens an existing channel as its producer.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let p = py
             .detach(|| spsc::Producer::open(name))
             .map_err(errors::channel)?;
@@ -905,10 +912,11 @@ impl Consumer {
     #[pyo3(signature = (name, capacity=256, slot_size=4096))]
     fn py_new(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let c = py
             .detach(|| spsc_opts(capacity, slot_size).create_or_open_consumer(name))
             .map_err(errors::channel)?;
@@ -921,10 +929,11 @@ impl Consumer {
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let c = py
             .detach(|| spsc_opts(capacity, slot_size).create_consumer(name))
             .map_err(errors::channel)?;
@@ -933,7 +942,12 @@ impl Consumer {
 
     /// Opens an existing channel as its consumer.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let c = py
             .detach(|| spsc::Consumer::open(name))
             .map_err(errors::channel)?;
@@ -1071,13 +1085,14 @@ impl Publisher {
     #[pyo3(signature = (topic, capacity=256, slot_size=4096, max_subscribers=16, overflow="block", max_held=MAX_HELD))]
     fn py_new(
         py: Python<'_>,
-        topic: &str,
+        #[pyo3(from_py_with = args::topic)] topic: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
         #[pyo3(from_py_with = args::max_subscribers)] max_subscribers: usize,
         overflow: &str,
         #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
+        let topic = topic.as_str();
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_or_open_publisher(topic))
@@ -1092,13 +1107,14 @@ impl Publisher {
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        topic: &str,
+        #[pyo3(from_py_with = args::topic)] topic: String,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
         #[pyo3(from_py_with = args::max_subscribers)] max_subscribers: usize,
         overflow: &str,
         #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
+        let topic = topic.as_str();
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let p = py
             .detach(|| o.create_publisher(topic))
@@ -1108,7 +1124,12 @@ impl Publisher {
 
     /// Opens an existing topic as its publisher.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, topic: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::topic)] topic: String,
+    ) -> PyResult<Self> {
+        let topic = topic.as_str();
         let p = py
             .detach(|| pubsub::Publisher::open(topic))
             .map_err(errors::channel)?;
@@ -1338,7 +1359,7 @@ impl Subscriber {
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
-        topic: &str,
+        #[pyo3(from_py_with = args::topic)] topic: String,
         #[pyo3(from_py_with = args::history)] history: usize,
         #[pyo3(from_py_with = args::capacity)] capacity: usize,
         #[pyo3(from_py_with = args::slot_size)] slot_size: usize,
@@ -1346,6 +1367,7 @@ impl Subscriber {
         overflow: &str,
         #[pyo3(from_py_with = args::max_held)] max_held: usize,
     ) -> PyResult<Self> {
+        let topic = topic.as_str();
         let o = pubsub_opts(capacity, slot_size, max_subscribers, overflow, max_held)?;
         let s = py
             .detach(|| o.create_or_open_subscriber_with_history(topic, history))
@@ -1359,9 +1381,10 @@ impl Subscriber {
     fn open(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        topic: &str,
+        #[pyo3(from_py_with = args::topic)] topic: String,
         #[pyo3(from_py_with = args::history)] history: usize,
     ) -> PyResult<Self> {
+        let topic = topic.as_str();
         let s = py
             .detach(|| pubsub::Subscriber::open_with_history(topic, history))
             .map_err(errors::channel)?;

@@ -102,13 +102,14 @@ impl Segment {
     #[pyo3(signature = (name, size, *, file=None, persistent=false, mode=0o600))]
     fn py_new(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
         #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
-        Self::create_or_open(py, name, size, file, persistent, mode)
+        let name = name.as_str();
+        Self::create_or_open(py, name.to_owned(), size, file, persistent, mode)
     }
 
     /// Creates a segment of ``size`` bytes; ``FileExistsError`` if the name is taken.
@@ -121,12 +122,13 @@ impl Segment {
     fn create(
         _cls: &Bound<'_, pyo3::types::PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
         #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let o = options(size, file, persistent, mode);
         let seg = py.detach(|| o.create(name)).map_err(errors::create)?;
         Ok(Self::new(seg, true))
@@ -139,10 +141,11 @@ impl Segment {
     fn open(
         _cls: &Bound<'_, pyo3::types::PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         access: &str,
         file: Option<PathBuf>,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let mut o = shmipc::Segment::options().access(parse_access(access)?);
         if let Some(f) = file {
             o = o.file(f);
@@ -157,12 +160,13 @@ impl Segment {
     #[pyo3(signature = (name, size, *, file=None, persistent=false, mode=0o600))]
     fn create_or_open(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::size)] size: u64,
         file: Option<PathBuf>,
         persistent: bool,
         #[pyo3(from_py_with = args::mode)] mode: u32,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let o = options(size, file, persistent, mode);
         let (seg, d) = py
             .detach(|| o.create_or_open(name))
@@ -172,7 +176,8 @@ impl Segment {
 
     /// Removes the name now (processes holding the segment keep their memory).
     #[staticmethod]
-    fn remove(py: Python<'_>, name: &str) -> PyResult<()> {
+    fn remove(py: Python<'_>, #[pyo3(from_py_with = args::name)] name: String) -> PyResult<()> {
+        let name = name.as_str();
         py.detach(|| shmipc::Segment::remove(name))
             .map_err(errors::remove)
     }

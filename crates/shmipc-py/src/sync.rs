@@ -65,7 +65,7 @@ enum Slice {
 }
 
 enum PyErrKind {
-    WouldDeadlock(String),
+    WouldDeadlock,
     Os(String),
 }
 
@@ -122,7 +122,8 @@ impl Mutex {
 #[pymethods]
 impl Mutex {
     #[new]
-    fn py_new(py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn py_new(py: Python<'_>, #[pyo3(from_py_with = args::name)] name: String) -> PyResult<Self> {
+        let name = name.as_str();
         let (m, d) = py
             .detach(|| NamedMutex::create_or_open(name))
             .map_err(errors::object)?;
@@ -131,7 +132,12 @@ impl Mutex {
 
     /// Creates the mutex; ``FileExistsError`` if the name is taken.
     #[classmethod]
-    fn create(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn create(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let m = py
             .detach(|| NamedMutex::create(name))
             .map_err(errors::object)?;
@@ -140,7 +146,12 @@ impl Mutex {
 
     /// Opens an existing mutex; ``FileNotFoundError`` if there is none.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let m = py
             .detach(|| NamedMutex::open(name))
             .map_err(errors::object)?;
@@ -178,9 +189,7 @@ impl Mutex {
                     guard,
                 }),
                 Err(LockTimeoutError::Timeout(_)) => Slice::Timeout,
-                Err(e @ LockTimeoutError::WouldDeadlock) => {
-                    Slice::Failed(PyErrKind::WouldDeadlock(e.to_string()))
-                }
+                Err(LockTimeoutError::WouldDeadlock) => Slice::Failed(PyErrKind::WouldDeadlock),
                 Err(e) => Slice::Failed(PyErrKind::Os(e.to_string())),
             };
             match s {
@@ -204,7 +213,11 @@ impl Mutex {
                     self.m.name()
                 )))
             }
-            Some(Slice::Failed(PyErrKind::WouldDeadlock(m))) => Err(errors::Error::new_err(m)),
+            // Python's words: a guard is Rust's.
+            Some(Slice::Failed(PyErrKind::WouldDeadlock)) => Err(errors::Error::new_err(format!(
+                "this thread holds the mutex already (`{}` is not recursive): call release() first (or leave its `with` block)",
+                self.m.name()
+            ))),
             Some(Slice::Failed(PyErrKind::Os(m))) => Err(PyOSError::new_err(m)),
         }
     }
@@ -281,10 +294,11 @@ impl Semaphore {
     #[pyo3(signature = (name, initial=0, maximum=SEM_MAX))]
     fn py_new(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::initial)] initial: u32,
         #[pyo3(from_py_with = args::maximum)] maximum: u32,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let (s, d) = py
             .detach(|| NamedSemaphore::create_or_open(name, initial, maximum))
             .map_err(errors::object)?;
@@ -300,10 +314,11 @@ impl Semaphore {
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         #[pyo3(from_py_with = args::initial)] initial: u32,
         #[pyo3(from_py_with = args::maximum)] maximum: u32,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let s = py
             .detach(|| NamedSemaphore::create(name, initial, maximum))
             .map_err(errors::object)?;
@@ -312,7 +327,12 @@ impl Semaphore {
 
     /// Opens an existing semaphore; ``FileNotFoundError`` if there is none.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let s = py
             .detach(|| NamedSemaphore::open(name))
             .map_err(errors::object)?;
@@ -403,10 +423,11 @@ impl Event {
     #[pyo3(signature = (name, manual_reset=true, initially_set=false))]
     fn py_new(
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         manual_reset: bool,
         initially_set: bool,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let (e, d) = py
             .detach(|| NamedEvent::create_or_open(name, reset_mode(manual_reset), initially_set))
             .map_err(errors::object)?;
@@ -422,10 +443,11 @@ impl Event {
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        name: &str,
+        #[pyo3(from_py_with = args::name)] name: String,
         manual_reset: bool,
         initially_set: bool,
     ) -> PyResult<Self> {
+        let name = name.as_str();
         let e = py
             .detach(|| NamedEvent::create(name, reset_mode(manual_reset), initially_set))
             .map_err(errors::object)?;
@@ -434,7 +456,12 @@ impl Event {
 
     /// Opens an existing event; ``FileNotFoundError`` if there is none.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str) -> PyResult<Self> {
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::name)] name: String,
+    ) -> PyResult<Self> {
+        let name = name.as_str();
         let e = py
             .detach(|| NamedEvent::open(name))
             .map_err(errors::object)?;

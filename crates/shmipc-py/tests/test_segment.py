@@ -396,3 +396,49 @@ def test_no_room_in_dev_shm_is_an_oserror_enospc_for_every_kind(name):
             make()
         assert e.value.errno == errno.ENOSPC, e.value
         assert not os.path.exists(f"/dev/shm/{name}")
+
+
+# Permission bits: read/write only, as the CLI takes them. Bits beyond 0o777 and
+# execute bits are refused (not silently dropped), and nothing is created.
+@pytest.mark.parametrize(
+    "bad,says",
+    [
+        (0o7777777, "bits beyond 0o777"),
+        (0o4777, "bits beyond 0o777"),
+        (0o1600, "bits beyond 0o777"),
+        (0o700, "execute bits"),
+        (0o611, "execute bits"),
+    ],
+)
+def test_mode_refuses_bits_that_are_not_read_write(name, bad, says):
+    with pytest.raises(ValueError, match=f"^mode {oct(bad)} has {says}"):
+        shmipc.Segment.create(name, 64, mode=bad)
+    with pytest.raises(FileNotFoundError):
+        shmipc.Segment.open(name)
+    seg = shmipc.Segment.create(name, 64, mode=0o660)
+    seg.close()
+
+
+# A name that UTF-8 cannot encode (a lone surrogate, as os.fsdecode makes of a
+# byte that is not UTF-8): a ValueError naming the argument, for every kind.
+NAME_ARGS = [
+    lambda n: shmipc.Segment.create(n, 64),
+    lambda n: shmipc.Segment(n, 64),
+    lambda n: shmipc.Segment.open(n),
+    lambda n: shmipc.Segment.remove(n),
+    lambda n: shmipc.Mutex(n),
+    lambda n: shmipc.Mutex.open(n),
+    lambda n: shmipc.Semaphore(n),
+    lambda n: shmipc.Event(n),
+    lambda n: shmipc.Producer(n),
+    lambda n: shmipc.Consumer.open(n),
+    lambda n: shmipc.Publisher(n),
+    lambda n: shmipc.Subscriber(n),
+]
+
+
+@pytest.mark.parametrize("call", NAME_ARGS)
+def test_a_name_utf8_cannot_encode_is_a_value_error(name, call):
+    arg = "topic" if call in NAME_ARGS[-2:] else "name"
+    with pytest.raises(ValueError, match=rf"^{arg} 'pyt-.*\\udcff' is not valid text"):
+        call(name + "\udcff")

@@ -239,3 +239,23 @@ def test_forked_child_does_not_hold_or_release_the_parents_lock(name):
     t.join()
     assert seen == ["timeout"] and m.held()
     m.release()
+
+
+def test_acquiring_twice_on_one_thread_says_release(name):
+    m = shmipc.Mutex(name)
+    with m:
+        with pytest.raises(shmipc.Error, match=r"call release\(\) first \(or leave its `with` block\)$") as e:
+            m.acquire(timeout=1)
+        assert "guard" not in str(e.value) and f"`{name}`" in str(e.value)
+
+
+def test_a_name_that_is_not_a_usable_object_is_named(name):
+    # A plain 10-byte segment is no mutex; a mutex is no event.
+    seg = shmipc.Segment.create(name, 10)
+    with pytest.raises(shmipc.Error, match=f"^`{name}` is not a usable shmipc mutex: the region is 10 bytes"):
+        shmipc.Mutex(name)
+    seg.close()
+    m = shmipc.Mutex(name + "-m")
+    with pytest.raises(shmipc.Error, match=f"^`{name}-m` is not a usable shmipc event: .*use the name of an event,"):
+        shmipc.Event(name + "-m")
+    del m

@@ -151,7 +151,7 @@ pub enum LayoutError {
         expected: u32,
     },
     /// Another kind of object.
-    #[error("the object is of kind `{found}`, not `{expected}`: use the name of a {expected}, or another name")]
+    #[error("the object is of kind `{found}`, not `{expected}`: use the name of {} {expected}, or another name", article(expected))]
     Kind {
         /// What was found (its name, or a code).
         found: String,
@@ -317,6 +317,15 @@ pub(crate) fn expect(
         });
     }
     Ok(h)
+}
+
+/// "a" or "an", for a kind's name (`an event`, `a mutex`).
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// `capacity 375 (not a power of two from 2 to 2^31)` from a field's description

@@ -188,6 +188,11 @@ impl View {
         self.seg.is_still_named()
     }
 
+    /// The name of the view's segment, if it has one (for messages).
+    pub(crate) fn segment_name(&self) -> Option<String> {
+        self.seg.name.as_ref().map(Name::to_string)
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chan_common::*;
 use shmipc::channel::rpc::{Client, Options, Server};
-use shmipc::channel::{RecvError, SendError};
+use shmipc::channel::{CallError, RecvError, SendError};
 use shmipc::{Access, Segment};
 
 const ENTRY: &str = "child_entry";
@@ -169,10 +169,10 @@ fn killed_server_disconnects_clients() {
     assert!(wait_until(LIMIT, || client.server_present()));
     assert_eq!(client.call(b"abc", LIMIT).unwrap(), b"cba");
     srv.kill();
-    assert_eq!(
-        client.call(b"abc", LIMIT).err(),
-        Some(RecvError::Disconnected)
-    );
+    assert!(matches!(
+        client.call(b"abc", LIMIT),
+        Err(CallError::ServerGone { .. })
+    ));
     // A new server is picked up.
     let server = Server::open(&name.0).unwrap();
     let id = client.send_request(b"xyz").unwrap();
@@ -328,4 +328,45 @@ fn kill_storm_never_leaks_a_request_slot() {
         client.recv_response(id, LIMIT).unwrap(),
         answer(b"after the storm")
     );
+}
+
+/// A client is told what happened in rpc terms, naming the channel: no response
+/// within its timeout, the server gone, a request too large.
+#[test]
+fn a_client_is_told_in_rpc_terms_what_happened() {
+    let name = Name::new("rpc-words");
+    let n = &name.0;
+    let server = Options::new()
+        .capacity(4)
+        .slot_size(64)
+        .create_server(n)
+        .unwrap();
+    let _holder = Segment::open(n, Access::ReadWrite).unwrap();
+    let mut client = Client::open(n).unwrap();
+    // The server takes no request.
+    let e = client.call(b"abc", Duration::from_millis(50)).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.starts_with(&format!(
+            "no response from the server of `{n}` within 50ms: "
+        )),
+        "{e}"
+    );
+    let e = client.call(&[0; 100_000], LIMIT).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.starts_with("a request of 100000 bytes does not fit a slot of "),
+        "{e}"
+    );
+    assert!(e.contains(&format!("`{n}`")), "{e}");
+    // Sent while the server lived; it leaves before answering.
+    let id = client.send_request(b"q").unwrap();
+    drop(server);
+    let gone = format!("the server of `{n}` is gone: start one");
+    let e = client.recv_response(id, LIMIT).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&gone), "{e}");
+    let e = client.call(b"abc", LIMIT).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&gone), "{e}");
 }

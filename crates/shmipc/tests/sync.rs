@@ -650,3 +650,104 @@ fn relocking_from_the_holding_thread_is_refused_not_a_hang() {
     drop(g);
     drop(other.lock().unwrap());
 }
+
+/// What another thread of this process gets from `try_lock` on `m` (a guard is not
+/// `Send`, so it is dropped there).
+#[cfg(target_os = "linux")]
+fn try_from_another_thread(m: &Mutex<'_>) -> String {
+    std::thread::scope(|s| {
+        s.spawn(|| match m.try_lock() {
+            Ok(_) => "Ok (taken)".to_owned(),
+            Err(e) => format!("{e:?}"),
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A forked child gets a copy of its parent's guard, not the lock: dropping that
+/// copy (and marking it consistent) in the child must leave the parent's lock
+/// held, in a segment and as a named mutex alike.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_guard_dropped_in_a_forked_child_leaves_the_parents_lock_held() {
+    let seg = Segment::options().size(4096).create_unnamed().unwrap();
+    let view = seg.map_all().unwrap();
+    let placed = Mutex::init_at(&view, 0).unwrap();
+    let named = NamedMutex::create(&unique("fork-guard")).unwrap();
+    for m in [placed, named.as_mutex()] {
+        let guard = m.lock().unwrap();
+        // SAFETY: the child (of a multi-threaded process) does only what is
+        // async-signal-safe: it drops its copy of the guard (atomic loads and
+        // stores on the lock words, at most a futex wake) and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            guard.mark_consistent();
+            drop(guard);
+            // SAFETY: ends the child at once, running none of the parent's code.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed: {status:#x}"
+        );
+        assert_eq!(
+            try_from_another_thread(&m),
+            "WouldBlock",
+            "a forked child's drop of a copied guard unlocked its parent's lock"
+        );
+        drop(guard);
+        assert_eq!(try_from_another_thread(&m), "Ok (taken)");
+    }
+}
+
+/// An object that cannot be used is named in its error (its name, or where it was
+/// placed), with the right article for the kind asked for.
+#[test]
+fn an_unusable_object_is_named_in_its_error() {
+    let plain = unique("plain10");
+    let _seg = Segment::create(&plain, 10).unwrap();
+    let e = NamedMutex::open(&plain).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("`{plain}` is not a usable shmipc mutex: ")),
+        "{e}"
+    );
+    let e = NamedMutex::create_or_open(&plain).unwrap_err().to_string();
+    assert!(e.contains(&format!("`{plain}`")), "{e}");
+
+    let mutex = unique("a-mutex");
+    let _m = NamedMutex::create(&mutex).unwrap();
+    let e = NamedEvent::open(&mutex).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("`{mutex}` is not a usable shmipc event: ")),
+        "{e}"
+    );
+    assert!(e.contains("use the name of an event,"), "{e}");
+    let e = NamedSemaphore::open(&mutex).unwrap_err().to_string();
+    assert!(e.contains("use the name of a semaphore,"), "{e}");
+
+    // Placed in a view: where, in which segment.
+    let placed = unique("placed");
+    let seg = Segment::create(&placed, 4096).unwrap();
+    let view = seg.map_all().unwrap();
+    Event::init_at(&view, 1024, EventReset::Manual, false).unwrap();
+    let e = Mutex::open_at(&view, 1024).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "offset 1024 of segment `{placed}` is not a usable shmipc mutex: "
+        )),
+        "{e}"
+    );
+    let unnamed = Segment::options().size(4096).create_unnamed().unwrap();
+    let garbage = unnamed.map_all().unwrap();
+    garbage.fill(0, 4096, 0xAB).unwrap();
+    let e = Mutex::open_at(&garbage, 0).unwrap_err().to_string();
+    assert!(
+        e.starts_with("offset 0 of an unnamed segment is not a usable shmipc mutex: "),
+        "{e}"
+    );
+}

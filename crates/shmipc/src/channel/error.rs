@@ -153,6 +153,51 @@ pub enum RecvError {
     Corrupt(#[from] Corrupt),
 }
 
+/// Why an rpc client's [`call`](super::rpc::Client::call) or wait for a response
+/// ([`recv_response`](super::rpc::Client::recv_response)) returned none: in rpc
+/// terms, naming the channel (the other channel kinds' [`RecvError`] and
+/// [`SendError`] speak of senders and receivers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No response came within the timeout (for a `call`: nor was there room to
+    /// queue the request, if the queue stayed full). A late response is dropped.
+    #[error("no response from the server of `{name}` within {timeout:?}: is the server serving? retry, or wait longer")]
+    Timeout {
+        /// The channel's name.
+        name: String,
+        /// The timeout given.
+        timeout: std::time::Duration,
+    },
+    /// No server is attached: it left or died (or none has started yet). A server
+    /// that attaches later is picked up: calling again then works.
+    #[error(
+        "the server of `{name}` is gone: start one (this client calls it once it is attached)"
+    )]
+    ServerGone {
+        /// The channel's name.
+        name: String,
+    },
+    /// The request is larger than a slot.
+    #[error("a request of {len} bytes does not fit a slot of {max} bytes of `{name}`: send less, or recreate the channel with larger slots")]
+    TooLarge {
+        /// The channel's name.
+        name: String,
+        /// The request's length.
+        len: usize,
+        /// The slot size.
+        max: usize,
+    },
+    /// The shared memory is corrupt.
+    #[error("rpc channel `{name}`: {source}")]
+    Corrupt {
+        /// The channel's name.
+        name: String,
+        /// What is wrong.
+        source: Corrupt,
+    },
+}
+
 impl<T> From<Corrupt> for TrySendError<T> {
     fn from(c: Corrupt) -> Self {
         Self::Corrupt(c)

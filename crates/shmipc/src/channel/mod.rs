@@ -100,4 +100,4 @@ mod shared;
 #[cfg(not(loom))]
 pub mod spsc;
 
-pub use error::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
+pub use error::{CallError, ChannelError, Corrupt, RecvError, SendError, TrySendError};

@@ -49,8 +49,8 @@
 //! waiting and requests held (answer by [`Request::caller`] after dropping one to
 //! free its slot early).
 //!
-//! A client whose server left or died gets [`RecvError::Disconnected`] /
-//! [`SendError::Disconnected`]; a server responding to a client that left or died
+//! A client whose server left or died gets [`CallError::ServerGone`] (from a call or
+//! a wait for a response) / [`SendError::Disconnected`]; a server responding to a client that left or died
 //! gets `Disconnected` and goes on. A client killed with a request loaned has it
 //! skipped; a server killed holding requests has their slots freed by the next
 //! client that needs them (or the next server); nothing is lost to a crash. What a
@@ -98,7 +98,7 @@ use super::peer::{self, Claim, Place};
 use super::shared::{self, line_up, Bad, BellWords, Common, How, Mapped, PeerWords, Rule, Words};
 use super::shim::AtomicU64;
 use super::spsc_ring::{self, ConsumerCore, ProducerCore, SpscSlots};
-use super::{ChannelError, Corrupt, RecvError, SendError, TrySendError};
+use super::{CallError, ChannelError, Corrupt, RecvError, SendError, TrySendError};
 
 /// The words before the client records. Fields that different sides write sit on
 /// their own cache lines.
@@ -1284,16 +1284,36 @@ impl Client {
     /// response is read in place.
     ///
     /// # Errors
-    /// [`RecvError::Empty`] if it does not come in time; [`RecvError::Disconnected`]
-    /// if the server left or died; [`RecvError::Corrupt`].
-    pub fn recv_response(&mut self, id: u64, timeout: Duration) -> Result<Response<'_>, RecvError> {
-        let deadline = Deadline::after(timeout);
+    /// [`CallError::Timeout`] if it does not come in time; [`CallError::ServerGone`]
+    /// if the server left or died; [`CallError::Corrupt`].
+    pub fn recv_response(&mut self, id: u64, timeout: Duration) -> Result<Response<'_>, CallError> {
+        let (slot, len) = self
+            .wait_response(id, Deadline::after(timeout))
+            .map_err(|e| self.call_error(e, timeout))?;
+        Ok(self.response(slot, len, id))
+    }
+
+    /// Waits until `deadline` for the response to `id` (its slot and data length),
+    /// dropping the others; in a channel's terms.
+    fn wait_response(&mut self, id: u64, deadline: Deadline) -> Result<(usize, usize), RecvError> {
         loop {
             let (slot, len, got) = self.next_response(deadline)?;
             if got == id {
-                return Ok(self.response(slot, len, got));
+                return Ok((slot, len));
             }
             self.release_response();
+        }
+    }
+
+    /// A channel's error, as what it means to a caller that waited `timeout`.
+    fn call_error(&self, e: RecvError, timeout: Duration) -> CallError {
+        let name = self.chan.map.name.clone();
+        match e {
+            RecvError::Disconnected => CallError::ServerGone { name },
+            RecvError::Corrupt(source) => CallError::Corrupt { name, source },
+            // Empty: nothing came in time. (A response is never too large for the
+            // client's buffer, nor held beyond a bound: it is read in place.)
+            _ => CallError::Timeout { name, timeout },
         }
     }
 
@@ -1304,8 +1324,8 @@ impl Client {
     /// to other ids read on the way are dropped, as the blocking form does).
     ///
     /// # Errors
-    /// [`RecvError::Disconnected`] if the server left or died; [`RecvError::Corrupt`].
-    pub async fn recv_response_async(&mut self, id: u64) -> Result<Response<'_>, RecvError> {
+    /// [`CallError::ServerGone`] if the server left or died; [`CallError::Corrupt`].
+    pub async fn recv_response_async(&mut self, id: u64) -> Result<Response<'_>, CallError> {
         let mut pending = crate::waitset::Pending::default();
         let (slot, len) = std::future::poll_fn(|cx| {
             let words = self.chan.words;
@@ -1319,7 +1339,8 @@ impl Client {
                 }
             })
         })
-        .await?;
+        .await
+        .map_err(|e| self.call_error(e, Duration::MAX))?;
         Ok(self.response(slot, len, id))
     }
 
@@ -1395,24 +1416,43 @@ impl Client {
         Ok((slot, len - RESP_PREFIX, u64::from_le_bytes(id)))
     }
 
-    /// Sends a copy of `data` as a request and waits up to `timeout` for its
-    /// response (read in place).
+    /// Sends a copy of `data` as a request and waits for its response (read in
+    /// place), up to `timeout` in all (waiting for room in a full request queue
+    /// included).
     ///
     /// # Errors
-    /// As [`Client::send_request`] (as `RecvError::Disconnected`,
-    /// `RecvError::Corrupt`, or `Empty` for a full queue) and
-    /// [`Client::recv_response`].
-    pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Response<'_>, RecvError> {
-        let id = match self.send_request(data) {
-            Ok(id) => id,
-            Err(SendError::Disconnected(())) => return Err(RecvError::Disconnected),
-            Err(SendError::Corrupt(c)) => return Err(RecvError::Corrupt(c)),
-            Err(SendError::TooLarge { len, max }) => {
-                return Err(RecvError::BufferTooSmall { len, buf: max })
+    /// As [`Client::recv_response`] ([`CallError::Timeout`] also when the request
+    /// queue stayed full), and [`CallError::TooLarge`].
+    pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Response<'_>, CallError> {
+        let deadline = Deadline::after(timeout);
+        let sent = match self.loan_with(data.len(), deadline) {
+            Ok(mut loan) => {
+                loan.copy_from_slice(data);
+                loan.send()
             }
-            Err(SendError::Timeout(())) => return Err(RecvError::Empty),
+            Err(e) => Err(e),
         };
-        self.recv_response(id, timeout)
+        let id = match sent {
+            Ok(id) => id,
+            Err(SendError::TooLarge { len, max }) => {
+                return Err(CallError::TooLarge {
+                    name: self.chan.map.name.clone(),
+                    len,
+                    max,
+                })
+            }
+            Err(SendError::Disconnected(())) => {
+                return Err(self.call_error(RecvError::Disconnected, timeout))
+            }
+            Err(SendError::Corrupt(c)) => {
+                return Err(self.call_error(RecvError::Corrupt(c), timeout))
+            }
+            Err(SendError::Timeout(())) => return Err(self.call_error(RecvError::Empty, timeout)),
+        };
+        let (slot, len) = self
+            .wait_response(id, deadline)
+            .map_err(|e| self.call_error(e, timeout))?;
+        Ok(self.response(slot, len, id))
     }
 }
 

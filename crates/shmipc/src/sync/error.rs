@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::error::{CreateError, MapError, OpenError};
 use crate::layout::LayoutError;
 use crate::segment::Access;
+use crate::view::View;
 
 use super::mutex::MutexGuard;
 
@@ -26,10 +27,16 @@ pub enum ObjectError {
     Map(#[from] MapError),
     /// The region holds no valid object of this kind: garbage, another program's
     /// bytes, another kind of object, another version, or too few bytes.
-    #[error("not a usable shmipc {kind}: {source}")]
+    #[error("{} is not a usable shmipc {kind}: {source}", object(.name.as_deref(), *.offset))]
     Invalid {
         /// The kind asked for.
         kind: &'static str,
+        /// The named object's name; for an object placed in a view, the name of the
+        /// view's segment (`None` if it has none).
+        name: Option<String>,
+        /// Where in its segment's view the object was looked for: `None` for a
+        /// named object.
+        offset: Option<usize>,
         /// What the header check found.
         #[source]
         source: LayoutError,
@@ -73,6 +80,52 @@ pub enum ObjectError {
         /// The kind asked for.
         kind: &'static str,
     },
+}
+
+/// The object of an [`ObjectError::Invalid`], for people.
+fn object(name: Option<&str>, offset: Option<usize>) -> String {
+    match (name, offset) {
+        (Some(name), None) => format!("`{name}`"),
+        (Some(name), Some(offset)) => format!("offset {offset} of segment `{name}`"),
+        (None, Some(offset)) => format!("offset {offset} of an unnamed segment"),
+        (None, None) => "the object".to_owned(),
+    }
+}
+
+impl ObjectError {
+    /// An [`Invalid`](Self::Invalid) object at `offset` of `view`.
+    pub(crate) fn placed(
+        kind: &'static str,
+        view: &View,
+        offset: usize,
+        source: LayoutError,
+    ) -> Self {
+        Self::Invalid {
+            kind,
+            name: view.segment_name(),
+            offset: Some(offset),
+            source,
+        }
+    }
+
+    /// An [`Invalid`](Self::Invalid) named object.
+    pub(crate) fn named(kind: &'static str, name: &str, source: LayoutError) -> Self {
+        Self::Invalid {
+            kind,
+            name: Some(name.to_owned()),
+            offset: None,
+            source,
+        }
+    }
+
+    /// This error of the named object `name` (an invalid object is named by its
+    /// name rather than by where its segment holds it).
+    pub(crate) fn of_named(self, name: &str) -> Self {
+        match self {
+            Self::Invalid { kind, source, .. } => Self::named(kind, name, source),
+            e => e,
+        }
+    }
 }
 
 /// Why [`Mutex::lock`](super::Mutex::lock) did not return a plain guard.

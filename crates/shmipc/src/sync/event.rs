@@ -92,12 +92,8 @@ impl<'a> Event<'a> {
         let words: &EventWords = region::words(view, offset, KIND)?;
         words.init(initially_set);
         let inner = Inner::Words(words, reset);
-        layout::init(view, offset, Kind::Event, [reset.code(), 0, 0, 0]).map_err(|e| {
-            ObjectError::Invalid {
-                kind: KIND,
-                source: LayoutError::Access(e),
-            }
-        })?;
+        layout::init(view, offset, Kind::Event, [reset.code(), 0, 0, 0])
+            .map_err(|e| ObjectError::placed(KIND, view, offset, LayoutError::Access(e)))?;
         Ok(Self { inner })
     }
 
@@ -111,19 +107,21 @@ impl<'a> Event<'a> {
         }
         let words: &EventWords = region::words(view, offset, KIND)?;
         let header = layout::expect(view, offset, Kind::Event, PATIENCE)
-            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+            .map_err(|source| ObjectError::placed(KIND, view, offset, source))?;
         let reset = match header.params[0] {
             0 => EventReset::Manual,
             1 => EventReset::Auto,
             found => {
-                return Err(ObjectError::Invalid {
-                    kind: KIND,
-                    source: LayoutError::Corrupt {
+                return Err(ObjectError::placed(
+                    KIND,
+                    view,
+                    offset,
+                    LayoutError::Corrupt {
                         kind: KIND,
                         what: "reset mode (not 0 manual, 1 auto)",
                         found,
                     },
-                })
+                ))
             }
         };
         Ok(Self {
@@ -409,6 +407,15 @@ impl NamedEvent {
         opts: &ObjectOptions,
         params: Option<(EventReset, bool)>,
     ) -> Result<(Self, Disposition), ObjectError> {
+        Self::get_in(name, how, opts, params).map_err(|e| e.of_named(name))
+    }
+
+    fn get_in(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+        params: Option<(EventReset, bool)>,
+    ) -> Result<(Self, Disposition), ObjectError> {
         if imp::NATIVE_NAMED {
             let (native, disp) = NativeEvent::get(name, how, opts, params)?;
             return Ok((
@@ -429,15 +436,16 @@ impl NamedEvent {
             (_, want) => {
                 let found = Event::open_at(&view, 0)?.reset_mode();
                 if let Some((reset, _)) = want.filter(|(r, _)| *r != found) {
-                    return Err(ObjectError::Invalid {
-                        kind: KIND,
-                        source: LayoutError::Mismatch {
+                    return Err(ObjectError::named(
+                        KIND,
+                        name,
+                        LayoutError::Mismatch {
                             kind: KIND,
                             what: "reset mode (0 manual, 1 auto)",
                             found: found.code(),
                             expected: reset.code(),
                         },
-                    });
+                    ));
                 }
                 found
             }

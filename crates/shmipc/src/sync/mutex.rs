@@ -17,6 +17,7 @@ use super::named::{self, How, ObjectOptions, PATIENCE};
 use super::raw::{Acquired, MutexWords, CONTENDED, FIRST_SLICE, MAX_SLICE};
 use super::region::{self, Placed, OBJECT_ALIGN, OBJECT_SIZE};
 use super::Liveness;
+use crate::sys::liveness::ProcessStamp;
 use crate::sys::wait::reactor;
 use crate::waitset::{self, Arm, Sleep, SyncWait, Undo};
 use std::sync::atomic::Ordering;
@@ -103,12 +104,8 @@ impl<'a> Mutex<'a> {
         words.init();
         let inner = Inner::Words(words, view.liveness());
         let [domain, spare] = imp::namespaces();
-        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0]).map_err(|e| {
-            ObjectError::Invalid {
-                kind: KIND,
-                source: LayoutError::Access(e),
-            }
-        })?;
+        layout::init(view, offset, Kind::Mutex, [domain, spare, 0, 0])
+            .map_err(|e| ObjectError::placed(KIND, view, offset, LayoutError::Access(e)))?;
         Ok(Self { inner })
     }
 
@@ -124,7 +121,7 @@ impl<'a> Mutex<'a> {
         }
         let words: &MutexWords = region::words(view, offset, KIND)?;
         let header = layout::expect(view, offset, Kind::Mutex, PATIENCE)
-            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+            .map_err(|source| ObjectError::placed(KIND, view, offset, source))?;
         let ours = imp::namespaces();
         for (theirs, ours) in header.params[..2].iter().zip(ours) {
             if *theirs != 0 && ours != 0 && *theirs != ours {
@@ -139,6 +136,7 @@ impl<'a> Mutex<'a> {
     fn guard(&self) -> MutexGuard<'a> {
         MutexGuard {
             inner: self.inner,
+            taken_in: ProcessStamp::now(),
             _not_send: PhantomData,
         }
     }
@@ -412,10 +410,25 @@ impl waitset::sealed::Sealed for NamedMutex {
 /// Not `Send`, on every OS: the lock belongs to the thread that took it and is
 /// released on that thread (a Windows kernel mutex can only be released by its
 /// owning thread; a thread that ends while holding it counts as a dead owner).
+///
+/// Nor does it travel through `fork()`: a forked child gets a copy of the guard but
+/// not the lock, which its parent still holds. Dropping the copy in the child
+/// leaves the lock alone (and [`mark_consistent`](Self::mark_consistent) there
+/// does nothing), so the parent's critical section is never opened under it.
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a> {
     inner: Inner<'a>,
+    /// The process that took the lock: only it may release it.
+    taken_in: ProcessStamp,
     _not_send: PhantomData<*const ()>,
+}
+
+impl MutexGuard<'_> {
+    /// Whether this process took the lock (not a child forked while it was held).
+    #[inline]
+    fn holds(&self) -> bool {
+        self.taken_in == ProcessStamp::now()
+    }
 }
 
 impl fmt::Debug for MutexGuard<'_> {
@@ -430,6 +443,9 @@ impl MutexGuard<'_> {
     /// holder calls it, every later locker gets `OwnerDied` too.
     #[doc(alias = "pthread_mutex_consistent")]
     pub fn mark_consistent(&self) {
+        if !self.holds() {
+            return;
+        }
         match self.inner {
             Inner::Words(w, _) => w.mark_consistent(),
             Inner::Native(n) => n.mark_consistent(),
@@ -440,6 +456,10 @@ impl MutexGuard<'_> {
 impl Drop for MutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        if !self.holds() {
+            // A forked child's copy: the lock is its parent's, still held.
+            return;
+        }
         let panicking = std::thread::panicking();
         match self.inner {
             Inner::Words(w, _) => {
@@ -546,6 +566,14 @@ impl NamedMutex {
     }
 
     fn get(name: &str, how: How, opts: &ObjectOptions) -> Result<(Self, Disposition), ObjectError> {
+        Self::get_in(name, how, opts).map_err(|e| e.of_named(name))
+    }
+
+    fn get_in(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+    ) -> Result<(Self, Disposition), ObjectError> {
         if imp::NATIVE_NAMED {
             let (native, disp) = NativeMutex::get(name, how, opts)?;
             return Ok((

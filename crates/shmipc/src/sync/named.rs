@@ -140,6 +140,6 @@ fn open(name: &str) -> Result<Segment, OpenError> {
 fn open_mapped(name: &str, kind: &'static str) -> Result<View, ObjectError> {
     let seg = open(name)?;
     crate::layout::check_unmapped(&seg, PATIENCE)
-        .map_err(|source| ObjectError::Invalid { kind, source })?;
+        .map_err(|source| ObjectError::named(kind, name, source))?;
     Ok(seg.map_all()?)
 }

@@ -53,14 +53,16 @@ pub(crate) fn check(view: &View, offset: usize, kind: &'static str) -> Result<()
         .checked_add(OBJECT_SIZE)
         .is_none_or(|end| end > view.len())
     {
-        return Err(ObjectError::Invalid {
+        return Err(ObjectError::placed(
             kind,
-            source: crate::LayoutError::TooSmall {
+            view,
+            offset,
+            crate::LayoutError::TooSmall {
                 what: kind,
                 len: view.len().saturating_sub(offset),
                 need: OBJECT_SIZE,
             },
-        });
+        ));
     }
     if (view.as_ptr() as usize).wrapping_add(offset) % OBJECT_ALIGN != 0 {
         return Err(ObjectError::Misaligned {

@@ -85,12 +85,8 @@ impl<'a> Semaphore<'a> {
         let words: &SemaphoreWords = region::words(view, offset, KIND)?;
         words.init(initial);
         let inner = Inner::Words(words, max);
-        layout::init(view, offset, Kind::Semaphore, [u64::from(max), 0, 0, 0]).map_err(|e| {
-            ObjectError::Invalid {
-                kind: KIND,
-                source: LayoutError::Access(e),
-            }
-        })?;
+        layout::init(view, offset, Kind::Semaphore, [u64::from(max), 0, 0, 0])
+            .map_err(|e| ObjectError::placed(KIND, view, offset, LayoutError::Access(e)))?;
         Ok(Self { inner })
     }
 
@@ -104,17 +100,21 @@ impl<'a> Semaphore<'a> {
         }
         let words: &SemaphoreWords = region::words(view, offset, KIND)?;
         let header = layout::expect(view, offset, Kind::Semaphore, PATIENCE)
-            .map_err(|source| ObjectError::Invalid { kind: KIND, source })?;
+            .map_err(|source| ObjectError::placed(KIND, view, offset, source))?;
         let max = u32::try_from(header.params[0])
             .ok()
             .filter(|m| *m >= 1)
-            .ok_or(ObjectError::Invalid {
-                kind: KIND,
-                source: LayoutError::Corrupt {
-                    kind: KIND,
-                    what: "maximum (not 1 to 2^32 - 1)",
-                    found: header.params[0],
-                },
+            .ok_or_else(|| {
+                ObjectError::placed(
+                    KIND,
+                    view,
+                    offset,
+                    LayoutError::Corrupt {
+                        kind: KIND,
+                        what: "maximum (not 1 to 2^32 - 1)",
+                        found: header.params[0],
+                    },
+                )
             })?;
         Ok(Self {
             inner: Inner::Words(words, max),
@@ -420,6 +420,15 @@ impl NamedSemaphore {
         opts: &ObjectOptions,
         params: Option<(u32, u32)>,
     ) -> Result<(Self, Disposition), ObjectError> {
+        Self::get_in(name, how, opts, params).map_err(|e| e.of_named(name))
+    }
+
+    fn get_in(
+        name: &str,
+        how: How,
+        opts: &ObjectOptions,
+        params: Option<(u32, u32)>,
+    ) -> Result<(Self, Disposition), ObjectError> {
         if let Some((initial, max)) = params {
             check_params(initial, max)?;
         }
@@ -443,15 +452,16 @@ impl NamedSemaphore {
             (_, want) => {
                 let found = Semaphore::open_at(&view, 0)?.max();
                 if let Some((_, max)) = want.filter(|(_, m)| *m != found) {
-                    return Err(ObjectError::Invalid {
-                        kind: KIND,
-                        source: LayoutError::Mismatch {
+                    return Err(ObjectError::named(
+                        KIND,
+                        name,
+                        LayoutError::Mismatch {
                             kind: KIND,
                             what: "maximum",
                             found: found.into(),
                             expected: max.into(),
                         },
-                    });
+                    ));
                 }
                 found
             }

@@ -107,15 +107,16 @@ fn failed(name: &Name, kind: &'static str, how: How, fail: Fail) -> ObjectError 
     match fail {
         Fail::NotFound => ObjectError::Open(OpenError::NotFound { name: n }),
         Fail::Exists => ObjectError::Create(CreateError::AlreadyExists { name: n }),
-        Fail::OtherKind(found) => ObjectError::Invalid {
+        Fail::OtherKind(found) => ObjectError::named(
             kind,
-            source: crate::LayoutError::Kind {
+            &n,
+            crate::LayoutError::Kind {
                 found: found
                     .unwrap_or("kernel object of another type (a segment's section?)")
                     .to_owned(),
                 expected: kind,
             },
-        },
+        ),
         Fail::Denied(source) if creating => {
             ObjectError::Create(CreateError::PermissionDenied { name: n, source })
         }
@@ -347,15 +348,16 @@ impl NativeSemaphore {
                 })
             })?;
         if let Some((_, want)) = params.filter(|(_, m)| *m != found) {
-            return Err(ObjectError::Invalid {
-                kind: KIND,
-                source: crate::LayoutError::Mismatch {
+            return Err(ObjectError::named(
+                KIND,
+                &name.to_string(),
+                crate::LayoutError::Mismatch {
                     kind: KIND,
                     what: "maximum",
                     found: found.into(),
                     expected: want.into(),
                 },
-            });
+            ));
         }
         Ok((Self { handle, max: found }, disp))
     }
@@ -434,15 +436,16 @@ impl NativeEvent {
         };
         if let Some((want, _)) = params.filter(|(r, _)| *r != found) {
             let code = |r: EventReset| u64::from(r == EventReset::Auto);
-            return Err(ObjectError::Invalid {
-                kind: KIND,
-                source: crate::LayoutError::Mismatch {
+            return Err(ObjectError::named(
+                KIND,
+                &name.to_string(),
+                crate::LayoutError::Mismatch {
                     kind: KIND,
                     what: "reset mode (0 manual, 1 auto)",
                     found: code(found),
                     expected: code(want),
                 },
-            });
+            ));
         }
         Ok((
             Self {

@@ -9,7 +9,8 @@
 //!   about (a segment handle and its [`Anchor`]; on Linux the proof is a lock on
 //!   the object's own file, so only those who can open the object can touch it);
 //! * **fork detection**: `fork_generation`, bumped in every forked child by one
-//!   `pthread_atfork` handler, so that cached identities are drawn again there;
+//!   `pthread_atfork` handler, so that cached identities are drawn again there,
+//!   and [`ProcessStamp`] on it, for what a forked child must leave alone;
 //! * [`namespaces`]: what an object records so that an opener that cannot judge its
 //!   creator's liveness refuses it (0 where anything goes).
 //!
@@ -110,6 +111,31 @@ pub(crate) fn current_owner(scope: Scope<'_>) -> io::Result<u64> {
 /// Whether the thread `id` names still runs, asked on the object of `scope`.
 pub(crate) fn owner_liveness(scope: Scope<'_>, id: u64) -> Liveness {
     imp::owner_liveness(scope, id)
+}
+
+// ---------------------------------------------------------------------------------
+// fork detection
+
+/// Which process this is, comparable without a system call where possible: the
+/// fork generation (bumped in every forked child by the OS file's one
+/// `pthread_atfork` handler), or the process id where there is none. Something
+/// that belongs to the process that made it (a lock it took, a segment it must
+/// close) records one, and does nothing in a forked child whose stamp differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessStamp {
+    ForkGeneration(u64),
+    Pid(u32),
+}
+
+impl ProcessStamp {
+    /// This process's stamp.
+    #[inline]
+    pub(crate) fn now() -> Self {
+        match imp::fork_generation() {
+            Some(g) => Self::ForkGeneration(g),
+            None => Self::Pid(std::process::id()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -62,12 +62,9 @@
 //! world-writable. A file-backed named segment is a symbolic link
 //! `/dev/shm/NAME -> /path/of/file`, which `shm_open` itself refuses to follow.
 //!
-//! # Safety
-//!
-//! The mappings (`mmap`, `munmap`, `msync`) are in `unix_map.rs`, shared with
-//! macOS; the one `unsafe` call left here registers a `pthread_atfork` handler,
-//! and says why it is sound.
-#![allow(unsafe_code)]
+//! No `unsafe` here: the mappings (`mmap`, `munmap`, `msync`) are in
+//! `unix_map.rs`, shared with macOS, and fork detection is
+//! `sys::liveness::ProcessStamp`.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -83,6 +80,7 @@ use rustix::io::Errno;
 
 use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
+use crate::sys::liveness::ProcessStamp;
 use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
 
 /// Longest name: a file name in `/dev/shm` (`NAME_MAX`).
@@ -161,38 +159,6 @@ impl Transient {
         Self {
             path,
             origin: ProcessStamp::now(),
-        }
-    }
-}
-
-/// Which process this is, comparable without a system call where possible: a
-/// generation counter that a `pthread_atfork` child handler bumps in every forked
-/// child, or (if the handler could not be registered) the process id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProcessStamp {
-    ForkGeneration(u64),
-    Pid(u32),
-}
-
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-static ATFORK_REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
-extern "C" fn bump_fork_generation() {
-    // Async-signal-safe: one atomic add, in the child right after fork.
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-impl ProcessStamp {
-    fn now() -> Self {
-        let registered = *ATFORK_REGISTERED.get_or_init(|| {
-            // SAFETY: `pthread_atfork` takes three optional `extern "C" fn()`
-            // handlers; ours lives for the whole program and only does an atomic add.
-            unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) == 0 }
-        });
-        if registered {
-            Self::ForkGeneration(FORK_GENERATION.load(Ordering::Relaxed))
-        } else {
-            Self::Pid(std::process::id())
         }
     }
 }
