@@ -42,7 +42,7 @@ use std::ffi::c_int;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 
-use pyo3::exceptions::{PyBufferError, PyStopIteration, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
@@ -67,6 +67,51 @@ fn still_exported(what: &str, n: usize) -> PyErr {
     ))
 }
 
+/// The process that opened an endpoint, and what to call it.
+///
+/// A child forked from that process inherits copies of the Python objects (the
+/// endpoint, its samples and loans) but not the right to use them: the endpoint's
+/// place in the channel, the slots and chunks it holds are the parent's. Every
+/// operation in another process is refused (`check`), and dropping the copies
+/// there hands nothing back (`Lender`/`Holder` leak instead, `Sample`/`Loan` do
+/// not touch their cell).
+struct Origin {
+    pid: u32,
+    /// The Python class: `Subscriber`, `Consumer`, …
+    kind: &'static str,
+    name: String,
+}
+
+impl Origin {
+    fn new(kind: &'static str, name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            pid: std::process::id(),
+            kind,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Whether this process opened the endpoint.
+    fn mine(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// Refuses use in a forked child; `item` names a sample or loan of the endpoint.
+    fn check(&self, item: Option<&str>) -> PyResult<()> {
+        if self.mine() {
+            return Ok(());
+        }
+        let (kind, name, pid) = (self.kind, &self.name, self.pid);
+        let this = match item {
+            None => format!("this shmipc.{kind} of `{name}`"),
+            Some(i) => format!("this {i} (of a shmipc.{kind} of `{name}`)"),
+        };
+        Err(PyRuntimeError::new_err(format!(
+            "{this} belongs to process {pid}, which this process was forked from: a forked child cannot use its parent's channel endpoints or what they lent (the parent still owns them; nothing is handed back from here): open a new endpoint in this process, e.g. shmipc.{kind}({name:?})"
+        )))
+    }
+}
+
 /// An endpoint `E` and the one borrowed item `L` (a loan or a sample) it has out.
 struct Lender<E: 'static, L> {
     /// Declared first; `Drop` drops it before the endpoint it borrows.
@@ -77,6 +122,8 @@ struct Lender<E: 'static, L> {
     gen: u64,
     /// `Box::into_raw` of the endpoint; freed in `Drop`.
     endpoint: NonNull<E>,
+    /// The process that opened it; elsewhere (a forked child) `Drop` leaks.
+    pid: u32,
 }
 
 // SAFETY: the endpoints (spsc `Producer`/`Consumer`, pubsub `Publisher`) are
@@ -93,6 +140,7 @@ impl<E: 'static, L> Lender<E, L> {
             exports: 0,
             gen: 0,
             endpoint: NonNull::from(Box::leak(Box::new(endpoint))),
+            pid: std::process::id(),
         }
     }
 
@@ -130,6 +178,13 @@ impl<E: 'static, L> Lender<E, L> {
 
 impl<E: 'static, L> Drop for Lender<E, L> {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A forked child's copy: the loan or sample and the endpoint's place
+            // in the channel are the parent's; dropping them would hand the
+            // parent's slot or chunk back (or detach it). Leak them here.
+            std::mem::forget(self.out.take());
+            return;
+        }
         self.out = None;
         // SAFETY: from `Box::leak` in `new`, freed only here; `out`, the only
         // borrower, was dropped just above.
@@ -153,6 +208,8 @@ struct Holder {
     key: u64,
     /// `Box::into_raw` of the subscriber; freed in `Drop`.
     sub: NonNull<pubsub::Subscriber>,
+    /// The process that opened it; elsewhere (a forked child) `Drop` leaks.
+    pid: u32,
 }
 
 // SAFETY: the subscriber is `Send` (it is `!Sync` for its `RefCell`); the held
@@ -168,6 +225,7 @@ impl Holder {
             held: Vec::new(),
             key: 0,
             sub: NonNull::from(Box::leak(Box::new(sub))),
+            pid: std::process::id(),
         }
     }
 
@@ -211,6 +269,13 @@ impl Holder {
 
 impl Drop for Holder {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A forked child's copy: the holds are the parent's (dropping a
+            // sample would let the publisher overwrite a chunk the parent reads).
+            // Leak them and the subscriber here.
+            std::mem::forget(std::mem::take(&mut self.held));
+            return;
+        }
         self.held.clear();
         // SAFETY: from `Box::leak` in `new`, freed only here; the samples, its only
         // borrowers, were dropped just above.
@@ -250,6 +315,7 @@ enum Payload {
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Sample {
     payload: Payload,
+    origin: Arc<Origin>,
     ptr: usize,
     dims: Dims,
     len: usize,
@@ -272,6 +338,10 @@ impl Sample {
 
 impl Drop for Sample {
     fn drop(&mut self) {
+        if !self.origin.mine() {
+            // A forked child's copy: the parent's (see `Origin`).
+            return;
+        }
         // No buffer can be exported: each one holds a reference to this object.
         match &self.payload {
             Payload::Spsc { cell, gen } => {
@@ -302,6 +372,7 @@ impl Sample {
     /// Hands the memory back to the channel now (a no-op if already released).
     /// ``BufferError`` while a memoryview or array still uses it.
     fn release(&self) -> PyResult<()> {
+        self.origin.check(Some("sample"))?;
         match &self.payload {
             Payload::Spsc { cell, gen } => {
                 if let Some(l) = lock(cell).as_mut() {
@@ -345,6 +416,7 @@ impl Sample {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
+        this.origin.check(Some("sample"))?;
         let owner = slf.clone().into_any();
         match &this.payload {
             Payload::Spsc { cell, gen } => {
@@ -378,6 +450,9 @@ impl Sample {
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        if !self.origin.mine() {
+            return;
+        }
         match &self.payload {
             Payload::Spsc { cell, gen } => {
                 if let Some(l) = lock(cell).as_mut() {
@@ -456,6 +531,7 @@ macro_rules! on_loan {
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Loan {
     payload: LoanPayload,
+    origin: Arc<Origin>,
     ptr: usize,
     dims: Dims,
     len: usize,
@@ -501,6 +577,7 @@ impl Loan {
         #[pyo3(from_py_with = args::send_length)] length: Option<usize>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        self.origin.check(Some("loan"))?;
         // Kept for compatibility: sending a loan never waits.
         Timeout::new(timeout)?;
         let n = length.unwrap_or(self.len);
@@ -516,6 +593,7 @@ impl Loan {
     /// Gives the memory back unsent (a no-op if already sent or discarded).
     /// ``BufferError`` while a memoryview or array still uses it.
     fn discard(&self) -> PyResult<()> {
+        self.origin.check(Some("loan"))?;
         on_loan!(&self.payload, |cell, gen| {
             if let Some(l) = lock(cell).as_mut() {
                 if l.current(*gen) {
@@ -537,6 +615,7 @@ impl Loan {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
+        self.origin.check(Some("loan"))?;
         if exc_type.is_some_and(|t| !t.is_none()) {
             self.discard()?;
         } else if !self.done() {
@@ -555,6 +634,7 @@ impl Loan {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
+        this.origin.check(Some("loan"))?;
         let owner = slf.clone().into_any();
         on_loan!(&this.payload, |cell, gen| {
             let mut g = lock(cell);
@@ -573,6 +653,9 @@ impl Loan {
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        if !self.origin.mine() {
+            return;
+        }
         on_loan!(&self.payload, |cell, gen| {
             if let Some(l) = lock(cell).as_mut() {
                 if l.current(*gen) {
@@ -593,6 +676,10 @@ impl Loan {
 
 impl Drop for Loan {
     fn drop(&mut self) {
+        if !self.origin.mine() {
+            // A forked child's copy: the parent's (see `Origin`).
+            return;
+        }
         on_loan!(&self.payload, |cell, gen| {
             if let Some(l) = lock(cell).as_mut() {
                 if l.current(*gen) {
@@ -619,6 +706,7 @@ fn send_err_or_retry(e: SendError) -> Option<Result<(), SendError>> {
 /// is free and opens it if it exists (then its own sizes apply).
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Producer {
+    origin: Arc<Origin>,
     cell: ProducerCell,
     name: String,
     capacity: usize,
@@ -628,6 +716,7 @@ pub(crate) struct Producer {
 impl Producer {
     fn wrap(p: spsc::Producer) -> Self {
         Self {
+            origin: Origin::new("Producer", p.name()),
             name: p.name().to_owned(),
             capacity: p.capacity(),
             slot_size: p.slot_size(),
@@ -711,6 +800,7 @@ impl Producer {
     /// if the consumer has gone; ``TimeoutError``; ``ValueError`` if too large.
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        self.origin.check(None)?;
         let src = Source::new(data)?;
         let bytes = src.bytes();
         let t = Timeout::new(timeout)?;
@@ -753,6 +843,7 @@ impl Producer {
         #[pyo3(from_py_with = args::loan_size)] size: usize,
         timeout: Option<f64>,
     ) -> PyResult<Loan> {
+        self.origin.check(None)?;
         let t = Timeout::new(timeout)?;
         let cell = &self.cell;
         let r = slices(py, t, |slice| {
@@ -780,6 +871,7 @@ impl Producer {
                 t.secs(),
             )),
             Some(Ok((ptr, gen))) => Ok(Loan {
+                origin: Arc::clone(&self.origin),
                 payload: LoanPayload::Spsc {
                     cell: Arc::clone(&self.cell),
                     gen,
@@ -796,6 +888,7 @@ impl Producer {
 
     /// Whether a live consumer is attached.
     fn consumer_present(&self) -> PyResult<bool> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         let l = g.as_mut().ok_or_else(|| closed("producer"))?;
         match l.endpoint() {
@@ -807,6 +900,7 @@ impl Producer {
     /// Detaches (the consumer then gets ``shmipc.Disconnected`` once it has read
     /// everything). ``BufferError`` while a loan's buffer is exported.
     fn close(&self) -> PyResult<()> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         if let Some(l) = g.as_mut() {
             l.give_back("loan")?;
@@ -843,6 +937,7 @@ fn outstanding_loan() -> PyErr {
 /// uses it).
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Consumer {
+    origin: Arc<Origin>,
     cell: ConsumerCell,
     name: String,
 }
@@ -850,12 +945,14 @@ pub(crate) struct Consumer {
 impl Consumer {
     fn wrap(c: spsc::Consumer) -> Self {
         Self {
+            origin: Origin::new("Consumer", c.name()),
             name: c.name().to_owned(),
             cell: Arc::new(StdMutex::new(Some(Lender::new(c)))),
         }
     }
 
     fn recv_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Sample> {
+        self.origin.check(None)?;
         let t = Timeout::new(timeout)?;
         {
             let mut g = lock(&self.cell);
@@ -887,6 +984,7 @@ impl Consumer {
         match r {
             None => Err(errors::timeout("a message", t.secs())),
             Some(Ok((ptr, len, gen))) => Ok(Sample {
+                origin: Arc::clone(&self.origin),
                 payload: Payload::Spsc {
                     cell: Arc::clone(&self.cell),
                     gen,
@@ -971,6 +1069,7 @@ impl Consumer {
 
     /// Whether a live producer is attached.
     fn producer_present(&self) -> PyResult<bool> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         let l = g.as_mut().ok_or_else(|| closed("consumer"))?;
         // With a sample out the endpoint is borrowed; answer through a shared read
@@ -998,6 +1097,7 @@ impl Consumer {
     /// Detaches (the producer then gets ``shmipc.Disconnected``). ``BufferError``
     /// while a sample's buffer is exported.
     fn close(&self) -> PyResult<()> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         if let Some(l) = g.as_mut() {
             l.give_back("sample")?;
@@ -1064,6 +1164,7 @@ const MAX_HELD: usize = 4;
 /// ask for ``history`` (at no cost: they never hold the publisher up).
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Publisher {
+    origin: Arc<Origin>,
     cell: PublisherCell,
     name: String,
     slot_size: usize,
@@ -1072,6 +1173,7 @@ pub(crate) struct Publisher {
 impl Publisher {
     fn wrap(p: pubsub::Publisher) -> Self {
         Self {
+            origin: Origin::new("Publisher", p.name()),
             name: p.name().to_owned(),
             slot_size: p.slot_size(),
             cell: Arc::new(StdMutex::new(Some(Lender::new(p)))),
@@ -1150,6 +1252,7 @@ impl Publisher {
 
     /// Live subscribers now. ``ValueError`` while a loan is outstanding.
     fn subscribers(&self) -> PyResult<usize> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         let l = g.as_mut().ok_or_else(|| closed("publisher"))?;
         match l.endpoint() {
@@ -1164,6 +1267,7 @@ impl Publisher {
     /// ``TimeoutError``; ``ValueError`` if larger than ``slot_size``.
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        self.origin.check(None)?;
         let src = Source::new(data)?;
         let bytes = src.bytes();
         let t = Timeout::new(timeout)?;
@@ -1208,6 +1312,7 @@ impl Publisher {
         #[pyo3(from_py_with = args::loan_size)] size: usize,
         timeout: Option<f64>,
     ) -> PyResult<Loan> {
+        self.origin.check(None)?;
         if size > self.slot_size {
             return Err(PyValueError::new_err(format!(
                 "a loan of {size} bytes does not fit a slot of {} bytes: loan less, or recreate the topic with larger slots",
@@ -1241,6 +1346,7 @@ impl Publisher {
                 t.secs(),
             )),
             Some(Ok((ptr, gen))) => Ok(Loan {
+                origin: Arc::clone(&self.origin),
                 payload: LoanPayload::PubSub {
                     cell: Arc::clone(&self.cell),
                     gen,
@@ -1259,6 +1365,7 @@ impl Publisher {
     /// everything). An outstanding loan is discarded; ``BufferError`` while its
     /// buffer is exported.
     fn close(&self) -> PyResult<()> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         if let Some(l) = g.as_mut() {
             l.give_back("loan")?;
@@ -1293,6 +1400,7 @@ impl Publisher {
 /// stops the publisher; an unreceived message does.
 #[pyclass(module = "shmipc", frozen)]
 pub(crate) struct Subscriber {
+    origin: Arc<Origin>,
     cell: SubscriberCell,
     name: String,
     max_held: usize,
@@ -1301,6 +1409,7 @@ pub(crate) struct Subscriber {
 impl Subscriber {
     fn wrap(s: pubsub::Subscriber) -> Self {
         Self {
+            origin: Origin::new("Subscriber", s.name()),
             name: s.name().to_owned(),
             max_held: s.max_held(),
             cell: Arc::new(StdMutex::new(Some(Holder::new(s)))),
@@ -1308,6 +1417,7 @@ impl Subscriber {
     }
 
     fn recv_impl(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Sample> {
+        self.origin.check(None)?;
         let t = Timeout::new(timeout)?;
         let cell = &self.cell;
         // Only plain numbers leave the GIL-released closure: the Rust sample (not
@@ -1336,6 +1446,7 @@ impl Subscriber {
         match r {
             None => Err(errors::timeout("a message", t.secs())),
             Some(Ok(((ptr, len, lost, seq), key))) => Ok(Sample {
+                origin: Arc::clone(&self.origin),
                 payload: Payload::PubSub {
                     cell: Arc::clone(&self.cell),
                     key,
@@ -1406,6 +1517,7 @@ impl Subscriber {
     /// Samples this subscriber holds now (received and not yet released).
     #[getter]
     fn held(&self) -> PyResult<usize> {
+        self.origin.check(None)?;
         lock(&self.cell)
             .as_ref()
             .map(|h| h.sub().held())
@@ -1414,6 +1526,7 @@ impl Subscriber {
 
     /// Whether a live publisher is attached now.
     fn publisher_present(&self) -> PyResult<bool> {
+        self.origin.check(None)?;
         lock(&self.cell)
             .as_ref()
             .map(|h| h.sub().publisher_present())
@@ -1473,6 +1586,7 @@ impl Subscriber {
     /// Unsubscribes, releasing every sample still held (they then raise
     /// ``ValueError`` when read). ``BufferError`` while one's buffer is exported.
     fn close(&self) -> PyResult<()> {
+        self.origin.check(None)?;
         let mut g = lock(&self.cell);
         if let Some(h) = g.as_mut() {
             h.release_all()?;
