@@ -249,7 +249,8 @@ impl<'a> Event<'a> {
                 let seen = w.state.fetch_add(0, Ordering::AcqRel);
                 let undo = Undo::Waiters(&w.waiters);
                 let moved = start.is_some_and(|s| s >> 1 != seen >> 1);
-                if seen & SET != 0 || (moved && !self.auto()) {
+                let owed = self.auto() && w.owed.load(Ordering::SeqCst) != 0;
+                if seen & SET != 0 || owed || (moved && !self.auto()) {
                     waitset::undo(undo);
                     return Arm::Ready;
                 }

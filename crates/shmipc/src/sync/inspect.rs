@@ -52,13 +52,15 @@ pub(crate) fn state(
         }
         Kind::Event => {
             let state: u32 = view.read_pod(words + offset_of!(EventWords, state)).ok()?;
+            // An auto-reset event's releases owed beyond the bit (`raw.rs`).
+            let owed: u32 = view.read_pod(words + offset_of!(EventWords, owed)).ok()?;
             let reset = match header.params[0] {
                 0 => EventReset::Manual,
                 1 => EventReset::Auto,
                 _ => return None,
             };
             Some(ObjectState::Event {
-                set: state & SET != 0,
+                set: state & SET != 0 || owed != 0,
                 reset,
             })
         }

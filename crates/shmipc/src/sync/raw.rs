@@ -444,12 +444,23 @@ impl SemaphoreWords {
 ///   releases exactly one.
 /// * `waiters`: as for the semaphore (the same RMW pairing: `set` is an RMW of
 ///   `state` then a load of `waiters`; a waiter increments `waiters`, then does an
-///   RMW read of `state` before it sleeps).
+///   RMW read of `state` before it sleeps). A waiter counts itself before it spins.
+/// * `owed` (auto-reset): releases owed beyond the bit. `SetEvent` on an auto-reset
+///   event releases a waiter at once, and the event is no longer set for the next
+///   `set`; here the released waiter takes the bit when it runs, so a second `set`
+///   that comes before that finds the bit still set. Win32's event holds a release
+///   for each waiter and one more (set, for the next to come): so a `set` that
+///   finds the bit set owes one more release while fewer are owed than waiters are
+///   counted (`owed < waiters`), and does nothing otherwise (a set event stays set
+///   once). A waiter takes the bit, else an owed release. A waiter killed while
+///   counted stays counted, so with such dead waiters back-to-back sets may owe up
+///   to that many releases more than Win32 would give.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct EventWords {
     pub(crate) state: AtomicU32,
     pub(crate) waiters: AtomicU32,
+    pub(crate) owed: AtomicU32,
 }
 
 /// `state` bit: the event is set.
@@ -461,21 +472,26 @@ impl EventWords {
         Self {
             state: AtomicU32::new(u32::from(set)),
             waiters: AtomicU32::new(0),
+            owed: AtomicU32::new(0),
         }
     }
 
     pub(crate) fn init(&self, set: bool) {
         self.state.store(u32::from(set), Ordering::Relaxed);
         self.waiters.store(0, Ordering::Relaxed);
+        self.owed.store(0, Ordering::Relaxed);
     }
 
-    /// Whether it is set now (a snapshot).
+    /// Whether it is set now (a snapshot): the bit, or a release owed.
     pub(crate) fn is_set(&self) -> bool {
-        self.state.load(Ordering::Acquire) & SET != 0
+        self.state.load(Ordering::Acquire) & SET != 0 || self.owed.load(Ordering::Acquire) != 0
     }
 
     /// Sets it and wakes one (`auto`) or every waiter.
     pub(crate) fn set(&self, auto: bool) {
+        if auto && self.set_again() {
+            return;
+        }
         // Set the bit and start a new generation (the bit stays set through wrap).
         // An RMW (see the type's doc), Release for the waiters' Acquire.
         let _ = self
@@ -492,9 +508,45 @@ impl EventWords {
         }
     }
 
-    /// Clears it.
+    /// Auto-reset, the bit already set: owes one more release if more waiters wait
+    /// than releases are pending, else does nothing (the type's doc). False if the
+    /// bit is clear: the caller sets it.
+    fn set_again(&self) -> bool {
+        loop {
+            let s = self.state.load(Ordering::SeqCst);
+            if s & SET == 0 {
+                return false;
+            }
+            let waiting = self.waiters.load(Ordering::SeqCst);
+            let owed = self.owed.load(Ordering::SeqCst);
+            if owed >= waiting {
+                // A release pending for every waiter and the bit besides: set, as
+                // a set Win32 event stays. Unless the bit was taken meanwhile:
+                // then set it.
+                if self.state.load(Ordering::SeqCst) == s {
+                    return true;
+                }
+                continue;
+            }
+            if self
+                .owed
+                .compare_exchange(owed, owed + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            // A new generation (the bit kept): a waiter between its check and its
+            // sleep finds the word changed and looks again.
+            self.state.fetch_add(2, Ordering::SeqCst);
+            wait::wake(&self.state, 1);
+            return true;
+        }
+    }
+
+    /// Clears it (and any release owed).
     pub(crate) fn reset(&self) {
         self.state.fetch_and(!SET, Ordering::SeqCst);
+        self.owed.store(0, Ordering::SeqCst);
     }
 
     /// Whether a waiter that started at `start` may return now (taking the bit, for
@@ -512,6 +564,17 @@ impl EventWords {
             {
                 Ok(_) => return true,
                 Err(x) => s = x,
+            }
+        }
+        // A release owed by a `set` that found the bit still set.
+        let mut o = self.owed.load(Ordering::SeqCst);
+        while o != 0 {
+            match self
+                .owed
+                .compare_exchange_weak(o, o - 1, Ordering::Acquire, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(x) => o = x,
             }
         }
         false
@@ -541,14 +604,19 @@ impl EventWords {
         deadline: Deadline,
         sliced: bool,
     ) -> Result<(), TimedOut> {
-        for _ in 0..SPINS {
-            if self.try_pass(auto, start) {
-                return Ok(());
-            }
-            spin_loop();
-        }
+        // Counted while it spins too: a second `set` of an auto-reset event owes
+        // a spinning waiter its release (the type's doc).
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut spins = SPINS;
         let result = loop {
+            if spins > 0 {
+                spins -= 1;
+                if self.try_pass(auto, start) {
+                    break Ok(());
+                }
+                spin_loop();
+                continue;
+            }
             // RMW read: see the type's doc.
             let seen = self.state.fetch_add(0, Ordering::AcqRel);
             if self.try_pass(auto, start) {
