@@ -144,7 +144,7 @@ impl<'a> Event<'a> {
     /// Whether it is set now (a snapshot).
     pub fn is_set(&self) -> bool {
         match self.inner {
-            Inner::Words(w, _) => w.is_set(),
+            Inner::Words(w, _) => w.is_set(self.auto()),
             Inner::Native(n) => n.is_set(),
         }
     }
@@ -209,11 +209,13 @@ impl<'a> Event<'a> {
         };
         let mut state = SyncWait::default();
         std::future::poll_fn(|cx| loop {
-            state.settle();
+            // Tried while still counted as a waiter (the last poll's announcement):
+            // a `set` racing this poll owes it a release rather than seeing nobody.
             let passed = match this.inner {
                 Inner::Words(w, _) => w.try_pass(auto, start),
                 Inner::Native(n) => n.wait(Some(Duration::ZERO)).is_ok(),
             };
+            state.settle();
             if passed {
                 return Poll::Ready(());
             }

@@ -450,9 +450,9 @@ impl SemaphoreWords {
 ///   `set`; here the released waiter takes the bit when it runs, so a second `set`
 ///   that comes before that finds the bit still set. Win32's event holds a release
 ///   for each waiter and one more (set, for the next to come): so a `set` that
-///   finds the bit set owes one more release while fewer are owed than waiters are
-///   counted (`owed < waiters`), and does nothing otherwise (a set event stays set
-///   once). A waiter takes the bit, else an owed release. A waiter killed while
+///   finds a release pending (the bit, or one owed) owes one more while no more
+///   are pending than waiters are counted, and does nothing otherwise (a set event
+///   stays set once). A waiter takes the bit, else an owed release. A waiter killed while
 ///   counted stays counted, so with such dead waiters back-to-back sets may owe up
 ///   to that many releases more than Win32 would give.
 #[repr(C)]
@@ -482,14 +482,16 @@ impl EventWords {
         self.owed.store(0, Ordering::Relaxed);
     }
 
-    /// Whether it is set now (a snapshot): the bit, or a release owed.
-    pub(crate) fn is_set(&self) -> bool {
-        self.state.load(Ordering::Acquire) & SET != 0 || self.owed.load(Ordering::Acquire) != 0
+    /// Whether it is set now (a snapshot): the bit, or (auto-reset) a release owed.
+    pub(crate) fn is_set(&self, auto: bool) -> bool {
+        self.state.load(Ordering::Acquire) & SET != 0
+            || (auto && self.owed.load(Ordering::Acquire) != 0)
     }
 
     /// Sets it and wakes one (`auto`) or every waiter.
     pub(crate) fn set(&self, auto: bool) {
-        if auto && self.set_again() {
+        if auto {
+            self.set_auto();
             return;
         }
         // Set the bit and start a new generation (the bit stays set through wrap).
@@ -508,23 +510,41 @@ impl EventWords {
         }
     }
 
-    /// Auto-reset, the bit already set: owes one more release if more waiters wait
-    /// than releases are pending, else does nothing (the type's doc). False if the
-    /// bit is clear: the caller sets it.
-    fn set_again(&self) -> bool {
+    /// Auto-reset: sets the bit if no release is pending, else owes one more
+    /// release if no more are pending than waiters are counted, else does nothing
+    /// (the type's doc).
+    fn set_auto(&self) {
         loop {
             let s = self.state.load(Ordering::SeqCst);
-            if s & SET == 0 {
-                return false;
-            }
-            let waiting = self.waiters.load(Ordering::SeqCst);
             let owed = self.owed.load(Ordering::SeqCst);
-            if owed >= waiting {
-                // A release pending for every waiter and the bit besides: set, as
-                // a set Win32 event stays. Unless the bit was taken meanwhile:
-                // then set it.
-                if self.state.load(Ordering::SeqCst) == s {
-                    return true;
+            if s & SET == 0 && owed == 0 {
+                // Nothing pending: set the bit and start a new generation. A CAS, so
+                // that of two racing sets one does this and the other looks again.
+                if self
+                    .state
+                    .compare_exchange(
+                        s,
+                        (s | SET).wrapping_add(2),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_err()
+                {
+                    continue;
+                }
+                if self.waiters.load(Ordering::SeqCst) != 0 {
+                    wait::wake(&self.state, 1);
+                }
+                return;
+            }
+            let pending = owed.saturating_add(u32::from(s & SET != 0));
+            if pending > self.waiters.load(Ordering::SeqCst) {
+                // A release pending for every waiter and one besides: set, as a set
+                // Win32 event stays. Unless one was taken meanwhile: look again.
+                if self.state.load(Ordering::SeqCst) == s
+                    && self.owed.load(Ordering::SeqCst) == owed
+                {
+                    return;
                 }
                 continue;
             }
@@ -539,7 +559,28 @@ impl EventWords {
             // sleep finds the word changed and looks again.
             self.state.fetch_add(2, Ordering::SeqCst);
             wait::wake(&self.state, 1);
-            return true;
+            return;
+        }
+    }
+
+    /// After an auto-reset waiter left without a release (timed out): a release
+    /// owed to it is owed to nobody now; drop it if more are pending than the
+    /// waiters left and one (the set state) call for.
+    fn drop_unowed(&self) {
+        loop {
+            let owed = self.owed.load(Ordering::SeqCst);
+            let bit = self.state.load(Ordering::SeqCst) & SET;
+            let waiting = self.waiters.load(Ordering::SeqCst);
+            if owed == 0 || owed.saturating_add(bit) <= waiting.saturating_add(1) {
+                return;
+            }
+            if self
+                .owed
+                .compare_exchange(owed, owed - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
         }
     }
 
@@ -635,7 +676,10 @@ impl EventWords {
                 };
             }
         };
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        if auto && result.is_err() {
+            self.drop_unowed();
+        }
         result
     }
 }
@@ -772,7 +816,7 @@ mod loom_tests {
             let t = thread::spawn(move || e2.wait(true, Deadline::Never, false).unwrap());
             e.set(true);
             t.join().unwrap();
-            assert!(!e.is_set());
+            assert!(!e.is_set(true));
         });
     }
 
