@@ -350,7 +350,7 @@ impl NativeSemaphore {
         if let Some((_, want)) = params.filter(|(_, m)| *m != found) {
             return Err(ObjectError::named(
                 KIND,
-                &name.to_string(),
+                name.as_ref(),
                 crate::LayoutError::Mismatch {
                     kind: KIND,
                     what: "maximum",
@@ -438,7 +438,7 @@ impl NativeEvent {
             let code = |r: EventReset| u64::from(r == EventReset::Auto);
             return Err(ObjectError::named(
                 KIND,
-                &name.to_string(),
+                name.as_ref(),
                 crate::LayoutError::Mismatch {
                     kind: KIND,
                     what: "reset mode (0 manual, 1 auto)",
