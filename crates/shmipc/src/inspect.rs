@@ -227,32 +227,21 @@ fn inspect_copy(name: &str) -> Result<Contents, OpenError> {
                 .is_ok()
             })
         });
-        return Ok(match all {
-            Some(all) => match Contents::of_in(&all, 0, scope) {
-                Contents::Object {
-                    kind,
-                    state:
-                        Some(ObjectState::Spsc {
-                            capacity,
-                            max_message,
-                            producer,
-                            consumer,
-                            ..
-                        }),
-                } if !whole => Contents::Object {
-                    kind,
-                    state: Some(ObjectState::Spsc {
-                        capacity,
-                        max_message,
-                        producer,
-                        consumer,
-                        queued: None,
-                    }),
-                },
-                c => c,
+        let Some(all) = all else {
+            return Ok(Contents::Object { kind, state: None });
+        };
+        let mut contents = Contents::of_in(&all, 0, scope);
+        if let (
+            false,
+            Contents::Object {
+                state: Some(ObjectState::Spsc { queued, .. }),
+                ..
             },
-            None => Contents::Object { kind, state: None },
-        });
+        ) = (whole, &mut contents)
+        {
+            *queued = None; // its slots were not copied
+        }
+        return Ok(contents);
     }
     Ok(Contents::of_in(&view, 0, scope))
 }

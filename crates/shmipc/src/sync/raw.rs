@@ -488,7 +488,7 @@ impl EventWords {
             || (auto && self.owed.load(Ordering::Acquire) != 0)
     }
 
-    /// Sets it and wakes one (`auto`) or every waiter.
+    /// Sets it and wakes one (`auto`, see `set_auto`) or every waiter.
     pub(crate) fn set(&self, auto: bool) {
         if auto {
             self.set_auto();
@@ -502,11 +502,7 @@ impl EventWords {
                 Some((s | SET).wrapping_add(2))
             });
         if self.waiters.load(Ordering::SeqCst) != 0 {
-            if auto {
-                wait::wake(&self.state, 1);
-            } else {
-                wait::wake_all(&self.state);
-            }
+            wait::wake_all(&self.state);
         }
     }
 
