@@ -316,7 +316,11 @@ impl Segment {
         } else {
             copy()
         }
-        .map_err(|e| os_error(&seg, "writing", &e))
+        .map_err(|e| match e.kind() {
+            // Another process truncated it (the write would have grown it back).
+            std::io::ErrorKind::UnexpectedEof => truncated(&seg, offset, offset + src.len() as u64),
+            _ => os_error(&seg, "writing", &e),
+        })
     }
 
     /// Lets go of the segment (views keep it mapped until they are closed). The

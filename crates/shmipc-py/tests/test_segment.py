@@ -321,6 +321,7 @@ def test_segment_truncated_by_another_process_never_kills_python_by_sigbus(name,
         calls = [
             ("Segment.read", lambda: seg.read(0, 10)),
             ("Segment.read to the end", lambda: seg.read(100)),
+            ("Segment.write", lambda: seg.write(100, b"x")),
             ("View.read", lambda: view.read(60000, 10)),
             ("View.write", lambda: view.write(60000, b"x")),
             ("cow View.read", lambda: cow.read(0, 10)),
@@ -332,6 +333,9 @@ def test_segment_truncated_by_another_process_never_kills_python_by_sigbus(name,
                 print(what, "did not raise", flush=True)
             except OSError as e:
                 print(what, "OSError", name in str(e), "truncated" in str(e), flush=True)
+        # The refused Segment.write did not grow the object back.
+        import os
+        print("size", os.stat("/dev/shm/" + name).st_size, flush=True)
         print("touching", flush=True)
         memoryview(view)[60000]
         print("read lost memory", flush=True)
@@ -346,10 +350,12 @@ def test_segment_truncated_by_another_process_never_kills_python_by_sigbus(name,
     assert out.splitlines() == [
         "Segment.read OSError True True",
         "Segment.read to the end OSError True True",
+        "Segment.write OSError True True",
         "View.read OSError True True",
         "View.write OSError True True",
         "cow View.read OSError True True",
         "cow View.write OSError True True",
+        "size 0",
         "touching",
     ], (rc, out, err)
     assert rc == 1, (rc, err)

@@ -267,7 +267,20 @@ impl Segment {
         }
         #[cfg(target_os = "linux")]
         {
-            sys::write_at(&self.inner.handle, offset, data)
+            sys::write_at(&self.inner.handle, offset, data).map_err(|e| {
+                match e.get_ref().and_then(|e| e.downcast_ref::<sys::Shrunk>()) {
+                    Some(sys::Shrunk(now)) => std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "segment `{}` was truncated by another process to {now} bytes: the range {offset}..{} reaches past its end now (it was made with {} bytes); nothing was written. Check which process resizes it, or recreate it",
+                            self.inner.display_name(),
+                            offset.saturating_add(data.len() as u64),
+                            self.size()
+                        ),
+                    ),
+                    None => e,
+                }
+            })
         }
         #[cfg(not(target_os = "linux"))]
         {

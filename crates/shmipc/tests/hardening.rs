@@ -136,6 +136,17 @@ fn reads_writes_and_inspection_of_a_truncated_segment_never_fault() {
         .set_len(50)
         .unwrap();
     assert_eq!(seg.read_at(100, &mut buf).unwrap(), 0);
+    // A write past the new end is refused and does not grow the object back.
+    let err = seg.write_at(100, b"x").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(guard.name()) && msg.contains("truncated"),
+        "{msg}"
+    );
+    let st = rustix::fs::stat(shm_path(guard.name())).unwrap();
+    assert_eq!(st.st_size, 50, "the refused write grew the object");
+    seg.write_at(40, b"0123456789").unwrap();
     assert_eq!(inspect(guard.name()).unwrap(), Contents::Plain);
     let reader = Segment::open(guard.name(), Access::Read).unwrap();
     assert_eq!(reader.size(), 50);

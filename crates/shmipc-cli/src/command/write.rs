@@ -56,6 +56,9 @@ pub fn run(args: &WriteArgs) -> Result {
                         "cannot write to segment `{name}`: no space left in its store (/dev/shm is full, and this sparse segment had no memory reserved there): free space or recreate it without --sparse"
                     ),
                 }
+            } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                // Truncated by another process: the library's message names it.
+                e.to_string()
             } else {
                 format!("cannot write to segment `{name}`: {e}")
             }

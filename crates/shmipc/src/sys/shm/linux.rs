@@ -1433,7 +1433,30 @@ pub(crate) fn read_at(h: &Handle, offset: u64, buf: &mut [u8]) -> io::Result<usi
 
 /// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
 /// `SIGBUS`.
+/// `write_at`'s refusal: the object is this many bytes now, fewer than the range
+/// needs (another process truncated it).
+#[derive(Debug)]
+pub(crate) struct Shrunk(pub(crate) u64);
+
+impl std::fmt::Display for Shrunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the object was truncated to {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for Shrunk {}
+
 pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
+    // A `pwrite` past the object's end grows it: an object another process has
+    // truncated would be quietly grown back (with zeros before the bytes). Refuse
+    // instead, as a read of the lost range reports it short. (A truncation racing
+    // this check can still be undone by the write; it stays within the size the
+    // segment was made with.)
+    let now = rfs::fstat(&h.fd).map_err(io_err)?;
+    let now = u64::try_from(now.st_size).unwrap_or(0);
+    if offset.saturating_add(buf.len() as u64) > now {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, Shrunk(now)));
+    }
     // The range's pages first (a sparse segment's holes, on tmpfs or a file), so
     // that a full store fails the write before any byte is written, rather than
     // part-way with the first bytes changed. A file system without `fallocate`
