@@ -244,7 +244,8 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             "remove it: `{rm}`",
             rm = crate::output::suggest("rm", name)
         )),
-        CreateError::TooManyObjects { .. } => {
+        // (Our commands list and collect /dev/shm, not a backing file's file system.)
+        CreateError::TooManyObjects { store, .. } if store == "/dev/shm" => {
             Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
         }
         _ => None,

@@ -453,6 +453,50 @@ echo "shm=$(ls /dev/shm | tr '\n' ' ')"
     assert_eq!(line("shm="), "shm=sparse ", "{text}");
 }
 
+/// A backing file that cannot be made because its file system has no file left
+/// (a tmpfs's `nr_inodes`, a full inode table) is a "no room" naming that file
+/// system, as a full /dev/shm is, with no advice about /dev/shm's commands
+/// (before: "opening the backing file failed: ...: No space left on device (os
+/// error 28)").
+#[test]
+fn a_backing_file_on_a_file_system_with_no_file_left() {
+    let test = "a_backing_file_on_a_file_system_with_no_file_left";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-noinode-XXXXXX) || exit 78
+trap 'umount "$D"; rmdir "$D"' EXIT
+mount -t tmpfs -o size=1m,nr_inodes=2 tmpfs "$D" || exit 77
+touch "$D/taken" || exit 78
+"$B" create new -s 4K --file "$D/new" >/dev/null 2>/tmp/shmipc-noinode-err-$$
+echo "rc=$? :: $(cat /tmp/shmipc-noinode-err-$$)"
+rm -f /tmp/shmipc-noinode-err-$$
+echo "shm=$(ls /dev/shm | tr '\n' ' ')"
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    assert!(
+        text.contains("rc=1 ")
+            && text.contains("`new`")
+            && text.contains("file system of /tmp/shmipc-noinode-")
+            && text.contains("limit of files"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("os error") && !text.contains("shmipc gc"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shm= \n") || text.contains("shm=\n"),
+        "{text}"
+    );
+}
+
 /// Every kind of object, failing to be created on a full /dev/shm or opened by a
 /// user its mode keeps out, is named as what it is (mutex, semaphore, event,
 /// topic) with a remedy that fits the command, and leaves nothing behind (before:

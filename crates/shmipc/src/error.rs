@@ -52,6 +52,18 @@ pub enum CreateError {
         /// The backing store (e.g. `/dev/shm`).
         store: String,
     },
+    /// The disk quota of the segment's owner on the backing store is used up
+    /// (`EDQUOT`), whatever bytes are free there.
+    #[error("segment `{name}`: the disk quota of this user on {store} is used up: free space that this user holds there, or ask for a larger quota")]
+    QuotaExceeded {
+        /// The segment's name.
+        name: String,
+        /// The backing store (e.g. `/dev/shm`, or the file system of a file).
+        store: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A segment with this name exists and is smaller than requested.
     #[error("segment `{name}` exists with {existing} bytes, fewer than the {requested} requested: open it with its size or remove it first")]
     TooSmall {
@@ -328,6 +340,11 @@ impl CreateError {
                 store,
             },
             sys::Error::TooManyObjects { store } => Self::TooManyObjects { name, store },
+            sys::Error::Quota { store, source } => Self::QuotaExceeded {
+                name,
+                store,
+                source,
+            },
             sys::Error::InvalidSize { size, reason } => Self::InvalidSize { name, size, reason },
             sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
             sys::Error::Os { op, source } => Self::Os { name, op, source },
