@@ -406,6 +406,28 @@ pub enum Command {
     DemoProcess2(RoleArgs),
 }
 
+impl Command {
+    /// The object names on this command line (none for `ls`, `gc`, or a `demo`
+    /// that makes up its own).
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Command::Demo(a) => a.name.iter().map(String::as_str).collect(),
+            Command::DemoProcess1(a) | Command::DemoProcess2(a) => vec![&a.name],
+            Command::Create(a) => vec![&a.name],
+            Command::Write(a) => vec![&a.name],
+            Command::Read(a) => vec![&a.name],
+            Command::Info(a) => vec![&a.name],
+            Command::Rm(a) => a.names.iter().map(String::as_str).collect(),
+            Command::Lock(a) => vec![&a.name],
+            Command::Sem(a) => vec![&a.name],
+            Command::Event(a) => vec![&a.name],
+            Command::Pub(a) => vec![&a.topic],
+            Command::Sub(a) => vec![&a.topic],
+            Command::Ls(_) | Command::Gc(_) => Vec::new(),
+        }
+    }
+}
+
 /// `shmipc demo`
 #[derive(Debug, Args)]
 pub struct DemoArgs {

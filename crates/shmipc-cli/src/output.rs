@@ -195,7 +195,8 @@ pub fn fail(e: &Error) -> ExitCode {
 }
 
 /// A value on the command line that parses but that no object can be made with
-/// (`--size 0`, `--capacity 0`, an initial count over the maximum): a wrong command
+/// (`--size 0`, `--capacity 0`, an initial count over the maximum; a name, checked
+/// by [`crate::command::run`] and refused as a `shmipc::NameError`): a wrong command
 /// line, as `shmipc --help` says, whatever the machine's state.
 #[derive(Debug)]
 pub struct Usage(pub String);
@@ -215,6 +216,7 @@ fn is_usage(e: &(dyn std::error::Error + 'static)) -> bool {
     use shmipc::sync::ObjectError;
     use shmipc::CreateError;
     e.is::<Usage>()
+        || e.is::<shmipc::NameError>()
         || matches!(
             e.downcast_ref::<CreateError>(),
             Some(CreateError::InvalidSize { .. })

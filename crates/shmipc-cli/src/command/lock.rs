@@ -35,7 +35,6 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .command
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
-    shmipc::Name::new(name)?;
     let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
