@@ -215,26 +215,26 @@ fn is_usage(e: &(dyn std::error::Error + 'static)) -> bool {
     use shmipc::channel::ChannelError;
     use shmipc::sync::ObjectError;
     use shmipc::CreateError;
+    // A size or mode that no segment can have, whatever object it is under.
+    let create = |e: &CreateError| {
+        matches!(
+            e,
+            CreateError::InvalidSize { .. } | CreateError::InvalidMode { .. }
+        )
+    };
     e.is::<Usage>()
         || e.is::<shmipc::NameError>()
-        || matches!(
-            e.downcast_ref::<CreateError>(),
-            Some(CreateError::InvalidSize { .. })
-        )
-        || matches!(
-            e.downcast_ref::<ChannelError>(),
-            Some(
-                ChannelError::InvalidParameter { .. }
-                    | ChannelError::Create(CreateError::InvalidSize { .. })
-            )
-        )
-        || matches!(
-            e.downcast_ref::<ObjectError>(),
-            Some(
-                ObjectError::InvalidParameter { .. }
-                    | ObjectError::Create(CreateError::InvalidSize { .. })
-            )
-        )
+        || e.downcast_ref::<CreateError>().is_some_and(create)
+        || match e.downcast_ref::<ChannelError>() {
+            Some(ChannelError::InvalidParameter { .. }) => true,
+            Some(ChannelError::Create(e)) => create(e),
+            _ => false,
+        }
+        || match e.downcast_ref::<ObjectError>() {
+            Some(ObjectError::InvalidParameter { .. }) => true,
+            Some(ObjectError::Create(e)) => create(e),
+            _ => false,
+        }
 }
 
 /// The command that helps with a library error, if any: the library's texts say

@@ -63,7 +63,9 @@ pub(crate) fn create(e: CreateError) -> PyErr {
     let m = msg(&e);
     match e {
         CreateError::AlreadyExists { .. } => PyFileExistsError::new_err(m),
-        CreateError::InvalidName(_) | CreateError::InvalidSize { .. } => PyValueError::new_err(m),
+        CreateError::InvalidName(_)
+        | CreateError::InvalidSize { .. }
+        | CreateError::InvalidMode { .. } => PyValueError::new_err(m),
         CreateError::PermissionDenied { .. } => PyPermissionError::new_err(m),
         CreateError::TooSmall { .. } => PyValueError::new_err(m),
         // A full store is what Python code (and `multiprocessing.shared_memory`)

@@ -31,6 +31,14 @@ pub enum CreateError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The mode has bits beyond read/write for owner, group and others (`0o666`).
+    #[error("segment `{name}`: mode {mode:#o} has bits beyond read/write (0o666: rw-rw-rw-): give read/write permission bits such as 0o600 or 0o660")]
+    InvalidMode {
+        /// The segment's name.
+        name: String,
+        /// The requested mode.
+        mode: u32,
+    },
     /// The backing store cannot hold the requested size.
     #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free space there")]
     NoSpace {

@@ -5,6 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The permission bits a creator may choose (read and write for owner, group and
+/// others): execute bits mean nothing for shared memory, and the other bits are
+/// shmipc's marks on Unix.
+pub(crate) const PERMISSION_BITS: u32 = 0o666;
+
 /// How a segment or a view may be accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {

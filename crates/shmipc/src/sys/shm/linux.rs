@@ -81,7 +81,9 @@ use rustix::io::Errno;
 use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::sys::liveness::ProcessStamp;
-use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{
+    Access, Backing, CreateParams, Origin, Persistence, SegmentInfo, PERMISSION_BITS,
+};
 
 /// Longest name: a file name in `/dev/shm` (`NAME_MAX`).
 pub(crate) const MAX_NAME_LEN: usize = 255;
@@ -98,8 +100,6 @@ const MARK_TRANSIENT: u32 = 0o100;
 /// The set-group-id bit: meaningless without group execute, and unlike set-user-id
 /// the kernel keeps it across writes and truncation.
 const MARK_COMPLETE: u32 = 0o2000;
-/// The permission bits a user may choose.
-pub(crate) const PERMISSION_BITS: u32 = 0o666;
 
 /// The liveness file older shmipc builds kept in `/dev/shm` (reserved: no object
 /// can take the name, and listings skip it).

@@ -67,13 +67,12 @@ use rustix::shm;
 
 use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
-use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{
+    Access, Backing, CreateParams, Origin, Persistence, SegmentInfo, PERMISSION_BITS,
+};
 
 /// Longest name: `PSHMNAMLEN` (31) less the leading `/`.
 pub(crate) const MAX_NAME_LEN: usize = 30;
-
-/// The permission bits a user may choose.
-const PERMISSION_BITS: u32 = 0o666;
 
 /// How long an opener waits for a creator or closer holding the lock exclusively.
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
