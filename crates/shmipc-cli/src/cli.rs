@@ -17,7 +17,8 @@ macro_rules! json_keys {
         "\
 JSON keys (stable):
   name         string
-  size         integer, bytes
+  size         integer, bytes, or null where it could not be looked at
+               (another user's link to a file, not followed)
   backing      \"memory\" | \"file\" | \"unnamed\" | \"other\"
   file         string (path of the backing file) or null
   origin       \"shmipc\" | \"foreign\" (made by another program)

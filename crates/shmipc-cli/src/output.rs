@@ -116,6 +116,35 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// `name` as a table shows it (`ls`): [`printable`], and in single quotes, as
+/// `ls` shows it, where it has whitespace (a name of one space would show as
+/// nothing; one with a trailing space, as another name) or a quote; see
+/// [`shell_arg`].
+pub fn table_name(name: &str) -> String {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    {
+        shell_arg(name)
+    } else {
+        printable(name)
+    }
+}
+
+/// How many terminal cells `text` takes: East Asian wide characters and emoji
+/// two, combining marks and other zero-width characters none.
+pub fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` padded with spaces to `width` terminal cells ([`display_width`]), as
+/// `{:<width$}` does by characters.
+pub fn pad(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(display_width(text));
+    format!("{text}{}", " ".repeat(fill))
+}
+
 /// `arg` as one shell word, for the commands our messages suggest (`shmipc rm
 /// NAME`): as it is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` as `'\''`), or, where it holds a control or

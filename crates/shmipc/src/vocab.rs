@@ -63,8 +63,10 @@ pub enum Origin {
 pub struct SegmentInfo {
     /// The segment's name.
     pub name: String,
-    /// Its size in bytes (page-rounded where the OS cannot tell more).
-    pub size: u64,
+    /// Its size in bytes (page-rounded where the OS cannot tell more); `None`
+    /// where it could not be looked at (another user's link to a backing file,
+    /// which is not followed).
+    pub size: Option<u64>,
     /// What stores it.
     pub backing: Backing,
     /// Who made it.

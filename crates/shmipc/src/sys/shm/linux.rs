@@ -1233,10 +1233,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         let st = may_follow(&lst).then(|| rfs::stat(&target).ok()).flatten();
         return Some(SegmentInfo {
             name: name.to_owned(),
-            size: st
-                .as_ref()
-                .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-                .unwrap_or(0),
+            size: st.as_ref().map(|s| u64::try_from(s.st_size).unwrap_or(0)),
             backing: Backing::File(target),
             origin: if mine {
                 Origin::Shmipc
@@ -1264,7 +1261,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient || is_legacy(mode)));
     Some(SegmentInfo {
         name: name.to_owned(),
-        size: u64::try_from(lst.st_size).unwrap_or(0),
+        size: Some(u64::try_from(lst.st_size).unwrap_or(0)),
         backing: Backing::Memory,
         origin: if shmipc {
             Origin::Shmipc

@@ -606,7 +606,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
         return Ok(Handle {
             fd,
             lock: Some(lock),
-            size: r.size,
+            size: Some(r.size),
             backing: Backing::Memory,
             persistence: if r.transient {
                 Persistence::UntilLastClose
@@ -785,7 +785,7 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     let st = rfs::fstat(&h.fd).ok();
     Ok(SegmentInfo {
         name: name.to_string(),
-        size: h.size,
+        size: Some(h.size),
         backing: h.backing.clone(),
         origin: if h.lock.is_some() {
             Origin::Shmipc
