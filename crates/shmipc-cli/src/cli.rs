@@ -308,6 +308,7 @@ const NAME_STAND_IN: &str = "NAME";
 /// usual `--`), clap passes the second `--` on as the command: it is dropped
 /// (no program is called `--`).
 pub fn parse(command: clap::Command, mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    help_over_name(&mut args);
     let escaped = take_escaped_name(&mut args);
     let mut cli = command
         .try_get_matches_from(args)
@@ -321,6 +322,20 @@ pub fn parse(command: clap::Command, mut args: Vec<OsString>) -> Result<Cli, cla
         _ => {}
     }
     Ok(cli)
+}
+
+/// `shmipc demo --name --help` (or `-h`) asks for help, as `--help` does
+/// anywhere else, rather than for a segment called `--help`: `--name` takes
+/// values that start with `-` (`--name -x`), but not these two; `--name=--help`
+/// still names one. Drops that `--name` from `args`, for clap to print the help.
+fn help_over_name(args: &mut Vec<OsString>) {
+    if args.get(1).is_none_or(|verb| verb != "demo") {
+        return;
+    }
+    let asks_help = |w: &[OsString]| w[0] == "--name" && (w[1] == "--help" || w[1] == "-h");
+    if let Some(at) = args.windows(2).position(asks_help) {
+        args.remove(at);
+    }
 }
 
 /// The NAME of `shmipc sem|event -- NAME …`, replaced in `args` by

@@ -68,6 +68,24 @@ fn demo_takes_a_name_that_starts_with_a_dash() {
     assert!(!left_behind(&name), "{name} left in /dev/shm");
 }
 
+/// `demo --name --help` (or `-h`) prints the demo's help, as `--help` does
+/// anywhere else, and makes nothing (before: it ran the demo on a segment called
+/// `--help`); `--name -x` still names `-x`.
+#[test]
+fn demo_name_help_asks_for_help() {
+    for flag in ["--help", "-h"] {
+        let args = ["demo", "--name", flag];
+        let out = run(&args);
+        assert_success(&out, &args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: shmipc demo"), "{args:?}: {text}");
+        assert!(
+            !text.contains("Process 1: created"),
+            "{args:?} ran the demo: {text}"
+        );
+    }
+}
+
 #[test]
 fn demo_default_name_is_the_seed_name_made_unique() {
     let mut child = shmipc()
