@@ -17,7 +17,8 @@ macro_rules! json_keys {
         "\
 JSON keys (stable):
   name         string
-  size         integer, bytes
+  size         integer, bytes, or null where it could not be looked at
+               (another user's link to a file, not followed)
   backing      \"memory\" | \"file\" | \"unnamed\" | \"other\"
   file         string (path of the backing file) or null
   origin       \"shmipc\" | \"foreign\" (made by another program)
@@ -149,15 +150,17 @@ across processes and users that may open it.
 
 Exit status: COMMAND's exit status; 128+N if it was killed by signal N; 1 (with one
 line on stderr) if the mutex could not be opened or --timeout passed; 126 if COMMAND
-could not be run, 127 if it was not found.
+could not be run, 127 if it was not found; 130 if Ctrl-C, SIGTERM or SIGHUP came
+before COMMAND started (it is not run).
 
 If a previous holder died holding the mutex (killed inside its critical section),
 one line on stderr says so, the command runs anyway with SHMIPC_OWNER_DIED=1 in its
 environment (so that it can repair what the dead holder left half done), and if it
 exits 0 the mutex is marked consistent; otherwise the next locker is told again.
 
-Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
-SIGTERM; the mutex is released when it has ended. If this command is killed itself
+Ctrl-C, SIGTERM and SIGHUP received while waiting for the mutex end the wait (the
+mutex is not taken, COMMAND not run); received while COMMAND runs, they are passed
+on to it as SIGTERM, and the mutex is released when it has ended. If this command is killed itself
 (SIGKILL), the next locker is told that the holder died.
 
 `shmipc rm NAME` while a command holds the mutex removes the name only: the holder
@@ -305,6 +308,7 @@ const NAME_STAND_IN: &str = "NAME";
 /// usual `--`), clap passes the second `--` on as the command: it is dropped
 /// (no program is called `--`).
 pub fn parse(command: clap::Command, mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    help_over_name(&mut args);
     let escaped = take_escaped_name(&mut args);
     let mut cli = command
         .try_get_matches_from(args)
@@ -318,6 +322,20 @@ pub fn parse(command: clap::Command, mut args: Vec<OsString>) -> Result<Cli, cla
         _ => {}
     }
     Ok(cli)
+}
+
+/// `shmipc demo --name --help` (or `-h`) asks for help, as `--help` does
+/// anywhere else, rather than for a segment called `--help`: `--name` takes
+/// values that start with `-` (`--name -x`), but not these two; `--name=--help`
+/// still names one. Drops that `--name` from `args`, for clap to print the help.
+fn help_over_name(args: &mut Vec<OsString>) {
+    if args.get(1).is_none_or(|verb| verb != "demo") {
+        return;
+    }
+    let asks_help = |w: &[OsString]| w[0] == "--name" && (w[1] == "--help" || w[1] == "-h");
+    if let Some(at) = args.windows(2).position(asks_help) {
+        args.remove(at);
+    }
 }
 
 /// The NAME of `shmipc sem|event -- NAME …`, replaced in `args` by
@@ -404,6 +422,28 @@ pub enum Command {
     /// Process 2 of `shmipc demo` (run by the demo, not by hand)
     #[command(name = "demo-process2", hide = true)]
     DemoProcess2(RoleArgs),
+}
+
+impl Command {
+    /// The object names on this command line (none for `ls`, `gc`, or a `demo`
+    /// that makes up its own).
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Command::Demo(a) => a.name.iter().map(String::as_str).collect(),
+            Command::DemoProcess1(a) | Command::DemoProcess2(a) => vec![&a.name],
+            Command::Create(a) => vec![&a.name],
+            Command::Write(a) => vec![&a.name],
+            Command::Read(a) => vec![&a.name],
+            Command::Info(a) => vec![&a.name],
+            Command::Rm(a) => a.names.iter().map(String::as_str).collect(),
+            Command::Lock(a) => vec![&a.name],
+            Command::Sem(a) => vec![&a.name],
+            Command::Event(a) => vec![&a.name],
+            Command::Pub(a) => vec![&a.topic],
+            Command::Sub(a) => vec![&a.topic],
+            Command::Ls(_) | Command::Gc(_) => Vec::new(),
+        }
+    }
 }
 
 /// `shmipc demo`

@@ -116,6 +116,35 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// `name` as a table shows it (`ls`): [`printable`], and in single quotes, as
+/// `ls` shows it, where it has whitespace (a name of one space would show as
+/// nothing; one with a trailing space, as another name) or a quote; see
+/// [`shell_arg`].
+pub fn table_name(name: &str) -> String {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    {
+        shell_arg(name)
+    } else {
+        printable(name)
+    }
+}
+
+/// How many terminal cells `text` takes: East Asian wide characters and emoji
+/// two, combining marks and other zero-width characters none.
+pub fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` padded with spaces to `width` terminal cells ([`display_width`]), as
+/// `{:<width$}` does by characters.
+pub fn pad(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(display_width(text));
+    format!("{text}{}", " ".repeat(fill))
+}
+
 /// `arg` as one shell word, for the commands our messages suggest (`shmipc rm
 /// NAME`): as it is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` as `'\''`), or, where it holds a control or
@@ -195,7 +224,8 @@ pub fn fail(e: &Error) -> ExitCode {
 }
 
 /// A value on the command line that parses but that no object can be made with
-/// (`--size 0`, `--capacity 0`, an initial count over the maximum): a wrong command
+/// (`--size 0`, `--capacity 0`, an initial count over the maximum; a name, checked
+/// by [`crate::command::run`] and refused as a `shmipc::NameError`): a wrong command
 /// line, as `shmipc --help` says, whatever the machine's state.
 #[derive(Debug)]
 pub struct Usage(pub String);
@@ -214,25 +244,26 @@ fn is_usage(e: &(dyn std::error::Error + 'static)) -> bool {
     use shmipc::channel::ChannelError;
     use shmipc::sync::ObjectError;
     use shmipc::CreateError;
+    // A size or mode that no segment can have, whatever object it is under.
+    let create = |e: &CreateError| {
+        matches!(
+            e,
+            CreateError::InvalidSize { .. } | CreateError::InvalidMode { .. }
+        )
+    };
     e.is::<Usage>()
-        || matches!(
-            e.downcast_ref::<CreateError>(),
-            Some(CreateError::InvalidSize { .. })
-        )
-        || matches!(
-            e.downcast_ref::<ChannelError>(),
-            Some(
-                ChannelError::InvalidParameter { .. }
-                    | ChannelError::Create(CreateError::InvalidSize { .. })
-            )
-        )
-        || matches!(
-            e.downcast_ref::<ObjectError>(),
-            Some(
-                ObjectError::InvalidParameter { .. }
-                    | ObjectError::Create(CreateError::InvalidSize { .. })
-            )
-        )
+        || e.is::<shmipc::NameError>()
+        || e.downcast_ref::<CreateError>().is_some_and(create)
+        || match e.downcast_ref::<ChannelError>() {
+            Some(ChannelError::InvalidParameter { .. }) => true,
+            Some(ChannelError::Create(e)) => create(e),
+            _ => false,
+        }
+        || match e.downcast_ref::<ObjectError>() {
+            Some(ObjectError::InvalidParameter { .. }) => true,
+            Some(ObjectError::Create(e)) => create(e),
+            _ => false,
+        }
 }
 
 /// The command that helps with a library error, if any: the library's texts say
@@ -244,7 +275,8 @@ fn advice(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             "remove it: `{rm}`",
             rm = crate::output::suggest("rm", name)
         )),
-        CreateError::TooManyObjects { .. } => {
+        // (Our commands list and collect /dev/shm, not a backing file's file system.)
+        CreateError::TooManyObjects { store, .. } if store == "/dev/shm" => {
             Some("`shmipc ls --all` lists them, `shmipc gc` removes stale ones".to_owned())
         }
         _ => None,

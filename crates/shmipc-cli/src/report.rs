@@ -13,8 +13,8 @@ use shmipc::{Backing, Contents, ObjectState, Origin, Persistence, SegmentInfo};
 pub struct SegmentJson {
     /// The segment's name.
     pub name: String,
-    /// Size in bytes.
-    pub size: u64,
+    /// Size in bytes, or null where it could not be looked at.
+    pub size: Option<u64>,
     /// `memory`, `file`, `unnamed` or `other`.
     pub backing: &'static str,
     /// The backing file's path, for `backing == "file"`.

@@ -453,6 +453,50 @@ echo "shm=$(ls /dev/shm | tr '\n' ' ')"
     assert_eq!(line("shm="), "shm=sparse ", "{text}");
 }
 
+/// A backing file that cannot be made because its file system has no file left
+/// (a tmpfs's `nr_inodes`, a full inode table) is a "no room" naming that file
+/// system, as a full /dev/shm is, with no advice about /dev/shm's commands
+/// (before: "opening the backing file failed: ...: No space left on device (os
+/// error 28)").
+#[test]
+fn a_backing_file_on_a_file_system_with_no_file_left() {
+    let test = "a_backing_file_on_a_file_system_with_no_file_left";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let script = r#"
+set -u
+B="$1"
+mount -t tmpfs -o size=256k tmpfs /dev/shm 2>/dev/null || exit 77
+D=$(mktemp -d /tmp/shmipc-noinode-XXXXXX) || exit 78
+trap 'umount "$D"; rmdir "$D"' EXIT
+mount -t tmpfs -o size=1m,nr_inodes=2 tmpfs "$D" || exit 77
+touch "$D/taken" || exit 78
+"$B" create new -s 4K --file "$D/new" >/dev/null 2>/tmp/shmipc-noinode-err-$$
+echo "rc=$? :: $(cat /tmp/shmipc-noinode-err-$$)"
+rm -f /tmp/shmipc-noinode-err-$$
+echo "shm=$(ls /dev/shm | tr '\n' ' ')"
+"#;
+    let Some(text) = in_private_dev_shm(test, script) else {
+        return;
+    };
+    assert!(
+        text.contains("rc=1 ")
+            && text.contains("`new`")
+            && text.contains("file system of /tmp/shmipc-noinode-")
+            && text.contains("limit of files"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("os error") && !text.contains("shmipc gc"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shm= \n") || text.contains("shm=\n"),
+        "{text}"
+    );
+}
+
 /// Every kind of object, failing to be created on a full /dev/shm or opened by a
 /// user its mode keeps out, is named as what it is (mutex, semaphore, event,
 /// topic) with a remedy that fits the command, and leaves nothing behind (before:
@@ -1982,10 +2026,16 @@ fn suggested_commands_work_for_names_that_look_like_options_or_actions() {
         said_all += &said(&["sub", "-t", "1ms", "--", name]);
         let found = suggestions(&said_all);
         assert!(found.len() >= 5, "{name:?}: {said_all}");
+        // (`info` shows a name with a blank in quotes, as `ls` does.)
+        let quoted = if name.contains(' ') {
+            format!("'{name}'")
+        } else {
+            name.to_owned()
+        };
         for cmd in found.iter().filter(|c| c.starts_with("shmipc info")) {
             let shown = paste(cmd);
             assert!(
-                shown.lines().next() == Some(&format!("name         {name}")),
+                shown.lines().next() == Some(&format!("name         {quoted}")),
                 "`{cmd}` showed {shown}"
             );
         }
@@ -2240,4 +2290,119 @@ fn mkfifo(path: &std::path::Path) {
         0,
     )
     .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+// ---------------------------------------------------------------------------------
+// names as `ls` and `info` show them
+
+/// `ls` shows a name of only blanks, and one with leading or trailing blanks, in
+/// quotes (as `ls` does), and aligns its columns by the cells a terminal gives
+/// each character (a CJK character or an emoji takes two). Before: a name of one
+/// space showed as nothing, and a wide name pushed its row's columns right.
+#[test]
+fn ls_shows_blank_names_quoted_and_aligns_wide_names() {
+    use unicode_width::UnicodeWidthStr;
+    // Only blanks, yet this process's own: the pid in binary, as space and
+    // no-break space.
+    let pid = std::process::id();
+    let blank: String = (0..32)
+        .rev()
+        .skip_while(|b| pid >> b == 0)
+        .map(|b| if pid >> b & 1 == 1 { '\u{a0}' } else { ' ' })
+        .collect();
+    let tag = unique("wide");
+    let trailing = format!("{tag}-trailing ");
+    let wide = format!("{tag}-漢字🎉");
+    let plain = format!("{tag}-plain");
+    let names = [
+        blank.as_str(),
+        trailing.as_str(),
+        wide.as_str(),
+        plain.as_str(),
+    ];
+    let _cleanup: Vec<Cleanup> = names.iter().map(|n| Cleanup((*n).to_owned())).collect();
+    for name in names {
+        ok(&["create", "--size", "1K", "--", name]);
+    }
+    let listing = ok(&["ls"]);
+    let header = listing.lines().next().unwrap();
+    let size_end = |line: &str, size: &str| {
+        let at = line
+            .find(size)
+            .unwrap_or_else(|| panic!("no {size} in {line}"));
+        line[..at + size.len()].width()
+    };
+    let column = size_end(header, "SIZE");
+    for name in names {
+        let shown = if name == plain || name == wide {
+            name.to_owned()
+        } else {
+            format!("'{name}'")
+        };
+        let row = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{shown} ")))
+            .unwrap_or_else(|| panic!("{shown:?} not shown in\n{listing}"));
+        assert_eq!(size_end(row, "1 KiB"), column, "{row:?} in\n{listing}");
+    }
+    let info = ok(&["info", "--", &blank]);
+    assert!(
+        info.starts_with(&format!("name         '{blank}'\n")),
+        "{info}"
+    );
+}
+
+/// `info` and `ls` of another user's link to a backing file (which is not
+/// followed) say its size is unknown, not 0 bytes; in JSON it is null.
+#[test]
+fn the_size_of_another_users_link_is_unknown() {
+    let test = "the_size_of_another_users_link_is_unknown";
+    if !is_root() {
+        return skip(test, "needs root");
+    }
+    let name = unique("foreign-link");
+    let _cleanup = Cleanup(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("data");
+    std::fs::write(&target, vec![1u8; 5000]).unwrap();
+    let made = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ln",
+            "-s",
+        ])
+        .arg(&target)
+        .arg(shm_path(&name))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        return skip(
+            test,
+            "`setpriv` is missing, or nobody cannot make a link in /dev/shm",
+        );
+    }
+    let _unlink = scopeguard(shm_path(&name));
+    let info = ok(&["info", &name]);
+    let size = info.lines().find(|l| l.starts_with("size ")).unwrap();
+    assert!(
+        size.contains("unknown") && !size.contains("0 bytes"),
+        "{info}"
+    );
+    let info = json(&ok(&["info", &name, "--json"]));
+    assert!(info["size"].is_null(), "{info}");
+    let listing = ok(&["ls", "--all"]);
+    let row = listing.lines().find(|l| l.starts_with(&name)).unwrap();
+    assert!(row.contains(" ?  "), "{row}");
+}
+
+/// Removes `path` when dropped.
+fn scopeguard(path: std::path::PathBuf) -> impl Drop {
+    struct Unlink(std::path::PathBuf);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    Unlink(path)
 }

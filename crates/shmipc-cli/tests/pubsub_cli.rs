@@ -610,7 +610,7 @@ fn sub_count_zero_does_nothing_and_leaves_nothing() {
         assert!(!left_behind(&topic), "{args:?} left the topic behind");
     }
     let args = ["sub", "bad/name", "-n", "0"];
-    assert_fails(&run(&args), 1, &args);
+    assert_fails(&run(&args), 2, &args);
 }
 
 /// A `pub` reading stdin whose topic is removed (`shmipc rm`), with or without a

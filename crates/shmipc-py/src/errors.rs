@@ -52,6 +52,8 @@ create_exception!(
 
 /// `ENOSPC` (28 on Linux, macOS and in the Windows CRT's `errno.h`).
 const ENOSPC: i32 = 28;
+/// `EDQUOT` (Linux's number; only Linux reports it to us).
+const EDQUOT: i32 = 122;
 
 fn msg(e: &impl std::fmt::Display) -> String {
     e.to_string()
@@ -61,7 +63,9 @@ pub(crate) fn create(e: CreateError) -> PyErr {
     let m = msg(&e);
     match e {
         CreateError::AlreadyExists { .. } => PyFileExistsError::new_err(m),
-        CreateError::InvalidName(_) | CreateError::InvalidSize { .. } => PyValueError::new_err(m),
+        CreateError::InvalidName(_)
+        | CreateError::InvalidSize { .. }
+        | CreateError::InvalidMode { .. } => PyValueError::new_err(m),
         CreateError::PermissionDenied { .. } => PyPermissionError::new_err(m),
         CreateError::TooSmall { .. } => PyValueError::new_err(m),
         // A full store is what Python code (and `multiprocessing.shared_memory`)
@@ -69,6 +73,7 @@ pub(crate) fn create(e: CreateError) -> PyErr {
         CreateError::NoSpace { .. } | CreateError::TooManyObjects { .. } => {
             PyOSError::new_err((ENOSPC, m))
         }
+        CreateError::QuotaExceeded { .. } => PyOSError::new_err((EDQUOT, m)),
         CreateError::Os { .. } => PyOSError::new_err(m),
         _ => Error::new_err(m),
     }

@@ -31,6 +31,14 @@ pub enum CreateError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The mode has bits beyond read/write for owner, group and others (`0o666`).
+    #[error("segment `{name}`: mode {mode:#o} has bits beyond read/write (0o666: rw-rw-rw-): give read/write permission bits such as 0o600 or 0o660")]
+    InvalidMode {
+        /// The segment's name.
+        name: String,
+        /// The requested mode.
+        mode: u32,
+    },
     /// The backing store cannot hold the requested size.
     #[error("segment `{name}`: {size} bytes do not fit, only {available} bytes are free in {store}: ask for less, or free space there")]
     NoSpace {
@@ -51,6 +59,18 @@ pub enum CreateError {
         name: String,
         /// The backing store (e.g. `/dev/shm`).
         store: String,
+    },
+    /// The disk quota of the segment's owner on the backing store is used up
+    /// (`EDQUOT`), whatever bytes are free there.
+    #[error("segment `{name}`: the disk quota of this user on {store} is used up: free space that this user holds there, or ask for a larger quota")]
+    QuotaExceeded {
+        /// The segment's name.
+        name: String,
+        /// The backing store (e.g. `/dev/shm`, or the file system of a file).
+        store: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
     /// A segment with this name exists and is smaller than requested.
     #[error("segment `{name}` exists with {existing} bytes, fewer than the {requested} requested: open it with its size or remove it first")]
@@ -328,6 +348,11 @@ impl CreateError {
                 store,
             },
             sys::Error::TooManyObjects { store } => Self::TooManyObjects { name, store },
+            sys::Error::Quota { store, source } => Self::QuotaExceeded {
+                name,
+                store,
+                source,
+            },
             sys::Error::InvalidSize { size, reason } => Self::InvalidSize { name, size, reason },
             sys::Error::Unsupported { what, hint } => Self::Unsupported { name, what, hint },
             sys::Error::Os { op, source } => Self::Os { name, op, source },

@@ -11,6 +11,7 @@ use crate::sys;
 pub(crate) use crate::view::Inner;
 use crate::view::{self, View};
 pub(crate) use crate::vocab::CreateParams;
+use crate::vocab::PERMISSION_BITS;
 pub use crate::vocab::{Access, Backing, Disposition, Origin, Persistence, SegmentInfo};
 
 /// A named (or unnamed) shared-memory segment: the mapping object itself.
@@ -60,6 +61,18 @@ fn check_size(name: &str, size: u64) -> Result<(), CreateError> {
             name: name.into(),
             size,
             reason: "it is larger than any OS allows",
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a creator's `mode` with bits beyond read/write ([`PERMISSION_BITS`]),
+/// which the OS would otherwise be handed or we would drop in silence.
+pub(crate) fn check_mode(name: &str, mode: u32) -> Result<(), CreateError> {
+    if mode & !PERMISSION_BITS != 0 {
+        return Err(CreateError::InvalidMode {
+            name: name.into(),
+            mode,
         });
     }
     Ok(())
@@ -369,7 +382,9 @@ impl SegmentOptions {
         self
     }
 
-    /// Unix permission bits for creating (read/write bits only; default `0o600`).
+    /// Unix permission bits for creating: read/write bits only (within `0o666`;
+    /// default `0o600`). Any other bit (execute, set-id, sticky) is refused at
+    /// create time with [`CreateError::InvalidMode`].
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -411,6 +426,16 @@ impl SegmentOptions {
         self
     }
 
+    /// What [`create`](Self::create) refuses before asking the OS: a size no
+    /// segment can have, a mode with bits beyond read/write.
+    fn check(&self, name: &str) -> Result<(), CreateError> {
+        // A file-backed segment may take the file's size (0); any other needs one.
+        if self.file.is_none() || self.size > i64::MAX as u64 {
+            check_size(name, self.size)?;
+        }
+        check_mode(name, self.mode)
+    }
+
     fn params(&self) -> CreateParams<'_> {
         CreateParams {
             size: self.size,
@@ -428,10 +453,7 @@ impl SegmentOptions {
     /// See [`CreateError`].
     pub fn create(&self, name: &str) -> Result<Segment, CreateError> {
         let name = Name::new(name)?;
-        // A file-backed segment may take the file's size (0); any other needs one.
-        if self.file.is_none() || self.size > i64::MAX as u64 {
-            check_size(name.as_str(), self.size)?;
-        }
+        self.check(name.as_str())?;
         let handle = sys::create(&name, &self.params())
             .map_err(|e| CreateError::from_sys(name.as_str(), e))?;
         Ok(Segment {
@@ -459,9 +481,7 @@ impl SegmentOptions {
         init: impl FnOnce(&View) -> Result<(), E>,
     ) -> Result<(Segment, View), InitError<E>> {
         let name = Name::new(name).map_err(|e| InitError::Create(e.into()))?;
-        if self.file.is_none() || self.size > i64::MAX as u64 {
-            check_size(name.as_str(), self.size).map_err(InitError::Create)?;
-        }
+        self.check(name.as_str()).map_err(InitError::Create)?;
         let mut params = self.params();
         params.defer_publish = true;
         let handle = sys::create(&name, &params)

@@ -5,6 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The permission bits a creator may choose (read and write for owner, group and
+/// others): execute bits mean nothing for shared memory, and the other bits are
+/// shmipc's marks on Unix.
+pub(crate) const PERMISSION_BITS: u32 = 0o666;
+
 /// How a segment or a view may be accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -58,8 +63,10 @@ pub enum Origin {
 pub struct SegmentInfo {
     /// The segment's name.
     pub name: String,
-    /// Its size in bytes (page-rounded where the OS cannot tell more).
-    pub size: u64,
+    /// Its size in bytes (page-rounded where the OS cannot tell more); `None`
+    /// where it could not be looked at (another user's link to a backing file,
+    /// which is not followed).
+    pub size: Option<u64>,
     /// What stores it.
     pub backing: Backing,
     /// Who made it.

@@ -132,6 +132,73 @@ fn impossible_sizes_are_refused() {
     }
 }
 
+/// A mode with bits beyond read/write (execute, set-id, sticky, or beyond 0o7777)
+/// is refused at create time, naming the mode and the bits allowed, for a segment
+/// (memory or file), an object and a channel, and nothing is made (before: the
+/// bits were silently dropped and the segment made with the rest).
+#[test]
+fn modes_beyond_read_write_are_refused() {
+    let guard = Cleanup::new("mode");
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o700, 0o755, 0o4600, 0o1600, 0o10600, u32::MAX] {
+        let plain = Segment::options().size(4096).mode(mode);
+        let file = dir.path().join("backing");
+        for (what, r) in [
+            ("create", plain.create(guard.name())),
+            (
+                "create_or_open",
+                plain.create_or_open(guard.name()).map(|(s, _)| s),
+            ),
+            ("file", plain.clone().file(&file).create(guard.name())),
+        ] {
+            match r {
+                Err(e @ CreateError::InvalidMode { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(guard.name())
+                            && msg.contains(&format!("{mode:#o}"))
+                            && msg.contains("0o666"),
+                        "{what} {mode:#o}: {msg}"
+                    );
+                }
+                other => panic!("{what} (mode {mode:#o}) = {other:?}"),
+            }
+        }
+        assert!(!file.exists(), "mode {mode:#o}: a backing file was made");
+        let opts = shmipc::sync::ObjectOptions::new().mode(mode);
+        assert!(
+            matches!(
+                shmipc::sync::NamedSemaphore::create_with(guard.name(), 0, 1, &opts),
+                Err(shmipc::sync::ObjectError::Create(
+                    CreateError::InvalidMode { .. }
+                ))
+            ),
+            "semaphore, mode {mode:#o}"
+        );
+        assert!(
+            matches!(
+                shmipc::channel::pubsub::Options::new()
+                    .mode(mode)
+                    .create_publisher(guard.name()),
+                Err(shmipc::channel::ChannelError::Create(
+                    CreateError::InvalidMode { .. }
+                ))
+            ),
+            "pubsub, mode {mode:#o}"
+        );
+        assert!(matches!(
+            Segment::open(guard.name(), shmipc::Access::Read),
+            Err(OpenError::NotFound { .. })
+        ));
+    }
+    // Every read/write bit is still taken.
+    Segment::options()
+        .size(4096)
+        .mode(0o666)
+        .create(guard.name())
+        .unwrap();
+}
+
 /// `create` refuses a name that is live, and `create_or_open` refuses a live
 /// segment smaller than asked (saying both sizes).
 #[test]

@@ -362,11 +362,24 @@ fn a_client_is_told_in_rpc_terms_what_happened() {
     // Sent while the server lived; it leaves before answering.
     let id = client.send_request(b"q").unwrap();
     drop(server);
-    let gone = format!("the server of `{n}` is gone: start one");
+    let gone = format!(
+        "the server of `{n}` is not running (it left or died, or none has started): start one"
+    );
     let e = client.recv_response(id, LIMIT).err();
     let e = e.map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with(&gone), "{e}");
     let e = client.call(b"abc", LIMIT).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&gone), "{e}");
+    // Sends and loans say the same (before: "the receiving side of the channel has
+    // gone", in a channel's terms, naming nothing).
+    let e = client.send_request(b"abc").err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&gone), "{e}");
+    let e = client.loan_request(3).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&gone), "{e}");
+    let e = client.loan_request_timeout(3, LIMIT).err();
     let e = e.map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with(&gone), "{e}");
 }

@@ -111,7 +111,7 @@ fn foreign_segments_are_never_removed() {
         let info = Segment::info(f.name()).unwrap();
         assert_eq!(info.origin, Origin::Foreign);
         assert_eq!(info.backing, Backing::Memory);
-        assert_eq!(info.size, 5000);
+        assert_eq!(info.size, Some(5000));
         let listed = Segment::list().unwrap();
         let entry = listed
             .iter()

@@ -367,7 +367,7 @@ fn what_windows_cannot_do_is_a_clear_error() {
         Vec::<String>::new()
     );
     let info = Segment::info(&name).unwrap();
-    assert_eq!((info.size, info.origin), (4096, Origin::Shmipc));
+    assert_eq!((info.size, info.origin), (Some(4096), Origin::Shmipc));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use shmipc::{Access, Name, OpenError, Segment};
+use shmipc::{Access, OpenError, Segment};
 
 use crate::cli::{DemoArgs, RoleArgs};
 use crate::output::{self, Result};
@@ -36,7 +36,6 @@ pub fn run(args: &DemoArgs) -> Result {
         .name
         .clone()
         .unwrap_or_else(|| format!("MyFileMapping-{}", std::process::id()));
-    Name::new(&name)?;
     let deadline = Instant::now() + args.timeout;
     let late = |what: &str| {
         format!(

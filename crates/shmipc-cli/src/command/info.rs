@@ -76,9 +76,15 @@ fn human(i: &SegmentInfo, contents: Option<&Contents>) -> String {
         Some(c) => c.kind_name().to_owned(),
     };
     let mut lines = vec![
-        ("name", name.clone()),
+        ("name", output::table_name(name)),
         ("kind", kind),
-        ("size", units::bytes(i.size)),
+        (
+            "size",
+            i.size.map_or_else(
+                || "unknown (it could not be looked at)".to_owned(),
+                units::bytes,
+            ),
+        ),
         ("backing", backing),
         ("persistence", persistence),
         ("origin", origin.to_owned()),

@@ -1,13 +1,15 @@
 //! `shmipc lock NAME [--timeout DUR] -- COMMAND [ARGS...]`: flock(1) with a named
 //! mutex. The command's exit status becomes ours (128+N for a signal N, as shells
 //! report it); 126/127 when it cannot be run or is not found (as `env` and
-//! `timeout` use); 1 with one line for our own failures.
+//! `timeout` use); 130 when a terminating signal came before it started; 1 with
+//! one line for our own failures.
 
 use std::io;
 use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use shmipc::sync::{LockError, LockTimeoutError, MutexGuard, NamedMutex};
+use shmipc::sync::{LockTimeoutError, MutexGuard, NamedMutex};
 
 use super::object;
 use crate::cli::LockArgs;
@@ -35,10 +37,19 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .command
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
-    shmipc::Name::new(name)?;
+    // Catch Ctrl-C / SIGTERM / SIGHUP before the mutex is taken, so that no signal
+    // can end this process holding it (the next locker would be told its holder
+    // died): one while waiting ends the wait, one after is passed on.
+    forward_signals();
     let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
-    let (guard, owner_died) = acquire(&mutex, args)?;
+    let Some((guard, owner_died)) = acquire(&mutex, args)? else {
+        return Ok(interrupted(name, None));
+    };
+    if STOP.load(Ordering::SeqCst) {
+        // The signal came as the lock was taken: the command is not started.
+        return Ok(interrupted(name, Some(guard)));
+    }
     if owner_died {
         output::warn(format!(
             "the previous holder of mutex `{name}` died while holding it: running the command anyway with SHMIPC_OWNER_DIED=1 (the mutex is marked consistent if it exits 0)"
@@ -51,7 +62,6 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         command.env("SHMIPC_OWNER_DIED", "1");
     }
     die_with_us(&mut command);
-    forward_signals();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -153,25 +163,52 @@ fn kill_with_us(child: &std::process::Child) {
     }
 }
 
+/// How long one slice of the wait for the lock lasts: between slices, whether a
+/// signal asked us to stop (the wait itself is not interrupted by one).
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// Takes the lock (waiting at most `--timeout`); says whether a holder had died.
-fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<(MutexGuard<'m>, bool)> {
+/// `None`: a terminating signal came while waiting.
+fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<Option<(MutexGuard<'m>, bool)>> {
     let name = &args.name;
-    match args.timeout {
-        None => match mutex.lock() {
-            Ok(g) => Ok((g, false)),
-            Err(LockError::OwnerDied(g)) => Ok((g, true)),
-            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
-        },
-        Some(timeout) => match mutex.lock_timeout(timeout) {
-            Ok(g) => Ok((g, false)),
-            Err(LockTimeoutError::OwnerDied(g)) => Ok((g, true)),
-            Err(LockTimeoutError::Timeout(_)) => Err(format!(
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let slice = deadline.map_or(STOP_CHECK, |d| {
+            d.saturating_duration_since(Instant::now()).min(STOP_CHECK)
+        });
+        match mutex.lock_timeout(slice) {
+            Ok(g) => return Ok(Some((g, false))),
+            Err(LockTimeoutError::OwnerDied(g)) => return Ok(Some((g, true))),
+            Err(LockTimeoutError::Timeout(_)) if deadline.is_none_or(|d| Instant::now() < d) => {}
+            Err(LockTimeoutError::Timeout(_)) => {
+                let timeout = args.timeout.unwrap_or_default();
+                return Err(format!(
                 "timed out after {} waiting for mutex `{name}`: a live process holds it; wait longer or find the holder (`{info}`)",
                 units::human_duration(timeout), info = crate::output::suggest("info", name))
-            .into()),
-            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
-        },
+            .into());
+            }
+            Err(e) => return Err(format!("mutex `{name}`: {e}").into()),
+        }
     }
+}
+
+/// Exit status of a `lock` stopped by a signal before its command started: 128 +
+/// SIGINT, as shells report an interrupted command.
+const INTERRUPTED: u8 = 130;
+
+/// A terminating signal came before the command started: the command is not run
+/// and the lock (if taken) is released. The mutex stays, as after any `lock`:
+/// another locker may have opened it meanwhile (and hold it now), and removing it
+/// would let the next one make a new mutex and run beside that holder.
+fn interrupted(name: &str, guard: Option<MutexGuard<'_>>) -> ExitCode {
+    drop(guard);
+    output::warn(format!(
+        "interrupted before the command started: it was not run, and mutex `{name}` is not held"
+    ));
+    ExitCode::from(INTERRUPTED)
 }
 
 /// Our exit status for the command's: its code, or 128+N for a signal N.
@@ -195,11 +232,13 @@ static CHILD: AtomicU32 = AtomicU32::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// From now on Ctrl-C, SIGTERM and SIGHUP do not end this process (which would leave
-/// the mutex to be taken over as from a dead owner): they are passed on to the
-/// command as SIGTERM, and we release the mutex when it has ended. A signal that
-/// arrives before the command starts is passed on as soon as it does (`run` checks
-/// `STOP` after publishing `CHILD`; SeqCst on both sides, so one of the two sees
-/// the other).
+/// the mutex to be taken over as from a dead owner): before the command starts
+/// they end the wait for the lock (`acquire` looks at `STOP` between slices, `run`
+/// once more after it), and then the command is not run; after, they are passed on
+/// to the command as SIGTERM, and we release the mutex when it has ended. A signal
+/// that arrives between the last look and the start is passed on as soon as the
+/// command starts (`run` checks `STOP` after publishing `CHILD`; SeqCst on both
+/// sides, so one of the two sees the other).
 fn forward_signals() {
     // If the handler cannot be installed, the signals keep their default action:
     // the command still runs, and the next locker would be told the holder died.

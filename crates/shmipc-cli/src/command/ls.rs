@@ -36,17 +36,29 @@ pub fn run(args: &LsArgs) -> Result {
             None => none.to_owned(),
         });
     }
-    let width = segments
+    // Names as a terminal shows them: quoted where blanks would hide them,
+    // aligned by the cells they take (a wide character takes two).
+    let names: Vec<String> = segments
         .iter()
-        .map(|s| output::printable(&s.name).chars().count())
+        .map(|s| output::table_name(&s.name))
+        .collect();
+    let width = names
+        .iter()
+        .map(|n| output::display_width(n))
         .max()
         .unwrap_or(0)
         .max(4);
     let mut text = format!(
-        "{:<width$}  {:>10}  {:<9}  {:<7}  {:<16}  {:<7}  {:<7}  STATE",
-        "NAME", "SIZE", "KIND", "BACKING", "PERSISTENCE", "ORIGIN", "HOLDERS"
+        "{}  {:>10}  {:<9}  {:<7}  {:<16}  {:<7}  {:<7}  STATE",
+        output::pad("NAME", width),
+        "SIZE",
+        "KIND",
+        "BACKING",
+        "PERSISTENCE",
+        "ORIGIN",
+        "HOLDERS"
     );
-    for (s, c) in segments.iter().zip(&contents) {
+    for ((s, c), name) in segments.iter().zip(&contents).zip(&names) {
         let holders = s
             .holders
             .as_ref()
@@ -55,9 +67,9 @@ pub fn run(args: &LsArgs) -> Result {
         let state = c.as_ref().and_then(report::state_words).unwrap_or_default();
         text.push('\n');
         let line = format!(
-            "{:<width$}  {:>10}  {kind:<9}  {:<7}  {:<16}  {:<7}  {holders:<7}  {state}",
-            output::printable(&s.name),
-            human_size(s.size),
+            "{}  {:>10}  {kind:<9}  {:<7}  {:<16}  {:<7}  {holders:<7}  {state}",
+            output::pad(name, width),
+            s.size.map_or_else(|| "?".to_owned(), human_size),
             report::backing_key(&s.backing),
             report::persistence_key(s.persistence),
             report::origin_key(s.origin),

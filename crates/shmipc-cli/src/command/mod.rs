@@ -25,6 +25,12 @@ use crate::output::Result;
 
 /// Runs one verb; its exit status on success (`lock` passes on its command's).
 pub fn run(command: Command) -> Result<ExitCode> {
+    // Every name first, the library's rules: a name no object can have is a wrong
+    // command line (exit status 2, as any other bad value), whatever the verb, and
+    // a command that refuses one has done nothing yet.
+    for name in command.names() {
+        shmipc::Name::new(name)?;
+    }
     let done = match command {
         Command::Lock(args) => return lock::run(&args),
         Command::Sem(args) => sem::run(&args),

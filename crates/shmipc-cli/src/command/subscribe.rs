@@ -44,8 +44,7 @@ pub fn run(args: &SubArgs) -> Result {
     options.validate(name).map_err(|e| topic::error(e, name))?;
     if args.count == Some(0) {
         // Nothing to receive: neither create the topic nor attach to it (a bad
-        // name is still refused).
-        shmipc::Name::new(name)?;
+        // name was refused before this, by `command::run`).
         return Ok(());
     }
     let (sub, _) = topic::open_or_create(

@@ -22,6 +22,9 @@ pub fn create_failure(kind: &str, name: &str, e: &CreateError) -> Option<String>
         CreateError::TooManyObjects { store, .. } => format!(
             "cannot create {kind} `{name}`: {store} has no room for another object (its limit of files is reached, though bytes may be free): remove objects there (`shmipc ls --all` lists them, `shmipc gc` removes stale ones), or raise its limit"
         ),
+        CreateError::QuotaExceeded { store, .. } => format!(
+            "cannot create {kind} `{name}`: the disk quota of this user on {store} is used up: free space that this user holds there (`shmipc ls --all` shows what uses it), or ask for a larger quota"
+        ),
         CreateError::PermissionDenied { .. } => format!(
             "cannot create {kind} `{name}`: permission denied (by /dev/shm's mode, or a security policy): use another place or user"
         ),
@@ -51,5 +54,39 @@ pub fn article(word: &str) -> &'static str {
         "an"
     } else {
         "a"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::create_failure;
+    use shmipc::CreateError;
+
+    /// A used-up disk quota (`EDQUOT`, which no store of the test machines can
+    /// be made to report: their kernels have no tmpfs or ext4 quotas) names the
+    /// object, the store and what to do, as a full store does.
+    #[test]
+    fn a_used_up_quota_names_the_object_and_the_remedy() {
+        let e = CreateError::QuotaExceeded {
+            name: "jobs".into(),
+            store: "/dev/shm".into(),
+            source: std::io::Error::from_raw_os_error(122),
+        };
+        let line = create_failure("semaphore", "jobs", &e).unwrap();
+        assert!(
+            line.contains("semaphore `jobs`")
+                && line.contains("quota")
+                && line.contains("/dev/shm")
+                && line.contains("free space"),
+            "{line}"
+        );
+        // The library's own words (`shmipc create`) say the same.
+        let line = e.to_string();
+        assert!(
+            line.contains("segment `jobs`")
+                && line.contains("quota")
+                && line.contains("free space"),
+            "{line}"
+        );
     }
 }

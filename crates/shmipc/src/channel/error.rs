@@ -171,9 +171,7 @@ pub enum CallError {
     },
     /// No server is attached: it left or died (or none has started yet). A server
     /// that attaches later is picked up: calling again then works.
-    #[error(
-        "the server of `{name}` is gone: start one (this client calls it once it is attached)"
-    )]
+    #[error("the server of `{name}` is not running (it left or died, or none has started): start one, then call again (this client reaches it once it is attached)")]
     ServerGone {
         /// The channel's name.
         name: String,

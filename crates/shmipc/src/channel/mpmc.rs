@@ -236,7 +236,8 @@ impl Options {
         self
     }
 
-    /// Unix permission bits of the segment (default `0o600`).
+    /// Unix permission bits of the segment: read/write bits within `0o666` (default
+    /// `0o600`); any other bit is refused at create time (`CreateError::InvalidMode`).
     pub fn mode(mut self, mode: u32) -> Self {
         self.common.mode = mode;
         self

@@ -49,8 +49,9 @@
 //! waiting and requests held (answer by [`Request::caller`] after dropping one to
 //! free its slot early).
 //!
-//! A client whose server left or died gets [`CallError::ServerGone`] (from a call or
-//! a wait for a response) / [`SendError::Disconnected`]; a server responding to a client that left or died
+//! A client whose server left or died gets [`CallError::ServerGone`] (from a call,
+//! a send or a wait for a response; [`TrySendError::Disconnected`] from a `try_`
+//! send); a server responding to a client that left or died
 //! gets `Disconnected` and goes on. A client killed with a request loaned has it
 //! skipped; a server killed holding requests has their slots freed by the next
 //! client that needs them (or the next server); nothing is lost to a crash. What a
@@ -227,7 +228,8 @@ impl Options {
         self
     }
 
-    /// Unix permission bits of the segment (default `0o600`).
+    /// Unix permission bits of the segment: read/write bits within `0o666` (default
+    /// `0o600`); any other bit is refused at create time (`CreateError::InvalidMode`).
     pub fn mode(mut self, mode: u32) -> Self {
         self.common.mode = mode;
         self
@@ -591,6 +593,19 @@ impl SpscSlots for Resp<'_> {
         self.chan
             .words
             .u64(client_off(self.client) + offset_of!(ClientRecord, resp_tail))
+    }
+}
+
+/// A blocking request send's failure on channel `name` in rpc terms (a channel's
+/// "receiving side" is the server here), as a [`CallError`]; `timeout` is the
+/// caller's (`Duration::MAX`: none, and then the queue never times out).
+fn request_error(name: &str, e: SendError, timeout: Duration) -> CallError {
+    let name = name.to_owned();
+    match e {
+        SendError::Timeout(()) => CallError::Timeout { name, timeout },
+        SendError::Disconnected(()) => CallError::ServerGone { name },
+        SendError::TooLarge { len, max } => CallError::TooLarge { name, len, max },
+        SendError::Corrupt(source) => CallError::Corrupt { name, source },
     }
 }
 
@@ -1176,7 +1191,8 @@ impl Client {
         }
     }
 
-    fn loan_with(&mut self, len: usize, deadline: Deadline) -> Result<RequestLoan<'_>, SendError> {
+    /// Claims a request slot for `len` bytes, waiting until `deadline`.
+    fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Owned, SendError> {
         if len as u64 > self.chan.p.slot_size {
             return Err(SendError::TooLarge {
                 len,
@@ -1186,17 +1202,31 @@ impl Client {
         if self.server_gone(false) {
             return Err(SendError::Disconnected(()));
         }
-        let owned = match self.attempt(false) {
-            Some(r) => r?,
+        match self.attempt(false) {
+            Some(r) => r,
             None => match deadline {
-                Deadline::Now => self.attempt(true).unwrap_or(Err(SendError::Timeout(())))?,
+                Deadline::Now => self.attempt(true).unwrap_or(Err(SendError::Timeout(()))),
                 deadline => {
                     let words = self.chan.words;
                     let bell = words.bell(offset_of!(Control, req_space_bell));
                     bell.wait_for(deadline, |deep| self.attempt(deep))
-                        .unwrap_or(Err(SendError::Timeout(())))?
+                        .unwrap_or(Err(SendError::Timeout(())))
                 }
             },
+        }
+    }
+
+    /// Loans a request slot for `len` bytes, waiting until `deadline`; a failure
+    /// is told as `error` words it (given the channel's name).
+    fn loan_with<E>(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+        error: impl FnOnce(&str, SendError) -> E,
+    ) -> Result<RequestLoan<'_>, E> {
+        let owned = match self.claim(len, deadline) {
+            Ok(owned) => owned,
+            Err(e) => return Err(error(&self.chan.map.name, e)),
         };
         let id = (self.generation << 32) | u64::from(self.next);
         let p = self.chan.req_payload(owned.slot, REQ_PREFIX + len);
@@ -1222,10 +1252,12 @@ impl Client {
     /// those of an earlier request or zero (overwrite what you send).
     ///
     /// # Errors
-    /// [`SendError::Disconnected`] (no server), [`SendError::TooLarge`],
-    /// [`SendError::Corrupt`].
-    pub fn loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, SendError> {
-        self.loan_with(len, Deadline::Never)
+    /// [`CallError::ServerGone`] (no server: it left or died, or none has started),
+    /// [`CallError::TooLarge`], [`CallError::Corrupt`].
+    pub fn loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, CallError> {
+        self.loan_with(len, Deadline::Never, |name, e| {
+            request_error(name, e, Duration::MAX)
+        })
     }
 
     /// As [`Client::loan_request`], without waiting.
@@ -1234,19 +1266,22 @@ impl Client {
     /// [`TrySendError::Full`], [`TrySendError::Disconnected`],
     /// [`TrySendError::TooLarge`], [`TrySendError::Corrupt`].
     pub fn try_loan_request(&mut self, len: usize) -> Result<RequestLoan<'_>, TrySendError> {
-        self.loan_with(len, Deadline::Now).map_err(try_error)
+        self.loan_with(len, Deadline::Now, |_, e| try_error(e))
     }
 
     /// As [`Client::loan_request`], waiting up to `timeout`.
     ///
     /// # Errors
-    /// As [`Client::loan_request`], and [`SendError::Timeout`].
+    /// As [`Client::loan_request`], and [`CallError::Timeout`] if the request
+    /// queue stays full.
     pub fn loan_request_timeout(
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> Result<RequestLoan<'_>, SendError> {
-        self.loan_with(len, Deadline::after(timeout))
+    ) -> Result<RequestLoan<'_>, CallError> {
+        self.loan_with(len, Deadline::after(timeout), |name, e| {
+            request_error(name, e, timeout)
+        })
     }
 
     /// Queues a copy of `data` as a request without waiting; returns its id.
@@ -1264,10 +1299,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::loan_request`].
-    pub fn send_request(&mut self, data: &[u8]) -> Result<u64, SendError> {
+    pub fn send_request(&mut self, data: &[u8]) -> Result<u64, CallError> {
         let mut loan = self.loan_request(data.len())?;
         loan.copy_from_slice(data);
-        loan.send()
+        let sent = loan.send();
+        sent.map_err(|e| request_error(&self.chan.map.name, e, Duration::MAX))
     }
 
     /// The next response in place (any id), without waiting.
@@ -1425,30 +1461,12 @@ impl Client {
     /// queue stayed full), and [`CallError::TooLarge`].
     pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Response<'_>, CallError> {
         let deadline = Deadline::after(timeout);
-        let sent = match self.loan_with(data.len(), deadline) {
-            Ok(mut loan) => {
-                loan.copy_from_slice(data);
-                loan.send()
-            }
-            Err(e) => Err(e),
-        };
-        let id = match sent {
-            Ok(id) => id,
-            Err(SendError::TooLarge { len, max }) => {
-                return Err(CallError::TooLarge {
-                    name: self.chan.map.name.clone(),
-                    len,
-                    max,
-                })
-            }
-            Err(SendError::Disconnected(())) => {
-                return Err(self.call_error(RecvError::Disconnected, timeout))
-            }
-            Err(SendError::Corrupt(c)) => {
-                return Err(self.call_error(RecvError::Corrupt(c), timeout))
-            }
-            Err(SendError::Timeout(())) => return Err(self.call_error(RecvError::Empty, timeout)),
-        };
+        let mut loan = self.loan_with(data.len(), deadline, |name, e| {
+            request_error(name, e, timeout)
+        })?;
+        loan.copy_from_slice(data);
+        let sent = loan.send();
+        let id = sent.map_err(|e| request_error(&self.chan.map.name, e, timeout))?;
         let (slot, len) = self
             .wait_response(id, deadline)
             .map_err(|e| self.call_error(e, timeout))?;

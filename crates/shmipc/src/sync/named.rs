@@ -55,7 +55,8 @@ impl ObjectOptions {
         Self::default()
     }
 
-    /// Unix permission bits for creating (read/write bits; default `0o600`).
+    /// Unix permission bits for creating: read/write bits within `0o666` (default
+    /// `0o600`); any other bit is refused at create time (`CreateError::InvalidMode`).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self

@@ -308,8 +308,9 @@ impl MutexWords {
 ///
 /// * `count`: units available; also the futex word waiters sleep on (while 0).
 /// * `waiters`: how many may be asleep, so that `post` skips the wake system call
-///   when nobody waits. A waiter that dies leaves it too high, which only costs
-///   `post` a wake call.
+///   when nobody waits. A waiter that dies leaves it too high for good: every later
+///   `post` makes the wake call (a system call, nothing worse). It is not
+///   corrected: a count with nobody asleep may be a live waiter about to sleep.
 ///
 /// A post never misses a sleeper, without relying on SeqCst loads (which loom does
 /// not model): `post` does an RMW on `count` (AcqRel), then loads `waiters`; a

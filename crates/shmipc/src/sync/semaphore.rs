@@ -26,8 +26,12 @@ const KIND: &str = "semaphore";
 /// offset.
 ///
 /// `post` adds a unit (an error beyond the maximum), `wait` takes one. A process
-/// that dies after taking a unit does not give it back (as with POSIX semaphores);
-/// a waiter that dies costs nothing but, at most, one later wake-up call.
+/// that dies after taking a unit does not give it back (as with POSIX semaphores).
+/// A waiter that dies while waiting stays counted as a possible sleeper for good:
+/// every later `post` then makes the wake system call even when nobody sleeps (a
+/// system call per post, never a lost or extra unit) until the semaphore is made
+/// anew. (Nothing tells a dead waiter's count from a live one's about to sleep, so
+/// it is not corrected.)
 ///
 /// ```
 /// use shmipc::Segment;

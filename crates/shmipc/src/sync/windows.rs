@@ -148,6 +148,10 @@ fn get(
     new: New,
     which: Which,
 ) -> Result<(Kobj, Disposition), ObjectError> {
+    if how != How::Open {
+        // As a segment's mode is (`SegmentOptions::mode`).
+        crate::segment::check_mode(name.as_str(), opts.mode).map_err(ObjectError::Create)?;
+    }
     let got = if how == How::Open {
         Kobj::open(name.as_str(), which).map(|h| (h, Disposition::Opened))
     } else {

@@ -81,7 +81,9 @@ use rustix::io::Errno;
 use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
 use crate::sys::liveness::ProcessStamp;
-use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{
+    Access, Backing, CreateParams, Origin, Persistence, SegmentInfo, PERMISSION_BITS,
+};
 
 /// Longest name: a file name in `/dev/shm` (`NAME_MAX`).
 pub(crate) const MAX_NAME_LEN: usize = 255;
@@ -98,8 +100,6 @@ const MARK_TRANSIENT: u32 = 0o100;
 /// The set-group-id bit: meaningless without group execute, and unlike set-user-id
 /// the kernel keeps it across writes and truncation.
 const MARK_COMPLETE: u32 = 0o2000;
-/// The permission bits a user may choose.
-pub(crate) const PERMISSION_BITS: u32 = 0o666;
 
 /// The liveness file older shmipc builds kept in `/dev/shm` (reserved: no object
 /// can take the name, and listings skip it).
@@ -398,18 +398,30 @@ fn shm_available(dir: &Path) -> io::Result<u64> {
 /// there) means: no file left ([`Error::TooManyObjects`]) or no byte
 /// ([`Error::NoSpace`]), as `statvfs` tells.
 fn shm_full(size: u64) -> Error {
-    match rfs::statvfs(SHM_DIR) {
+    store_full(Path::new(SHM_DIR), size, SHM_DIR.into())
+}
+
+/// What a `ENOSPC` from making a file at `at` (on the file system called
+/// `store`, `size` bytes to store there) means, as [`shm_full`] tells it.
+fn store_full(at: &Path, size: u64, store: String) -> Error {
+    match rfs::statvfs(at) {
         // (A tmpfs without a limit of files reports 0 files and 0 free.)
         Ok(st) if st.f_files > 0 && (st.f_ffree == 0 || st.f_favail == 0) => {
-            Error::TooManyObjects {
-                store: SHM_DIR.into(),
-            }
+            Error::TooManyObjects { store }
         }
         st => Error::NoSpace {
             size,
             available: st.map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize)),
-            store: SHM_DIR.into(),
+            store,
         },
+    }
+}
+
+/// `EDQUOT` on `store`: the owner's quota there is used up.
+fn quota(store: impl Into<String>) -> Error {
+    Error::Quota {
+        store: store.into(),
+        source: io_err(Errno::DQUOT),
     }
 }
 
@@ -422,7 +434,7 @@ pub(crate) fn create(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error>
         // whatever else would have failed, so that `create_or_open` opens an
         // existing object on a full store (the space check comes first, and a stale
         // object under the name was swept by then).
-        Err(Error::NoSpace { .. } | Error::TooManyObjects { .. })
+        Err(Error::NoSpace { .. } | Error::TooManyObjects { .. } | Error::Quota { .. })
             if rfs::lstat(path_of(name)).is_ok() =>
         {
             Err(already_exists(&path_of(name)))
@@ -513,6 +525,7 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
             )))
         }
         Err((_, Errno::NOSPC)) => return Err(shm_full(p.size)),
+        Err((_, Errno::DQUOT)) => return Err(quota(SHM_DIR)),
         Err((op, e)) => return Err(os(op)(e)),
     };
     // Whatever fails below, the temporary name must not stay behind.
@@ -536,6 +549,7 @@ fn create_new(name: &Name, p: &CreateParams<'_>) -> Result<Handle, Error> {
                 available: avail,
                 store: SHM_DIR.into(),
             },
+            Errno::DQUOT => quota(SHM_DIR),
             e => os(op)(e),
         })
         .map_err(cleanup)?;
@@ -587,6 +601,7 @@ pub(crate) fn publish(h: &Handle) -> Result<(), Error> {
             }
             Err(Errno::EXIST) => return Err(already_exists(&p.target)),
             Err(Errno::NOSPC) => return Err(shm_full(p.size)),
+            Err(Errno::DQUOT) => return Err(quota(SHM_DIR)),
             Err(e) => {
                 return Err(Error::Os {
                     op: "link into /dev/shm",
@@ -698,8 +713,16 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
         op: "resolving the file path",
         source,
     })?;
+    let store = format!("the file system of {}", abs.display());
     let open_err = |e: Errno| match e {
         Errno::ACCESS | Errno::PERM => Error::PermissionDenied(io_err(e)),
+        // No file (or directory block) left for the new file where it goes.
+        Errno::NOSPC => store_full(
+            abs.parent().unwrap_or(Path::new("/")),
+            p.size,
+            store.clone(),
+        ),
+        Errno::DQUOT => quota(store.clone()),
         Errno::LOOP => Error::Os {
             op: "opening the backing file",
             source: io::Error::other(format!("{}: {UNTRUSTED_LINK}", abs.display())),
@@ -814,7 +837,6 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
     // Free bytes where the file lives, for a NoSpace (read before anything of ours
     // is allocated there).
     let available = rfs::fstatvfs(&fd).map_or(0, |st| st.f_bavail.saturating_mul(st.f_frsize));
-    let store = format!("the file system of {}", abs.display());
     let no_space = |op: &'static str| {
         let store = store.clone();
         move |e: Errno| match e {
@@ -823,6 +845,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
                 available,
                 store,
             },
+            Errno::DQUOT => quota(store),
             e => Error::Os {
                 op,
                 source: io_err(e),
@@ -866,6 +889,7 @@ fn create_file_backed(name: &Name, file: &Path, p: &CreateParams<'_>) -> Result<
                 }
             }
             Err(Errno::NOSPC) => return Err(undo(shm_full(link_bytes))),
+            Err(Errno::DQUOT) => return Err(undo(quota(SHM_DIR))),
             Err(e) => {
                 return Err(undo(Error::Os {
                     op: "symlink into /dev/shm",
@@ -1209,10 +1233,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         let st = may_follow(&lst).then(|| rfs::stat(&target).ok()).flatten();
         return Some(SegmentInfo {
             name: name.to_owned(),
-            size: st
-                .as_ref()
-                .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-                .unwrap_or(0),
+            size: st.as_ref().map(|s| u64::try_from(s.st_size).unwrap_or(0)),
             backing: Backing::File(target),
             origin: if mine {
                 Origin::Shmipc
@@ -1240,7 +1261,7 @@ fn info_of(file_name: &OsStr, locks: Option<&str>) -> Option<SegmentInfo> {
         locks.map(|l| holders_of(l, lst.st_dev, lst.st_ino, transient || is_legacy(mode)));
     Some(SegmentInfo {
         name: name.to_owned(),
-        size: u64::try_from(lst.st_size).unwrap_or(0),
+        size: Some(u64::try_from(lst.st_size).unwrap_or(0)),
         backing: Backing::Memory,
         origin: if shmipc {
             Origin::Shmipc

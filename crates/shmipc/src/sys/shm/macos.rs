@@ -67,13 +67,12 @@ use rustix::shm;
 
 use super::Error;
 use crate::name::{Name, RESERVED_PREFIX};
-use crate::vocab::{Access, Backing, CreateParams, Origin, Persistence, SegmentInfo};
+use crate::vocab::{
+    Access, Backing, CreateParams, Origin, Persistence, SegmentInfo, PERMISSION_BITS,
+};
 
 /// Longest name: `PSHMNAMLEN` (31) less the leading `/`.
 pub(crate) const MAX_NAME_LEN: usize = 30;
-
-/// The permission bits a user may choose.
-const PERMISSION_BITS: u32 = 0o666;
 
 /// How long an opener waits for a creator or closer holding the lock exclusively.
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
@@ -607,7 +606,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
         return Ok(Handle {
             fd,
             lock: Some(lock),
-            size: r.size,
+            size: Some(r.size),
             backing: Backing::Memory,
             persistence: if r.transient {
                 Persistence::UntilLastClose
@@ -786,7 +785,7 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     let st = rfs::fstat(&h.fd).ok();
     Ok(SegmentInfo {
         name: name.to_string(),
-        size: h.size,
+        size: Some(h.size),
         backing: h.backing.clone(),
         origin: if h.lock.is_some() {
             Origin::Shmipc

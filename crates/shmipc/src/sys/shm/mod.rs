@@ -65,6 +65,10 @@ pub(crate) enum Error {
     /// whatever the size.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     TooManyObjects { store: String },
+    /// The disk quota of the object's owner on `store` is used up (`EDQUOT`: a
+    /// file system, or a tmpfs mounted with quotas), whatever is free there.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Quota { store: String, source: io::Error },
     /// The size is refused.
     InvalidSize { size: u64, reason: &'static str },
     /// Not available on this OS; `hint` says what to use instead.
@@ -96,6 +100,7 @@ impl From<Error> for io::Error {
             }
             Error::Unsupported { what, .. } => io::Error::new(io::ErrorKind::Unsupported, what),
             Error::PermissionDenied(source)
+            | Error::Quota { source, .. }
             | Error::Os { source, .. }
             | Error::List { source, .. } => source,
         }

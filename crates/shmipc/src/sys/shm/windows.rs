@@ -901,7 +901,7 @@ pub(crate) fn info(name: &Name) -> Result<SegmentInfo, Error> {
     let h = open(name, Access::Read)?;
     Ok(SegmentInfo {
         name: name.to_string(),
-        size: h.size,
+        size: Some(h.size),
         backing: h.backing.clone(),
         origin: if h.meta.is_some() {
             Origin::Shmipc
