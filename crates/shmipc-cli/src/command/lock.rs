@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{LockTimeoutError, MutexGuard, NamedMutex};
+use shmipc::Disposition;
 
 use super::object;
 use crate::cli::LockArgs;
@@ -44,11 +45,11 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let Some((guard, owner_died)) = acquire(&mutex, args)? else {
-        return Ok(interrupted(name, None));
+        return Ok(interrupted(name, disposition, None));
     };
     if STOP.load(Ordering::SeqCst) {
         // The signal came as the lock was taken: the command is not started.
-        return Ok(interrupted(name, Some(guard)));
+        return Ok(interrupted(name, disposition, Some(guard)));
     }
     if owner_died {
         output::warn(format!(
@@ -65,11 +66,7 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            drop(guard);
-            // A failed command leaves nothing new behind: a mutex made for it goes.
-            if disposition == shmipc::Disposition::Created {
-                let _ = shmipc::Segment::remove(name);
-            }
+            give_up(name, disposition, Some(guard));
             let code = if e.kind() == io::ErrorKind::NotFound {
                 NOT_FOUND
             } else {
@@ -199,16 +196,23 @@ fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<Option<(MutexGu
 /// SIGINT, as shells report an interrupted command.
 const INTERRUPTED: u8 = 130;
 
-/// A terminating signal came before the command started: the command is not run
-/// and the lock (if taken) is released. The mutex stays, as after any `lock`:
-/// another locker may have opened it meanwhile (and hold it now), and removing it
-/// would let the next one make a new mutex and run beside that holder.
-fn interrupted(name: &str, guard: Option<MutexGuard<'_>>) -> ExitCode {
-    drop(guard);
+/// A terminating signal came before the command started: the command is not run,
+/// the lock (if taken) is released, and a mutex made for it goes.
+fn interrupted(name: &str, disposition: Disposition, guard: Option<MutexGuard<'_>>) -> ExitCode {
+    give_up(name, disposition, guard);
     output::warn(format!(
         "interrupted before the command started: it was not run, and mutex `{name}` is not held"
     ));
     ExitCode::from(INTERRUPTED)
+}
+
+/// Releases the lock without having run the command; a failed command leaves
+/// nothing new behind: a mutex made for it goes.
+fn give_up(name: &str, disposition: Disposition, guard: Option<MutexGuard<'_>>) {
+    drop(guard);
+    if disposition == Disposition::Created {
+        let _ = shmipc::Segment::remove(name);
+    }
 }
 
 /// Our exit status for the command's: its code, or 128+N for a signal N.
