@@ -150,17 +150,15 @@ across processes and users that may open it.
 
 Exit status: COMMAND's exit status; 128+N if it was killed by signal N; 1 (with one
 line on stderr) if the mutex could not be opened or --timeout passed; 126 if COMMAND
-could not be run, 127 if it was not found; 130 if Ctrl-C, SIGTERM or SIGHUP came
-before COMMAND started (it is not run).
+could not be run, 127 if it was not found.
 
 If a previous holder died holding the mutex (killed inside its critical section),
 one line on stderr says so, the command runs anyway with SHMIPC_OWNER_DIED=1 in its
 environment (so that it can repair what the dead holder left half done), and if it
 exits 0 the mutex is marked consistent; otherwise the next locker is told again.
 
-Ctrl-C, SIGTERM and SIGHUP received while waiting for the mutex end the wait (the
-mutex is not taken, COMMAND not run); received while COMMAND runs, they are passed
-on to it as SIGTERM, and the mutex is released when it has ended. If this command is killed itself
+Ctrl-C, SIGTERM and SIGHUP received while COMMAND runs are passed on to it as
+SIGTERM; the mutex is released when it has ended. If this command is killed itself
 (SIGKILL), the next locker is told that the holder died.
 
 `shmipc rm NAME` while a command holds the mutex removes the name only: the holder

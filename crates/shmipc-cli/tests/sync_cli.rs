@@ -320,64 +320,6 @@ mod linux {
         assert_success(&run(&args), &args); // no "died" line
     }
 
-    /// Whether the process `pid`'s main thread is blocked in a futex wait: a
-    /// `lock` waiting for its mutex (which it does only after taking over the
-    /// terminating signals).
-    fn in_futex_wait(pid: u32) -> bool {
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        let futex = if cfg!(target_arch = "x86_64") {
-            "202 "
-        } else {
-            "98 "
-        };
-        wchan.contains("futex") || syscall.starts_with(futex)
-    }
-
-    /// Ctrl-C or SIGTERM to a `lock` waiting for a held mutex ends the wait
-    /// cleanly: exit status 130, one line saying the command was not run, and the
-    /// mutex untouched (the holder keeps it; the next locker after it is not told of
-    /// a dead holder). Before: the signals' handling was installed only once the
-    /// lock was taken, so one at any moment before ended the process by the
-    /// signal (one just after the lock was taken left a dead holder).
-    #[test]
-    fn a_signal_to_a_waiting_lock_ends_it_cleanly_without_running_the_command() {
-        for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
-            let name = unique("lock-wait-sig");
-            let _c = Cleanup(name.clone());
-            let mut held = holder(&name);
-            let mut waiter = shmipc()
-                .args(["lock", &name, "--", "sh", "-c", "echo ran"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("starting the waiting lock");
-            let pid = waiter.id();
-            wait_until("the second lock waits for the mutex", || in_futex_wait(pid));
-            let raw = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-            rustix::process::kill_process(raw, signal).unwrap();
-            let status = wait_exit(&mut waiter);
-            let err = stderr_text(&mut waiter);
-            assert_eq!(status.code(), Some(130), "{signal:?}: {status:?}: {err}");
-            assert!(
-                err.starts_with("shmipc: ") && err.contains("not run") && err.lines().count() == 1,
-                "{err}"
-            );
-            let mut out = String::new();
-            std::io::Read::read_to_string(&mut waiter.stdout.take().unwrap(), &mut out).unwrap();
-            assert_eq!(out, "", "the command ran");
-            // The holder still holds it, and releases it cleanly.
-            assert_eq!(state(&name)["locked"], true);
-            drop(held.0.stdin.take());
-            assert!(wait_exit(&mut held.0).success());
-            let args = ["lock", name.as_str(), "--", "true"];
-            let out = run(&args);
-            assert_success(&out, &args);
-            assert_eq!(stderr(&out), "", "told of a dead holder");
-        }
-    }
-
     #[test]
     fn a_failing_command_after_owner_death_leaves_it_inconsistent() {
         let name = unique("lock-incons");

@@ -1,16 +1,13 @@
 //! `shmipc lock NAME [--timeout DUR] -- COMMAND [ARGS...]`: flock(1) with a named
 //! mutex. The command's exit status becomes ours (128+N for a signal N, as shells
 //! report it); 126/127 when it cannot be run or is not found (as `env` and
-//! `timeout` use); 130 when a terminating signal came before it started; 1 with
-//! one line for our own failures.
+//! `timeout` use); 1 with one line for our own failures.
 
 use std::io;
 use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
-use shmipc::sync::{LockTimeoutError, MutexGuard, NamedMutex};
-use shmipc::Disposition;
+use shmipc::sync::{LockError, LockTimeoutError, MutexGuard, NamedMutex};
 
 use super::object;
 use crate::cli::LockArgs;
@@ -38,19 +35,9 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .command
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
-    // Catch Ctrl-C / SIGTERM / SIGHUP before the mutex is taken, so that no signal
-    // can end this process holding it (the next locker would be told its holder
-    // died): one while waiting ends the wait, one after is passed on.
-    forward_signals();
     let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
-    let Some((guard, owner_died)) = acquire(&mutex, args)? else {
-        return Ok(interrupted(name, disposition, None));
-    };
-    if STOP.load(Ordering::SeqCst) {
-        // The signal came as the lock was taken: the command is not started.
-        return Ok(interrupted(name, disposition, Some(guard)));
-    }
+    let (guard, owner_died) = acquire(&mutex, args)?;
     if owner_died {
         output::warn(format!(
             "the previous holder of mutex `{name}` died while holding it: running the command anyway with SHMIPC_OWNER_DIED=1 (the mutex is marked consistent if it exits 0)"
@@ -63,10 +50,15 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         command.env("SHMIPC_OWNER_DIED", "1");
     }
     die_with_us(&mut command);
+    forward_signals();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            give_up(name, disposition, Some(guard));
+            drop(guard);
+            // A failed command leaves nothing new behind: a mutex made for it goes.
+            if disposition == shmipc::Disposition::Created {
+                let _ = shmipc::Segment::remove(name);
+            }
             let code = if e.kind() == io::ErrorKind::NotFound {
                 NOT_FOUND
             } else {
@@ -160,58 +152,24 @@ fn kill_with_us(child: &std::process::Child) {
     }
 }
 
-/// How long one slice of the wait for the lock lasts: between slices, whether a
-/// signal asked us to stop (the wait itself is not interrupted by one).
-const STOP_CHECK: Duration = Duration::from_millis(50);
-
 /// Takes the lock (waiting at most `--timeout`); says whether a holder had died.
-/// `None`: a terminating signal came while waiting.
-fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<Option<(MutexGuard<'m>, bool)>> {
+fn acquire<'m>(mutex: &'m NamedMutex, args: &LockArgs) -> Result<(MutexGuard<'m>, bool)> {
     let name = &args.name;
-    let deadline = args.timeout.map(|t| Instant::now() + t);
-    loop {
-        if STOP.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let slice = deadline.map_or(STOP_CHECK, |d| {
-            d.saturating_duration_since(Instant::now()).min(STOP_CHECK)
-        });
-        match mutex.lock_timeout(slice) {
-            Ok(g) => return Ok(Some((g, false))),
-            Err(LockTimeoutError::OwnerDied(g)) => return Ok(Some((g, true))),
-            Err(LockTimeoutError::Timeout(_)) if deadline.is_none_or(|d| Instant::now() < d) => {}
-            Err(LockTimeoutError::Timeout(_)) => {
-                let timeout = args.timeout.unwrap_or_default();
-                return Err(format!(
+    match args.timeout {
+        None => match mutex.lock() {
+            Ok(g) => Ok((g, false)),
+            Err(LockError::OwnerDied(g)) => Ok((g, true)),
+            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
+        },
+        Some(timeout) => match mutex.lock_timeout(timeout) {
+            Ok(g) => Ok((g, false)),
+            Err(LockTimeoutError::OwnerDied(g)) => Ok((g, true)),
+            Err(LockTimeoutError::Timeout(_)) => Err(format!(
                 "timed out after {} waiting for mutex `{name}`: a live process holds it; wait longer or find the holder (`{info}`)",
                 units::human_duration(timeout), info = crate::output::suggest("info", name))
-            .into());
-            }
-            Err(e) => return Err(format!("mutex `{name}`: {e}").into()),
-        }
-    }
-}
-
-/// Exit status of a `lock` stopped by a signal before its command started: 128 +
-/// SIGINT, as shells report an interrupted command.
-const INTERRUPTED: u8 = 130;
-
-/// A terminating signal came before the command started: the command is not run,
-/// the lock (if taken) is released, and a mutex made for it goes.
-fn interrupted(name: &str, disposition: Disposition, guard: Option<MutexGuard<'_>>) -> ExitCode {
-    give_up(name, disposition, guard);
-    output::warn(format!(
-        "interrupted before the command started: it was not run, and mutex `{name}` is not held"
-    ));
-    ExitCode::from(INTERRUPTED)
-}
-
-/// Releases the lock without having run the command; a failed command leaves
-/// nothing new behind: a mutex made for it goes.
-fn give_up(name: &str, disposition: Disposition, guard: Option<MutexGuard<'_>>) {
-    drop(guard);
-    if disposition == Disposition::Created {
-        let _ = shmipc::Segment::remove(name);
+            .into()),
+            Err(e) => Err(format!("mutex `{name}`: {e}").into()),
+        },
     }
 }
 
@@ -236,13 +194,11 @@ static CHILD: AtomicU32 = AtomicU32::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// From now on Ctrl-C, SIGTERM and SIGHUP do not end this process (which would leave
-/// the mutex to be taken over as from a dead owner): before the command starts
-/// they end the wait for the lock (`acquire` looks at `STOP` between slices, `run`
-/// once more after it), and then the command is not run; after, they are passed on
-/// to the command as SIGTERM, and we release the mutex when it has ended. A signal
-/// that arrives between the last look and the start is passed on as soon as the
-/// command starts (`run` checks `STOP` after publishing `CHILD`; SeqCst on both
-/// sides, so one of the two sees the other).
+/// the mutex to be taken over as from a dead owner): they are passed on to the
+/// command as SIGTERM, and we release the mutex when it has ended. A signal that
+/// arrives before the command starts is passed on as soon as it does (`run` checks
+/// `STOP` after publishing `CHILD`; SeqCst on both sides, so one of the two sees
+/// the other).
 fn forward_signals() {
     // If the handler cannot be installed, the signals keep their default action:
     // the command still runs, and the next locker would be told the holder died.
