@@ -144,7 +144,7 @@ fn check_key(key: &str) -> Result<(), String> {
 }
 
 /// Free memory glibc keeps at the top of a heap before it hands it back to the
-/// kernel (its default is 128 KiB).
+/// kernel (its default: 128 KiB, raised with the largest block freed from `mmap`).
 ///
 /// zenoh receives into buffers of one batch (64 KiB by default), and a message that
 /// arrives in fragments (a packed put of several 64 KiB samples) holds one buffer per
@@ -153,22 +153,36 @@ fn check_key(key: &str) -> Result<(), String> {
 /// (`madvise(MADV_DONTNEED)`: a TLB shootdown across CPUs) and the next put faults
 /// the pages back in and zeroes them: about 450 `madvise` calls a second at 64 KiB
 /// samples, and in alternating runs here 64 KiB throughput through two bridges rose
-/// from 0.85x to 0.97x of zenoh's own with this threshold (BENCH.md, sixth round).
-/// The cost is that up to this much freed memory per heap stays with the process.
-/// An explicit `MALLOC_TRIM_THRESHOLD_` in the environment wins.
+/// from 0.82x to 0.93x of zenoh's own with this threshold (BENCH.md, sixth round).
+/// The cost: up to this much freed memory per heap stays with the process (a
+/// thread's heap is at most 64 MiB, so those are in effect never trimmed).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const KEEP_FREED: libc::c_int = 64 << 20;
+
+/// Blocks from this size up get their own `mmap` (and `munmap` when freed). Setting
+/// [`KEEP_FREED`] turns off glibc's own adjustment of this threshold (which follows
+/// the largest block freed), so it is set too, or every block over 128 KiB would be
+/// mapped, faulted in and unmapped each time.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const OWN_MAPPING_FROM: libc::c_int = 4 << 20;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn keep_freed_memory() {
-    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some() {
+    // The user's own tuning (the environment variables, or glibc's tunables) wins.
+    let tuned = std::env::vars_os().any(|(k, v)| {
+        let k = k.to_string_lossy();
+        k.starts_with("MALLOC_") && k.ends_with("_THRESHOLD_")
+            || k == "GLIBC_TUNABLES" && v.to_string_lossy().contains("glibc.malloc.")
+    });
+    if tuned {
         return;
     }
-    // SAFETY: `mallopt` only sets one of the allocator's tuning parameters (it takes
-    // the arenas' lock itself); it is called first thing in `main`, before this
-    // process starts any thread or allocates anything that depends on it.
+    // SAFETY: `mallopt` only sets allocator tuning parameters (it takes the arenas'
+    // locks itself); it is called first thing in `main`, before this process starts
+    // any thread.
     unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM);
         libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP_FREED);
     }
 }

@@ -67,6 +67,12 @@ mod linux {
         let args = ["lock", name.as_str(), "--", "/nonexistent/command"];
         let line = assert_fails(&run(&args), 127, &args);
         assert!(line.contains("cannot run `/nonexistent/command`"), "{line}");
+        // The mutex it made stays (another locker may be waiting on it already).
+        let fresh = unique("lock-fresh");
+        let _f = Cleanup(fresh.clone());
+        let args = ["lock", fresh.as_str(), "--", "/nonexistent/command"];
+        assert_fails(&run(&args), 127, &args);
+        assert_eq!(json(&ok(&["info", &fresh, "--json"]))["kind"], "mutex");
         let dir = tempfile::tempdir().unwrap();
         let dir_path = dir.path().to_str().unwrap();
         let args = ["lock", name.as_str(), "--", dir_path];

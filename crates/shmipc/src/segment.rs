@@ -253,8 +253,11 @@ impl Segment {
     /// write before any byte of it is written.
     ///
     /// # Errors
-    /// An OS error (`ENOSPC` for a full store), or
-    /// [`std::io::ErrorKind::InvalidInput`] where `data` does not fit.
+    /// An OS error (`ENOSPC` for a full store),
+    /// [`std::io::ErrorKind::InvalidInput`] where `data` does not fit, or (Linux)
+    /// [`std::io::ErrorKind::UnexpectedEof`] where another process truncated the
+    /// object below the range (the write would have grown it back; nothing is
+    /// written).
     pub fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let fits = offset
             .checked_add(data.len() as u64)

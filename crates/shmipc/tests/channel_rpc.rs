@@ -352,6 +352,28 @@ fn a_client_is_told_in_rpc_terms_what_happened() {
         )),
         "{e}"
     );
+    // The queue full (the server takes none): nothing is sent, and the error says
+    // so rather than that no response came.
+    {
+        let other = Name::new("rpc-full");
+        let m = &other.0;
+        let _server = Options::new()
+            .capacity(4)
+            .slot_size(64)
+            .create_server(m)
+            .unwrap();
+        let mut client = Client::open(m).unwrap();
+        while client.try_send_request(b"q").is_ok() {}
+        let full = format!("the request queue of `{m}` stayed full for 20ms: nothing was sent");
+        let e = client
+            .loan_request_timeout(3, Duration::from_millis(20))
+            .err();
+        let e = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with(&full), "{e}");
+        let e = client.call(b"abc", Duration::from_millis(20)).err();
+        let e = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with(&full), "{e}");
+    }
     let e = client.call(&[0; 100_000], LIMIT).err();
     let e = e.map(|e| e.to_string()).unwrap_or_default();
     assert!(

@@ -35,7 +35,7 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .command
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
-    let (mutex, disposition) = NamedMutex::create_or_open_with(name, &opts)
+    let (mutex, _) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
     if owner_died {
@@ -54,11 +54,10 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
+            // The mutex stays, as after any command: another locker may have opened
+            // it meanwhile and be waiting on it, and removing it now would let the
+            // next locker make a new one and run beside that one.
             drop(guard);
-            // A failed command leaves nothing new behind: a mutex made for it goes.
-            if disposition == shmipc::Disposition::Created {
-                let _ = shmipc::Segment::remove(name);
-            }
             let code = if e.kind() == io::ErrorKind::NotFound {
                 NOT_FOUND
             } else {

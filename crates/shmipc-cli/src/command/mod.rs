@@ -28,8 +28,18 @@ pub fn run(command: Command) -> Result<ExitCode> {
     // Every name first, the library's rules: a name no object can have is a wrong
     // command line (exit status 2, as any other bad value), whatever the verb, and
     // a command that refuses one has done nothing yet.
-    for name in command.names() {
-        shmipc::Name::new(name)?;
+    let names = command.names();
+    for name in &names {
+        if let Err(e) = shmipc::Name::new(name) {
+            if names.len() == 1 {
+                return Err(e.into());
+            }
+            // `rm GOOD BAD`: say that GOOD was left alone too.
+            return Err(crate::output::Usage(format!(
+                "{e} (nothing was done: every name is checked before any is used)"
+            ))
+            .into());
+        }
     }
     let done = match command {
         Command::Lock(args) => return lock::run(&args),

@@ -160,10 +160,18 @@ pub enum RecvError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
-    /// No response came within the timeout (for a `call`: nor was there room to
-    /// queue the request, if the queue stayed full). A late response is dropped.
+    /// No response came within the timeout. A late response is dropped.
     #[error("no response from the server of `{name}` within {timeout:?}: is the server serving? retry, or wait longer")]
     Timeout {
+        /// The channel's name.
+        name: String,
+        /// The timeout given.
+        timeout: std::time::Duration,
+    },
+    /// The request queue stayed full for the whole timeout: no request was sent.
+    /// The server is attached but is not taking requests as fast as they come.
+    #[error("the request queue of `{name}` stayed full for {timeout:?}: nothing was sent; the server is not keeping up (is it serving?): retry, or wait longer")]
+    QueueFull {
         /// The channel's name.
         name: String,
         /// The timeout given.

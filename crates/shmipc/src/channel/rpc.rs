@@ -602,7 +602,8 @@ impl SpscSlots for Resp<'_> {
 fn request_error(name: &str, e: SendError, timeout: Duration) -> CallError {
     let name = name.to_owned();
     match e {
-        SendError::Timeout(()) => CallError::Timeout { name, timeout },
+        // Only a wait for room in the request queue times out here.
+        SendError::Timeout(()) => CallError::QueueFull { name, timeout },
         SendError::Disconnected(()) => CallError::ServerGone { name },
         SendError::TooLarge { len, max } => CallError::TooLarge { name, len, max },
         SendError::Corrupt(source) => CallError::Corrupt { name, source },
@@ -1272,7 +1273,7 @@ impl Client {
     /// As [`Client::loan_request`], waiting up to `timeout`.
     ///
     /// # Errors
-    /// As [`Client::loan_request`], and [`CallError::Timeout`] if the request
+    /// As [`Client::loan_request`], and [`CallError::QueueFull`] if the request
     /// queue stays full.
     pub fn loan_request_timeout(
         &mut self,
@@ -1457,8 +1458,8 @@ impl Client {
     /// included).
     ///
     /// # Errors
-    /// As [`Client::recv_response`] ([`CallError::Timeout`] also when the request
-    /// queue stayed full), and [`CallError::TooLarge`].
+    /// As [`Client::recv_response`], [`CallError::QueueFull`] when the request
+    /// queue stayed full (nothing was sent), and [`CallError::TooLarge`].
     pub fn call(&mut self, data: &[u8], timeout: Duration) -> Result<Response<'_>, CallError> {
         let deadline = Deadline::after(timeout);
         let mut loan = self.loan_with(data.len(), deadline, |name, e| {

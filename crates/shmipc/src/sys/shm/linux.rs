@@ -1452,8 +1452,6 @@ pub(crate) fn read_at(h: &Handle, offset: u64, buf: &mut [u8]) -> io::Result<usi
     Ok(done)
 }
 
-/// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
-/// `SIGBUS`.
 /// `write_at`'s refusal: the object is this many bytes now, fewer than the range
 /// needs (another process truncated it).
 #[derive(Debug)]
@@ -1467,6 +1465,8 @@ impl std::fmt::Display for Shrunk {
 
 impl std::error::Error for Shrunk {}
 
+/// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
+/// `SIGBUS`; a range past the object's end now is [`Shrunk`].
 pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
     // A `pwrite` past the object's end grows it: an object another process has
     // truncated would be quietly grown back (with zeros before the bytes). Refuse

@@ -606,7 +606,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<Handle, Error> {
         return Ok(Handle {
             fd,
             lock: Some(lock),
-            size: Some(r.size),
+            size: r.size,
             backing: Backing::Memory,
             persistence: if r.transient {
                 Persistence::UntilLastClose
@@ -757,7 +757,7 @@ fn scan(dry_run: Option<bool>) -> Result<(Vec<SegmentInfo>, Vec<String>), Error>
         }
         infos.push(SegmentInfo {
             name: name.to_string(),
-            size: r.size,
+            size: Some(r.size),
             backing: r.file.clone().map_or(Backing::Memory, Backing::File),
             origin: Origin::Shmipc,
             persistence: if r.transient {
