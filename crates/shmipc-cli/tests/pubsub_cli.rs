@@ -818,3 +818,23 @@ fn sub_ends_when_its_reader_has_gone_while_no_message_comes() {
     assert!(status.success() && err.is_empty(), "{status}: {err}");
     assert_eq!(subscribers(&topic), 0);
 }
+
+/// A `pub` of several messages that times out part-way on a lossless topic says
+/// how many it published before (they reached the subscribers: publishing them all
+/// again would repeat them); before, the line said only that it timed out.
+#[test]
+fn a_pub_timed_out_part_way_says_what_it_published() {
+    let topic = unique("ps-partial");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "2"]);
+    let (sub, _lines) = subscriber(&topic, &[]);
+    signal(&sub.0, "STOP");
+    let args = ["pub", &topic, "a", "b", "c", "--timeout", "100ms"];
+    let line = assert_fails(&run(&args), 1, &args);
+    signal(&sub.0, "CONT");
+    assert!(
+        line.contains("timed out after 100ms")
+            && line.contains("the 2 messages before it were published"),
+        "{line}"
+    );
+}
