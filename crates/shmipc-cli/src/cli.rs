@@ -251,15 +251,17 @@ because this subscriber fell a whole ring behind are reported on stderr (`shmipc
 N messages …`); a lossless topic loses none.
 
 Output to a terminal is flushed after every message; to a file or a pipe it is
-written in batches, flushed whenever no message is waiting (so a reader never waits
-for a line that has arrived).
+written in batches, flushed whenever no message is waiting, also once the publisher
+has left (so a reader never waits for a line that has arrived).
 
 --json prints one object per line: {\"seq\": int (the message's number on the topic,
 from 0), \"lost\": int (messages lost just before it), \"len\": int (bytes), \"text\":
 string (the message, when it is UTF-8) or null, \"hex\": string (its bytes in hex,
 when it is not UTF-8) or null}.
 
-Exit status: 0 after --count messages (or when stdout is closed); 1 with one line on
+Exit status: 0 after --count messages, or when the reader of its output has gone
+(`shmipc sub T | head -1`: noticed within about a second even while no message
+comes, and the subscriber's place is freed); 1 with one line on
 stderr when nothing arrives for --timeout (counted afresh after each message), or on
 an error. Without --count it runs until interrupted.";
 

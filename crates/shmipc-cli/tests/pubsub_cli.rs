@@ -762,3 +762,79 @@ fn signal(child: &std::process::Child, name: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{name} {}", child.id());
 }
+
+/// A `sub` writing to a pipe prints what it received once no message is waiting,
+/// also when the publisher has left meanwhile: every `pub` of a few arguments
+/// ends before the `sub` goes idle, and the `sub` then waited for the next
+/// publisher with those lines still in its buffer (a `shmipc sub T > file` stayed
+/// empty, whatever was published, until 64 KiB had come).
+#[test]
+fn sub_prints_what_came_when_the_publisher_has_left() {
+    let topic = unique("ps-left-flush");
+    let _c = Cleanup(topic.clone());
+    let (_sub, lines) = subscriber(&topic, &[]);
+    ok(&["pub", &topic, "a", "b"]);
+    assert_eq!(next_line(&lines), "a");
+    assert_eq!(next_line(&lines), "b");
+    // And again with the next publisher.
+    ok(&["pub", &topic, "c"]);
+    assert_eq!(next_line(&lines), "c");
+}
+
+/// `shmipc sub T | head -1`: once the reader has gone, the `sub` ends (status 0,
+/// as for a closed stdout) although no message comes to write, and its place is
+/// free: it stayed a subscriber until the next message showed it the broken pipe
+/// (and a `pub` reading stdin on a removed topic kept publishing for it).
+#[test]
+fn sub_ends_when_its_reader_has_gone_while_no_message_comes() {
+    use std::io::BufRead;
+
+    let topic = unique("ps-reader-gone");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic]);
+    let mut sub = Running(
+        shmipc()
+            .args(["sub", &topic])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting shmipc sub"),
+    );
+    // `head -1`: reads one line, then closes the pipe.
+    let stdout = sub.0.stdout.take().expect("piped stdout");
+    let (tx, first) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    wait_until("the subscriber to connect", || subscribers(&topic) == 1);
+    ok(&["pub", &topic, "only"]);
+    let line = first.recv_timeout(PATIENCE).expect("the first line");
+    assert_eq!(line, "only\n");
+    let status = wait_exit(&mut sub.0);
+    let err = stderr_text(&mut sub.0);
+    assert!(status.success() && err.is_empty(), "{status}: {err}");
+    assert_eq!(subscribers(&topic), 0);
+}
+
+/// A `pub` of several messages that times out part-way on a lossless topic says
+/// how many it published before (they reached the subscribers: publishing them all
+/// again would repeat them); before, the line said only that it timed out.
+#[test]
+fn a_pub_timed_out_part_way_says_what_it_published() {
+    let topic = unique("ps-partial");
+    let _c = Cleanup(topic.clone());
+    ok(&["pub", &topic, "--capacity", "2"]);
+    let (sub, _lines) = subscriber(&topic, &[]);
+    signal(&sub.0, "STOP");
+    let args = ["pub", &topic, "a", "b", "c", "--timeout", "100ms"];
+    let line = assert_fails(&run(&args), 1, &args);
+    signal(&sub.0, "CONT");
+    assert!(
+        line.contains("timed out after 100ms")
+            && line.contains("the 2 messages before it were published"),
+        "{line}"
+    );
+}

@@ -46,8 +46,8 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
     if !messages.is_empty() {
         // Every message checked before the first is published: all or nothing.
         check_sizes(name, messages, max)?;
-        for m in messages {
-            send(publisher, name, m, args.timeout)?;
+        for (sent, m) in (0u64..).zip(messages) {
+            send(publisher, name, m, args.timeout, sent)?;
         }
         return Ok(());
     }
@@ -106,7 +106,7 @@ fn publish(args: &PubArgs, publisher: &mut Publisher, messages: &[Vec<u8>]) -> R
             check_named(publisher, name, sent)?;
             next_check = Instant::now() + NAME_CHECK;
         }
-        send(publisher, name, &line, args.timeout)?;
+        send(publisher, name, &line, args.timeout, sent)?;
         sent += 1;
     }
 }
@@ -260,14 +260,21 @@ fn attach(args: &PubArgs, deadline: Instant) -> Result<(Publisher, bool)> {
     }
 }
 
-fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration) -> Result {
+/// Publishes `msg`, the message after the `sent` this command published: an error
+/// says how many went out before it, so that a caller knows what to publish again.
+fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration, sent: u64) -> Result {
+    let before = match sent {
+        0 => String::new(),
+        1 => " (the 1 message before it was published)".to_owned(),
+        n => format!(" (the {n} messages before it were published)"),
+    };
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
-            "timed out after {} publishing on topic `{name}`: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`{info}`), or use a topic created with --overwrite",
+            "timed out after {} publishing on topic `{name}`{before}: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`{info}`), or use a topic created with --overwrite",
             units::human_duration(timeout), info = crate::output::suggest("info", name))
         .into()),
-        Err(e) => Err(format!("topic `{name}`: {e}").into()),
+        Err(e) => Err(format!("topic `{name}`: {e}{before}").into()),
     }
 }
 

@@ -69,17 +69,28 @@ fn receive(args: &SubArgs, sub: &Subscriber, out: &mut Out) -> Result {
         if args.count.is_some_and(|n| received >= n) {
             return Ok(());
         }
-        // What is there already is taken without waiting; before waiting, what
-        // was printed is flushed, so a reader never waits for a line that came.
+        // What is there already is taken without waiting; before waiting (for
+        // this publisher or, gone, the next one), what was printed is flushed,
+        // so a reader never waits for a line that came.
         let got = match sub.try_recv() {
-            Err(RecvError::Empty) => {
+            Ok(sample) => Ok(sample),
+            Err(e) => {
                 out.flush()?;
-                // In slices, to look at the name now and then.
-                let now = Instant::now();
-                let until = deadline.map_or(now + NAME_CHECK, |d| d.min(now + NAME_CHECK));
-                sub.recv_timeout(until.saturating_duration_since(now))
+                // Nobody reads our output any more: stop, rather than hold a
+                // subscriber's place until the next message shows it.
+                if out.reader_gone() {
+                    return Err(output::stdout_error(std::io::ErrorKind::BrokenPipe.into()));
+                }
+                match e {
+                    RecvError::Empty => {
+                        // In slices, to look at the name now and then.
+                        let now = Instant::now();
+                        let until = deadline.map_or(now + NAME_CHECK, |d| d.min(now + NAME_CHECK));
+                        sub.recv_timeout(until.saturating_duration_since(now))
+                    }
+                    e => Err(e),
+                }
             }
-            r => r,
         };
         match got {
             Ok(sample) => {
@@ -159,6 +170,32 @@ impl Out {
 
     fn flush(&mut self) -> Result {
         self.w.flush().map_err(output::stdout_error)
+    }
+
+    /// Whether stdout is a pipe or socket whose reading end is closed
+    /// (`shmipc sub T | head -1` once `head` has exited): a write would fail with
+    /// `EPIPE`, but nothing is written while no message comes. `poll` reports it
+    /// as `POLLERR` or `POLLHUP` without writing; a file or a terminal never.
+    #[cfg(unix)]
+    fn reader_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use std::os::fd::AsFd;
+
+        let stdout = std::io::stdout();
+        let fd = stdout.as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::empty())];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+            && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+    }
+
+    /// Elsewhere a closed reader is noticed at the next write.
+    #[cfg(not(unix))]
+    fn reader_gone(&self) -> bool {
+        false
     }
 }
 
