@@ -153,7 +153,7 @@ fn check_key(key: &str) -> Result<(), String> {
 /// (`madvise(MADV_DONTNEED)`: a TLB shootdown across CPUs) and the next put faults
 /// the pages back in and zeroes them: about 450 `madvise` calls a second at 64 KiB
 /// samples, and in alternating runs here 64 KiB throughput through two bridges rose
-/// from 0.82x to 0.93x of zenoh's own with this threshold (BENCH.md, sixth round).
+/// from 0.80x to 0.92x of zenoh's own with these settings (BENCH.md, sixth round).
 /// The cost: up to this much freed memory per heap stays with the process (a
 /// thread's heap is at most 64 MiB, so those are in effect never trimmed).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -177,8 +177,8 @@ const SMALL_SLOT: usize = 1024;
 /// 64-byte samples where zenoh's own pipeline queues several 64 KiB batches, and
 /// kept the bridged 64 B throughput at 0.67-0.72x of zenoh's here; 1024 slots (64
 /// KiB of 64 B samples) measured 0.93-1.10x in alternating runs, 4096 about the same. (A deeper ring of 64 KiB slots
-/// cycles more memory than the caches hold: 1024 of them measured 0.85x where 256
-/// measured 0.95x at 64 KiB, so the large samples keep theirs.)
+/// cycles more memory than the caches hold: 1024 of them measured 0.69-0.88x where
+/// 256 measured 0.89-0.90x at 64 KiB, so the large samples keep theirs.)
 fn small_topic_options() -> Options {
     Options::new()
         .capacity(1024)
