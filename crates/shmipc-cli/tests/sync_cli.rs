@@ -67,12 +67,15 @@ mod linux {
         let args = ["lock", name.as_str(), "--", "/nonexistent/command"];
         let line = assert_fails(&run(&args), 127, &args);
         assert!(line.contains("cannot run `/nonexistent/command`"), "{line}");
-        // The mutex it made stays (another locker may be waiting on it already).
+        // Found out before the mutex is made: nothing is left under a new name.
         let fresh = unique("lock-fresh");
         let _f = Cleanup(fresh.clone());
-        let args = ["lock", fresh.as_str(), "--", "/nonexistent/command"];
-        assert_fails(&run(&args), 127, &args);
-        assert_eq!(json(&ok(&["info", &fresh, "--json"]))["kind"], "mutex");
+        for (cmd, code) in [("/nonexistent/command", 127), ("no-such-command-x", 127)] {
+            let args = ["lock", fresh.as_str(), "--", cmd];
+            let line = assert_fails(&run(&args), code, &args);
+            assert!(line.contains(&format!("cannot run `{cmd}`")), "{line}");
+            assert!(!left_behind(&fresh), "{cmd}: the mutex was left");
+        }
         let dir = tempfile::tempdir().unwrap();
         let dir_path = dir.path().to_str().unwrap();
         let args = ["lock", name.as_str(), "--", dir_path];

@@ -35,6 +35,12 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
         .command
         .split_first()
         .ok_or("no command given: `shmipc lock NAME -- COMMAND [ARGS...]`")?;
+    // A command that cannot be found or run is told before the mutex is made, so
+    // that it leaves nothing behind (once made, the mutex stays: see below).
+    if let Err((code, e)) = runnable(program) {
+        output::warn(format!("cannot run `{}`: {e}", program.to_string_lossy()));
+        return Ok(ExitCode::from(code));
+    }
     let (mutex, _) = NamedMutex::create_or_open_with(name, &opts)
         .map_err(|e| object::error(e, name, KIND, None))?;
     let (guard, owner_died) = acquire(&mutex, args)?;
@@ -81,6 +87,68 @@ pub fn run(args: &LockArgs) -> Result<ExitCode> {
     }
     drop(guard);
     Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Whether `program` names a file this process may execute: as a path where it
+/// has a `/`, else the first such file in `PATH` (as `execvp` looks). The exit
+/// status and why, where not: 127 not found, 126 found but not runnable. A
+/// pre-check only (the spawn can still fail, and is reported then).
+#[cfg(unix)]
+fn runnable(program: &std::ffi::OsStr) -> std::result::Result<(), (u8, io::Error)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+    let check = |p: &Path| -> std::result::Result<(), (u8, io::Error)> {
+        let meta = std::fs::metadata(p).map_err(|e| {
+            let code = if e.kind() == io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                CANNOT_RUN
+            };
+            (code, e)
+        })?;
+        if meta.is_dir() {
+            return Err((CANNOT_RUN, io::Error::other("it is a directory")));
+        }
+        match rustix::fs::access(p, rustix::fs::Access::EXEC_OK) {
+            Ok(()) => Ok(()),
+            Err(e) => Err((CANNOT_RUN, e.into())),
+        }
+    };
+    if program.as_bytes().contains(&b'/') {
+        return check(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    let mut first_err = None;
+    for dir in std::env::split_paths(&path) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        match check(&dir.join(program)) {
+            Ok(()) => return Ok(()),
+            Err((NOT_FOUND, _)) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| {
+        (
+            NOT_FOUND,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "not found in any directory of PATH",
+            ),
+        )
+    }))
+}
+
+/// Elsewhere the spawn itself tells (and Windows' kernel mutex goes with its
+/// handles: nothing is left behind).
+#[cfg(not(unix))]
+fn runnable(_program: &std::ffi::OsStr) -> std::result::Result<(), (u8, io::Error)> {
+    Ok(())
 }
 
 /// The command must not outlive the lock: if this process dies (even by SIGKILL,
