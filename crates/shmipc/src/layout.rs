@@ -181,16 +181,6 @@ pub enum LayoutError {
         /// Value found.
         found: u64,
     },
-    /// Part of the object has no memory (another program made it sparse, or
-    /// punched pages out of it) and the store cannot give it the rest: opening it
-    /// would let a write to such a page kill the process (`SIGBUS`).
-    #[error("part of the object's {size} bytes has no memory (shmipc gives an object all of its memory when it makes it: another program made it sparse or took pages from it), and the store cannot hold the rest ({reason}): free space in /dev/shm, or remove the object and create it again")]
-    NoMemory {
-        /// The object's size in bytes.
-        size: u64,
-        /// The OS error of the allocation.
-        reason: String,
-    },
     /// Its creator did not finish initialising it in time (or died doing so).
     #[error("the object is still being initialised by its creator (or the creator died doing so): retry, or remove it")]
     NotReady,
@@ -292,14 +282,6 @@ pub(crate) fn check_unmapped(seg: &crate::Segment, patience: Duration) -> Result
         let n = seg.read_at(0, &mut head).unwrap_or(0);
         let HeaderWords { state, magic, .. } = bytemuck::pod_read_unaligned(&head);
         if n == HEADER_LEN && state == STATE_READY && magic == MAGIC {
-            // Its other pages get their memory now, or the opener is told why
-            // not; an opener writes its words there through the mapping.
-            if seg.access() == crate::Access::ReadWrite {
-                return seg.back_holes().map_err(|e| LayoutError::NoMemory {
-                    size: seg.size(),
-                    reason: e.to_string(),
-                });
-            }
             return Ok(());
         }
         if n == HEADER_LEN && (state != 0 || (magic != MAGIC && magic != [0; 8])) {

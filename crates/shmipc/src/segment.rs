@@ -212,23 +212,6 @@ impl Segment {
         self.inner.handle.persistence()
     }
 
-    /// Gives memory to every page of the segment that has none (Linux; elsewhere
-    /// nothing to do), so that writes through a mapping never die by `SIGBUS` on a
-    /// full store: for an opener of a structured object, which writes its words.
-    ///
-    /// # Errors
-    /// The OS error (`ENOSPC`, `EDQUOT`) when the store cannot hold the rest.
-    pub(crate) fn back_holes(&self) -> std::io::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            sys::back_holes(&self.inner.handle)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Ok(())
-        }
-    }
-
     /// Copies up to `buf.len()` bytes from `offset` into `buf` without mapping
     /// anything (Linux: `pread`), and returns how many were copied: fewer than
     /// asked where the segment ends sooner, including when another program

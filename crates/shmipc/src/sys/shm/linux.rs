@@ -1465,29 +1465,6 @@ impl std::fmt::Display for Shrunk {
 
 impl std::error::Error for Shrunk {}
 
-/// Gives memory to the pages of the object that have none (a sparse file given a
-/// shmipc header, pages another program punched out), so that writing through a
-/// mapping never meets a page the store cannot provide (`SIGBUS` on a full store):
-/// a full store is `ENOSPC` here instead. An object shmipc made is fully backed,
-/// which one `fstat` tells: nothing more is done then. A read-only descriptor, or a
-/// file system without `fallocate`, is left as it is (as for `write_at`).
-pub(crate) fn back_holes(h: &Handle) -> io::Result<()> {
-    let st = rfs::fstat(&h.fd).map_err(io_err)?;
-    let backed = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
-    if backed >= h.size {
-        return Ok(());
-    }
-    // Interrupted by signals: a few tries (see `write_at`).
-    for _ in 0..4 {
-        match rfs::fallocate(&h.fd, rfs::FallocateFlags::KEEP_SIZE, 0, h.size) {
-            Err(Errno::INTR) => {}
-            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG)) => return Err(io_err(e)),
-            _ => break,
-        }
-    }
-    Ok(())
-}
-
 /// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
 /// `SIGBUS`; a range past the object's end now is [`Shrunk`].
 pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
