@@ -263,27 +263,28 @@ fn attach(args: &PubArgs, deadline: Instant) -> Result<(Publisher, bool)> {
 /// Publishes `msg`, the message after the `sent` this command published: an error
 /// says how many went out before it, so that a caller knows what to publish again.
 fn send(publisher: &mut Publisher, name: &str, msg: &[u8], timeout: Duration, sent: u64) -> Result {
-    let before = match sent {
-        0 => String::new(),
-        1 => " (the 1 message before it was published)".to_owned(),
-        n => format!(" (the {n} messages before it were published)"),
-    };
+    let before = published_before(sent);
     match publisher.send_timeout(msg, timeout) {
         Ok(()) => Ok(()),
         Err(SendError::Timeout(())) => Err(format!(
             "timed out after {} publishing on topic `{name}`{before}: it is lossless and a live subscriber has not kept up (it reads too slowly, or is stopped); wait longer (--timeout), check its subscribers (`{info}`), or use a topic created with --overwrite",
             units::human_duration(timeout), info = crate::output::suggest("info", name))
         .into()),
-        Err(e) => Err(format!("topic `{name}`: {e}{before}").into()),
+        Err(e) => Err(format!("topic `{name}`{before}: {e}").into()),
+    }
+}
+
+/// What an error part-way says of the `sent` messages before it.
+fn published_before(sent: u64) -> String {
+    match sent {
+        0 => String::new(),
+        1 => " (the 1 message before it was published)".to_owned(),
+        n => format!(" (the {n} messages before it were published)"),
     }
 }
 
 fn too_large(name: &str, what: &str, size: &str, max: usize, sent: u64) -> crate::output::Error {
-    let before = match sent {
-        0 => String::new(),
-        1 => " (the 1 message before it was published)".to_owned(),
-        n => format!(" (the {n} messages before it were published)"),
-    };
+    let before = published_before(sent);
     format!(
         "{what} is {size}, larger than the {max}-byte maximum message of topic `{name}`{before}: send less, or recreate the topic with a larger --max-size (`{rm}` first)", rm = crate::output::suggest("rm", name))
     .into()

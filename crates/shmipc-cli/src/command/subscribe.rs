@@ -172,10 +172,13 @@ impl Out {
         self.w.flush().map_err(output::stdout_error)
     }
 
-    /// Whether stdout is a pipe or socket whose reading end is closed
+    /// Whether stdout is a pipe or Unix socket whose reading end is closed
     /// (`shmipc sub T | head -1` once `head` has exited): a write would fail with
     /// `EPIPE`, but nothing is written while no message comes. `poll` reports it
-    /// as `POLLERR` or `POLLHUP` without writing; a file or a terminal never.
+    /// as `POLLERR` or `POLLHUP` without writing (so does a terminal that hung
+    /// up; a file never). `POLLOUT` is asked for: macOS reports a closed pipe
+    /// only for the events asked for. (A FIFO whose reader reopens it ends the
+    /// `sub` in the gap between readers.)
     #[cfg(unix)]
     fn reader_gone(&self) -> bool {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -183,7 +186,7 @@ impl Out {
 
         let stdout = std::io::stdout();
         let fd = stdout.as_fd();
-        let mut fds = [PollFd::new(&fd, PollFlags::empty())];
+        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
         let now = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
