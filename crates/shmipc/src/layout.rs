@@ -181,6 +181,16 @@ pub enum LayoutError {
         /// Value found.
         found: u64,
     },
+    /// Part of what the object's layout uses has no memory (another program made
+    /// it sparse, or punched pages out of it), and the store cannot give it that:
+    /// writing such a page would kill the process (`SIGBUS`).
+    #[error("some of the {need} bytes the object's layout uses have no memory (shmipc gives an object all of its memory when it makes it: another program made it sparse or took pages from it), and its store cannot provide them ({reason}): free space there (/dev/shm, or the backing file's file system), or remove the object and create it again")]
+    NoMemory {
+        /// Bytes its layout uses.
+        need: u64,
+        /// The OS error of the allocation.
+        reason: String,
+    },
     /// Its creator did not finish initialising it in time (or died doing so).
     #[error("the object is still being initialised by its creator (or the creator died doing so): retry, or remove it")]
     NotReady,

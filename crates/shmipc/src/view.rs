@@ -177,6 +177,27 @@ impl fmt::Debug for View {
 }
 
 impl View {
+    /// Gives memory to the pages of the segment's first `len` bytes that have none
+    /// (`sys::back_holes`), for a read-write view of a structured object about to
+    /// be written through: Linux; elsewhere nothing to do.
+    ///
+    /// # Errors
+    /// The OS error (`ENOSPC`, `EDQUOT`) where the store cannot hold them.
+    pub(crate) fn back_holes(&self, len: u64) -> std::io::Result<()> {
+        if self.access != Access::ReadWrite {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            sys::back_holes(&self.seg.handle, len)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = len;
+            Ok(())
+        }
+    }
+
     /// What lock owners and endpoints in this view prove their liveness on.
     pub(crate) fn liveness(&self) -> crate::sys::liveness::Scope<'_> {
         self.seg.liveness()

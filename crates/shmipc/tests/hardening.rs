@@ -308,3 +308,191 @@ fn create_or_open_survives_the_last_holder_leaving_meanwhile() {
         }
     });
 }
+
+/// In the private mount namespace of `sparse_objects_on_a_full_store`: objects of
+/// every kind made as shmipc makes them, their pages past the first punched out
+/// (as another program with write access can), the store then filled.
+fn sparse_objects_child() {
+    use shmipc::channel::pubsub;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs", "/dev/shm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("SKIP no tmpfs of our own");
+        return;
+    }
+    let opts = ObjectOptions::new().persistence(Persistence::UntilRemoved);
+    drop(
+        pubsub::Options::new()
+            .capacity(4)
+            .slot_size(64 * 1024)
+            .max_subscribers(2)
+            .persistence(Persistence::UntilRemoved)
+            .create_publisher("topic")
+            .unwrap(),
+    );
+    drop(
+        spsc::Options::new()
+            .capacity(4)
+            .slot_size(64 * 1024)
+            .persistence(Persistence::UntilRemoved)
+            .create_producer("ring")
+            .unwrap(),
+    );
+    drop(NamedSemaphore::create_with("sem", 0, 9, &opts).unwrap());
+    for name in ["topic", "ring", "sem"] {
+        let path = shm_path(name);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // Everything but the first page (the header, which an opener reads with
+        // pread first) loses its memory.
+        if len > 4096 {
+            let ok = Command::new("fallocate")
+                .args(["--punch-hole", "--offset", "4096", "--length"])
+                .arg((len - 4096).to_string())
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "fallocate --punch-hole {name}");
+        }
+    }
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/shm/filler", "bs=4096"])
+        .stderr(Stdio::null())
+        .status();
+    let show = |what: &str, r: Result<(), String>| match r {
+        Ok(()) => println!("OPENED {what}"),
+        Err(e) => println!("REFUSED {what}: {e}"),
+    };
+    show(
+        "publisher",
+        pubsub::Publisher::open("topic")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
+    show(
+        "subscriber",
+        pubsub::Subscriber::open("topic")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
+    show(
+        "consumer",
+        spsc::Consumer::open("ring")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
+    show(
+        "semaphore",
+        NamedSemaphore::open("sem")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
+    // With room again, the objects work.
+    std::fs::remove_file("/dev/shm/filler").unwrap();
+    let mut publisher = pubsub::Publisher::open("topic").unwrap();
+    let sub = pubsub::Subscriber::open("topic").unwrap();
+    publisher.send(&[7; 60_000]).unwrap();
+    assert_eq!(sub.try_recv().unwrap().len(), 60_000);
+    println!("WORKS again");
+    // A topic whose file another program made far larger than its layout (sparse):
+    // an opener gives memory to what the layout uses, not to the whole file (which
+    // this 8 MiB store could not hold).
+    drop(
+        pubsub::Options::new()
+            .capacity(4)
+            .slot_size(4096)
+            .persistence(Persistence::UntilRemoved)
+            .create_publisher("wide")
+            .unwrap(),
+    );
+    let wide = shm_path("wide");
+    let made = std::fs::metadata(&wide).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wide)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    show(
+        "wide publisher",
+        pubsub::Publisher::open("wide")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
+    use std::os::unix::fs::MetadataExt;
+    let backed = std::fs::metadata(&wide).unwrap().blocks() * 512;
+    println!("WIDE backed {backed} of {made} made");
+}
+
+/// An object whose memory another program took away (its pages punched out, or a
+/// sparse file given a shmipc header) on a full /dev/shm: opening it is a clear
+/// error naming it, never a SIGBUS when the opener first writes a page there (the
+/// publisher's attach marks every chunk; before: killed by SIGBUS).
+#[test]
+fn sparse_objects_on_a_full_store_are_refused_not_a_sigbus() {
+    if role().is_some() {
+        sparse_objects_child();
+        return;
+    }
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    if !is_root {
+        eprintln!("skipped: needs root (a private mount namespace with a tmpfs)");
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sparse_objects_on_a_full_store_are_refused_not_a_sigbus",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(common::ROLE_ENV, "sparse")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("SKIP") || out.status.code() == Some(1) && text.is_empty() {
+        eprintln!("skipped: no private mount namespace here");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "the child failed ({:?}, signal {:?}): {text}\n{}",
+        out.status,
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A semaphore is one page, the header's, which keeps its memory.
+    assert!(text.contains("OPENED semaphore"), "{text}");
+    for (what, name) in [
+        ("publisher", "topic"),
+        ("subscriber", "topic"),
+        ("consumer", "ring"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("ED {what}")))
+            .unwrap_or_else(|| panic!("no line for {what}: {text}"));
+        assert!(
+            line.contains(&format!("REFUSED {what}: "))
+                && line.contains(&format!("`{name}`"))
+                && line.contains("no memory"),
+            "{line}"
+        );
+    }
+    assert!(text.contains("WORKS again"), "{text}");
+    assert!(text.contains("OPENED wide publisher"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("WIDE"))
+        .unwrap_or_default();
+    let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(
+        nums.len() == 2 && nums[0] <= nums[1] + 4096,
+        "the opener backed more than the layout: {line}"
+    );
+}

@@ -453,6 +453,8 @@ impl Chan {
             source,
         };
         let (found, s) = validate(header.params, map.view.len()).map_err(layout)?;
+        // Its pages have memory before anything is written through the mapping.
+        map.back_holes(s.size).map_err(layout)?;
         let words = map.words(Kind::Mpmc, s.size).map_err(layout)?;
         Ok(Self {
             map,

@@ -456,6 +456,8 @@ impl Chan {
             source,
         };
         let (p, g) = validate(header.params, map.view.len()).map_err(layout)?;
+        // Its pages have memory before anything is written through the mapping.
+        map.back_holes(g.size).map_err(layout)?;
         let words = map.words(Kind::Rpc, g.size).map_err(layout)?;
         Ok(Self { map, words, p, g })
     }

@@ -273,6 +273,18 @@ impl Mapped {
 }
 
 impl Mapped {
+    /// Gives memory to the pages of the first `need` bytes (what the kind's
+    /// validation found the layout uses) that have none, before anything is
+    /// written through the mapping (`View::back_holes`).
+    pub(crate) fn back_holes(&self, need: u64) -> Result<(), LayoutError> {
+        self.view
+            .back_holes(need)
+            .map_err(|e| LayoutError::NoMemory {
+                need,
+                reason: e.to_string(),
+            })
+    }
+
     /// Typed access to the first `size` bytes of the mapping (a size the kind's
     /// `validate` checked against it); refused for a mapping that is not
     /// read-write.

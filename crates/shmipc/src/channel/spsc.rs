@@ -377,6 +377,8 @@ impl Chan {
         let shape = validate(header.params, map.view.len()).map_err(layout)?;
         let [.., packed, hash] = header.params;
         opts.msg.check(Kind::Spsc, packed, hash).map_err(layout)?;
+        // Its pages have memory before anything is written through the mapping.
+        map.back_holes(shape.size).map_err(layout)?;
         let words = map.words(Kind::Spsc, shape.size).map_err(layout)?;
         Ok(Self {
             map,

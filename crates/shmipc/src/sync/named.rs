@@ -142,5 +142,16 @@ fn open_mapped(name: &str, kind: &'static str) -> Result<View, ObjectError> {
     let seg = open(name)?;
     crate::layout::check_unmapped(&seg, PATIENCE)
         .map_err(|source| ObjectError::named(kind, name, source))?;
-    Ok(seg.map_all()?)
+    let view = seg.map_all()?;
+    // Its words have memory before anything is written through the mapping.
+    let need = OBJECT_SIZE as u64;
+    view.back_holes(need).map_err(|e| {
+        let reason = e.to_string();
+        ObjectError::named(
+            kind,
+            name,
+            crate::layout::LayoutError::NoMemory { need, reason },
+        )
+    })?;
+    Ok(view)
 }

@@ -1465,6 +1465,48 @@ impl std::fmt::Display for Shrunk {
 
 impl std::error::Error for Shrunk {}
 
+/// Gives memory to the pages of the object's first `len` bytes (what its layout
+/// uses, checked by the caller) that have none: a sparse file given a shmipc
+/// header, or pages another program punched out. An opener writes its words
+/// through the mapping, and a page the store cannot provide then kills it
+/// (`SIGBUS`); here a full store is an error instead. An object shmipc made is
+/// fully backed, which one `fstat` tells (nothing more is done then). Refused at
+/// once, without allocating, where the store's free space cannot hold what is
+/// missing; allocated in 64 MiB pieces (tmpfs undoes only the piece a signal
+/// interrupts). A file system without `fallocate` is left as it is, as for
+/// `write_at`. (Blocks allocated past the object's end count in `st_blocks`, so a
+/// writer can defeat the check, as it can by punching pages out after the open.)
+pub(crate) fn back_holes(h: &Handle, len: u64) -> io::Result<()> {
+    const PIECE: u64 = 64 << 20;
+    let st = rfs::fstat(&h.fd).map_err(io_err)?;
+    let len = len.min(u64::try_from(st.st_size).unwrap_or(0));
+    let backed = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+    if backed >= len {
+        return Ok(());
+    }
+    let missing = len - backed;
+    if let Ok(vfs) = rfs::fstatvfs(&h.fd) {
+        if vfs.f_bavail.saturating_mul(vfs.f_frsize) < missing {
+            return Err(io_err(Errno::NOSPC));
+        }
+    }
+    let mut off = 0;
+    while off < len {
+        let n = PIECE.min(len - off);
+        let mut interrupted = 0;
+        loop {
+            match rfs::fallocate(&h.fd, rfs::FallocateFlags::KEEP_SIZE, off, n) {
+                Ok(()) => break,
+                Err(Errno::INTR) if interrupted < 16 => interrupted += 1,
+                Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(()),
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        off += n;
+    }
+    Ok(())
+}
+
 /// Writes `buf` at `offset` with `pwrite`: a full store is `ENOSPC` here, never a
 /// `SIGBUS`; a range past the object's end now is [`Shrunk`].
 pub(crate) fn write_at(h: &Handle, offset: u64, buf: &[u8]) -> io::Result<()> {
