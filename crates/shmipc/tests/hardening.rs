@@ -408,6 +408,14 @@ fn sparse_objects_child() {
     );
     let wide = shm_path("wide");
     let made = std::fs::metadata(&wide).unwrap().len();
+    // Its own pages past the header punched out too, so the opener allocates.
+    let ok = Command::new("fallocate")
+        .args(["--punch-hole", "--offset", "4096", "--length"])
+        .arg((made - 4096).to_string())
+        .arg(&wide)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "fallocate --punch-hole wide");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&wide)

@@ -283,9 +283,7 @@ impl Bridged {
         let tp = o.create_publisher(&t("tp-a")).expect("tp-a");
         let small = small_topic_options();
         let tp_small = small.create_publisher(&t("tps-a")).expect("tps-a");
-        let tps_b = small
-            .create_or_open_subscriber(&t("tps-b"))
-            .expect("tps-b");
+        let tps_b = small.create_or_open_subscriber(&t("tps-b")).expect("tps-b");
         let ping = o.create_publisher(&t("ping-a")).expect("ping-a");
         let pong = o.create_or_open_subscriber(&t("pong-a")).expect("pong-a");
         let tp_b = o.create_or_open_subscriber(&t("tp-b")).expect("tp-b");

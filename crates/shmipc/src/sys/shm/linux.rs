@@ -1470,39 +1470,48 @@ impl std::error::Error for Shrunk {}
 /// header, or pages another program punched out. An opener writes its words
 /// through the mapping, and a page the store cannot provide then kills it
 /// (`SIGBUS`); here a full store is an error instead. An object shmipc made is
-/// fully backed, which one `fstat` tells (nothing more is done then). Refused at
-/// once, without allocating, where the store's free space cannot hold what is
-/// missing; allocated in 64 MiB pieces (tmpfs undoes only the piece a signal
-/// interrupts). A file system without `fallocate` is left as it is, as for
-/// `write_at`. (Blocks allocated past the object's end count in `st_blocks`, so a
-/// writer can defeat the check, as it can by punching pages out after the open.)
+/// fully backed, which one `fstat` tells (nothing more is done then). On tmpfs
+/// (`/dev/shm`) with a size limit, refused at once where its free space cannot
+/// hold what is missing (other file systems report free space and usage in ways
+/// this cannot compare: compression, ramfs' zeros; `fallocate` tells there).
+/// Allocated in pieces of up to 64 MiB, halved on each interruption (tmpfs undoes
+/// the piece a signal interrupts, so a process with a profiling timer still
+/// progresses); a store that runs out part-way keeps what was allocated (within
+/// `len`). A file system without `fallocate` is left as it is, as for `write_at`.
+/// (Blocks allocated past the object's end count in `st_blocks`, so a writer can
+/// defeat the check, as it can by punching pages out after the open.)
 pub(crate) fn back_holes(h: &Handle, len: u64) -> io::Result<()> {
     const PIECE: u64 = 64 << 20;
+    const SMALLEST: u64 = 2 << 20;
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
     let st = rfs::fstat(&h.fd).map_err(io_err)?;
     let len = len.min(u64::try_from(st.st_size).unwrap_or(0));
     let backed = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
     if backed >= len {
         return Ok(());
     }
-    let missing = len - backed;
-    if let Ok(vfs) = rfs::fstatvfs(&h.fd) {
-        if vfs.f_bavail.saturating_mul(vfs.f_frsize) < missing {
+    if let Ok(fs) = rfs::fstatfs(&h.fd) {
+        // `f_type` is a signed or unsigned word by architecture; the magics are 32-bit.
+        #[allow(clippy::unnecessary_cast)]
+        let tmpfs = fs.f_type as u32 == TMPFS_MAGIC;
+        #[allow(clippy::unnecessary_cast)]
+        let free = (fs.f_bavail as u64).saturating_mul(fs.f_bsize as u64);
+        if tmpfs && fs.f_blocks != 0 && free < len - backed {
             return Err(io_err(Errno::NOSPC));
         }
     }
-    let mut off = 0;
+    let (mut off, mut piece, mut interrupted) = (0, PIECE, 0u32);
     while off < len {
-        let n = PIECE.min(len - off);
-        let mut interrupted = 0;
-        loop {
-            match rfs::fallocate(&h.fd, rfs::FallocateFlags::KEEP_SIZE, off, n) {
-                Ok(()) => break,
-                Err(Errno::INTR) if interrupted < 16 => interrupted += 1,
-                Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(()),
-                Err(e) => return Err(io_err(e)),
+        let n = piece.min(len - off);
+        match rfs::fallocate(&h.fd, rfs::FallocateFlags::KEEP_SIZE, off, n) {
+            Ok(()) => off += n,
+            Err(Errno::INTR) if interrupted < 64 => {
+                interrupted += 1;
+                piece = (piece / 2).max(SMALLEST);
             }
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(()),
+            Err(e) => return Err(io_err(e)),
         }
-        off += n;
     }
     Ok(())
 }
