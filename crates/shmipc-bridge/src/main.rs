@@ -151,7 +151,7 @@ fn check_key(key: &str) -> Result<(), String> {
 /// fragment until it is whole: each put allocates and frees a few hundred KiB on a
 /// receive thread's heap. At glibc's default the free trims that heap
 /// (`madvise(MADV_DONTNEED)`: a TLB shootdown across CPUs) and the next put faults
-/// the pages back in and zeroes them: about 450 `madvise` calls a second at 64 KiB
+/// the pages back in and zeroes them: 450-1200 `madvise` calls a second at 64 KiB
 /// samples, and in alternating runs here 64 KiB throughput through two bridges rose
 /// from 0.80x to 0.92x of zenoh's own with these settings (BENCH.md, sixth round).
 /// The cost: up to this much freed memory per heap stays with the process (a

@@ -360,34 +360,16 @@ fn sparse_objects_child() {
         .args(["if=/dev/zero", "of=/dev/shm/filler", "bs=4096"])
         .stderr(Stdio::null())
         .status();
-    let show = |what: &str, r: Result<(), String>| match r {
-        Ok(()) => println!("OPENED {what}"),
-        Err(e) => println!("REFUSED {what}: {e}"),
-    };
-    show(
-        "publisher",
-        pubsub::Publisher::open("topic")
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    );
-    show(
-        "subscriber",
-        pubsub::Subscriber::open("topic")
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    );
-    show(
-        "consumer",
-        spsc::Consumer::open("ring")
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    );
-    show(
-        "semaphore",
-        NamedSemaphore::open("sem")
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    );
+    fn show<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
+        match r {
+            Ok(_) => println!("OPENED {what}"),
+            Err(e) => println!("REFUSED {what}: {e}"),
+        }
+    }
+    show("publisher", pubsub::Publisher::open("topic"));
+    show("subscriber", pubsub::Subscriber::open("topic"));
+    show("consumer", spsc::Consumer::open("ring"));
+    show("semaphore", NamedSemaphore::open("sem"));
     // With room again, the objects work.
     std::fs::remove_file("/dev/shm/filler").unwrap();
     let mut publisher = pubsub::Publisher::open("topic").unwrap();
@@ -422,12 +404,7 @@ fn sparse_objects_child() {
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    show(
-        "wide publisher",
-        pubsub::Publisher::open("wide")
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    );
+    show("wide publisher", pubsub::Publisher::open("wide"));
     use std::os::unix::fs::MetadataExt;
     let backed = std::fs::metadata(&wide).unwrap().blocks() * 512;
     println!("WIDE backed {backed} of {made} made");
